@@ -28,6 +28,30 @@ def check_nbits(nbits: int) -> int:
   return int(nbits)
 
 
+def check_words(words, name: str, expected_words: int | None = None):
+  """Returns ``words`` if it is a uint32 ``(N, W)`` array of packed codes, else a ValueError.
+
+  ``W`` must be 1..32 (8 to 1,024 bits) and equal ``expected_words`` when given (queries and
+  database must have the same code length). NumPy and JAX arrays pass through unchanged.
+  """
+  if not hasattr(words, "shape"):
+    words = np.asarray(words)
+  shape, dtype = words.shape, words.dtype
+  if len(shape) != 2 or dtype != np.uint32:
+    raise ValueError(
+        f"{name} must be packed codes: a uint32 array (num_codes, words) from pack_bits; "
+        f"got {dtype} {shape}.")
+  if not 1 <= shape[1] <= num_words(MAX_BITS):
+    raise ValueError(
+        f"{name} has {shape[1]} words per code; codes of {MIN_BITS} to {MAX_BITS} bits have "
+        f"1 to {num_words(MAX_BITS)} uint32 words.")
+  if expected_words is not None and shape[1] != expected_words:
+    raise ValueError(
+        f"{name} has {shape[1]} words per code but the queries have {expected_words}: "
+        "queries and database must be packed from codes of the same length.")
+  return words
+
+
 def pack_bits(bits) -> np.ndarray:
   """Packs codes ``(N, b)`` into uint32 words ``(N, ceil(b/32))``.
 

@@ -1,0 +1,79 @@
+"""Exact Hamming top-k of a batch of queries against one block of codes, in two passes.
+
+Pass 1 (one fused XLA loop, vectorised across queries): for each bin of ``BIN_SIZE`` consecutive
+codes, the smallest ``(distance, offset)`` pair, packed into a uint16. Pass 2: keep the ``k`` bins
+with the smallest minima, recompute the distances of their codes, and keep the ``k`` smallest.
+This is exact: a bin that holds one of the true top ``k`` has a minimum no larger than that result,
+and at most ``k`` bins can have a minimum that small (each such minimum is itself a top-``k``
+result), so the ``k`` best bins hold every top-``k`` result. Pass 2 touches ``k * BIN_SIZE`` codes
+per query instead of the whole block, and the sort-like work (``lax.top_k``) runs on ``1/BIN_SIZE``
+of the distances.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jaxhash.retrieval import keys
+
+BIN_SIZE = 32
+_OFFSET_BITS = 5  # log2(BIN_SIZE); (distance << 5 | offset) fits a uint16 for up to 2,047 bits
+_EMPTY_BIN = 0xFFFF
+
+
+def max_distance(num_words: int) -> int:
+  """Largest Hamming distance between codes of ``num_words`` uint32 words."""
+  return 32 * num_words
+
+
+def bin_minima(query_words: jax.Array, block_words: jax.Array, num_valid) -> jax.Array:
+  """uint16 ``(num_bins, Q)``: per bin, min of ``distance << 5 | offset``; empty bins are 0xFFFF.
+
+  The layout (codes outer, queries inner) lets XLA vectorise across queries with the block code
+  broadcast, so the whole pass is one loop fusion that streams the block once per query chunk and
+  keeps only the uint16 minima.
+  """
+  n, num_words = block_words.shape
+  queries_t = query_words.T
+  distances = functools.reduce(jnp.add, [
+      lax.population_count(block_words[:, j, None] ^ queries_t[None, j, :]).astype(jnp.uint16)
+      for j in range(num_words)])
+  offsets = lax.iota(jnp.uint16, n) & (BIN_SIZE - 1)
+  packed = (distances << _OFFSET_BITS) | offsets[:, None]
+  if not (isinstance(num_valid, int) and num_valid == n):
+    packed = jnp.where((lax.iota(jnp.int32, n) < num_valid)[:, None], packed, _EMPTY_BIN)
+  return packed.reshape(n // BIN_SIZE, BIN_SIZE, -1).min(axis=1)
+
+
+def block_topk(query_words: jax.Array, block_words: jax.Array, num_valid, k: int):
+  """Exact top-``k`` of each query among the first ``num_valid`` codes of the block.
+
+  ``block_words`` has a multiple of ``BIN_SIZE`` rows, at least ``k``, and fewer than
+  ``2**keys.index_shift(...)``. Returns int32 ``(distances, block-local indices)``, each
+  ``(Q, k)``, sorted by (distance, index); missing results (``num_valid < k``) have distance
+  ``max_distance + 1``. Traceable: ``num_valid`` may be a traced scalar (as inside shard_map).
+  """
+  n, num_words = block_words.shape
+  num_queries = query_words.shape[0]
+  num_bins = n // BIN_SIZE
+  top_distance = max_distance(num_words)
+  shift = keys.index_shift(top_distance)
+  missing = keys.encode(jnp.int32(top_distance + 1), jnp.int32(0), shift)
+
+  minima = bin_minima(query_words, block_words, num_valid).T.astype(jnp.int32)
+  first_index = lax.iota(jnp.int32, num_bins) << _OFFSET_BITS
+  bin_keys = keys.encode(minima >> _OFFSET_BITS, first_index | (minima & (BIN_SIZE - 1)), shift)
+  bin_keys = jnp.where(minima == _EMPTY_BIN, missing, bin_keys)
+  _, best_bins = keys.smallest(bin_keys, min(k, num_bins))
+
+  codes = block_words.reshape(num_bins, BIN_SIZE, num_words)[best_bins]
+  distances = jnp.sum(
+      lax.population_count(codes ^ query_words[:, None, None, :]).astype(jnp.int32), axis=-1)
+  indices = (best_bins[:, :, None] << _OFFSET_BITS) | lax.iota(jnp.int32, BIN_SIZE)
+  candidate_keys = jnp.where(indices < num_valid, keys.encode(distances, indices, shift), missing)
+  best, _ = keys.smallest(candidate_keys.reshape(num_queries, -1), k)
+  return keys.decode(best, shift)
