@@ -30,22 +30,34 @@ def max_distance(num_words: int) -> int:
   return 32 * num_words
 
 
-def bin_minima(query_words: jax.Array, block_words: jax.Array, num_valid) -> jax.Array:
-  """uint16 ``(num_bins, Q)``: per bin, min of ``distance << 5 | offset``; empty bins are 0xFFFF.
+def code_query_distances(query_words: jax.Array, block_words: jax.Array) -> jax.Array:
+  """uint16 ``(N, Q)`` Hamming distances, codes outer and queries inner.
 
-  The layout (codes outer, queries inner) lets XLA vectorise across queries with the block code
-  broadcast, so the whole pass is one loop fusion that streams the block once per query chunk and
-  keeps only the uint16 minima.
+  This layout lets XLA vectorise across queries with the block code broadcast; consumers that
+  reduce over codes (bin minima, counts) fuse with it into one loop that streams the block once
+  per query chunk and never stores the distances.
   """
-  n, num_words = block_words.shape
   queries_t = query_words.T
-  distances = functools.reduce(jnp.add, [
+  return functools.reduce(jnp.add, [
       lax.population_count(block_words[:, j, None] ^ queries_t[None, j, :]).astype(jnp.uint16)
-      for j in range(num_words)])
+      for j in range(block_words.shape[1])])
+
+
+def valid_rows(num_rows: int, num_valid) -> jax.Array | None:
+  """bool ``(num_rows, 1)``: rows below ``num_valid``; None when all rows are (static) valid."""
+  if isinstance(num_valid, int) and num_valid == num_rows:
+    return None
+  return (lax.iota(jnp.int32, num_rows) < num_valid)[:, None]
+
+
+def bin_minima(query_words: jax.Array, block_words: jax.Array, num_valid) -> jax.Array:
+  """uint16 ``(num_bins, Q)``: per bin, min of ``distance << 5 | offset``; empty bins are 0xFFFF."""
+  n = block_words.shape[0]
   offsets = lax.iota(jnp.uint16, n) & (BIN_SIZE - 1)
-  packed = (distances << _OFFSET_BITS) | offsets[:, None]
-  if not (isinstance(num_valid, int) and num_valid == n):
-    packed = jnp.where((lax.iota(jnp.int32, n) < num_valid)[:, None], packed, _EMPTY_BIN)
+  packed = (code_query_distances(query_words, block_words) << _OFFSET_BITS) | offsets[:, None]
+  valid = valid_rows(n, num_valid)
+  if valid is not None:
+    packed = jnp.where(valid, packed, _EMPTY_BIN)
   return packed.reshape(n // BIN_SIZE, BIN_SIZE, -1).min(axis=1)
 
 

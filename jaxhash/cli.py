@@ -1,0 +1,52 @@
+"""What the train and evaluate CLIs share: flag parsing and one-line errors.
+
+Bad input (a config typo, a missing file, a bad value) ends with one line on stderr naming the
+problem and the fix, and a non-zero exit status; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import traceback
+
+from absl import flags
+
+# Errors that are the user's to fix; anything else is a bug and keeps its traceback.
+USER_ERRORS = (ValueError, FileNotFoundError, ImportError, FloatingPointError, KeyError)
+
+
+def parse_flags(argv: list[str]) -> None:
+  try:
+    flags.FLAGS(argv)
+  except flags.Error as e:
+    lines = [line for line in str(e).splitlines() if line.strip()]
+    # A config file that raised while loading: its own error is the last line of the traceback.
+    message = f"{lines[0]} {lines[-1]}" if any(l.startswith("Traceback") for l in lines) else lines[0]
+    raise ValueError(message) from None
+  except (AttributeError, KeyError) as e:  # ml_collections: an override names a key the config lacks
+    text = str(e).replace("\\", "")
+    key = re.search(r"[A-Za-z_]\w*", text)
+    hint = re.search(r"Did you mean (\"\w+\")", text)
+    raise ValueError(
+        f"unknown config key {key.group(0) if key else text!r} in a --config.* override"
+        f"{f'; did you mean {hint.group(1)}?' if hint else ''} (the config file lists every key)") from None
+
+
+def run(main, argv: list[str] | None = None) -> int:
+  """Calls ``main()`` after parsing ``argv``; returns the process exit status."""
+  argv = sys.argv if argv is None else argv
+  debug = "--debug" in argv
+  try:
+    parse_flags(argv)
+    main()
+    return 0
+  except USER_ERRORS as e:
+    if debug:
+      traceback.print_exc()
+    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+  except KeyboardInterrupt:
+    print("interrupted; the last checkpoint is kept and the same command resumes from it.", file=sys.stderr)
+    return 130

@@ -1,0 +1,136 @@
+"""The config schema shared by every ``configs/*.py`` file, and its validation.
+
+``base_config(method)`` returns a ConfigDict with every key a run reads and its default; config
+files override what differs and lock it, so a mistyped key on the command line is an error.
+``validate`` checks values before anything touches the workdir.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from jaxhash.data import protocols
+from jaxhash.methods import get_method
+from jaxhash.models import BACKBONES
+from jaxhash.retrieval.codes import check_nbits
+
+
+def base_config(method: str) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.name = ""  # run name; workdir defaults to runs/<name>
+  c.seed = 0
+  c.method = get_method(method).defaults()
+
+  c.data = ml_collections.ConfigDict()
+  c.data.protocol = "mnist10k"  # see jaxhash.data.protocols.PROTOCOLS
+  c.data.source = "auto"  # auto | embedded | idx | tfds | listfile
+  c.data.dir = ""  # IDX directory, or list-file directory
+  c.data.image_root = ""  # list files: root of relative image paths (default: data.dir)
+  c.data.tfds_data_dir = ""  # tfds: its data_dir (default: TFDS's own)
+  c.data.image_size = 0  # decode-time resize of list-file images; 0 keeps the native size
+  c.data.crop = 0  # random crop (train) / centre crop (eval) to this size; 0 = none
+  c.data.pad = 0  # zero padding before a random crop of small images
+  c.data.flip = False  # random horizontal flips in training
+  c.data.mean = (0.5,)  # per-channel normalisation of [0, 1] pixels
+  c.data.std = (0.5,)
+
+  c.model = ml_collections.ConfigDict()
+  c.model.backbone = "lenet"
+  c.model.init_weights = ""  # torchvision AlexNet .pth / .npz to start from
+
+  c.optim = ml_collections.ConfigDict()
+  c.optim.optimizer = "sgd"  # sgd | adam
+  c.optim.learning_rate = 0.01
+  c.optim.momentum = 0.9
+  c.optim.nesterov = False
+  c.optim.weight_decay = 5e-4
+  c.optim.head_lr_multiplier = 10.0  # new layers (the method's head) learn this much faster
+  c.optim.schedule = "step"  # constant | step | cosine
+  c.optim.decay_every = 0  # step schedule: multiply the rate by decay_factor every this many steps
+  c.optim.decay_factor = 0.1
+
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 64
+  c.train.num_epochs = 10.0  # used when num_steps is 0
+  c.train.num_steps = 0
+  c.train.checkpoint_every = 500
+  c.train.log_every = 50
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.batch_size = 500
+  c.eval.map_at = ""  # comma-separated R values, e.g. "all,1000"; empty = the protocol's defaults
+  c.eval.precision_at = "1,10,100,1000"
+  c.eval.radius = 2
+  c.eval.rerank = True  # also report coarse-to-fine (re-ranked by fc7 distance)
+  c.eval.rerank_pool = 1000  # candidate pool: the m nearest codes ...
+  c.eval.rerank_radius = -1  # ... or, when >= 0, all codes within this Hamming radius
+  return c
+
+
+def parse_int_list(text: str, key: str, allow_all: bool = False) -> tuple:
+  """``"all,1000"`` -> ``("all", 1000)``; errors name the config key."""
+  values = []
+  for token in (t.strip() for t in str(text).split(",") if t.strip()):
+    if allow_all and token == "all":
+      values.append("all")
+    elif token.isdigit() and int(token) > 0:
+      values.append(int(token))
+    else:
+      raise ValueError(f"config.{key}={text!r}: {token!r} is not a positive integer"
+                       f"{' or all' if allow_all else ''}.")
+  return tuple(values)
+
+
+def map_at(config) -> tuple:
+  if config.eval.map_at:
+    return parse_int_list(config.eval.map_at, "eval.map_at", allow_all=True)
+  return protocols.get_protocol(config.data.protocol).map_at
+
+
+def validate(config) -> None:
+  """Raises ValueError naming the first bad config key and what would be valid."""
+  get_method(config.method.name)
+  try:
+    check_nbits(config.method.bits)
+  except ValueError as e:
+    raise ValueError(f"config.method.{e}") from None
+  protocols.get_protocol(config.data.protocol)
+  if config.data.source not in ("auto", "embedded", "idx", "tfds", "listfile"):
+    raise ValueError(f"config.data.source={config.data.source!r}: use auto, embedded, idx, tfds or listfile.")
+  if config.model.backbone not in BACKBONES:
+    raise ValueError(f"config.model.backbone={config.model.backbone!r}: choose one of {sorted(BACKBONES)}.")
+  if config.optim.optimizer not in ("sgd", "adam"):
+    raise ValueError(f"config.optim.optimizer={config.optim.optimizer!r}: use sgd or adam.")
+  if config.optim.schedule not in ("constant", "step", "cosine"):
+    raise ValueError(f"config.optim.schedule={config.optim.schedule!r}: use constant, step or cosine.")
+  positive = {
+      "train.batch_size": config.train.batch_size,
+      "eval.batch_size": config.eval.batch_size,
+      "train.checkpoint_every": config.train.checkpoint_every,
+      "train.log_every": config.train.log_every,
+      "optim.learning_rate": config.optim.learning_rate,
+  }
+  for key, value in positive.items():
+    if not value > 0:
+      raise ValueError(f"config.{key}={value!r} must be positive.")
+  if config.train.num_steps <= 0 and not config.train.num_epochs > 0:
+    raise ValueError("config.train.num_steps and config.train.num_epochs are both 0: set one of them.")
+  if config.eval.radius < 0:
+    raise ValueError(f"config.eval.radius={config.eval.radius} must be >= 0.")
+  parse_int_list(config.eval.precision_at, "eval.precision_at")
+  map_at(config)
+
+
+def parse_config_arg(arg: str | None, variants: tuple[str, ...] = ()) -> tuple[set, dict]:
+  """``"full,bits=64"`` -> ({"full"}, {"bits": 64}): the text after ``:`` in ``--config x.py:...``."""
+  names, values = set(), {}
+  for token in (t.strip() for t in (arg or "").split(",") if t.strip()):
+    if "=" in token:
+      key, value = token.split("=", 1)
+      values[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
+    elif token in variants:
+      names.add(token)
+    else:
+      raise ValueError(f"unknown config variant {token!r}; this config knows {list(variants) or 'none'} "
+                       "and key=value settings.")
+  return names, values

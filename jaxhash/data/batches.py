@@ -1,0 +1,65 @@
+"""Fixed-size batches: shuffled training batches by step, padded evaluation batches.
+
+Training batches are a pure function of (seed, step): epoch e uses permutation ``e`` of the training
+set drawn from ``seed``, so a resumed run sees exactly the batches an uninterrupted one would.
+In-memory image sets are put on the device once as uint8 and batches are gathered there.
+Evaluation batches keep a static shape: the tail is padded and its count returned for masking.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxhash.data.dataset import Dataset
+
+
+@jax.jit
+def _gather(images, labels, idx):
+  return jnp.take(images, idx, axis=0), jnp.take(labels, idx, axis=0)
+
+
+class TrainBatches:
+  def __init__(self, ds: Dataset, indices: np.ndarray, batch_size: int, seed: int):
+    if len(indices) < batch_size:
+      raise ValueError(
+          f"the training set has {len(indices)} images, fewer than config.train.batch_size="
+          f"{batch_size}; lower the batch size.")
+    self.batch_size, self.seed = batch_size, seed
+    self.steps_per_epoch = len(indices) // batch_size  # the remainder is dropped: static shapes
+    self._indices = np.asarray(indices)
+    self._on_device = isinstance(ds.images, np.ndarray)
+    if self._on_device:
+      self._images = jax.device_put(ds.images[self._indices])
+      self._labels = jax.device_put(ds.labels[self._indices])
+    else:
+      self._images, self._labels = ds.images, ds.labels
+    self._epoch, self._permutation = -1, None
+
+  def _positions(self, step: int) -> np.ndarray:
+    epoch, within = divmod(step, self.steps_per_epoch)
+    if epoch != self._epoch:
+      rng = np.random.default_rng([self.seed, epoch])
+      self._epoch, self._permutation = epoch, rng.permutation(len(self._indices))
+    return self._permutation[within * self.batch_size:(within + 1) * self.batch_size]
+
+  def get(self, step: int):
+    """(uint8 images, multi-hot labels) of the batch for ``step``."""
+    positions = self._positions(step)
+    if self._on_device:
+      return _gather(self._images, self._labels, jnp.asarray(positions, dtype=jnp.int32))
+    rows = np.sort(self._indices[positions])  # sorted reads suit lazy decoders; order is irrelevant
+    return jnp.asarray(self._images[rows]), jnp.asarray(self._labels[rows])
+
+
+def eval_batches(images, indices: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
+  """Yields (uint8 batch of exactly ``batch_size`` images, number of real ones in it)."""
+  for start in range(0, len(indices), batch_size):
+    rows = indices[start:start + batch_size]
+    valid = len(rows)
+    if valid < batch_size:
+      rows = np.concatenate([rows, np.full(batch_size - valid, rows[0])])
+    yield images[rows], valid

@@ -1,0 +1,61 @@
+"""The one in-memory form every data source produces.
+
+A source returns a :class:`Dataset`: images as uint8 ``(N, H, W, C)`` (an ndarray, or an array-like
+that decodes on indexing for image sets too large to hold), multi-hot labels ``(N, num_classes)``,
+and ``groups``: the source's own splits ("train", "test", "database", ...) as index arrays.
+Protocols (``protocols.py``) turn groups + labels + seed into train / query / database indices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Mapping
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  name: str
+  images: np.ndarray  # uint8 (N, H, W, C); or an array-like with .shape, .dtype and __getitem__
+  labels: np.ndarray  # uint8 multi-hot (N, num_classes)
+  groups: Mapping[str, np.ndarray]  # source split name -> int64 indices into images/labels
+
+  def __post_init__(self):
+    n = len(self.labels)
+    if self.images.shape[0] != n:
+      raise ValueError(f"{self.name}: {self.images.shape[0]} images but {n} labels.")
+    if len(self.images.shape) != 4:
+      raise ValueError(f"{self.name}: images must be (N, H, W, C); got shape {self.images.shape}.")
+    if self.labels.ndim != 2:
+      raise ValueError(f"{self.name}: labels must be multi-hot (N, classes); got {self.labels.shape}.")
+    for group, idx in self.groups.items():
+      if len(idx) and (idx.min() < 0 or idx.max() >= n):
+        raise ValueError(f"{self.name}: group {group!r} has indices outside [0, {n}).")
+
+  @property
+  def num_classes(self) -> int:
+    return self.labels.shape[1]
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return tuple(self.images.shape[1:])
+
+
+def one_hot(class_ids, num_classes: int) -> np.ndarray:
+  """Single-label class ids -> uint8 multi-hot rows (relevance is 'shares a label' everywhere)."""
+  class_ids = np.asarray(class_ids, dtype=np.int64)
+  out = np.zeros((len(class_ids), num_classes), dtype=np.uint8)
+  out[np.arange(len(class_ids)), class_ids] = 1
+  return out
+
+
+def concatenate(name: str, parts: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Dataset:
+  """Joins in-memory splits ``{group: (images, labels)}`` into one Dataset with those groups."""
+  images, labels, groups, start = [], [], {}, 0
+  for group, (imgs, labs) in parts.items():
+    images.append(imgs)
+    labels.append(labs)
+    groups[group] = np.arange(start, start + len(labs), dtype=np.int64)
+    start += len(labs)
+  return Dataset(name, np.concatenate(images), np.concatenate(labels), groups)

@@ -1,0 +1,137 @@
+"""Retrieval protocols: which images train the model, which are queries, which form the database.
+
+Every split is drawn from ``config.seed`` and written into the workdir as index files
+(``splits/{train,query,database}.txt``, one dataset index per line), so a result can be audited and
+rerun. Indices refer to the :class:`Dataset` the protocol's source produced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Callable
+
+import numpy as np
+
+from jaxhash.data.dataset import Dataset
+from jaxhash.io_utils import atomic_write_text
+
+SPLIT_NAMES = ("train", "query", "database")
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+  train: np.ndarray
+  query: np.ndarray
+  database: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+  name: str
+  groups: tuple[str, ...]  # source groups the protocol reads
+  tfds_name: str | None  # TFDS dataset used when config.data.dir is unset (None: a dir is required)
+  map_at: tuple  # default R values of mAP@R ("all" or ints)
+  make_split: Callable[[Dataset, np.random.Generator], Split]
+
+
+def _per_class_sample(ds: Dataset, pool: np.ndarray, per_class: int, rng) -> np.ndarray:
+  """``per_class`` random items of each class from ``pool`` (single-label data), sorted."""
+  classes = ds.labels[pool].argmax(axis=1)
+  chosen = []
+  for c in range(ds.num_classes):
+    members = pool[classes == c]
+    if len(members) < per_class:
+      raise ValueError(
+          f"{ds.name}: class {c} has {len(members)} items, fewer than the {per_class} the protocol needs.")
+    chosen.append(rng.choice(members, per_class, replace=False))
+  return np.sort(np.concatenate(chosen))
+
+
+def _held_out_queries(ds: Dataset, rng) -> Split:
+  """mnist10k: 100 queries per class; the remaining images are training set and database."""
+  everything = np.arange(len(ds.labels))
+  query = _per_class_sample(ds, everything, 100, rng)
+  rest = np.setdiff1d(everything, query)
+  return Split(train=rest, query=query, database=rest)
+
+
+def _test_queries_train_database(ds: Dataset, rng) -> Split:
+  """Queries = the test group; training set = database = the train group (DLBHC's MNIST)."""
+  del rng
+  return Split(train=ds.groups["train"], query=ds.groups["test"], database=ds.groups["train"])
+
+
+def _cifar10_sampled(ds: Dataset, rng) -> Split:
+  """1,000 test queries and 5,000 train images (100 / 500 per class); database = the other 54,000."""
+  query = _per_class_sample(ds, ds.groups["test"], 100, rng)
+  train = _per_class_sample(ds, ds.groups["train"], 500, rng)
+  database = np.setdiff1d(np.arange(len(ds.labels)), np.concatenate([query, train]))
+  return Split(train=train, query=query, database=database)
+
+
+def _released_lists(ds: Dataset, rng) -> Split:
+  """train.txt / test.txt / database.txt of the HashNet and DeepHash releases, used as given."""
+  del rng
+  return Split(train=ds.groups["train"], query=ds.groups["test"], database=ds.groups["database"])
+
+
+PROTOCOLS = {
+    p.name: p
+    for p in (
+        Protocol("mnist10k", ("test",), None, ("all", 1000), _held_out_queries),
+        Protocol("mnist", ("train", "test"), "mnist", ("all", 1000), _test_queries_train_database),
+        Protocol("cifar10", ("train", "test"), "cifar10", ("all", 1000), _cifar10_sampled),
+        Protocol("cifar10-2", ("train", "test"), "cifar10", ("all", 1000), _test_queries_train_database),
+        Protocol("imagenet100", ("train", "test", "database"), None, (1000,), _released_lists),
+        Protocol("nuswide", ("train", "test", "database"), None, (5000,), _released_lists),
+        Protocol("coco", ("train", "test", "database"), None, (5000,), _released_lists),
+    )
+}
+
+
+def get_protocol(name: str) -> Protocol:
+  if name not in PROTOCOLS:
+    raise ValueError(f"unknown protocol {name!r} (config.data.protocol); choose one of {sorted(PROTOCOLS)}.")
+  return PROTOCOLS[name]
+
+
+def make_split(protocol: Protocol, ds: Dataset, seed: int) -> Split:
+  missing = [g for g in protocol.groups if g not in ds.groups]
+  if missing:
+    raise ValueError(
+        f"protocol {protocol.name!r} needs the {missing} split(s), which data source {ds.name!r} "
+        f"does not have (it has {sorted(ds.groups)}); check config.data.source and config.data.dir.")
+  split = protocol.make_split(ds, np.random.default_rng(seed))
+  return Split(*(np.asarray(getattr(split, n), dtype=np.int64) for n in SPLIT_NAMES))
+
+
+def save_or_check_split(split: Split, directory: str, header: str) -> None:
+  """Writes the split files, or checks that existing ones hold the same split.
+
+  A workdir made with another protocol, seed or dataset is refused instead of silently mixed.
+  """
+  os.makedirs(directory, exist_ok=True)
+  for name in SPLIT_NAMES:
+    path = os.path.join(directory, f"{name}.txt")
+    indices = getattr(split, name)
+    text = f"# {header}\n" + "".join(f"{i}\n" for i in indices)
+    if os.path.exists(path):
+      with open(path) as f:
+        if f.read() != text:
+          raise ValueError(
+              f"{path} holds a different {name} split ({header} now); this workdir was made with "
+              "another protocol, seed or dataset: use a new --workdir.")
+    else:
+      atomic_write_text(path, text)
+
+
+def load_split(directory: str) -> Split:
+  """Reads split files written by :func:`save_or_check_split`."""
+  arrays = []
+  for name in SPLIT_NAMES:
+    path = os.path.join(directory, f"{name}.txt")
+    if not os.path.isfile(path):
+      raise FileNotFoundError(f"split file {path} is missing; was this workdir trained with jaxhash.train?")
+    arrays.append(np.loadtxt(path, dtype=np.int64, comments="#", ndmin=1))
+  return Split(*arrays)

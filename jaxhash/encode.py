@@ -1,0 +1,33 @@
+"""Encoding images into packed binary codes (and fc7 features for re-ranking)."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from jaxhash.data.augment import preprocess
+from jaxhash.data.batches import eval_batches
+from jaxhash.retrieval import pack_bits
+
+
+def make_encoder(model, method, data_config):
+  """A jitted ``(params, uint8 images) -> (bool codes, fc7 features)``."""
+
+  @jax.jit
+  def encode(params, images):
+    outputs = model.apply({"params": params}, preprocess(images, None, data_config, train=False))
+    return method.binarize(outputs), outputs["features"]
+
+  return encode
+
+
+def encode_indices(encoder, params, images, indices: np.ndarray, batch_size: int,
+                   with_features: bool) -> tuple[np.ndarray, np.ndarray | None]:
+  """Packed codes uint32 (len(indices), W) and, if asked, float32 features of the given images."""
+  codes, features = [], []
+  for batch, valid in eval_batches(images, indices, batch_size):
+    bits, feats = encoder(params, batch)
+    codes.append(pack_bits(np.asarray(bits)[:valid]))
+    if with_features:
+      features.append(np.asarray(feats, dtype=np.float32)[:valid])
+  return np.concatenate(codes), (np.concatenate(features) if with_features else None)

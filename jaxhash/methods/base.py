@@ -1,0 +1,40 @@
+"""What a hashing method is: a head on fc7, a loss, a binarization, and its config defaults.
+
+Adding a method is one file that builds a :class:`Method` and registers it in ``__init__.py``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import flax.linen as nn
+import jax
+import ml_collections
+
+Outputs = Mapping[str, jax.Array]  # "features" (fc7), "z" (hash pre-activation), method extras
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  name: str
+  # (method config, number of classes) -> head module mapping fc7 features to a dict with "z".
+  make_head: Callable[[ml_collections.ConfigDict, int], nn.Module]
+  # (outputs, multi-hot labels, step, method config) -> (scalar loss, dict of scalar metrics).
+  loss: Callable[[Outputs, jax.Array, jax.Array, ml_collections.ConfigDict], tuple[jax.Array, dict]]
+  # outputs -> bool codes (N, bits).
+  binarize: Callable[[Outputs], jax.Array]
+  # method section of the config, with its defaults.
+  defaults: Callable[[], dict[str, Any]]
+
+
+class HashModel(nn.Module):
+  """Backbone -> fc7 features -> method head. Returns the head's dict plus ``features``."""
+
+  backbone: nn.Module
+  head: nn.Module
+
+  @nn.compact
+  def __call__(self, images: jax.Array, train: bool = False) -> dict:
+    features = self.backbone(images, train=train)
+    return {"features": features, **self.head(features)}

@@ -1,0 +1,113 @@
+"""Radius search: every database code within Hamming distance r of a query, with a cap."""
+
+from __future__ import annotations
+
+import functools
+import operator
+import warnings
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxhash.retrieval import chunking
+from jaxhash.retrieval.block_topk import code_query_distances, max_distance, valid_rows
+from jaxhash.retrieval.codes import check_words
+from jaxhash.retrieval.topk import MAX_K, hamming_topk
+
+DEFAULT_MAX_RESULTS = 10_000
+_COUNT_BLOCK_ROWS = 1 << 20
+
+
+class RangeSearchResult(NamedTuple):
+  """FAISS-style CSR result: query q's results are ``[lims[q], lims[q + 1])``.
+
+  ``distances`` (int32) and ``indices`` (int32 database positions, or int64 ids from
+  ``HammingIndex``) are sorted by (distance, index) within each query. ``truncated[q]`` is True
+  when query q had more than ``max_results`` codes within the radius and only the nearest
+  ``max_results`` are listed; ``counts`` holds the true numbers within the radius.
+  """
+  lims: np.ndarray
+  distances: np.ndarray
+  indices: np.ndarray
+  truncated: np.ndarray
+  counts: np.ndarray
+
+
+def check_radius(radius) -> int:
+  try:
+    radius = operator.index(radius)
+  except TypeError:
+    raise ValueError(f"radius must be an integer Hamming distance; got {radius!r}.") from None
+  if radius < 0:
+    raise ValueError(f"radius={radius} is negative; use a radius >= 0.")
+  return radius
+
+
+def count_within_radius(query_words, db_words, radius: int) -> jax.Array:
+  """int32 ``(Q,)``: number of database codes at Hamming distance <= ``radius`` of each query.
+
+  One fused pass that stores no distances: the cheap "how many are retrieved" of precision within
+  radius, and the size of the range search result before it is built.
+  """
+  queries = check_words(query_words, "query_words")
+  database = check_words(db_words, "db_words", queries.shape[1])
+  radius = jnp.uint16(min(check_radius(radius), max_distance(queries.shape[1])))
+  chunks, num_queries = chunking.query_chunks(queries, chunking.default_query_chunk())
+  counts = [jnp.zeros(len(chunk), jnp.int32) for chunk in chunks]
+  step = _count_step(jax.default_backend())
+  for _, words in chunking.offset_blocks([database], queries.shape[1], _COUNT_BLOCK_ROWS):
+    block, num_valid = chunking.padded_block(words)
+    counts = chunking.map_chunks(
+        lambda j: counts[j] + step(chunks[j], block, radius, num_valid=num_valid), len(chunks))
+  return chunking.concat_rows(counts, num_queries)
+
+
+def hamming_range_search(query_words, db_words, radius: int, *,
+                         max_results: int = DEFAULT_MAX_RESULTS, strict: bool = False
+                         ) -> RangeSearchResult:
+  """All database codes within Hamming distance ``radius`` of each query, nearest first.
+
+  At most ``max_results`` (<= MAX_K) per query are listed. When a query has more, its
+  ``truncated`` flag is set and a RuntimeWarning says how many queries were cut, or, with
+  ``strict=True``, a ValueError is raised instead; raise ``max_results`` or lower the radius.
+  """
+  queries = check_words(query_words, "query_words")
+  database = check_words(db_words, "db_words", queries.shape[1])
+  max_results = operator.index(max_results)
+  if not 1 <= max_results <= MAX_K:
+    raise ValueError(f"max_results={max_results} is out of range: use 1 to {MAX_K}.")
+  counts = np.asarray(count_within_radius(queries, database, radius))
+  kept = np.minimum(counts, max_results)
+  truncated = counts > max_results
+  if truncated.any():
+    message = (f"{int(truncated.sum())} of {len(counts)} queries have more than "
+               f"max_results={max_results} codes within radius {radius} (up to {counts.max()}); "
+               "only the nearest are listed (see .truncated). Raise max_results or lower the radius.")
+    if strict:
+      raise ValueError(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=2)
+  lims = np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
+  width = int(kept.max(initial=0))
+  if width == 0:
+    empty = np.zeros(0, np.int32)
+    return RangeSearchResult(lims, empty, empty.copy(), truncated, counts)
+  distances, indices = (np.asarray(x) for x in hamming_topk(queries, database, width))
+  listed = np.arange(width)[None, :] < kept[:, None]
+  return RangeSearchResult(lims, distances[listed], indices[listed], truncated, counts)
+
+
+@functools.cache
+def _count_step(backend: str):
+  del backend  # the cache key: compiler options differ per backend
+  return jax.jit(_count_block, static_argnames="num_valid",
+                 compiler_options=chunking.cpu_compiler_options())
+
+
+def _count_block(queries, block, radius, *, num_valid):
+  within = code_query_distances(queries, block) <= radius
+  valid = valid_rows(block.shape[0], num_valid)
+  if valid is not None:
+    within = within & valid
+  return jnp.sum(within, axis=0, dtype=jnp.int32)

@@ -1,0 +1,128 @@
+"""End to end: train_and_evaluate on the tiny config, checkpoints, resume, and the CLIs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, load_config, run_cli
+from jaxhash import trainer
+
+
+def test_two_steps_then_resume_does_not_retrain(tmp_path, test_config):
+  workdir = str(tmp_path / "run")
+  results = trainer.train_and_evaluate(test_config, workdir)
+  assert results["step"] == 2 and results["bits"] == 16 and results["protocol"] == "mnist10k"
+  for mode in ("codes", "rerank"):
+    for key in ("map@all", "map@100", "precision@1", "precision@radius2"):
+      assert 0.0 <= results[mode][key] <= 1.0
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["1", "2"]
+  log = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
+  split = [np.loadtxt(os.path.join(workdir, "splits", f"{n}.txt"), dtype=int) for n in ("query", "database")]
+  assert len(split[0]) == 1000 and len(split[1]) == 9000 and not set(split[0]) & set(split[1])
+  assert (tmp_path / "run" / "results.md").read_text().startswith("# Results")
+
+  again = trainer.train_and_evaluate(test_config, workdir)  # finished: evaluate only
+  assert again["step"] == 2
+  assert again["codes"]["map@all"] == pytest.approx(results["codes"]["map@all"])
+  assert len(open(os.path.join(workdir, "metrics.jsonl")).readlines()) == 2
+
+
+def test_resume_continues_from_checkpoint(tmp_path):
+  workdir = str(tmp_path / "run")
+  first = load_config("test", "steps=2")
+  trainer.train(trainer.build_experiment(first), workdir)
+  longer = load_config("test", "steps=4")
+  state = trainer.train(trainer.build_experiment(longer), workdir)
+  assert int(state.step) == 4
+  log = [json.loads(line)["step"] for line in open(os.path.join(workdir, "metrics.jsonl"))]
+  assert log == [1, 2, 3, 4]
+  restored = trainer.restore_trained(trainer.build_experiment(longer), workdir)
+  assert int(restored.step) == 4
+
+
+def test_workdir_of_another_protocol_is_refused(tmp_path, test_config):
+  workdir = str(tmp_path / "run")
+  trainer.train(trainer.build_experiment(test_config), workdir)
+  other = load_config("test").unlock()
+  other.seed = 1
+  with pytest.raises(ValueError, match="different train split"):
+    trainer.train(trainer.build_experiment(other.lock()), workdir)
+
+
+def test_cli_train_then_evaluate(tmp_path):
+  workdir = str(tmp_path / "cli")
+  proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", workdir,
+                 "--config.method.bits=24")
+  assert proc.returncode == 0, proc.stderr
+  assert "| map@all |" in proc.stdout and "step 2/2" in proc.stderr
+  assert json.load(open(os.path.join(workdir, "results.json")))["bits"] == 24
+  proc = run_cli("jaxhash.evaluate", "--workdir", workdir, "--set", "radius=3")
+  assert proc.returncode == 0, proc.stderr
+  assert "precision@radius3" in json.load(open(os.path.join(workdir, "results.json")))["codes"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--config.train.batch_sise=8"], "batch_sise"),
+    (["--config.method.bits=0"], "bits=0 is not a valid code length"),
+    (["--config.data.protocol=mnist", "--config.data.dir=/nonexistent/mnist"], "/nonexistent/mnist"),
+    (["--config", "configs/missing.py"], "missing.py"),
+])
+def test_cli_errors_are_one_line_and_keep_checkpoints(tmp_path, args, message):
+  workdir = str(tmp_path / "run")
+  assert run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", workdir).returncode == 0
+  before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
+  results_before = open(os.path.join(workdir, "results.json")).read()
+  proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", workdir, *args)
+  assert proc.returncode != 0
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == before
+  assert open(os.path.join(workdir, "results.json")).read() == results_before
+
+
+def test_cli_truncated_idx_file(tmp_path):
+  from test_idx import write_mnist_dir
+
+  data = tmp_path / "mnist"
+  data.mkdir()
+  write_mnist_dir(data, n=40, gz=False)
+  path = data / "t10k-images-idx3-ubyte"
+  path.write_bytes(path.read_bytes()[:-100])
+  proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", str(tmp_path / "run"),
+                 "--config.data.protocol=mnist", f"--config.data.dir={data}")
+  assert proc.returncode != 0
+  assert proc.stderr.strip().count("\n") == 0 and "truncated" in proc.stderr and "t10k-images" in proc.stderr
+  assert not (tmp_path / "run").exists()
+
+
+def test_sigkill_mid_run_then_resume(tmp_path):
+  workdir = tmp_path / "run"
+  args = [sys.executable, "-m", "jaxhash.train", "--config", "configs/test.py:steps=3000",
+          "--workdir", str(workdir), "--config.train.checkpoint_every=100", "--config.train.log_every=100"]
+  env = {**os.environ, "PYTHONPATH": ROOT}
+  proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 120
+  while time.time() < deadline and proc.poll() is None:
+    ckpts = workdir / "checkpoints"
+    if ckpts.exists() and any(p.name.isdigit() and int(p.name) >= 200 for p in ckpts.iterdir()):
+      break
+    time.sleep(0.05)
+  assert proc.poll() is None, "training finished before it could be killed; raise the step count"
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not (workdir / "results.json").exists()
+  done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert done.returncode == 0, done.stderr
+  assert "resuming" in done.stderr
+  resumed_from = int(done.stderr.split("from step ")[1].split()[0])
+  assert 200 <= resumed_from < 3000
+  assert json.load(open(workdir / "results.json"))["step"] == 3000
+  steps = [json.loads(line)["step"] for line in open(workdir / "metrics.jsonl")]
+  assert steps == list(range(100, 3001, 100))
