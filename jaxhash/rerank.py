@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxhash.retrieval import hamming_distances
+from jaxhash.retrieval import hamming_distances, hamming_topk
 
 
 def hamming_order(query_words, db_words, depth: int, distances=None) -> tuple[np.ndarray, np.ndarray]:
@@ -21,7 +21,7 @@ def hamming_order(query_words, db_words, depth: int, distances=None) -> tuple[np
   ``distances`` when the caller has them); a shorter one is the engine's exact top-k.
   """
   n = db_words.shape[0]
-  if False:
+  if depth < n:
     sorted_distances, order = hamming_topk(query_words, db_words, depth)
     return np.asarray(order), np.asarray(sorted_distances)
   if distances is None:
