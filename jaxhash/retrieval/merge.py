@@ -27,3 +27,9 @@ def merge_topk(distances: jax.Array, indices: jax.Array, k: int, max_distance: i
   best, _ = keys.smallest(keys.encode(distances, positions, shift), k)
   best_distances, best_positions = keys.decode(best, shift)
   return best_distances, jnp.take_along_axis(indices, best_positions, axis=1)
+
+
+def append_topk(best, new, k: int, max_distance: int):
+  """Merges list ``new`` into the running top-k ``best``; every index in ``new`` must be larger."""
+  return merge_topk(jnp.concatenate([best[0], new[0]], axis=1),
+                    jnp.concatenate([best[1], new[1]], axis=1), k, max_distance)

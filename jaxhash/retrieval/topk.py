@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from jaxhash.retrieval import chunking, keys
 from jaxhash.retrieval.block_topk import BIN_SIZE, block_topk, max_distance
 from jaxhash.retrieval.codes import check_words
-from jaxhash.retrieval.merge import merge_topk
+from jaxhash.retrieval.merge import append_topk
 
 MAX_K = 100_000
 _BLOCK_ROWS = 1 << 20  # codes per database block; keeps a query chunk's bin minima at 16 MiB
@@ -113,6 +113,5 @@ def _search_step(backend: str):
 
 def _merge_block(queries, block, offset, best_distances, best_indices, *, num_valid, k):
   distances, indices = block_topk(queries, block, num_valid, k)
-  return merge_topk(jnp.concatenate([best_distances, distances], axis=1),
-                    jnp.concatenate([best_indices, indices + offset], axis=1),
-                    k, max_distance(queries.shape[1]))
+  return append_topk((best_distances, best_indices), (distances, indices + offset), k,
+                     max_distance(queries.shape[1]))
