@@ -1,5 +1,9 @@
-"""Bit-packed binary codes and exact Hamming search."""
+"""Bit-packed binary codes and exact Hamming search: top-k, radius search, indexes, sharding."""
 
 from jaxhash.retrieval.codes import from_faiss_bytes, num_words, pack_bits, to_faiss_bytes, unpack_bits
 from jaxhash.retrieval.hamming import hamming_distances
-from jaxhash.retrieval.topk import hamming_topk, stream_topk
+from jaxhash.retrieval.index import HammingIndex
+from jaxhash.retrieval.merge import merge_topk
+from jaxhash.retrieval.radius import RangeSearchResult, count_within_radius, hamming_range_search
+from jaxhash.retrieval.sharded import database_mesh, sharded_topk
+from jaxhash.retrieval.topk import MAX_K, hamming_topk, stream_topk

@@ -1,0 +1,103 @@
+"""Hamming top-k with the database sharded across devices (jax.sharding + shard_map).
+
+Each device holds a contiguous slice of the database, finds its own exact top-k with
+shard-offset indices, and an ``all_gather`` of those (Q, k) lists, merged in shard order, gives
+every device the global top-k: identical to :func:`hamming_topk`, ties included, because shards
+are contiguous and merged in order. Only k results per query and shard cross devices.
+
+Multi-host: the same function works over a mesh of all processes' devices after
+``jax.distributed.initialize()`` if every process passes the whole database; see
+``benchmarks/RETRIEVAL.md`` for the process-local variant. Only single-host meshes are tested.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxhash.retrieval import chunking, keys
+from jaxhash.retrieval.block_topk import BIN_SIZE, block_topk, max_distance
+from jaxhash.retrieval.codes import check_words
+from jaxhash.retrieval.merge import append_topk, merge_topk
+from jaxhash.retrieval.topk import check_k
+
+_AXIS = "db"
+
+
+def database_mesh(devices=None) -> Mesh:
+  """A 1-D mesh named ``"db"`` over ``devices`` (default: all local devices)."""
+  return Mesh(np.asarray(devices if devices is not None else jax.local_devices()), (_AXIS,))
+
+
+def sharded_topk(query_words, db_words, k: int, *, mesh: Mesh | None = None,
+                 query_chunk: int | None = None) -> tuple[jax.Array, jax.Array]:
+  """:func:`hamming_topk` with the database split over the devices of a 1-D ``mesh``.
+
+  Returns the same int32 ``(distances, indices)`` as ``hamming_topk``, replicated on every device.
+  """
+  queries = check_words(query_words, "query_words")
+  database = check_words(db_words, "db_words", queries.shape[1])
+  num_codes = database.shape[0]
+  k = check_k(k, num_codes)
+  mesh = mesh if mesh is not None else database_mesh()
+  if mesh.axis_names != (_AXIS,):
+    raise ValueError(f"sharded_topk needs a 1-D mesh with axis {_AXIS!r} (see database_mesh); "
+                     f"got axes {mesh.axis_names}.")
+  num_shards = mesh.devices.size
+  shard_rows = _round_up(max(-(-num_codes // num_shards), k), BIN_SIZE)
+  if shard_rows > _block_rows(max_distance(queries.shape[1])):
+    shard_rows = _round_up(shard_rows, _block_rows(max_distance(queries.shape[1])))
+  padded = np.zeros((num_shards * shard_rows, queries.shape[1]), np.uint32)
+  padded[:num_codes] = np.asarray(database)
+  sharded_db = jax.device_put(padded, NamedSharding(mesh, PartitionSpec(_AXIS, None)))
+  search = _sharded_search(mesh, num_codes, shard_rows, k)
+  chunks, num_queries = chunking.query_chunks(
+      queries, query_chunk or chunking.default_query_chunk())
+  results = [search(chunk, sharded_db) for chunk in chunks]
+  return (chunking.concat_rows([distances for distances, _ in results], num_queries),
+          chunking.concat_rows([indices for _, indices in results], num_queries))
+
+
+@functools.lru_cache(maxsize=16)
+def _sharded_search(mesh: Mesh, num_codes: int, shard_rows: int, k: int):
+  """Jitted shard_map: local top-k per shard, all_gather, ordered merge."""
+
+  def local_topk(queries, shard):
+    top_distance = max_distance(queries.shape[1])
+    offset = lax.axis_index(_AXIS) * shard_rows
+    num_valid = jnp.clip(num_codes - offset, 0, shard_rows)
+    distances, indices = _shard_topk(queries, shard, num_valid, k, top_distance)
+    gathered_distances = lax.all_gather(distances, _AXIS, axis=1, tiled=True)
+    gathered_indices = lax.all_gather(indices + offset, _AXIS, axis=1, tiled=True)
+    return merge_topk(gathered_distances, gathered_indices, k, top_distance)
+
+  replicated = PartitionSpec()
+  mapped = jax.shard_map(local_topk, mesh=mesh, in_specs=(replicated, PartitionSpec(_AXIS, None)),
+                         out_specs=(replicated, replicated), check_vma=False)
+  return jax.jit(mapped, compiler_options=chunking.cpu_compiler_options())
+
+
+def _shard_topk(queries, shard, num_valid, k, top_distance):
+  """Top-k of one shard, block by block when the shard is longer than a key can index."""
+  block_rows = min(shard.shape[0], _block_rows(top_distance))
+  best = None
+  for start in range(0, shard.shape[0], block_rows):
+    block = shard[start:start + block_rows]
+    distances, indices = block_topk(queries, block, jnp.clip(num_valid - start, 0, len(block)), k)
+    new = distances, indices + start
+    best = new if best is None else append_topk(best, new, k, top_distance)
+  return best
+
+
+def _block_rows(top_distance: int) -> int:
+  """Rows a block-local index can address; shards longer than this are searched in blocks."""
+  return 1 << keys.index_shift(top_distance)
+
+
+def _round_up(value: int, multiple: int) -> int:
+  return -(-value // multiple) * multiple
