@@ -1,0 +1,111 @@
+"""What the benchmark scripts share: configs as ``--config`` loads them, timed runs, results files.
+
+Scripts run from the repository root (``python benchmarks/<name>.py``); relative paths in configs
+and overrides (``../shared/data/mnist``) resolve against it, as they do for ``jaxhash.train``.
+
+    config = load_config("configs/dlbhc_mnist.py", "full", {"data.dir": "../shared/data/mnist"})
+    run = timed_run(config, "runs/bench/dlbhc_mnist_full")
+    row = {"map@all": run["codes"]["map@all"], "seconds": run["wall_seconds"]}
+    print(write_results("dlbhc_mnist_full", {"machine": machine(), "runs": [row]}))
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any, Mapping
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
+if ROOT not in sys.path:  # `python benchmarks/x.py` puts benchmarks/, not the root, on sys.path
+  sys.path.insert(0, ROOT)
+
+from jaxhash.io_utils import atomic_write_text  # noqa: E402
+
+
+def load_config(path: str, arg: str | None = None, overrides: Mapping[str, Any] | None = None):
+  """``get_config(arg)`` of the config file at ``path``, then dotted ``overrides`` ({"a.b": v}).
+
+  Like ``--config path:arg --config.a.b=v``: the result is locked and an unknown key is an error.
+  """
+  path = path if os.path.isabs(path) else os.path.join(ROOT, path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"config file {path} not found; configs live in configs/.")
+  spec = importlib.util.spec_from_file_location(f"bench_config_{os.path.basename(path)[:-3]}", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  config = module.get_config(arg)
+  for key, value in (overrides or {}).items():
+    *parents, leaf = key.split(".")
+    node = config
+    for name in parents:
+      node = node[name]
+    if leaf not in node:
+      raise KeyError(f"unknown config key {key!r} in benchmark overrides.")
+    node[leaf] = value
+  return config.lock()
+
+
+def timed_run(config, workdir: str) -> dict:
+  """``train_and_evaluate`` into ``workdir`` (relative to the root); results plus ``wall_seconds``.
+
+  A workdir that already holds a finished run is only evaluated, so its ``wall_seconds`` is not a
+  training time: pass a fresh workdir to time training.
+  """
+  from jaxhash.trainer import train_and_evaluate
+
+  workdir = workdir if os.path.isabs(workdir) else os.path.join(ROOT, workdir)
+  t0 = time.perf_counter()
+  results = train_and_evaluate(config, workdir)
+  return {**results, "wall_seconds": time.perf_counter() - t0, "workdir": os.path.relpath(workdir, ROOT)}
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  """The ``metrics.jsonl`` records of a run (loss, β, learning rate, ... by step)."""
+  workdir = workdir if os.path.isabs(workdir) else os.path.join(ROOT, workdir)
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def machine() -> dict:
+  """Where the figures were measured: CPU count, platform and the JAX backend and version."""
+  import jax
+
+  return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+          "jax": jax.__version__, "backend": jax.default_backend(),
+          "devices": [d.device_kind for d in jax.devices()]}
+
+
+def _cell(value) -> str:
+  if isinstance(value, float):
+    return f"{value:.4f}" if abs(value) < 10 else f"{value:.1f}"
+  return str(value)
+
+
+def markdown(name: str, payload: Mapping[str, Any]) -> str:
+  """``# name``, then scalar entries as a list and each list of flat dicts as a table."""
+  lines, tables = [f"# {name}", ""], []
+  for key, value in payload.items():
+    if isinstance(value, list) and value and all(isinstance(row, Mapping) for row in value):
+      tables.append((key, value))
+    elif isinstance(value, Mapping):
+      lines.append(f"- {key}: " + ", ".join(f"{k} {_cell(v)}" for k, v in value.items()))
+    else:
+      lines.append(f"- {key}: {_cell(value)}")
+  for key, rows in tables:
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    lines += ["", f"## {key}", "", f"| {' | '.join(columns)} |", f"|{'---|' * len(columns)}"]
+    lines += [f"| {' | '.join(_cell(row.get(c, '')) for c in columns)} |" for row in rows]
+  return "\n".join(lines) + "\n"
+
+
+def write_results(name: str, payload: Mapping[str, Any]) -> str:
+  """Writes ``benchmarks/results/<name>.json`` and ``.md`` atomically; returns the markdown."""
+  text = markdown(name, payload)
+  atomic_write_text(os.path.join(RESULTS_DIR, f"{name}.json"), json.dumps(payload, indent=2) + "\n")
+  atomic_write_text(os.path.join(RESULTS_DIR, f"{name}.md"), text)
+  return text
