@@ -24,7 +24,7 @@ flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
 def main() -> None:
   if flags.FLAGS["config"].present == 0:
     raise ValueError("--config is required, e.g. --config configs/dlbhc_mnist.py")
-  path = config_flags.get_config_filename(flags.FLAGS["config"])
+  path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":")[0]
   if not os.path.isfile(path):
     raise FileNotFoundError(f"config file {path} not found; configs live in configs/, e.g. configs/dlbhc_mnist.py")
   config = _CONFIG.value
