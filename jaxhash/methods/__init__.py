@@ -1,9 +1,9 @@
 """Hashing methods, by config name: ``METHODS[config.method.name]``."""
 
-from jaxhash.methods import dlbhc
+from jaxhash.methods import dlbhc, hashnet
 from jaxhash.methods.base import HashModel, Method
 
-METHODS = {m.name: m for m in (dlbhc.METHOD,)}
+METHODS = {m.name: m for m in (dlbhc.METHOD, hashnet.METHOD)}
 
 
 def get_method(name: str) -> Method:
