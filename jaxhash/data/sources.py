@@ -59,7 +59,7 @@ def tfds_dataset(name: str, splits, data_dir: str | None = None) -> Dataset:
           f"TFDS dataset {name!r} split {split!r} is not available offline ({type(e).__name__}: "
           f"{str(e).splitlines()[0] if str(e) else ''}); prepare it with tfds first or set "
           "config.data.dir to local files.") from None
-    records = source.__getitems__(range(len(source)))
+    records = [source[i] for i in range(len(source))]  # (the mock's __getitems__ is broken)
     images = np.stack([np.asarray(r["image"], dtype=np.uint8) for r in records])
     class_ids = np.array([int(r["label"]) for r in records], dtype=np.int64)
     num_classes = source.dataset_info.features["label"].num_classes

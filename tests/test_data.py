@@ -1,0 +1,113 @@
+"""Protocols, split files, the TFDS source (under tfds.testing.mock_data) and on-device augmentation."""
+
+import jax
+import ml_collections
+import numpy as np
+import pytest
+
+from jaxhash.data import augment, protocols, sources
+from jaxhash.data.dataset import Dataset, one_hot
+
+
+def synthetic(groups: dict, classes=10, seed=0) -> Dataset:
+  rng = np.random.default_rng(seed)
+  n = sum(groups.values())
+  ids = np.concatenate([np.arange(k) % classes for k in groups.values()])
+  start, index = 0, {}
+  for name, k in groups.items():
+    index[name] = np.arange(start, start + k)
+    start += k
+  return Dataset("synthetic", rng.integers(0, 256, (n, 4, 4, 1), dtype=np.uint8), one_hot(ids, classes), index)
+
+
+def test_mnist10k_split_sizes_classes_and_determinism():
+  ds = sources.embedded_mnist()
+  proto = protocols.get_protocol("mnist10k")
+  split = protocols.make_split(proto, ds, seed=0)
+  assert len(split.query) == 1000 and len(split.train) == 9000
+  np.testing.assert_array_equal(split.train, split.database)
+  assert np.bincount(ds.labels[split.query].argmax(1)).tolist() == [100] * 10
+  assert not set(split.query) & set(split.train)
+  np.testing.assert_array_equal(protocols.make_split(proto, ds, seed=0).query, split.query)
+  assert not np.array_equal(protocols.make_split(proto, ds, seed=1).query, split.query)
+
+
+def test_cifar10_protocol_counts():
+  ds = synthetic({"train": 6000, "test": 1500})
+  split = protocols.make_split(protocols.get_protocol("cifar10"), ds, seed=3)
+  assert len(split.query) == 100 * 10 and len(split.train) == 500 * 10
+  assert set(split.query) <= set(ds.groups["test"]) and set(split.train) <= set(ds.groups["train"])
+  assert len(split.database) == 7500 - 1000 - 5000
+  assert not (set(split.database) & (set(split.query) | set(split.train)))
+
+
+def test_released_lists_protocol_uses_groups_as_given():
+  ds = synthetic({"train": 30, "test": 10, "database": 50})
+  split = protocols.make_split(protocols.get_protocol("nuswide"), ds, seed=0)
+  np.testing.assert_array_equal(split.database, ds.groups["database"])
+  assert protocols.get_protocol("nuswide").map_at == (5000,)
+
+
+def test_missing_group_and_unknown_protocol_are_clear():
+  with pytest.raises(ValueError, match="needs the \\['train'\\] split"):
+    protocols.make_split(protocols.get_protocol("mnist"), synthetic({"test": 20}), seed=0)
+  with pytest.raises(ValueError, match="unknown protocol 'mnist10'"):
+    protocols.get_protocol("mnist10")
+
+
+def test_split_files_round_trip_and_refuse_another_split(tmp_path):
+  ds = synthetic({"test": 2000})
+  proto = protocols.get_protocol("mnist10k")
+  split = protocols.make_split(proto, ds, seed=0)
+  protocols.save_or_check_split(split, str(tmp_path), "header")
+  again = protocols.load_split(str(tmp_path))
+  for name in protocols.SPLIT_NAMES:
+    np.testing.assert_array_equal(getattr(again, name), getattr(split, name))
+  protocols.save_or_check_split(split, str(tmp_path), "header")  # same split: accepted
+  with pytest.raises(ValueError, match="different train split"):
+    protocols.save_or_check_split(protocols.make_split(proto, ds, seed=1), str(tmp_path), "header")
+
+
+def test_tfds_source_under_mock_data():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=30):
+    ds = sources.tfds_dataset("mnist", ("train", "test"))
+  assert ds.images.shape == (60, 28, 28, 1) and ds.num_classes == 10
+  assert sorted(ds.groups) == ["test", "train"]
+
+
+def test_one_training_step_on_tfds_mnist_under_mock_data(tmp_path):
+  tfds = pytest.importorskip("tensorflow_datasets")
+  from conftest import load_config
+  from jaxhash import trainer
+
+  config = load_config("test", "steps=1").unlock()
+  config.data.protocol = "mnist"  # no data.dir: read through tfds.data_source
+  with tfds.testing.mock_data(num_examples=64):
+    results = trainer.train_and_evaluate(config.lock(), str(tmp_path / "run"))
+  assert results["step"] == 1 and results["num_queries"] == 64 and results["num_database"] == 64
+  assert 0.0 <= results["codes"]["map@all"] <= 1.0
+
+
+def data_config(**kw):
+  base = dict(crop=0, pad=0, flip=False, mean=(0.0,), std=(1.0,))
+  return ml_collections.ConfigDict({**base, **kw})
+
+
+def test_augment_shapes_and_eval_centre_crop():
+  images = np.arange(2 * 6 * 6 * 3, dtype=np.uint8).reshape(2, 6, 6, 3)
+  key = jax.random.key(0)
+  train = augment.preprocess(images, key, data_config(crop=4, flip=True), train=True)
+  assert train.shape == (2, 4, 4, 3) and train.dtype == np.float32
+  evald = augment.preprocess(images, None, data_config(crop=4), train=False)
+  np.testing.assert_allclose(evald, images[:, 1:5, 1:5].astype(np.float32) / 255.0)
+
+
+def test_random_crops_are_windows_of_the_padded_image():
+  images = np.random.default_rng(0).integers(0, 256, (8, 5, 5, 1), dtype=np.uint8)
+  out = np.asarray(augment.preprocess(images, jax.random.key(1), data_config(crop=5, pad=1, flip=True), True))
+  padded = np.pad(images.astype(np.float32) / 255.0, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  for i in range(8):
+    windows = [padded[i, y:y + 5, x:x + 5] for y in range(3) for x in range(3)]
+    windows += [w[:, ::-1] for w in windows]
+    assert any(np.allclose(out[i], w) for w in windows)
