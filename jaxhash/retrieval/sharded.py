@@ -35,10 +35,12 @@ def database_mesh(devices=None) -> Mesh:
 
 
 def sharded_topk(query_words, db_words, k: int, *, mesh: Mesh | None = None,
-                 query_chunk: int | None = None) -> tuple[jax.Array, jax.Array]:
+                 query_chunk: int | None = None, db_chunk: int | None = None
+                 ) -> tuple[jax.Array, jax.Array]:
   """:func:`hamming_topk` with the database split over the devices of a 1-D ``mesh``.
 
-  Returns the same int32 ``(distances, indices)`` as ``hamming_topk``, replicated on every device.
+  Each shard is searched in blocks of at most ``db_chunk`` codes (default: as many as a key can
+  index). Returns the same int32 ``(distances, indices)`` as ``hamming_topk``, replicated.
   """
   queries = check_words(query_words, "query_words")
   database = check_words(db_words, "db_words", queries.shape[1])
@@ -49,13 +51,14 @@ def sharded_topk(query_words, db_words, k: int, *, mesh: Mesh | None = None,
     raise ValueError(f"sharded_topk needs a 1-D mesh with axis {_AXIS!r} (see database_mesh); "
                      f"got axes {mesh.axis_names}.")
   num_shards = mesh.devices.size
+  block_rows = _block_rows(max_distance(queries.shape[1]), k, db_chunk)
   shard_rows = _round_up(max(-(-num_codes // num_shards), k), BIN_SIZE)
-  if shard_rows > _block_rows(max_distance(queries.shape[1])):
-    shard_rows = _round_up(shard_rows, _block_rows(max_distance(queries.shape[1])))
+  if shard_rows > block_rows:
+    shard_rows = _round_up(shard_rows, block_rows)
   padded = np.zeros((num_shards * shard_rows, queries.shape[1]), np.uint32)
   padded[:num_codes] = np.asarray(database)
   sharded_db = jax.device_put(padded, NamedSharding(mesh, PartitionSpec(_AXIS, None)))
-  search = _sharded_search(mesh, num_codes, shard_rows, k)
+  search = _sharded_search(mesh, num_codes, shard_rows, block_rows, k)
   chunks, num_queries = chunking.query_chunks(
       queries, query_chunk or chunking.default_query_chunk())
   results = [search(chunk, sharded_db) for chunk in chunks]
@@ -64,14 +67,14 @@ def sharded_topk(query_words, db_words, k: int, *, mesh: Mesh | None = None,
 
 
 @functools.lru_cache(maxsize=16)
-def _sharded_search(mesh: Mesh, num_codes: int, shard_rows: int, k: int):
+def _sharded_search(mesh: Mesh, num_codes: int, shard_rows: int, block_rows: int, k: int):
   """Jitted shard_map: local top-k per shard, all_gather, ordered merge."""
 
   def local_topk(queries, shard):
     top_distance = max_distance(queries.shape[1])
     offset = lax.axis_index(_AXIS) * shard_rows
     num_valid = jnp.clip(num_codes - offset, 0, shard_rows)
-    distances, indices = _shard_topk(queries, shard, num_valid, k, top_distance)
+    distances, indices = _shard_topk(queries, shard, num_valid, k, block_rows, top_distance)
     gathered_distances = lax.all_gather(distances, _AXIS, axis=1, tiled=True)
     gathered_indices = lax.all_gather(indices + offset, _AXIS, axis=1, tiled=True)
     return merge_topk(gathered_distances, gathered_indices, k, top_distance)
@@ -82,9 +85,9 @@ def _sharded_search(mesh: Mesh, num_codes: int, shard_rows: int, k: int):
   return jax.jit(mapped, compiler_options=chunking.cpu_compiler_options())
 
 
-def _shard_topk(queries, shard, num_valid, k, top_distance):
-  """Top-k of one shard, block by block when the shard is longer than a key can index."""
-  block_rows = min(shard.shape[0], _block_rows(top_distance))
+def _shard_topk(queries, shard, num_valid, k, block_rows, top_distance):
+  """Top-k of one shard, block by block when the shard is longer than ``block_rows``."""
+  block_rows = min(shard.shape[0], block_rows)
   best = None
   for start in range(0, shard.shape[0], block_rows):
     block = shard[start:start + block_rows]
@@ -94,9 +97,12 @@ def _shard_topk(queries, shard, num_valid, k, top_distance):
   return best
 
 
-def _block_rows(top_distance: int) -> int:
-  """Rows a block-local index can address; shards longer than this are searched in blocks."""
-  return 1 << keys.index_shift(top_distance)
+def _block_rows(top_distance: int, k: int, requested: int | None) -> int:
+  """Rows per block: at most what a block-local index can address, at least k, whole bins."""
+  limit = 1 << keys.index_shift(top_distance)
+  if requested is not None and requested < 1:
+    raise ValueError(f"db_chunk must be a positive number of codes; got {requested}.")
+  return min(limit, _round_up(max(requested or limit, k), BIN_SIZE))
 
 
 def _round_up(value: int, multiple: int) -> int:

@@ -1,0 +1,116 @@
+"""Exact Hamming top-k against a numpy brute force with a stable sort (ties by database index)."""
+
+import chex
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from jaxhash.retrieval import MAX_K, hamming_topk, merge_topk, pack_bits, stream_topk
+from jaxhash.retrieval.block_topk import BIN_SIZE, block_topk
+
+
+def random_bits(seed, n, nbits, density=0.5):
+  """Bits with P(1) = density: a low density gives few distinct distances, so many ties."""
+  return (np.random.default_rng(seed).random((n, nbits)) < density).astype(np.uint8)
+
+
+def reference_topk(query_bits, db_bits, k):
+  distances = (query_bits[:, None, :] != db_bits[None, :, :]).sum(-1)
+  order = np.argsort(distances, axis=1, kind="stable")[:, :k]
+  return np.take_along_axis(distances, order, axis=1), order
+
+
+def assert_topk_equal(result, expected):
+  np.testing.assert_array_equal(np.asarray(result[0]), expected[0])
+  np.testing.assert_array_equal(np.asarray(result[1]), expected[1])
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), nbits=st.sampled_from([8, 40, 64, 128, 1000]),
+       num_codes=st.sampled_from([1, 31, 32, 33, 97, 300]), density=st.sampled_from([0.5, 0.03]),
+       data=st.data())
+def test_topk_matches_stable_brute_force(seed, nbits, num_codes, density, data):
+  k = data.draw(st.sampled_from(sorted({1, min(5, num_codes), num_codes // 2 or 1, num_codes})))
+  queries = random_bits(seed, 5, nbits, density)
+  database = random_bits(seed + 1, num_codes, nbits, density)
+  result = hamming_topk(pack_bits(queries), pack_bits(database), k)
+  assert result[0].dtype == jnp.int32 and result[1].dtype == jnp.int32
+  assert_topk_equal(result, reference_topk(queries, database, k))
+
+
+@pytest.mark.parametrize("k", [1, 40, 333])
+def test_identical_codes_are_ordered_by_index(k):
+  database = np.tile(random_bits(0, 1, 64), (333, 1))
+  queries = random_bits(1, 4, 64)
+  distances, indices = hamming_topk(pack_bits(queries), pack_bits(database), k)
+  np.testing.assert_array_equal(np.asarray(indices), np.tile(np.arange(k), (4, 1)))
+  expected = (queries != database[0]).sum(-1)
+  np.testing.assert_array_equal(np.asarray(distances), np.repeat(expected[:, None], k, axis=1))
+
+
+def test_large_k_and_long_codes():
+  queries, database = random_bits(2, 3, 1024, 0.1), random_bits(3, 10_500, 1024, 0.1)
+  result = hamming_topk(pack_bits(queries), pack_bits(database), 10_000)
+  assert_topk_equal(result, reference_topk(queries, database, 10_000))
+
+
+def test_result_does_not_depend_on_chunking_or_streaming():
+  queries, database = random_bits(4, 21, 72, 0.1), random_bits(5, 1000, 72, 0.1)
+  q, db = pack_bits(queries), pack_bits(database)
+  expected = reference_topk(queries, database, 50)
+  assert_topk_equal(hamming_topk(q, db, 50), expected)
+  assert_topk_equal(hamming_topk(q, db, 50, query_chunk=8, db_chunk=64), expected)
+  assert_topk_equal(hamming_topk(q, db, 50, db_chunk=333), expected)
+  pieces = [db[:10], db[10:10], db[10:700], db[700:]]  # uneven, one empty, one shorter than k
+  assert_topk_equal(stream_topk(q, iter(pieces), 50, db_chunk=128), expected)
+
+
+@pytest.mark.parametrize("k", [0, -1, 101, MAX_K + 1, 2.5, "3", None])
+def test_bad_k_is_a_clear_error(k):
+  db = pack_bits(random_bits(6, 100, 16))
+  with pytest.raises(ValueError, match="k"):
+    hamming_topk(db[:2], db, k)
+
+
+def test_stream_shorter_than_k_is_a_clear_error():
+  db = pack_bits(random_bits(7, 40, 16))
+  with pytest.raises(ValueError, match="40 codes streamed"):
+    stream_topk(db[:2], [db[:20], db[20:]], 41)
+
+
+def test_mismatched_code_lengths_are_a_clear_error():
+  with pytest.raises(ValueError, match="same length"):
+    hamming_topk(np.zeros((2, 2), np.uint32), np.zeros((50, 4), np.uint32), 3)
+
+
+class BlockTopkTest(chex.TestCase):
+  """The traceable kernel, with a traced count of valid rows (as inside shard_map)."""
+
+  @chex.variants(with_jit=True, without_jit=True)
+  def test_block_topk_masks_rows_past_num_valid(self):
+    queries, block = random_bits(8, 8, 48, 0.2), random_bits(9, 4 * BIN_SIZE, 48, 0.2)
+    kernel = self.variant(lambda q, b, n: block_topk(q, b, n, 10))
+    for num_valid in (4 * BIN_SIZE, 70, 3):
+      distances, indices = kernel(pack_bits(queries), pack_bits(block), jnp.int32(num_valid))
+      expected = reference_topk(queries, block[:num_valid], min(10, num_valid))
+      found = min(10, num_valid)
+      np.testing.assert_array_equal(np.asarray(distances)[:, :found], expected[0])
+      np.testing.assert_array_equal(np.asarray(indices)[:, :found], expected[1])
+      assert (np.asarray(distances)[:, found:] == 64 + 1).all()  # missing: max distance + 1
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 2**16), sizes=st.lists(st.integers(1, 12), min_size=1, max_size=4))
+def test_merge_of_ordered_lists_is_topk_of_union(seed, sizes):
+  rng = np.random.default_rng(seed)  # each list sorted by (distance, index), indices ascending
+  distances = [np.sort(rng.integers(0, 4, size)) for size in sizes]
+  starts = np.cumsum([0] + sizes[:-1])
+  indices = [start + np.arange(size) for start, size in zip(starts, sizes)]
+  all_distances, all_indices = np.concatenate(distances)[None], np.concatenate(indices)[None]
+  k = min(5, all_distances.shape[1])
+  order = np.lexsort((all_indices[0], all_distances[0]))[:k]
+  merged = merge_topk(jnp.asarray(all_distances, jnp.int32), jnp.asarray(all_indices, jnp.int32),
+                      k, 64)
+  np.testing.assert_array_equal(np.asarray(merged[0])[0], all_distances[0][order])
+  np.testing.assert_array_equal(np.asarray(merged[1])[0], all_indices[0][order])
