@@ -16,6 +16,7 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)  # mkstemp makes it private; these files are read like any other
     os.replace(tmp, path)
   except BaseException:
     if os.path.exists(tmp):

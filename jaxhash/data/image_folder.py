@@ -19,6 +19,8 @@ import tarfile
 import tempfile
 from typing import Sequence
 
+from jaxhash.io_utils import atomic_write_text
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
 CIFAR10_SPLITS = ("train", "test")
 CIFAR10_IMAGES = 60_000
@@ -93,27 +95,12 @@ def _split_lines(root: str, split: str, classes: list[str]) -> list[str]:
 
 def _write(out_dir: str, classes: list[str], lines: dict[str, list[str]]) -> dict[str, str]:
   os.makedirs(out_dir, exist_ok=True)
-  _write_atomic(os.path.join(out_dir, "classes.txt"), "".join(f"{c}\n" for c in classes))
+  atomic_write_text(os.path.join(out_dir, "classes.txt"), "".join(f"{c}\n" for c in classes))
   written = {}
   for split, split_lines in lines.items():
     written[split] = os.path.join(out_dir, f"{split}.txt")
-    _write_atomic(written[split], "".join(split_lines))
+    atomic_write_text(written[split], "".join(split_lines))
   return written
-
-
-def _write_atomic(path: str, text: str) -> None:
-  """Temp file beside ``path``, synced, then renamed over it: never a half-written list file."""
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.")
-  try:
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-      f.write(text)
-      f.flush()
-      os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; a list file is read like any text file
-    os.replace(tmp, path)
-  except BaseException:
-    os.unlink(tmp)
-    raise
 
 
 def prepare_cifar10(tarball: str | os.PathLike, dest: str | os.PathLike) -> str:
