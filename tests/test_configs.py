@@ -1,0 +1,37 @@
+"""Every config file loads, validates, locks, and documents its run command."""
+
+import glob
+import os
+
+import pytest
+
+from conftest import CONFIGS, load_config
+from jaxhash import config as config_lib
+
+NAMES = sorted(os.path.basename(p)[:-3] for p in glob.glob(os.path.join(CONFIGS, "*.py")))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_config_validates_and_is_locked(name):
+  config = load_config(name)
+  config_lib.validate(config)
+  assert config.is_locked
+  with pytest.raises(AttributeError):
+    config.train.no_such_key = 1
+  module_doc = open(os.path.join(CONFIGS, f"{name}.py")).read()
+  assert f"python -m jaxhash.train --config configs/{name}.py" in module_doc
+
+
+def test_bits_variant_and_bad_variant():
+  assert load_config("dlbhc_mnist", "full,bits=64").method.bits == 64
+  assert load_config("dlbhc_mnist", "full").data.protocol == "mnist"
+  with pytest.raises(ValueError, match="unknown config variant 'ful'"):
+    load_config("dlbhc_mnist", "ful")
+
+
+@pytest.mark.parametrize("bits", [0, 7, 1025])
+def test_bits_out_of_range_is_rejected(bits):
+  config = load_config("test").unlock()
+  config.method.bits = bits
+  with pytest.raises(ValueError, match=f"config.method.bits={bits} is not a valid code length"):
+    config_lib.validate(config)
