@@ -137,3 +137,30 @@ def defaults() -> dict:
 
 
 METHOD = Method(name="hashnet", make_head=make_head, loss=loss, binarize=binarize, defaults=defaults)
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+def use_released_recipe(config, learning_rate: float):
+  """The released code's AlexNet training, on a ``base_config("hashnet")`` (returned, unlocked).
+
+  SGD with Nesterov momentum 0.9, weight decay 5e-4, the hash layer at 10× the rate, the rate
+  halved every 2,000 of 10,000 steps, batch 256, 256² images with random 224² crops and flips.
+  ``learning_rate`` is the per-dataset base rate of the released solvers. Caffe's 2× rate and no
+  decay for biases are not reproduced (``jaxhash.optim`` treats all parameters of a group alike).
+  """
+  config.model.backbone = "alexnet"
+  config.data.image_size, config.data.crop, config.data.flip = 256, 224, True
+  config.data.mean, config.data.std = IMAGENET_MEAN, IMAGENET_STD
+  config.optim.optimizer = "sgd"
+  config.optim.learning_rate = learning_rate
+  config.optim.momentum, config.optim.nesterov = 0.9, True
+  config.optim.weight_decay = 5e-4
+  config.optim.head_lr_multiplier = 10.0
+  config.optim.schedule, config.optim.decay_every, config.optim.decay_factor = "step", 2000, 0.5
+  config.train.batch_size, config.train.num_steps = 256, 10_000
+  config.train.checkpoint_every = 1000
+  config.eval.batch_size = 250
+  config.eval.rerank = False  # HashNet's results are codes-only
+  return config

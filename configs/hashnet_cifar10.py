@@ -1,0 +1,44 @@
+"""HashNet on CIFAR-10 through the list-file path, protocol ``cifar10``; 48-bit codes by default.
+
+Protocol cifar10: 1,000 test queries (100 per class), 5,000 training images (500 per class), the
+other 54,000 images as the database; mAP@all and @1000. First extract the JPEG tree and write its
+list files (once):
+  python -c "from jaxhash.data.image_folder import prepare_cifar10 as p; p('../shared/data/cifar10/cifar10-jpg.tar.gz', '/tmp/cifar10')"
+Default: AlexNet at 224² from ImageNet weights with the released code's recipe (an accelerator job):
+  python -m jaxhash.train --config configs/hashnet_cifar10.py --config.data.dir=/tmp/cifar10 \\
+    --config.model.init_weights=alexnet.pth
+``cpu``: a small CNN from scratch on the native 32² images, sized to run in minutes on 2 CPU cores:
+  python -m jaxhash.train --config configs/hashnet_cifar10.py:cpu --config.data.dir=/tmp/cifar10
+Other code lengths: --config configs/hashnet_cifar10.py:bits=64 (or cpu,bits=64).
+"""
+
+from jaxhash.config import base_config, parse_config_arg
+from jaxhash.methods.hashnet import use_released_recipe
+
+
+def get_config(arg=None):
+  variants, values = parse_config_arg(arg, ("cpu",))
+  c = base_config("hashnet")
+  c.method.bits = values.pop("bits", 48)
+  c.name = f"hashnet_cifar10{'_cpu' if 'cpu' in variants else ''}_{c.method.bits}"
+  c.data.protocol = "cifar10"
+  c.data.source = "listfile"
+  if "cpu" in variants:
+    c.model.backbone = "lenet"
+    c.data.pad, c.data.crop, c.data.flip = 4, 32, True
+    c.data.mean, c.data.std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+    c.optim.optimizer = "sgd"
+    c.optim.learning_rate = 0.01
+    c.optim.momentum, c.optim.nesterov = 0.9, True
+    c.optim.weight_decay = 5e-4
+    c.optim.head_lr_multiplier = 1.0  # trained from scratch: no pretrained layers to protect
+    c.optim.schedule = "cosine"
+    c.train.batch_size = 64
+    c.train.num_epochs = 40.0
+    c.train.checkpoint_every = 500
+    c.eval.rerank = False
+  else:
+    use_released_recipe(c, learning_rate=0.0002)  # the released ImageNet solver's rate; CIFAR-10 has none
+  if values:
+    raise ValueError(f"unknown config setting(s) {sorted(values)} for hashnet_cifar10; use bits=N.")
+  return c.lock()
