@@ -28,10 +28,12 @@ def assert_topk_equal(result, expected):
 
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**16), nbits=st.sampled_from([8, 40, 64, 128, 1000]),
-       num_codes=st.sampled_from([1, 31, 32, 33, 97, 300]), density=st.sampled_from([0.5, 0.03]),
+       num_codes=st.sampled_from([1, 31, 32, 33, 97, 300, 2500]),
+       density=st.sampled_from([0.5, 0.03]),
        data=st.data())
 def test_topk_matches_stable_brute_force(seed, nbits, num_codes, density, data):
-  k = data.draw(st.sampled_from(sorted({1, min(5, num_codes), num_codes // 2 or 1, num_codes})))
+  # Small k with 2,500 codes (79 bins) takes the grouped path of the bin selection.
+  k = data.draw(st.sampled_from(sorted({1, min(2, num_codes), num_codes // 2 or 1, num_codes})))
   queries = random_bits(seed, 5, nbits, density)
   database = random_bits(seed + 1, num_codes, nbits, density)
   result = hamming_topk(pack_bits(queries), pack_bits(database), k)
@@ -89,15 +91,17 @@ class BlockTopkTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_block_topk_masks_rows_past_num_valid(self):
-    queries, block = random_bits(8, 8, 48, 0.2), random_bits(9, 4 * BIN_SIZE, 48, 0.2)
-    kernel = self.variant(lambda q, b, n: block_topk(q, b, n, 10))
-    for num_valid in (4 * BIN_SIZE, 70, 3):
-      distances, indices = kernel(pack_bits(queries), pack_bits(block), jnp.int32(num_valid))
-      expected = reference_topk(queries, block[:num_valid], min(10, num_valid))
-      found = min(10, num_valid)
-      np.testing.assert_array_equal(np.asarray(distances)[:, :found], expected[0])
-      np.testing.assert_array_equal(np.asarray(indices)[:, :found], expected[1])
-      assert (np.asarray(distances)[:, found:] == 64 + 1).all()  # missing: max distance + 1
+    # k=10 selects among 4 bins directly; k=2 among 70 bins through 3 groups of 32 bins (padded).
+    for num_bins, k in ((4, 10), (70, 2)):
+      queries, block = random_bits(8, 8, 48, 0.2), random_bits(9, num_bins * BIN_SIZE, 48, 0.2)
+      kernel = self.variant(lambda q, b, n, k=k: block_topk(q, b, n, k))
+      for num_valid in (num_bins * BIN_SIZE, 70, 1):
+        distances, indices = kernel(pack_bits(queries), pack_bits(block), jnp.int32(num_valid))
+        found = min(k, num_valid)
+        expected = reference_topk(queries, block[:num_valid], found)
+        np.testing.assert_array_equal(np.asarray(distances)[:, :found], expected[0])
+        np.testing.assert_array_equal(np.asarray(indices)[:, :found], expected[1])
+        assert (np.asarray(distances)[:, found:] == 64 + 1).all()  # missing: max distance + 1
 
 
 @settings(max_examples=10, deadline=None)

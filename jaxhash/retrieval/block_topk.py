@@ -2,7 +2,8 @@
 
 Pass 1 (one fused XLA loop, vectorised across queries): for each bin of ``BIN_SIZE`` consecutive
 codes, the smallest ``(distance, offset)`` pair, packed into a uint16. Pass 2: keep the ``k`` bins
-with the smallest minima, recompute the distances of their codes, and keep the ``k`` smallest.
+with the smallest minima (through groups of bins, see ``_smallest_bin_keys``), recompute the
+distances of their codes, and keep the ``k`` smallest.
 This is exact: a bin that holds one of the true top ``k`` has a minimum no larger than that result,
 and at most ``k`` bins can have a minimum that small (each such minimum is itself a top-``k``
 result), so the ``k`` best bins hold every top-``k`` result. Pass 2 touches ``k * BIN_SIZE`` codes
@@ -80,12 +81,34 @@ def block_topk(query_words: jax.Array, block_words: jax.Array, num_valid, k: int
   first_index = lax.iota(jnp.int32, num_bins) << _OFFSET_BITS
   bin_keys = keys.encode(minima >> _OFFSET_BITS, first_index | (minima & (BIN_SIZE - 1)), shift)
   bin_keys = jnp.where(minima == _EMPTY_BIN, missing, bin_keys)
-  _, best_bins = keys.smallest(bin_keys, min(k, num_bins))
+  best_bins = _best_bins(bin_keys, k, missing)
 
-  codes = block_words.reshape(num_bins, BIN_SIZE, num_words)[best_bins]
+  codes = block_words.reshape(num_bins, BIN_SIZE, num_words)[jnp.minimum(best_bins, num_bins - 1)]
   distances = jnp.sum(
       lax.population_count(codes ^ query_words[:, None, None, :]).astype(jnp.int32), axis=-1)
   indices = (best_bins[:, :, None] << _OFFSET_BITS) | lax.iota(jnp.int32, BIN_SIZE)
   candidate_keys = jnp.where(indices < num_valid, keys.encode(distances, indices, shift), missing)
   best, _ = keys.smallest(candidate_keys.reshape(num_queries, -1), k)
   return keys.decode(best, shift)
+
+
+def _best_bins(bin_keys: jax.Array, k: int, missing: jax.Array) -> jax.Array:
+  """Indices of the ``min(k, num_bins)`` bins with the smallest keys, in groups when cheaper.
+
+  ``top_k`` costs about linear time in its input, so with many bins this first keeps the ``k``
+  groups of ``BIN_SIZE`` bins with the smallest minimum, then the ``k`` best bins among those
+  ``k * BIN_SIZE`` (exact by the same argument as the bins). The last group is padded with
+  ``missing`` keys; a padding bin (index >= num_bins) is only chosen when fewer than ``k`` real
+  bins exist, and its candidates are then masked like rows past ``num_valid``.
+  """
+  num_queries, num_bins = bin_keys.shape
+  num_groups = -(-num_bins // BIN_SIZE)
+  if num_groups <= k:
+    return keys.smallest(bin_keys, min(k, num_bins))[1]
+  padded = jnp.pad(bin_keys, ((0, 0), (0, num_groups * BIN_SIZE - num_bins)), constant_values=missing)
+  groups = padded.reshape(num_queries, num_groups, BIN_SIZE)
+  _, best_groups = keys.smallest(groups.min(axis=-1), k)
+  candidates = jnp.take_along_axis(groups, best_groups[:, :, None], axis=1)
+  _, positions = keys.smallest(candidates.reshape(num_queries, -1), k)
+  group_of = jnp.take_along_axis(best_groups, positions >> _OFFSET_BITS, axis=1)
+  return (group_of << _OFFSET_BITS) | (positions & (BIN_SIZE - 1))
