@@ -1,6 +1,9 @@
 """Exact Hamming top-k against a numpy brute force with a stable sort (ties by database index)."""
 
+import re
+
 import chex
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -8,6 +11,7 @@ from hypothesis import given, settings, strategies as st
 
 from jaxhash.retrieval import MAX_K, hamming_topk, merge_topk, pack_bits, stream_topk
 from jaxhash.retrieval.block_topk import BIN_SIZE, block_topk
+from jaxhash.retrieval.chunking import cpu_compiler_options
 
 
 def random_bits(seed, n, nbits, density=0.5):
@@ -118,3 +122,18 @@ def test_merge_of_ordered_lists_is_topk_of_union(seed, sizes):
                       k, 64)
   np.testing.assert_array_equal(np.asarray(merged[0])[0], all_distances[0][order])
   np.testing.assert_array_equal(np.asarray(merged[1])[0], all_indices[0][order])
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks the XLA CPU compilation")
+def test_first_pass_is_one_fusion_that_stores_no_distances():
+  """Speed depends on pass 1 fusing: XOR, popcount, packing and bin minimum in one loop."""
+  num_queries, num_codes = 16, 64 * BIN_SIZE
+  compiled = jax.jit(lambda q, b: block_topk(q, b, num_codes, 3),
+                     compiler_options=cpu_compiler_options()).lower(
+      jnp.zeros((num_queries, 2), jnp.uint32), jnp.zeros((num_codes, 2), jnp.uint32)).compile()
+  entry = compiled.as_text().split("ENTRY", 1)[1]
+  shapes = [[int(n) for n in dims.split(",")] for dims in re.findall(r"\w+\[([\d,]+)\]", entry)]
+  assert max(np.prod(shape) for shape in shapes) < num_codes * num_queries
+  instructions = [line for line in entry.splitlines()[1:] if " = " in line and "parameter(" not in line]
+  first = instructions[0]
+  assert f"u16[{num_codes // BIN_SIZE},{num_queries}]" in first and "fusion(" in first, first
