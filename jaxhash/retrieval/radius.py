@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import operator
 import warnings
 from typing import NamedTuple
@@ -17,7 +16,6 @@ from jaxhash.retrieval.codes import check_words
 from jaxhash.retrieval.topk import MAX_K, hamming_topk
 
 DEFAULT_MAX_RESULTS = 10_000
-_COUNT_BLOCK_ROWS = 1 << 20
 
 
 class RangeSearchResult(NamedTuple):
@@ -54,10 +52,12 @@ def count_within_radius(query_words, db_words, radius: int) -> jax.Array:
   queries = check_words(query_words, "query_words")
   database = check_words(db_words, "db_words", queries.shape[1])
   radius = jnp.uint16(min(check_radius(radius), max_distance(queries.shape[1])))
-  chunks, num_queries = chunking.query_chunks(queries, chunking.default_query_chunk())
+  chunks, num_queries = chunking.query_chunks(
+      queries, chunking.query_chunk_size(None, 1, queries.shape[1]))
   counts = [jnp.zeros(len(chunk), jnp.int32) for chunk in chunks]
-  step = _count_step(jax.default_backend())
-  for _, words in chunking.offset_blocks([database], queries.shape[1], _COUNT_BLOCK_ROWS):
+  step = chunking.search_jit(_count_block, ("num_valid",))
+  for _, words in chunking.offset_blocks([database], queries.shape[1],
+                                         chunking.block_rows(queries.shape[1])):
     block, num_valid = chunking.padded_block(words)
     counts = chunking.map_chunks(
         lambda j: counts[j] + step(chunks[j], block, radius, num_valid=num_valid), len(chunks))
@@ -96,13 +96,6 @@ def hamming_range_search(query_words, db_words, radius: int, *,
   distances, indices = (np.asarray(x) for x in hamming_topk(queries, database, width))
   listed = np.arange(width)[None, :] < kept[:, None]
   return RangeSearchResult(lims, distances[listed], indices[listed], truncated, counts)
-
-
-@functools.cache
-def _count_step(backend: str):
-  del backend  # the cache key: compiler options differ per backend
-  return jax.jit(_count_block, static_argnames="num_valid",
-                 compiler_options=chunking.cpu_compiler_options())
 
 
 def _count_block(queries, block, radius, *, num_valid):

@@ -20,7 +20,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxhash.retrieval import chunking, keys
+from jaxhash.retrieval import chunking
 from jaxhash.retrieval.block_topk import BIN_SIZE, block_topk, max_distance
 from jaxhash.retrieval.codes import check_words
 from jaxhash.retrieval.merge import append_topk, merge_topk
@@ -39,8 +39,7 @@ def sharded_topk(query_words, db_words, k: int, *, mesh: Mesh | None = None,
                  ) -> tuple[jax.Array, jax.Array]:
   """:func:`hamming_topk` with the database split over the devices of a 1-D ``mesh``.
 
-  Each shard is searched in blocks of at most ``db_chunk`` codes (default: as many as a key can
-  index). Returns the same int32 ``(distances, indices)`` as ``hamming_topk``, replicated.
+  Each shard is searched in blocks of ``db_chunk`` codes (default 2**20). Returns the same int32 ``(distances, indices)`` as ``hamming_topk``, replicated.
   """
   queries = check_words(query_words, "query_words")
   database = check_words(db_words, "db_words", queries.shape[1])
@@ -51,16 +50,16 @@ def sharded_topk(query_words, db_words, k: int, *, mesh: Mesh | None = None,
     raise ValueError(f"sharded_topk needs a 1-D mesh with axis {_AXIS!r} (see database_mesh); "
                      f"got axes {mesh.axis_names}.")
   num_shards = mesh.devices.size
-  block_rows = _block_rows(max_distance(queries.shape[1]), k, db_chunk)
-  shard_rows = _round_up(max(-(-num_codes // num_shards), k), BIN_SIZE)
-  if shard_rows > block_rows:
-    shard_rows = _round_up(shard_rows, block_rows)
+  block_rows = chunking.block_rows(queries.shape[1], db_chunk, k)
+  shard_rows = chunking.round_up(max(-(-num_codes // num_shards), k), BIN_SIZE)
+  if shard_rows > block_rows:  # whole blocks per shard, each at least k codes
+    shard_rows = chunking.round_up(shard_rows, block_rows)
   padded = np.zeros((num_shards * shard_rows, queries.shape[1]), np.uint32)
   padded[:num_codes] = np.asarray(database)
   sharded_db = jax.device_put(padded, NamedSharding(mesh, PartitionSpec(_AXIS, None)))
   search = _sharded_search(mesh, num_codes, shard_rows, block_rows, k)
   chunks, num_queries = chunking.query_chunks(
-      queries, query_chunk or chunking.default_query_chunk())
+      queries, chunking.query_chunk_size(query_chunk, k, queries.shape[1]))
   results = [search(chunk, sharded_db) for chunk in chunks]
   return (chunking.concat_rows([distances for distances, _ in results], num_queries),
           chunking.concat_rows([indices for _, indices in results], num_queries))
@@ -95,15 +94,3 @@ def _shard_topk(queries, shard, num_valid, k, block_rows, top_distance):
     new = distances, indices + start
     best = new if best is None else append_topk(best, new, k, top_distance)
   return best
-
-
-def _block_rows(top_distance: int, k: int, requested: int | None) -> int:
-  """Rows per block: at most what a block-local index can address, at least k, whole bins."""
-  limit = 1 << keys.index_shift(top_distance)
-  if requested is not None and requested < 1:
-    raise ValueError(f"db_chunk must be a positive number of codes; got {requested}.")
-  return min(limit, _round_up(max(requested or limit, k), BIN_SIZE))
-
-
-def _round_up(value: int, multiple: int) -> int:
-  return -(-value // multiple) * multiple

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import functools
 import operator
 from collections.abc import Iterable
 
 import jax
 import jax.numpy as jnp
 
-from jaxhash.retrieval import chunking, keys
-from jaxhash.retrieval.block_topk import BIN_SIZE, block_topk, max_distance
+from jaxhash.retrieval import chunking
+from jaxhash.retrieval.block_topk import block_topk, max_distance
 from jaxhash.retrieval.codes import check_words
 from jaxhash.retrieval.merge import append_topk
 
 MAX_K = 100_000
-_BLOCK_ROWS = 1 << 20  # codes per database block; keeps a query chunk's bin minima at 16 MiB
-_CANDIDATE_BYTES = 256 << 20  # bound on a query chunk's gathered candidate codes
 
 
 def check_k(k, num_codes: int | None = None) -> int:
@@ -65,13 +62,15 @@ def stream_topk(query_words, db_chunks: Iterable, k: int, *, query_chunk: int | 
   queries = check_words(query_words, "query_words")
   k = check_k(k)
   num_words = queries.shape[1]
-  chunks, num_queries = chunking.query_chunks(queries, _query_chunk(query_chunk, k, num_words))
-  step = _search_step(jax.default_backend())
+  chunks, num_queries = chunking.query_chunks(
+      queries, chunking.query_chunk_size(query_chunk, k, num_words))
+  step = chunking.search_jit(_merge_block, ("num_valid", "k"))
   missing = max_distance(num_words) + 1
   best = [(jnp.full((len(chunk), k), missing, jnp.int32), jnp.zeros((len(chunk), k), jnp.int32))
           for chunk in chunks]
   num_codes = 0
-  for offset, words in chunking.offset_blocks(db_chunks, num_words, _block_rows(db_chunk, num_words)):
+  blocks = chunking.offset_blocks(db_chunks, num_words, chunking.block_rows(num_words, db_chunk))
+  for offset, words in blocks:
     block, num_valid = chunking.padded_block(words, k)
     best = chunking.map_chunks(
         lambda j: step(chunks[j], block, jnp.int32(offset), *best[j], num_valid=num_valid, k=k),
@@ -84,34 +83,8 @@ def stream_topk(query_words, db_chunks: Iterable, k: int, *, query_chunk: int | 
           chunking.concat_rows([indices for _, indices in best], num_queries))
 
 
-def _query_chunk(requested: int | None, k: int, num_words: int) -> int:
-  if requested is not None:
-    if operator.index(requested) < 1:
-      raise ValueError(f"query_chunk must be a positive number of queries; got {requested}.")
-    return requested
-  candidate_bytes = 2 * 4 * k * BIN_SIZE * num_words  # gathered codes and their XOR, per query
-  return max(1, min(chunking.default_query_chunk(), _CANDIDATE_BYTES // candidate_bytes))
-
-
-def _block_rows(requested: int | None, num_words: int) -> int:
-  """Rows per database block: block-local indices must fit the key (2**20 to 2**25 codes)."""
-  limit = 1 << keys.index_shift(max_distance(num_words))
-  if requested is None:
-    return min(_BLOCK_ROWS, limit)
-  if operator.index(requested) < 1:
-    raise ValueError(f"db_chunk must be a positive number of codes; got {requested}.")
-  return min(requested, limit)
-
-
-@functools.cache
-def _search_step(backend: str):
-  """Jitted: top-k of one query chunk in one block, merged into the chunk's running top-k."""
-  del backend  # the cache key: compiler options differ per backend
-  return jax.jit(_merge_block, static_argnames=("num_valid", "k"),
-                 compiler_options=chunking.cpu_compiler_options())
-
-
 def _merge_block(queries, block, offset, best_distances, best_indices, *, num_valid, k):
+  """Top-k of one query chunk in one block, merged into the chunk's running top-k."""
   distances, indices = block_topk(queries, block, num_valid, k)
   return append_topk((best_distances, best_indices), (distances, indices + offset), k,
                      max_distance(queries.shape[1]))
