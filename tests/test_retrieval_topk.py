@@ -79,6 +79,12 @@ def test_bad_k_is_a_clear_error(k):
     hamming_topk(db[:2], db, k)
 
 
+def test_no_queries_gives_empty_results():
+  db = pack_bits(random_bits(6, 100, 16))
+  distances, indices = hamming_topk(db[:0], db, 7)
+  assert distances.shape == indices.shape == (0, 7)
+
+
 def test_stream_shorter_than_k_is_a_clear_error():
   db = pack_bits(random_bits(7, 40, 16))
   with pytest.raises(ValueError, match="40 codes streamed"):

@@ -49,10 +49,10 @@ def block_rows(num_words: int, requested: int | None = None, k: int = 0) -> int:
 
 
 def query_chunks(queries, chunk: int) -> tuple[list[jax.Array], int]:
-  """Zero-padded query chunks of one shape, and the real number of queries."""
+  """Zero-padded query chunks of one shape (at least one chunk), and the real number of queries."""
   num_queries = queries.shape[0]
   chunk = max(_LANES, min(chunk, round_up(num_queries, _LANES)))
-  padded_rows = round_up(num_queries, chunk)
+  padded_rows = round_up(max(num_queries, 1), chunk)
   queries = jnp.asarray(queries)
   if padded_rows != num_queries:
     queries = jnp.pad(queries, ((0, padded_rows - num_queries), (0, 0)))

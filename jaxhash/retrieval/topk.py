@@ -43,6 +43,8 @@ def hamming_topk(query_words, db_words, k: int, *, query_chunk: int | None = Non
   Returns:
     ``(distances, indices)``, int32 ``(Q, k)`` each, sorted by distance and, among equal
     distances, by database index, so results are identical on every backend and chunking.
+
+  Call it outside ``jax.jit``: it loops over chunks on the host (and, on CPU, over threads).
   """
   queries = check_words(query_words, "query_words")
   database = check_words(db_words, "db_words", queries.shape[1])
