@@ -66,3 +66,10 @@ def test_nothing_within_radius_gives_empty_result():
 def test_bad_radius_is_a_clear_error(radius):
   with pytest.raises(ValueError, match="radius"):
     count_within_radius(np.zeros((1, 1), np.uint32), np.zeros((5, 1), np.uint32), radius)
+
+
+@pytest.mark.parametrize("max_results", [0, 2.5, True])
+def test_bad_max_results_is_a_clear_error(max_results):
+  with pytest.raises(ValueError, match="max_results"):
+    hamming_range_search(np.zeros((1, 1), np.uint32), np.zeros((5, 1), np.uint32), 1,
+                         max_results=max_results)

@@ -69,14 +69,17 @@ def hamming_range_search(query_words, db_words, radius: int, *,
                          ) -> RangeSearchResult:
   """All database codes within Hamming distance ``radius`` of each query, nearest first.
 
+  "Within" includes the radius (distance <= radius, as in "Hamming radius 2" in the hashing
+  literature); FAISS's binary ``range_search`` keeps distance < radius instead.
+
   At most ``max_results`` (<= MAX_K) per query are listed. When a query has more, its
   ``truncated`` flag is set and a RuntimeWarning says how many queries were cut, or, with
   ``strict=True``, a ValueError is raised instead; raise ``max_results`` or lower the radius.
   """
   queries = check_words(query_words, "query_words")
   database = check_words(db_words, "db_words", queries.shape[1])
-  max_results = operator.index(max_results)
-  if not 1 <= max_results <= MAX_K:
+  if isinstance(max_results, bool) or not isinstance(max_results, (int, np.integer)) \
+      or not 1 <= max_results <= MAX_K:
     raise ValueError(f"max_results={max_results} is out of range: use 1 to {MAX_K}.")
   counts = np.asarray(count_within_radius(queries, database, radius))
   kept = np.minimum(counts, max_results)
