@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,15 +69,24 @@ def test_cli_train_then_evaluate(tmp_path):
   assert "precision@radius3" in json.load(open(os.path.join(workdir, "results.json")))["codes"]
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+  """A finished CLI run of the tiny config, copied by tests that must not damage it."""
+  workdir = str(tmp_path_factory.mktemp("finished") / "run")
+  proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", workdir)
+  assert proc.returncode == 0, proc.stderr
+  return workdir
+
+
 @pytest.mark.parametrize("args, message", [
     (["--config.train.batch_sise=8"], "batch_sise"),
     (["--config.method.bits=0"], "bits=0 is not a valid code length"),
     (["--config.data.protocol=mnist", "--config.data.dir=/nonexistent/mnist"], "/nonexistent/mnist"),
     (["--config", "configs/missing.py"], "missing.py"),
 ])
-def test_cli_errors_are_one_line_and_keep_checkpoints(tmp_path, args, message):
+def test_cli_errors_are_one_line_and_keep_checkpoints(tmp_path, finished_run, args, message):
   workdir = str(tmp_path / "run")
-  assert run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", workdir).returncode == 0
+  shutil.copytree(finished_run, workdir)
   before = sorted(os.listdir(os.path.join(workdir, "checkpoints")))
   results_before = open(os.path.join(workdir, "results.json")).read()
   proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", workdir, *args)
