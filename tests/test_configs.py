@@ -35,3 +35,12 @@ def test_bits_out_of_range_is_rejected(bits):
   config.method.bits = bits
   with pytest.raises(ValueError, match=f"config.method.bits={bits} is not a valid code length"):
     config_lib.validate(config)
+
+
+def test_package_exports_resolve_lazily():
+  import subprocess
+  import sys
+
+  code = ("import sys, jaxhash; assert 'jax' not in sys.modules; "
+          "[getattr(jaxhash, n) for n in jaxhash.__all__]; print('ok')")
+  assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "ok"

@@ -1,0 +1,1 @@
+"""Data: sources, protocols, batches and on-device augmentation."""
