@@ -15,22 +15,15 @@ Other code lengths: --config configs/dlbhc_cifar10.py:bits=12 (the paper reports
 """
 
 from jaxhash.config import base_config, parse_config_arg
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from jaxhash.presets import alexnet_imagenet_input
 
 
 def get_config(arg=None):
-  _, values = parse_config_arg(arg)
-  c = base_config("dlbhc")
-  c.method.bits = values.pop("bits", 48)
+  _, values = parse_config_arg(arg, (), {"bits": 48})
+  c = alexnet_imagenet_input(base_config("dlbhc"))
+  c.method.bits = values["bits"]
   c.name = f"dlbhc_cifar10_{c.method.bits}"
-  c.model.backbone = "alexnet"
   c.data.protocol = "cifar10-2"
-  c.data.image_size = 256
-  c.data.crop = 224
-  c.data.flip = True
-  c.data.mean, c.data.std = IMAGENET_MEAN, IMAGENET_STD
   c.optim.optimizer = "sgd"
   c.optim.learning_rate = 1e-3
   c.optim.momentum = 0.9
@@ -43,7 +36,4 @@ def get_config(arg=None):
   c.train.num_steps = 50000
   c.train.checkpoint_every = 2000
   c.train.log_every = 100
-  c.eval.batch_size = 250
-  if values:
-    raise ValueError(f"unknown config setting(s) {sorted(values)} for dlbhc_cifar10; use bits=N.")
   return c.lock()

@@ -8,30 +8,12 @@ Other code lengths: --config configs/dlbhc_mnist.py:bits=64 (or full,bits=64).
 """
 
 from jaxhash.config import base_config, parse_config_arg
+from jaxhash.presets import mnist_lenet
 
 
 def get_config(arg=None):
-  variants, values = parse_config_arg(arg, ("full",))
-  c = base_config("dlbhc")
-  c.method.bits = values.pop("bits", 48)
+  variants, values = parse_config_arg(arg, ("full",), {"bits": 48})
+  c = mnist_lenet(base_config("dlbhc"), full="full" in variants)
+  c.method.bits = values["bits"]
   c.name = f"dlbhc_mnist{'_full' if 'full' in variants else ''}_{c.method.bits}"
-  c.model.backbone = "lenet"
-  c.data.mean, c.data.std = (0.1307,), (0.3081,)
-  c.optim.optimizer = "sgd"
-  c.optim.learning_rate = 0.03
-  c.optim.momentum = 0.9
-  c.optim.nesterov = True
-  c.optim.weight_decay = 5e-4
-  c.optim.head_lr_multiplier = 1.0  # trained from scratch: no pretrained layers to protect
-  c.optim.schedule = "cosine"
-  c.train.batch_size = 64
-  c.train.num_epochs = 12.0
-  c.train.checkpoint_every = 500
-  c.train.log_every = 50
-  if "full" in variants:
-    c.data.protocol = "mnist"
-    c.train.num_epochs = 5.0
-    c.train.checkpoint_every = 1000
-  if values:
-    raise ValueError(f"unknown config setting(s) {sorted(values)} for dlbhc_mnist; use bits=N.")
   return c.lock()

@@ -14,31 +14,20 @@ Other code lengths: --config configs/hashnet_cifar10.py:bits=64 (or cpu,bits=64)
 
 from jaxhash.config import base_config, parse_config_arg
 from jaxhash.methods.hashnet import use_released_recipe
+from jaxhash.presets import CIFAR10_MEAN, CIFAR10_STD, lenet_from_scratch
 
 
 def get_config(arg=None):
-  variants, values = parse_config_arg(arg, ("cpu",))
+  variants, values = parse_config_arg(arg, ("cpu",), {"bits": 48})
   c = base_config("hashnet")
-  c.method.bits = values.pop("bits", 48)
+  c.method.bits = values["bits"]
   c.name = f"hashnet_cifar10{'_cpu' if 'cpu' in variants else ''}_{c.method.bits}"
   c.data.protocol = "cifar10"
   c.data.source = "listfile"
   if "cpu" in variants:
-    c.model.backbone = "lenet"
+    lenet_from_scratch(c, 0.01, 40.0, CIFAR10_MEAN, CIFAR10_STD)
     c.data.pad, c.data.crop, c.data.flip = 4, 32, True
-    c.data.mean, c.data.std = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-    c.optim.optimizer = "sgd"
-    c.optim.learning_rate = 0.01
-    c.optim.momentum, c.optim.nesterov = 0.9, True
-    c.optim.weight_decay = 5e-4
-    c.optim.head_lr_multiplier = 1.0  # trained from scratch: no pretrained layers to protect
-    c.optim.schedule = "cosine"
-    c.train.batch_size = 64
-    c.train.num_epochs = 40.0
-    c.train.checkpoint_every = 500
     c.eval.rerank = False
   else:
     use_released_recipe(c, learning_rate=0.0002)  # the released ImageNet solver's rate; CIFAR-10 has none
-  if values:
-    raise ValueError(f"unknown config setting(s) {sorted(values)} for hashnet_cifar10; use bits=N.")
   return c.lock()

@@ -14,12 +14,10 @@ from jaxhash.methods.hashnet import use_released_recipe
 
 
 def get_config(arg=None):
-  _, values = parse_config_arg(arg)
+  _, values = parse_config_arg(arg, (), {"bits": 48})
   # the base rate of the released Caffe solver for coco
   c = use_released_recipe(base_config("hashnet"), learning_rate=0.00005)
-  c.method.bits = values.pop("bits", 48)
+  c.method.bits = values["bits"]
   c.name = f"hashnet_coco_{c.method.bits}"
   c.data.protocol = "coco"
-  if values:
-    raise ValueError(f"unknown config setting(s) {sorted(values)} for hashnet_coco; use bits=N.")
   return c.lock()

@@ -14,12 +14,10 @@ from jaxhash.methods.hashnet import use_released_recipe
 
 
 def get_config(arg=None):
-  _, values = parse_config_arg(arg)
+  _, values = parse_config_arg(arg, (), {"bits": 48})
   # the base rate of the released Caffe solver for imagenet
   c = use_released_recipe(base_config("hashnet"), learning_rate=0.0002)
-  c.method.bits = values.pop("bits", 48)
+  c.method.bits = values["bits"]
   c.name = f"hashnet_imagenet100_{c.method.bits}"
   c.data.protocol = "imagenet100"
-  if values:
-    raise ValueError(f"unknown config setting(s) {sorted(values)} for hashnet_imagenet100; use bits=N.")
   return c.lock()

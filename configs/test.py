@@ -8,18 +8,16 @@ from jaxhash.config import base_config, parse_config_arg
 
 
 def get_config(arg=None):
-  variants, values = parse_config_arg(arg, ("hashnet",))
+  variants, values = parse_config_arg(arg, ("hashnet",), {"bits": 16, "steps": 2})
   c = base_config("hashnet" if "hashnet" in variants else "dlbhc")
-  c.method.bits = values.pop("bits", 16)
+  c.method.bits = values["bits"]
   c.name = f"test_{c.method.name}"
   c.train.batch_size = 16
-  c.train.num_steps = values.pop("steps", 2)
+  c.train.num_steps = values["steps"]
   c.train.checkpoint_every = 1
   c.train.log_every = 1
   c.eval.batch_size = 250
   c.eval.map_at = "all,100"
   c.eval.precision_at = "1,10,100"
   c.eval.rerank_pool = 100
-  if values:
-    raise ValueError(f"unknown config setting(s) {sorted(values)} for test; use bits=N or steps=N.")
   return c.lock()

@@ -89,7 +89,7 @@ def map_at(config) -> tuple:
 
 def validate(config) -> None:
   """Raises ValueError naming the first bad config key and what would be valid."""
-  get_method(config.method.name)
+  get_method(config.method.name).validate(config.method)
   try:
     check_nbits(config.method.bits)
   except ValueError as e:
@@ -121,16 +121,22 @@ def validate(config) -> None:
   map_at(config)
 
 
-def parse_config_arg(arg: str | None, variants: tuple[str, ...] = ()) -> tuple[set, dict]:
-  """``"full,bits=64"`` -> ({"full"}, {"bits": 64}): the text after ``:`` in ``--config x.py:...``."""
-  names, values = set(), {}
+def parse_config_arg(arg: str | None, variants: tuple[str, ...] = (),
+                     settings: dict | None = None) -> tuple[set, dict]:
+  """Parses the text after ``:`` in ``--config x.py:full,bits=64``.
+
+  Returns the named variants ({"full"}) and ``settings`` updated with the ``key=value`` items
+  ({"bits": 64}); a variant or key the config does not know is an error that lists the known ones.
+  """
+  names, values = set(), dict(settings or {})
   for token in (t.strip() for t in (arg or "").split(",") if t.strip()):
-    if "=" in token:
-      key, value = token.split("=", 1)
-      values[key.strip()] = int(value) if value.strip().lstrip("-").isdigit() else value.strip()
-    elif token in variants:
+    key, sep, value = token.partition("=")
+    if sep and key.strip() in values:
+      value = value.strip()
+      values[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
+    elif not sep and token in variants:
       names.add(token)
     else:
-      raise ValueError(f"unknown config variant {token!r}; this config knows {list(variants) or 'none'} "
-                       "and key=value settings.")
+      raise ValueError(f"unknown config variant or setting {token!r}; this config knows the variants "
+                       f"{list(variants) or 'none'} and the settings {[f'{k}=N' for k in values] or 'none'}.")
   return names, values

@@ -25,7 +25,7 @@ def test_config_validates_and_is_locked(name):
 def test_bits_variant_and_bad_variant():
   assert load_config("dlbhc_mnist", "full,bits=64").method.bits == 64
   assert load_config("dlbhc_mnist", "full").data.protocol == "mnist"
-  with pytest.raises(ValueError, match="unknown config variant 'ful'"):
+  with pytest.raises(ValueError, match="unknown config variant or setting .ful."):
     load_config("dlbhc_mnist", "ful")
 
 

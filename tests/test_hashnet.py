@@ -152,9 +152,9 @@ def test_codes_are_sign_with_zero_as_one():
     ("gamma", -0.1, "gamma"),
     ("step_size", 0, "step_size"),
 ])
-def test_bad_method_config_is_refused_when_the_model_is_built(key, value, message):
+def test_bad_method_config_is_refused_by_validation(key, value, message):
   with pytest.raises(ValueError, match=message):
-    get_method("hashnet").make_head(method_config(**{key: value}), 10)
+    get_method("hashnet").validate(method_config(**{key: value}))
 
 
 def test_two_training_steps_log_beta_and_loss(tmp_path):

@@ -26,6 +26,8 @@ class Method:
   binarize: Callable[[Outputs], jax.Array]
   # method section of the config, with its defaults.
   defaults: Callable[[], dict[str, Any]]
+  # method config -> None, raising ValueError naming a bad ``config.method`` key.
+  validate: Callable[[ml_collections.ConfigDict], None] = lambda config: None
 
 
 class HashModel(nn.Module):

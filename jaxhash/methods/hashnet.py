@@ -32,6 +32,7 @@ import jax.numpy as jnp
 import optax
 
 from jaxhash.methods.base import Method
+from jaxhash.presets import alexnet_imagenet_input
 from jaxhash.schedules import continuation_schedule
 
 WEIGHTINGS = ("balanced", "uniform")
@@ -116,9 +117,7 @@ def validate(config) -> None:
 
 
 def make_head(config, num_classes: int) -> HashNetHead:
-  """Validates the method config too: this runs before anything touches the workdir."""
   del num_classes  # pairwise: no classifier
-  validate(config)
   return HashNetHead(bits=config.bits)
 
 
@@ -136,10 +135,8 @@ def defaults() -> dict:
   }
 
 
-METHOD = Method(name="hashnet", make_head=make_head, loss=loss, binarize=binarize, defaults=defaults)
-
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+METHOD = Method(name="hashnet", make_head=make_head, loss=loss, binarize=binarize, defaults=defaults,
+                validate=validate)
 
 
 def use_released_recipe(config, learning_rate: float):
@@ -150,9 +147,7 @@ def use_released_recipe(config, learning_rate: float):
   ``learning_rate`` is the per-dataset base rate of the released solvers. Caffe's 2× rate and no
   decay for biases are not reproduced (``jaxhash.optim`` treats all parameters of a group alike).
   """
-  config.model.backbone = "alexnet"
-  config.data.image_size, config.data.crop, config.data.flip = 256, 224, True
-  config.data.mean, config.data.std = IMAGENET_MEAN, IMAGENET_STD
+  alexnet_imagenet_input(config)
   config.optim.optimizer = "sgd"
   config.optim.learning_rate = learning_rate
   config.optim.momentum, config.optim.nesterov = 0.9, True
@@ -161,6 +156,5 @@ def use_released_recipe(config, learning_rate: float):
   config.optim.schedule, config.optim.decay_every, config.optim.decay_factor = "step", 2000, 0.5
   config.train.batch_size, config.train.num_steps = 256, 10_000
   config.train.checkpoint_every = 1000
-  config.eval.batch_size = 250
   config.eval.rerank = False  # HashNet's results are codes-only
   return config
