@@ -36,7 +36,7 @@ def assert_topk_equal(result, expected):
        density=st.sampled_from([0.5, 0.03]),
        data=st.data())
 def test_topk_matches_stable_brute_force(seed, nbits, num_codes, density, data):
-  # Small k with 2,500 codes (79 bins) takes the grouped path of the bin selection.
+  # Small k with 2,500 codes (padded to 3,072: 3 groups of 32 bins) selects bins through groups.
   k = data.draw(st.sampled_from(sorted({1, min(2, num_codes), num_codes // 2 or 1, num_codes})))
   queries = random_bits(seed, 5, nbits, density)
   database = random_bits(seed + 1, num_codes, nbits, density)
@@ -101,8 +101,8 @@ class BlockTopkTest(chex.TestCase):
 
   @chex.variants(with_jit=True, without_jit=True)
   def test_block_topk_masks_rows_past_num_valid(self):
-    # k=10 selects among 4 bins directly; k=2 among 70 bins through 3 groups of 32 bins (padded).
-    for num_bins, k in ((4, 10), (70, 2)):
+    # k=10 selects among 4 bins directly; k=2 among 96 bins through 3 groups of 32 bins.
+    for num_bins, k in ((4, 10), (96, 2)):
       queries, block = random_bits(8, 8, 48, 0.2), random_bits(9, num_bins * BIN_SIZE, 48, 0.2)
       kernel = self.variant(lambda q, b, n, k=k: block_topk(q, b, n, k))
       for num_valid in (num_bins * BIN_SIZE, 70, 1):

@@ -2,7 +2,7 @@
 
 Pass 1 (one fused XLA loop, vectorised across queries): for each bin of ``BIN_SIZE`` consecutive
 codes, the smallest ``(distance, offset)`` pair, packed into a uint16. Pass 2: keep the ``k`` bins
-with the smallest minima (through groups of bins, see ``_smallest_bin_keys``), recompute the
+with the smallest minima (through groups of bins, see ``_best_bins``), recompute the
 distances of their codes, and keep the ``k`` smallest.
 This is exact: a bin that holds one of the true top ``k`` has a minimum no larger than that result,
 and at most ``k`` bins can have a minimum that small (each such minimum is itself a top-``k``
@@ -22,6 +22,7 @@ from jax import lax
 from jaxhash.retrieval import keys
 
 BIN_SIZE = 32
+ROW_MULTIPLE = BIN_SIZE * BIN_SIZE  # blocks with a multiple of this many rows select bins in groups
 _OFFSET_BITS = 5  # log2(BIN_SIZE); (distance << 5 | offset) fits a uint16 for up to 2,047 bits
 _EMPTY_BIN = 0xFFFF
 
@@ -81,9 +82,9 @@ def block_topk(query_words: jax.Array, block_words: jax.Array, num_valid, k: int
   first_index = lax.iota(jnp.int32, num_bins) << _OFFSET_BITS
   bin_keys = keys.encode(minima >> _OFFSET_BITS, first_index | (minima & (BIN_SIZE - 1)), shift)
   bin_keys = jnp.where(minima == _EMPTY_BIN, missing, bin_keys)
-  best_bins = _best_bins(bin_keys, k, missing)
+  best_bins = _best_bins(bin_keys, k)
 
-  codes = block_words.reshape(num_bins, BIN_SIZE, num_words)[jnp.minimum(best_bins, num_bins - 1)]
+  codes = block_words.reshape(num_bins, BIN_SIZE, num_words)[best_bins]
   distances = jnp.sum(
       lax.population_count(codes ^ query_words[:, None, None, :]).astype(jnp.int32), axis=-1)
   indices = (best_bins[:, :, None] << _OFFSET_BITS) | lax.iota(jnp.int32, BIN_SIZE)
@@ -92,21 +93,19 @@ def block_topk(query_words: jax.Array, block_words: jax.Array, num_valid, k: int
   return keys.decode(best, shift)
 
 
-def _best_bins(bin_keys: jax.Array, k: int, missing: jax.Array) -> jax.Array:
+def _best_bins(bin_keys: jax.Array, k: int) -> jax.Array:
   """Indices of the ``min(k, num_bins)`` bins with the smallest keys, in groups when cheaper.
 
-  ``top_k`` costs about linear time in its input, so with many bins this first keeps the ``k``
-  groups of ``BIN_SIZE`` bins with the smallest minimum, then the ``k`` best bins among those
-  ``k * BIN_SIZE`` (exact by the same argument as the bins). The last group is padded with
-  ``missing`` keys; a padding bin (index >= num_bins) is only chosen when fewer than ``k`` real
-  bins exist, and its candidates are then masked like rows past ``num_valid``.
+  ``top_k`` costs about linear time in its input, so when the bins form more than ``k`` whole
+  groups of ``BIN_SIZE`` bins (blocks of a multiple of ``ROW_MULTIPLE`` rows), this first keeps the
+  ``k`` groups with the smallest minimum, then the ``k`` best bins among those ``k * BIN_SIZE``
+  (exact by the same argument as the bins).
   """
   num_queries, num_bins = bin_keys.shape
-  num_groups = -(-num_bins // BIN_SIZE)
-  if num_groups <= k:
+  num_groups = num_bins // BIN_SIZE
+  if num_bins % BIN_SIZE or num_groups <= k:
     return keys.smallest(bin_keys, min(k, num_bins))[1]
-  padded = jnp.pad(bin_keys, ((0, 0), (0, num_groups * BIN_SIZE - num_bins)), constant_values=missing)
-  groups = padded.reshape(num_queries, num_groups, BIN_SIZE)
+  groups = bin_keys.reshape(num_queries, num_groups, BIN_SIZE)
   _, best_groups = keys.smallest(groups.min(axis=-1), k)
   candidates = jnp.take_along_axis(groups, best_groups[:, :, None], axis=1)
   _, positions = keys.smallest(candidates.reshape(num_queries, -1), k)

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxhash.retrieval import keys
-from jaxhash.retrieval.block_topk import BIN_SIZE, max_distance
+from jaxhash.retrieval.block_topk import BIN_SIZE, ROW_MULTIPLE, max_distance
 from jaxhash.retrieval.codes import check_words
 
 MAX_CODES = 2**31 - 1  # indices are int32
@@ -60,9 +60,13 @@ def query_chunks(queries, chunk: int) -> tuple[list[jax.Array], int]:
 
 
 def padded_block(words, min_rows: int = 0) -> tuple[jax.Array, int]:
-  """A block padded with zero codes to a multiple of BIN_SIZE rows (and >= ``min_rows``)."""
+  """A block padded with zero codes to a multiple of ROW_MULTIPLE rows (and >= ``min_rows``).
+
+  Whole groups of bins let the kernel select bins in two cheap steps; padding the bin keys inside
+  the kernel instead measured 1.6x slower at 128 bits.
+  """
   num_valid = words.shape[0]
-  rows = round_up(max(num_valid, min_rows), BIN_SIZE)
+  rows = round_up(max(num_valid, min_rows), ROW_MULTIPLE)
   words = jnp.asarray(words)
   if rows != num_valid:
     words = jnp.pad(words, ((0, rows - num_valid), (0, 0)))

@@ -21,7 +21,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxhash.retrieval import chunking
-from jaxhash.retrieval.block_topk import BIN_SIZE, block_topk, max_distance
+from jaxhash.retrieval.block_topk import ROW_MULTIPLE, block_topk, max_distance
 from jaxhash.retrieval.codes import check_words
 from jaxhash.retrieval.merge import append_topk, merge_topk
 from jaxhash.retrieval.topk import check_k
@@ -51,7 +51,7 @@ def sharded_topk(query_words, db_words, k: int, *, mesh: Mesh | None = None,
                      f"got axes {mesh.axis_names}.")
   num_shards = mesh.devices.size
   block_rows = chunking.block_rows(queries.shape[1], db_chunk, k)
-  shard_rows = chunking.round_up(max(-(-num_codes // num_shards), k), BIN_SIZE)
+  shard_rows = chunking.round_up(max(-(-num_codes // num_shards), k), ROW_MULTIPLE)
   if shard_rows > block_rows:  # whole blocks per shard, each at least k codes
     shard_rows = chunking.round_up(shard_rows, block_rows)
   padded = np.zeros((num_shards * shard_rows, queries.shape[1]), np.uint32)
