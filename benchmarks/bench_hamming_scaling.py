@@ -63,8 +63,10 @@ def main():
   print(f"sweep over Q at N={args.fixed_codes}, {args.bits} bits, k={args.k}")
   over_queries = [measure(q, args.fixed_codes, args, rng, faiss) for q in args.queries]
   info = machine_info()
-  lines = [f"{info['cpu']}, {info['cores_available']} cores, jax {info['jax']}; {args.bits} bits, "
-           f"k={args.k}, best of {args.repeats}; load average {info['load_average_1min']}.", "",
+  command = "python " + " ".join(sys.argv)
+  lines = [f"Command: `{command}`  ", f"{info['cpu']}, {info['cores_available']} cores, jax {info['jax']}; {args.bits} bits, "
+           f"k={args.k}, best of {args.repeats}; 1-min load average at the end {info['load_average_1min']}.",
+           "",
            "| Q | N | jaxhash ms | G distances/s |" + (" FAISS ms | ratio |" if faiss else ""),
            "|---:|---:|---:|---:|" + ("---:|---:|" if faiss else "")]
   for row in over_codes + over_queries:
@@ -73,7 +75,8 @@ def main():
     if faiss:
       line += f" {row['faiss']['best_s'] * 1e3:.1f} | {best / row['faiss']['best_s']:.2f} |"
     lines.append(line)
-  write_results(args.out, {"machine": info, "args": vars(args), "over_codes": over_codes,
+  write_results(args.out, {"machine": info, "command": command, "args": vars(args),
+                           "over_codes": over_codes,
                            "over_queries": over_queries}, "\n".join(lines) + "\n")
 
 
