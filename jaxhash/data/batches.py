@@ -51,7 +51,7 @@ class TrainBatches:
     positions = self._positions(step)
     if self._on_device:
       return _gather(self._images, self._labels, jnp.asarray(positions, dtype=jnp.int32))
-    rows = np.sort(self._indices[positions])  # sorted reads suit lazy decoders; order is irrelevant
+    rows = self._indices[positions]
     return jnp.asarray(self._images[rows]), jnp.asarray(self._labels[rows])
 
 
