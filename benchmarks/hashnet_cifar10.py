@@ -2,7 +2,7 @@
 
 Extracts the JPEG tarball and writes its list files (once, into --cifar-dir), then trains
 configs/hashnet_cifar10.py:cpu from scratch in a fresh workdir and evaluates 1,000 queries against
-the 54,000-image database. A CPU budget (about 10 minutes on 2 cores), not the paper's setting:
+the 54,000-image database. A CPU budget (about 8 minutes on 2 cores), not the paper's setting:
 the AlexNet recipe from ImageNet weights is the config's default, for an accelerator. Writes
 benchmarks/results/hashnet_cifar10.json and .md.
 

@@ -25,7 +25,7 @@ def get_config(arg=None):
   c.data.protocol = "cifar10"
   c.data.source = "listfile"
   if "cpu" in variants:
-    lenet_from_scratch(c, 0.01, 40.0, CIFAR10_MEAN, CIFAR10_STD)
+    lenet_from_scratch(c, 0.03, 100.0, CIFAR10_MEAN, CIFAR10_STD)
     c.data.pad, c.data.crop, c.data.flip = 4, 32, True
     c.eval.rerank = False
   else:
