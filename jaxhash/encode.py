@@ -22,11 +22,14 @@ def make_encoder(model, method, data_config):
 
 
 def encode_indices(encoder, params, images, indices: np.ndarray, batch_size: int,
-                   with_features: bool) -> tuple[np.ndarray, np.ndarray | None]:
-  """Packed codes uint32 (len(indices), W) and, if asked, float32 features of the given images."""
+                   with_features: bool, sharding=None) -> tuple[np.ndarray, np.ndarray | None]:
+  """Packed codes uint32 (len(indices), W) and, if asked, float32 features of the given images.
+
+  ``sharding``: how each batch is laid out over devices (default: JAX's default device).
+  """
   codes, features = [], []
   for batch, valid in eval_batches(images, indices, batch_size):
-    bits, feats = encoder(params, batch)
+    bits, feats = encoder(params, jax.device_put(batch, sharding))
     codes.append(pack_bits(np.asarray(bits)[:valid]))
     if with_features:
       features.append(np.asarray(feats, dtype=np.float32)[:valid])

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from jaxhash import config as config_lib
-from jaxhash import evaluation, report
+from jaxhash import evaluation, parallel, report
 from jaxhash.checkpoint import Checkpointer
 from jaxhash.data import protocols
 from jaxhash.data.augment import preprocess
@@ -46,6 +46,7 @@ class Experiment:
   dataset: Dataset
   split: protocols.Split
   model: HashModel
+  mesh: jax.sharding.Mesh  # the local devices; batches are split over them
 
   def split_header(self) -> str:
     return (f"protocol {self.protocol.name} seed {self.config.seed} dataset {self.dataset.name} "
@@ -60,7 +61,7 @@ def build_experiment(config) -> Experiment:
   split = protocols.make_split(protocol, dataset, config.seed)
   model = HashModel(backbone=get_backbone(config.model.backbone),
                     head=method.make_head(config.method, dataset.num_classes))
-  return Experiment(config, method, protocol, dataset, split, model)
+  return Experiment(config, method, protocol, dataset, split, model, parallel.data_mesh())
 
 
 def init_params(exp: Experiment) -> dict:
@@ -82,6 +83,9 @@ def restore_trained(exp: Experiment, workdir: str) -> TrainState:
   """The latest checkpoint of ``workdir``, for evaluation without training."""
   optimizer, _ = make_optimizer(exp.config.optim, 1)
   abstract = jax.eval_shape(lambda: initial_state(exp, optimizer))
+  abstract = jax.tree.map(
+      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=parallel.replicated(exp.mesh)),
+      abstract)
   checkpointer = Checkpointer(workdir)
   try:
     state = checkpointer.restore_latest(abstract)
@@ -148,10 +152,10 @@ def _mean_metrics(window: list[dict], step: int) -> dict:
 def train(exp: Experiment, workdir: str, stream=None) -> TrainState:
   """Trains (or resumes) to the configured number of steps; returns the final state."""
   config = exp.config
-  batches = TrainBatches(exp.dataset, exp.split.train, config.train.batch_size, config.seed)
+  batches = TrainBatches(exp.dataset, exp.split.train, config.train.batch_size, config.seed, exp.mesh)
   steps = total_steps(config, batches.steps_per_epoch)
   optimizer, schedule = make_optimizer(config.optim, steps)
-  state = initial_state(exp, optimizer)
+  state = jax.device_put(initial_state(exp, optimizer), parallel.replicated(exp.mesh))
 
   _prepare_workdir(exp, workdir)
   checkpointer = Checkpointer(workdir)
@@ -160,8 +164,9 @@ def train(exp: Experiment, workdir: str, stream=None) -> TrainState:
     state = restored
   start = int(state.step)
   stream = stream or sys.stderr
-  if start:
-    stream.write(f"resuming {workdir} from step {start}\n")
+  devices = exp.mesh.devices.size
+  stream.write(f"{'resuming' if start else 'training'} {workdir} from step {start} on {devices} "
+               f"{jax.default_backend()} device{'s' if devices > 1 else ''}\n")
   log_path = os.path.join(workdir, "metrics.jsonl")
   _trim_metrics_log(log_path, start)
   if start >= steps:
@@ -211,7 +216,8 @@ def evaluate(exp: Experiment, params, step: int) -> dict:
   for name in ("query", "database"):
     indices = getattr(exp.split, name)
     words, features = encode_indices(encoder, params, exp.dataset.images, indices,
-                                     config.eval.batch_size, with_features=spec.rerank)
+                                     parallel.round_up_to_devices(config.eval.batch_size, exp.mesh),
+                                     with_features=spec.rerank, sharding=parallel.batch_sharded(exp.mesh))
     encoded[name] = evaluation.Encoded(words, exp.dataset.labels[indices], features)
   encode_seconds = time.perf_counter() - t0
   results = evaluation.evaluate(encoded["query"], encoded["database"], spec)

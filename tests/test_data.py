@@ -130,6 +130,7 @@ def test_lazy_and_in_memory_images_give_the_same_batches(tmp_path):
   from jaxhash.data.batches import TrainBatches
   from jaxhash.data.image_folder import write_list_files
   from jaxhash.data.listfile import load_list_files
+  from jaxhash.parallel import data_mesh
 
   write_image_tree(tmp_path)
   files = write_list_files(tmp_path)
@@ -137,7 +138,8 @@ def test_lazy_and_in_memory_images_give_the_same_batches(tmp_path):
   lazy = load_list_files(tmp_path, files, in_memory=False)
   assert not isinstance(lazy.images, np.ndarray)
   train = eager.groups["train"]
-  on_device, from_disk = TrainBatches(eager, train, 5, seed=0), TrainBatches(lazy, train, 5, seed=0)
+  mesh = data_mesh()
+  on_device, from_disk = TrainBatches(eager, train, 5, 0, mesh), TrainBatches(lazy, train, 5, 0, mesh)
   for step in range(6):  # crosses an epoch boundary (4 batches per epoch)
     for a, b in zip(on_device.get(step), from_disk.get(step)):
       np.testing.assert_array_equal(a, b)

@@ -14,27 +14,33 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxhash import parallel
 from jaxhash.data.dataset import Dataset
 
 
-@jax.jit
 def _gather(images, labels, idx):
   return jnp.take(images, idx, axis=0), jnp.take(labels, idx, axis=0)
 
 
 class TrainBatches:
-  def __init__(self, ds: Dataset, indices: np.ndarray, batch_size: int, seed: int):
+  """Batches laid out over ``mesh``: each device gets its slice of every batch."""
+
+  def __init__(self, ds: Dataset, indices: np.ndarray, batch_size: int, seed: int, mesh):
     if len(indices) < batch_size:
       raise ValueError(
           f"the training set has {len(indices)} images, fewer than config.train.batch_size="
           f"{batch_size}; lower the batch size.")
+    parallel.check_batch_size(batch_size, mesh, "train.batch_size")
     self.batch_size, self.seed = batch_size, seed
     self.steps_per_epoch = len(indices) // batch_size  # the remainder is dropped: static shapes
     self._indices = np.asarray(indices)
+    self._sharding = parallel.batch_sharded(mesh)
     self._on_device = isinstance(ds.images, np.ndarray)
     if self._on_device:
-      self._images = jax.device_put(ds.images[self._indices])
-      self._labels = jax.device_put(ds.labels[self._indices])
+      everywhere = parallel.replicated(mesh)
+      self._images = jax.device_put(ds.images[self._indices], everywhere)
+      self._labels = jax.device_put(ds.labels[self._indices], everywhere)
+      self._gather = jax.jit(_gather, out_shardings=(self._sharding, self._sharding))
     else:
       self._images, self._labels = ds.images, ds.labels
     self._epoch, self._permutation = -1, None
@@ -50,9 +56,9 @@ class TrainBatches:
     """(uint8 images, multi-hot labels) of the batch for ``step``."""
     positions = self._positions(step)
     if self._on_device:
-      return _gather(self._images, self._labels, jnp.asarray(positions, dtype=jnp.int32))
+      return self._gather(self._images, self._labels, jnp.asarray(positions, dtype=jnp.int32))
     rows = self._indices[positions]
-    return jnp.asarray(self._images[rows]), jnp.asarray(self._labels[rows])
+    return jax.device_put((self._images[rows], self._labels[rows]), self._sharding)
 
 
 def eval_batches(images, indices: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
