@@ -13,7 +13,7 @@ import traceback
 from absl import flags
 
 # Errors that are the user's to fix; anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, ImportError, FloatingPointError, KeyError)
+USER_ERRORS = (ValueError, FileNotFoundError, ImportError, FloatingPointError)
 
 
 def parse_flags(argv: list[str]) -> None:

@@ -164,14 +164,15 @@ def train(exp: Experiment, workdir: str, stream=None) -> TrainState:
     state = restored
   start = int(state.step)
   stream = stream or sys.stderr
-  devices = exp.mesh.devices.size
-  stream.write(f"{'resuming' if start else 'training'} {workdir} from step {start} on {devices} "
-               f"{jax.default_backend()} device{'s' if devices > 1 else ''}\n")
   log_path = os.path.join(workdir, "metrics.jsonl")
   _trim_metrics_log(log_path, start)
   if start >= steps:
+    stream.write(f"{workdir} finished training at step {start}; evaluating only\n")
     checkpointer.close()
     return state
+  devices = exp.mesh.devices.size
+  stream.write(f"{'resuming' if start else 'training'} {workdir} from step {start} on {devices} "
+               f"{jax.default_backend()} device{'s' if devices > 1 else ''}\n")
 
   train_step = make_train_step(exp, optimizer, schedule)
   progress = Progress(steps, start, config.train.batch_size, stream=stream)

@@ -68,7 +68,7 @@ def test_malformed_line_names_file_and_line(tmp_path, bad_line, problem):
   path = _write(tmp_path / "bad.txt", f"a.jpg 0 1 0\n\nb.jpg 1 0 0\n{bad_line}\n")
   with pytest.raises(ValueError, match=problem) as info:
     parse_list_file(path)
-  assert f"bad.txt:4:" in str(info.value)
+  assert "bad.txt:4:" in str(info.value)
 
 
 def test_missing_or_empty_list_file(tmp_path):
