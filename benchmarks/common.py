@@ -71,12 +71,55 @@ def read_metrics(workdir: str) -> list[dict]:
     return [json.loads(line) for line in f if line.strip()]
 
 
+def _cpu() -> dict:
+  """The CPU model and the vector extensions speed figures depend on (AVX2 vs AVX-512 differ a lot)."""
+  model, flags = platform.processor(), set()
+  if os.path.exists("/proc/cpuinfo"):
+    with open("/proc/cpuinfo") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and not model:
+          model = value.strip()
+        elif key.strip() == "flags" and not flags:
+          flags = set(value.split())
+  vector = sorted(f for f in flags if f in ("avx", "avx2", "fma", "popcnt") or f.startswith("avx512"))
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+  return {"cpu": model, "vector_extensions": vector, "cores_available": cores}
+
+
+def _commit() -> str:
+  """The checked-out commit (with ``+dirty`` when the work tree differs), or "" outside git."""
+  import subprocess
+
+  try:
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                           capture_output=True, text=True, check=True).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return ""
+  return head + ("+dirty" if dirty else "")
+
+
+def _versions() -> dict:
+  """Versions of the packages a figure can depend on; absent packages are left out."""
+  from importlib import metadata
+
+  versions = {"python": platform.python_version()}
+  for name in ("jax", "jaxlib", "flax", "optax", "numpy", "faiss-cpu", "torch"):
+    try:
+      versions[name] = metadata.version(name)
+    except metadata.PackageNotFoundError:
+      pass
+  return versions
+
+
 def machine() -> dict:
-  """Where the figures were measured: CPU count, platform and the JAX backend and version."""
+  """Where and from what a figure was measured: commit, CPU, load, versions, JAX backend."""
   import jax
 
-  return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-          "jax": jax.__version__, "backend": jax.default_backend(),
+  return {"commit": _commit(), **_cpu(), "load_average_1min": os.getloadavg()[0],
+          "platform": platform.platform(), "versions": _versions(), "backend": jax.default_backend(),
           "devices": [d.device_kind for d in jax.devices()]}
 
 
