@@ -8,14 +8,13 @@ Reads the run's ``config.json`` and split files, encodes queries and database, a
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 import ml_collections
 from absl import flags
 
-from jaxhash import cli, report
+from jaxhash import cli, report, rundir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by jaxhash.train.")
 _EVAL = flags.DEFINE_multi_string("set", [], "Evaluation override KEY=VALUE of config.eval, e.g. radius=3.")
@@ -23,11 +22,7 @@ flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
 
 
 def load_run_config(workdir: str, overrides=()) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path} not found; --workdir must be a directory written by jaxhash.train.")
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = rundir.load_config(workdir)
   for item in overrides:
     key, sep, value = item.partition("=")
     if not sep or key not in config.eval:

@@ -1,7 +1,8 @@
 """The host loop: ``train_and_evaluate(config, workdir)``; the CLI, notebooks and tests call it.
 
-Order matters for "fail loudly, lose nothing": the config is validated and the data read and split
-before anything is written to the workdir, so bad input never touches an existing run.
+Order matters for "fail loudly, lose nothing": the config is validated, the data read and split,
+the run's identity checked (``jaxhash.rundir``) and its checkpoint restored before anything is
+written to the workdir, so bad input or a changed setting never touches an existing run.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 import optax
 
 from jaxhash import config as config_lib
-from jaxhash import evaluation, parallel, report
+from jaxhash import evaluation, parallel, report, rundir
 from jaxhash.checkpoint import Checkpointer
 from jaxhash.data import protocols
 from jaxhash.data.augment import preprocess
@@ -118,15 +119,25 @@ def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, sc
   return jax.jit(train_step, donate_argnums=0)
 
 
+def _num_steps(num_steps: int, num_epochs: float, steps_per_epoch: int) -> int:
+  if num_steps > 0:
+    return int(num_steps)
+  return max(1, math.ceil(num_epochs * steps_per_epoch))
+
+
 def total_steps(config, steps_per_epoch: int) -> int:
-  if config.train.num_steps > 0:
-    return int(config.train.num_steps)
-  return max(1, math.ceil(config.train.num_epochs * steps_per_epoch))
+  return _num_steps(config.train.num_steps, config.train.num_epochs, steps_per_epoch)
 
 
-def _prepare_workdir(exp: Experiment, workdir: str) -> None:
+def _check_workdir(exp: Experiment, workdir: str, steps_per_epoch: int, extend: bool) -> rundir.Plan:
+  """Refuses a changed identity or split; reads only (see ``jaxhash.rundir``)."""
+  checkpoints = os.path.join(workdir, "checkpoints")
+  plan = rundir.check(
+      workdir, exp.config,
+      lambda flat: _num_steps(flat["train.num_steps"], flat["train.num_epochs"], steps_per_epoch),
+      extend=extend, has_checkpoints=os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)))
   protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
-  atomic_write_text(os.path.join(workdir, "config.json"), exp.config.to_json(indent=2) + "\n")
+  return plan
 
 
 def _trim_metrics_log(path: str, last_step: int) -> None:
@@ -149,20 +160,28 @@ def _mean_metrics(window: list[dict], step: int) -> dict:
   return means
 
 
-def train(exp: Experiment, workdir: str, stream=None) -> TrainState:
-  """Trains (or resumes) to the configured number of steps; returns the final state."""
+def train(exp: Experiment, workdir: str, stream=None, extend: bool = False) -> TrainState:
+  """Trains (or resumes) to the configured number of steps; returns the final state.
+
+  ``extend=True`` lets a finished or running run train to a larger number of steps (recorded).
+  """
   config = exp.config
   batches = TrainBatches(exp.dataset, exp.split.train, config.train.batch_size, config.seed, exp.mesh)
   steps = total_steps(config, batches.steps_per_epoch)
   optimizer, schedule = make_optimizer(config.optim, steps)
   state = jax.device_put(initial_state(exp, optimizer), parallel.replicated(exp.mesh))
 
-  _prepare_workdir(exp, workdir)
+  plan = _check_workdir(exp, workdir, batches.steps_per_epoch, extend)
   checkpointer = Checkpointer(workdir)
-  restored = checkpointer.restore_latest(state)
+  try:
+    restored = checkpointer.restore_latest(state)
+  except BaseException:
+    checkpointer.close()
+    raise
   if restored is not None:
     state = restored
   start = int(state.step)
+  rundir.commit(plan, start)
   stream = stream or sys.stderr
   log_path = os.path.join(workdir, "metrics.jsonl")
   _trim_metrics_log(log_path, start)
@@ -225,13 +244,16 @@ def evaluate(exp: Experiment, params, step: int) -> dict:
   results["seconds"] = {"encode": encode_seconds, **results["seconds"]}
   return {"method": exp.method.name, "bits": config.method.bits, "protocol": exp.protocol.name,
           "num_queries": len(exp.split.query), "num_database": len(exp.split.database), "step": step,
-          **results}
+          "eval": config.eval.to_dict(), **results}
 
 
-def train_and_evaluate(config, workdir: str, stream=None) -> dict:
-  """Trains or resumes, evaluates the final state, writes results.json / results.md; returns them."""
+def train_and_evaluate(config, workdir: str, stream=None, extend: bool = False) -> dict:
+  """Trains or resumes, evaluates the final state, writes results.json / results.md; returns them.
+
+  ``extend=True`` allows a larger ``train.num_steps`` / ``num_epochs`` on an existing run.
+  """
   exp = build_experiment(config)
-  state = train(exp, workdir, stream=stream)
+  state = train(exp, workdir, stream=stream, extend=extend)
   results = evaluate(exp, state.params, int(state.step))
   report.write_results(workdir, results)
   return results
