@@ -53,16 +53,14 @@ def run_stages(names: Sequence[str], stages: Sequence[Stage], x: jax.Array, star
 def stage_keys(backbone, input_shape=(1, 224, 224, 3)) -> dict[str, frozenset[str]]:
   """The top-level variable names (params and batch_stats alike) each stage creates, in order.
 
-  Found by tracing ``init`` over growing prefixes (shapes only, nothing is computed), so it always
-  agrees with the module's code. ``input_shape`` only needs to be valid for the backbone.
+  Found by tracing ``init`` stage by stage (shapes only, nothing is computed), so it always agrees
+  with the module's code. ``input_shape`` only needs to be valid for the backbone.
   """
-  names = type(backbone).STAGES
-  x = jax.ShapeDtypeStruct(input_shape, jnp.float32)
-  seen, keys = frozenset(), {}
-  for stop in range(1, len(names) + 1):
-    variables = jax.eval_shape(lambda x, stop=stop: backbone.init(jax.random.key(0), x, stop=stop), x)
-    created = frozenset(k for collection in variables.values() for k in collection)
-    keys[names[stop - 1]], seen = created - seen, created
+  x, keys = jax.ShapeDtypeStruct(input_shape, jnp.float32), {}
+  for index, name in enumerate(type(backbone).STAGES):
+    x, variables = jax.eval_shape(lambda x, i=index: backbone.init_with_output(
+        jax.random.key(0), x, start=i, stop=i + 1), x)
+    keys[name] = frozenset(k for collection in variables.values() for k in collection)
   return keys
 
 
