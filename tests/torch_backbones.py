@@ -137,7 +137,7 @@ class SameConv2d(nn.Conv2d):
                                     reversed(self.stride)):
       total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
       pads += [total // 2, total - total // 2]
-    return super().forward(F.pad(x, pads))
+    return super().forward(F.pad(x, pads) if any(pads) else x)
 
 
 def _bn(channels):
