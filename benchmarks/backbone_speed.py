@@ -55,8 +55,9 @@ def main() -> None:
   for size in args.sizes:
     x = np.random.default_rng(size).uniform(-1, 1, (args.batch, size, size, 3)).astype(np.float32)
     x_jax = jax.device_put(x)
-    x_torch = torch.from_numpy(x.transpose(0, 3, 1, 2).copy()).contiguous(memory_format=torch.channels_last)
-    runs = {f"jaxhash {impl}": (lambda impl=impl: jax.block_until_ready(forwards[impl](variables, x_jax)))
+    x_torch = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
+    x_torch = x_torch.contiguous(memory_format=torch.channels_last)
+    runs = {f"jaxhash {impl}": lambda f=forwards[impl]: jax.block_until_ready(f(variables, x_jax))
             for impl in args.impls}
     runs["torch"] = lambda: reference(x_torch)[0]
     outputs, compile_seconds = {}, {}

@@ -41,7 +41,8 @@ def test_lite0_classifies_the_espresso_photo(lite0_outputs):
   features, logits = lite0_outputs
   probabilities = np.asarray(jax.nn.softmax(logits[0]))
   top5 = np.argsort(-probabilities)[:5]
-  print("top-5 (ImageNet index, probability):", [(int(i), round(float(probabilities[i]), 4)) for i in top5])
+  print("top-5 (ImageNet index, probability):",
+        [(int(i), round(float(probabilities[i]), 4)) for i in top5])
   assert features.shape == (1, 1280)
   assert top5[0] == ESPRESSO and probabilities[ESPRESSO] > 0.5
 

@@ -38,7 +38,8 @@ class VGG16(nn.Module):
   def __init__(self, fc_width=4096, dropout=0.5, num_classes=1000):
     super().__init__()
     layers, channels = [], 3
-    for width in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"):
+    for width in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+                  512, 512, 512, "M"):
       if width == "M":
         layers.append(nn.MaxPool2d(2, 2))
       else:
@@ -169,9 +170,9 @@ class EfficientNetLite0(nn.Module):
     self._conv_stem = SameConv2d(3, 32, 3, 2, bias=False)
     self._bn0 = _bn(32)
     blocks, inp = [], 32
-    for repeats, kernel, stride, expand, out in ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40),
-                                                 (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
-                                                 (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)):
+    for repeats, kernel, stride, expand, out in (
+        (1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
+        (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)):
       for j in range(repeats):
         blocks.append(MBConvBlock(inp, out, kernel, stride if j == 0 else 1, expand))
         inp = out

@@ -34,7 +34,8 @@ def get_backbone(name: str, **options):
   it lacks is an error.
   """
   if name not in BACKBONES:
-    raise ValueError(f"unknown backbone {name!r} (config.model.backbone); choose one of {sorted(BACKBONES)}.")
+    raise ValueError(f"unknown backbone {name!r} (config.model.backbone); choose one of "
+                     f"{sorted(BACKBONES)}.")
   cls = BACKBONES[name]
   fields = {field.name for field in dataclasses.fields(cls)}
   if "freeze_batch_norm" not in fields:

@@ -35,7 +35,7 @@ _STEM, _HEAD = 32, 1280
 
 
 class _MBConv(nn.Module):
-  """Inverted residual: 1×1 expansion, k×k depthwise, 1×1 projection, identity skip if shapes allow."""
+  """Inverted residual: 1×1 expansion, k×k depthwise, 1×1 projection, and the identity skip."""
 
   kernel: int
   stride: int
@@ -55,7 +55,8 @@ class _MBConv(nn.Module):
     y = x
     if self.expansion != 1:
       y = nn.relu6(norm("_bn0")(conv(channels, (1, 1), name="_expand_conv")(y)))
-    y = DepthwiseConv(self.kernel, self.stride, self.depthwise, self.dtype, name="_depthwise_conv")(y)
+    y = DepthwiseConv(self.kernel, self.stride, self.depthwise, self.dtype,
+                      name="_depthwise_conv")(y)
     y = nn.relu6(norm("_bn1")(y))
     y = norm("_bn2")(conv(self.out, (1, 1), name="_project_conv")(y))
     return y + x if self.stride == 1 and x.shape[-1] == self.out else y
@@ -88,8 +89,9 @@ class EfficientNetLite0(nn.Module):
 
       def run(x):
         for j in range(blocks):
-          x = _MBConv(kernel, stride if j == 0 else 1, expansion, out, train, self.freeze_batch_norm,
-                      self.depthwise, self.dtype, name=f"_blocks_{first_block + j}")(x)
+          x = _MBConv(kernel, stride if j == 0 else 1, expansion, out, train,
+                      self.freeze_batch_norm, self.depthwise, self.dtype,
+                      name=f"_blocks_{first_block + j}")(x)
         return x
       return run
 
@@ -102,6 +104,7 @@ class EfficientNetLite0(nn.Module):
       return nn.Dense(self.num_classes, dtype=self.dtype, name=self.CLASSIFIER)(x)
 
     firsts = [sum(spec[0] for spec in _STAGES[:i]) for i in range(len(_STAGES))]
-    stages = [("stem", stem)] + [(f"stage{i + 1}", stage(i, first)) for i, first in enumerate(firsts)]
+    stages = [("stem", stem)]
+    stages += [(f"stage{i + 1}", stage(i, first)) for i, first in enumerate(firsts)]
     stages.append(("head", head))
     return run_stages(self.STAGES, stages, x, start, stop, classifier if with_classifier else None)

@@ -54,7 +54,7 @@ def shifted_depthwise(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array
   """Depthwise conv as the sum over the k² kernel taps of a strided window times a per-channel
   weight: XLA fuses it into one loop over the output, vectorised along the channels."""
   k = kernel.shape[0]
-  (pad_h, out_h), (pad_w, out_w) = _same_padding(x.shape[1], k, stride), _same_padding(x.shape[2], k, stride)
+  (pad_h, out_h), (pad_w, out_w) = (_same_padding(x.shape[axis], k, stride) for axis in (1, 2))
   x = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
   out = None
   for i in range(k):
@@ -85,7 +85,9 @@ class DepthwiseConv(nn.Module):
     k, channels = self.kernel_size, x.shape[-1]
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, 1, channels), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    impl = self.impl if self.impl != "auto" else ("shifted" if jax.default_backend() == "cpu" else "grouped")
+    impl = self.impl
+    if impl == "auto":
+      impl = "shifted" if jax.default_backend() == "cpu" else "grouped"
     if impl == "shifted":
       return shifted_depthwise(x, kernel, self.strides)
     if impl != "grouped":

@@ -75,7 +75,8 @@ class ResNet(nn.Module):
     expansion = 4 if self.bottleneck else 1
 
     def stem(x):
-      x = nn.Conv(64, (7, 7), strides=2, padding=3, use_bias=False, dtype=self.dtype, name="conv1")(x)
+      x = nn.Conv(64, (7, 7), strides=2, padding=3, use_bias=False, dtype=self.dtype,
+                  name="conv1")(x)
       x = batch_norm("bn1", train, self.freeze_batch_norm, _MOMENTUM, _EPSILON, self.dtype)(x)
       return nn.max_pool(nn.relu(x), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 

@@ -48,7 +48,8 @@ class VGG16(nn.Module):
     def block(widths, indices):
       def stage(x):
         for width, index in zip(widths, indices):
-          x = nn.relu(nn.Conv(width, (3, 3), padding=1, dtype=self.dtype, name=f"features_{index}")(x))
+          x = nn.Conv(width, (3, 3), padding=1, dtype=self.dtype, name=f"features_{index}")(x)
+          x = nn.relu(x)
         return nn.max_pool(x, (2, 2), strides=(2, 2))
       return stage
 

