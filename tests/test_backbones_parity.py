@@ -23,7 +23,9 @@ CASES = {
     "vgg16": (lambda: ref.VGG16(fc_width=64, dropout=0.0), {"fc_width": 64, "dropout_rate": 0.0},
               32),
     "resnet18": (ref.resnet18, {}, 45),
-    "resnet50": (ref.resnet50, {}, 40),
+    # Batch norm on a 2×2 map of a 3-image batch amplifies float32 rounding to ~1e-4 (PyTorch's own
+    # float32 result is that far from float64); 8 images keep both at ~7e-5.
+    "resnet50": (ref.resnet50, {}, 64),
     # XLA's grouped convolution compiles faster than the CPU default (shifted multiply-adds); the
     # two are equal (test_models.py), and the photo test checks the default against PyTorch.
     "efficientnet_lite0": (lambda: ref.EfficientNetLite0(dropout=0.0),
@@ -82,7 +84,8 @@ def test_parity(name):
   before = numpy_state(torch_model)
   model = get_backbone(name, **options)
   variables = convert(before, model, classifier=True)
-  x = np.random.default_rng(0).normal(size=(3, 3, size, size)).astype(np.float32)
+  batch = 8 if name == "resnet50" else 3
+  x = np.random.default_rng(0).normal(size=(batch, 3, size, size)).astype(np.float32)
   x_nhwc = jnp.asarray(x.transpose(0, 2, 3, 1))
 
   # One program for both modes; unoptimised, it compiles in about half the time.
