@@ -18,7 +18,7 @@ import numpy as np
 from jaxhash import config as config_lib
 from jaxhash.evaluation import metrics, ranking
 from jaxhash.evaluation.rerank import Reranker, pool_sizes
-from jaxhash.retrieval import count_within_radius, unpack_bits
+from jaxhash.retrieval import unpack_bits
 
 NUM_EXAMPLES = 8
 EXAMPLE_DEPTH = 10
@@ -71,8 +71,9 @@ def evaluate(query: Encoded, database: Encoded, spec: EvalSpec) -> dict:
       np.concatenate([query.words, query_bits], axis=1), axis=0, return_index=True,
       return_inverse=True, return_counts=True)
   inverse = inverse.reshape(-1)
-  depth = _list_depth(spec, n, query.words[first] if rerank_on else None, database.words)
-  ranked = _rank(query.words[first], query_bits[first], database.words, db_bits, spec.nbits, depth)
+  db = ranking.prepare_database(database.words, db_bits, spec.nbits)
+  depth = _list_depth(spec, db, query.words[first] if rerank_on else None)
+  ranked = _rank(db, query.words[first], query_bits[first], depth)
   ranked_rel = metrics.ranked_relevance(query_bits[first], db_bits, ranked.top)
   ks = metrics.curve_ks(n)
   results = {"codes": _ranking_metrics(ranked_rel, ranked.ap_sums, ranked.relevant_counts, spec, n,
@@ -115,20 +116,19 @@ def evaluate(query: Encoded, database: Encoded, spec: EvalSpec) -> dict:
   return results
 
 
-def _list_depth(spec: EvalSpec, n: int, query_words, db_words) -> int:
+def _list_depth(spec: EvalSpec, db: ranking.Database, query_words) -> int:
   """Codes kept per ranked list: every finite depth asked for, the curve's 1,000, the pool."""
   depths = [metrics.CURVE_MAX_K, *(r for r in spec.map_at if r != "all"), *spec.precision_at]
   if query_words is not None:  # re-ranking: the pool must fit in the list
     if spec.rerank_radius >= 0:
-      depths.append(int(np.max(count_within_radius(query_words, db_words, spec.rerank_radius))))
+      depths.append(int(ranking.count_within(db, query_words, spec.rerank_radius).max()))
     else:
       depths.append(spec.rerank_pool)
-  return min(n, max(depths))
+  return min(db.num_codes, max(depths))
 
 
-def _rank(query_words, query_bits, db_words, db_bits, nbits: int, depth: int) -> ranking.ChunkRanking:
+def _rank(db: ranking.Database, query_words, query_bits, depth: int) -> ranking.ChunkRanking:
   """:func:`ranking.rank_chunk` over all queries, chunk by chunk, concatenated."""
-  db = ranking.prepare_database(db_words, db_bits, nbits)
   step = ranking.query_chunk_size(db)
   parts = [ranking.rank_chunk(db, query_words[s:s + step], query_bits[s:s + step], depth)
            for s in range(0, len(query_words), step)]

@@ -65,7 +65,7 @@ def average_precision_sums(ranked_rel: np.ndarray, depth: int) -> tuple[np.ndarr
   top = ranked_rel[:, :depth]
   hits = np.cumsum(top, axis=1, dtype=np.int64)
   precision = hits / np.arange(1, top.shape[1] + 1)
-  return np.where(top, precision, 0.0).sum(axis=1), hits[:, -1]
+  return np.where(top, precision, 0.0).sum(axis=1), top.sum(axis=1)
 
 
 def mean_average_precision(ap_sums: np.ndarray, num_relevant: np.ndarray, weights=None) -> dict:

@@ -34,6 +34,7 @@ _CPU_CHUNK_PAIRS = 2**21  # (query, code) pairs per chunk on CPU: tables stay in
 _ACCELERATOR_CHUNK_PAIRS = 2**26
 _MAX_QUERY_CHUNK = 256
 _LANES = 8
+_PACK_LIMIT = 2**16  # below it, a uint32 table entry holds both counts (16 bits each)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,9 +92,9 @@ def rank_chunk(db: Database, query_words: np.ndarray, query_label_bits: np.ndarr
   pad = ((0, chunk - q), (0, 0))
   d, r, counts, rel_counts, in_block, hits_in_block = _count(
       db.words, db.label_bits, jnp.asarray(np.pad(query_words, pad)),
-      jnp.asarray(np.pad(query_label_bits, pad)), num_codes=db.num_codes, sentinel=db.sentinel,
+      jnp.asarray(np.pad(query_label_bits, pad)), db.num_codes, sentinel=db.sentinel,
       block=db.block)
-  offsets, totals = _offsets(counts, rel_counts, packed=db.words.shape[0] < 2**16)
+  offsets, totals = _offsets(counts, rel_counts, packed=db.words.shape[0] < _PACK_LIMIT)
   # Lists are computed a whole number of groups long, so nearby depths share one compilation.
   listed = min(db.words.shape[0], -(-depth // (db.block * _GROUP)) * db.block * _GROUP)
   ap_parts, top = _ranks(offsets, d, in_block, hits_in_block, r, depth=listed)
@@ -102,16 +103,33 @@ def rank_chunk(db: Database, query_words: np.ndarray, query_label_bits: np.ndarr
                       totals[1].T, np.asarray(top)[:q, :depth])
 
 
-@functools.partial(jax.jit, static_argnames=("num_codes", "sentinel", "block"))
-def _count(db_words, db_label_bits, query_words, query_label_bits, *, num_codes, sentinel, block):
+def count_within(db: Database, query_words: np.ndarray, radius: int) -> np.ndarray:
+  """int64 (Q,): database codes within Hamming ``radius`` of each query."""
+  chunk = query_chunk_size(db)
+  counts = []
+  for start in range(0, len(query_words), chunk):
+    words = query_words[start:start + chunk]
+    padded = jnp.asarray(np.pad(words, ((0, chunk - len(words)), (0, 0))))
+    counts.append(np.asarray(_count_within(db.words, padded, db.num_codes, radius))[:len(words)])
+  return np.concatenate(counts).astype(np.int64)
+
+
+@jax.jit
+def _count_within(db_words, query_words, num_codes, radius):
+  valid = (lax.iota(jnp.int32, db_words.shape[0]) < num_codes)[:, None]
+  near = code_query_distances(query_words, db_words).astype(jnp.int32) <= radius
+  return jnp.sum(near & valid, axis=0)
+
+
+@functools.partial(jax.jit, static_argnames=("sentinel", "block"))
+def _count(db_words, db_label_bits, query_words, query_label_bits, num_codes, *, sentinel, block):
   """Distances, relevance, per-block counts and in-block counts: the elementwise stages."""
-  d, r = _distances(db_words, db_label_bits, query_words, query_label_bits, num_codes=num_codes,
-                    sentinel=sentinel, block=block)
+  d, r = _distances(db_words, db_label_bits, query_words, query_label_bits, num_codes, sentinel,
+                    block)
   return (d, r, *_block_counts(d, r, num_buckets=sentinel + 1), *_in_block(d, r))
 
 
-def _distances(db_words, db_label_bits, query_words, query_label_bits, *, num_codes, sentinel,
-               block):
+def _distances(db_words, db_label_bits, query_words, query_label_bits, num_codes, sentinel, block):
   """Distances (blocks, B, Q) (uint8, or uint16 past 253 bits) and relevance, codes outer."""
   n = db_words.shape[0]
   dtype = jnp.uint8 if sentinel < 255 else jnp.uint16

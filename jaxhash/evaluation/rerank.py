@@ -56,14 +56,18 @@ class Reranker:
   def _rerank_chunk(self, pools: np.ndarray, sizes: np.ndarray, query_features: np.ndarray):
     q, width = pools.shape
     union, columns = np.unique(pools, return_inverse=True)
-    padded = max(256, 1 << (len(union) - 1).bit_length())  # few distinct shapes to compile
-    union = np.pad(union, (0, padded - len(union)))
-    pad = ((0, QUERY_CHUNK - q), (0, 0))
+    # Shapes padded to powers of two, so few compile. Padded columns sort last (key inf).
+    union = np.pad(union, (0, _power_of_two(len(union), 256) - len(union)))
+    pad = ((0, QUERY_CHUNK - q), (0, _power_of_two(width, 8) - width))
     order = _pool_order(
-        jnp.asarray(np.pad(query_features, pad)), self.features, self.squared_norms,
+        jnp.asarray(np.pad(query_features, (pad[0], (0, 0)))), self.features, self.squared_norms,
         jnp.asarray(union), jnp.asarray(np.pad(columns.reshape(q, width), pad)),
-        jnp.asarray(np.pad(pools, pad)), jnp.asarray(np.pad(sizes, (0, QUERY_CHUNK - q))))
-    return np.take_along_axis(pools, np.asarray(order)[:q], axis=1)
+        jnp.asarray(np.pad(pools, pad)), jnp.asarray(np.pad(sizes, pad[0])))
+    return np.take_along_axis(pools, np.asarray(order)[:q, :width], axis=1)
+
+
+def _power_of_two(n: int, minimum: int) -> int:
+  return max(minimum, 1 << (n - 1).bit_length())
 
 
 @jax.jit
