@@ -145,7 +145,7 @@ def test_evaluate_matches_reference(seed, q, n, nbits, tie_heavy, multi_label, a
 
 
 def test_long_codes_match_reference():
-  nbits = 300  # blocks of 128 codes and uint16 distances (96 bits, blocks of 64, is tested above)
+  nbits = 300  # uint16 distances
   rng = np.random.default_rng(nbits)
   problem = random_problem(rng, 9, 150, nbits, 3, tie_heavy=True, multi_label=False)
   spec = EvalSpec(nbits=nbits, map_at=("all", 20), precision_at=(1, 10), rerank=False)
@@ -154,12 +154,12 @@ def test_long_codes_match_reference():
 
 def test_chunk_and_table_boundaries(monkeypatch):
   """Several query chunks, database groups, re-ranking chunks, and the unpacked (int32) tables."""
-  monkeypatch.setattr(ranking, "_CPU_CHUNK_PAIRS", 8 * 600)  # 8 queries per chunk
+  monkeypatch.setattr(ranking, "_CPU_CHUNK_PAIRS", 8 * 1024)  # 8 queries per chunk
   monkeypatch.setattr(ranking, "_PACK_LIMIT", 0)
   rng = np.random.default_rng(3)
-  problem = random_problem(rng, 45, 530, 16, 3, tie_heavy=True, multi_label=True)
+  problem = random_problem(rng, 45, 1030, 16, 3, tie_heavy=True, multi_label=True)
   problem[0][5:9] = problem[0][4]  # repeated queries are ranked once and weighted
-  feats = integer_features(rng, 45), integer_features(rng, 530)
+  feats = integer_features(rng, 45), integer_features(rng, 1030)
   spec = EvalSpec(nbits=16, map_at=("all", 100), precision_at=(1, 300), rerank_pool=40)
   got = run(*problem, spec, *feats)
   assert ranking.query_chunk_size(ranking.prepare_database(

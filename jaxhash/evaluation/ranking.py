@@ -29,6 +29,7 @@ from jax import lax
 
 from jaxhash.retrieval.block_topk import code_query_distances
 
+_BLOCK = 64  # codes per block; measured 1.5x faster than 32 at 48 bits (128 is much slower)
 _GROUP = 8  # blocks per group: offsets are prefixed inside a group, then across groups by a scan
 _CPU_CHUNK_PAIRS = 2**21  # (query, code) pairs per chunk on CPU: tables stay in the malloc heap
 _ACCELERATOR_CHUNK_PAIRS = 2**26
@@ -59,13 +60,11 @@ class Database:
 
 def prepare_database(words: np.ndarray, label_bits: np.ndarray, nbits: int) -> Database:
   """Pads the database to whole groups of blocks and moves it to the default device."""
-  num_buckets = nbits + 2
-  block = 32 if num_buckets <= 66 else 64 if num_buckets <= 130 else 128
   n = words.shape[0]
-  padded = -(-n // (block * _GROUP)) * block * _GROUP
+  padded = -(-n // (_BLOCK * _GROUP)) * _BLOCK * _GROUP
   pad = ((0, padded - n), (0, 0))
   return Database(jnp.asarray(np.pad(words, pad)), jnp.asarray(np.pad(label_bits, pad)), n, nbits,
-                  block)
+                  _BLOCK)
 
 
 def query_chunk_size(db: Database) -> int:
@@ -170,13 +169,16 @@ def _prefix(x):
   """Exclusive prefix of ``x`` (blocks, buckets, Q) over blocks and then over smaller buckets."""
   nb, num_buckets, q = x.shape
   x = x.reshape(nb // _GROUP, _GROUP, num_buckets, q)
-  inclusive = jnp.cumsum(x, axis=1)  # inside a group
-  groups = lax.scan(lambda total, row: (total + row, total), jnp.zeros_like(x[0, 0]),
-                    inclusive[:, -1])[1]
-  totals = groups[-1] + inclusive[-1, -1]
-  below = jnp.cumsum(totals, axis=0) - totals  # codes at smaller distances
-  table = inclusive - x + groups[:, None] + below[None, None]
-  return table.reshape(nb, num_buckets, q), totals
+  group_totals = x.sum(axis=1)
+  groups = lax.scan(lambda total, row: (total + row, total), jnp.zeros_like(group_totals[0]),
+                    group_totals)[1]
+  totals = groups[-1] + group_totals[-1]
+  offset = groups + (jnp.cumsum(totals, axis=0) - totals)  # + codes at smaller distances
+  table = []
+  for g in range(_GROUP):  # unrolled prefix inside each group
+    table.append(offset)
+    offset = offset + x[:, g]
+  return jnp.stack(table, axis=1).reshape(nb, num_buckets, q), totals
 
 
 def _in_block(d, r):
