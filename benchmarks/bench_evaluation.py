@@ -34,6 +34,7 @@ from jaxhash.retrieval import hamming_distances, pack_bits, unpack_bits  # noqa:
 
 QUERIES, DATABASE, BITS, CLASSES, FEATURES = 10_000, 60_000, 48, 10, 500
 UNSTABLE_BITS = (0.3, 0.2, 0.1, 0.05, 0.03)  # flip probabilities of five bits of each class's code
+MAP_KEYS = ("map@all", "hashnet_map@all", "map@1000", "hashnet_map@1000")
 
 
 def synthetic(seed: int = 0) -> dict:
@@ -84,44 +85,46 @@ def legacy_evaluate(query, database, spec) -> dict:
   the pool re-ranked by q.q - 2 q.d + d.d from one matrix product, ties in Hamming order."""
   import jax.numpy as jnp
 
-  n = len(database.words)
-  rel_all = lambda sl: (query.labels[sl].astype(np.float32) @ database.labels.astype(np.float32).T) > 0  # noqa: E731
+  n, num_queries = len(database.words), len(query.words)
   sums = {"codes": {}, "rerank": {}}
 
-  def add(mode, ranked):
+  def add(mode, key, values):
+    sums[mode][key] = sums[mode].get(key, 0.0) + float(np.sum(values))
+
+  def ranking_metrics(mode, ranked):
     top = ranked.astype(np.float32)
-    hits = np.cumsum(top, axis=1)
-    precision = hits / np.arange(1, top.shape[1] + 1, dtype=np.float32)
+    precision = np.cumsum(top, axis=1) / np.arange(1, top.shape[1] + 1, dtype=np.float32)
     for r in spec.map_at:
       depth = n if r == "all" else min(r, n)
       found = top[:, :depth].sum(axis=1)
-      ap = np.where(found > 0, (precision[:, :depth] * top[:, :depth]).sum(axis=1) / np.maximum(found, 1), 0.0)
-      sums[mode][f"map@{r}"] = sums[mode].get(f"map@{r}", 0.0) + float(ap.sum())
+      hit_precision = (precision[:, :depth] * top[:, :depth]).sum(axis=1)
+      add(mode, f"map@{r}", np.where(found > 0, hit_precision / np.maximum(found, 1), 0.0))
     for k in spec.precision_at:
-      value = float((top[:, :min(k, n)].sum(axis=1) / float(min(k, n))).sum())
-      sums[mode][f"precision@{k}"] = sums[mode].get(f"precision@{k}", 0.0) + value
+      add(mode, f"precision@{k}", top[:, :min(k, n)].sum(axis=1) / float(min(k, n)))
 
-  chunk = max(1, 2**24 // n)
-  for start in range(0, len(query.words), chunk):
-    sl = slice(start, start + chunk)
+  labels_db = database.labels.astype(np.float32).T
+  for start in range(0, num_queries, max(1, 2**24 // n)):
+    sl = slice(start, start + max(1, 2**24 // n))
     distances = np.asarray(hamming_distances(query.words[sl], database.words)).astype(np.uint16)
-    rel = rel_all(sl)
+    rel = (query.labels[sl].astype(np.float32) @ labels_db) > 0
     order = np.argsort(distances, axis=1, kind="stable")
-    add("codes", np.take_along_axis(rel, order, axis=1))
-    retrieved = distances <= spec.radius
-    hits = (retrieved & rel).sum(axis=1)
-    precision = np.where(retrieved.sum(axis=1) > 0, hits / np.maximum(retrieved.sum(axis=1), 1), 0.0)
-    recall = np.where(rel.sum(axis=1) > 0, hits / np.maximum(rel.sum(axis=1), 1), 0.0)
-    for key, value in ((f"precision@radius{spec.radius}", precision), (f"recall@radius{spec.radius}", recall)):
-      sums["codes"][key] = sums["codes"].get(key, 0.0) + float(value.sum())
+    ranking_metrics("codes", np.take_along_axis(rel, order, axis=1))
+    retrieved = (distances <= spec.radius).sum(axis=1)
+    hits, total = ((distances <= spec.radius) & rel).sum(axis=1), rel.sum(axis=1)
+    add("codes", f"precision@radius{spec.radius}",
+        np.where(retrieved > 0, hits / np.maximum(retrieved, 1), 0.0))
+    add("codes", f"recall@radius{spec.radius}",
+        np.where(total > 0, hits / np.maximum(total, 1), 0.0))
     if query.features is not None:
       qf, df = jnp.asarray(query.features[sl]), jnp.asarray(database.features)
-      squared = np.asarray(jnp.sum(qf**2, axis=1, keepdims=True) - 2.0 * qf @ df.T + jnp.sum(df**2, axis=1))
-      width = min(spec.rerank_pool, n)
-      keys = np.take_along_axis(squared, order[:, :width], axis=1)
-      head = np.take_along_axis(order[:, :width], np.argsort(keys, axis=1, kind="stable"), axis=1)
-      add("rerank", np.take_along_axis(rel, np.concatenate([head, order[:, width:]], axis=1), axis=1))
-  return {mode: {k: v / len(query.words) for k, v in values.items()} for mode, values in sums.items() if values}
+      squared = jnp.sum(qf**2, axis=1, keepdims=True) - 2.0 * qf @ df.T + jnp.sum(df**2, axis=1)
+      head = order[:, :min(spec.rerank_pool, n)]
+      keys = np.take_along_axis(np.asarray(squared), head, axis=1)
+      head = np.take_along_axis(head, np.argsort(keys, axis=1, kind="stable"), axis=1)
+      fine = np.concatenate([head, order[:, head.shape[1]:]], axis=1)
+      ranking_metrics("rerank", np.take_along_axis(rel, fine, axis=1))
+  return {mode: {k: v / num_queries for k, v in values.items()}
+          for mode, values in sums.items() if values}
 
 
 def timed(function, *args):
@@ -145,12 +148,11 @@ def run_case(name, data, rounds, check) -> dict:
     ref_map, seconds = timed(calc_top_map, *ref_args)
     refs.append(seconds)
     print(f"{name}: jaxhash {ours[-1]:.2f} s, reference {refs[-1]:.1f} s", flush=True)
-  row = {"case": name, "distinct queries": len(np.unique(np.concatenate(
-             [query.words, pack_bits(query.labels)], axis=1), axis=0)),
-         "jaxhash s": min(ours), "reference s": min(refs), "ratio": min(ours) / min(refs),
-         "map@all": result["codes"]["map@all"], "hashnet_map@all": result["codes"]["hashnet_map@all"],
-         "map@1000": result["codes"]["map@1000"], "hashnet_map@1000": result["codes"]["hashnet_map@1000"],
-         "reference map@all": ref_map}
+  distinct = np.unique(np.concatenate([query.words, pack_bits(query.labels)], axis=1), axis=0)
+  row = {"case": name, "distinct queries": len(distinct), "jaxhash s": min(ours),
+         "reference s": min(refs), "ratio": min(ours) / min(refs)}
+  row.update({k: result["codes"][k] for k in MAP_KEYS})
+  row["reference map@all"] = ref_map
   if check:
     row.update(compare(result, legacy_evaluate(query, database, spec)))
   return row
@@ -173,13 +175,14 @@ def main():
   data = dict(np.load(args.codes)) if args.codes else synthetic()
   source = args.codes or "generator fitted to a trained DLBHC run (seed 0)"
   rng = np.random.default_rng(1)
-  random_labels = {**data, "query_labels": np.eye(CLASSES, dtype=np.uint8)[rng.integers(0, CLASSES, QUERIES)]}
+  random_labels = {**data, "query_labels": np.eye(CLASSES, dtype=np.uint8)[
+      rng.integers(0, CLASSES, QUERIES)]}
   # The class-labels figures are checked with the re-ranking run below, which includes them.
   rows = [run_case("class labels", data, args.rounds, check=False),
           run_case("random query labels", random_labels, args.rounds, args.check)]
 
-  query = evaluation.Encoded(data["query_words"], data["query_labels"], data["query_features"])
-  database = evaluation.Encoded(data["database_words"], data["database_labels"], data["database_features"])
+  query, database = (evaluation.Encoded(data[f"{name}_words"], data[f"{name}_labels"],
+                                        data[f"{name}_features"]) for name in ("query", "database"))
   spec = evaluation.EvalSpec(nbits=BITS)
   evaluation.evaluate(query, database, spec)  # compile
   result, total = timed(evaluation.evaluate, query, database, spec)

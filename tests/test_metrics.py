@@ -123,7 +123,8 @@ def check_against_reference(got, ref, rerank):
   shown = got["examples"]["query"]
   assert got["examples"]["codes"] == [ref["top"][i] for i in shown]
   if rerank:
-    np.testing.assert_allclose(got["precision_at_k_curve"]["rerank"], ref["rerank_curve"], atol=1e-9)
+    np.testing.assert_allclose(got["precision_at_k_curve"]["rerank"], ref["rerank_curve"],
+                               atol=1e-9)
     assert got["examples"]["rerank"] == [ref["rerank_top"][i] for i in shown]
 
 

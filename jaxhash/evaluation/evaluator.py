@@ -64,54 +64,52 @@ def evaluate(query: Encoded, database: Encoded, spec: EvalSpec) -> dict:
   if num_queries == 0 or n == 0:
     raise ValueError(f"nothing to evaluate: {num_queries} queries and {n} database codes; "
                      "both sets need at least one image.")
-  rerank_on = spec.rerank and query.features is not None and database.features is not None
   t0 = time.perf_counter()
   query_bits, db_bits = metrics.label_bits(query.labels), metrics.label_bits(database.labels)
-  distinct, first, inverse, weights = np.unique(
+  _, first, inverse, weights = np.unique(  # each distinct (code, labels) query is ranked once
       np.concatenate([query.words, query_bits], axis=1), axis=0, return_index=True,
       return_inverse=True, return_counts=True)
   inverse = inverse.reshape(-1)
+  rerank_on = spec.rerank and query.features is not None and database.features is not None
   db = ranking.prepare_database(database.words, db_bits, spec.nbits)
   depth = _list_depth(spec, db, query.words[first] if rerank_on else None)
   ranked = _rank(db, query.words[first], query_bits[first], depth)
   ranked_rel = metrics.ranked_relevance(query_bits[first], db_bits, ranked.top)
-  ks = metrics.curve_ks(n)
-  results = {"codes": _ranking_metrics(ranked_rel, ranked.ap_sums, ranked.relevant_counts, spec, n,
-                                       weights)}
+  codes = _ranking_metrics(ranked_rel, ranked.ap_sums, ranked.relevant_counts, spec, n, weights)
   precision, recall = metrics.within_radius(ranked.counts, ranked.relevant_counts, spec.radius)
-  results["codes"][f"precision@radius{spec.radius}"] = float(np.average(precision, weights=weights))
-  results["codes"][f"recall@radius{spec.radius}"] = float(np.average(recall, weights=weights))
+  codes[f"precision@radius{spec.radius}"] = float(np.average(precision, weights=weights))
+  codes[f"recall@radius{spec.radius}"] = float(np.average(recall, weights=weights))
+  ks = metrics.curve_ks(n)
   curve = {"k": ks, "codes": metrics.precision_curve(ranked_rel, ks, weights)}
-  examples = np.unique(np.linspace(0, num_queries - 1, NUM_EXAMPLES).round().astype(int))
-  shown = {"query": examples.tolist(),
-           "codes": ranked.top[inverse[examples], :EXAMPLE_DEPTH].tolist()}
+  shown = np.unique(np.linspace(0, num_queries - 1, NUM_EXAMPLES).round().astype(int))
+  examples = {"query": shown.tolist(), "codes": ranked.top[inverse[shown], :EXAMPLE_DEPTH].tolist()}
+  results = {"codes": codes}
   seconds = {"codes": time.perf_counter() - t0, "rerank": 0.0}
 
   if rerank_on:
     t1 = time.perf_counter()
-    order = np.argsort(inverse, kind="stable")  # neighbouring codes share pool codes
     sizes = pool_sizes(ranked.counts[inverse], n, spec.rerank_pool, spec.rerank_radius)
+    order = np.argsort(inverse, kind="stable")  # queries with neighbouring codes share pool codes
     fine = np.empty((num_queries, depth), np.int32)
     fine[order] = Reranker(database.features).rerank(
         ranked.top[inverse[order]], sizes[order], np.asarray(query.features)[order])
     fine_rel = metrics.ranked_relevance(query_bits, db_bits, fine)
     # Past the pool the order is the codes' order, so AP@all changes only by the pool's terms.
     width = int(sizes.max(initial=0))
-    codes_rel = ranked_rel[inverse]
-    ap_all = (ranked.ap_sums[inverse] - metrics.average_precision_sums(codes_rel, width)[0]
-              + metrics.average_precision_sums(fine_rel, width)[0])
+    ap_all = (ranked.ap_sums[inverse] + metrics.average_precision_sums(fine_rel, width)[0]
+              - metrics.average_precision_sums(ranked_rel[inverse], width)[0])
     results["rerank"] = _ranking_metrics(fine_rel, ap_all, ranked.relevant_counts[inverse], spec, n)
     results["rerank"]["pool_size"] = float(sizes.mean())
     # The pool is a set, not an order: the radius metrics are the same in both modes.
-    results["rerank"].update({k: v for k, v in results["codes"].items() if "radius" in k})
+    results["rerank"].update({k: v for k, v in codes.items() if "radius" in k})
     curve["rerank"] = metrics.precision_curve(fine_rel, ks)
-    shown["rerank"] = fine[examples, :EXAMPLE_DEPTH].tolist()
+    examples["rerank"] = fine[shown, :EXAMPLE_DEPTH].tolist()
     seconds["rerank"] = time.perf_counter() - t1
 
   results["pr_curve"] = metrics.pr_curve(ranked.counts, ranked.relevant_counts, weights)
   results["precision_at_k_curve"] = curve
   results["bit_balance"] = unpack_bits(database.words, spec.nbits).mean(axis=0).tolist()
-  results["examples"] = shown
+  results["examples"] = examples
   results["seconds"] = seconds
   return results
 

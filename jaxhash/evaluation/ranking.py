@@ -49,10 +49,6 @@ class Database:
   block: int  # codes per block (pairwise comparisons inside it)
 
   @property
-  def num_blocks(self) -> int:
-    return self.words.shape[0] // self.block
-
-  @property
   def sentinel(self) -> int:
     """The distance given to padding codes: past every real distance, so they rank last."""
     return self.nbits + 1
@@ -161,7 +157,8 @@ def _offsets(counts, rel_counts, *, packed):
   if packed:
     table, totals = _prefix((counts.astype(jnp.uint32) << 16) | rel_counts.astype(jnp.uint32))
     return table, jnp.stack([totals >> 16, totals & 0xFFFF]).astype(jnp.int32)
-  (table, totals), (rel_table, rel_totals) = (_prefix(x.astype(jnp.int32)) for x in (counts, rel_counts))
+  (table, totals), (rel_table, rel_totals) = (
+      _prefix(x.astype(jnp.int32)) for x in (counts, rel_counts))
   return jnp.stack([table, rel_table]), jnp.stack([totals, rel_totals])
 
 
@@ -211,8 +208,9 @@ def _earlier_same(d, r):
 
 def _lookup(table, d):
   """``table[block, d[block, t, q], q]`` for every code: one gather batched over blocks and Q."""
-  dims = lax.GatherDimensionNumbers(offset_dims=(), collapsed_slice_dims=(1,), start_index_map=(1,),
-                                    operand_batching_dims=(0, 2), start_indices_batching_dims=(0, 2))
+  dims = lax.GatherDimensionNumbers(
+      offset_dims=(), collapsed_slice_dims=(1,), start_index_map=(1,),
+      operand_batching_dims=(0, 2), start_indices_batching_dims=(0, 2))
   return lax.gather(table, d.astype(jnp.int32)[..., None], dims, slice_sizes=(1, 1, 1),
                     mode="promise_in_bounds")
 

@@ -50,7 +50,8 @@ class Reranker:
     out = ranked.copy()
     for start in range(0, len(ranked), QUERY_CHUNK):
       rows = slice(start, start + QUERY_CHUNK)
-      out[rows, :width] = self._rerank_chunk(ranked[rows, :width], sizes[rows], query_features[rows])
+      out[rows, :width] = self._rerank_chunk(ranked[rows, :width], sizes[rows],
+                                             query_features[rows])
     return out
 
   def _rerank_chunk(self, pools: np.ndarray, sizes: np.ndarray, query_features: np.ndarray):
