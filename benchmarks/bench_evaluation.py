@@ -170,7 +170,8 @@ def main():
   parser.add_argument("--rounds", type=int, default=2, help="alternating timings per case")
   parser.add_argument("--no-check", dest="check", action="store_false",
                       help="skip the comparison with the pre-package evaluation")
-  parser.add_argument("--codes", help="npz of a trained run's codes instead of the generator")
+  parser.add_argument("--codes", help="npz of a trained run's codes instead of the generator "
+                      "(results then go to evaluation_codes.json)")
   args = parser.parse_args()
   data = dict(np.load(args.codes)) if args.codes else synthetic()
   source = args.codes or "generator fitted to a trained DLBHC run (seed 0)"
@@ -196,7 +197,7 @@ def main():
              "reference BLAS threads": os.environ["OPENBLAS_NUM_THREADS"],
              "shape": f"{QUERIES} queries x {DATABASE} database, {BITS} bits, {CLASSES} classes",
              "cases": rows, "coarse_to_fine": rerank}
-  print(write_results("evaluation", payload))
+  print(write_results("evaluation_codes" if args.codes else "evaluation", payload))
 
 
 if __name__ == "__main__":

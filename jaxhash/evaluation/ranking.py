@@ -6,15 +6,18 @@ counting sort. For query q and database code j at distance d_j,
   rank_j = #{i : d_i < d_j} + #{i < j : d_i = d_j} + 1,
   hits_j = the same counts over relevant codes only (its rank among the relevant codes),
 
-and AP@all = mean over relevant j of hits_j / rank_j. The database is cut into blocks of ``B``
-codes. Per block and distance we count codes and relevant codes, and a prefix over blocks gives
-every block's offset inside every distance bucket (one small table per query); inside a block the
-``B`` distances are compared pairwise. A code's rank is then one table lookup plus its in-block
-count. Everything runs on the device, vectorised across queries (the minor axis), and no
-intermediate is larger than a few bytes per (query, code) pair.
+and AP@all = mean over relevant j of hits_j / rank_j. The database is cut into blocks of 64 codes.
+Per block and distance we count codes and relevant codes; a prefix over blocks gives every block's
+offset inside every distance bucket (a small table per query); inside a block the distances are
+compared pairwise. A code's rank is then one table lookup plus its in-block count, and the codes
+at ranks 1..K are written to the ranked list by a scatter. Everything runs on the device,
+vectorised across the queries of a chunk (the minor axis), with intermediates of a few bytes per
+(query, code) pair.
 
-The stages are separate jitted programs: fused into one, XLA CPU moves the table computation into
-the lookup and recomputes it for every element (measured 100x slower).
+XLA CPU runs unrolled elementwise loops well and sorts, reductions over long axes and cumulative
+sums badly, so the counts are unrolled loops and the prefix over blocks is a short scan over
+groups of blocks. The stages are separate jitted programs: fused into one, XLA CPU moves the table
+computation into the lookup and recomputes it for every element (measured 100x slower).
 """
 
 from __future__ import annotations
