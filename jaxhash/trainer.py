@@ -221,15 +221,7 @@ def train(exp: Experiment, workdir: str, stream=None, extend: bool = False) -> T
 def evaluate(exp: Experiment, params, step: int) -> dict:
   """Encodes queries and database with ``params`` and measures retrieval (results.json layout)."""
   config = exp.config
-  spec = evaluation.EvalSpec(
-      nbits=config.method.bits,
-      map_at=config_lib.map_at(config),
-      precision_at=config_lib.parse_int_list(config.eval.precision_at, "eval.precision_at"),
-      radius=config.eval.radius,
-      rerank=config.eval.rerank,
-      rerank_pool=config.eval.rerank_pool,
-      rerank_radius=config.eval.rerank_radius,
-  )
+  spec = evaluation.EvalSpec.from_config(config)
   encoder = make_encoder(exp.model, exp.method, config.data)
   t0 = time.perf_counter()
   encoded = {}
