@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from jaxhash import config as config_lib
-from jaxhash import evaluation, parallel, report
+from jaxhash import evaluation, parallel, plots, report
 from jaxhash.checkpoint import Checkpointer
 from jaxhash.data import protocols
 from jaxhash.data.augment import preprocess
@@ -234,4 +234,5 @@ def train_and_evaluate(config, workdir: str, stream=None) -> dict:
   state = train(exp, workdir, stream=stream)
   results = evaluate(exp, state.params, int(state.step))
   report.write_results(workdir, results)
+  plots.write_plots_safely(workdir, results, exp.dataset)
   return results
