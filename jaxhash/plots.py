@@ -50,11 +50,6 @@ def _save(fig, path: str) -> str:
   return path
 
 
-def _radius(results: dict) -> int | None:
-  key = next((k for k in results["codes"] if k.startswith("precision@radius")), None)
-  return int(key[len("precision@radius"):]) if key else None
-
-
 def _label_points(ax, xs, ys, labels, min_gap: float = 0.04) -> None:
   """Writes ``labels`` beside points, skipping any that would sit on the last labelled one."""
   last = None
@@ -62,6 +57,11 @@ def _label_points(ax, xs, ys, labels, min_gap: float = 0.04) -> None:
     if last is None or max(abs(x - last[0]), abs(y - last[1])) >= min_gap:
       ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
       last = (x, y)
+
+
+def _empty_note(ax) -> None:
+  ax.text(0.01, 0.02, "means over queries; a query that retrieves nothing counts as precision 0",
+          transform=ax.transAxes, fontsize=7, color="gray")
 
 
 def pr_curve(results: dict, path: str) -> str:
@@ -73,6 +73,7 @@ def pr_curve(results: dict, path: str) -> str:
   ax.plot(recall, precision, "o-", color=_CODES, markersize=3)
   _label_points(ax, recall, precision, [f"r={r}" for r in curve["radius"]])
   ax.set(xlabel="recall", ylabel="precision", xlim=(-0.02, 1.05), ylim=(-0.02, 1.05))
+  _empty_note(ax)
   ax.grid(alpha=0.3)
   return _save(fig, path)
 
@@ -118,13 +119,12 @@ def radius_curves(results: dict, path: str) -> str:
   ax = fig.subplots()
   ax.plot(curve["radius"], curve["precision"], "o-", markersize=3, color=_CODES, label="precision")
   ax.plot(curve["radius"], curve["recall"], "s-", markersize=3, color=_RERANK, label="recall")
-  r = _radius(results)
-  if r is not None:
-    precision = results["codes"][f"precision@radius{r}"]
+  key = report.radius_key(results["codes"])
+  if key:
+    r, precision = int(key[len("precision@radius"):]), results["codes"][key]
     ax.axvline(r, color="gray", linestyle=":", label=f"r = {r}: precision {precision:.4f}")
   ax.set(xlabel="Hamming radius r (distance <= r)", ylabel="mean over queries", ylim=(-0.02, 1.02))
-  ax.text(0.99, 0.02, "a query that retrieves nothing counts as precision 0", ha="right",
-          transform=ax.transAxes, fontsize=7, color="gray")
+  _empty_note(ax)
   ax.grid(alpha=0.3)
   ax.legend(fontsize=8)
   return _save(fig, path)

@@ -74,12 +74,13 @@ def load_results(path: str) -> dict:
     except json.JSONDecodeError as e:
       raise ValueError(f"{file} is not valid JSON ({e}); evaluate the run again.") from None
   missing = [k for k in ("method", "bits", "protocol", "codes") if k not in results]
-  if missing:
+  if not isinstance(results, dict) or missing:
     raise ValueError(f"{file} lacks {missing}; it is not a jaxhash results.json.")
   return results
 
 
-def _radius_key(metrics: dict) -> str | None:
+def radius_key(metrics: dict) -> str | None:
+  """The ``precision@radius{r}`` key of a results mode (its r is the evaluation's radius)."""
   return next((k for k in metrics if k.startswith("precision@radius")), None)
 
 
@@ -97,7 +98,7 @@ def rows(runs: list[dict]) -> list[dict]:
   out = []
   for results in sorted(runs, key=_order):
     codes, rerank = results["codes"], results.get("rerank", {})
-    radius = _radius_key(codes)
+    radius = radius_key(codes)
     for key in [k for k in codes if k.startswith("map@")]:
       r = key[len("map@"):]
       r = int(r) if r.isdigit() else r
