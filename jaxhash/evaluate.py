@@ -14,7 +14,7 @@ import sys
 import ml_collections
 from absl import flags
 
-from jaxhash import cli, report, rundir
+from jaxhash import cli, plots, report, rundir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by jaxhash.train.")
 _EVAL = flags.DEFINE_multi_string("set", [], "Evaluation override KEY=VALUE of config.eval, e.g. radius=3.")
@@ -45,6 +45,7 @@ def main() -> None:
   protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
   results = trainer.evaluate(exp, state.params, int(state.step))
   report.write_results(workdir, results)
+  plots.write_plots_safely(workdir, results, exp.dataset)
   print(f"{report.summary(results)}\n\n{report.markdown_table(results)}\n\nwritten to {workdir}/results.json")
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from jaxhash import config as config_lib
-from jaxhash import evaluation, parallel, report, rundir
+from jaxhash import evaluation, parallel, plots, report, rundir
 from jaxhash.checkpoint import Checkpointer
 from jaxhash.data import protocols
 from jaxhash.data.augment import preprocess
@@ -248,4 +248,5 @@ def train_and_evaluate(config, workdir: str, stream=None, extend: bool = False) 
   state = train(exp, workdir, stream=stream, extend=extend)
   results = evaluate(exp, state.params, int(state.step))
   report.write_results(workdir, results)
+  plots.write_plots_safely(workdir, results, exp.dataset)
   return results
