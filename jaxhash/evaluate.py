@@ -28,7 +28,11 @@ def load_run_config(workdir: str, overrides=()) -> ml_collections.ConfigDict:
     if not sep or key not in config.eval:
       raise ValueError(f"--set {item!r}: use KEY=VALUE with KEY one of {sorted(config.eval)}.")
     current = config.eval[key]
-    config.eval[key] = (value.lower() in ("1", "true", "yes")) if isinstance(current, bool) else type(current)(value)
+    try:
+      config.eval[key] = (value.lower() in ("1", "true", "yes")) if isinstance(current, bool) else type(current)(value)
+    except ValueError:
+      raise ValueError(f"--set {item!r}: {value!r} is not a {type(current).__name__} like the recorded "
+                       f"{key}={current!r}.") from None
   return config.lock()
 
 
@@ -40,12 +44,14 @@ def main() -> None:
 
   workdir = _WORKDIR.value
   config = load_run_config(workdir, _EVAL.value)
+  rundir.ensure_free(workdir)
   exp = trainer.build_experiment(config)
-  state = trainer.restore_trained(exp, workdir)
-  protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
-  results = trainer.evaluate(exp, state.params, int(state.step))
-  report.write_results(workdir, results)
-  plots.write_plots_safely(workdir, results, exp.dataset)
+  with rundir.locked(workdir):
+    state = trainer.restore_trained(exp, workdir)
+    protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
+    results = trainer.evaluate(exp, state.params, int(state.step))
+    report.write_results(workdir, results)
+    plots.write_plots_safely(workdir, results, exp.dataset)
   print(f"{report.summary(results)}\n\n{report.markdown_table(results)}\n\nwritten to {workdir}/results.json")
 
 

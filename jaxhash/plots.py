@@ -21,13 +21,13 @@ Agg canvas without pyplot, so a notebook's backend is left alone. Files are writ
 from __future__ import annotations
 
 import io
-import json
 import os
 import sys
 
 import numpy as np
 
-from jaxhash import report
+from jaxhash import metrics_log, report
+from jaxhash.data import protocols
 from jaxhash.io_utils import atomic_write_bytes
 
 PLOTS_DIR = "plots"
@@ -221,38 +221,12 @@ def overlay_pr_curves(runs: list[dict], path: str) -> str:
   return _save(fig, path)
 
 
-def _read_metrics(workdir: str) -> list[dict]:
-  """metrics.jsonl records; an unparsable line (a crash mid-write) is skipped.
-
-  Stands in for ``jaxhash.metrics_log.read_metrics`` until that module exists.
-  """
-  records = []
-  with open(os.path.join(workdir, "metrics.jsonl")) as f:
-    for line in f:
-      try:
-        record = json.loads(line)
-      except json.JSONDecodeError:
-        continue
-      if isinstance(record, dict):
-        records.append(record)
-  return records
-
-
-def _read_split(workdir: str, name: str) -> np.ndarray:
-  with open(os.path.join(workdir, "splits", f"{name}.txt")) as f:
-    lines = [line for line in f if line.strip() and not line.startswith("#")]
-  return np.array([int(line) for line in lines], np.int64)
-
-
 def _load_dataset(workdir: str):
   """The run's dataset, read as its config.json says."""
-  import ml_collections
-
-  from jaxhash.data import protocols
+  from jaxhash import rundir
   from jaxhash.data.loader import load_dataset
 
-  with open(os.path.join(workdir, "config.json")) as f:
-    data = ml_collections.ConfigDict(json.load(f)).data
+  data = rundir.load_config(workdir).data
   return load_dataset(data, protocols.get_protocol(data.protocol))
 
 
@@ -262,7 +236,7 @@ def _galleries(workdir: str, results: dict, dataset, out: str) -> list[str]:
 
   def items(split: str, positions) -> dict:  # decodes only the images shown (lazy sets read disk)
     positions = sorted(set(positions))
-    index = _read_split(workdir, split)[np.asarray(positions, dtype=np.int64)]
+    index = getattr(protocols.load_split(os.path.join(workdir, "splits")), split)[np.asarray(positions, dtype=np.int64)]
     images, labels = np.asarray(dataset.images[index]), np.asarray(dataset.labels[index])
     return {p: (image, label) for p, image, label in zip(positions, images, labels)}
 
@@ -291,7 +265,7 @@ def write_plots(workdir: str, results: dict | None = None, dataset=None) -> tupl
       ("precision@k", None, lambda: precision_at_k(results, f"{out}/precision_at_k.png")),
       ("radius", lacks("pr_curve"), lambda: radius_curves(results, f"{out}/radius.png")),
       ("training curves", None if has_log else "no metrics.jsonl",
-       lambda: training_curves(_read_metrics(workdir), results, f"{out}/training.png")),
+       lambda: training_curves(metrics_log.read_metrics(workdir), results, f"{out}/training.png")),
       ("gallery", lacks("examples"), lambda: _galleries(workdir, results, dataset, out)),
       ("bit balance", lacks("bit_balance"), lambda: bit_balance(results, f"{out}/bit_balance.png")),
   ]

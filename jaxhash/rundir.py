@@ -9,32 +9,41 @@ compared with it key by key, before any file is written:
   written to ``config.json`` and recorded in ``run.json``.
 - A longer training (``train.num_steps`` / ``num_epochs`` giving more steps) needs an explicit
   ``extend=True`` (``--extend``): the learning-rate schedule is recomputed for the new total.
-- A lower ``optim.learning_rate`` is accepted only after a non-finite stop (see ``record_event``).
+- After a non-finite stop (recorded in ``run.json``), a lower ``optim.learning_rate`` or
+  ``train.skip_nonfinite=True`` is accepted, and recorded.
 - Every other key is identity-bearing, including keys added to the schema later: a change is
   refused with one line listing the differing keys. A key missing from an older ``config.json``
   compares equal to its default in ``jaxhash.config.base_config``.
 
 ``run.json`` keeps the run's history: a list of events (created, changed, extended, stopped
 non-finite, ...), each with its UTC time.
+
+Training and evaluation hold ``.lock`` in the run directory (``fcntl.flock``, with the holder's
+pid written in it), so a second process stops at once instead of interleaving checkpoints and
+logs. The kernel releases the lock when its holder dies, so a killed run's lock is simply taken.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
+import errno
+import fcntl
 import json
 import os
 from typing import Callable
 
-from jaxhash.io_utils import atomic_write_text
+from jaxhash.io_utils import atomic_write_text, write_error
 
 CONFIG_FILE = "config.json"
 RUN_FILE = "run.json"
+LOCK_FILE = ".lock"
 
 FREE_PREFIXES = ("eval.",)
 BOOKKEEPING = ("name", "train.log_every", "train.checkpoint_every")
 LENGTH = ("train.num_steps", "train.num_epochs")
-RECOVERY = ("optim.learning_rate",)
+RECOVERY = ("optim.learning_rate", "train.skip_nonfinite")
 
 
 def read_json(path: str):
@@ -177,7 +186,8 @@ def check(workdir: str, config, steps_of: Callable[[dict], int], extend: bool = 
     notes.append(f"that is {old_steps} -> {new_steps} training steps"
                  + ("; pass --extend to train this run longer" if new_steps > old_steps else ""))
   if any(c.key in RECOVERY for c in refused):
-    notes.append("a learning rate may only be lowered after a non-finite stop")
+    notes.append("a learning rate may only be lowered, or train.skip_nonfinite set, after a "
+                 "non-finite stop")
   if refused:
     raise ValueError(
         f"{workdir} holds a run of another config: {', '.join(map(str, refused))}"
@@ -189,9 +199,13 @@ def check(workdir: str, config, steps_of: Callable[[dict], int], extend: bool = 
 
 
 def _recovery_allowed(workdir: str, change: Change) -> bool:
+  """After a non-finite stop: a lower learning rate, or skipping non-finite steps."""
   event = last_event(workdir)
-  return (event is not None and event.get("event") == "nonfinite_stop"
-          and isinstance(change.new, (int, float)) and change.new < change.old)
+  if event is None or event.get("event") != "nonfinite_stop":
+    return False
+  if change.key == "train.skip_nonfinite":
+    return change.new is True
+  return isinstance(change.new, (int, float)) and 0 < change.new < change.old
 
 
 def record_event(workdir: str, event: str, **fields) -> None:
@@ -215,3 +229,65 @@ def commit(plan: Plan, step: int) -> None:
     record_event(plan.workdir, "extended", from_steps=plan.old_steps, to_steps=plan.new_steps, **fields)
   else:
     record_event(plan.workdir, "changed", **fields)
+
+
+def _busy(workdir: str, path: str, fd: int) -> BlockingIOError:
+  holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+  return BlockingIOError(
+      errno.EWOULDBLOCK, f"{workdir} is in use by process {holder} (lock file {path}); wait for it "
+      "to finish or stop it, or use another --workdir.")
+
+
+def ensure_free(workdir: str) -> None:
+  """Raises BlockingIOError when another process holds the workdir; creates nothing.
+
+  A cheap early check, so a second run stops before it loads its data; :func:`locked` still
+  decides.
+  """
+  path = os.path.join(workdir, LOCK_FILE)
+  if os.path.realpath(workdir) in _held or not os.path.exists(path):
+    return
+  fd = os.open(path, os.O_RDONLY)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+  except BlockingIOError:
+    raise _busy(workdir, path, fd) from None
+  finally:
+    os.close(fd)
+
+
+_held: dict[str, int] = {}  # real path of a locked workdir -> depth, for nested use in one process
+
+
+@contextlib.contextmanager
+def locked(workdir: str):
+  """Holds the workdir's lock (creating the directory); raises BlockingIOError when it is taken."""
+  key = os.path.realpath(workdir)
+  if key in _held:
+    _held[key] += 1
+    try:
+      yield
+    finally:
+      _held[key] -= 1
+    return
+  path = os.path.join(workdir, LOCK_FILE)
+  try:
+    os.makedirs(workdir, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  except OSError as e:
+    raise write_error(e, path) from e
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except BlockingIOError:
+    error = _busy(workdir, path, fd)
+    os.close(fd)
+    raise error from None
+  os.ftruncate(fd, 0)
+  os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+  _held[key] = 1
+  try:
+    yield
+  finally:
+    del _held[key]
+    os.ftruncate(fd, 0)
+    os.close(fd)  # releases the lock
