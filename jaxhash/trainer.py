@@ -60,7 +60,9 @@ def build_experiment(config) -> Experiment:
   split = protocols.make_split(protocol, dataset, config.seed)
   model = HashModel(backbone=get_backbone(config.model.backbone),
                     head=method.make_head(config.method, dataset.num_classes))
-  return Experiment(config, method, protocol, dataset, split, model, parallel.data_mesh())
+  mesh = parallel.data_mesh()
+  parallel.check_batch_size(config.train.batch_size, mesh, "train.batch_size")  # before any write
+  return Experiment(config, method, protocol, dataset, split, model, mesh)
 
 
 def init_params(exp: Experiment) -> dict:
