@@ -20,4 +20,5 @@ def get_config(arg=None):
   c.eval.map_at = "all,100"
   c.eval.precision_at = "1,10,100"
   c.eval.rerank_pool = 100
+  c.eval.plots = False  # tests/test_plots.py draws them; the other tests need not pay for it
   return c.lock()

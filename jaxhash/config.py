@@ -65,6 +65,7 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.eval.rerank = True  # also report coarse-to-fine (re-ranked by fc7 distance)
   c.eval.rerank_pool = 1000  # candidate pool: the m nearest codes ...
   c.eval.rerank_radius = -1  # ... or, when >= 0, all codes within this Hamming radius
+  c.eval.plots = True  # draw RUN/plots/*.png after evaluating (python -m jaxhash.plots redraws)
   return c
 
 

@@ -51,7 +51,8 @@ def main() -> None:
     protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
     results = trainer.evaluate(exp, state.params, int(state.step))
     report.write_results(workdir, results)
-    plots.write_plots_safely(workdir, results, exp.dataset)
+    if exp.config.eval.plots:
+      plots.write_plots_safely(workdir, results, exp.dataset)
   print(f"{report.summary(results)}\n\n{report.markdown_table(results)}\n\nwritten to {workdir}/results.json")
 
 

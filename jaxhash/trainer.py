@@ -317,5 +317,6 @@ def train_and_evaluate(config, workdir: str, stream=None, extend: bool = False) 
     state = train(exp, workdir, stream=stream, extend=extend)
     results = evaluate(exp, state.params, int(state.step))
     report.write_results(workdir, results)
-    plots.write_plots_safely(workdir, results, exp.dataset)
+    if exp.config.eval.plots:
+      plots.write_plots_safely(workdir, results, exp.dataset)
   return results

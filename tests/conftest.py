@@ -7,6 +7,20 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = os.path.join(ROOT, "configs")
 
 
+def pytest_configure(config):
+  """One XLA compilation cache for the session, shared with the CLI subprocesses the tests start.
+
+  Most of the suite's time is compiling the same tiny train and encode steps again in each run and
+  subprocess; the cache is keyed by the compiled program, so results are unchanged.
+  """
+  if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxhash-tests-xla-")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+
 def load_config(name: str, arg: str | None = None):
   """Loads ``configs/<name>.py`` the way ``--config`` does."""
   import importlib.util

@@ -160,6 +160,7 @@ def test_training_run_writes_plots_and_a_plot_failure_keeps_results(tmp_path, mo
   from jaxhash.trainer import train_and_evaluate
 
   monkeypatch.setattr(plots, "radius_curves", lambda *a: 1 / 0)
+  test_config.eval.plots = True
   results = train_and_evaluate(test_config, str(tmp_path))
   with open(tmp_path / "results.json") as f:
     assert json.load(f)["codes"] == results["codes"]
