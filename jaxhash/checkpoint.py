@@ -8,9 +8,10 @@ cannot be read, does not match its digest or holds non-finite values is reported
 the next older one is tried; with none left the restore stops with one line. A state with
 non-finite values is never saved.
 
-Orbax reports failures of its background writes through threads and asyncio: its log records and
-the "Event loop is closed" noise of writes still in flight are kept off the screen (``VERBOSE``
-shows them; the CLIs set it with ``--debug``) and the failure is raised as one ``OSError``.
+Orbax reports failures of its background writes through threads and asyncio: its log records,
+asyncio's "exception was never retrieved" reports and tensorstore's "Event loop is closed" noise of
+reads and writes still in flight are kept off the screen (``VERBOSE`` shows them; the CLIs set it
+with ``--debug``); a failed save is raised as one ``OSError``, a failed restore as one line.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import logging
 import os
 import re
 import sys
+import warnings
 
 import jax
 import numpy as np
@@ -42,11 +44,33 @@ class _OrbaxNoise(logging.Filter):
     return VERBOSE or f"{os.sep}orbax{os.sep}" not in record.pathname
 
 
+class _AsyncioNoise(logging.Filter):
+  """Drops asyncio's "exception was never retrieved" reports of orbax's and tensorstore's reads and
+  writes that were left running after a sibling failed (the failure itself is raised)."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage().lower()
+    return VERBOSE or not ("was never retrieved" in message
+                           and any(name in message for name in ("orbax", "tensorstore", "ocdbt")))
+
+
+def _from_orbax(unraisable) -> bool:
+  """Whether an unraisable error comes from orbax's or tensorstore's asynchronous I/O."""
+  error = unraisable.exc_value
+  if isinstance(error, RuntimeError) and str(error) == "Event loop is closed":
+    return True  # tensorstore finishing a read or write after orbax's event loop closed
+  code = getattr(unraisable.object, "cr_code", None)  # a coroutine abandoned when a sibling failed
+  tb = unraisable.exc_traceback
+  files = [code.co_filename] if code else []
+  while tb is not None:
+    files.append(tb.tb_frame.f_code.co_filename)
+    tb = tb.tb_next
+  return any(f"{os.sep}orbax{os.sep}" in f for f in files)
+
+
 def _quiet_unraisable(previous):
   def hook(unraisable):
-    # tensorstore finishing a write after orbax's event loop closed (the other writes of a failed save)
-    if VERBOSE or not (isinstance(unraisable.exc_value, RuntimeError)
-                       and str(unraisable.exc_value) == "Event loop is closed"):
+    if VERBOSE or not _from_orbax(unraisable):
       previous(unraisable)
   hook.jaxhash_quiet = True
   return hook
@@ -56,8 +80,14 @@ def _install_quiet_hooks() -> None:
   absl_logger = logging.getLogger("absl")
   if not any(isinstance(f, _OrbaxNoise) for f in absl_logger.filters):
     absl_logger.addFilter(_OrbaxNoise())
+  asyncio_logger = logging.getLogger("asyncio")
+  if not any(isinstance(f, _AsyncioNoise) for f in asyncio_logger.filters):
+    asyncio_logger.addFilter(_AsyncioNoise())
   if not getattr(sys.unraisablehook, "jaxhash_quiet", False):
     sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
+  if not VERBOSE:  # orbax's array-metadata read, abandoned when a damaged checkpoint fails early
+    warnings.filterwarnings("ignore", r"coroutine 'Store\._get_array_metadatas' was never awaited",
+                            RuntimeWarning)
 
 
 def state_digest(state) -> tuple[str, bool]:
@@ -90,15 +120,16 @@ def _write_error(step: int, directory: str, error: BaseException) -> OSError:
   else:
     reason = _first_line(error)
   number = int(code.group(1)) if code else getattr(error, "errno", None) or errno.EIO
-  return OSError(number, f"saving checkpoint {step} in {directory} failed ({reason}); the checkpoints "
-                         "saved before it are kept: free disk space or fix permissions, then rerun the "
-                         "same command to resume")
+  return OSError(number, f"saving checkpoint {step} in {directory} failed ({reason}); the "
+                         "checkpoints saved before it are kept: free disk space or fix permissions, "
+                         "then rerun the same command to resume")
 
 
-def _bad_json_file(step_dir: str) -> str | None:
-  """Names the first of orbax's JSON metadata files in a checkpoint that does not parse.
+def _bad_metadata(step_dir: str) -> str | None:
+  """Names the first of orbax's JSON metadata files in a step directory that is not a JSON object.
 
-  Orbax's own error for these is a bare ``JSONDecodeError`` that does not say which file it read.
+  Orbax's own error for these is a bare ``JSONDecodeError`` (or a crash of its manager) that does
+  not say which file it read.
   """
   for root, dirs, files in os.walk(step_dir):
     dirs[:] = sorted(d for d in dirs if d != "d" and not d.startswith("ocdbt"))  # array data
@@ -107,7 +138,8 @@ def _bad_json_file(step_dir: str) -> str | None:
         path = os.path.join(root, name)
         try:
           with open(path, "rb") as f:
-            json.loads(f.read().decode("utf-8"))
+            if not isinstance(json.loads(f.read().decode("utf-8")), dict):
+              return f"{path} is not a JSON object"
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
           return f"{path} is not valid JSON ({_first_line(e, 80)})"
   return None
@@ -122,19 +154,21 @@ class Restored:
 
 
 class Checkpointer:
-  """Use as ``with Checkpointer(workdir) as ckpt:`` so orbax is closed on every path."""
+  """Use as ``with Checkpointer(workdir) as ckpt:`` so orbax is closed on every path.
+
+  Restores read one step directory at a time (orbax's ``CheckpointManager`` reads every step's
+  metadata when it starts and fails on one damaged file), so the manager, which saves and keeps
+  the newest ``max_to_keep``, starts only at the first save, after damaged steps are set aside.
+  """
 
   def __init__(self, workdir: str, max_to_keep: int = 2, read_only: bool = False):
     _install_quiet_hooks()
     self.workdir = workdir
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self._digests_path = os.path.join(workdir, DIGESTS_FILE)
+    self._max_to_keep, self._read_only = max_to_keep, read_only
+    self._manager = None
     self._pending: int | None = None
-    self._manager = ocp.CheckpointManager(
-        self.directory,
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
-                                             read_only=read_only, cleanup_tmp_directories=not read_only),
-    )
 
   def __enter__(self) -> Checkpointer:
     return self
@@ -147,7 +181,13 @@ class Checkpointer:
         raise
 
   def steps(self) -> list[int]:
-    return sorted(self._manager.all_steps())
+    """The saved steps (orbax renames a step's directory to its number once it is complete)."""
+    if not os.path.isdir(self.directory):
+      return []
+    return sorted(int(name) for name in os.listdir(self.directory) if name.isdigit())
+
+  def _step_dir(self, step: int) -> str:
+    return os.path.join(self.directory, str(step))
 
   def _digests(self) -> tuple[dict, str | None]:
     """(step -> SHA-256, a note when the digest file cannot be read)."""
@@ -159,30 +199,45 @@ class Checkpointer:
       if isinstance(digests, dict):
         return digests, None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-      return {}, f"{self._digests_path} is unreadable ({_first_line(e)}); checkpoints are not verified"
-    return {}, f"{self._digests_path} is not a mapping of steps to digests; checkpoints are not verified"
+      return {}, (f"{self._digests_path} is unreadable ({_first_line(e)}); checkpoints are not "
+                  "verified")
+    return {}, (f"{self._digests_path} is not a mapping of steps to digests; checkpoints are not "
+                "verified")
 
   def _write_digests(self, digests: dict) -> None:
     atomic_write_text(self._digests_path, json.dumps(digests, indent=1, sort_keys=True) + "\n")
+
+  def _saver(self) -> ocp.CheckpointManager:
+    if self._read_only:
+      raise RuntimeError("this Checkpointer is read-only")
+    if self._manager is None:
+      self._manager = ocp.CheckpointManager(
+          self.directory,
+          options=ocp.CheckpointManagerOptions(max_to_keep=self._max_to_keep, create=True,
+                                               cleanup_tmp_directories=True))
+    return self._manager
 
   def save(self, step: int, state) -> None:
     """Records the state's digest, then starts an asynchronous orbax save of it."""
     digest, finite = state_digest(state)
     if not finite:
-      raise FloatingPointError(f"the state at step {step} holds non-finite values; it is not saved.")
+      raise FloatingPointError(
+          f"the state at step {step} holds non-finite values; it is not saved.")
     self.wait()
     keep = {str(s) for s in self.steps()} | {str(step)}
     digests = {k: v for k, v in self._digests()[0].items() if k in keep}
     self._write_digests({**digests, str(step): digest})
     self._pending = step
     try:
-      self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+      self._saver().save(step, args=ocp.args.StandardSave(state), force=True)
     except Exception as e:  # noqa: BLE001 - orbax and tensorstore raise many kinds
       raise _write_error(step, self.directory, e) from e
 
   def wait(self) -> None:
     """Waits for the save in flight; its failure is raised as one OSError."""
     step, self._pending = self._pending, None
+    if self._manager is None:
+      return
     try:
       self._manager.wait_until_finished()
     except Exception as e:  # noqa: BLE001
@@ -192,8 +247,8 @@ class Checkpointer:
     """The newest intact checkpoint shaped like ``abstract_state``; None when there is none at all.
 
     Damaged newer checkpoints are skipped (and, with ``set_aside_damaged``, moved into
-    ``damaged_checkpoints/`` so that training can save those steps again). Raises ValueError when
-    every checkpoint is damaged.
+    ``damaged_checkpoints/`` with older ones whose metadata is damaged, so that training can
+    save again). Raises ValueError when every checkpoint is damaged.
     """
     steps = self.steps()[::-1]
     if not steps:
@@ -209,18 +264,28 @@ class Checkpointer:
       skipped.append(f"checkpoint {step} in {self.directory} is damaged ({why})")
     else:
       listed = "; ".join(f"{step}: {why}" for step, why in problems)
-      raise ValueError(f"no intact checkpoint in {self.directory} ({listed}); restore the files from "
-                       "a backup or start again in another --workdir.")
-    if set_aside_damaged and problems:
-      self._set_aside([s for s, _ in problems], digests)
+      raise ValueError(f"no intact checkpoint in {self.directory} ({listed}); restore the files "
+                       "from a backup or start again in another --workdir.")
+    if set_aside_damaged:
+      older = {s: _bad_metadata(self._step_dir(s)) for s in steps if s < step}
+      older = {s: why for s, why in older.items() if why}
+      skipped += [f"checkpoint {s} in {self.directory} is damaged ({why})"
+                  for s, why in older.items()]
+      self._set_aside([s for s, _ in problems] + list(older), digests)
     return Restored(step, state, tuple(skipped), verified=note is None and str(step) in digests)
 
   def _check(self, step: int, abstract_state, digests: dict, verify: bool):
     """(None, state) for an intact checkpoint, else (why, None)."""
+    bad = _bad_metadata(self._step_dir(step))
+    if bad:
+      return f"unreadable: {bad}", None
+    reader = ocp.StandardCheckpointer()
     try:
-      state = self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+      state = reader.restore(os.path.join(self._step_dir(step), "default"), abstract_state)
     except Exception as e:  # noqa: BLE001 - damaged files surface as many kinds of error
-      return f"unreadable: {_bad_json_file(os.path.join(self.directory, str(step))) or _first_line(e, 160)}", None
+      return f"unreadable: {_first_line(e, 160)}", None
+    finally:
+      reader.close()
     digest, finite = state_digest(state)
     if not finite:
       return "it holds non-finite values", None
@@ -229,19 +294,24 @@ class Checkpointer:
     return None, state
 
   def _set_aside(self, steps: list[int], digests: dict) -> None:
+    if not steps:
+      return
     target_dir = os.path.join(self.workdir, DAMAGED_DIR)
     os.makedirs(target_dir, exist_ok=True)
     for step in steps:
       target, n = os.path.join(target_dir, str(step)), 1
       while os.path.exists(target):
         target, n = os.path.join(target_dir, f"{step}.{n}"), n + 1
-      os.replace(os.path.join(self.directory, str(step)), target)
+      os.replace(self._step_dir(step), target)
     moved = {str(s) for s in steps}
     self._write_digests({k: v for k, v in digests.items() if k not in moved})
-    self._manager.reload()
+    if self._manager is not None:
+      self._manager.reload()
 
   def close(self) -> None:
     """Finishes the save in flight (raising its failure) and releases orbax's threads."""
+    if self._manager is None:
+      return
     try:
       self.wait()
     except OSError:

@@ -282,8 +282,12 @@ def locked(workdir: str):
     error = _busy(workdir, path, fd)
     os.close(fd)
     raise error from None
-  os.ftruncate(fd, 0)
-  os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+  try:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+  except OSError as e:  # a full disk: even the holder's pid cannot be written
+    os.close(fd)
+    raise write_error(e, path) from e
   _held[key] = 1
   try:
     yield

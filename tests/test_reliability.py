@@ -484,6 +484,24 @@ def test_a_full_disk_during_a_metrics_append_names_the_log(tmp_path):
   assert cli.error_line(error.value).startswith(f"cannot write {tmp_path}/metrics.jsonl: No space left")
 
 
+def test_a_full_disk_when_taking_the_lock_names_the_lock_file(tmp_path, monkeypatch):
+  import errno
+
+  from jaxhash import cli
+
+  def full(*args):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(os, "pwrite", full)
+  with pytest.raises(OSError) as error:
+    with rundir.locked(str(tmp_path)):
+      pass
+  assert cli.error_line(error.value).startswith(f"cannot write {tmp_path}/.lock: No space left")
+  monkeypatch.undo()
+  with rundir.locked(str(tmp_path)):  # the failed attempt left the lock free
+    pass
+
+
 def test_a_permission_error_is_one_line_naming_the_path(tmp_path, monkeypatch):
   import errno
   import tempfile
