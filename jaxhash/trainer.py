@@ -82,11 +82,11 @@ def init_variables(exp: Experiment) -> tuple[dict, dict]:
   """
   key = jax.random.key(exp.config.seed)
   if not exp.config.model.init_weights:
-    variables = exp.model.init(key, _sample_inputs(exp))
+    variables = jax.jit(exp.model.init)(key, _sample_inputs(exp))  # one compile, not one per op
     return variables["params"], variables.get("batch_stats", {})
   loaded = jax.tree.map(jnp.asarray, load_weights(exp.config.model.init_weights, exp.model.backbone))
   features = jax.eval_shape(lambda: exp.model.backbone.apply(loaded, _sample_inputs(exp)))
-  head = exp.model.head.init(key, jnp.zeros(features.shape, jnp.float32))
+  head = jax.jit(exp.model.head.init)(key, jnp.zeros(features.shape, jnp.float32))
   stats = {"backbone": loaded["batch_stats"]} if loaded["batch_stats"] else {}
   return {"backbone": loaded["params"], "head": head["params"]}, stats
 
