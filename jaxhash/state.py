@@ -16,3 +16,8 @@ class TrainState:
   # Batch-norm running statistics ({"backbone": ...}; {} for a backbone without batch norm),
   # updated by training steps unless model.freeze_batch_norm.
   batch_stats: Any
+
+  @property
+  def variables(self) -> dict:
+    """What ``model.apply`` takes: ``{"params", "batch_stats"}``."""
+    return {"params": self.params, "batch_stats": self.batch_stats}

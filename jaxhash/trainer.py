@@ -218,10 +218,6 @@ def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, sc
   return jax.jit(train_step, donate_argnums=0)
 
 
-def _variables(state: TrainState) -> dict:
-  return {"params": state.params, "batch_stats": state.batch_stats}
-
-
 def feature_cache(exp: Experiment, workdir: str, state: TrainState, stream,
                   on_shard=None) -> tuple[np.ndarray, np.ndarray]:
   """The frozen prefix's activations (every image, flipped training images), built or reused.
@@ -420,7 +416,7 @@ def evaluate(exp: Experiment, state: TrainState, workdir: str | None = None, str
   encoded = {}
   for name in ("query", "database"):
     indices = getattr(exp.split, name)
-    words, features = encode_indices(encoder, _variables(state), inputs, indices,
+    words, features = encode_indices(encoder, state.variables, inputs, indices,
                                      parallel.round_up_to_devices(config.eval.batch_size, exp.mesh),
                                      with_features=spec.rerank, sharding=parallel.batch_sharded(exp.mesh))
     encoded[name] = evaluation.Encoded(words, exp.dataset.labels[indices], features)
