@@ -66,7 +66,9 @@ def build_experiment(config) -> Experiment:
   backbone = get_backbone(config.model.backbone, freeze_batch_norm=config.model.freeze_batch_norm,
                           **options)
   model = HashModel(backbone=backbone, head=method.make_head(config.method, dataset.num_classes))
-  return Experiment(config, method, protocol, dataset, split, model, parallel.data_mesh(),
+  mesh = parallel.data_mesh()
+  parallel.check_batch_size(config.train.batch_size, mesh, "train.batch_size")  # before any write
+  return Experiment(config, method, protocol, dataset, split, model, mesh,
                     config_lib.frozen_stages(config))
 
 
