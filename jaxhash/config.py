@@ -33,10 +33,14 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.data.flip = False  # random horizontal flips in training
   c.data.mean = (0.5,)  # per-channel normalisation of [0, 1] pixels
   c.data.std = (0.5,)
+  c.data.feature_cache_dir = ""  # frozen-prefix activations (default: <workdir>/features); shareable
 
   c.model = ml_collections.ConfigDict()
   c.model.backbone = "lenet"
-  c.model.init_weights = ""  # torchvision AlexNet .pth / .npz to start from
+  c.model.init_weights = ""  # backbone weights: a .pth/.npz/.safetensors state_dict, or a packaged name
+  c.model.trainable = "all"  # all | head | N (the last N stages); the frozen prefix is cached
+  c.model.freeze_batch_norm = False  # keep batch-norm statistics fixed (small fine-tuning batches)
+  c.model.dtype = "float32"  # float32 | bfloat16: the backbone's activations
 
   c.optim = ml_collections.ConfigDict()
   c.optim.optimizer = "sgd"  # sgd | adam
@@ -101,6 +105,9 @@ def validate(config) -> None:
     raise ValueError(f"config.data.source={config.data.source!r}: use auto, embedded, idx, tfds or listfile.")
   if config.model.backbone not in BACKBONES:
     raise ValueError(f"config.model.backbone={config.model.backbone!r}: choose one of {sorted(BACKBONES)}.")
+  frozen_stages(config)
+  if config.model.dtype not in ("float32", "bfloat16"):
+    raise ValueError(f"config.model.dtype={config.model.dtype!r}: use float32 or bfloat16.")
   if config.optim.optimizer not in ("sgd", "adam"):
     raise ValueError(f"config.optim.optimizer={config.optim.optimizer!r}: use sgd or adam.")
   if config.optim.schedule not in ("constant", "step", "cosine"):
@@ -108,6 +115,27 @@ def validate(config) -> None:
   _check_ranges(config)
   parse_int_list(config.eval.precision_at, "eval.precision_at")
   map_at(config)
+
+
+def frozen_stages(config) -> int:
+  """How many leading backbone stages ``config.model.trainable`` freezes (0 for ``all``)."""
+  value, backbone = config.model.trainable, config.model.backbone
+  text = str(value).strip()
+  if text == "all":
+    return 0
+  stages = getattr(BACKBONES.get(backbone), "STAGES", None)
+  if text != "head" and not (text.isdigit() and int(text) > 0):
+    raise ValueError(f"config.model.trainable={value!r}: use all, head, or a number N > 0 of last "
+                     "stages to train.")
+  if stages is None:
+    raise ValueError(f"config.model.trainable={value!r} needs a backbone with stages; "
+                     f"{backbone!r} has none: use trainable=all.")
+  if text == "head":
+    return len(stages)
+  if int(text) > len(stages):
+    raise ValueError(f"config.model.trainable={value!r}: {backbone} has only {len(stages)} stages "
+                     f"({', '.join(stages)}).")
+  return len(stages) - int(text)
 
 
 # (key, lowest allowed, whether the lowest itself is allowed, what the value means when it matters)

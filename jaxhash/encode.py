@@ -10,18 +10,26 @@ from jaxhash.data.batches import eval_batches
 from jaxhash.retrieval import pack_bits
 
 
-def make_encoder(model, method, data_config):
-  """A jitted ``(params, uint8 images) -> (bool codes, fc7 features)``."""
+def make_encoder(model, method, data_config, start: int = 0):
+  """A jitted ``(variables, inputs) -> (bool codes, fc7 features)``.
+
+  ``variables``: ``{"params", "batch_stats"}``; ``inputs``: uint8 images, or with ``start`` > 0
+  the activations of the backbone's first ``start`` stages (``jaxhash.feature_cache``).
+  """
 
   @jax.jit
-  def encode(params, images):
-    outputs = model.apply({"params": params}, preprocess(images, None, data_config, train=False))
+  def encode(variables, inputs):
+    if start:
+      inputs = inputs.astype(jax.numpy.float32)
+    else:
+      inputs = preprocess(inputs, None, data_config, train=False)
+    outputs = model.apply(variables, inputs, start=start)
     return method.binarize(outputs), outputs["features"]
 
   return encode
 
 
-def encode_indices(encoder, params, images, indices: np.ndarray, batch_size: int,
+def encode_indices(encoder, variables, images, indices: np.ndarray, batch_size: int,
                    with_features: bool, sharding=None) -> tuple[np.ndarray, np.ndarray | None]:
   """Packed codes uint32 (len(indices), W) and, if asked, float32 features of the given images.
 
@@ -29,7 +37,7 @@ def encode_indices(encoder, params, images, indices: np.ndarray, batch_size: int
   """
   codes, features = [], []
   for batch, valid in eval_batches(images, indices, batch_size):
-    bits, feats = encoder(params, jax.device_put(batch, sharding))
+    bits, feats = encoder(variables, jax.device_put(batch, sharding))
     codes.append(pack_bits(np.asarray(bits)[:valid]))
     if with_features:
       features.append(np.asarray(feats, dtype=np.float32)[:valid])

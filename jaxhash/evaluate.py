@@ -49,7 +49,7 @@ def main() -> None:
   with rundir.locked(workdir):
     state = trainer.restore_trained(exp, workdir)
     protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
-    results = trainer.evaluate(exp, state.params, int(state.step))
+    results = trainer.evaluate(exp, state, workdir)
     report.write_results(workdir, results)
     if exp.config.eval.plots:
       plots.write_plots_safely(workdir, results, exp.dataset)

@@ -1,7 +1,4 @@
-"""The training state: a plain pytree, so it jits, donates and checkpoints as it is.
-
-(There is no ``batch_stats`` field: no backbone here uses batch norm; add one with the first that does.)
-"""
+"""The training state: a plain pytree, so it jits, donates and checkpoints as it is."""
 
 from __future__ import annotations
 
@@ -16,3 +13,11 @@ class TrainState:
   step: jax.Array  # int32 scalar: the one counter that schedules (lr, HashNet's beta, RNG) read
   params: Any
   opt_state: Any
+  # Batch-norm running statistics ({"backbone": ...}; {} for a backbone without batch norm),
+  # updated by training steps unless model.freeze_batch_norm.
+  batch_stats: Any
+
+  @property
+  def variables(self) -> dict:
+    """What ``model.apply`` takes: ``{"params", "batch_stats"}``."""
+    return {"params": self.params, "batch_stats": self.batch_stats}

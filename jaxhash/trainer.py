@@ -8,6 +8,7 @@ written to the workdir, so bad input or a changed setting never touches an exist
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import sys
@@ -19,6 +20,7 @@ import numpy as np
 import optax
 
 from jaxhash import config as config_lib
+from jaxhash import feature_cache as feature_cache_lib
 from jaxhash import checkpoint, evaluation, metrics_log, parallel, plots, report, rundir
 from jaxhash.checkpoint import Checkpointer
 from jaxhash.data import protocols
@@ -29,7 +31,8 @@ from jaxhash.data.loader import load_dataset
 from jaxhash.encode import encode_indices, make_encoder
 from jaxhash.methods import HashModel, Method, get_method
 from jaxhash.models import get_backbone
-from jaxhash.models.weights import load_torch_checkpoint
+from jaxhash.models.stages import last_stage_keys
+from jaxhash.models.weights import load_weights
 from jaxhash.optim import make_optimizer
 from jaxhash.progress import Progress
 from jaxhash.state import TrainState
@@ -46,6 +49,7 @@ class Experiment:
   split: protocols.Split
   model: HashModel
   mesh: jax.sharding.Mesh  # the local devices; batches are split over them
+  frozen_stages: int  # leading backbone stages that are frozen, cached and never run in training
 
   def split_header(self) -> str:
     return (f"protocol {self.protocol.name} seed {self.config.seed} dataset {self.dataset.name} "
@@ -58,26 +62,63 @@ def build_experiment(config) -> Experiment:
   protocol = protocols.get_protocol(config.data.protocol)
   dataset = load_dataset(config.data, protocol)
   split = protocols.make_split(protocol, dataset, config.seed)
-  model = HashModel(backbone=get_backbone(config.model.backbone),
-                    head=method.make_head(config.method, dataset.num_classes))
+  options = {"dtype": jnp.bfloat16} if config.model.dtype == "bfloat16" else {}
+  backbone = get_backbone(config.model.backbone, freeze_batch_norm=config.model.freeze_batch_norm,
+                          **options)
+  model = HashModel(backbone=backbone, head=method.make_head(config.method, dataset.num_classes))
   mesh = parallel.data_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh, "train.batch_size")  # before any write
-  return Experiment(config, method, protocol, dataset, split, model, mesh)
+  return Experiment(config, method, protocol, dataset, split, model, mesh,
+                    config_lib.frozen_stages(config))
 
 
-def init_params(exp: Experiment) -> dict:
-  """Fresh parameters from ``config.seed`` (backbone from ``model.init_weights`` when given)."""
+def _sample_inputs(exp: Experiment) -> jax.Array:
   sample = jnp.zeros((1, *exp.dataset.image_shape), jnp.uint8)
-  inputs = preprocess(sample, None, exp.config.data, train=False)
-  params = exp.model.init(jax.random.key(exp.config.seed), inputs)["params"]
-  if exp.config.model.init_weights:
-    params = {**params, "backbone": jax.tree.map(jnp.asarray, load_torch_checkpoint(exp.config.model.init_weights))}
-  return params
+  return preprocess(sample, None, exp.config.data, train=False)
+
+
+def init_variables(exp: Experiment) -> tuple[dict, dict]:
+  """Fresh (params, batch_stats) from ``config.seed``; the backbone from ``model.init_weights``.
+
+  Pretrained weights are converted, not initialised: only the small head is traced by ``init``.
+  """
+  key = jax.random.key(exp.config.seed)
+  if not exp.config.model.init_weights:
+    variables = jax.jit(exp.model.init)(key, _sample_inputs(exp))  # one compile, not one per op
+    return variables["params"], variables.get("batch_stats", {})
+  loaded = jax.tree.map(jnp.asarray, load_weights(exp.config.model.init_weights, exp.model.backbone))
+  features = jax.eval_shape(lambda: exp.model.backbone.apply(loaded, _sample_inputs(exp)))
+  head = jax.jit(exp.model.head.init)(key, jnp.zeros(features.shape, jnp.float32))
+  stats = {"backbone": loaded["batch_stats"]} if loaded["batch_stats"] else {}
+  return {"backbone": loaded["params"], "head": head["params"]}, stats
+
+
+def trainable_mask(exp: Experiment, params) -> dict:
+  """``params``' tree of bools: False for the frozen prefix's parameters."""
+  if not exp.frozen_stages:
+    return jax.tree.map(lambda _: True, params)
+  stages = type(exp.model.backbone).STAGES
+  trained = last_stage_keys(exp.model.backbone, len(stages) - exp.frozen_stages)
+  return {"backbone": {name: jax.tree.map(lambda _, t=name in trained: t, tree)
+                       for name, tree in params["backbone"].items()},
+          "head": jax.tree.map(lambda _: True, params["head"])}
+
+
+def make_tx(exp: Experiment, total: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+  """The configured optimizer on the trainable parameters; the frozen ones get no update at all
+  (no weight decay either) and no optimizer state."""
+  optimizer, schedule = make_optimizer(exp.config.optim, total)
+  if not exp.frozen_stages:
+    return optimizer, schedule
+  labels = lambda params: jax.tree.map(lambda t: "train" if t else "frozen",
+                                       trainable_mask(exp, params))
+  return optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels), schedule
 
 
 def initial_state(exp: Experiment, optimizer: optax.GradientTransformation) -> TrainState:
-  params = init_params(exp)
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
+  params, batch_stats = init_variables(exp)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=optimizer.init(params), batch_stats=batch_stats)
 
 
 def _abstract_state(exp: Experiment, optimizer: optax.GradientTransformation):
@@ -105,7 +146,7 @@ def _restore(checkpointer: Checkpointer, abstract, stream, set_aside_damaged: bo
 
 def restore_trained(exp: Experiment, workdir: str, stream=None) -> TrainState:
   """The newest intact checkpoint of ``workdir``, for evaluation without training."""
-  optimizer, _ = make_optimizer(exp.config.optim, 1)
+  optimizer, _ = make_tx(exp, 1)
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
     raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with jaxhash.train.")
   with Checkpointer(workdir, read_only=True) as checkpointer:
@@ -124,39 +165,101 @@ def _all_finite(tree) -> jax.Array:
 
 
 def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, schedule):
-  """The pure, jitted ``(state, images, labels) -> (state, metrics)``; the state is donated.
+  """The pure, jitted ``(state, inputs, labels) -> (state, metrics)``; the state is donated.
 
+  ``inputs``: uint8 images, or with a frozen prefix its cached activations (the prefix is not
+  run, so no backward pass goes through it; its parameters are also held by ``stop_gradient``).
+  Batch-norm statistics are updated in train mode unless ``model.freeze_batch_norm``.
   ``metrics["nonfinite"]`` is 0 for a step that was applied, else a bitmask of the ``NONFINITE``
   quantities that were not finite; such a step leaves params and optimizer state unchanged.
   """
   config = exp.config
+  start = exp.frozen_stages
 
-  def train_step(state: TrainState, images, labels):
+  def train_step(state: TrainState, inputs, labels):
     key = jax.random.fold_in(jax.random.key(config.seed), state.step)
     augment_key, dropout_key = jax.random.split(key)
-    inputs = preprocess(images, augment_key, config.data, train=True)
+    if start:
+      inputs = inputs.astype(jnp.float32)
+    else:
+      inputs = preprocess(inputs, augment_key, config.data, train=True)
+    mask = trainable_mask(exp, state.params)
+    update_stats = bool(jax.tree.leaves(state.batch_stats)) and not config.model.freeze_batch_norm
 
     def loss_fn(params):
-      outputs = exp.model.apply({"params": params}, inputs, train=True, rngs={"dropout": dropout_key})
-      return exp.method.loss(outputs, labels, state.step, config.method)
+      params = jax.tree.map(lambda p, t: p if t else jax.lax.stop_gradient(p), params, mask)
+      variables = {"params": params, "batch_stats": state.batch_stats}
+      apply = functools.partial(exp.model.apply, variables, inputs, train=True, start=start,
+                                rngs={"dropout": dropout_key})
+      if update_stats:
+        outputs, updates = apply(mutable=["batch_stats"])
+        batch_stats = updates["batch_stats"]
+      else:
+        outputs, batch_stats = apply(), state.batch_stats
+      loss, metrics = exp.method.loss(outputs, labels, state.step, config.method)
+      return loss, (metrics, batch_stats)
 
-    (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (metrics, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     # A non-finite loss, gradient or new state is never applied; the host reads the flags (bits in
     # the order of NONFINITE) at its next log or checkpoint boundary and stops or counts.
     grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
     flags = jnp.stack([~jnp.isfinite(loss), ~jnp.isfinite(grad_norm),
-                       ~_all_finite(params), ~_all_finite(opt_state)])
+                       ~_all_finite((params, batch_stats)), ~_all_finite(opt_state)])
     bad = flags.any()
     keep_old = lambda new, old: jnp.where(bad, old, new)
     params = jax.tree.map(keep_old, params, state.params)
     opt_state = jax.tree.map(keep_old, opt_state, state.opt_state)
+    batch_stats = jax.tree.map(keep_old, batch_stats, state.batch_stats)
     metrics = {"loss": loss, **metrics, "learning_rate": schedule(state.step),
                "nonfinite": jnp.sum(flags * (2 ** jnp.arange(len(NONFINITE)))).astype(jnp.int32)}
-    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state,
+                      batch_stats=batch_stats), metrics
 
   return jax.jit(train_step, donate_argnums=0)
+
+
+def feature_cache(exp: Experiment, workdir: str, state: TrainState, stream,
+                  on_shard=None) -> tuple[np.ndarray, np.ndarray]:
+  """The frozen prefix's activations (every image, flipped training images), built or reused.
+
+  Kept in ``data.feature_cache_dir`` (default ``<workdir>/features``) under a key of everything
+  they depend on, so runs that share the prefix (two methods) share the cache.
+  """
+  config, backbone = exp.config, exp.model.backbone
+  stop = exp.frozen_stages if exp.frozen_stages < len(type(backbone).STAGES) else None
+  mask = trainable_mask(exp, state.params)["backbone"]
+  frozen = {name: tree for name, tree in state.params["backbone"].items()
+            if not jax.tree.leaves(mask[name])[0]}
+  stats = state.batch_stats.get("backbone", {})
+  images = exp.dataset.images
+  fields = {
+      "dataset": exp.dataset.name, "num_images": len(exp.dataset.labels),
+      "image_shape": list(exp.dataset.image_shape),
+      "images": (feature_cache_lib.digest_tree(images) if isinstance(images, np.ndarray)
+                 else feature_cache_lib.digest_tree(list(getattr(images, "paths", [])))),
+      "train": feature_cache_lib.digest_tree(exp.split.train),
+      "input": {k: config.data[k] for k in ("image_size", "crop")} | {
+          "mean": list(config.data.mean), "std": list(config.data.std)},
+      "backbone": config.model.backbone, "dtype": config.model.dtype,
+      "frozen_stages": exp.frozen_stages,
+      "weights": feature_cache_lib.digest_tree(
+          {"params": frozen, "batch_stats": {k: v for k, v in stats.items() if k in frozen}}),
+  }
+  directory = config.data.feature_cache_dir or os.path.join(workdir, "features")
+  cache = feature_cache_lib.FeatureCache(directory, fields, len(exp.dataset.labels),
+                                         exp.split.train, batch_size=config.eval.batch_size)
+
+  @jax.jit
+  def prefix(variables, images, flip):
+    x = preprocess(images, None, config.data, train=False)
+    x = jnp.where(flip[:, None, None, None], x[:, :, ::-1], x)
+    return backbone.apply(variables, x, train=False, stop=stop)
+
+  variables = {"params": state.params["backbone"], "batch_stats": stats}
+  cache.build(functools.partial(prefix, variables), images, stream, on_shard)
+  return cache.load()
 
 
 def _num_steps(num_steps: int, num_epochs: float, steps_per_epoch: int) -> int:
@@ -212,18 +315,22 @@ def _nonfinite_stop(workdir: str, checkpointer: Checkpointer, step: int, flags: 
       "to skip such steps.")
 
 
-def train(exp: Experiment, workdir: str, stream=None, extend: bool = False) -> TrainState:
+def train(exp: Experiment, workdir: str, stream=None, extend: bool = False,
+          on_shard=None) -> TrainState:
   """Trains (or resumes) to the configured number of steps; returns the final state.
 
-  ``extend=True`` lets a run train to a larger number of steps than it was started with (recorded).
+  ``extend=True`` lets a run train to a larger number of steps than it was started with
+  (recorded). With a frozen prefix its activations are cached first (``on_shard(i)`` is called
+  after each shard).
   """
   config = exp.config
   stream = stream or sys.stderr
-  batches = TrainBatches(exp.dataset, exp.split.train, config.train.batch_size, config.seed, exp.mesh)
-  steps = total_steps(config, batches.steps_per_epoch)
-  optimizer, schedule = make_optimizer(config.optim, steps)
+  batch_size = config.train.batch_size
+  steps_per_epoch = len(exp.split.train) // batch_size
+  steps = total_steps(config, max(steps_per_epoch, 1))
+  optimizer, schedule = make_tx(exp, steps)
   with rundir.locked(workdir):
-    plan = _check_workdir(exp, workdir, batches.steps_per_epoch, extend)
+    plan = _check_workdir(exp, workdir, max(steps_per_epoch, 1), extend)
     with Checkpointer(workdir) as checkpointer:
       state = _restore(checkpointer, _abstract_state(exp, optimizer), stream, set_aside_damaged=True)
       if state is None:
@@ -232,9 +339,17 @@ def train(exp: Experiment, workdir: str, stream=None, extend: bool = False) -> T
       rundir.commit(plan, start)
       for note in metrics_log.trim(workdir, start):
         stream.write(f"warning: {note}\n")
+      if exp.frozen_stages:
+        cached, flipped = feature_cache(exp, workdir, state, stream, on_shard)
       if start >= steps:
         stream.write(f"{workdir} finished training at step {start}; evaluating only\n")
         return state
+      if not exp.frozen_stages:
+        batches = TrainBatches(exp.dataset, exp.split.train, batch_size, config.seed, exp.mesh)
+      else:
+        batches = feature_cache_lib.CachedBatches(cached, flipped, exp.split.train,
+                                                  exp.dataset.labels, batch_size, config.seed,
+                                                  exp.mesh)
       devices = exp.mesh.devices.size
       stream.write(f"{'resuming' if start else 'training'} {workdir} from step {start} on {devices} "
                    f"{jax.default_backend()} device{'s' if devices > 1 else ''}\n")
@@ -242,7 +357,7 @@ def train(exp: Experiment, workdir: str, stream=None, extend: bool = False) -> T
                          steps, checkpointer, stream)
 
 
-def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_step, batches: TrainBatches,
+def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_step, batches,
                 steps: int, checkpointer: Checkpointer, stream) -> TrainState:
   config = exp.config
   start = int(state.step)
@@ -285,16 +400,25 @@ def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_step, ba
   return state
 
 
-def evaluate(exp: Experiment, params, step: int) -> dict:
-  """Encodes queries and database with ``params`` and measures retrieval (results.json layout)."""
+def evaluate(exp: Experiment, state: TrainState, workdir: str | None = None, stream=None) -> dict:
+  """Encodes queries and database with ``state`` and measures retrieval (results.json layout).
+
+  With a frozen prefix, encodes from its cached activations (``workdir``'s, or
+  ``data.feature_cache_dir``), verified and completed first if need be.
+  """
   config = exp.config
   spec = evaluation.EvalSpec.from_config(config)
-  encoder = make_encoder(exp.model, exp.method, config.data)
+  encoder = make_encoder(exp.model, exp.method, config.data, exp.frozen_stages)
+  inputs = exp.dataset.images
+  if exp.frozen_stages:
+    if workdir is None and not config.data.feature_cache_dir:
+      raise ValueError("evaluating a run with a frozen prefix needs its workdir (its feature cache).")
+    inputs = feature_cache(exp, workdir or "", state, stream or sys.stderr)[0]
   t0 = time.perf_counter()
   encoded = {}
   for name in ("query", "database"):
     indices = getattr(exp.split, name)
-    words, features = encode_indices(encoder, params, exp.dataset.images, indices,
+    words, features = encode_indices(encoder, state.variables, inputs, indices,
                                      parallel.round_up_to_devices(config.eval.batch_size, exp.mesh),
                                      with_features=spec.rerank, sharding=parallel.batch_sharded(exp.mesh))
     encoded[name] = evaluation.Encoded(words, exp.dataset.labels[indices], features)
@@ -302,8 +426,8 @@ def evaluate(exp: Experiment, params, step: int) -> dict:
   results = evaluation.evaluate(encoded["query"], encoded["database"], spec)
   results["seconds"] = {"encode": encode_seconds, **results["seconds"]}
   return {"method": exp.method.name, "bits": config.method.bits, "protocol": exp.protocol.name,
-          "num_queries": len(exp.split.query), "num_database": len(exp.split.database), "step": step,
-          "eval": config.eval.to_dict(), **results}
+          "num_queries": len(exp.split.query), "num_database": len(exp.split.database),
+          "step": int(state.step), "eval": config.eval.to_dict(), **results}
 
 
 def train_and_evaluate(config, workdir: str, stream=None, extend: bool = False) -> dict:
@@ -315,7 +439,7 @@ def train_and_evaluate(config, workdir: str, stream=None, extend: bool = False) 
   exp = build_experiment(config)
   with rundir.locked(workdir):
     state = train(exp, workdir, stream=stream, extend=extend)
-    results = evaluate(exp, state.params, int(state.step))
+    results = evaluate(exp, state, workdir, stream)
     report.write_results(workdir, results)
     if exp.config.eval.plots:
       plots.write_plots_safely(workdir, results, exp.dataset)

@@ -221,17 +221,6 @@ def test_npz_and_safetensors_files_load_the_same(tmp_path):
   jax.tree.map(np.testing.assert_array_equal, got, want)
 
 
-def test_load_torch_checkpoint_gives_alexnet_params(tmp_path):
-  sd = {key: np.zeros(shape, np.float32)
-        for key, (_, _, shape) in weights.torch_layout(get_backbone("alexnet")).items()}
-  sd["classifier.4.weight"] = np.random.default_rng(0).standard_normal((4096, 4096), np.float32)
-  np.savez(tmp_path / "alexnet.npz", **sd)
-  params = weights.load_torch_checkpoint(str(tmp_path / "alexnet.npz"))
-  assert sorted(params) == ["classifier_1", "classifier_4", "features_0", "features_10",
-                            "features_3", "features_6", "features_8"]
-  np.testing.assert_array_equal(params["classifier_4"]["kernel"], sd["classifier.4.weight"].T)
-
-
 def test_missing_files_and_packages_say_what_to_do(tmp_path, monkeypatch):
   with pytest.raises(FileNotFoundError, match="weights file .*nothing.pth not found"):
     weights.load_weights(str(tmp_path / "nothing.pth"), "resnet18")

@@ -31,12 +31,21 @@ class Method:
 
 
 class HashModel(nn.Module):
-  """Backbone -> fc7 features -> method head. Returns the head's dict plus ``features``."""
+  """Backbone -> fc7 features -> method head. Returns the head's dict plus ``features``.
+
+  ``start``: the backbone stage the input enters at (0: images; k: the output of stage k - 1, as
+  ``jaxhash.feature_cache`` stores it; the number of stages: the backbone's features).
+  """
 
   backbone: nn.Module
   head: nn.Module
 
   @nn.compact
-  def __call__(self, images: jax.Array, train: bool = False) -> dict:
-    features = self.backbone(images, train=train)
+  def __call__(self, images: jax.Array, train: bool = False, start: int = 0) -> dict:
+    if not start:
+      features = self.backbone(images, train=train)
+    elif start == len(type(self.backbone).STAGES):
+      features = images
+    else:
+      features = self.backbone(images, train=train, start=start)
     return {"features": features, **self.head(features)}

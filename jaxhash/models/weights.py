@@ -167,7 +167,3 @@ def load_weights(source: str, backbone: nn.Module | str, classifier: bool = Fals
   """Reads ``source`` (a file or a packaged name) and converts it for ``backbone`` (name, module)."""
   return convert(read_state_dict(source), backbone, classifier, source=source)
 
-
-def load_torch_checkpoint(path: str) -> dict:
-  """The trainer's call today: AlexNet (no batch norm) params from a torchvision state_dict."""
-  return load_weights(path, "alexnet")["params"]

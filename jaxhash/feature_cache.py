@@ -1,0 +1,184 @@
+"""The frozen prefix's activations, computed once and kept on disk shard by shard.
+
+When the first stages of a backbone are frozen (``model.trainable`` other than ``all``), their
+output does not change during training, so it is computed once per (dataset, split, input size,
+weights, prefix) and training and evaluation start from it. Rows are every image of the dataset
+in order, then the horizontal flip of every training image (random flips are the augmentation
+that survives caching; training samples one of the two per image and step).
+
+Layout: ``DIR/<key>/shard-00000.npy`` ... (float16) and ``manifest.json`` with the key's fields,
+the shapes and the sha256 of every finished shard, written after each shard. A killed run resumes
+at the first missing shard; on reuse every shard is checked against its sha256 and a damaged one
+is recomputed (said in one line). Shards are computed in fixed-size batches, so a resumed cache is
+bit-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxhash import parallel
+from jaxhash.io_utils import atomic_write_bytes, atomic_write_text
+
+MANIFEST = "manifest.json"
+DTYPE = np.float16
+
+
+def digest_tree(tree) -> str:
+  """sha256 of a pytree's leaves (paths, shapes, dtypes and bytes): the identity of weights."""
+  h = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    leaf = np.asarray(leaf)
+    h.update(f"{jax.tree_util.keystr(path)}{leaf.shape}{leaf.dtype}".encode())
+    h.update(np.ascontiguousarray(leaf).tobytes())
+  return h.hexdigest()
+
+
+def cache_key(fields: dict) -> str:
+  """A short directory name for the identity ``fields`` (JSON-able)."""
+  text = json.dumps(fields, sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _sha256(data: bytes) -> str:
+  return hashlib.sha256(data).hexdigest()
+
+
+def _shard_path(directory: str, i: int) -> str:
+  return os.path.join(directory, f"shard-{i:05d}.npy")
+
+
+class FeatureCache:
+  """The cache of one key: ``build`` fills it, ``load`` returns (unflipped, flipped train) rows.
+
+  ``prefix(uint8 images, flip: bool) -> activations`` is the jitted frozen prefix; ``rows`` are
+  (dataset index, flipped) pairs in cache order.
+  """
+
+  def __init__(self, directory: str, fields: dict, num_images: int, train: np.ndarray,
+               shard_size: int = 2048, batch_size: int = 256):
+    self.fields = dict(fields)
+    self.directory = os.path.join(directory, cache_key(self.fields))
+    self.num_images, self.train = num_images, np.asarray(train)
+    self.shard_size, self.batch_size = shard_size, batch_size
+    rows = len(self.train) + num_images
+    self.num_shards = -(-rows // shard_size)
+
+  def _rows(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+    """(dataset indices, flipped) of shard ``i``."""
+    index = np.arange(i * self.shard_size, min((i + 1) * self.shard_size,
+                                               self.num_images + len(self.train)))
+    flipped = index >= self.num_images
+    index = np.where(flipped, self.train[np.maximum(index - self.num_images, 0)], index)
+    return index, flipped
+
+  def _read_manifest(self) -> dict:
+    path = os.path.join(self.directory, MANIFEST)
+    if not os.path.isfile(path):
+      return {}
+    with open(path) as f:
+      manifest = json.load(f)
+    if manifest.get("fields") != self.fields or manifest.get("num_shards") != self.num_shards:
+      return {}
+    return manifest
+
+  def _write_manifest(self, shards: dict, shape) -> None:
+    atomic_write_text(os.path.join(self.directory, MANIFEST), json.dumps(
+        {"fields": self.fields, "num_shards": self.num_shards, "shard_size": self.shard_size,
+         "row_shape": list(shape) if shape is not None else None,
+         "shards": {str(k): v for k, v in sorted(shards.items())}}, indent=1, sort_keys=True))
+
+  def _compute(self, prefix, images, i: int) -> np.ndarray:
+    index, flipped = self._rows(i)
+    out = []
+    for start in range(0, len(index), self.batch_size):
+      rows, flips = index[start:start + self.batch_size], flipped[start:start + self.batch_size]
+      valid = len(rows)
+      pad = self.batch_size - valid
+      batch = images[np.concatenate([rows, np.full(pad, rows[0])]) if pad else rows]
+      flip = np.concatenate([flips, np.zeros(pad, bool)]) if pad else flips
+      out.append(np.asarray(prefix(batch, flip), DTYPE)[:valid])
+    return np.concatenate(out)
+
+  def build(self, prefix: Callable, images, stream, on_shard: Callable[[int], None] = None) -> None:
+    """Computes the missing or damaged shards (``on_shard(i)`` after each: tests kill there)."""
+    os.makedirs(self.directory, exist_ok=True)
+    manifest = self._read_manifest()
+    shards = {int(k): v for k, v in manifest.get("shards", {}).items()}
+    shape = manifest.get("row_shape")
+    todo = []
+    for i in range(self.num_shards):
+      path = _shard_path(self.directory, i)
+      if i not in shards:
+        todo.append(i)
+      elif not os.path.isfile(path) or _sha256(open(path, "rb").read()) != shards[i]:
+        stream.write(f"feature cache: shard {i} of {self.directory} is damaged or missing; "
+                     "recomputing it\n")
+        del shards[i]
+        todo.append(i)
+    if todo:
+      done = self.num_shards - len(todo)
+      stream.write(f"feature cache: computing {len(todo)} of {self.num_shards} shards into "
+                   f"{self.directory}{f' (resuming; {done} kept)' if done else ''}\n")
+    for i in todo:
+      block = self._compute(prefix, images, i)
+      buffer = io.BytesIO()
+      np.save(buffer, block)
+      data = buffer.getvalue()
+      atomic_write_bytes(_shard_path(self.directory, i), data)
+      shards[i], shape = _sha256(data), block.shape[1:]
+      self._write_manifest(shards, shape)
+      if on_shard is not None:
+        on_shard(i)
+
+  def load(self) -> tuple[np.ndarray, np.ndarray]:
+    """(activations of every image (N, ...), of the flipped training images (len(train), ...))."""
+    manifest = self._read_manifest()
+    if len(manifest.get("shards", {})) != self.num_shards:
+      raise FileNotFoundError(f"feature cache {self.directory} is incomplete; build it first.")
+    shape = tuple(manifest["row_shape"])
+    rows = np.empty((self.num_images + len(self.train), *shape), DTYPE)
+    for i in range(self.num_shards):
+      start = i * self.shard_size
+      block = np.load(_shard_path(self.directory, i))
+      rows[start:start + len(block)] = block
+    return rows[:self.num_images], rows[self.num_images:]
+
+
+class CachedBatches:
+  """Training batches of cached activations: a pure function of (seed, step), like
+  ``jaxhash.data.batches.TrainBatches``, with each image's orientation drawn per step."""
+
+  def __init__(self, plain: np.ndarray, flipped: np.ndarray, train: np.ndarray, labels: np.ndarray,
+               batch_size: int, seed: int, mesh):
+    if len(train) < batch_size:
+      raise ValueError(f"the training set has {len(train)} images, fewer than "
+                       f"config.train.batch_size={batch_size}; lower the batch size.")
+    parallel.check_batch_size(batch_size, mesh, "train.batch_size")
+    self.batch_size, self.seed = batch_size, seed
+    self.steps_per_epoch = len(train) // batch_size
+    everywhere, sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+    self._acts = jax.device_put(np.stack([plain[train], flipped]), everywhere)
+    self._labels = jax.device_put(labels[train], everywhere)
+    self._gather = jax.jit(lambda acts, labels, pos, flip: (acts[flip, pos], labels[pos]),
+                           out_shardings=(sharded, sharded))
+    self._num_train = len(train)
+    self._epoch, self._permutation = -1, None
+
+  def get(self, step: int):
+    epoch, within = divmod(step, self.steps_per_epoch)
+    if epoch != self._epoch:
+      rng = np.random.default_rng([self.seed, epoch])
+      self._epoch, self._permutation = epoch, rng.permutation(self._num_train)
+    positions = self._permutation[within * self.batch_size:(within + 1) * self.batch_size]
+    flips = np.random.default_rng([self.seed, step, 1]).integers(0, 2, self.batch_size)
+    return self._gather(self._acts, self._labels, jnp.asarray(positions, jnp.int32),
+                        jnp.asarray(flips, jnp.int32))
