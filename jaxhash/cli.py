@@ -12,8 +12,18 @@ import traceback
 
 from absl import flags
 
-# Errors that are the user's to fix; anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, ImportError, FloatingPointError)
+# Errors that are the user's to fix; anything else is a bug and keeps its traceback. OSError covers
+# a full disk, permissions and a busy workdir (BlockingIOError).
+USER_ERRORS = (ValueError, OSError, ImportError, FloatingPointError)
+
+
+def error_line(error: BaseException) -> str:
+  """The one line shown for a user error."""
+  if isinstance(error, OSError) and error.strerror:
+    text = error.strerror + (f": {error.filename}" if error.filename else "")
+  else:
+    text = str(error).strip()
+  return text.splitlines()[0] if text else type(error).__name__
 
 
 def parse_flags(argv: list[str]) -> None:
@@ -37,6 +47,10 @@ def run(main, argv: list[str] | None = None) -> int:
   """Calls ``main()`` after parsing ``argv``; returns the process exit status."""
   argv = sys.argv if argv is None else argv
   debug = "--debug" in argv
+  if debug:
+    from jaxhash import checkpoint  # shows orbax's own logs and background tracebacks
+
+    checkpoint.VERBOSE = True
   try:
     parse_flags(argv)
     main()
@@ -44,8 +58,7 @@ def run(main, argv: list[str] | None = None) -> int:
   except USER_ERRORS as e:
     if debug:
       traceback.print_exc()
-    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {error_line(e)}", file=sys.stderr)
     return 1
   except KeyboardInterrupt:
     print("interrupted; the last checkpoint is kept and the same command resumes from it.", file=sys.stderr)

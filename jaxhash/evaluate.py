@@ -8,14 +8,13 @@ Reads the run's ``config.json`` and split files, encodes queries and database, a
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 import ml_collections
 from absl import flags
 
-from jaxhash import cli, report
+from jaxhash import cli, plots, report, rundir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by jaxhash.train.")
 _EVAL = flags.DEFINE_multi_string("set", [], "Evaluation override KEY=VALUE of config.eval, e.g. radius=3.")
@@ -23,17 +22,17 @@ flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
 
 
 def load_run_config(workdir: str, overrides=()) -> ml_collections.ConfigDict:
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path} not found; --workdir must be a directory written by jaxhash.train.")
-  with open(path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  config = rundir.load_config(workdir)
   for item in overrides:
     key, sep, value = item.partition("=")
     if not sep or key not in config.eval:
       raise ValueError(f"--set {item!r}: use KEY=VALUE with KEY one of {sorted(config.eval)}.")
     current = config.eval[key]
-    config.eval[key] = (value.lower() in ("1", "true", "yes")) if isinstance(current, bool) else type(current)(value)
+    try:
+      config.eval[key] = (value.lower() in ("1", "true", "yes")) if isinstance(current, bool) else type(current)(value)
+    except ValueError:
+      raise ValueError(f"--set {item!r}: {value!r} is not a {type(current).__name__} like the recorded "
+                       f"{key}={current!r}.") from None
   return config.lock()
 
 
@@ -45,11 +44,14 @@ def main() -> None:
 
   workdir = _WORKDIR.value
   config = load_run_config(workdir, _EVAL.value)
+  rundir.ensure_free(workdir)
   exp = trainer.build_experiment(config)
-  state = trainer.restore_trained(exp, workdir)
-  protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
-  results = trainer.evaluate(exp, state.params, int(state.step))
-  report.write_results(workdir, results)
+  with rundir.locked(workdir):
+    state = trainer.restore_trained(exp, workdir)
+    protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
+    results = trainer.evaluate(exp, state.params, int(state.step))
+    report.write_results(workdir, results)
+    plots.write_plots_safely(workdir, results, exp.dataset)
   print(f"{report.summary(results)}\n\n{report.markdown_table(results)}\n\nwritten to {workdir}/results.json")
 
 
