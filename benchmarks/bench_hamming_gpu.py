@@ -32,7 +32,7 @@ from bench_hamming_cpu import machine_info, random_words, summary, time_call, wr
 
 from jaxhash.retrieval import hamming_distances, hamming_topk  # noqa: E402
 from jaxhash.retrieval.block_topk import code_query_distances  # noqa: E402
-from jaxhash.retrieval.chunking import cpu_compiler_options  # noqa: E402
+from jaxhash.retrieval.chunking import compiler_options  # noqa: E402
 
 
 @jax.jit
@@ -40,7 +40,7 @@ def _distance_minima(query_chunk, database):
   return (jnp.min(hamming_distances(query_chunk, database), axis=1),)
 
 
-@functools.partial(jax.jit, compiler_options=cpu_compiler_options())
+@functools.partial(jax.jit, compiler_options=compiler_options())
 def _distance_minima_code_major(query_chunk, database):
   """The same minima in the layout of jaxhash's first pass (codes outer, queries vectorised)."""
   return (jnp.min(code_query_distances(query_chunk, database), axis=0),)

@@ -11,7 +11,8 @@ from hypothesis import given, settings, strategies as st
 
 from jaxhash.retrieval import MAX_K, hamming_topk, merge_topk, pack_bits, stream_topk
 from jaxhash.retrieval.block_topk import BIN_SIZE, block_topk
-from jaxhash.retrieval.chunking import cpu_compiler_options
+from jaxhash.retrieval import views
+from jaxhash.retrieval.chunking import compiler_options, query_chunks
 
 
 def random_bits(seed, n, nbits, density=0.5):
@@ -33,12 +34,13 @@ def assert_topk_equal(result, expected):
 @settings(max_examples=25, deadline=None)
 @given(seed=st.integers(0, 2**16), nbits=st.sampled_from([8, 40, 64, 128, 1000]),
        num_codes=st.sampled_from([1, 31, 32, 33, 97, 300, 2500]),
-       density=st.sampled_from([0.5, 0.03]),
+       density=st.sampled_from([0.5, 0.03]), num_queries=st.sampled_from([5, 40]),
        data=st.data())
-def test_topk_matches_stable_brute_force(seed, nbits, num_codes, density, data):
-  # Small k with 2,500 codes (padded to 3,072: 3 groups of 32 bins) selects bins through groups.
+def test_topk_matches_stable_brute_force(seed, nbits, num_codes, density, num_queries, data):
+  # Small k with 2,500 codes (2,048 in place: 2 groups of 32 bins, then a tail) selects bins
+  # through groups. On CPU 5 queries read 64-bit words in pass 1, a chunk of 32 reads bytes.
   k = data.draw(st.sampled_from(sorted({1, min(2, num_codes), num_codes // 2 or 1, num_codes})))
-  queries = random_bits(seed, 5, nbits, density)
+  queries = random_bits(seed, num_queries, nbits, density)
   database = random_bits(seed + 1, num_codes, nbits, density)
   result = hamming_topk(pack_bits(queries), pack_bits(database), k)
   assert result[0].dtype == jnp.int32 and result[1].dtype == jnp.int32
@@ -70,6 +72,24 @@ def test_result_does_not_depend_on_chunking_or_streaming():
   assert_topk_equal(hamming_topk(q, db, 50, db_chunk=333), expected)
   pieces = [db[:10], db[10:10], db[10:700], db[700:]]  # uneven, one empty, one shorter than k
   assert_topk_equal(stream_topk(q, iter(pieces), 50, db_chunk=128), expected)
+
+
+def test_blocks_in_a_loop_then_a_tail():
+  # 3,100 codes in blocks of 1,024: three in place (two through the loop), a 28-code tail.
+  queries, database = random_bits(4, 40, 64, 0.05), random_bits(5, 3100, 64, 0.05)
+  result = hamming_topk(pack_bits(queries), pack_bits(database), 30, db_chunk=1024)
+  assert_topk_equal(result, reference_topk(queries, database, 30))
+
+
+@pytest.mark.parametrize("num_queries", [1, 7, 128, 1000, 1100])
+def test_query_chunks_cover_every_query_once(num_queries):
+  chunks = query_chunks(num_queries, 128)
+  covered = np.concatenate([np.arange(start, start + size) for start, size in chunks])
+  assert covered[0] == 0 and (np.diff(covered) == 1).all() and covered[-1] >= num_queries - 1
+  assert all(size <= 128 for _, size in chunks)
+  if views.on_cpu():  # exact cover with power-of-two sizes, no padding
+    assert covered[-1] == num_queries - 1
+    assert all(size & (size - 1) == 0 for _, size in chunks)
 
 
 @pytest.mark.parametrize("k", [0, -1, 101, MAX_K + 1, 2.5, "3", None])
@@ -104,7 +124,8 @@ class BlockTopkTest(chex.TestCase):
     # k=10 selects among 4 bins directly; k=2 among 96 bins through 3 groups of 32 bins.
     for num_bins, k in ((4, 10), (96, 2)):
       queries, block = random_bits(8, 8, 48, 0.2), random_bits(9, num_bins * BIN_SIZE, 48, 0.2)
-      kernel = self.variant(lambda q, b, n, k=k: block_topk(q, b, n, k))
+      kernel = self.variant(
+          lambda q, b, n, k=k: block_topk(q, q, b, b, 0, b.shape[0], n, k))
       for num_valid in (num_bins * BIN_SIZE, 70, 1):
         distances, indices = kernel(pack_bits(queries), pack_bits(block), jnp.int32(num_valid))
         found = min(k, num_valid)
@@ -132,14 +153,18 @@ def test_merge_of_ordered_lists_is_topk_of_union(seed, sizes):
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks the XLA CPU compilation")
 def test_first_pass_is_one_fusion_that_stores_no_distances():
-  """Speed depends on pass 1 fusing: XOR, popcount, packing and bin minimum in one loop."""
-  num_queries, num_codes = 16, 64 * BIN_SIZE
-  compiled = jax.jit(lambda q, b: block_topk(q, b, num_codes, 3),
-                     compiler_options=cpu_compiler_options()).lower(
-      jnp.zeros((num_queries, 2), jnp.uint32), jnp.zeros((num_codes, 2), jnp.uint32)).compile()
+  """Speed depends on pass 1 fusing: XOR, popcount and bin minima of the bytes in one loop."""
+  num_queries, num_codes = 32, 64 * BIN_SIZE
+  words, queries = jnp.zeros((num_codes, 2), jnp.uint32), jnp.zeros((num_queries, 2), jnp.uint32)
+  kernel = lambda q, pq, b, pb: block_topk(q, pq, b, pb, 0, num_codes, num_codes, 3)
+  compiled = jax.jit(kernel, compiler_options=compiler_options()).lower(
+      queries, jnp.zeros((num_queries, 8), jnp.uint8), words,
+      jnp.zeros((num_codes, 8), jnp.uint8)).compile()
   entry = compiled.as_text().split("ENTRY", 1)[1]
   shapes = [[int(n) for n in dims.split(",")] for dims in re.findall(r"\w+\[([\d,]+)\]", entry)]
   assert max(np.prod(shape) for shape in shapes) < num_codes * num_queries
   instructions = [line for line in entry.splitlines()[1:] if " = " in line and "parameter(" not in line]
-  first = instructions[0]
-  assert f"u16[{num_codes // BIN_SIZE},{num_queries}]" in first and "fusion(" in first, first
+  first = instructions[0]  # reads both byte views, writes one value per (bin, query)
+  assert "fusion(%pb" in first and "%pq" in first, first
+  output = [int(n) for n in re.search(r"= \w+\[([\d,]+)\]", first)[1].split(",")]
+  assert np.prod(output) == num_codes // BIN_SIZE * num_queries, first

@@ -1,14 +1,19 @@
-"""Exact Hamming top-k of a batch of queries against one block of codes, in two passes.
+"""Exact Hamming top-k of a batch of queries against one block of codes.
 
-Pass 1 (one fused XLA loop, vectorised across queries): for each bin of ``BIN_SIZE`` consecutive
-codes, the smallest ``(distance, offset)`` pair, packed into a uint16. Pass 2: keep the ``k`` bins
-with the smallest minima (through groups of bins, see ``_best_bins``), recompute the
-distances of their codes, and keep the ``k`` smallest.
-This is exact: a bin that holds one of the true top ``k`` has a minimum no larger than that result,
-and at most ``k`` bins can have a minimum that small (each such minimum is itself a top-``k``
-result), so the ``k`` best bins hold every top-``k`` result. Pass 2 touches ``k * BIN_SIZE`` codes
-per query instead of the whole block, and the sort-like work (``lax.top_k``) runs on ``1/BIN_SIZE``
-of the distances.
+Pass 1 is one fused XLA loop over (code, query) pairs: XOR, population count, and the minimum
+distance of each bin of ``BIN_SIZE`` consecutive codes (uint8 up to 224 bits). No distance is
+stored. Three selections follow, each keeping ``k`` items by (distance, index) through ``top_k``:
+
+1. the groups of ``BIN_SIZE`` bins with the smallest (group minimum, group index);
+2. among the bins of those groups, the bins with the smallest (bin minimum, bin index);
+3. among the codes of those bins, recomputed, the codes with the smallest (distance, index).
+
+Exact: let ``r`` be a true top-k result in bin ``B``, and suppose ``k`` other bins ``b`` rank before
+``B`` by (minimum, index). Each holds a code at distance ``min_b <= min_B <= d(r)``; when
+``min_b = d(r)``, then ``b < B`` and that code's index is below ``r``'s. So ``k`` codes rank before
+``r``, which is impossible: the ``k`` best bins hold every result. Groups are bins of bins.
+Pass 1 sees ``BIN_SIZE`` codes per query for each stored byte; ``top_k`` sees about
+``(num_codes / BIN_SIZE**2 + 2 * k * BIN_SIZE)`` keys per query.
 """
 
 from __future__ import annotations
@@ -22,9 +27,7 @@ from jax import lax
 from jaxhash.retrieval import keys
 
 BIN_SIZE = 32
-ROW_MULTIPLE = BIN_SIZE * BIN_SIZE  # blocks with a multiple of this many rows select bins in groups
-_OFFSET_BITS = 5  # log2(BIN_SIZE); (distance << 5 | offset) fits a uint16 for up to 2,047 bits
-_EMPTY_BIN = 0xFFFF
+ROW_MULTIPLE = BIN_SIZE * BIN_SIZE  # blocks of a multiple of this many rows select through groups
 
 
 def max_distance(num_words: int) -> int:
@@ -32,16 +35,22 @@ def max_distance(num_words: int) -> int:
   return 32 * num_words
 
 
-def code_query_distances(query_words: jax.Array, block_words: jax.Array) -> jax.Array:
-  """uint16 ``(N, Q)`` Hamming distances, codes outer and queries inner.
+def distance_dtype(num_words: int):
+  """uint8 while every distance and the empty-bin marker (255) fit, else uint16."""
+  return jnp.uint8 if max_distance(num_words) < 255 else jnp.uint16
 
-  This layout lets XLA vectorise across queries with the block code broadcast; consumers that
-  reduce over codes (bin minima, counts) fuse with it into one loop that streams the block once
-  per query chunk and never stores the distances.
+
+def code_query_distances(query_words: jax.Array, block_words: jax.Array,
+                         dtype=jnp.uint16) -> jax.Array:
+  """``(N, Q)`` Hamming distances in ``dtype``, codes outer and queries inner.
+
+  The codes may be given as uint32 words or as any other unsigned view of the same bits (uint8
+  bytes, uint64 words): a distance is the sum of the popcounts of its words' XOR. Consumers that
+  reduce over codes (bin minima, counts) fuse with it into one loop that never stores a distance.
   """
   queries_t = query_words.T
   return functools.reduce(jnp.add, [
-      lax.population_count(block_words[:, j, None] ^ queries_t[None, j, :]).astype(jnp.uint16)
+      lax.population_count(block_words[:, j, None] ^ queries_t[None, j, :]).astype(dtype)
       for j in range(block_words.shape[1])])
 
 
@@ -52,62 +61,83 @@ def valid_rows(num_rows: int, num_valid) -> jax.Array | None:
   return (lax.iota(jnp.int32, num_rows) < num_valid)[:, None]
 
 
-def bin_minima(query_words: jax.Array, block_words: jax.Array, num_valid) -> jax.Array:
-  """uint16 ``(num_bins, Q)``: per bin, min of ``distance << 5 | offset``; empty bins are 0xFFFF."""
-  n = block_words.shape[0]
-  offsets = lax.iota(jnp.uint16, n) & (BIN_SIZE - 1)
-  packed = (code_query_distances(query_words, block_words) << _OFFSET_BITS) | offsets[:, None]
-  valid = valid_rows(n, num_valid)
+def bin_minima(query_words, block_words, num_valid, dtype) -> jax.Array:
+  """``(num_bins, Q)`` minimum distance of each bin; bins of invalid rows only hold dtype's max."""
+  distances = code_query_distances(query_words, block_words, dtype)
+  valid = valid_rows(block_words.shape[0], num_valid)
   if valid is not None:
-    packed = jnp.where(valid, packed, _EMPTY_BIN)
-  return packed.reshape(n // BIN_SIZE, BIN_SIZE, -1).min(axis=1)
+    distances = jnp.where(valid, distances, jnp.iinfo(dtype).max)
+  return distances.reshape(-1, BIN_SIZE, distances.shape[1]).min(axis=1)
 
 
-def block_topk(query_words: jax.Array, block_words: jax.Array, num_valid, k: int):
-  """Exact top-``k`` of each query among the first ``num_valid`` codes of the block.
+def block_topk(query_words, pass_queries, db_words, pass_words, start, num_rows: int, num_valid,
+               k: int):
+  """Exact top-``k`` of each query among ``num_valid`` codes from row ``start`` of the database.
 
-  ``block_words`` has a multiple of ``BIN_SIZE`` rows, at least ``k``, and fewer than
-  ``2**keys.index_shift(...)``. Returns int32 ``(distances, block-local indices)``, each
-  ``(Q, k)``, sorted by (distance, index); missing results (``num_valid < k``) have distance
-  ``max_distance + 1``. Traceable: ``num_valid`` may be a traced scalar (as inside shard_map).
+  Args:
+    query_words, db_words: uint32 ``(Q, W)`` and ``(N, W)`` packed codes; the block is rows
+      ``[start, start + num_rows)`` of ``db_words`` (``start`` may be traced).
+    pass_queries, pass_words: the same codes as pass 1 reads them (see ``views.py``; the uint32
+      words themselves off CPU).
+    num_rows: static, a multiple of ``BIN_SIZE`` and at least ``k``.
+    num_valid: rows of the block that are codes (the rest is padding); static or traced.
+
+  Returns:
+    int32 ``(distances, block-local indices)``, each ``(Q, k)``, sorted by (distance, index);
+    missing results (``num_valid < k``) have distance ``max_distance + 1``.
   """
-  n, num_words = block_words.shape
-  num_queries = query_words.shape[0]
-  num_bins = n // BIN_SIZE
-  top_distance = max_distance(num_words)
-  shift = keys.index_shift(top_distance)
-  missing = keys.encode(jnp.int32(top_distance + 1), jnp.int32(0), shift)
-
-  minima = bin_minima(query_words, block_words, num_valid).T.astype(jnp.int32)
-  first_index = lax.iota(jnp.int32, num_bins) << _OFFSET_BITS
-  bin_keys = keys.encode(minima >> _OFFSET_BITS, first_index | (minima & (BIN_SIZE - 1)), shift)
-  bin_keys = jnp.where(minima == _EMPTY_BIN, missing, bin_keys)
-  best_bins = _best_bins(bin_keys, k)
-
-  codes = block_words.reshape(num_bins, BIN_SIZE, num_words)[best_bins]
-  distances = jnp.sum(
-      lax.population_count(codes ^ query_words[:, None, None, :]).astype(jnp.int32), axis=-1)
-  indices = (best_bins[:, :, None] << _OFFSET_BITS) | lax.iota(jnp.int32, BIN_SIZE)
-  candidate_keys = jnp.where(indices < num_valid, keys.encode(distances, indices, shift), missing)
-  best, _ = keys.smallest(candidate_keys.reshape(num_queries, -1), k)
-  return keys.decode(best, shift)
+  num_words = query_words.shape[1]
+  top = max_distance(num_words)
+  block = lax.dynamic_slice_in_dim(pass_words, start, num_rows)
+  minima = bin_minima(pass_queries, block, num_valid, distance_dtype(num_words))
+  bins = best_bins(minima, k, top)
+  return _best_codes(query_words, db_words, start, bins, num_valid, k, top)
 
 
-def _best_bins(bin_keys: jax.Array, k: int) -> jax.Array:
-  """Indices of the ``min(k, num_bins)`` bins with the smallest keys, in groups when cheaper.
+def best_bins(minima: jax.Array, k: int, top: int) -> jax.Array:
+  """int32 ``(Q, min(k, num_bins))``: the bins with the smallest (minimum, bin index).
 
-  ``top_k`` costs about linear time in its input, so when the bins form more than ``k`` whole
-  groups of ``BIN_SIZE`` bins (blocks of a multiple of ``ROW_MULTIPLE`` rows), this first keeps the
-  ``k`` groups with the smallest minimum, then the ``k`` best bins among those ``k * BIN_SIZE``
-  (exact by the same argument as the bins).
+  Selects through groups of ``BIN_SIZE`` bins when there are more than ``k`` whole groups.
   """
-  num_queries, num_bins = bin_keys.shape
+  num_bins, num_queries = minima.shape
   num_groups = num_bins // BIN_SIZE
   if num_bins % BIN_SIZE or num_groups <= k:
-    return keys.smallest(bin_keys, min(k, num_bins))[1]
-  groups = bin_keys.reshape(num_queries, num_groups, BIN_SIZE)
-  _, best_groups = keys.smallest(groups.min(axis=-1), k)
-  candidates = jnp.take_along_axis(groups, best_groups[:, :, None], axis=1)
-  _, positions = keys.smallest(candidates.reshape(num_queries, -1), k)
-  group_of = jnp.take_along_axis(best_groups, positions >> _OFFSET_BITS, axis=1)
-  return (group_of << _OFFSET_BITS) | (positions & (BIN_SIZE - 1))
+    return _smallest_ids(minima.T, lax.iota(jnp.int32, num_bins)[None, :], min(k, num_bins), top)
+  groups = minima.reshape(num_groups, BIN_SIZE, num_queries)
+  best_groups = _smallest_ids(groups.min(axis=1).T, lax.iota(jnp.int32, num_groups)[None, :], k,
+                              top)
+  candidates = groups[best_groups, :, jnp.arange(num_queries)[:, None]]  # (Q, k, BIN_SIZE)
+  bins = best_groups[:, :, None] * BIN_SIZE + lax.iota(jnp.int32, BIN_SIZE)
+  return _smallest_ids(candidates.reshape(num_queries, -1), bins.reshape(num_queries, -1), k, top)
+
+
+def _smallest_ids(distances, ids, k: int, top: int) -> jax.Array:
+  """The ``k`` ids with the smallest (distance, id) in each row; distances above ``top`` tie."""
+  shift = keys.index_shift(top)
+  capped = jnp.minimum(distances.astype(jnp.int32), top + 1)
+  best, _ = keys.smallest(keys.encode(capped, jnp.broadcast_to(ids, capped.shape), shift), k)
+  return keys.decode(best, shift)[1]
+
+
+def _best_codes(query_words, db_words, start, bins, num_valid, k: int, top: int):
+  """Recomputes the codes of ``bins`` (rows from ``start``) and keeps the ``k`` best."""
+  num_queries, num_words = query_words.shape
+  take_bin = lambda row: lax.dynamic_slice(db_words, (row, jnp.int32(0)), (BIN_SIZE, num_words))
+  codes = jax.vmap(jax.vmap(take_bin))(start + bins * BIN_SIZE)  # (Q, bins, BIN_SIZE, W)
+  distances = jnp.sum(lax.population_count(codes ^ query_words[:, None, None, :]), axis=-1,
+                      dtype=jnp.int32)
+  indices = bins[:, :, None] * BIN_SIZE + lax.iota(jnp.int32, BIN_SIZE)
+  shift = keys.index_shift(top)
+  candidates = jnp.where(indices < num_valid, keys.encode(distances, indices, shift),
+                         keys.encode(jnp.int32(top + 1), jnp.int32(0), shift))
+  best, _ = keys.smallest(candidates.reshape(num_queries, -1), min(k, candidates[0].size))
+  return _pad_missing(*keys.decode(best, shift), k, top)
+
+
+def _pad_missing(distances, indices, k: int, top: int):
+  """Pads ``(Q, n)`` results to ``(Q, k)`` with missing entries (distance ``top + 1``)."""
+  missing = k - distances.shape[1]
+  if missing == 0:
+    return distances, indices
+  pad = ((0, 0), (0, missing))
+  return jnp.pad(distances, pad, constant_values=top + 1), jnp.pad(indices, pad)

@@ -1,9 +1,11 @@
 """Splitting a search into query chunks and database blocks, and running query chunks in parallel.
 
-Chunking bounds memory (a block's per-bin minima and candidate codes scale with chunk x block) and
-keeps shapes static, so one compiled kernel serves every chunk. On CPU the query chunks run on a
-thread pool: XLA parallelises the fused distance pass itself, but not ``top_k``, so separate chunks
-in separate threads keep every core busy.
+Query chunks have power-of-two sizes (Q = 1,000 is 7 x 128 + 64 + 32 + 8 on CPU), so a few
+compiled kernels serve every Q without padding much; off CPU the last chunk is padded instead (one
+large launch beats several). A database array is searched in place, in blocks of whole groups of
+bins: the rows past the last whole group (fewer than ``ROW_MULTIPLE``) are the only ones copied,
+zero-padded, into a tail block. On CPU the query chunks run on a thread pool: XLA parallelises the
+fused first pass itself, but not the selection, so separate chunks keep every core busy.
 """
 
 from __future__ import annotations
@@ -13,17 +15,19 @@ import functools
 import operator
 import os
 from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax import lax
 
-from jaxhash.retrieval import keys
+from jaxhash.retrieval import keys, views
 from jaxhash.retrieval.block_topk import BIN_SIZE, ROW_MULTIPLE, max_distance
 from jaxhash.retrieval.codes import check_words
 
 MAX_CODES = 2**31 - 1  # indices are int32
-_LANES = 8  # query chunks are a multiple of this, for vectorising across queries
-_BLOCK_ROWS = 1 << 20  # default codes per block; keeps a query chunk's bin minima at 16 MiB
+_BLOCK_ROWS = 1 << 20  # default codes per block; keeps a chunk's bin minima at 4 MiB on CPU
 _CANDIDATE_BYTES = 256 << 20  # bound on a query chunk's gathered candidate codes
 
 
@@ -32,49 +36,114 @@ def round_up(value: int, multiple: int) -> int:
 
 
 def query_chunk_size(requested: int | None, k: int, num_words: int) -> int:
-  """Queries per chunk: 128 on CPU (cache-resident minima), 1,024 elsewhere, fewer for large k."""
+  """Most queries per chunk: 128 on CPU (cache-resident minima), 1,024 elsewhere; fewer for big k."""
   if requested is not None:
     return _positive(requested, "query_chunk", "queries")
-  default = 128 if jax.default_backend() == "cpu" else 1024
+  default = 128 if views.on_cpu() else 1024
   candidate_bytes = 2 * 4 * k * BIN_SIZE * num_words  # gathered codes and their XOR, per query
   return max(1, min(default, _CANDIDATE_BYTES // candidate_bytes))
 
 
-def block_rows(num_words: int, requested: int | None = None, k: int = 0) -> int:
-  """Codes per database block: ``requested`` (default 2**20), at least ``k``, whole bins, and
-  no more than a block-local index can address (2**20 codes at 1,024 bits, 2**24 at 64)."""
+def query_chunks(num_queries: int, most: int) -> list[tuple[int, int]]:
+  """``(start, size)`` of the query chunks: chunks of ``most``, then powers of two (CPU) or one
+  padded chunk (elsewhere) for the rest. A chunk may reach past ``num_queries`` (padding)."""
+  full, rest = divmod(num_queries, most)
+  sizes = [most] * full
+  if rest and views.on_cpu():
+    sizes += [1 << bit for bit in reversed(range(rest.bit_length())) if rest >> bit & 1]
+  elif rest:
+    sizes.append(min(most, 1 << (rest - 1).bit_length()))
+  starts = np.cumsum([0] + sizes[:-1])
+  return [(int(start), size) for start, size in zip(starts, sizes)]
+
+
+def padded_rows(array, start: int, size: int):
+  """Rows ``[start, start + size)`` of a NumPy or JAX array, zero rows past its end."""
+  rows = array[start:start + size]
+  if rows.shape[0] == size:
+    return rows
+  pad = ((0, size - rows.shape[0]), (0, 0))
+  return np.pad(rows, pad) if isinstance(rows, np.ndarray) else jnp.pad(rows, pad)
+
+
+class Blocks(NamedTuple):
+  """Static plan of one database array: ``num_blocks`` blocks of ``block_rows`` rows, one of
+  ``rest_rows`` (both multiples of ROW_MULTIPLE, read in place), then ``tail_rows`` rows copied
+  to a zero-padded tail array, of which ``tail_valid`` are codes."""
+  block_rows: int
+  num_blocks: int
+  rest_rows: int
+  tail_rows: int
+  tail_valid: int
+
+  @property
+  def tail_start(self) -> int:
+    return self.num_blocks * self.block_rows + self.rest_rows
+
+
+class Part(NamedTuple):
+  """One database array ready to search: ``{dtype: (words, tail)}`` views of its codes and of its
+  zero-padded tail (None without one), for uint32 and the types pass 1 reads; and the plan."""
+  views: dict
+  blocks: Blocks
+
+  @property
+  def num_codes(self) -> int:
+    return self.blocks.tail_start + self.blocks.tail_valid
+
+
+def block_rows(num_words: int, requested: int | None = None) -> int:
+  """Codes per block: ``requested`` (default 2**20) in whole groups of bins, and no more than a
+  block-local index can address (2**20 codes at 1,024 bits, 2**24 at 64)."""
   limit = 1 << keys.index_shift(max_distance(num_words))
   requested = _BLOCK_ROWS if requested is None else _positive(requested, "db_chunk", "codes")
-  return min(limit, round_up(max(requested, k), BIN_SIZE))
+  return min(limit, round_up(requested, ROW_MULTIPLE))
 
 
-def query_chunks(queries, chunk: int) -> tuple[list[jax.Array], int]:
-  """Zero-padded query chunks of one shape (at least one chunk), and the real number of queries."""
-  num_queries = queries.shape[0]
-  chunk = max(_LANES, min(chunk, round_up(num_queries, _LANES)))
-  padded_rows = round_up(max(num_queries, 1), chunk)
-  queries = jnp.asarray(queries)
-  if padded_rows != num_queries:
-    queries = jnp.pad(queries, ((0, padded_rows - num_queries), (0, 0)))
-  return [queries[start:start + chunk] for start in range(0, padded_rows, chunk)], num_queries
+def prepare(words, rows_per_block: int, dtypes: Iterable = ()) -> Part:
+  """Plans the blocks of a database array, and views it and its tail as uint32 and ``dtypes``.
 
-
-def padded_block(words, min_rows: int = 0) -> tuple[jax.Array, int]:
-  """A block padded with zero codes to a multiple of ROW_MULTIPLE rows (and >= ``min_rows``).
-
-  Whole groups of bins let the kernel select bins in two cheap steps; padding the bin keys inside
-  the kernel instead measured 1.6x slower at 128 bits.
+  The array goes to the device once (a copy only for NumPy input that is not 64-byte aligned);
+  its views share that memory (see ``views.py``). Only the tail is copied.
   """
-  num_valid = words.shape[0]
-  rows = round_up(max(num_valid, min_rows), ROW_MULTIPLE)
-  words = jnp.asarray(words)
-  if rows != num_valid:
-    words = jnp.pad(words, ((0, rows - num_valid), (0, 0)))
-  return words, num_valid
+  num_codes = words.shape[0]
+  main = num_codes // ROW_MULTIPLE * ROW_MULTIPLE
+  num_blocks, rest = divmod(main, rows_per_block)
+  tail_valid = num_codes - main
+  tail_rows = round_up(tail_valid, BIN_SIZE)
+  words = views.as_view(jax.device_put(words), np.uint32)
+  tail = None
+  if tail_valid:
+    pad = np.pad if isinstance(words, np.ndarray) else jnp.pad
+    tail = pad(words[main:], ((0, tail_rows - tail_valid), (0, 0)))
+  as_views = {np.dtype(dtype): (views.as_view(words, dtype), None if tail is None
+                                else views.as_view(tail, dtype))
+              for dtype in {np.dtype(np.uint32), *dtypes}}
+  return Part(as_views, Blocks(rows_per_block, num_blocks, rest, tail_rows, tail_valid))
 
 
-def offset_blocks(chunks: Iterable, num_words: int, block_rows: int) -> Iterator[tuple[int, object]]:
-  """``(offset, words)`` for consecutive blocks of at most ``block_rows`` codes of the chunks."""
+def fold_blocks(plan: Blocks, visit: Callable, combine: Callable):
+  """``combine`` over ``visit(in_tail, start, rows, num_valid)`` of each block in order (traced:
+  the full blocks go through one ``fori_loop``). ``start`` counts in the main or the tail array."""
+  result = None
+  if plan.num_blocks:
+    result = visit(False, 0, plan.block_rows, plan.block_rows)
+    if plan.num_blocks > 1:
+      result = lax.fori_loop(1, plan.num_blocks, lambda b, acc: combine(
+          acc, visit(False, b * plan.block_rows, plan.block_rows, plan.block_rows)), result)
+  later = []
+  if plan.rest_rows:
+    later.append(visit(False, plan.num_blocks * plan.block_rows, plan.rest_rows, plan.rest_rows))
+  if plan.tail_rows:
+    later.append(visit(True, 0, plan.tail_rows, plan.tail_valid))
+  for part in later:
+    result = part if result is None else combine(result, part)
+  return result
+
+
+def parts(chunks: Iterable, num_words: int, rows_per_block: int, dtypes: Iterable = ()
+          ) -> Iterator[tuple[int, Part]]:
+  """``(offset, Part)`` for each non-empty database chunk, checked, in order."""
   offset = 0
   for number, chunk in enumerate(chunks):
     chunk = check_words(chunk, f"database chunk {number}", num_words)
@@ -82,14 +151,14 @@ def offset_blocks(chunks: Iterable, num_words: int, block_rows: int) -> Iterator
       raise ValueError(
           f"the database has more than {MAX_CODES} codes (indices are int32); "
           "split it and search the parts separately.")
-    for start in range(0, chunk.shape[0], block_rows):
-      yield offset + start, chunk[start:start + block_rows]
+    if chunk.shape[0]:
+      yield offset, prepare(chunk, rows_per_block, dtypes)
     offset += chunk.shape[0]
 
 
 def map_chunks(function: Callable[[int], object], num_chunks: int) -> list:
   """``[function(j) for j in range(num_chunks)]``; on CPU on a thread pool, one chunk per core."""
-  workers = min(num_chunks, _num_cores()) if jax.default_backend() == "cpu" else 1
+  workers = min(num_chunks, _num_cores()) if views.on_cpu() else 1
   if workers <= 1:
     return [function(j) for j in range(num_chunks)]
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
@@ -108,9 +177,16 @@ def _num_cores() -> int:
   return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def cpu_compiler_options() -> dict | None:
-  """XLA options for the search kernels: 512-bit vectors on CPU (about 1.5x on the distance pass)."""
-  return {"xla_cpu_prefer_vector_width": 512} if jax.default_backend() == "cpu" else None
+def compiler_options() -> dict | None:
+  """XLA options for the search kernels on CPU.
+
+  512-bit vectors where the CPU has them (about 1.5x on the distance pass on AVX-512; no effect on
+  AVX2), and no YNNPACK fusions: XLA would otherwise hand uint8 reductions to a library call,
+  which splits the first pass and stores every distance (6x slower, checked in the HLO).
+  """
+  if not views.on_cpu():
+    return None
+  return {"xla_cpu_prefer_vector_width": 512, "xla_cpu_experimental_ynn_fusion_type": ""}
 
 
 def search_jit(function: Callable, static_argnames: tuple[str, ...]) -> Callable:
@@ -121,7 +197,7 @@ def search_jit(function: Callable, static_argnames: tuple[str, ...]) -> Callable
 @functools.cache
 def _search_jit(function, static_argnames, backend):
   del backend  # part of the cache key: the options differ per backend
-  return jax.jit(function, static_argnames=static_argnames, compiler_options=cpu_compiler_options())
+  return jax.jit(function, static_argnames=static_argnames, compiler_options=compiler_options())
 
 
 def concat_rows(chunks: list, num_rows: int) -> jax.Array:

@@ -9,9 +9,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax import lax
 
-from jaxhash.retrieval import chunking
-from jaxhash.retrieval.block_topk import code_query_distances, max_distance, valid_rows
+from jaxhash.retrieval import chunking, views
+from jaxhash.retrieval.block_topk import (code_query_distances, distance_dtype, max_distance,
+                                          valid_rows)
 from jaxhash.retrieval.codes import check_words
 from jaxhash.retrieval.topk import MAX_K, hamming_topk
 
@@ -50,17 +52,19 @@ def count_within_radius(query_words, db_words, radius: int) -> jax.Array:
   radius, and the size of the range search result before it is built.
   """
   queries = check_words(query_words, "query_words")
-  database = check_words(db_words, "db_words", queries.shape[1])
-  radius = jnp.uint16(min(check_radius(radius), max_distance(queries.shape[1])))
-  chunks, num_queries = chunking.query_chunks(
-      queries, chunking.query_chunk_size(None, 1, queries.shape[1]))
-  counts = [jnp.zeros(len(chunk), jnp.int32) for chunk in chunks]
-  step = chunking.search_jit(_count_block, ("num_valid",))
-  for _, words in chunking.offset_blocks([database], queries.shape[1],
-                                         chunking.block_rows(queries.shape[1])):
-    block, num_valid = chunking.padded_block(words)
+  num_queries, num_words = queries.shape
+  database = check_words(db_words, "db_words", num_words)
+  radius = min(check_radius(radius), max_distance(num_words))
+  queries = np.asarray(queries) if views.on_cpu() else jnp.asarray(queries)
+  chunks = chunking.query_chunks(num_queries, chunking.query_chunk_size(None, 1, num_words))
+  dtypes = {views.pass_dtype(size, num_words) for _, size in chunks}
+  counts = [jnp.zeros(size, jnp.int32) for _, size in chunks]
+  for _, part in chunking.parts([database], num_words, chunking.block_rows(num_words), dtypes):
     counts = chunking.map_chunks(
-        lambda j: counts[j] + step(chunks[j], block, radius, num_valid=num_valid), len(chunks))
+        lambda j: counts[j] + _count_part(chunking.padded_rows(queries, *chunks[j]), part, radius),
+        len(chunks))
+  if not chunks:
+    return jnp.zeros(0, jnp.int32)
   return chunking.concat_rows(counts, num_queries)
 
 
@@ -101,9 +105,22 @@ def hamming_range_search(query_words, db_words, radius: int, *,
   return RangeSearchResult(lims, distances[listed], indices[listed], truncated, counts)
 
 
-def _count_block(queries, block, radius, *, num_valid):
-  within = code_query_distances(queries, block) <= radius
-  valid = valid_rows(block.shape[0], num_valid)
-  if valid is not None:
-    within = within & valid
-  return jnp.sum(within, axis=0, dtype=jnp.int32)
+def _count_part(queries, part: chunking.Part, radius: int):
+  dtype = views.pass_dtype(queries.shape[0], queries.shape[1])
+  step = chunking.search_jit(_count_blocks, ("plan", "radius"))
+  with views.x64(dtype):
+    return step(views.as_view(queries, dtype), *part.views[dtype], plan=part.blocks, radius=radius)
+
+
+def _count_blocks(pass_queries, pass_words, pass_tail, *, plan: chunking.Blocks, radius: int):
+  distance = distance_dtype(pass_queries.shape[1] * pass_queries.dtype.itemsize // 4)
+
+  def visit(in_tail, start, num_rows, num_valid):
+    block = lax.dynamic_slice_in_dim(pass_tail if in_tail else pass_words, start, num_rows)
+    within = code_query_distances(pass_queries, block, distance) <= radius
+    valid = valid_rows(num_rows, num_valid)
+    if valid is not None:
+      within = within & valid
+    return jnp.sum(within, axis=0, dtype=jnp.int32)
+
+  return chunking.fold_blocks(plan, visit, jnp.add)

@@ -50,7 +50,7 @@ def sharded_topk(query_words, db_words, k: int, *, mesh: Mesh | None = None,
     raise ValueError(f"sharded_topk needs a 1-D mesh with axis {_AXIS!r} (see database_mesh); "
                      f"got axes {mesh.axis_names}.")
   num_shards = mesh.devices.size
-  block_rows = chunking.block_rows(queries.shape[1], db_chunk, k)
+  block_rows = chunking.block_rows(queries.shape[1], db_chunk)
   shard_rows = chunking.round_up(max(-(-num_codes // num_shards), k), ROW_MULTIPLE)
   if shard_rows > block_rows:  # whole blocks per shard, each at least k codes
     shard_rows = chunking.round_up(shard_rows, block_rows)
@@ -58,9 +58,13 @@ def sharded_topk(query_words, db_words, k: int, *, mesh: Mesh | None = None,
   padded[:num_codes] = np.asarray(database)
   sharded_db = jax.device_put(padded, NamedSharding(mesh, PartitionSpec(_AXIS, None)))
   search = _sharded_search(mesh, num_codes, shard_rows, block_rows, k)
-  chunks, num_queries = chunking.query_chunks(
-      queries, chunking.query_chunk_size(query_chunk, k, queries.shape[1]))
-  results = [search(chunk, sharded_db) for chunk in chunks]
+  num_queries = queries.shape[0]
+  chunks = chunking.query_chunks(num_queries,
+                                 chunking.query_chunk_size(query_chunk, k, queries.shape[1]))
+  results = [search(chunking.padded_rows(jnp.asarray(queries), *chunk), sharded_db)
+             for chunk in chunks]
+  if not results:
+    return jnp.zeros((0, k), jnp.int32), jnp.zeros((0, k), jnp.int32)
   return (chunking.concat_rows([distances for distances, _ in results], num_queries),
           chunking.concat_rows([indices for _, indices in results], num_queries))
 
@@ -81,7 +85,7 @@ def _sharded_search(mesh: Mesh, num_codes: int, shard_rows: int, block_rows: int
   replicated = PartitionSpec()
   mapped = jax.shard_map(local_topk, mesh=mesh, in_specs=(replicated, PartitionSpec(_AXIS, None)),
                          out_specs=(replicated, replicated), check_vma=False)
-  return jax.jit(mapped, compiler_options=chunking.cpu_compiler_options())
+  return jax.jit(mapped, compiler_options=chunking.compiler_options())
 
 
 def _shard_topk(queries, shard, num_valid, k, block_rows, top_distance):
@@ -89,8 +93,8 @@ def _shard_topk(queries, shard, num_valid, k, block_rows, top_distance):
   block_rows = min(shard.shape[0], block_rows)
   best = None
   for start in range(0, shard.shape[0], block_rows):
-    block = shard[start:start + block_rows]
-    distances, indices = block_topk(queries, block, jnp.clip(num_valid - start, 0, len(block)), k)
+    distances, indices = block_topk(queries, queries, shard, shard, start, block_rows,
+                                    jnp.clip(num_valid - start, 0, block_rows), k)
     new = distances, indices + start
     best = new if best is None else append_topk(best, new, k, top_distance)
   return best

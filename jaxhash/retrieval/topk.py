@@ -7,8 +7,9 @@ from collections.abc import Iterable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from jaxhash.retrieval import chunking
+from jaxhash.retrieval import chunking, views
 from jaxhash.retrieval.block_topk import block_topk, max_distance
 from jaxhash.retrieval.codes import check_words
 from jaxhash.retrieval.merge import append_topk
@@ -63,30 +64,46 @@ def stream_topk(query_words, db_chunks: Iterable, k: int, *, query_chunk: int | 
   """
   queries = check_words(query_words, "query_words")
   k = check_k(k)
-  num_words = queries.shape[1]
-  chunks, num_queries = chunking.query_chunks(
-      queries, chunking.query_chunk_size(query_chunk, k, num_words))
-  step = chunking.search_jit(_merge_block, ("num_valid", "k"))
-  missing = max_distance(num_words) + 1
-  best = [(jnp.full((len(chunk), k), missing, jnp.int32), jnp.zeros((len(chunk), k), jnp.int32))
-          for chunk in chunks]
+  num_queries, num_words = queries.shape
+  queries = np.asarray(queries) if views.on_cpu() else jnp.asarray(queries)
+  chunks = chunking.query_chunks(num_queries, chunking.query_chunk_size(query_chunk, k, num_words))
+  dtypes = {views.pass_dtype(size, num_words) for _, size in chunks}
+  best = [None] * len(chunks)
   num_codes = 0
-  blocks = chunking.offset_blocks(db_chunks, num_words, chunking.block_rows(num_words, db_chunk))
-  for offset, words in blocks:
-    block, num_valid = chunking.padded_block(words, k)
+  for offset, part in chunking.parts(db_chunks, num_words, chunking.block_rows(num_words, db_chunk),
+                                     dtypes):
     best = chunking.map_chunks(
-        lambda j: step(chunks[j], block, jnp.int32(offset), *best[j], num_valid=num_valid, k=k),
+        lambda j: _search_part(chunking.padded_rows(queries, *chunks[j]), part, offset, best[j], k),
         len(chunks))
-    num_codes = offset + num_valid
+    num_codes = offset + part.num_codes
   if num_codes < k:
     raise ValueError(
         f"k={k} is larger than the database ({num_codes} codes streamed): use k <= {num_codes}.")
+  if not chunks:
+    return jnp.zeros((0, k), jnp.int32), jnp.zeros((0, k), jnp.int32)
   return (chunking.concat_rows([distances for distances, _ in best], num_queries),
           chunking.concat_rows([indices for _, indices in best], num_queries))
 
 
-def _merge_block(queries, block, offset, best_distances, best_indices, *, num_valid, k):
-  """Top-k of one query chunk in one block, merged into the chunk's running top-k."""
-  distances, indices = block_topk(queries, block, num_valid, k)
-  return append_topk((best_distances, best_indices), (distances, indices + offset), k,
-                     max_distance(queries.shape[1]))
+def _search_part(queries, part: chunking.Part, offset: int, best, k: int):
+  """One query chunk's top-k in one database part, merged into its running top-k (if any)."""
+  dtype = views.pass_dtype(queries.shape[0], queries.shape[1])
+  step = chunking.search_jit(_search_blocks, ("plan", "k"))
+  with views.x64(dtype):
+    return step(queries, views.as_view(queries, dtype), *part.views[np.dtype(np.uint32)],
+                *part.views[dtype], np.int32(offset), best, plan=part.blocks, k=k)
+
+
+def _search_blocks(queries, pass_queries, words, tail, pass_words, pass_tail, offset, best, *,
+                   plan: chunking.Blocks, k: int):
+  top = max_distance(queries.shape[1])
+
+  def visit(in_tail, start, num_rows, num_valid):
+    source, view, first = (tail, pass_tail, plan.tail_start) if in_tail else (words, pass_words, 0)
+    distances, indices = block_topk(queries, pass_queries, source, view, start, num_rows,
+                                    num_valid, k)
+    return distances, indices + (first + start)
+
+  distances, indices = chunking.fold_blocks(plan, visit, lambda a, b: append_topk(a, b, k, top))
+  found = distances, indices + offset
+  return found if best is None else append_topk(best, found, k, top)
