@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+import jax
 import orbax.checkpoint as ocp
 
 
@@ -36,3 +37,19 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def latest_array_shapes(workdir: str) -> dict[str, tuple[int, ...]] | None:
+  """``{"params.head.classifier.bias": (10,), ...}`` of the latest checkpoint, from its metadata
+  alone (no array is read); None when there is no checkpoint."""
+  manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
+                                  item_handlers=ocp.StandardCheckpointHandler())
+  try:
+    step = manager.latest_step()
+    if step is None:
+      return None
+    metadata = manager.item_metadata(step)
+    return {".".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(dict(metadata))[0]}
+  finally:
+    manager.close()

@@ -13,6 +13,7 @@ import time
 import numpy as np
 
 from jaxhash import metrics, rerank
+from jaxhash.progress import Stage
 from jaxhash.retrieval import hamming_distances
 
 _CHUNK_ELEMENTS = 2**24  # Q-chunk x N distances held at once
@@ -65,6 +66,7 @@ def evaluate(query: Encoded, database: Encoded, spec: EvalSpec) -> dict:
     for key, value in values.items():
       sums[mode][key] = sums[mode].get(key, 0.0) + float(np.sum(value))
 
+  stage = Stage("ranking", len(query.words), "queries")
   for start in range(0, len(query.words), chunk):
     sl = slice(start, start + chunk)
     t0 = time.perf_counter()
@@ -83,7 +85,9 @@ def evaluate(query: Encoded, database: Encoded, spec: EvalSpec) -> dict:
       add("rerank", _ranking_metrics(np.take_along_axis(rel, fine, axis=1), spec, n))
       add("rerank", {"pool_size": sizes})
       seconds["rerank"] += time.perf_counter() - t1
+    stage.advance(len(query.words[sl]))
 
+  stage.close()
   q = len(query.words)
   results = {mode: {k: v / q for k, v in values.items()} for mode, values in sums.items() if values}
   if rerank_on:  # a set, not an order: the radius metrics are the same in both modes

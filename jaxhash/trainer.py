@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from jaxhash import config as config_lib
-from jaxhash import evaluation, parallel, report
+from jaxhash import environment, evaluation, parallel, report, run_files
 from jaxhash.checkpoint import Checkpointer
 from jaxhash.data import protocols
 from jaxhash.data.augment import preprocess
@@ -58,10 +58,15 @@ def build_experiment(config) -> Experiment:
   method = get_method(config.method.name)
   protocol = protocols.get_protocol(config.data.protocol)
   dataset = load_dataset(config.data, protocol)
-  split = protocols.make_split(protocol, dataset, config.seed)
-  model = HashModel(backbone=get_backbone(config.model.backbone),
-                    head=method.make_head(config.method, dataset.num_classes))
+  split = protocols.make_split(protocol, dataset, config.seed, config.data)
+  model = build_model(config, dataset.num_classes)
   return Experiment(config, method, protocol, dataset, split, model, parallel.data_mesh())
+
+
+def build_model(config, num_classes: int) -> HashModel:
+  """The network a config describes; ``num_classes`` sizes a classifier head (DLBHC's)."""
+  return HashModel(backbone=get_backbone(config.model.backbone),
+                   head=get_method(config.method.name).make_head(config.method, num_classes))
 
 
 def init_params(exp: Experiment) -> dict:
@@ -81,10 +86,28 @@ def initial_state(exp: Experiment, optimizer: optax.GradientTransformation) -> T
 
 def restore_trained(exp: Experiment, workdir: str) -> TrainState:
   """The latest checkpoint of ``workdir``, for evaluation without training."""
-  optimizer, _ = make_optimizer(exp.config.optim, 1)
-  abstract = jax.eval_shape(lambda: initial_state(exp, optimizer))
+  return restore_state(workdir, abstract_state(exp.config, exp.model, exp.dataset.image_shape), exp.mesh)
+
+
+def abstract_state(config, model: HashModel, image_shape) -> TrainState:
+  """Shapes and dtypes of the TrainState a run of ``config`` saves; nothing is computed or read."""
+  optimizer, _ = make_optimizer(config.optim, 1)
+
+  def init():
+    inputs = preprocess(jnp.zeros((1, *image_shape), jnp.uint8), None, config.data, train=False)
+    params = model.init(jax.random.key(config.seed), inputs)["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
+
+  return jax.eval_shape(init)
+
+
+def restore_state(workdir: str, abstract: TrainState, mesh) -> TrainState:
+  """The latest checkpoint of ``workdir`` shaped like ``abstract``, replicated over ``mesh``.
+
+  The one restore path for evaluation and ``jaxhash.load``: training resumes through ``train``.
+  """
   abstract = jax.tree.map(
-      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=parallel.replicated(exp.mesh)),
+      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=parallel.replicated(mesh)),
       abstract)
   checkpointer = Checkpointer(workdir)
   try:
@@ -127,6 +150,7 @@ def total_steps(config, steps_per_epoch: int) -> int:
 def _prepare_workdir(exp: Experiment, workdir: str) -> None:
   protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
   atomic_write_text(os.path.join(workdir, "config.json"), exp.config.to_json(indent=2) + "\n")
+  run_files.write_model_info(workdir, exp.dataset)
 
 
 def _trim_metrics_log(path: str, last_step: int) -> None:
@@ -218,20 +242,25 @@ def evaluate(exp: Experiment, params, step: int) -> dict:
     indices = getattr(exp.split, name)
     words, features = encode_indices(encoder, params, exp.dataset.images, indices,
                                      parallel.round_up_to_devices(config.eval.batch_size, exp.mesh),
-                                     with_features=spec.rerank, sharding=parallel.batch_sharded(exp.mesh))
+                                     with_features=spec.rerank, sharding=parallel.batch_sharded(exp.mesh),
+                                     label=f"encoding {name}")
     encoded[name] = evaluation.Encoded(words, exp.dataset.labels[indices], features)
   encode_seconds = time.perf_counter() - t0
   results = evaluation.evaluate(encoded["query"], encoded["database"], spec)
   results["seconds"] = {"encode": encode_seconds, **results["seconds"]}
+  results["seconds"]["evaluate"] = time.perf_counter() - t0
   return {"method": exp.method.name, "bits": config.method.bits, "protocol": exp.protocol.name,
           "num_queries": len(exp.split.query), "num_database": len(exp.split.database), "step": step,
-          **results}
+          **results, "environment": environment.describe()}
 
 
 def train_and_evaluate(config, workdir: str, stream=None) -> dict:
   """Trains or resumes, evaluates the final state, writes results.json / results.md; returns them."""
   exp = build_experiment(config)
+  t0 = time.perf_counter()
   state = train(exp, workdir, stream=stream)
+  train_seconds = time.perf_counter() - t0
   results = evaluate(exp, state.params, int(state.step))
+  results["seconds"] = {"train": train_seconds, **results["seconds"]}
   report.write_results(workdir, results)
   return results

@@ -25,7 +25,7 @@ def index():
 def test_search_matches_topk_with_ids(index):
   queries = random_bits(1, 6, 40)
   distances, ids = index.search(queries, 25)
-  expected_distances, positions = hamming_topk(pack_bits(queries), index._words, 25)
+  expected_distances, positions = hamming_topk(pack_bits(queries), index.codes, 25)
   np.testing.assert_array_equal(distances, expected_distances)
   positions = np.asarray(positions)
   np.testing.assert_array_equal(ids, np.where(positions < 100, positions, positions - 100 + 5000))
