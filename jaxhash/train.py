@@ -28,17 +28,16 @@ def find_config_arg(argv: list[str]) -> list[str]:
   from jaxhash.config_files import find_config
 
   out = list(argv)
-  for i, arg in enumerate(out):
-    if arg == "--config" and i + 1 < len(out):
-      i, value = i + 1, out[i + 1]
+  for i, arg in enumerate(argv):
+    if arg == "--config" and i + 1 < len(argv):
+      at, value = i + 1, argv[i + 1]
     elif arg.startswith("--config="):
-      value = arg[len("--config="):]
+      at, value = i, arg[len("--config="):]
     else:
       continue
     path, sep, variant = value.partition(":")
     resolved = find_config(path) + sep + variant
-    out[i] = resolved if arg == "--config" else f"--config={resolved}"
-    break
+    out[at] = resolved if at != i else f"--config={resolved}"
   return out
 
 

@@ -124,6 +124,7 @@ def _read_v2(path: str, data: bytes) -> IndexContents:
   starts = np.cumsum([HEADER_SIZE] + sizes).tolist()
   section = lambda i: memoryview(data)[starts[i]:starts[i + 1]]
   words = np.frombuffer(section(0), "<u4").reshape(count, words_per_code).astype(np.uint32)
+  _check_spare_bits(path, nbits, words)
   ids = None
   if flags & _INT_IDS:
     ids = np.frombuffer(section(1), "<i8").astype(np.int64)
@@ -162,8 +163,8 @@ def _read_v1(path: str, data: bytes) -> IndexContents:
   payload = memoryview(data)[HEADER_SIZE_V1:]
   words = np.frombuffer(payload, "<u4", count * words_per_code).reshape(count, words_per_code)
   ids = np.frombuffer(payload, "<i8", offset=count * 4 * words_per_code) if flags & 1 else None
-  return IndexContents(nbits, words.astype(np.uint32), None if ids is None else ids.astype(np.int64),
-                       None, {})
+  words = _check_spare_bits(path, nbits, words.astype(np.uint32))
+  return IndexContents(nbits, words, None if ids is None else ids.astype(np.int64), None, {})
 
 
 def _check_size(path: str, actual: int, expected: int) -> None:
@@ -183,6 +184,13 @@ def _check_nbits(path: str, nbits: int) -> None:
     check_nbits(nbits)
   except ValueError as error:
     _fail(path, f"declares an invalid code length ({error})")
+
+
+def _check_spare_bits(path: str, nbits: int, words: np.ndarray) -> np.ndarray:
+  spare = 32 * words.shape[1] - nbits
+  if spare and words.size and (words[:, -1] >> (32 - spare)).any():
+    _fail(path, f"has codes with bits set above its code length ({nbits} bits)")
+  return words
 
 
 def _digest(fields, payload) -> bytes:
