@@ -142,3 +142,31 @@ def test_train_on_an_image_folder_then_load_and_encode_its_files(tmp_path):
   expected, _ = encode_indices(make_encoder(exp.model, exp.method, exp.config.data), state.params,
                                exp.dataset.images, np.arange(len(paths)), 8, with_features=False)
   np.testing.assert_array_equal(hasher.encode(paths), expected)  # decoded as the source decoded them
+
+
+def test_cifar10_python_pickles_become_an_image_folder(tmp_path):
+  import io
+  import pickle
+  import tarfile
+
+  rng = np.random.default_rng(0)
+  batches = {f"data_batch_{i}": 4 for i in range(1, 6)}
+  batches["test_batch"] = 6
+  arrays = {}
+  with tarfile.open(tmp_path / "cifar-10-python.tar.gz", "w:gz") as archive:
+    def add(name, content):
+      data = pickle.dumps(content)
+      info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+      info.size = len(data)
+      archive.addfile(info, io.BytesIO(data))
+
+    add("batches.meta", {b"label_names": [b"cat", b"ship"]})
+    for name, n in batches.items():
+      arrays[name] = rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+      add(name, {b"data": arrays[name], b"labels": [i % 2 for i in range(n)]})
+  dest = image_folder.cifar10_from_python(tmp_path / "cifar-10-python.tar.gz", tmp_path / "cifar10")
+  ds = image_folder.load_image_folder(dest)
+  assert sorted(ds.groups) == ["test", "train"] and len(ds.groups["train"]) == 20
+  first_test_cat = arrays["test_batch"][0].reshape(3, 32, 32).transpose(1, 2, 0)
+  np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "cifar10/test/cat/0000.png")), first_test_cat)
+  assert len(image_folder.find_images(tmp_path / "cifar10" / "train" / "ship")) == 10

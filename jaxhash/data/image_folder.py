@@ -216,15 +216,68 @@ def _extract_into_place(tarball: str, dest: str) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def cifar10_from_python(tarball: str | os.PathLike, dest: str | os.PathLike) -> str:
+  """Writes the official CIFAR-10 python version (``cifar-10-python.tar.gz``) as an image folder.
+
+  ``dest`` then holds ``train/<class>/NNNN.png`` (5,000 per class, from data_batch_1..5) and
+  ``test/<class>/NNNN.png`` (1,000 per class, from test_batch), numbered per class in the batches'
+  order, lossless. It is written into a temp directory renamed into place, so it is complete or
+  absent. Returns ``dest``. (The pickles are unpickled: use the official file only.)
+  """
+  import io
+  import pickle
+
+  from PIL import Image
+
+  dest, tarball = os.fspath(dest), os.fspath(tarball)
+  if os.path.isdir(os.path.join(dest, "train")):
+    return dest
+  if not os.path.isfile(tarball):
+    raise FileNotFoundError(f"{tarball!r} not found; download cifar-10-python.tar.gz from "
+                            "https://www.cs.toronto.edu/~kriz/cifar.html.")
+  parent = os.path.dirname(os.path.abspath(dest))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(dest)}.convert-")
+  try:
+    with tarfile.open(tarball) as archive:
+      def batch(name):
+        member = next((m for m in archive.getmembers() if m.name.endswith("/" + name)), None)
+        if member is None:
+          raise ValueError(f"{tarball!r} has no {name}; is it the CIFAR-10 python version?")
+        return pickle.load(io.BytesIO(archive.extractfile(member).read()), encoding="bytes")
+
+      classes = [c.decode() for c in batch("batches.meta")[b"label_names"]]
+      parts = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+      for split, names in parts.items():
+        counts = [0] * len(classes)
+        for name in names:
+          content = batch(name)
+          images = np.asarray(content[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+          for image, label in zip(images, content[b"labels"]):
+            folder = os.path.join(tmp, split, classes[label])
+            os.makedirs(folder, exist_ok=True)
+            Image.fromarray(image).save(os.path.join(folder, f"{counts[label]:04d}.png"))
+            counts[label] += 1
+    os.chmod(tmp, 0o755)
+    os.rename(tmp, dest)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return dest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
       prog="python -m jaxhash.data.image_folder",
       description="Write list files (path 0 1 0 ...) for an image-folder tree root/<split>/<class>/.")
   parser.add_argument("root", help="directory holding <split>/<class>/*.jpg|png")
+  parser.add_argument("--cifar10-python", metavar="TARBALL", help="first write the official "
+                      "cifar-10-python.tar.gz into ROOT as train/<class>/*.png, test/<class>/*.png")
   parser.add_argument("--out", help="where to write <split>.txt and classes.txt (default: ROOT)")
   parser.add_argument("--splits", nargs="+", help="split directories (default: all of ROOT's)")
   args = parser.parse_args(argv)
   try:
+    if args.cifar10_python:
+      cifar10_from_python(args.cifar10_python, args.root)
     written = write_list_files(args.root, args.out, args.splits)
   except (ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
