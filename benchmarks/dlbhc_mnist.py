@@ -34,10 +34,13 @@ def main():
     workdir = f"runs/bench/dlbhc_mnist_{name}"
     shutil.rmtree(workdir, ignore_errors=True)
     run = timed_run(config, workdir)
+    command = " ".join(["python -m jaxhash.train --config configs/dlbhc_mnist.py" + (f":{variant}" if variant else ""),
+                        *(f"--config.{k}={v}" for k, v in overrides.items())])
     rows.append({
-        "run": name, "protocol": run["protocol"], "bits": run["bits"], "queries": run["num_queries"],
+        "run": name, "command": command, "protocol": run["protocol"], "bits": run["bits"], "queries": run["num_queries"],
         "database": run["num_database"], "steps": run["step"],
         "codes map@all": run["codes"]["map@all"], "codes map@1000": run["codes"]["map@1000"],
+        **{f"codes {k}": v for k, v in run["codes"].items() if k.startswith("hashnet_map@")},
         "codes precision@radius2": run["codes"]["precision@radius2"],
         "rerank map@all": run["rerank"]["map@all"], "rerank precision@100": run["rerank"]["precision@100"],
         "seconds": run["wall_seconds"],

@@ -12,8 +12,18 @@ import traceback
 
 from absl import flags
 
-# Errors that are the user's to fix; anything else is a bug and keeps its traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, ImportError, FloatingPointError)
+# Errors that are the user's to fix; anything else is a bug and keeps its traceback. OSError covers
+# a full disk, permissions and a busy workdir (BlockingIOError).
+USER_ERRORS = (ValueError, OSError, ImportError, FloatingPointError)
+
+
+def error_line(error: BaseException) -> str:
+  """The one line shown for a user error."""
+  if isinstance(error, OSError) and error.strerror:
+    text = error.strerror + (f": {error.filename}" if error.filename else "")
+  else:
+    text = str(error).strip()
+  return text.splitlines()[0] if text else type(error).__name__
 
 
 def parse_flags(argv: list[str]) -> None:
@@ -48,6 +58,10 @@ def run(main, argv: list[str] | None = None, usage=None, prepare=None, parse=par
   if usage is not None and any(arg in HELP_FLAGS for arg in argv[1:]):
     print(usage([arg for arg in argv if arg not in HELP_FLAGS]))
     return 0
+  if debug:
+    from jaxhash import checkpoint  # shows orbax's own logs and background tracebacks
+
+    checkpoint.VERBOSE = True
   try:
     if parse is not None:
       parse(prepare(argv) if prepare else argv)
@@ -56,8 +70,7 @@ def run(main, argv: list[str] | None = None, usage=None, prepare=None, parse=par
   except USER_ERRORS as e:
     if debug:
       traceback.print_exc()
-    message = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    print(f"error: {message}", file=sys.stderr)
+    print(f"error: {error_line(e)}", file=sys.stderr)
     return 1
   except KeyboardInterrupt:
     print("interrupted; the last checkpoint is kept and the same command resumes from it.", file=sys.stderr)

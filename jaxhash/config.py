@@ -58,6 +58,7 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.train.num_steps = 0
   c.train.checkpoint_every = 500
   c.train.log_every = 50
+  c.train.skip_nonfinite = False  # skip (and count) steps with a non-finite loss or update; else stop
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 500
@@ -106,22 +107,57 @@ def validate(config) -> None:
     raise ValueError(f"config.optim.optimizer={config.optim.optimizer!r}: use sgd or adam.")
   if config.optim.schedule not in ("constant", "step", "cosine"):
     raise ValueError(f"config.optim.schedule={config.optim.schedule!r}: use constant, step or cosine.")
-  positive = {
-      "train.batch_size": config.train.batch_size,
-      "eval.batch_size": config.eval.batch_size,
-      "train.checkpoint_every": config.train.checkpoint_every,
-      "train.log_every": config.train.log_every,
-      "optim.learning_rate": config.optim.learning_rate,
-  }
-  for key, value in positive.items():
-    if not value > 0:
-      raise ValueError(f"config.{key}={value!r} must be positive.")
-  if config.train.num_steps <= 0 and not config.train.num_epochs > 0:
-    raise ValueError("config.train.num_steps and config.train.num_epochs are both 0: set one of them.")
-  if config.eval.radius < 0:
-    raise ValueError(f"config.eval.radius={config.eval.radius} must be >= 0.")
+  _check_ranges(config)
   parse_int_list(config.eval.precision_at, "eval.precision_at")
   map_at(config)
+
+
+# (key, lowest allowed, whether the lowest itself is allowed, what the value means when it matters)
+_RANGES = (
+    ("seed", 0, True, ""),
+    ("data.image_size", 0, True, " (0 keeps the native size)"),
+    ("data.crop", 0, True, " (0 = no crop)"),
+    ("data.pad", 0, True, ""),
+    ("optim.learning_rate", 0, False, ""),
+    ("optim.momentum", 0, True, " (0 = plain SGD)"),
+    ("optim.weight_decay", 0, True, ""),
+    ("optim.head_lr_multiplier", 0, False, ""),
+    ("optim.decay_every", 0, True, " (0 = a third of the training)"),
+    ("optim.decay_factor", 0, False, ""),
+    ("train.batch_size", 0, False, ""),
+    ("train.num_steps", 0, True, " (0 = use train.num_epochs)"),
+    ("train.num_epochs", 0, True, ""),
+    ("train.checkpoint_every", 0, False, ""),
+    ("train.log_every", 0, False, ""),
+    ("eval.batch_size", 0, False, ""),
+    ("eval.radius", 0, True, ""),
+    ("eval.rerank_pool", 0, False, ""),
+    ("eval.rerank_radius", -1, True, " (-1 = use eval.rerank_pool)"),
+)
+
+
+def _check_ranges(config) -> None:
+  """Every numeric setting in its range, with a message that says which range."""
+  for key, low, inclusive, meaning in _RANGES:
+    section, _, name = key.rpartition(".")
+    value = (config[section] if section else config)[name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
+        or value in (float("inf"), float("-inf")):
+      raise ValueError(f"config.{key}={value!r} is not a finite number.")
+    if value < low or (value == low and not inclusive):
+      raise ValueError(f"config.{key}={value!r} must be {'>=' if inclusive else '>'} {low}{meaning}.")
+  if config.optim.momentum >= 1:
+    raise ValueError(f"config.optim.momentum={config.optim.momentum!r} must be below 1.")
+  if config.train.num_steps == 0 and config.train.num_epochs == 0:
+    raise ValueError("config.train.num_steps and config.train.num_epochs are both 0: set one of them.")
+  if config.data.crop and config.data.image_size and config.data.crop > config.data.image_size:
+    raise ValueError(f"config.data.crop={config.data.crop} is larger than "
+                     f"config.data.image_size={config.data.image_size}.")
+  mean, std = tuple(config.data.mean), tuple(config.data.std)
+  if not mean or len(mean) != len(std):
+    raise ValueError(f"config.data.mean={mean} and config.data.std={std} need one value per channel each.")
+  if not all(isinstance(v, (int, float)) and v > 0 for v in std):
+    raise ValueError(f"config.data.std={std} must be positive.")
 
 
 def parse_config_arg(arg: str | None, variants: tuple[str, ...] = (),

@@ -16,7 +16,7 @@ import sys
 import ml_collections
 from absl import flags
 
-from jaxhash import cli, report
+from jaxhash import cli, plots, report, rundir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by jaxhash.train.")
 _OUT = flags.DEFINE_string("out", None, "Write results.json/.md here instead of into the run "
@@ -52,9 +52,7 @@ def take_config_overrides(argv: list[str]) -> list[str]:
 
 def load_run_config(workdir: str, overrides=()) -> ml_collections.ConfigDict:
   """The run's config with ``KEY=VALUE`` overrides of ``config.eval``, locked."""
-  from jaxhash.run_files import read_config
-
-  config = read_config(workdir)
+  config = rundir.load_config(workdir)
   for item in overrides:
     key, sep, value = item.partition("=")
     if not sep or key not in config.eval:
@@ -64,8 +62,8 @@ def load_run_config(workdir: str, overrides=()) -> ml_collections.ConfigDict:
       config.eval[key] = ((value.lower() in ("1", "true", "yes")) if isinstance(current, bool)
                           else type(current)(value))
     except ValueError:
-      raise ValueError(f"evaluation setting {item!r}: {value!r} is not a valid "
-                       f"{type(current).__name__} for config.eval.{key}.") from None
+      raise ValueError(f"evaluation setting {item!r}: {value!r} is not a {type(current).__name__} "
+                       f"like the recorded {key}={current!r}.") from None
   return config.lock()
 
 
@@ -80,9 +78,7 @@ def usage(argv: list[str]) -> str:
     workdir = argv[argv.index("--workdir") + 1]
   docs = help_text.key_docs()
   try:
-    from jaxhash.run_files import read_config
-
-    values = help_text.flatten(read_config(workdir)) if workdir else None
+    values = help_text.flatten(rundir.load_config(workdir)) if workdir else None
     source = f"this run's ({workdir})"
   except (ValueError, FileNotFoundError) as error:
     lines += [f"(could not read the run: {error})", ""]
@@ -111,13 +107,18 @@ def main() -> None:
 
   workdir = _WORKDIR.value
   config = load_run_config(workdir, [*_overrides, *_EVAL.value])
+  rundir.ensure_free(workdir)
   exp = trainer.build_experiment(config)
-  state = trainer.restore_trained(exp, workdir)
-  protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
-  if not os.path.isfile(os.path.join(workdir, run_files.MODEL_FILE)):  # a run from before it
-    run_files.write_model_info(workdir, exp.dataset)
-  results = trainer.evaluate(exp, state.params, int(state.step))
-  report.write_results(out, results)
+  with rundir.locked(workdir):
+    state = trainer.restore_trained(exp, workdir)
+    protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
+    if not os.path.isfile(os.path.join(workdir, run_files.MODEL_FILE)):  # a run from before it
+      run_files.write_model_info(workdir, exp.dataset)
+    results = trainer.evaluate(exp, state.params, int(state.step))
+    os.makedirs(out, exist_ok=True)
+    report.write_results(out, results)
+    if out == workdir:  # the run's plots follow its own results
+      plots.write_plots_safely(workdir, results, exp.dataset)
   print(f"{report.summary(results)}\n\n{report.markdown_table(results)}\n\nwritten to {out}/results.json")
 
 

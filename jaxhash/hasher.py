@@ -27,7 +27,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from jaxhash import parallel, run_files
+from jaxhash import parallel, run_files, rundir
 from jaxhash.encode import encode_indices, make_encoder
 from jaxhash.methods import get_method
 
@@ -187,7 +187,7 @@ def load(workdir: str | os.PathLike) -> Hasher:
   from jaxhash import trainer
 
   workdir = os.fspath(workdir)
-  config = run_files.read_config(workdir)
+  config = rundir.load_config(workdir)
   info = run_files.read_model_info(workdir, config)
   model = trainer.build_model(config, info.num_classes)
   mesh = parallel.data_mesh()

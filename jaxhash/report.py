@@ -1,13 +1,33 @@
-"""results.json / results.md: what an evaluation measured, written atomically, and a printed table."""
+"""What an evaluation measured, as files and tables, and the paper-style table across runs.
+
+  python -m jaxhash.report RUN_DIR... [--csv] [--plot out.png]
+
+prints method x dataset x bits -> mAP@R (jaxhash's convention, and HashNet's where results.json
+has it), precision within Hamming radius, each row's protocol and R, and the published figure of
+the same protocol, code length and R (``jaxhash.published``) with its source. ``--plot`` overlays
+the runs' precision-recall curves. ``write_results`` writes a run's results.json / results.md.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
+import sys
 
+from absl import flags
+
+from jaxhash import cli, published
 from jaxhash.io_utils import atomic_write_text
 
 MODES = ("codes", "rerank")
+METHODS = {"dlbhc": "DLBHC", "hashnet": "HashNet"}
+DATASETS = {"mnist10k": "MNIST t10k", "mnist": "MNIST", "cifar10": "CIFAR-10",
+            "cifar10-2": "CIFAR-10", "imagenet100": "ImageNet-100", "nuswide": "NUS-WIDE",
+            "coco": "MS-COCO"}
+COLUMNS = ("method", "dataset", "protocol", "bits", "queries", "database", "R", "mAP@R",
+           "HashNet-convention mAP@R", "re-ranked mAP@R", "P@radius", "published")
 
 
 def markdown_table(results: dict) -> str:
@@ -33,3 +53,128 @@ def write_results(workdir: str, results: dict) -> None:
   atomic_write_text(os.path.join(workdir, "results.json"), json.dumps(results, indent=2) + "\n")
   text = f"# Results\n\n{summary(results)}\n\n{markdown_table(results)}\n"
   atomic_write_text(os.path.join(workdir, "results.md"), text)
+
+
+def title(results: dict) -> str:
+  """What every plot is labelled with, e.g. "DLBHC · MNIST t10k · 48 bits · protocol mnist10k"."""
+  method, protocol = results["method"], results["protocol"]
+  return (f"{METHODS.get(method, method)} · {DATASETS.get(protocol, protocol)} · "
+          f"{results['bits']} bits · protocol {protocol}")
+
+
+def load_results(path: str) -> dict:
+  """The results.json of run directory ``path`` (or ``path`` itself when it is that file)."""
+  file = os.path.join(path, "results.json") if os.path.isdir(path) else path
+  if not os.path.isfile(file):
+    raise FileNotFoundError(f"{file} not found; pass run directories that jaxhash.train wrote "
+                            "(python -m jaxhash.evaluate --workdir DIR writes it again).")
+  with open(file) as f:
+    try:
+      results = json.load(f)
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{file} is not valid JSON ({e}); evaluate the run again.") from None
+  missing = [k for k in ("method", "bits", "protocol", "codes") if k not in results]
+  if not isinstance(results, dict) or missing:
+    raise ValueError(f"{file} lacks {missing}; it is not a jaxhash results.json.")
+  return results
+
+
+def radius_key(metrics: dict) -> str | None:
+  """The ``precision@radius{r}`` key of a results mode (its r is the evaluation's radius)."""
+  return next((k for k in metrics if k.startswith("precision@radius")), None)
+
+
+def _number(value, form: str = ".4f") -> str:
+  return "" if value is None else format(value, form)
+
+
+def _order(results: dict) -> tuple:
+  return (results["method"], DATASETS.get(results["protocol"], ""), results["protocol"],
+          results["bits"])
+
+
+def rows(runs: list[dict]) -> list[dict]:
+  """One row per run and R of its mAP@R, by method, dataset, protocol and bits."""
+  out = []
+  for results in sorted(runs, key=_order):
+    codes, rerank = results["codes"], results.get("rerank", {})
+    radius = radius_key(codes)
+    for key in [k for k in codes if k.startswith("map@")]:
+      r = key[len("map@"):]
+      r = int(r) if r.isdigit() else r
+      figures = published.matching(results["method"], results["protocol"], results["bits"], r)
+      out.append({
+          "method": METHODS.get(results["method"], results["method"]),
+          "dataset": DATASETS.get(results["protocol"], results["protocol"]),
+          "protocol": results["protocol"], "bits": results["bits"],
+          "queries": results.get("num_queries"), "database": results.get("num_database"), "R": r,
+          "mAP@R": codes[key], "HashNet-convention mAP@R": codes.get(f"hashnet_{key}"),
+          "re-ranked mAP@R": rerank.get(key),
+          "P@radius": (radius[len("precision@radius"):], codes[radius]) if radius else None,
+          "published": figures,
+      })
+  return out
+
+
+def markdown(table: list[dict]) -> str:
+  """The rows as a Markdown table, then one numbered note per published figure cited."""
+  notes: list[str] = []
+  lines = [f"| {' | '.join(COLUMNS)} |", f"|{'---|' * len(COLUMNS)}"]
+  for row in table:
+    cited = []
+    for figure in row["published"]:
+      text = published.describe(figure)
+      if text not in notes:
+        notes.append(text)
+      cited.append(f"{figure.value:.4f} [{notes.index(text) + 1}]")
+    radius = f"{row['P@radius'][1]:.4f} (r <= {row['P@radius'][0]})" if row["P@radius"] else ""
+    cells = [row["method"], row["dataset"], row["protocol"], str(row["bits"]),
+             _number(row["queries"], ","), _number(row["database"], ","), str(row["R"]),
+             _number(row["mAP@R"]),
+             _number(row["HashNet-convention mAP@R"]), _number(row["re-ranked mAP@R"]), radius,
+             ", ".join(cited)]
+    lines.append(f"| {' | '.join(cells)} |")
+  lines += ["", *(f"[{i}] {note}" for i, note in enumerate(notes, 1))] if notes else []
+  return "\n".join(lines)
+
+
+def csv_text(table: list[dict]) -> str:
+  """The rows as CSV, full precision; each published figure in its own row's columns."""
+  out = io.StringIO()
+  writer = csv.writer(out, lineterminator="\n")
+  writer.writerow([*COLUMNS[:10], "radius", "P@radius", "published", "published R", "convention",
+                   "source"])
+  for row in table:
+    radius, precision = row["P@radius"] or ("", "")
+    base = [row[c] for c in COLUMNS[:10]]
+    base = ["" if v is None else v for v in base] + [radius, precision]
+    for figure in row["published"] or [None]:
+      extra = ([figure.value, figure.map_at or "not stated", figure.convention,
+                published.SOURCES[figure.source]] if figure else ["", "", "", ""])
+      writer.writerow(base + extra)
+  return out.getvalue()
+
+
+def main() -> None:
+  run_dirs = flags.FLAGS(sys.argv)[1:]  # the positional arguments (cli.run parsed the flags)
+  if not run_dirs:
+    raise ValueError("pass one or more run directories: python -m jaxhash.report RUN_DIR... "
+                     "[--csv] [--plot out.png]")
+  runs = [load_results(path) for path in run_dirs]
+  table = rows(runs)
+  if flags.FLAGS.csv:
+    print(csv_text(table), end="")
+  else:
+    print(markdown(table))
+  if flags.FLAGS.plot:
+    from jaxhash import plots
+
+    plots.overlay_pr_curves(runs, flags.FLAGS.plot)
+    print(f"precision-recall curves of {len(runs)} run(s) written to {flags.FLAGS.plot}")
+
+
+if __name__ == "__main__":  # flags only here: train.py and evaluate.py import this module
+  flags.DEFINE_bool("csv", False, "Print CSV instead of a Markdown table.")
+  flags.DEFINE_string("plot", None, "Also write the runs' precision-recall curves on one PNG.")
+  flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
+  sys.exit(cli.run(main))

@@ -1,4 +1,4 @@
-"""A run directory's recorded files, read without its training data: config.json and model.json.
+"""A run directory's model.json, read without its training data.
 
 ``model.json`` holds what rebuilding the network needs beyond the config, which the data decided
 at training time: the number of classes (DLBHC's classifier) and the input image shape (the first
@@ -12,8 +12,6 @@ import dataclasses
 import json
 import os
 
-import ml_collections
-
 from jaxhash.io_utils import atomic_write_text
 
 MODEL_FILE = "model.json"
@@ -23,20 +21,6 @@ MODEL_FILE = "model.json"
 class ModelInfo:
   num_classes: int
   image_shape: tuple[int, int, int]  # (H, W, C) of the uint8 images the network was trained on
-
-
-def read_config(workdir: str) -> ml_collections.ConfigDict:
-  """The run's ``config.json`` as a ConfigDict (unlocked, so evaluation settings can change)."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path} not found; pass a run directory written by "
-                            "python -m jaxhash.train.")
-  with open(path, encoding="utf-8") as f:
-    try:
-      return ml_collections.ConfigDict(json.load(f))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-      raise ValueError(f"{path} is not valid JSON ({error}); restore it from a copy or retrain "
-                       "into a new --workdir.") from None
 
 
 def write_model_info(workdir: str, dataset) -> None:
@@ -59,9 +43,26 @@ def read_model_info(workdir: str, config) -> ModelInfo:
   return _infer(workdir, config)
 
 
-def _infer(workdir: str, config) -> ModelInfo:
-  from jaxhash.checkpoint import latest_array_shapes
+def _latest_array_shapes(workdir: str) -> dict[str, tuple[int, ...]]:
+  """``{"params.head.classifier.bias": (10,), ...}`` of the latest checkpoint, from its metadata
+  alone (no array is read); empty when there is no checkpoint."""
+  import jax
+  import orbax.checkpoint as ocp
 
+  manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
+                                  item_handlers=ocp.StandardCheckpointHandler())
+  try:
+    step = manager.latest_step()
+    if step is None:
+      return {}
+    metadata = manager.item_metadata(step)
+    return {".".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(dict(metadata))[0]}
+  finally:
+    manager.close()
+
+
+def _infer(workdir: str, config) -> ModelInfo:
   data = config.data
   if data.image_size:  # list files and image folders are decoded to RGB and resized
     shape = (data.image_size, data.image_size, 3)
@@ -74,5 +75,5 @@ def _infer(workdir: str, config) -> ModelInfo:
         f"{workdir} was trained before jaxhash recorded {MODEL_FILE}, and its input image size "
         f"cannot be told from its config; run python -m jaxhash.evaluate --workdir {workdir} "
         "once (it reads the data) to record it.")
-  classifier = (latest_array_shapes(workdir) or {}).get("params.head.classifier.bias")
+  classifier = _latest_array_shapes(workdir).get("params.head.classifier.bias")
   return ModelInfo(int(classifier[0]) if classifier else 0, shape)  # 0: no classifier (HashNet)

@@ -3,6 +3,8 @@
   python -m jaxhash.train --config configs/dlbhc_mnist.py [--workdir DIR] [--config.a.b=value]
 
 Runs again with the same command resume from the latest checkpoint; a finished run only evaluates.
+A changed setting on an existing run is refused (one run per directory); ``--extend`` allows a
+larger ``train.num_steps`` / ``num_epochs``.
 A relative --config path is looked up in the working directory, then in the repository jaxhash was
 installed from, so the command works from any folder.
 """
@@ -20,6 +22,8 @@ from jaxhash import cli, report
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/dlbhc_mnist.py[:variant].",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config name>).")
+_EXTEND = flags.DEFINE_bool("extend", False, "Train an existing run to a larger train.num_steps or "
+                            "num_epochs (the schedule is recomputed; recorded in run.json).")
 flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
 
 
@@ -44,7 +48,7 @@ def find_config_arg(argv: list[str]) -> list[str]:
 def usage(argv: list[str]) -> str:
   from jaxhash import usage as help_text
 
-  lines = [__doc__.strip(), "", "Flags:", *help_text.flag_lines(["config", "workdir", "debug"]),
+  lines = [__doc__.strip(), "", "Flags:", *help_text.flag_lines(["config", "workdir", "extend", "debug"]),
            f"  --{'config.KEY':<12} Any config key below, e.g. --config.method.bits=64.", ""]
   try:
     argv = find_config_arg(argv)
@@ -71,7 +75,7 @@ def main() -> None:
   from jaxhash.trainer import train_and_evaluate  # after flag parsing: errors in flags stay quick
 
   workdir = _WORKDIR.value or os.path.join("runs", config.name or "run")
-  results = train_and_evaluate(config, workdir)
+  results = train_and_evaluate(config, workdir, extend=_EXTEND.value)
   print(f"\n{report.summary(results)}\n\n{report.markdown_table(results)}\n\nwritten to {workdir}/results.json")
 
 

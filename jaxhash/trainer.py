@@ -1,13 +1,13 @@
 """The host loop: ``train_and_evaluate(config, workdir)``; the CLI, notebooks and tests call it.
 
-Order matters for "fail loudly, lose nothing": the config is validated and the data read and split
-before anything is written to the workdir, so bad input never touches an existing run.
+Order matters for "fail loudly, lose nothing": the config is validated, the data read and split,
+the run's identity checked (``jaxhash.rundir``) and its checkpoint restored before anything is
+written to the workdir, so bad input or a changed setting never touches an existing run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
 import sys
@@ -19,7 +19,8 @@ import numpy as np
 import optax
 
 from jaxhash import config as config_lib
-from jaxhash import environment, evaluation, parallel, report, run_files
+from jaxhash import checkpoint, environment, evaluation, metrics_log, parallel, plots, report
+from jaxhash import run_files, rundir
 from jaxhash.checkpoint import Checkpointer
 from jaxhash.data import protocols
 from jaxhash.data.augment import preprocess
@@ -27,7 +28,6 @@ from jaxhash.data.batches import TrainBatches
 from jaxhash.data.dataset import Dataset
 from jaxhash.data.loader import load_dataset
 from jaxhash.encode import encode_indices, make_encoder
-from jaxhash.io_utils import atomic_write_text
 from jaxhash.methods import HashModel, Method, get_method
 from jaxhash.models import get_backbone
 from jaxhash.models.weights import load_torch_checkpoint
@@ -60,7 +60,9 @@ def build_experiment(config) -> Experiment:
   dataset = load_dataset(config.data, protocol)
   split = protocols.make_split(protocol, dataset, config.seed, config.data)
   model = build_model(config, dataset.num_classes)
-  return Experiment(config, method, protocol, dataset, split, model, parallel.data_mesh())
+  mesh = parallel.data_mesh()
+  parallel.check_batch_size(config.train.batch_size, mesh, "train.batch_size")  # before any write
+  return Experiment(config, method, protocol, dataset, split, model, mesh)
 
 
 def build_model(config, num_classes: int) -> HashModel:
@@ -69,11 +71,14 @@ def build_model(config, num_classes: int) -> HashModel:
                    head=get_method(config.method.name).make_head(config.method, num_classes))
 
 
+def _random_params(config, model: HashModel, image_shape) -> dict:
+  inputs = preprocess(jnp.zeros((1, *image_shape), jnp.uint8), None, config.data, train=False)
+  return model.init(jax.random.key(config.seed), inputs)["params"]
+
+
 def init_params(exp: Experiment) -> dict:
   """Fresh parameters from ``config.seed`` (backbone from ``model.init_weights`` when given)."""
-  sample = jnp.zeros((1, *exp.dataset.image_shape), jnp.uint8)
-  inputs = preprocess(sample, None, exp.config.data, train=False)
-  params = exp.model.init(jax.random.key(exp.config.seed), inputs)["params"]
+  params = _random_params(exp.config, exp.model, exp.dataset.image_shape)
   if exp.config.model.init_weights:
     params = {**params, "backbone": jax.tree.map(jnp.asarray, load_torch_checkpoint(exp.config.model.init_weights))}
   return params
@@ -84,43 +89,71 @@ def initial_state(exp: Experiment, optimizer: optax.GradientTransformation) -> T
   return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
 
 
-def restore_trained(exp: Experiment, workdir: str) -> TrainState:
-  """The latest checkpoint of ``workdir``, for evaluation without training."""
-  return restore_state(workdir, abstract_state(exp.config, exp.model, exp.dataset.image_shape), exp.mesh)
-
-
-def abstract_state(config, model: HashModel, image_shape) -> TrainState:
-  """Shapes and dtypes of the TrainState a run of ``config`` saves; nothing is computed or read."""
-  optimizer, _ = make_optimizer(config.optim, 1)
+def abstract_state(config, model: HashModel, image_shape, mesh, optimizer=None) -> TrainState:
+  """Shapes, dtypes and shardings (replicated over ``mesh``) of the TrainState a run of ``config``
+  saves. Nothing is computed or read (``model.init_weights`` sets values, not shapes), so
+  ``jaxhash.load`` needs neither the data nor the weights file."""
+  optimizer = optimizer or make_optimizer(config.optim, 1)[0]
 
   def init():
-    inputs = preprocess(jnp.zeros((1, *image_shape), jnp.uint8), None, config.data, train=False)
-    params = model.init(jax.random.key(config.seed), inputs)["params"]
+    params = _random_params(config, model, image_shape)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params))
 
-  return jax.eval_shape(init)
-
-
-def restore_state(workdir: str, abstract: TrainState, mesh) -> TrainState:
-  """The latest checkpoint of ``workdir`` shaped like ``abstract``, replicated over ``mesh``.
-
-  The one restore path for evaluation and ``jaxhash.load``: training resumes through ``train``.
-  """
-  abstract = jax.tree.map(
+  return jax.tree.map(
       lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=parallel.replicated(mesh)),
-      abstract)
-  checkpointer = Checkpointer(workdir)
-  try:
-    state = checkpointer.restore_latest(abstract)
-  finally:
-    checkpointer.close()
+      jax.eval_shape(init))
+
+
+def _restore(checkpointer: Checkpointer, abstract, stream, set_aside_damaged: bool = False):
+  """The newest intact checkpoint (saying which were skipped and why), or None when there is none."""
+  restored = checkpointer.restore(abstract, set_aside_damaged=set_aside_damaged)
+  if restored is None:
+    return None
+  for line in restored.skipped:
+    stream.write(f"warning: {line}\n")
+  if restored.skipped:
+    stream.write(f"using checkpoint {restored.step}, the newest intact one"
+                 f"{' (the damaged ones are moved to ' + checkpoint.DAMAGED_DIR + '/)' if set_aside_damaged else ''}\n")
+  if not restored.verified:
+    stream.write(f"warning: checkpoint {restored.step} has no recorded digest (saved before jaxhash "
+                 "verified checkpoints); restored unverified\n")
+  return restored.state
+
+
+def restore_trained(exp: Experiment, workdir: str, stream=None) -> TrainState:
+  """The newest intact checkpoint of ``workdir``, for evaluation without training."""
+  abstract = abstract_state(exp.config, exp.model, exp.dataset.image_shape, exp.mesh)
+  return restore_state(workdir, abstract, stream)
+
+
+def restore_state(workdir: str, abstract: TrainState, stream=None) -> TrainState:
+  """The newest intact checkpoint of ``workdir`` shaped like ``abstract`` (see ``abstract_state``).
+
+  The one read-only restore path, for evaluation and ``jaxhash.load``; training resumes in ``train``.
+  """
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with jaxhash.train.")
+  with Checkpointer(workdir, read_only=True) as checkpointer:
+    state = _restore(checkpointer, abstract, stream or sys.stderr)
   if state is None:
     raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with jaxhash.train.")
   return state
 
 
+NONFINITE = ("loss", "gradient norm", "parameters", "optimizer state")
+
+
+def _all_finite(tree) -> jax.Array:
+  leaves = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.stack(leaves).all() if leaves else jnp.bool_(True)
+
+
 def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, schedule):
-  """The pure, jitted ``(state, images, labels) -> (state, metrics)``; the state is donated."""
+  """The pure, jitted ``(state, images, labels) -> (state, metrics)``; the state is donated.
+
+  ``metrics["nonfinite"]`` is 0 for a step that was applied, else a bitmask of the ``NONFINITE``
+  quantities that were not finite; such a step leaves params and optimizer state unchanged.
+  """
   config = exp.config
 
   def train_step(state: TrainState, images, labels):
@@ -135,106 +168,154 @@ def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, sc
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, **metrics, "learning_rate": schedule(state.step)}
+    # A non-finite loss, gradient or new state is never applied; the host reads the flags (bits in
+    # the order of NONFINITE) at its next log or checkpoint boundary and stops or counts.
+    grad_norm = jnp.sqrt(sum(jnp.sum(jnp.square(g)) for g in jax.tree.leaves(grads)))
+    flags = jnp.stack([~jnp.isfinite(loss), ~jnp.isfinite(grad_norm),
+                       ~_all_finite(params), ~_all_finite(opt_state)])
+    bad = flags.any()
+    keep_old = lambda new, old: jnp.where(bad, old, new)
+    params = jax.tree.map(keep_old, params, state.params)
+    opt_state = jax.tree.map(keep_old, opt_state, state.opt_state)
+    metrics = {"loss": loss, **metrics, "learning_rate": schedule(state.step),
+               "nonfinite": jnp.sum(flags * (2 ** jnp.arange(len(NONFINITE)))).astype(jnp.int32)}
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
   return jax.jit(train_step, donate_argnums=0)
 
 
+def _num_steps(num_steps: int, num_epochs: float, steps_per_epoch: int) -> int:
+  if num_steps > 0:
+    return int(num_steps)
+  return max(1, math.ceil(num_epochs * steps_per_epoch))
+
+
 def total_steps(config, steps_per_epoch: int) -> int:
-  if config.train.num_steps > 0:
-    return int(config.train.num_steps)
-  return max(1, math.ceil(config.train.num_epochs * steps_per_epoch))
+  return _num_steps(config.train.num_steps, config.train.num_epochs, steps_per_epoch)
 
 
-def _prepare_workdir(exp: Experiment, workdir: str) -> None:
+def _check_workdir(exp: Experiment, workdir: str, steps_per_epoch: int, extend: bool) -> rundir.Plan:
+  """Refuses a changed identity or split; reads only (see ``jaxhash.rundir``)."""
+  checkpoints = os.path.join(workdir, "checkpoints")
+  plan = rundir.check(
+      workdir, exp.config,
+      lambda flat: _num_steps(flat["train.num_steps"], flat["train.num_epochs"], steps_per_epoch),
+      extend=extend, has_checkpoints=os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)))
   protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
-  atomic_write_text(os.path.join(workdir, "config.json"), exp.config.to_json(indent=2) + "\n")
-  run_files.write_model_info(workdir, exp.dataset)
+  return plan
 
 
-def _trim_metrics_log(path: str, last_step: int) -> None:
-  """Drops log lines past the checkpoint a run resumes from (they will be logged again)."""
-  if not os.path.exists(path):
-    return
-  with open(path) as f:
-    kept = [line for line in f if line.strip() and json.loads(line)["step"] <= last_step]
-  atomic_write_text(path, "".join(kept))
+def _window_means(values: list[dict]) -> tuple[dict, int]:
+  """Means of a log window's metrics over the applied steps, and the number of skipped steps."""
+  applied = [v for v in values if not v["nonfinite"]]
+  keys = [k for k in values[0] if k != "nonfinite"]
+  return {k: float(np.mean([v[k] for v in applied])) for k in keys} if applied else {}, \
+      len(values) - len(applied)
 
 
-def _mean_metrics(window: list[dict], step: int) -> dict:
-  values = jax.device_get(window)
-  means = {k: float(np.mean([v[k] for v in values])) for k in values[0]}
-  bad = [k for k, v in means.items() if not math.isfinite(v)]
-  if bad:
-    raise FloatingPointError(
-        f"{', '.join(bad)} became non-finite by step {step}; lower config.optim.learning_rate "
-        "(the last checkpoint is kept).")
-  return means
+def _and(names: list[str]) -> str:
+  return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
-def train(exp: Experiment, workdir: str, stream=None) -> TrainState:
-  """Trains (or resumes) to the configured number of steps; returns the final state."""
+def _nonfinite_stop(workdir: str, checkpointer: Checkpointer, step: int, flags: int) -> FloatingPointError:
+  """Records a non-finite stop in run.json (a lower learning rate is then accepted) and says why."""
+  checkpointer.wait()
+  kept = checkpointer.steps()
+  last = kept[-1] if kept else None
+  quantities = [name for bit, name in enumerate(NONFINITE) if flags >> bit & 1]
+  rundir.record_event(workdir, "nonfinite_stop", step=step, quantities=quantities, checkpoint=last)
+  if last is None:
+    where = "no checkpoint was saved before it, so a rerun starts from step 0"
+  else:
+    losses = {r["step"]: r["loss"] for r in metrics_log.read_metrics(workdir) if "loss" in r}
+    logged = (f" (logged loss there {losses[last]:.4g}, lowest logged {min(losses.values()):.4g}; "
+              "start again in another --workdir if it has diverged already)" if last in losses else "")
+    where = f"the last checkpoint, step {last}, is finite and kept, and a rerun resumes from it{logged}"
+  return FloatingPointError(
+      f"training stopped: the {_and(quantities)} became non-finite at step {step}; {where}: "
+      "rerun with a lower --config.optim.learning_rate, or with --config.train.skip_nonfinite=True "
+      "to skip such steps.")
+
+
+def train(exp: Experiment, workdir: str, stream=None, extend: bool = False) -> TrainState:
+  """Trains (or resumes) to the configured number of steps; returns the final state.
+
+  ``extend=True`` lets a run train to a larger number of steps than it was started with (recorded).
+  """
   config = exp.config
+  stream = stream or sys.stderr
   batches = TrainBatches(exp.dataset, exp.split.train, config.train.batch_size, config.seed, exp.mesh)
   steps = total_steps(config, batches.steps_per_epoch)
   optimizer, schedule = make_optimizer(config.optim, steps)
-  state = jax.device_put(initial_state(exp, optimizer), parallel.replicated(exp.mesh))
+  with rundir.locked(workdir):
+    plan = _check_workdir(exp, workdir, batches.steps_per_epoch, extend)
+    with Checkpointer(workdir) as checkpointer:
+      abstract = abstract_state(config, exp.model, exp.dataset.image_shape, exp.mesh, optimizer)
+      state = _restore(checkpointer, abstract, stream, set_aside_damaged=True)
+      if state is None:
+        state = jax.device_put(initial_state(exp, optimizer), parallel.replicated(exp.mesh))
+      start = int(state.step)
+      rundir.commit(plan, start)
+      run_files.write_model_info(workdir, exp.dataset)
+      for note in metrics_log.trim(workdir, start):
+        stream.write(f"warning: {note}\n")
+      if start >= steps:
+        stream.write(f"{workdir} finished training at step {start}; evaluating only\n")
+        return state
+      devices = exp.mesh.devices.size
+      stream.write(f"{'resuming' if start else 'training'} {workdir} from step {start} on {devices} "
+                   f"{jax.default_backend()} device{'s' if devices > 1 else ''}\n")
+      return _train_loop(exp, workdir, state, make_train_step(exp, optimizer, schedule), batches,
+                         steps, checkpointer, stream)
 
-  _prepare_workdir(exp, workdir)
-  checkpointer = Checkpointer(workdir)
-  restored = checkpointer.restore_latest(state)
-  if restored is not None:
-    state = restored
+
+def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_step, batches: TrainBatches,
+                steps: int, checkpointer: Checkpointer, stream) -> TrainState:
+  config = exp.config
   start = int(state.step)
-  stream = stream or sys.stderr
-  log_path = os.path.join(workdir, "metrics.jsonl")
-  _trim_metrics_log(log_path, start)
-  if start >= steps:
-    stream.write(f"{workdir} finished training at step {start}; evaluating only\n")
-    checkpointer.close()
-    return state
-  devices = exp.mesh.devices.size
-  stream.write(f"{'resuming' if start else 'training'} {workdir} from step {start} on {devices} "
-               f"{jax.default_backend()} device{'s' if devices > 1 else ''}\n")
-
-  train_step = make_train_step(exp, optimizer, schedule)
   progress = Progress(steps, start, config.train.batch_size, stream=stream)
-  window, t_window = [], time.perf_counter()
+  log = metrics_log.MetricsWriter(workdir)
+  window, t_window, skipped = [], time.perf_counter(), 0
   try:
     for step in range(start, steps):
       state, metrics = train_step(state, *batches.get(step))
       window.append(metrics)
       done = step + 1
-      if done % config.train.log_every == 0 or done == steps:
-        means = _mean_metrics(window, done)
+      log_now = done % config.train.log_every == 0 or done == steps
+      save_now = done % config.train.checkpoint_every == 0 or done == steps
+      if not (log_now or save_now):
+        continue
+      values = jax.device_get(window)
+      bad = next((i for i, v in enumerate(values) if v["nonfinite"]), None)
+      if bad is not None and not config.train.skip_nonfinite:
+        raise _nonfinite_stop(workdir, checkpointer, done - len(values) + bad + 1, int(values[bad]["nonfinite"]))
+      if log_now:
+        means, window_skipped = _window_means(values)
+        skipped += window_skipped
         now = time.perf_counter()
         record = {"step": done, **means, "images_per_sec": len(window) * config.train.batch_size / (now - t_window)}
-        with open(log_path, "a") as f:
-          f.write(json.dumps(record) + "\n")
-        progress.update(done, {k: v for k, v in means.items() if k != "learning_rate"})
+        if config.train.skip_nonfinite:
+          record["nonfinite_skipped"] = window_skipped
+        log.write(record)
+        shown = {k: v for k, v in means.items() if k != "learning_rate"}
+        progress.update(done, {**shown, **({"skipped": skipped} if skipped else {})})
         window, t_window = [], now
-      if done % config.train.checkpoint_every == 0 or done == steps:
+      if save_now:
         checkpointer.save(done, state)
+        log.sync()
   finally:
     progress.close()
-    checkpointer.wait()
-    checkpointer.close()
+    log.close()
+  if skipped:
+    stream.write(f"skipped {skipped} non-finite steps of steps {start + 1}..{steps} "
+                 "(config.train.skip_nonfinite; counted in metrics.jsonl)\n")
   return state
 
 
 def evaluate(exp: Experiment, params, step: int) -> dict:
   """Encodes queries and database with ``params`` and measures retrieval (results.json layout)."""
   config = exp.config
-  spec = evaluation.EvalSpec(
-      nbits=config.method.bits,
-      map_at=config_lib.map_at(config),
-      precision_at=config_lib.parse_int_list(config.eval.precision_at, "eval.precision_at"),
-      radius=config.eval.radius,
-      rerank=config.eval.rerank,
-      rerank_pool=config.eval.rerank_pool,
-      rerank_radius=config.eval.rerank_radius,
-  )
+  spec = evaluation.EvalSpec.from_config(config)
   encoder = make_encoder(exp.model, exp.method, config.data)
   t0 = time.perf_counter()
   encoded = {}
@@ -251,16 +332,22 @@ def evaluate(exp: Experiment, params, step: int) -> dict:
   results["seconds"]["evaluate"] = time.perf_counter() - t0
   return {"method": exp.method.name, "bits": config.method.bits, "protocol": exp.protocol.name,
           "num_queries": len(exp.split.query), "num_database": len(exp.split.database), "step": step,
-          **results, "environment": environment.describe()}
+          "eval": config.eval.to_dict(), **results, "environment": environment.describe()}
 
 
-def train_and_evaluate(config, workdir: str, stream=None) -> dict:
-  """Trains or resumes, evaluates the final state, writes results.json / results.md; returns them."""
+def train_and_evaluate(config, workdir: str, stream=None, extend: bool = False) -> dict:
+  """Trains or resumes, evaluates the final state, writes results.json / results.md; returns them.
+
+  ``extend=True`` allows a larger ``train.num_steps`` / ``num_epochs`` on an existing run.
+  """
+  rundir.ensure_free(workdir)
   exp = build_experiment(config)
-  t0 = time.perf_counter()
-  state = train(exp, workdir, stream=stream)
-  train_seconds = time.perf_counter() - t0
-  results = evaluate(exp, state.params, int(state.step))
-  results["seconds"] = {"train": train_seconds, **results["seconds"]}
-  report.write_results(workdir, results)
+  with rundir.locked(workdir):
+    t0 = time.perf_counter()
+    state = train(exp, workdir, stream=stream, extend=extend)
+    train_seconds = time.perf_counter() - t0
+    results = evaluate(exp, state.params, int(state.step))
+    results["seconds"] = {"train": train_seconds, **results["seconds"]}
+    report.write_results(workdir, results)
+    plots.write_plots_safely(workdir, results, exp.dataset)
   return results

@@ -28,3 +28,12 @@ def run_cli(module: str, *args: str, cwd: str = ROOT, timeout: int = 300):
   env = {**os.environ, "PYTHONPATH": ROOT}
   return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
                         text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory):
+  """A finished CLI run of the tiny config; tests that change it work on a copy (shutil.copytree)."""
+  workdir = str(tmp_path_factory.mktemp("finished") / "run")
+  proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", workdir)
+  assert proc.returncode == 0, proc.stderr
+  return workdir

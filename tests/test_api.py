@@ -11,7 +11,7 @@ from PIL import Image
 
 import jaxhash
 from conftest import load_config
-from jaxhash import run_files, trainer
+from jaxhash import run_files, rundir, trainer
 from jaxhash.data import sources
 from jaxhash.encode import encode_indices, make_encoder
 
@@ -125,7 +125,7 @@ def test_a_run_from_before_model_json_still_loads(run, hasher, mnist, tmp_path):
   old = str(tmp_path / "old")
   shutil.copytree(run, old)
   os.remove(os.path.join(old, run_files.MODEL_FILE))
-  assert run_files.read_model_info(old, run_files.read_config(old)) == run_files.ModelInfo(10, (28, 28, 1))
+  assert run_files.read_model_info(old, rundir.load_config(old)) == run_files.ModelInfo(10, (28, 28, 1))
   np.testing.assert_array_equal(jaxhash.load(old).encode(mnist.images[:5]), hasher.encode(mnist.images[:5]))
 
 

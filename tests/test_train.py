@@ -35,26 +35,37 @@ def test_two_steps_then_resume_does_not_retrain(tmp_path, test_config):
   assert len(open(os.path.join(workdir, "metrics.jsonl")).readlines()) == 2
 
 
-def test_resume_continues_from_checkpoint(tmp_path):
+def test_extend_continues_from_checkpoint_and_is_recorded(tmp_path):
   workdir = str(tmp_path / "run")
   first = load_config("test", "steps=2")
   trainer.train(trainer.build_experiment(first), workdir)
   longer = load_config("test", "steps=4")
-  state = trainer.train(trainer.build_experiment(longer), workdir)
+  with pytest.raises(ValueError, match=r"train.num_steps 2 -> 4 \(that is 2 -> 4 training steps; pass --extend"):
+    trainer.train(trainer.build_experiment(longer), workdir)
+  state = trainer.train(trainer.build_experiment(longer), workdir, extend=True)
   assert int(state.step) == 4
   log = [json.loads(line)["step"] for line in open(os.path.join(workdir, "metrics.jsonl"))]
   assert log == [1, 2, 3, 4]
+  assert json.load(open(os.path.join(workdir, "config.json")))["train"]["num_steps"] == 4
+  history = json.load(open(os.path.join(workdir, "run.json")))["history"]
+  assert [e["event"] for e in history] == ["created", "extended"]
+  assert history[1]["from_steps"] == 2 and history[1]["to_steps"] == 4 and history[1]["at_step"] == 2
   restored = trainer.restore_trained(trainer.build_experiment(longer), workdir)
   assert int(restored.step) == 4
 
 
-def test_workdir_of_another_protocol_is_refused(tmp_path, test_config):
+def test_workdir_of_another_seed_or_split_is_refused(tmp_path, test_config):
   workdir = str(tmp_path / "run")
   trainer.train(trainer.build_experiment(test_config), workdir)
   other = load_config("test").unlock()
   other.seed = 1
-  with pytest.raises(ValueError, match="different train split"):
+  with pytest.raises(ValueError, match="another config: seed 0 -> 1"):
     trainer.train(trainer.build_experiment(other.lock()), workdir)
+  split = os.path.join(workdir, "splits", "query.txt")
+  with open(split, "a") as f:
+    f.write("0\n")
+  with pytest.raises(ValueError, match="different query split"):
+    trainer.train(trainer.build_experiment(test_config), workdir)
 
 
 def test_cli_train_then_evaluate(tmp_path):
@@ -67,15 +78,6 @@ def test_cli_train_then_evaluate(tmp_path):
   proc = run_cli("jaxhash.evaluate", "--workdir", workdir, "--set", "radius=3")
   assert proc.returncode == 0, proc.stderr
   assert "precision@radius3" in json.load(open(os.path.join(workdir, "results.json")))["codes"]
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-  """A finished CLI run of the tiny config, copied by tests that must not damage it."""
-  workdir = str(tmp_path_factory.mktemp("finished") / "run")
-  proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", workdir)
-  assert proc.returncode == 0, proc.stderr
-  return workdir
 
 
 @pytest.mark.parametrize("args, message", [

@@ -8,8 +8,10 @@ Everything is checked before it is used, so a truncated or foreign file fails wi
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import struct
+import zlib
 
 import numpy as np
 
@@ -26,7 +28,7 @@ def _read_bytes(path: str) -> bytes:
   try:
     with opener(path, "rb") as f:
       return f.read()
-  except (EOFError, OSError) as e:
+  except (EOFError, OSError, zlib.error) as e:
     raise ValueError(f"{path}: the gzip stream is damaged or truncated ({e}); re-copy the file.") from None
 
 
@@ -43,7 +45,7 @@ def parse_idx(data: bytes, path: str = "<bytes>") -> np.ndarray:
   if len(data) < header_len:
     raise ValueError(f"{path}: truncated IDX header ({len(data)} of {header_len} bytes).")
   shape = struct.unpack(f">{ndim}I", data[4:header_len])
-  expected = int(np.prod(shape, dtype=np.int64))
+  expected = math.prod(shape)  # Python ints: four large dimensions must not wrap around
   payload = len(data) - header_len
   if payload != expected:
     what = "truncated" if payload < expected else "longer than its header says"

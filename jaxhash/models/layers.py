@@ -1,0 +1,97 @@
+"""Layers the pretrained backbones share: torch's adaptive pooling, batch norm, depthwise conv.
+
+Batch norm is ``flax.linen.BatchNorm`` with its running statistics in the ``batch_stats``
+collection. PyTorch's ``momentum`` m is Flax's ``1 - m`` (torchvision's 0.1 is 0.9 here). One
+difference remains: the running variance is updated with the biased batch variance here and with
+the unbiased one in PyTorch, so after one training step they differ by ``m * var * 1/(n - 1)``
+(n = batch × height × width), which the parity tests account for.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
+  """torch's AdaptiveAvgPool2d on NHWC: bin i spans [floor(i*H/size), ceil((i+1)*H/size))."""
+
+  def pool_axis(x, axis):
+    n = x.shape[axis]
+    bins = [
+        jnp.mean(jax.lax.slice_in_dim(x, (i * n) // size, -(-((i + 1) * n) // size), axis=axis),
+                 axis=axis, keepdims=True)
+        for i in range(size)
+    ]
+    return jnp.concatenate(bins, axis=axis)
+
+  return pool_axis(pool_axis(x, 1), 2)
+
+
+def flatten_chw(x: jax.Array) -> jax.Array:
+  """Flattens NHWC in torch's (C, H, W) order, so imported fc6 weights need no permutation."""
+  return jnp.transpose(x, (0, 3, 1, 2)).reshape((x.shape[0], -1))
+
+
+def batch_norm(name: str, train: bool, frozen: bool, momentum: float, epsilon: float, dtype):
+  """A BatchNorm that uses batch statistics (and updates the running ones) only when training
+  and not ``frozen``; frozen, it normalises with the running averages and updates nothing."""
+  return nn.BatchNorm(use_running_average=not train or frozen, momentum=momentum, epsilon=epsilon,
+                      dtype=dtype, name=name)
+
+
+def _same_padding(size: int, kernel: int, stride: int) -> tuple[tuple[int, int], int]:
+  """TensorFlow "SAME": output ceil(size / stride); an odd pixel of padding goes at the end."""
+  out = -(-size // stride)
+  total = max((out - 1) * stride + kernel - size, 0)
+  return (total // 2, total - total // 2), out
+
+
+def shifted_depthwise(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  """Depthwise conv as the sum over the k² kernel taps of a strided window times a per-channel
+  weight: XLA fuses it into one loop over the output, vectorised along the channels."""
+  k = kernel.shape[0]
+  (pad_h, out_h), (pad_w, out_w) = (_same_padding(x.shape[axis], k, stride) for axis in (1, 2))
+  x = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
+  out = None
+  for i in range(k):
+    for j in range(k):
+      window = jax.lax.slice(x, (0, i, j, 0), (x.shape[0], i + stride * (out_h - 1) + 1,
+                                               j + stride * (out_w - 1) + 1, x.shape[3]),
+                             (1, stride, stride, 1))
+      out = window * kernel[i, j, 0] if out is None else out + window * kernel[i, j, 0]
+  return out
+
+
+class DepthwiseConv(nn.Module):
+  """k×k depthwise convolution without bias, TensorFlow "SAME" padding. The kernel is (k, k, 1, C),
+  the layout of ``nn.Conv(C, feature_group_count=C)``, with the same initialiser.
+
+  ``impl``: ``"grouped"`` is XLA's grouped convolution; ``"shifted"`` is
+  :func:`shifted_depthwise`, several times faster on CPU, where XLA's grouped convolution is slow
+  (``benchmarks/backbone_speed.py``); ``"auto"`` takes ``shifted`` on CPU, ``grouped`` elsewhere.
+  """
+
+  kernel_size: int
+  strides: int = 1
+  impl: str = "auto"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, channels = self.kernel_size, x.shape[-1]
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, 1, channels), jnp.float32)
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    impl = self.impl
+    if impl == "auto":
+      impl = "shifted" if jax.default_backend() == "cpu" else "grouped"
+    if impl == "shifted":
+      return shifted_depthwise(x, kernel, self.strides)
+    if impl != "grouped":
+      raise ValueError(f"depthwise impl {self.impl!r}: choose auto, shifted or grouped.")
+    return jax.lax.conv_general_dilated(x, kernel, (self.strides, self.strides), "SAME",
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
+                                        feature_group_count=channels)

@@ -1,0 +1,619 @@
+"""Faults around a run: changed settings, locks, damaged checkpoints, non-finite training, torn
+logs, full disks. Each case of issue 8 has a test here (fuzzing of inputs is in test_fuzz.py)."""
+
+import hashlib
+import json
+import os
+import shutil
+
+import pytest
+
+from conftest import load_config, run_cli
+from jaxhash import rundir, trainer
+
+
+def tree_digest(directory) -> dict:
+  """{relative path: md5} of every file under ``directory``."""
+  digests = {}
+  for root, _, files in os.walk(directory):
+    for name in files:
+      path = os.path.join(root, name)
+      digests[os.path.relpath(path, directory)] = hashlib.md5(open(path, "rb").read()).hexdigest()
+  return digests
+
+
+def one_line_error(proc) -> str:
+  lines = proc.stderr.strip().splitlines()
+  assert proc.returncode != 0 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+  return lines[0]
+
+
+# ------------------------------------------------------------------------------------ identity
+
+
+def recorded_run(tmp_path, **changes):
+  """A workdir whose config.json records the test config with ``changes`` (dotted keys)."""
+  config = load_config("test").unlock()
+  for key, value in changes.items():
+    *parents, leaf = key.split(".")
+    node = config
+    for name in parents:
+      node = node[name]
+    node[leaf] = value
+  workdir = str(tmp_path / "run")
+  os.makedirs(workdir)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json(indent=2))
+  return workdir
+
+
+def steps_of(flat):
+  return flat["train.num_steps"]
+
+
+def requested(**changes):
+  config = load_config("test").unlock()
+  for key, value in changes.items():
+    section, leaf = key.split(".")
+    config[section][leaf] = value
+  return config.lock()
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"method.bits": 64}, "method.bits 16 -> 64"),
+    ({"data.pad": 2}, "data.pad 0 -> 2"),
+    ({"optim.momentum": 0.5}, "optim.momentum 0.9 -> 0.5"),
+    ({"optim.learning_rate": 0.001}, "may only be lowered, or train.skip_nonfinite set, after a non-finite stop"),
+    ({"train.batch_size": 32}, "train.batch_size 16 -> 32"),
+    ({"train.num_steps": 1}, "train.num_steps 2 -> 1 (that is 2 -> 1 training steps)"),
+    ({"train.num_steps": 5}, "pass --extend"),
+])
+def test_identity_changes_are_refused_in_one_line(tmp_path, changes, message):
+  workdir = recorded_run(tmp_path)
+  with pytest.raises(ValueError) as error:
+    rundir.check(workdir, requested(**changes), steps_of)
+  text = str(error.value)
+  assert message in text and "use another --workdir" in text and "\n" not in text
+
+
+def test_several_differing_keys_are_all_listed(tmp_path):
+  workdir = recorded_run(tmp_path)
+  with pytest.raises(ValueError, match=r"method.bits 16 -> 32, data.flip False -> True"):
+    rundir.check(workdir, requested(**{"method.bits": 32, "data.flip": True}), steps_of)
+
+
+def test_eval_and_bookkeeping_changes_are_accepted(tmp_path):
+  workdir = recorded_run(tmp_path)
+  config = requested(**{"eval.radius": 3, "train.log_every": 5})
+  plan = rundir.check(workdir, config, steps_of)
+  assert [str(c) for c in plan.changes] == ["train.log_every 1 -> 5"]
+  before = open(os.path.join(workdir, "config.json")).read()
+  rundir.commit(plan, step=2)
+  recorded = json.load(open(os.path.join(workdir, "config.json")))
+  assert recorded["train"]["log_every"] == 5 and recorded["eval"]["radius"] == 2  # eval not recorded
+  assert json.loads(before)["eval"] == recorded["eval"]
+  event = json.load(open(os.path.join(workdir, "run.json")))["history"][-1]
+  assert event["event"] == "changed" and event["changes"][0]["key"] == "train.log_every"
+
+
+def test_unchanged_rerun_writes_nothing(tmp_path):
+  workdir = recorded_run(tmp_path)
+  before = tree_digest(workdir)
+  rundir.commit(rundir.check(workdir, requested(**{"eval.rerank": False}), steps_of), step=2)
+  assert tree_digest(workdir) == before
+
+
+def test_key_missing_from_an_older_config_compares_equal_to_its_default(tmp_path):
+  workdir = recorded_run(tmp_path)
+  path = os.path.join(workdir, "config.json")
+  old = json.load(open(path))
+  del old["data"]["pad"], old["optim"]["decay_factor"]
+  json.dump(old, open(path, "w"))
+  rundir.check(workdir, requested(), steps_of)  # the defaults: accepted
+  with pytest.raises(ValueError, match="data.pad 0 -> 4"):
+    rundir.check(workdir, requested(**{"data.pad": 4}), steps_of)
+  assert rundir.load_config(workdir).data.pad == 0
+
+
+def test_lower_learning_rate_is_accepted_only_after_a_non_finite_stop(tmp_path):
+  workdir = recorded_run(tmp_path)
+  rundir.record_event(workdir, "nonfinite_stop", step=3, quantity="loss", checkpoint=2)
+  with pytest.raises(ValueError, match="may only be lowered"):
+    rundir.check(workdir, requested(**{"optim.learning_rate": 0.1}), steps_of)  # raised
+  plan = rundir.check(workdir, requested(**{"optim.learning_rate": 0.001}), steps_of)
+  rundir.commit(plan, step=2)
+  assert json.load(open(os.path.join(workdir, "config.json")))["optim"]["learning_rate"] == 0.001
+  assert rundir.last_event(workdir)["changes"] == [
+      {"key": "optim.learning_rate", "old": 0.01, "new": 0.001}]
+
+
+def test_damaged_config_json_is_named(tmp_path):
+  workdir = recorded_run(tmp_path)
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write('{"method": {"na')
+  with pytest.raises(ValueError, match=r"run/config.json is not valid JSON"):
+    rundir.check(workdir, requested(), steps_of)
+
+
+def test_checkpoints_without_config_are_refused(tmp_path):
+  workdir = str(tmp_path / "run")
+  with pytest.raises(ValueError, match="holds checkpoints but no config.json"):
+    rundir.check(workdir, requested(), steps_of, has_checkpoints=True)
+
+
+def test_changed_bits_on_a_finished_run_leaves_it_intact(tmp_path, finished_run):
+  workdir = str(tmp_path / "run")
+  shutil.copytree(finished_run, workdir)
+  before = tree_digest(workdir)
+  proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", workdir,
+                 "--config.method.bits=64")
+  line = one_line_error(proc)
+  assert "method.bits 16 -> 64" in line and "--workdir" in line
+  assert tree_digest(workdir) == before
+  config = rundir.load_config(workdir).lock()
+  exp = trainer.build_experiment(config)
+  state = trainer.restore_trained(exp, workdir)
+  results = trainer.evaluate(exp, state.params, int(state.step))
+  recorded = json.load(open(os.path.join(workdir, "results.json")))
+  assert results["codes"] == pytest.approx(recorded["codes"])
+  assert recorded["eval"] == config.eval.to_dict()
+
+
+# ---------------------------------------------------------------------------------------- lock
+
+_HOLD_LOCK = """
+import sys
+from jaxhash import rundir
+with rundir.locked(sys.argv[1]):
+  print("locked", flush=True)
+  sys.stdin.read()
+"""
+
+
+def test_a_busy_workdir_is_refused_naming_the_lock_and_its_holder(tmp_path):
+  import subprocess
+  import sys
+
+  from conftest import ROOT
+
+  workdir = str(tmp_path / "run")
+  holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, workdir], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+  try:
+    assert holder.stdout.readline().strip() == "locked"
+    for attempt in (rundir.ensure_free, lambda w: rundir.locked(w).__enter__()):
+      with pytest.raises(BlockingIOError) as error:
+        attempt(workdir)
+      assert f"in use by process {holder.pid} (lock file {workdir}/.lock)" in str(error.value)
+    proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", workdir)
+    assert f"in use by process {holder.pid}" in one_line_error(proc)
+    assert sorted(os.listdir(workdir)) == [".lock"]  # nothing else was written
+  finally:
+    holder.communicate("")
+  with rundir.locked(workdir):  # released when its holder ended
+    assert open(os.path.join(workdir, ".lock")).read() == f"{os.getpid()}\n"
+
+
+def test_a_stale_lock_is_taken_over_and_locks_nest_in_one_process(tmp_path):
+  workdir = str(tmp_path / "run")
+  os.makedirs(workdir)
+  with open(os.path.join(workdir, ".lock"), "w") as f:
+    f.write("999999999\n")  # a holder that died without unlocking
+  with rundir.locked(workdir):
+    with rundir.locked(workdir):  # train() inside train_and_evaluate()
+      rundir.ensure_free(workdir)
+    assert open(os.path.join(workdir, ".lock")).read() == f"{os.getpid()}\n"
+  assert open(os.path.join(workdir, ".lock")).read() == ""
+
+
+# --------------------------------------------------------------------------------- checkpoints
+
+
+@pytest.fixture(scope="module")
+def test_exp():
+  return trainer.build_experiment(load_config("test"))
+
+
+def copy_run(finished_run, tmp_path) -> str:
+  workdir = str(tmp_path / "run")
+  shutil.copytree(finished_run, workdir)
+  return workdir
+
+
+def largest_file(workdir, step) -> str:
+  files = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(workdir, "checkpoints", str(step)))
+           for f in fs]
+  return max(files, key=os.path.getsize)
+
+
+def damage(path, how):
+  data = bytearray(open(path, "rb").read())
+  middle = len(data) // 2
+  if how == "flip":  # small changes to finite floats: only the digest can notice
+    data[middle:middle + 4096] = bytes(b ^ 0x01 for b in data[middle:middle + 4096])
+  elif how == "truncate":
+    data = data[:middle]
+  elif how == "empty":
+    data = b""
+  open(path, "wb").write(bytes(data))
+
+
+def restore(exp, workdir):
+  import io
+
+  stream = io.StringIO()
+  state = trainer.restore_trained(exp, workdir, stream=stream)
+  return int(state.step), stream.getvalue()
+
+
+@pytest.mark.parametrize("how, message", [
+    ("flip", "is damaged ("),  # non-finite or a digest mismatch, depending on the bytes hit
+    ("truncate", "is damaged (unreadable: "),
+    ("metadata", "default/_METADATA is not valid JSON"),
+    ("digest", "its arrays differ from the digest recorded when it was saved"),
+])
+def test_a_damaged_latest_checkpoint_falls_back_saying_so(tmp_path, finished_run, test_exp, how, message):
+  workdir = copy_run(finished_run, tmp_path)
+  if how == "metadata":
+    damage(os.path.join(workdir, "checkpoints", "2", "default", "_METADATA"), "empty")
+  elif how == "digest":  # arrays that changed while staying finite
+    path = os.path.join(workdir, "checkpoint_digests.json")
+    json.dump({**json.load(open(path)), "2": "0" * 64}, open(path, "w"))
+  else:
+    damage(largest_file(workdir, 2), how)
+  step, said = restore(test_exp, workdir)
+  assert step == 1
+  assert f"checkpoint 2 in {workdir}/checkpoints is damaged" in said and message in said
+  assert "using checkpoint 1, the newest intact one" in said
+
+
+def test_no_intact_checkpoint_stops_in_one_line(tmp_path, finished_run, test_exp):
+  workdir = copy_run(finished_run, tmp_path)
+  damage(largest_file(workdir, 2), "flip")
+  damage(largest_file(workdir, 1), "truncate")
+  with pytest.raises(ValueError) as error:
+    restore(test_exp, workdir)
+  text = str(error.value)
+  assert text.startswith(f"no intact checkpoint in {workdir}/checkpoints (2: ")
+  assert "1: unreadable" in text and "\n" not in text
+
+
+def test_a_checkpoint_without_digest_is_restored_unverified(tmp_path, finished_run, test_exp):
+  workdir = copy_run(finished_run, tmp_path)
+  os.remove(os.path.join(workdir, "checkpoint_digests.json"))  # as saved by an older jaxhash
+  step, said = restore(test_exp, workdir)
+  assert step == 2 and "checkpoint 2 has no recorded digest" in said
+
+
+def test_resume_past_a_damaged_checkpoint_gives_the_same_results(tmp_path, finished_run):
+  import io
+
+  workdir = copy_run(finished_run, tmp_path)
+  damage(largest_file(workdir, 2), "flip")
+  stream = io.StringIO()
+  results = trainer.train_and_evaluate(load_config("test"), workdir, stream=stream)
+  said = stream.getvalue()
+  assert "checkpoint 2 in" in said and "moved to damaged_checkpoints/" in said
+  assert f"resuming {workdir} from step 1" in said
+  assert os.listdir(os.path.join(workdir, "damaged_checkpoints")) == ["2"]
+  recorded = json.load(open(os.path.join(finished_run, "results.json")))
+  assert results["step"] == 2 and results["codes"] == pytest.approx(recorded["codes"])
+  digests = [json.load(open(os.path.join(d, "checkpoint_digests.json"))) for d in (workdir, finished_run)]
+  assert digests[0] == digests[1]  # the retrained step 2 is bit-identical to the original
+
+
+# ------------------------------------------------------------------------------------ non-finite
+
+
+def diverging_config(**train):
+  """The test config at learning rate 1e6: the loss is non-finite from step 5 on."""
+  config = load_config("test", "steps=8").unlock()
+  config.optim.learning_rate, config.optim.schedule = 1e6, "constant"
+  config.train.log_every = 4
+  for key, value in train.items():
+    config.train[key] = value
+  return config.lock()
+
+
+def all_checkpoints_finite(workdir) -> list[int]:
+  import orbax.checkpoint as ocp
+
+  from jaxhash.checkpoint import state_digest
+
+  steps = []
+  with ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
+                             options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+    for step in manager.all_steps():
+      assert state_digest(manager.restore(step))[1], f"checkpoint {step} is not finite"
+      steps.append(step)
+  return sorted(steps)
+
+
+def test_the_train_step_never_applies_a_non_finite_update(test_exp):
+  import jax
+  import numpy as np
+
+  from jaxhash.data.batches import TrainBatches
+  from jaxhash.optim import make_optimizer
+
+  optim = test_exp.config.optim.to_dict()
+  optim["learning_rate"] = float("inf")  # every update is non-finite; validation would refuse it
+  optimizer, schedule = make_optimizer(type(test_exp.config.optim)(optim), 10)
+  state = trainer.initial_state(test_exp, optimizer)
+  before = jax.device_get(state)
+  step = trainer.make_train_step(test_exp, optimizer, schedule)
+  batches = TrainBatches(test_exp.dataset, test_exp.split.train, 16, 0, test_exp.mesh)
+  state, metrics = step(state, *batches.get(0))
+  flags = int(metrics["nonfinite"])
+  assert flags & 4 and trainer.NONFINITE[2] == "parameters"  # the new parameters
+  assert np.isfinite(float(metrics["loss"])) and int(state.step) == 1
+  for old, new in zip(jax.tree.leaves((before.params, before.opt_state)),
+                      jax.tree.leaves((state.params, state.opt_state))):
+    np.testing.assert_array_equal(old, new)
+
+
+def test_learning_rate_1e6_stops_keeping_finite_checkpoints_and_a_lower_rate_resumes(tmp_path):
+  workdir = str(tmp_path / "run")
+  with pytest.raises(FloatingPointError) as error:
+    trainer.train(trainer.build_experiment(diverging_config(checkpoint_every=1)), workdir)
+  text = str(error.value)
+  assert "became non-finite at step 5" in text and "the last checkpoint, step 4, is finite and kept" in text
+  assert "logged loss there" in text and "--config.optim.learning_rate" in text
+  assert all_checkpoints_finite(workdir) == [3, 4]
+  event = rundir.last_event(workdir)
+  assert event["event"] == "nonfinite_stop" and event["step"] == 5 and event["checkpoint"] == 4
+  assert "loss" in event["quantities"]
+  # Without a checkpoint before the stop, a rerun at a sane rate starts over and finishes.
+  fresh = str(tmp_path / "fresh")
+  with pytest.raises(FloatingPointError, match="no checkpoint was saved before it"):
+    trainer.train(trainer.build_experiment(diverging_config(checkpoint_every=100)), fresh)
+  assert all_checkpoints_finite(fresh) == []
+  sane = diverging_config(checkpoint_every=100).unlock()
+  sane.optim.learning_rate = 0.01
+  state = trainer.train(trainer.build_experiment(sane.lock()), fresh)
+  assert int(state.step) == 8 and all_checkpoints_finite(fresh) == [8]
+  assert rundir.last_event(fresh)["changes"] == [{"key": "optim.learning_rate", "old": 1e6, "new": 0.01}]
+
+
+def test_skip_nonfinite_counts_skipped_steps_and_keeps_a_finite_state(tmp_path):
+  workdir = str(tmp_path / "run")
+  state = trainer.train(trainer.build_experiment(diverging_config(skip_nonfinite=True)), workdir)
+  assert int(state.step) == 8 and all_checkpoints_finite(workdir) == [7, 8]
+  from jaxhash.metrics_log import read_metrics
+
+  log = read_metrics(workdir)
+  assert [r["step"] for r in log] == [4, 8]
+  assert log[0]["nonfinite_skipped"] == 0 and log[1]["nonfinite_skipped"] == 4
+
+
+# ---------------------------------------------------------------------------------- metrics log
+
+
+def test_torn_last_line_is_dropped_with_a_warning_naming_the_file(tmp_path):
+  from jaxhash import metrics_log
+
+  workdir = str(tmp_path)
+  path = os.path.join(workdir, "metrics.jsonl")
+  with open(path, "w") as f:
+    f.write('{"step": 1, "loss": 2.5}\n{"step": 2, "loss": 2.25}\n{"step": 3, "lo')
+  with pytest.warns(RuntimeWarning, match=f"dropped the torn last line of {path}"):
+    assert [r["step"] for r in metrics_log.read_metrics(workdir)] == [1, 2, ]
+  notes = metrics_log.trim(workdir, 1)
+  assert len(notes) == 1 and path in notes[0]
+  assert open(path).read() == '{"step": 1, "loss": 2.5}\n'
+
+
+def test_a_whole_last_record_without_newline_is_kept_and_completed(tmp_path):
+  from jaxhash import metrics_log
+
+  path = os.path.join(tmp_path, "metrics.jsonl")
+  with open(path, "w") as f:
+    f.write('{"step": 1}\n{"step": 2}')
+  assert metrics_log.trim(str(tmp_path), 5) == []
+  writer = metrics_log.MetricsWriter(str(tmp_path))
+  writer.write({"step": 3})
+  writer.close()
+  assert [r["step"] for r in metrics_log.read_metrics(str(tmp_path))] == [1, 2, 3]
+
+
+def test_a_bad_line_inside_the_log_names_file_and_line(tmp_path):
+  from jaxhash import metrics_log
+
+  path = os.path.join(tmp_path, "metrics.jsonl")
+  with open(path, "w") as f:
+    f.write('{"step": 1}\n{"step": 2, "lo\n{"step": 3}\n')
+  with pytest.raises(ValueError, match=f"{path}:2: not a metrics record"):
+    metrics_log.read_metrics(str(tmp_path))
+
+
+def test_a_torn_metrics_line_does_not_stop_a_resume(tmp_path, finished_run):
+  import io
+
+  workdir = copy_run(finished_run, tmp_path)
+  with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+    f.write('{"step": 3, "accuracy": 0.1, "lea')
+  stream = io.StringIO()
+  trainer.train(trainer.build_experiment(load_config("test", "steps=3")), workdir, stream=stream,
+                extend=True)
+  assert "warning: dropped the torn last line of" in stream.getvalue()
+  from jaxhash.metrics_log import read_metrics
+
+  assert [r["step"] for r in read_metrics(workdir)] == [1, 2, 3]
+
+
+# ------------------------------------------------------------------------- full disk, permissions
+
+
+def test_a_full_disk_keeps_complete_files_and_names_the_path(tmp_path, monkeypatch):
+  import errno
+
+  from jaxhash import cli, report
+
+  workdir = str(tmp_path)
+  report.write_results(workdir, {"method": "m", "bits": 8, "protocol": "p", "num_queries": 1,
+                                 "num_database": 1, "step": 1, "seconds": {}, "codes": {"map@all": 0.5}})
+  before = tree_digest(workdir)
+
+  def no_space(fd):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+  monkeypatch.setattr(os, "fsync", no_space)
+  with pytest.raises(OSError) as error:
+    report.write_results(workdir, {"method": "m", "bits": 8, "protocol": "p", "num_queries": 1,
+                                   "num_database": 1, "step": 2, "seconds": {}, "codes": {}})
+  line = cli.error_line(error.value)
+  assert line == (f"cannot write {workdir}/results.json: No space left on device; free disk space and "
+                  "rerun the same command (complete files are kept).")
+  assert tree_digest(workdir) == before  # the old results, and no temporary file left
+
+
+def test_a_full_disk_during_a_metrics_append_names_the_log(tmp_path):
+  import errno
+
+  from jaxhash import cli, metrics_log
+
+  writer = metrics_log.MetricsWriter(str(tmp_path))
+
+  class FullDisk:
+    def write(self, text):
+      raise OSError(errno.ENOSPC, "No space left on device")
+
+  writer._file = FullDisk()
+  with pytest.raises(OSError) as error:
+    writer.write({"step": 1})
+  assert cli.error_line(error.value).startswith(f"cannot write {tmp_path}/metrics.jsonl: No space left")
+
+
+def test_a_permission_error_is_one_line_naming_the_path(tmp_path, monkeypatch):
+  import errno
+  import tempfile
+
+  from jaxhash import cli
+  from jaxhash.io_utils import atomic_write_text
+
+  def denied(dir, **kwargs):
+    raise PermissionError(errno.EACCES, "Permission denied", dir)
+
+  monkeypatch.setattr(tempfile, "mkstemp", denied)
+  with pytest.raises(PermissionError) as error:
+    atomic_write_text(str(tmp_path / "config.json"), "{}")
+  assert cli.error_line(error.value) == (f"cannot write {tmp_path}/config.json: Permission denied; "
+                                         "make it writable or use another --workdir.")
+
+
+_FILE_SIZE_LIMIT = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
+from jaxhash import cli, train
+sys.exit(cli.run(train.main, ["train", "--config", "configs/test.py", "--workdir", sys.argv[1]]))
+"""
+
+
+def test_a_failed_checkpoint_write_is_one_line_and_the_rerun_resumes(tmp_path):
+  """Checkpoint files over 1 MB fail as on a full disk (inside tensorstore, asynchronously)."""
+  import subprocess
+  import sys
+
+  from conftest import ROOT
+
+  workdir = str(tmp_path / "run")
+  proc = subprocess.run([sys.executable, "-c", _FILE_SIZE_LIMIT, workdir], cwd=ROOT, capture_output=True,
+                        text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+  lines = proc.stderr.strip().splitlines()
+  assert proc.returncode == 1 and lines[0].startswith("training ") and len(lines) == 4, proc.stderr
+  assert [l.startswith("step ") for l in lines[1:3]] == [True, True]  # progress, then one error line:
+  line = lines[3]  # no orbax log records, no "Event loop is closed" tracebacks
+  assert f"saving checkpoint 1 in {workdir}/checkpoints failed (File too large writing {workdir}/" in line
+  assert "rerun the same command to resume" in line
+  results = trainer.train_and_evaluate(load_config("test"), workdir)
+  assert results["step"] == 2 and sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["1", "2"]
+
+
+# ----------------------------------------------------------------------------------- inputs
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("train.num_steps", -5, "config.train.num_steps=-5 must be >= 0 (0 = use train.num_epochs)."),
+    ("train.num_epochs", -1.0, "config.train.num_epochs=-1.0 must be >= 0."),
+    ("seed", -1, "config.seed=-1 must be >= 0."),
+    ("optim.momentum", 1.0, "config.optim.momentum=1.0 must be below 1."),
+    ("optim.decay_factor", 0.0, "config.optim.decay_factor=0.0 must be > 0."),
+    ("data.pad", -2, "config.data.pad=-2 must be >= 0."),
+    ("eval.rerank_radius", -2, "config.eval.rerank_radius=-2 must be >= -1 (-1 = use eval.rerank_pool)."),
+    ("eval.rerank_pool", 0, "config.eval.rerank_pool=0 must be > 0."),
+    ("optim.learning_rate", float("nan"), "config.optim.learning_rate=nan is not a finite number."),
+    ("data.std", (0.0,), "config.data.std=(0.0,) must be positive."),
+])
+def test_numeric_settings_are_range_checked(key, value, message):
+  from jaxhash import config as config_lib
+
+  config = load_config("test").unlock()
+  section, name = key.rpartition(".")[0], key.rpartition(".")[2]
+  (config[section] if section else config)[name] = value
+  with pytest.raises(ValueError) as error:
+    config_lib.validate(config)
+  assert str(error.value) == message
+
+
+def test_both_lengths_zero_is_one_clear_message():
+  from jaxhash import config as config_lib
+
+  config = load_config("test").unlock()
+  config.train.num_steps, config.train.num_epochs = 0, 0.0
+  with pytest.raises(ValueError, match="num_steps and config.train.num_epochs are both 0"):
+    config_lib.validate(config)
+
+
+def test_16_bit_grayscale_png_is_scaled_to_8_bits(tmp_path):
+  import numpy as np
+  from PIL import Image
+
+  from jaxhash.data.listfile import LazyImages
+
+  gray = (np.arange(64, dtype=np.uint32).reshape(8, 8) * 1000).astype(np.uint16)
+  Image.fromarray(gray).save(tmp_path / "g16.png")
+  assert Image.open(tmp_path / "g16.png").mode.startswith("I")  # Pillow's convert would clip to white
+  decoded = LazyImages([str(tmp_path / "g16.png")])[0]
+  np.testing.assert_array_equal(decoded, np.repeat((gray >> 8).astype(np.uint8)[..., None], 3, -1))
+
+
+def test_32_bit_float_images_are_refused_clearly(tmp_path):
+  import numpy as np
+  from PIL import Image
+
+  from jaxhash.data.listfile import LazyImages
+
+  Image.fromarray(np.ones((8, 8), np.float32)).save(tmp_path / "f.tif")
+  with pytest.raises(ValueError, match=r"f.tif' has 32-bit float pixels, which have no standard 8-bit"):
+    LazyImages([str(tmp_path / "f.tif")])[0]
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"a.jpg 0 1\n\x89PNG\r\n\x1a\n\x00\xff", r"l.txt:2: not UTF-8 text \(byte 0x89 at offset 10\)"),
+    (b"a.jpg 0 1\nb\x00.jpg 1 0\n", r"l.txt:2: a NUL byte; is this a binary file\?"),
+])
+def test_a_binary_list_file_is_named(tmp_path, content, message):
+  from jaxhash.data.listfile import parse_list_file
+
+  (tmp_path / "l.txt").write_bytes(content)
+  with pytest.raises(ValueError, match=message):
+    parse_list_file(tmp_path / "l.txt")
+
+
+def test_missing_image_hint_names_a_fix_a_config_user_can_apply(tmp_path):
+  import numpy as np
+  from PIL import Image
+
+  from jaxhash.data.listfile import load_list_files
+
+  os.makedirs(tmp_path / "root" / "train")
+  Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "root" / "train" / "a.png")
+  (tmp_path / "abs.txt").write_text("/home/author/data/train/a.png 1 0\n")
+  with pytest.raises(FileNotFoundError) as error:
+    load_list_files(str(tmp_path / "root"), {"train": str(tmp_path / "abs.txt")})
+  assert "drop their leading '/home/author/data/' (e.g. sed -i 's|^/home/author/data/||'" in str(error.value)
+  (tmp_path / "rel.txt").write_text("train/b.png 1 0\n")
+  with pytest.raises(FileNotFoundError) as error:
+    load_list_files(str(tmp_path / "root"), {"train": str(tmp_path / "rel.txt")})
+  assert "strip_prefix" not in str(error.value) and "check that the image root" in str(error.value)
