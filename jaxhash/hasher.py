@@ -191,5 +191,5 @@ def load(workdir: str | os.PathLike) -> Hasher:
   info = run_files.read_model_info(workdir, config)
   model = trainer.build_model(config, info.num_classes)
   mesh = parallel.data_mesh()
-  state = trainer.restore_state(workdir, trainer.abstract_state(config, model, info.image_shape), mesh)
+  state = trainer.restore_state(workdir, trainer.abstract_state(config, model, info.image_shape, mesh))
   return Hasher(workdir, config.lock(), info, model, state.params, int(state.step), mesh)
