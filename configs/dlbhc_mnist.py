@@ -3,7 +3,7 @@
 Default (embedded MNIST t10k, protocol mnist10k: 1,000 queries, 9,000 train = database):
   python -m jaxhash.train --config configs/dlbhc_mnist.py
 DLBHC paper protocol (10,000 test queries; 60,000 train = database):
-  python -m jaxhash.train --config configs/dlbhc_mnist.py:full --config.data.dir=../shared/data/mnist
+  python -m jaxhash.train --config configs/dlbhc_mnist.py:full --config.data.dir=DATA/mnist
 Other code lengths: --config configs/dlbhc_mnist.py:bits=64 (or full,bits=64).
 """
 

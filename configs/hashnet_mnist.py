@@ -3,7 +3,7 @@
 Default (embedded MNIST t10k, protocol mnist10k: 1,000 queries, 9,000 train = database):
   python -m jaxhash.train --config configs/hashnet_mnist.py
 Paper protocol (10,000 test queries; 60,000 train = database):
-  python -m jaxhash.train --config configs/hashnet_mnist.py:full --config.data.dir=../shared/data/mnist
+  python -m jaxhash.train --config configs/hashnet_mnist.py:full --config.data.dir=DATA/mnist
 Other code lengths: --config configs/hashnet_mnist.py:bits=64 (or full,bits=64).
 Ablations: --config.method.continuation=False (fixed β = 1), --config.method.weighting=uniform.
 Learning rate 0.03: on full MNIST (5 epochs) mAP@all was 0.989 at 0.01 and 0.992 at 0.03.

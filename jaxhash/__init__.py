@@ -3,8 +3,12 @@
 The public names below are imported on first use, so ``import jaxhash`` is cheap (no JAX start-up).
 
     import jaxhash
+    config = jaxhash.load_config("configs/dlbhc_mnist.py")
     results = jaxhash.train_and_evaluate(config, "runs/my_run")
-    index = jaxhash.HammingIndex(48); index.add(codes); distances, ids = index.search(queries, k=10)
+    hasher = jaxhash.load("runs/my_run")                 # the trained run, without its data
+    index = jaxhash.HammingIndex(hasher.bits)
+    index.add(hasher.encode(images), ids=paths)          # uint8 images or image paths
+    distances, ids = index.search(hasher.encode(queries), k=10)
 """
 
 import importlib
@@ -12,6 +16,11 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
+    "load": "jaxhash.hasher",
+    "Hasher": "jaxhash.hasher",
+    "load_config": "jaxhash.config_files",
+    "build_index": "jaxhash.index",
+    "find_images": "jaxhash.data.image_folder",
     "train_and_evaluate": "jaxhash.trainer",
     "build_experiment": "jaxhash.trainer",
     "restore_trained": "jaxhash.trainer",

@@ -43,16 +43,28 @@ def parse_flags(argv: list[str]) -> None:
         f"{f'; did you mean {hint.group(1)}?' if hint else ''} (the config file lists every key)") from None
 
 
-def run(main, argv: list[str] | None = None) -> int:
-  """Calls ``main()`` after parsing ``argv``; returns the process exit status."""
+HELP_FLAGS = ("--help", "-h", "-help", "--helpshort", "--helpfull")
+
+
+def run(main, argv: list[str] | None = None, usage=None, prepare=None, parse=parse_flags) -> int:
+  """Calls ``main()`` after parsing ``argv``; returns the process exit status.
+
+  With ``--help`` (or ``-h``) it prints ``usage(argv)`` instead and returns 0. ``prepare(argv)``,
+  when given, rewrites ``argv`` before parsing (e.g. to resolve a config path). CLIs that parse
+  their own arguments (argparse) pass ``parse=None`` and only get the error handling.
+  """
   argv = sys.argv if argv is None else argv
   debug = "--debug" in argv
+  if usage is not None and any(arg in HELP_FLAGS for arg in argv[1:]):
+    print(usage([arg for arg in argv if arg not in HELP_FLAGS]))
+    return 0
   if debug:
     from jaxhash import checkpoint  # shows orbax's own logs and background tracebacks
 
     checkpoint.VERBOSE = True
   try:
-    parse_flags(argv)
+    if parse is not None:
+      parse(prepare(argv) if prepare else argv)
     main()
     return 0
   except USER_ERRORS as e:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ml_collections
 
 from jaxhash.data import protocols
+from jaxhash.data.loader import SOURCES
 from jaxhash.methods import get_method
 from jaxhash.models import BACKBONES
 from jaxhash.retrieval.codes import check_nbits
@@ -23,8 +24,8 @@ def base_config(method: str) -> ml_collections.ConfigDict:
 
   c.data = ml_collections.ConfigDict()
   c.data.protocol = "mnist10k"  # see jaxhash.data.protocols.PROTOCOLS
-  c.data.source = "auto"  # auto | embedded | idx | tfds | listfile
-  c.data.dir = ""  # IDX directory, or list-file directory
+  c.data.source = "auto"  # auto | embedded | idx | tfds | listfile | imagefolder
+  c.data.dir = ""  # IDX directory, list-file directory, or image folder (root/<class>/*)
   c.data.image_root = ""  # list files: root of relative image paths (default: data.dir)
   c.data.tfds_data_dir = ""  # tfds: its data_dir (default: TFDS's own)
   c.data.image_size = 0  # decode-time resize of list-file images; 0 keeps the native size
@@ -34,6 +35,8 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.data.mean = (0.5,)  # per-channel normalisation of [0, 1] pixels
   c.data.std = (0.5,)
   c.data.feature_cache_dir = ""  # frozen-prefix activations (default: <workdir>/features); shareable
+  c.data.query_fraction = 0.1  # protocol custom, one image set: the share drawn as queries ...
+  c.data.train_fraction = 1.0  # ... and the share of the rest (the database) that trains
 
   c.model = ml_collections.ConfigDict()
   c.model.backbone = "lenet"
@@ -100,9 +103,9 @@ def validate(config) -> None:
     check_nbits(config.method.bits)
   except ValueError as e:
     raise ValueError(f"config.method.{e}") from None
-  protocols.get_protocol(config.data.protocol)
-  if config.data.source not in ("auto", "embedded", "idx", "tfds", "listfile"):
-    raise ValueError(f"config.data.source={config.data.source!r}: use auto, embedded, idx, tfds or listfile.")
+  protocols.get_protocol(config.data.protocol).validate(config.data)
+  if config.data.source not in SOURCES:
+    raise ValueError(f"config.data.source={config.data.source!r}: use one of {', '.join(SOURCES)}.")
   if config.model.backbone not in BACKBONES:
     raise ValueError(f"config.model.backbone={config.model.backbone!r}: choose one of {sorted(BACKBONES)}.")
   frozen_stages(config)

@@ -1,9 +1,11 @@
 """Evaluate the latest checkpoint of a run directory.
 
-  python -m jaxhash.evaluate --workdir runs/dlbhc_mnist_48 [--config.eval.radius=3 ...]
+  python -m jaxhash.evaluate --workdir runs/dlbhc_mnist_48 [--config.eval.radius=3 ...] [--out DIR]
 
-Reads the run's ``config.json`` and split files, encodes queries and database, and rewrites
-``results.json`` / ``results.md``. Evaluation settings (``config.eval.*``) may be overridden.
+Reads the run's ``config.json`` and split files, encodes queries and database, and writes
+``results.json`` / ``results.md``: into the run directory (replacing its results), or with
+``--out DIR`` into DIR, keeping the run's earlier results. Only evaluation settings
+(``config.eval.*``) may be changed, as ``--config.eval.KEY=VALUE`` (or ``--set KEY=VALUE``).
 """
 
 from __future__ import annotations
@@ -17,44 +19,108 @@ from absl import flags
 from jaxhash import cli, plots, report, rundir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by jaxhash.train.")
+_OUT = flags.DEFINE_string("out", None, "Write results.json/.md here instead of into the run "
+                           "directory (refused when DIR already holds results).")
 _EVAL = flags.DEFINE_multi_string("set", [], "Evaluation override KEY=VALUE of config.eval, e.g. radius=3.")
 flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
 
+_PREFIX = "--config."
+_overrides: list[str] = []  # --config.eval.KEY=VALUE items, taken out of argv before absl parses it
+
+
+def take_config_overrides(argv: list[str]) -> list[str]:
+  """Moves ``--config.eval.KEY=VALUE`` (or ``--config.eval.KEY VALUE``) items into ``_overrides``."""
+  rest, i = [], 0
+  _overrides.clear()
+  while i < len(argv):
+    arg = argv[i]
+    if arg.startswith(_PREFIX):
+      key, sep, value = arg[len(_PREFIX):].partition("=")
+      if not sep and i + 1 < len(argv):
+        i, value = i + 1, argv[i + 1]
+      section, _, name = key.partition(".")
+      if section != "eval" or not name:
+        raise ValueError(f"{_PREFIX}{key}: evaluate changes only evaluation settings "
+                         "(--config.eval.KEY=VALUE); the other keys are the trained run's, so "
+                         "train a new run to change them.")
+      _overrides.append(f"{name}={value}")
+    else:
+      rest.append(arg)
+    i += 1
+  return rest
+
 
 def load_run_config(workdir: str, overrides=()) -> ml_collections.ConfigDict:
+  """The run's config with ``KEY=VALUE`` overrides of ``config.eval``, locked."""
   config = rundir.load_config(workdir)
   for item in overrides:
     key, sep, value = item.partition("=")
     if not sep or key not in config.eval:
-      raise ValueError(f"--set {item!r}: use KEY=VALUE with KEY one of {sorted(config.eval)}.")
+      raise ValueError(f"evaluation setting {item!r}: use KEY=VALUE with KEY one of {sorted(config.eval)}.")
     current = config.eval[key]
     try:
-      config.eval[key] = (value.lower() in ("1", "true", "yes")) if isinstance(current, bool) else type(current)(value)
+      config.eval[key] = ((value.lower() in ("1", "true", "yes")) if isinstance(current, bool)
+                          else type(current)(value))
     except ValueError:
-      raise ValueError(f"--set {item!r}: {value!r} is not a {type(current).__name__} like the recorded "
-                       f"{key}={current!r}.") from None
+      raise ValueError(f"evaluation setting {item!r}: {value!r} is not a {type(current).__name__} "
+                       f"like the recorded {key}={current!r}.") from None
   return config.lock()
+
+
+def usage(argv: list[str]) -> str:
+  from jaxhash import usage as help_text
+
+  lines = [__doc__.strip(), "", "Flags:",
+           *help_text.flag_lines(["workdir", "out", "set", "debug"]),
+           f"  --{'config.eval.KEY':<12} An evaluation setting below, e.g. --config.eval.radius=3.", ""]
+  workdir = next((a.split("=", 1)[1] for a in argv if a.startswith("--workdir=")), None)
+  if workdir is None and "--workdir" in argv[:-1]:
+    workdir = argv[argv.index("--workdir") + 1]
+  docs = help_text.key_docs()
+  try:
+    values = help_text.flatten(rundir.load_config(workdir)) if workdir else None
+    source = f"this run's ({workdir})"
+  except (ValueError, FileNotFoundError) as error:
+    lines += [f"(could not read the run: {error})", ""]
+    values = None
+  if values is None:
+    from jaxhash import config as config_lib
+
+    values, source = help_text.flatten(config_lib.base_config("dlbhc")), "the defaults (DLBHC)"
+  settable = {k: v for k, v in values.items() if k.startswith("eval.")}
+  lines += [f"Evaluation settings, {source} values (set with --config.eval.KEY=VALUE):"]
+  lines += help_text.key_lines(settable, docs)
+  lines += ["", f"The other config keys, {source} values (fixed by training: train a new run to "
+            "change them):"]
+  lines += help_text.key_lines({k: v for k, v in values.items() if k not in settable}, docs)
+  return "\n".join(lines)
 
 
 def main() -> None:
   if not _WORKDIR.value:
     raise ValueError("--workdir is required: the run directory written by jaxhash.train.")
-  from jaxhash import trainer
+  out = _OUT.value or _WORKDIR.value
+  if _OUT.value and os.path.exists(os.path.join(out, "results.json")):
+    raise ValueError(f"{out} already holds results.json; pass another --out to keep it.")
+  from jaxhash import run_files, trainer
   from jaxhash.data import protocols
 
   workdir = _WORKDIR.value
-  config = load_run_config(workdir, _EVAL.value)
+  config = load_run_config(workdir, [*_overrides, *_EVAL.value])
   rundir.ensure_free(workdir)
   exp = trainer.build_experiment(config)
   with rundir.locked(workdir):
     state = trainer.restore_trained(exp, workdir)
     protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
+    if not os.path.isfile(os.path.join(workdir, run_files.MODEL_FILE)):  # a run from before it
+      run_files.write_model_info(workdir, exp.dataset)
     results = trainer.evaluate(exp, state, workdir)
-    report.write_results(workdir, results)
-    if exp.config.eval.plots:
+    os.makedirs(out, exist_ok=True)
+    report.write_results(out, results)
+    if out == workdir and exp.config.eval.plots:  # the run's plots follow its own results
       plots.write_plots_safely(workdir, results, exp.dataset)
-  print(f"{report.summary(results)}\n\n{report.markdown_table(results)}\n\nwritten to {workdir}/results.json")
+  print(f"{report.summary(results)}\n\n{report.markdown_table(results)}\n\nwritten to {out}/results.json")
 
 
 if __name__ == "__main__":
-  sys.exit(cli.run(main))
+  sys.exit(cli.run(main, usage=usage, prepare=take_config_overrides))

@@ -5,6 +5,8 @@
 Runs again with the same command resume from the latest checkpoint; a finished run only evaluates.
 A changed setting on an existing run is refused (one run per directory); ``--extend`` allows a
 larger ``train.num_steps`` / ``num_epochs``.
+A relative --config path is looked up in the working directory, then in the repository jaxhash was
+installed from, so the command works from any folder.
 """
 
 from __future__ import annotations
@@ -25,14 +27,52 @@ _EXTEND = flags.DEFINE_bool("extend", False, "Train an existing run to a larger 
 flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
 
 
+def find_config_arg(argv: list[str]) -> list[str]:
+  """``argv`` with the --config file resolved (see ``config_files.find_config``)."""
+  from jaxhash.config_files import find_config
+
+  out = list(argv)
+  for i, arg in enumerate(argv):
+    if arg == "--config" and i + 1 < len(argv):
+      at, value = i + 1, argv[i + 1]
+    elif arg.startswith("--config="):
+      at, value = i, arg[len("--config="):]
+    else:
+      continue
+    path, sep, variant = value.partition(":")
+    resolved = find_config(path) + sep + variant
+    out[at] = resolved if at != i else f"--config={resolved}"
+  return out
+
+
+def usage(argv: list[str]) -> str:
+  from jaxhash import usage as help_text
+
+  lines = [__doc__.strip(), "", "Flags:", *help_text.flag_lines(["config", "workdir", "extend", "debug"]),
+           f"  --{'config.KEY':<12} Any config key below, e.g. --config.method.bits=64.", ""]
+  try:
+    argv = find_config_arg(argv)
+    cli.parse_flags(argv)
+  except (ValueError, FileNotFoundError) as error:
+    lines += [f"(could not load the config: {error})", ""]
+  config = _CONFIG.value if flags.FLAGS.is_parsed() else None
+  if config is None:
+    return "\n".join(lines + help_text.repository_configs_text() + [""] + help_text.base_keys_text())
+  path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":")[0]
+  from jaxhash.config_files import load_module
+
+  shown = os.path.relpath(path)
+  lines += help_text.config_file_text(path if shown.startswith("..") else shown, load_module(path))
+  lines += ["", "Config keys and their values in this config (set any with --config.KEY=VALUE):"]
+  lines += help_text.key_lines(help_text.flatten(config), help_text.key_docs())
+  return "\n".join(lines)
+
+
 def main() -> None:
   if flags.FLAGS["config"].present == 0:
     raise ValueError("--config is required, e.g. --config configs/dlbhc_mnist.py")
-  path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":")[0]
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"config file {path} not found; configs live in configs/, e.g. configs/dlbhc_mnist.py")
   config = _CONFIG.value
-  from jaxhash.trainer import train_and_evaluate  # after flag parsing: --help stays instant
+  from jaxhash.trainer import train_and_evaluate  # after flag parsing: errors in flags stay quick
 
   workdir = _WORKDIR.value or os.path.join("runs", config.name or "run")
   results = train_and_evaluate(config, workdir, extend=_EXTEND.value)
@@ -40,4 +80,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-  sys.exit(cli.run(main))
+  sys.exit(cli.run(main, usage=usage, prepare=find_config_arg))

@@ -21,7 +21,8 @@ import optax
 
 from jaxhash import config as config_lib
 from jaxhash import feature_cache as feature_cache_lib
-from jaxhash import checkpoint, evaluation, metrics_log, parallel, plots, report, rundir
+from jaxhash import checkpoint, environment, evaluation, metrics_log, parallel, plots, report
+from jaxhash import run_files, rundir
 from jaxhash.checkpoint import Checkpointer
 from jaxhash.data import protocols
 from jaxhash.data.augment import preprocess
@@ -61,20 +62,25 @@ def build_experiment(config) -> Experiment:
   method = get_method(config.method.name)
   protocol = protocols.get_protocol(config.data.protocol)
   dataset = load_dataset(config.data, protocol)
-  split = protocols.make_split(protocol, dataset, config.seed)
-  options = {"dtype": jnp.bfloat16} if config.model.dtype == "bfloat16" else {}
-  backbone = get_backbone(config.model.backbone, freeze_batch_norm=config.model.freeze_batch_norm,
-                          **options)
-  model = HashModel(backbone=backbone, head=method.make_head(config.method, dataset.num_classes))
+  split = protocols.make_split(protocol, dataset, config.seed, config.data)
+  model = build_model(config, dataset.num_classes)
   mesh = parallel.data_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh, "train.batch_size")  # before any write
   return Experiment(config, method, protocol, dataset, split, model, mesh,
                     config_lib.frozen_stages(config))
 
 
-def _sample_inputs(exp: Experiment) -> jax.Array:
-  sample = jnp.zeros((1, *exp.dataset.image_shape), jnp.uint8)
-  return preprocess(sample, None, exp.config.data, train=False)
+def build_model(config, num_classes: int) -> HashModel:
+  """The network a config describes; ``num_classes`` sizes a classifier head (DLBHC's)."""
+  options = {"dtype": jnp.bfloat16} if config.model.dtype == "bfloat16" else {}
+  backbone = get_backbone(config.model.backbone, freeze_batch_norm=config.model.freeze_batch_norm,
+                          **options)
+  return HashModel(backbone=backbone,
+                   head=get_method(config.method.name).make_head(config.method, num_classes))
+
+
+def _sample_inputs(config, image_shape) -> jax.Array:
+  return preprocess(jnp.zeros((1, *image_shape), jnp.uint8), None, config.data, train=False)
 
 
 def init_variables(exp: Experiment) -> tuple[dict, dict]:
@@ -83,35 +89,36 @@ def init_variables(exp: Experiment) -> tuple[dict, dict]:
   Pretrained weights are converted, not initialised: only the small head is traced by ``init``.
   """
   key = jax.random.key(exp.config.seed)
+  inputs = _sample_inputs(exp.config, exp.dataset.image_shape)
   if not exp.config.model.init_weights:
-    variables = jax.jit(exp.model.init)(key, _sample_inputs(exp))  # one compile, not one per op
+    variables = jax.jit(exp.model.init)(key, inputs)  # one compile, not one per op
     return variables["params"], variables.get("batch_stats", {})
   loaded = jax.tree.map(jnp.asarray, load_weights(exp.config.model.init_weights, exp.model.backbone))
-  features = jax.eval_shape(lambda: exp.model.backbone.apply(loaded, _sample_inputs(exp)))
+  features = jax.eval_shape(lambda: exp.model.backbone.apply(loaded, inputs))
   head = jax.jit(exp.model.head.init)(key, jnp.zeros(features.shape, jnp.float32))
   stats = {"backbone": loaded["batch_stats"]} if loaded["batch_stats"] else {}
   return {"backbone": loaded["params"], "head": head["params"]}, stats
 
 
-def trainable_mask(exp: Experiment, params) -> dict:
+def trainable_mask(config, model: HashModel, params) -> dict:
   """``params``' tree of bools: False for the frozen prefix's parameters."""
-  if not exp.frozen_stages:
+  frozen = config_lib.frozen_stages(config)
+  if not frozen:
     return jax.tree.map(lambda _: True, params)
-  stages = type(exp.model.backbone).STAGES
-  trained = last_stage_keys(exp.model.backbone, len(stages) - exp.frozen_stages)
+  trained = last_stage_keys(model.backbone, len(type(model.backbone).STAGES) - frozen)
   return {"backbone": {name: jax.tree.map(lambda _, t=name in trained: t, tree)
                        for name, tree in params["backbone"].items()},
           "head": jax.tree.map(lambda _: True, params["head"])}
 
 
-def make_tx(exp: Experiment, total: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_tx(config, model: HashModel, total: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The configured optimizer on the trainable parameters; the frozen ones get no update at all
   (no weight decay either) and no optimizer state."""
-  optimizer, schedule = make_optimizer(exp.config.optim, total)
-  if not exp.frozen_stages:
+  optimizer, schedule = make_optimizer(config.optim, total)
+  if not config_lib.frozen_stages(config):
     return optimizer, schedule
   labels = lambda params: jax.tree.map(lambda t: "train" if t else "frozen",
-                                       trainable_mask(exp, params))
+                                       trainable_mask(config, model, params))
   return optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels), schedule
 
 
@@ -121,11 +128,21 @@ def initial_state(exp: Experiment, optimizer: optax.GradientTransformation) -> T
                     opt_state=optimizer.init(params), batch_stats=batch_stats)
 
 
-def _abstract_state(exp: Experiment, optimizer: optax.GradientTransformation):
-  abstract = jax.eval_shape(lambda: initial_state(exp, optimizer))
+def abstract_state(config, model: HashModel, image_shape, mesh, optimizer=None) -> TrainState:
+  """Shapes, dtypes and shardings (replicated over ``mesh``) of the TrainState a run of ``config``
+  saves. Nothing is computed or read (``model.init_weights`` sets values, not shapes), so
+  ``jaxhash.load`` needs neither the data nor the weights file."""
+  optimizer = optimizer or make_tx(config, model, 1)[0]
+
+  def init():
+    variables = model.init(jax.random.key(config.seed), _sample_inputs(config, image_shape))
+    params = variables["params"]
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
+                      batch_stats=variables.get("batch_stats", {}))
+
   return jax.tree.map(
-      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=parallel.replicated(exp.mesh)),
-      abstract)
+      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=parallel.replicated(mesh)),
+      jax.eval_shape(init))
 
 
 def _restore(checkpointer: Checkpointer, abstract, stream, set_aside_damaged: bool = False):
@@ -146,11 +163,19 @@ def _restore(checkpointer: Checkpointer, abstract, stream, set_aside_damaged: bo
 
 def restore_trained(exp: Experiment, workdir: str, stream=None) -> TrainState:
   """The newest intact checkpoint of ``workdir``, for evaluation without training."""
-  optimizer, _ = make_tx(exp, 1)
+  abstract = abstract_state(exp.config, exp.model, exp.dataset.image_shape, exp.mesh)
+  return restore_state(workdir, abstract, stream)
+
+
+def restore_state(workdir: str, abstract: TrainState, stream=None) -> TrainState:
+  """The newest intact checkpoint of ``workdir`` shaped like ``abstract`` (see ``abstract_state``).
+
+  The one read-only restore path, for evaluation and ``jaxhash.load``; training resumes in ``train``.
+  """
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
     raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with jaxhash.train.")
   with Checkpointer(workdir, read_only=True) as checkpointer:
-    state = _restore(checkpointer, _abstract_state(exp, optimizer), stream or sys.stderr)
+    state = _restore(checkpointer, abstract, stream or sys.stderr)
   if state is None:
     raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with jaxhash.train.")
   return state
@@ -183,7 +208,7 @@ def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, sc
       inputs = inputs.astype(jnp.float32)
     else:
       inputs = preprocess(inputs, augment_key, config.data, train=True)
-    mask = trainable_mask(exp, state.params)
+    mask = trainable_mask(exp.config, exp.model, state.params)
     update_stats = bool(jax.tree.leaves(state.batch_stats)) and not config.model.freeze_batch_norm
 
     def loss_fn(params):
@@ -229,7 +254,7 @@ def feature_cache(exp: Experiment, workdir: str, state: TrainState, stream,
   """
   config, backbone = exp.config, exp.model.backbone
   stop = exp.frozen_stages if exp.frozen_stages < len(type(backbone).STAGES) else None
-  mask = trainable_mask(exp, state.params)["backbone"]
+  mask = trainable_mask(exp.config, exp.model, state.params)["backbone"]
   frozen = {name: tree for name, tree in state.params["backbone"].items()
             if not jax.tree.leaves(mask[name])[0]}
   stats = state.batch_stats.get("backbone", {})
@@ -328,15 +353,17 @@ def train(exp: Experiment, workdir: str, stream=None, extend: bool = False,
   batch_size = config.train.batch_size
   steps_per_epoch = len(exp.split.train) // batch_size
   steps = total_steps(config, max(steps_per_epoch, 1))
-  optimizer, schedule = make_tx(exp, steps)
+  optimizer, schedule = make_tx(config, exp.model, steps)
   with rundir.locked(workdir):
     plan = _check_workdir(exp, workdir, max(steps_per_epoch, 1), extend)
     with Checkpointer(workdir) as checkpointer:
-      state = _restore(checkpointer, _abstract_state(exp, optimizer), stream, set_aside_damaged=True)
+      abstract = abstract_state(config, exp.model, exp.dataset.image_shape, exp.mesh, optimizer)
+      state = _restore(checkpointer, abstract, stream, set_aside_damaged=True)
       if state is None:
         state = jax.device_put(initial_state(exp, optimizer), parallel.replicated(exp.mesh))
       start = int(state.step)
       rundir.commit(plan, start)
+      run_files.write_model_info(workdir, exp.dataset)
       for note in metrics_log.trim(workdir, start):
         stream.write(f"warning: {note}\n")
       if exp.frozen_stages:
@@ -420,14 +447,17 @@ def evaluate(exp: Experiment, state: TrainState, workdir: str | None = None, str
     indices = getattr(exp.split, name)
     words, features = encode_indices(encoder, state.variables, inputs, indices,
                                      parallel.round_up_to_devices(config.eval.batch_size, exp.mesh),
-                                     with_features=spec.rerank, sharding=parallel.batch_sharded(exp.mesh))
+                                     with_features=spec.rerank, sharding=parallel.batch_sharded(exp.mesh),
+                                     label=f"encoding {name}")
     encoded[name] = evaluation.Encoded(words, exp.dataset.labels[indices], features)
   encode_seconds = time.perf_counter() - t0
   results = evaluation.evaluate(encoded["query"], encoded["database"], spec)
   results["seconds"] = {"encode": encode_seconds, **results["seconds"]}
+  results["seconds"]["evaluate"] = time.perf_counter() - t0
   return {"method": exp.method.name, "bits": config.method.bits, "protocol": exp.protocol.name,
           "num_queries": len(exp.split.query), "num_database": len(exp.split.database),
-          "step": int(state.step), "eval": config.eval.to_dict(), **results}
+          "step": int(state.step), "eval": config.eval.to_dict(), **results,
+          "environment": environment.describe()}
 
 
 def train_and_evaluate(config, workdir: str, stream=None, extend: bool = False) -> dict:
@@ -438,8 +468,11 @@ def train_and_evaluate(config, workdir: str, stream=None, extend: bool = False) 
   rundir.ensure_free(workdir)
   exp = build_experiment(config)
   with rundir.locked(workdir):
+    t0 = time.perf_counter()
     state = train(exp, workdir, stream=stream, extend=extend)
+    train_seconds = time.perf_counter() - t0
     results = evaluate(exp, state, workdir, stream)
+    results["seconds"] = {"train": train_seconds, **results["seconds"]}
     report.write_results(workdir, results)
     if exp.config.eval.plots:
       plots.write_plots_safely(workdir, results, exp.dataset)

@@ -165,12 +165,10 @@ def test_list_file_truncation_loads_a_prefix_or_is_refused(lines, data):
 def checkpoint_case(finished_run):
   """The finished tiny run's checkpoints, the digests recorded for them and an abstract state."""
   from jaxhash import trainer
-  from jaxhash.optim import make_optimizer
-
   exp = trainer.build_experiment(load_config("test"))
-  optimizer, _ = make_optimizer(exp.config.optim, 1)
   digests = json.load(open(os.path.join(finished_run, "checkpoint_digests.json")))
-  return finished_run, digests, trainer._abstract_state(exp, optimizer)
+  return finished_run, digests, trainer.abstract_state(exp.config, exp.model,
+                                                       exp.dataset.image_shape, exp.mesh)
 
 
 def _files(workdir, step):

@@ -1,12 +1,16 @@
-"""Image-folder trees -> list files, so plain folders of images load through the list-file path.
+"""Image-folder trees: datasets read straight from folders, and list files written for them.
 
-A tree is ``root/<split>/<class>/*.jpg|jpeg|png`` (``train/airplane/0001.jpg``). Classes are the
-class directory names of all splits together, sorted, each a one-hot vector; one list file per
-split, ``<split>.txt``, with image paths relative to ``root``, plus ``classes.txt`` naming the
-classes in label order. A tree ``root/<class>/*.jpg`` is the one-split case: pass its parent as
-``root`` and its name as the split.
+Two layouts, told apart by where the images are:
 
-    python -m jaxhash.data.image_folder ROOT [--out DIR] [--splits train test]
+- ``root/<class>/*.jpg``: one image set (group ``all``), e.g. a user's photos sorted by subject;
+- ``root/<split>/<class>/*.jpg``: one group per split directory (``train/airplane/0001.jpg``).
+
+Classes are the class directory names of all splits together, sorted, each a one-hot vector;
+images are listed by group, class and file name, so a tree read directly and the list files
+written for it give the same dataset. Images are any format Pillow reads (``IMAGE_EXTENSIONS``).
+``find_images`` lists the images of a tree of any depth, for indexing.
+
+    python -m jaxhash.data.image_folder ROOT [--out DIR] [--splits train test]   # list files
 """
 
 from __future__ import annotations
@@ -19,9 +23,13 @@ import tarfile
 import tempfile
 from typing import Sequence
 
+import numpy as np
+
 from jaxhash.io_utils import atomic_write_text
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
+                    ".pgm", ".pbm")
+SINGLE_GROUP = "all"  # the group of a root/<class>/* tree
 CIFAR10_SPLITS = ("train", "test")
 CIFAR10_IMAGES = 60_000
 
@@ -37,11 +45,9 @@ def write_list_files(root: str | os.PathLike, out_dir: str | os.PathLike | None 
 
 
 def scan(root: str | os.PathLike, splits: Sequence[str] | None = None):
-  """(sorted class names, {split: list-file lines}) for an image-folder tree; writes nothing."""
+  """(sorted class names, {split: list-file lines}) of a root/<split>/<class>/ tree; writes nothing."""
   root = os.fspath(root)
-  if not os.path.isdir(root):
-    raise FileNotFoundError(f"image-folder root {root!r} does not exist; pass a directory laid "
-                            "out as root/<split>/<class>/*.jpg.")
+  _check_root(root)
   splits = list(splits) if splits is not None else _subdirs(root)
   if not splits:
     raise ValueError(f"{root!r} has no split directories; lay it out as root/<split>/<class>/*.jpg.")
@@ -49,6 +55,66 @@ def scan(root: str | os.PathLike, splits: Sequence[str] | None = None):
   classes = sorted(set().union(*class_dirs.values()))
   lines = {split: _split_lines(root, split, classes) for split in splits}
   return classes, lines
+
+
+def scan_tree(root: str | os.PathLike) -> tuple[list[str], dict[str, tuple[list[str], list[int]]]]:
+  """(sorted class names, {group: (paths relative to root, class ids)}) of either layout."""
+  root = os.fspath(root)
+  _check_root(root)
+  subdirs = _subdirs(root)
+  if any(_images_in(os.path.join(root, d)) for d in subdirs):
+    classes = [d for d in subdirs if _images_in(os.path.join(root, d))]
+    groups = {SINGLE_GROUP: ""}
+  else:
+    groups = {split: split for split in subdirs if _subdirs(os.path.join(root, split))}
+    if not groups:
+      raise ValueError(f"{root!r} holds no images in root/<class>/ or root/<split>/<class>/; put "
+                       f"each class's images ({', '.join(IMAGE_EXTENSIONS)}) in its own folder.")
+    classes = sorted(set().union(*(_class_dirs(root, split) for split in groups.values())))
+  entries = {}
+  for group, prefix in groups.items():
+    paths, ids = [], []
+    for k, cls in enumerate(classes):
+      names = _images_in(os.path.join(root, prefix, cls))
+      paths += [os.path.join(prefix, cls, name) for name in names]
+      ids += [k] * len(names)
+    if not paths:
+      raise ValueError(f"{os.path.join(root, prefix)!r} holds no images in its class folders.")
+    entries[group] = (paths, ids)
+  return classes, entries
+
+
+def load_image_folder(root: str | os.PathLike, resize: int | None = None):
+  """A Dataset of a tree in either layout (see the module docstring); groups as in ``scan_tree``."""
+  from jaxhash.data.dataset import one_hot
+  from jaxhash.data.listfile import images_dataset
+
+  root = os.fspath(root)
+  classes, entries = scan_tree(root)
+  paths, ids, groups = [], [], {}
+  for group, (group_paths, group_ids) in entries.items():
+    groups[group] = np.arange(len(paths), len(paths) + len(group_paths), dtype=np.int64)
+    paths += [os.path.join(root, p) for p in group_paths]
+    ids += group_ids
+  return images_dataset(os.path.basename(os.path.abspath(root)), paths, one_hot(ids, len(classes)),
+                        groups, resize=resize)
+
+
+def find_images(root: str | os.PathLike) -> list[str]:
+  """Every image file under ``root``, at any depth, sorted (hidden files and folders skipped)."""
+  root = os.fspath(root)
+  _check_root(root)
+  found = []
+  for directory, dirs, files in os.walk(root):
+    dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    found += [os.path.join(directory, name) for name in sorted(filter(_is_image, files))]
+  return found
+
+
+def _check_root(root: str) -> None:
+  if not os.path.isdir(root):
+    raise FileNotFoundError(f"image folder {root!r} does not exist; pass a directory of images "
+                            "(root/<class>/*.jpg or root/<split>/<class>/*.jpg).")
 
 
 def _subdirs(directory: str) -> list[str]:
@@ -59,12 +125,19 @@ def _is_image(name: str) -> bool:
   return not name.startswith(".") and name.lower().endswith(IMAGE_EXTENSIONS)
 
 
+def _images_in(directory: str) -> list[str]:
+  """Sorted names of the image files directly in ``directory`` (none if it is not a folder)."""
+  if not os.path.isdir(directory):
+    return []
+  return sorted(e.name for e in os.scandir(directory) if e.is_file() and _is_image(e.name))
+
+
 def _class_dirs(root: str, split: str) -> list[str]:
   split_dir = os.path.join(root, split)
   if not os.path.isdir(split_dir):
     raise FileNotFoundError(f"split directory {split_dir!r} does not exist; pass splits that are "
                             f"subdirectories of {root!r}.")
-  if any(_is_image(name) for name in os.listdir(split_dir)):
+  if _images_in(split_dir):
     raise ValueError(
         f"{split_dir!r} holds images directly, but images go in root/<split>/<class>/; for a tree "
         f"root/<class>/*.jpg pass its parent as root and splits=[{split!r}].")
@@ -78,15 +151,13 @@ def _split_lines(root: str, split: str, classes: list[str]) -> list[str]:
   """One line 'split/class/file 0 .. 1 .. 0' per image, classes in order, files sorted by name."""
   lines = []
   for k, cls in enumerate(classes):
-    class_dir = os.path.join(root, split, cls)
-    if not os.path.isdir(class_dir):
-      continue
     one_hot = " ".join("1" if j == k else "0" for j in range(len(classes)))
-    for name in sorted(filter(_is_image, os.listdir(class_dir))):
+    for name in _images_in(os.path.join(root, split, cls)):
       path = f"{split}/{cls}/{name}"
       if any(c.isspace() for c in path):
         raise ValueError(f"{os.path.join(root, path)!r} has whitespace in its path, which list "
-                         "files cannot hold; rename it.")
+                         "files cannot hold; rename it, or train on the folder directly "
+                         "(config.data.dir=ROOT reads image folders).")
       lines.append(f"{path} {one_hot}\n")
   if not lines:
     raise ValueError(f"{os.path.join(root, split)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
@@ -126,8 +197,8 @@ def prepare_cifar10(tarball: str | os.PathLike, dest: str | os.PathLike) -> str:
 
 def _extract_into_place(tarball: str, dest: str) -> None:
   if not os.path.isfile(tarball):
-    raise FileNotFoundError(f"CIFAR-10 tarball {tarball!r} not found; it ships as "
-                            "../shared/data/cifar10/cifar10-jpg.tar.gz.")
+    raise FileNotFoundError(f"CIFAR-10 tarball {tarball!r} not found; pass the path of a tarball "
+                            "of train/<class>/*.jpg and test/<class>/*.jpg (see the README's Data).")
   parent = os.path.dirname(os.path.abspath(dest))
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(dest)}.extract-")
@@ -145,15 +216,68 @@ def _extract_into_place(tarball: str, dest: str) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def cifar10_from_python(tarball: str | os.PathLike, dest: str | os.PathLike) -> str:
+  """Writes the official CIFAR-10 python version (``cifar-10-python.tar.gz``) as an image folder.
+
+  ``dest`` then holds ``train/<class>/NNNN.png`` (5,000 per class, from data_batch_1..5) and
+  ``test/<class>/NNNN.png`` (1,000 per class, from test_batch), numbered per class in the batches'
+  order, lossless. It is written into a temp directory renamed into place, so it is complete or
+  absent. Returns ``dest``. (The pickles are unpickled: use the official file only.)
+  """
+  import io
+  import pickle
+
+  from PIL import Image
+
+  dest, tarball = os.fspath(dest), os.fspath(tarball)
+  if os.path.isdir(os.path.join(dest, "train")):
+    return dest
+  if not os.path.isfile(tarball):
+    raise FileNotFoundError(f"{tarball!r} not found; download cifar-10-python.tar.gz from "
+                            "https://www.cs.toronto.edu/~kriz/cifar.html.")
+  parent = os.path.dirname(os.path.abspath(dest))
+  os.makedirs(parent, exist_ok=True)
+  tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(dest)}.convert-")
+  try:
+    with tarfile.open(tarball) as archive:
+      def batch(name):
+        member = next((m for m in archive.getmembers() if m.name.endswith("/" + name)), None)
+        if member is None:
+          raise ValueError(f"{tarball!r} has no {name}; is it the CIFAR-10 python version?")
+        return pickle.load(io.BytesIO(archive.extractfile(member).read()), encoding="bytes")
+
+      classes = [c.decode() for c in batch("batches.meta")[b"label_names"]]
+      parts = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+      for split, names in parts.items():
+        counts = [0] * len(classes)
+        for name in names:
+          content = batch(name)
+          images = np.asarray(content[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+          for image, label in zip(images, content[b"labels"]):
+            folder = os.path.join(tmp, split, classes[label])
+            os.makedirs(folder, exist_ok=True)
+            Image.fromarray(image).save(os.path.join(folder, f"{counts[label]:04d}.png"))
+            counts[label] += 1
+    os.chmod(tmp, 0o755)
+    os.rename(tmp, dest)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return dest
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
       prog="python -m jaxhash.data.image_folder",
       description="Write list files (path 0 1 0 ...) for an image-folder tree root/<split>/<class>/.")
   parser.add_argument("root", help="directory holding <split>/<class>/*.jpg|png")
+  parser.add_argument("--cifar10-python", metavar="TARBALL", help="first write the official "
+                      "cifar-10-python.tar.gz into ROOT as train/<class>/*.png, test/<class>/*.png")
   parser.add_argument("--out", help="where to write <split>.txt and classes.txt (default: ROOT)")
   parser.add_argument("--splits", nargs="+", help="split directories (default: all of ROOT's)")
   args = parser.parse_args(argv)
   try:
+    if args.cifar10_python:
+      cifar10_from_python(args.cifar10_python, args.root)
     written = write_list_files(args.root, args.out, args.splits)
   except (ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)

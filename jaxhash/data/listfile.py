@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from jaxhash.data.dataset import Dataset
+from jaxhash.progress import Stage
 
 RESIZE_MODES = ("stretch", "shorter")
 DEFAULT_MAX_IN_MEMORY_BYTES = 2 * 2**30
@@ -254,9 +255,11 @@ class LazyImages:
     chunks = [self.paths[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     out = np.empty(self.shape, dtype=np.uint8)
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context) as pool:
+    with concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context) as pool, \
+        Stage("decoding", len(self)) as stage:
       for start, block in zip(bounds, pool.map(self._decoder.block, chunks)):
         out[start:start + len(block)] = block
+        stage.advance(len(block))
     return out
 
 
@@ -294,12 +297,27 @@ def load_list_files(
   if not list_files:
     raise ValueError("no list files given; pass e.g. {'train': 'train.txt', 'test': 'test.txt'}.")
   paths, labels, groups = _merge_groups(root, list_files, strip_prefix)
+  return images_dataset(name or os.path.basename(os.path.abspath(root)), paths, labels, groups,
+                        resize=resize, resize_mode=resize_mode, in_memory=in_memory,
+                        max_in_memory_bytes=max_in_memory_bytes, workers=workers)
+
+
+def images_dataset(name: str, paths: Sequence[str], labels: np.ndarray,
+                   groups: Mapping[str, np.ndarray], *, resize: int | None = None,
+                   resize_mode: str = "stretch", in_memory: bool | None = None,
+                   max_in_memory_bytes: int = DEFAULT_MAX_IN_MEMORY_BYTES,
+                   workers: int | None = None) -> Dataset:
+  """A Dataset of the images at ``paths`` (what every list or folder of image files becomes).
+
+  The images are decoded into one ndarray when ``in_memory`` is True, or when it is None and they
+  need at most ``max_in_memory_bytes``; otherwise ``images`` is a :class:`LazyImages`.
+  """
   images = LazyImages(paths, resize, resize_mode, workers)
   if in_memory is None:
     in_memory = np.prod(images.shape, dtype=np.int64) <= max_in_memory_bytes
   if in_memory:
     images = images.decode_all()
-  return Dataset(name or os.path.basename(os.path.abspath(root)), images, labels, groups)
+  return Dataset(name, images, labels, groups)
 
 
 def _merge_groups(root: str, list_files: Mapping[str, str | os.PathLike], strip_prefix: str):

@@ -1,14 +1,26 @@
 """Chooses and reads the data source a config asks for (``config.data.source``, ``auto`` by default).
 
 ``auto``: protocol ``mnist10k`` reads the embedded MNIST; with ``config.data.dir`` set, ``mnist``
-reads IDX files and the other protocols read list files; otherwise the protocol's TFDS dataset.
+reads IDX files, a directory holding list files (``train.txt``, ``test.txt``, ...) is read through
+them, and any other directory as an image folder; otherwise the protocol's TFDS dataset.
 """
 
 from __future__ import annotations
 
+import os
+
 from jaxhash.data import sources
 from jaxhash.data.dataset import Dataset
-from jaxhash.data.protocols import Protocol
+from jaxhash.data.protocols import CUSTOM_GROUPS, Protocol
+
+SOURCES = ("auto", "embedded", "idx", "tfds", "listfile", "imagefolder")
+
+
+def _list_file_groups(data_config, protocol: Protocol) -> tuple[str, ...]:
+  """The groups read from list files: the protocol's, or (``custom``) those present in data.dir."""
+  if protocol.groups:
+    return protocol.groups
+  return tuple(g for g in CUSTOM_GROUPS if os.path.isfile(os.path.join(data_config.dir, f"{g}.txt")))
 
 
 def resolve_source(data_config, protocol: Protocol) -> str:
@@ -17,25 +29,36 @@ def resolve_source(data_config, protocol: Protocol) -> str:
   if protocol.name == "mnist10k":
     return "embedded"
   if data_config.dir:
-    return "idx" if protocol.name == "mnist" else "listfile"
+    if protocol.name == "mnist":
+      return "idx"
+    listed = [g for g in (protocol.groups or CUSTOM_GROUPS)
+              if os.path.isfile(os.path.join(data_config.dir, f"{g}.txt"))]
+    return "listfile" if listed else "imagefolder"
   if protocol.tfds_name:
     return "tfds"
   raise ValueError(
-      f"protocol {protocol.name!r} reads list files: set config.data.dir to the directory with "
-      f"{', '.join(g + '.txt' for g in protocol.groups)}.")
+      f"protocol {protocol.name!r} reads list files or an image folder: set config.data.dir to a "
+      f"directory with {', '.join(g + '.txt' for g in protocol.groups or CUSTOM_GROUPS)}, or to "
+      "an image folder root/<class>/* or root/<split>/<class>/*.")
 
 
 def load_dataset(data_config, protocol: Protocol) -> Dataset:
   source = resolve_source(data_config, protocol)
   if source == "embedded":
     return sources.embedded_mnist()
-  if source == "idx":
-    if not data_config.dir:
-      raise ValueError("config.data.source=idx needs config.data.dir, the directory of the IDX files.")
-    return sources.idx_directory(data_config.dir, protocol.groups)
   if source == "tfds":
     if not protocol.tfds_name:
       raise ValueError(f"protocol {protocol.name!r} has no TFDS dataset; use list files in config.data.dir.")
     return sources.tfds_dataset(protocol.tfds_name, protocol.groups, data_config.tfds_data_dir or None)
-  return sources.list_files(data_config.dir, protocol.groups, data_config.image_root or None,
+  if not data_config.dir:
+    raise ValueError(f"config.data.source={source} needs config.data.dir, the directory to read.")
+  if source == "idx":
+    return sources.idx_directory(data_config.dir, protocol.groups or ("train", "test"))
+  if source == "imagefolder":
+    return sources.image_folder(data_config.dir, data_config.image_size or None)
+  groups = _list_file_groups(data_config, protocol)
+  if not groups:
+    raise FileNotFoundError(f"no list file ({', '.join(g + '.txt' for g in CUSTOM_GROUPS)}) in "
+                            f"{data_config.dir!r}; write them or use config.data.source=imagefolder.")
+  return sources.list_files(data_config.dir, groups, data_config.image_root or None,
                             data_config.image_size or None)

@@ -3,13 +3,18 @@
 Every split is drawn from ``config.seed`` and written into the workdir as index files
 (``splits/{train,query,database}.txt``, one dataset index per line), so a result can be audited and
 rerun. Indices refer to the :class:`Dataset` the protocol's source produced.
+
+``custom`` is for a user's own images: given the groups ``train`` and ``test`` (or ``query``), and
+optionally ``database`` (default: the training set), it uses them as they are; given one image set
+(an image folder ``root/<class>/*``, or one list file), it draws ``data.query_fraction`` of it as
+queries and makes the rest the database, of which ``data.train_fraction`` trains the model.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -32,7 +37,9 @@ class Protocol:
   groups: tuple[str, ...]  # source groups the protocol reads
   tfds_name: str | None  # TFDS dataset used when config.data.dir is unset (None: a dir is required)
   map_at: tuple  # default R values of mAP@R ("all" or ints)
-  make_split: Callable[[Dataset, np.random.Generator], Split]
+  make_split: Callable[[Dataset, np.random.Generator, Any], Split]  # (dataset, rng, config.data)
+  # config.data -> None, raising ValueError naming a bad ``config.data`` key.
+  validate: Callable[[Any], None] = lambda data_config: None
 
 
 def _per_class_sample(ds: Dataset, pool: np.ndarray, per_class: int, rng) -> np.ndarray:
@@ -48,32 +55,69 @@ def _per_class_sample(ds: Dataset, pool: np.ndarray, per_class: int, rng) -> np.
   return np.sort(np.concatenate(chosen))
 
 
-def _held_out_queries(ds: Dataset, rng) -> Split:
+def _held_out_queries(ds: Dataset, rng, data_config) -> Split:
   """mnist10k: 100 queries per class; the remaining images are training set and database."""
+  del data_config
   everything = np.arange(len(ds.labels))
   query = _per_class_sample(ds, everything, 100, rng)
   rest = np.setdiff1d(everything, query)
   return Split(train=rest, query=query, database=rest)
 
 
-def _test_queries_train_database(ds: Dataset, rng) -> Split:
+def _test_queries_train_database(ds: Dataset, rng, data_config) -> Split:
   """Queries = the test group; training set = database = the train group (DLBHC's MNIST)."""
-  del rng
+  del rng, data_config
   return Split(train=ds.groups["train"], query=ds.groups["test"], database=ds.groups["train"])
 
 
-def _cifar10_sampled(ds: Dataset, rng) -> Split:
+def _cifar10_sampled(ds: Dataset, rng, data_config) -> Split:
   """1,000 test queries and 5,000 train images (100 / 500 per class); database = the other 54,000."""
+  del data_config
   query = _per_class_sample(ds, ds.groups["test"], 100, rng)
   train = _per_class_sample(ds, ds.groups["train"], 500, rng)
   database = np.setdiff1d(np.arange(len(ds.labels)), np.concatenate([query, train]))
   return Split(train=train, query=query, database=database)
 
 
-def _released_lists(ds: Dataset, rng) -> Split:
+def _released_lists(ds: Dataset, rng, data_config) -> Split:
   """train.txt / test.txt / database.txt of the HashNet and DeepHash releases, used as given."""
-  del rng
+  del rng, data_config
   return Split(train=ds.groups["train"], query=ds.groups["test"], database=ds.groups["database"])
+
+
+CUSTOM_GROUPS = ("train", "test", "query", "database")  # the groups ``custom`` can use as given
+
+
+def _custom(ds: Dataset, rng, data_config) -> Split:
+  """The user's own groups as given, or one image set split by fractions (module docstring)."""
+  query_group = "query" if "query" in ds.groups else "test"
+  if "train" in ds.groups and query_group in ds.groups:
+    train = ds.groups["train"]
+    return Split(train=train, query=ds.groups[query_group], database=ds.groups.get("database", train))
+  if len(ds.groups) != 1:
+    raise ValueError(
+        f"protocol custom needs one image set (split by config.data.query_fraction) or the groups "
+        f"train and test (or query), optionally database; data source {ds.name!r} has "
+        f"{sorted(ds.groups)}.")
+  (everything,) = ds.groups.values()
+  if len(everything) < 2:
+    raise ValueError(f"{ds.name}: {len(everything)} image(s) cannot be split into queries and a "
+                     "database; add images.")
+  shuffled = rng.permutation(everything)
+  num_queries = min(max(1, round(data_config.query_fraction * len(shuffled))), len(shuffled) - 1)
+  database = np.sort(shuffled[num_queries:])
+  num_train = max(1, round(data_config.train_fraction * len(database)))
+  train = np.sort(rng.permutation(database)[:num_train])
+  return Split(train=train, query=np.sort(shuffled[:num_queries]), database=database)
+
+
+def _check_fractions(data_config) -> None:
+  if not 0 < data_config.query_fraction < 1:
+    raise ValueError(f"config.data.query_fraction={data_config.query_fraction!r} must be between 0 "
+                     "and 1 (the share of images drawn as queries).")
+  if not 0 < data_config.train_fraction <= 1:
+    raise ValueError(f"config.data.train_fraction={data_config.train_fraction!r} must be in (0, 1] "
+                     "(the share of the database that trains the model).")
 
 
 PROTOCOLS = {
@@ -86,6 +130,7 @@ PROTOCOLS = {
         Protocol("imagenet100", ("train", "test", "database"), None, (1000,), _released_lists),
         Protocol("nuswide", ("train", "test", "database"), None, (5000,), _released_lists),
         Protocol("coco", ("train", "test", "database"), None, (5000,), _released_lists),
+        Protocol("custom", (), None, ("all", 1000), _custom, _check_fractions),
     )
 }
 
@@ -96,13 +141,14 @@ def get_protocol(name: str) -> Protocol:
   return PROTOCOLS[name]
 
 
-def make_split(protocol: Protocol, ds: Dataset, seed: int) -> Split:
+def make_split(protocol: Protocol, ds: Dataset, seed: int, data_config=None) -> Split:
+  """The protocol's split of ``ds`` drawn from ``seed``; ``data_config`` is ``config.data``."""
   missing = [g for g in protocol.groups if g not in ds.groups]
   if missing:
     raise ValueError(
         f"protocol {protocol.name!r} needs the {missing} split(s), which data source {ds.name!r} "
         f"does not have (it has {sorted(ds.groups)}); check config.data.source and config.data.dir.")
-  split = protocol.make_split(ds, np.random.default_rng(seed))
+  split = protocol.make_split(ds, np.random.default_rng(seed), data_config)
   return Split(*(np.asarray(getattr(split, n), dtype=np.int64) for n in SPLIT_NAMES))
 
 

@@ -6,6 +6,8 @@
   lazily), groups named after the TFDS splits.
 - ``listfile``: list files ``path 0 1 0 ...`` under ``config.dir`` (HashNet / DeepHash layout),
   groups named after the list files (``train``, ``test``, ``database``).
+- ``imagefolder``: an image folder ``root/<class>/*`` (group ``all``) or ``root/<split>/<class>/*``
+  (a group per split), decoded as list-file images are.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def idx_directory(directory: str, groups=("train", "test")) -> Dataset:
   if not os.path.isdir(directory):
     raise FileNotFoundError(
         f"data directory {directory!r} does not exist; set config.data.dir to a directory holding "
-        "the MNIST IDX files (e.g. --config.data.dir=../shared/data/mnist).")
+        "the four MNIST IDX files (train-images-idx3-ubyte.gz, ...; see the README's Data section).")
   prefixes = {"train": "train", "test": "t10k"}
   parts = {}
   for group in groups:
@@ -77,3 +79,14 @@ def list_files(directory: str, groups, image_root: str | None, image_size: int |
         "holds the list files (train.txt, test.txt, database.txt).")
   files = {g: os.path.join(directory, f"{g}.txt") for g in groups}
   return listfile.load_list_files(image_root or directory, files, resize=image_size)
+
+
+def image_folder(directory: str, image_size: int | None) -> Dataset:
+  """An image-folder tree (``jaxhash.data.image_folder``), decoded to RGB, resized when asked."""
+  from jaxhash.data.image_folder import load_image_folder
+
+  if not os.path.isdir(directory):
+    raise FileNotFoundError(
+        f"data directory {directory!r} does not exist; set config.data.dir to an image folder "
+        "laid out as root/<class>/*.jpg or root/<split>/<class>/*.jpg.")
+  return load_image_folder(directory, image_size)

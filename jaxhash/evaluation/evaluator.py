@@ -18,6 +18,7 @@ import numpy as np
 from jaxhash import config as config_lib
 from jaxhash.evaluation import metrics, ranking
 from jaxhash.evaluation.rerank import Reranker, pool_sizes
+from jaxhash.progress import Stage
 from jaxhash.retrieval import unpack_bits
 
 NUM_EXAMPLES = 8
@@ -128,8 +129,11 @@ def _list_depth(spec: EvalSpec, db: ranking.Database, query_words) -> int:
 def _rank(db: ranking.Database, query_words, query_bits, depth: int) -> ranking.ChunkRanking:
   """:func:`ranking.rank_chunk` over all queries, chunk by chunk, concatenated."""
   step = ranking.query_chunk_size(db)
-  parts = [ranking.rank_chunk(db, query_words[s:s + step], query_bits[s:s + step], depth)
-           for s in range(0, len(query_words), step)]
+  parts = []
+  with Stage("ranking", len(query_words), "queries") as stage:
+    for s in range(0, len(query_words), step):
+      parts.append(ranking.rank_chunk(db, query_words[s:s + step], query_bits[s:s + step], depth))
+      stage.advance(len(parts[-1].ap_sums))
   return ranking.ChunkRanking(*(np.concatenate([getattr(p, f.name) for p in parts])
                                 for f in dataclasses.fields(ranking.ChunkRanking)))
 

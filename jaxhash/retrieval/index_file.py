@@ -1,23 +1,36 @@
 """The HammingIndex file: one header plus payload, checksummed, written atomically.
 
-Layout (little-endian):
+Format version 2 (written now; little-endian):
 
   offset  size  field
   0       8     magic ``b"JXHASHIX"``
-  8       4     format version (uint32, currently 1)
+  8       4     format version (uint32, 2)
   12      4     bits per code (uint32)
   16      8     number of codes N (uint64)
-  24      4     flags (uint32; bit 0: ids stored)
-  28      32    SHA-256 of bytes 0..27 and the payload
-  60      ...   payload: codes as uint32 (N, ceil(bits / 32)), then ids as int64 (N,) if stored
+  24      4     flags (uint32): bit 0 integer ids stored, bit 1 string ids stored, bit 2 features
+  28      4     feature dimension D (uint32; 0 without features)
+  32      8     S: bytes of the UTF-8 string ids (uint64; 0 without string ids)
+  40      8     M: bytes of the metadata JSON (uint64)
+  48      32    SHA-256 of bytes 0..47 and the payload
+  80      ...   payload, in this order:
+                codes as uint32 (N, ceil(bits / 32));
+                integer ids as int64 (N,), or string ids as uint64 offsets (N + 1,) into the blob;
+                features as float32 (N, D);
+                the string ids' UTF-8 blob (S bytes);
+                metadata: a UTF-8 JSON object (M bytes), e.g. the run the codes came from.
+
+Version 1 (the first format, still read): the same magic, version, bits, count and flags (bit 0 only) in
+bytes 0..27, the SHA-256 in 28..59, then codes and optional int64 ids.
 
 The checksum covers the header fields too, so any altered byte is detected; the declared sizes
-catch truncation before the checksum is computed.
+catch truncation before the checksum is computed. Every defect is a ValueError naming the file.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import struct
 
 import numpy as np
@@ -26,53 +39,158 @@ from jaxhash.io_utils import atomic_write_bytes
 from jaxhash.retrieval.codes import check_nbits, num_words
 
 MAGIC = b"JXHASHIX"
-FORMAT_VERSION = 1
-_FIELDS = struct.Struct("<8sIIQI")
+FORMAT_VERSION = 2
+_PREFIX = struct.Struct("<8sI")  # magic, version: the same in every version
+_FIELDS_V1 = struct.Struct("<8sIIQI")
+_FIELDS = struct.Struct("<8sIIQIIQQ")
 _DIGEST_SIZE = 32
+HEADER_SIZE_V1 = _FIELDS_V1.size + _DIGEST_SIZE
 HEADER_SIZE = _FIELDS.size + _DIGEST_SIZE
-_HAS_IDS = 1
+_INT_IDS, _STRING_IDS, _FEATURES = 1, 2, 4
 
 
-def write_index(path: str, nbits: int, words: np.ndarray, ids: np.ndarray | None) -> None:
-  """Writes codes (and ids) to ``path`` atomically: a crash leaves the old file or none."""
-  fields = _FIELDS.pack(MAGIC, FORMAT_VERSION, nbits, words.shape[0], _HAS_IDS if ids is not None else 0)
-  parts = [np.ascontiguousarray(words, dtype="<u4").tobytes()]
-  if ids is not None:
+@dataclasses.dataclass(frozen=True)
+class IndexContents:
+  nbits: int
+  words: np.ndarray  # uint32 (N, W)
+  ids: np.ndarray | list[str] | None  # int64 (N,), N strings, or None (ids = positions)
+  features: np.ndarray | None  # float32 (N, D)
+  metadata: dict
+
+
+def write_index(path: str, contents: IndexContents) -> None:
+  """Writes an index file atomically: a crash leaves the old file or none."""
+  words, ids, features = contents.words, contents.ids, contents.features
+  count = words.shape[0]
+  flags, parts, blob = 0, [np.ascontiguousarray(words, dtype="<u4").tobytes()], b""
+  if isinstance(ids, list):
+    encoded = [s.encode("utf-8") for s in ids]
+    offsets = np.zeros(count + 1, np.uint64)
+    np.cumsum([len(b) for b in encoded], out=offsets[1:])
+    flags, blob = flags | _STRING_IDS, b"".join(encoded)
+    parts.append(offsets.astype("<u8").tobytes())
+  elif ids is not None:
+    flags |= _INT_IDS
     parts.append(np.ascontiguousarray(ids, dtype="<i8").tobytes())
+  dim = 0
+  if features is not None:
+    flags, dim = flags | _FEATURES, features.shape[1]
+    parts.append(np.ascontiguousarray(features, dtype="<f4").tobytes())
+  metadata = json.dumps(contents.metadata, sort_keys=True).encode("utf-8") if contents.metadata else b""
+  parts += [blob, metadata]
   payload = b"".join(parts)
+  fields = _FIELDS.pack(MAGIC, FORMAT_VERSION, contents.nbits, count, flags, dim, len(blob),
+                        len(metadata))
   atomic_write_bytes(path, b"".join([fields, _digest(fields, payload), payload]))
 
 
-def read_index(path: str) -> tuple[int, np.ndarray, np.ndarray | None]:
-  """``(nbits, words, ids or None)`` from ``path``; a ValueError names the file and the defect."""
-  with open(path, "rb") as f:
-    data = f.read()
-  if len(data) < HEADER_SIZE:
-    _fail(path, f"is truncated: {len(data)} bytes, shorter than the {HEADER_SIZE}-byte header")
-  magic, version, nbits, count, flags = _FIELDS.unpack_from(data)
+def read_index(path: str) -> IndexContents:
+  """Reads a version 1 or 2 file; a ValueError names the file and the defect."""
+  try:
+    with open(path, "rb") as f:
+      data = f.read()
+  except FileNotFoundError:
+    raise FileNotFoundError(f"index file {path} not found; build one with python -m jaxhash.index "
+                            "or HammingIndex.save.") from None
+  if len(data) < _PREFIX.size:
+    _fail(path, f"is truncated: {len(data)} bytes, shorter than any index header")
+  magic, version = _PREFIX.unpack_from(data)
   if magic != MAGIC:
     _fail(path, f"is not a jaxhash index (magic bytes {magic!r}, expected {MAGIC!r})",
           fix="check the path: it should be a file written by HammingIndex.save")
+  if version == 1:
+    return _read_v1(path, data)
   if version != FORMAT_VERSION:
-    _fail(path, f"has index format version {version}; this jaxhash reads version {FORMAT_VERSION}",
-          fix="re-create the index with this version of jaxhash")
-  words_per_code = num_words(nbits)
-  expected = HEADER_SIZE + count * (4 * words_per_code + (8 if flags & _HAS_IDS else 0))
-  if len(data) != expected:
-    problem = "is truncated" if len(data) < expected else "has unexpected trailing bytes"
-    _fail(path, f"{problem}: {len(data)} bytes, the header declares {expected}")
+    _fail(path, f"has index format version {version}; this jaxhash reads versions 1 and "
+          f"{FORMAT_VERSION}", fix="re-create the index with this version of jaxhash")
+  return _read_v2(path, data)
+
+
+def _read_v2(path: str, data: bytes) -> IndexContents:
+  if len(data) < HEADER_SIZE:
+    _fail(path, f"is truncated: {len(data)} bytes, shorter than the {HEADER_SIZE}-byte header")
+  _, _, nbits, count, flags, dim, text_bytes, meta_bytes = _FIELDS.unpack_from(data)
+  if flags & ~(_INT_IDS | _STRING_IDS | _FEATURES) or (flags & _INT_IDS and flags & _STRING_IDS):
+    _fail(path, f"has unknown or conflicting flags 0x{flags:x}")
+  if bool(flags & _FEATURES) != (dim > 0) or (not flags & _STRING_IDS and text_bytes):
+    _fail(path, "has inconsistent header fields (feature dimension or string-id size)")
+  words_per_code = num_words(max(nbits, 1))
+  sizes = [count * 4 * words_per_code,
+           count * 8 if flags & _INT_IDS else (count + 1) * 8 if flags & _STRING_IDS else 0,
+           count * dim * 4, text_bytes, meta_bytes]
+  _check_size(path, len(data), HEADER_SIZE + sum(sizes))
+  _check_digest(path, data, _FIELDS.size, HEADER_SIZE)
+  _check_nbits(path, nbits)
+  starts = np.cumsum([HEADER_SIZE] + sizes).tolist()
+  section = lambda i: memoryview(data)[starts[i]:starts[i + 1]]
+  words = np.frombuffer(section(0), "<u4").reshape(count, words_per_code).astype(np.uint32)
+  _check_spare_bits(path, nbits, words)
+  ids = None
+  if flags & _INT_IDS:
+    ids = np.frombuffer(section(1), "<i8").astype(np.int64)
+  elif flags & _STRING_IDS:
+    ids = _strings(path, np.frombuffer(section(1), "<u8"), bytes(section(3)))
+  features = None
+  if flags & _FEATURES:
+    features = np.frombuffer(section(2), "<f4").reshape(count, dim).astype(np.float32)
+  try:
+    metadata = json.loads(bytes(section(4)).decode("utf-8")) if meta_bytes else {}
+  except (UnicodeDecodeError, json.JSONDecodeError) as error:
+    _fail(path, f"has unreadable metadata ({error})")
+  if not isinstance(metadata, dict):
+    _fail(path, "has metadata that is not a JSON object")
+  return IndexContents(nbits, words, ids, features, metadata)
+
+
+def _strings(path: str, offsets: np.ndarray, blob: bytes) -> list[str]:
+  if offsets[0] != 0 or offsets[-1] != len(blob) or np.any(np.diff(offsets.astype(np.int64)) < 0):
+    _fail(path, "has string-id offsets that do not partition the string data")
+  bounds = offsets.tolist()
+  try:
+    return [blob[a:b].decode("utf-8") for a, b in zip(bounds[:-1], bounds[1:])]
+  except UnicodeDecodeError as error:
+    _fail(path, f"has a string id that is not UTF-8 ({error})")
+
+
+def _read_v1(path: str, data: bytes) -> IndexContents:
+  if len(data) < HEADER_SIZE_V1:
+    _fail(path, f"is truncated: {len(data)} bytes, shorter than the {HEADER_SIZE_V1}-byte header")
+  _, _, nbits, count, flags = _FIELDS_V1.unpack_from(data)
+  words_per_code = num_words(max(nbits, 1))
+  _check_size(path, len(data), HEADER_SIZE_V1 + count * (4 * words_per_code + (8 if flags & 1 else 0)))
+  _check_digest(path, data, _FIELDS_V1.size, HEADER_SIZE_V1)
+  _check_nbits(path, nbits)
+  payload = memoryview(data)[HEADER_SIZE_V1:]
+  words = np.frombuffer(payload, "<u4", count * words_per_code).reshape(count, words_per_code)
+  ids = np.frombuffer(payload, "<i8", offset=count * 4 * words_per_code) if flags & 1 else None
+  words = _check_spare_bits(path, nbits, words.astype(np.uint32))
+  return IndexContents(nbits, words, None if ids is None else ids.astype(np.int64), None, {})
+
+
+def _check_size(path: str, actual: int, expected: int) -> None:
+  if actual != expected:
+    problem = "is truncated" if actual < expected else "has unexpected trailing bytes"
+    _fail(path, f"{problem}: {actual} bytes, the header declares {expected}")
+
+
+def _check_digest(path: str, data: bytes, fields_end: int, header_end: int) -> None:
   view = memoryview(data)
-  fields, digest, payload = view[:_FIELDS.size], view[_FIELDS.size:HEADER_SIZE], view[HEADER_SIZE:]
-  if _digest(fields, payload) != bytes(digest):
+  if _digest(view[:fields_end], view[header_end:]) != bytes(view[fields_end:header_end]):
     _fail(path, "is corrupted: its SHA-256 checksum does not match the contents")
+
+
+def _check_nbits(path: str, nbits: int) -> None:
   try:
     check_nbits(nbits)
   except ValueError as error:
     _fail(path, f"declares an invalid code length ({error})")
-  words_size = count * 4 * words_per_code
-  words = np.frombuffer(payload, "<u4", count * words_per_code).reshape(count, words_per_code)
-  ids = np.frombuffer(payload, "<i8", offset=words_size) if flags & _HAS_IDS else None
-  return nbits, words.astype(np.uint32), None if ids is None else ids.astype(np.int64)
+
+
+def _check_spare_bits(path: str, nbits: int, words: np.ndarray) -> np.ndarray:
+  spare = 32 * words.shape[1] - nbits
+  if spare and words.size and (words[:, -1] >> (32 - spare)).any():
+    _fail(path, f"has codes with bits set above its code length ({nbits} bits)")
+  return words
 
 
 def _digest(fields, payload) -> bytes:

@@ -1,0 +1,195 @@
+"""A trained run as an object: ``hasher = jaxhash.load(workdir)``; ``hasher.encode(images)``.
+
+``load`` rebuilds the network from the run's ``config.json`` and ``model.json`` and restores the
+latest checkpoint; it never reads the training data. ``encode`` applies the run's own
+preprocessing to any uint8 images, so codes of new images are comparable with the run's:
+
+- images are made to look like the run's training images: decoded from files as its data source
+  decoded them (RGB, or grayscale for a grayscale run), with channels converted (gray <-> RGB) and
+  resized to the run's input size (Pillow bilinear, the whole image stretched, as list files are
+  resized) when they differ;
+- then the run's evaluation preprocessing (centre crop, normalisation) runs on the device with the
+  network, in fixed-size batches (padded, so few shapes are compiled).
+
+    hasher = jaxhash.load("runs/dlbhc_mnist_48")
+    codes = hasher.encode(images)            # uint8 (N, H, W[, C]) or image paths -> uint32 (N, W)
+    index = jaxhash.HammingIndex(hasher.bits); index.add(codes)
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import hashlib
+import os
+import jax
+import ml_collections
+import numpy as np
+from PIL import Image
+
+from jaxhash import parallel, run_files, rundir
+from jaxhash.encode import encode_indices, make_encoder
+from jaxhash.methods import get_method
+
+_MIN_BATCH = 8  # smaller requests are padded up to this; larger ones to a power of two
+
+
+class Hasher:
+  """Encodes images with a trained run's network. Build one with :func:`load`."""
+
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict, info: run_files.ModelInfo,
+               model, variables, step: int, mesh):
+    self.workdir, self.config, self.step = workdir, config, step
+    self.image_shape = info.image_shape
+    self._method = get_method(config.method.name)
+    self._variables, self._mesh = variables, mesh
+    self._encoder = make_encoder(model, self._method, config.data)
+
+  @property
+  def bits(self) -> int:
+    """Code length in bits; codes are packed into ``ceil(bits / 32)`` uint32 words."""
+    return int(self.config.method.bits)
+
+  @property
+  def method(self) -> str:
+    """The hashing method's name (``"dlbhc"`` or ``"hashnet"``)."""
+    return self._method.name
+
+  @functools.cached_property
+  def fingerprint(self) -> str:
+    """SHA-256 (first 16 hex digits) of the parameters and batch-norm statistics: equal only for the same trained model."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(self._variables):
+      digest.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
+    return digest.hexdigest()[:16]
+
+  def __repr__(self) -> str:
+    return (f"Hasher({self.workdir!r}: {self.method}, {self.bits} bits, step {self.step}, "
+            f"input {'x'.join(map(str, self.image_shape))})")
+
+  def encode(self, images) -> np.ndarray:
+    """Packed codes, uint32 ``(N, ceil(bits / 32))``, of ``images`` (see :meth:`prepare`)."""
+    return self.encode_with_features(images, features=False)[0]
+
+  def features(self, images) -> np.ndarray:
+    """float32 ``(N, D)`` fc7 features of ``images``, which DLBHC re-ranks a candidate pool with."""
+    return self.encode_with_features(images)[1]
+
+  def encode_with_features(self, images, features: bool = True):
+    """``(codes, features)`` of ``images`` in one pass; features are None when not asked for."""
+    images = _as_batch(images)
+    n = len(images)
+    if n == 0:
+      return (np.zeros((0, -(-self.bits // 32)), np.uint32),
+              np.zeros((0, 0), np.float32) if features else None)
+    return encode_indices(self._encoder, self._variables, _Prepared(self, images), np.arange(n),
+                          self._batch_size(n), features, sharding=parallel.batch_sharded(self._mesh))
+
+  def prepare(self, images) -> np.ndarray:
+    """uint8 ``(N, H, W, C)`` in the run's input shape from any of:
+
+    - a uint8 array ``(N, H, W, C)`` (C = 1, 3 or 4) or ``(N, H, W)`` (grayscale);
+    - a sequence of image file paths, PIL images, or uint8 arrays ``(H, W[, C])`` of any sizes.
+    """
+    images = _as_batch(images)
+    if isinstance(images, np.ndarray):
+      if images.shape[1:] == self.image_shape:
+        return images
+      if images.shape[1:] + (1,) == self.image_shape:
+        return images[..., None]
+      return np.stack([self._conform(image) for image in images])
+    items = images
+    paths = [i for i, item in enumerate(items) if isinstance(item, (str, os.PathLike))]
+    out = np.empty((len(items), *self.image_shape), np.uint8)
+    with concurrent.futures.ThreadPoolExecutor(min(8, max(1, len(paths)))) as pool:
+      for i, image in zip(paths, pool.map(lambda i: self.read_image(items[i]), paths)):
+        out[i] = image
+    for i, item in enumerate(items):
+      if not isinstance(item, (str, os.PathLike)):
+        out[i] = self._conform(item)
+    return out
+
+  def read_image(self, path: str | os.PathLike) -> np.ndarray:
+    """One image file as uint8 ``(H, W, C)`` in the run's input shape; a ValueError names it."""
+    path = os.fspath(path)
+    try:
+      with Image.open(path) as image:
+        image.load()
+        return self._conform(_eight_bit(image))
+    except FileNotFoundError:
+      raise FileNotFoundError(f"image {path} not found.") from None
+    except (OSError, ValueError, Image.DecompressionBombError) as error:
+      raise ValueError(f"cannot read image {path} ({error}).") from None
+
+  def _conform(self, image) -> np.ndarray:
+    """Converts one image (PIL or uint8 array) to the run's channels, then its size."""
+    if not isinstance(image, Image.Image):
+      array = np.asarray(image)
+      if array.dtype != np.uint8 or array.ndim not in (2, 3) or (
+          array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+        raise ValueError(f"an image must be uint8 (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got "
+                         f"{array.dtype} {array.shape}.")
+      image = Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array)
+    height, width, channels = self.image_shape
+    image = image.convert("L" if channels == 1 else "RGB")
+    if image.size != (width, height):
+      image = image.resize((width, height), Image.BILINEAR)
+    array = np.asarray(image, dtype=np.uint8)
+    return array[..., None] if channels == 1 else array
+
+  def _batch_size(self, n: int) -> int:
+    """The run's evaluation batch, or the next power of two >= n when smaller (few compiles)."""
+    small = max(_MIN_BATCH, 1 << max(n - 1, 0).bit_length())
+    return parallel.round_up_to_devices(min(self.config.eval.batch_size, small), self._mesh)
+
+
+class _Prepared:
+  """The images made the run's input on indexing, one batch at a time (bounded memory)."""
+
+  def __init__(self, hasher: Hasher, images):
+    self._hasher, self._images = hasher, images
+
+  def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+    if isinstance(self._images, np.ndarray):
+      return self._hasher.prepare(self._images[rows])
+    return self._hasher.prepare([self._images[i] for i in rows])
+
+
+def _as_batch(images):
+  """A checked uint8 array batch, or a list of single images / paths."""
+  if isinstance(images, (str, os.PathLike)):
+    raise ValueError("pass a list of image paths, not a single path: encode([path]).")
+  if not isinstance(images, np.ndarray):
+    return list(images)
+  if images.dtype != np.uint8:
+    raise ValueError(f"images must be uint8 (0..255); got {images.dtype}. Convert [0, 1] floats "
+                     "with np.clip(x * 255, 0, 255).astype(np.uint8).")
+  if images.ndim not in (3, 4):
+    raise ValueError(f"images must be (N, H, W, C) or (N, H, W); got shape {images.shape}.")
+  return images
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+  """16- and 32-bit images scaled to 8 bits (Pillow's own conversion would clip them to white)."""
+  if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    array = np.asarray(image)
+    top = 65535 if image.mode.startswith("I;16") or array.max(initial=0) <= 65535 else 2**32 - 1
+    return Image.fromarray((array.astype(np.float64) * 255.0 / top).round().astype(np.uint8))
+  return image
+
+
+def load(workdir: str | os.PathLike) -> Hasher:
+  """The latest checkpoint of a run written by ``python -m jaxhash.train``, ready to encode.
+
+  Reads ``config.json``, ``model.json`` (or, for older runs, infers its contents) and the latest
+  checkpoint; never the training data.
+  """
+  from jaxhash import trainer
+
+  workdir = os.fspath(workdir)
+  config = rundir.load_config(workdir)
+  info = run_files.read_model_info(workdir, config)
+  model = trainer.build_model(config, info.num_classes)
+  mesh = parallel.data_mesh()
+  state = trainer.restore_state(workdir, trainer.abstract_state(config, model, info.image_shape, mesh))
+  return Hasher(workdir, config.lock(), info, model, state.variables, int(state.step), mesh)

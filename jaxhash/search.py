@@ -1,0 +1,170 @@
+"""Search an index built by ``python -m jaxhash.index`` with query images.
+
+  python -m jaxhash.search --index FILE.jhi [--workdir RUN] IMAGE... -k 10 [--radius R] [--rerank]
+                           [--json] [--gallery out.png]
+
+Encodes each query image with the run that built the index (``--workdir`` defaults to the run
+recorded in the index file; another run is refused unless it is the same trained model) and prints
+its nearest images by Hamming distance, nearest first (ties in index order). ``--radius R`` keeps
+only results within distance R (at most k of them). ``--rerank`` re-ranks the nearest
+max(k, eval.rerank_pool) codes by fc7 feature distance (an index built with --features).
+``--json`` prints one line per query:
+  {"query": PATH, "results": [{"rank": 1, "path": PATH, "distance": D}, ...]}
+``--gallery out.png`` draws each query beside its results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import sys
+
+import numpy as np
+
+from jaxhash import cli
+
+
+def hasher_for(index, workdir: str | None = None):
+  """The run that made the index's codes: ``workdir``, or the one the index records."""
+  import jaxhash
+
+  run = index.run or {}
+  if workdir is None:
+    if "workdir" not in run:
+      raise ValueError("this index does not record the run that built it; pass --workdir RUN.")
+    workdir = run["workdir"]
+  hasher = jaxhash.load(workdir)
+  if hasher.bits != index.nbits:
+    raise ValueError(f"{workdir} makes {hasher.bits}-bit codes but the index holds {index.nbits}-bit "
+                     "codes; pass the --workdir of the run that built the index.")
+  if run.get("fingerprint") and run["fingerprint"] != hasher.fingerprint:
+    raise ValueError(
+        f"the index was built with {run.get('workdir')} at step {run.get('step')}, but {workdir} "
+        f"(step {hasher.step}) is another model, so its codes are not comparable; rebuild the "
+        "index with python -m jaxhash.index, or pass the --workdir that built it.")
+  return hasher
+
+
+def search_images(index, hasher, images, k: int = 10, radius: int | None = None,
+                  rerank: bool = False) -> list[list[dict]]:
+  """Per query, ``[{"rank": 1, "path": id, "distance": d}, ...]`` nearest first.
+
+  ``images`` as ``Hasher.encode`` takes them. ``radius`` keeps results within that Hamming
+  distance; ``rerank`` re-ranks the nearest ``max(k, eval.rerank_pool)`` codes by features.
+  """
+  if len(index) == 0:
+    raise ValueError("the index is empty.")
+  if rerank and index.features is None:
+    raise ValueError("--rerank needs features in the index; build it with python -m jaxhash.index "
+                     "--features.")
+  codes, features = hasher.encode_with_features(images, features=rerank)
+  distances, ids = index.search(codes, min(k, len(index)), features=features,
+                                pool=max(k, hasher.config.eval.rerank_pool))
+  results = []
+  for row_distances, row_ids in zip(distances, ids):
+    row = [(int(d), i.item() if isinstance(i, np.generic) else i) for d, i in zip(row_distances, row_ids)]
+    if radius is not None:
+      row = [(d, i) for d, i in row if d <= radius]
+    results.append([{"rank": r + 1, "path": i, "distance": d} for r, (d, i) in enumerate(row)])
+  return results
+
+
+def draw_gallery(queries: list[str], results: list[list[dict]], thumb: int = 96):
+  """A PIL image: one row per query, the query (framed) then its results with their distances."""
+  from PIL import Image, ImageDraw
+
+  columns = 1 + max((len(r) for r in results), default=0)
+  caption, gap = 14, 6
+  cell_w, cell_h = thumb + gap, thumb + caption + gap
+  canvas = Image.new("RGB", (columns * cell_w + gap, len(queries) * cell_h + gap), "white")
+  draw = ImageDraw.Draw(canvas)
+  for row, (query, found) in enumerate(zip(queries, results)):
+    y = gap + row * cell_h
+    cells = [(query, "query")] + [(r["path"], f"#{r['rank']}  d={r['distance']}") for r in found]
+    for col, (path, label) in enumerate(cells):
+      x = gap + col * cell_w
+      canvas.paste(_thumbnail(path, thumb), (x, y))
+      if col == 0:
+        draw.rectangle([x - 2, y - 2, x + thumb + 1, y + thumb + 1], outline="red", width=2)
+      draw.text((x, y + thumb + 2), label, fill="black")
+  return canvas
+
+
+def _thumbnail(path, size: int):
+  from PIL import Image
+
+  try:
+    with Image.open(path) as image:
+      image = image.convert("RGB")
+      image.thumbnail((size, size))
+      if image.size[0] < size // 2:  # small images (MNIST's 28x28) are scaled up to be seen
+        factor = size // max(image.size)
+        image = image.resize((image.size[0] * factor, image.size[1] * factor), Image.NEAREST)
+  except (OSError, ValueError):
+    image = Image.new("RGB", (size, size), "lightgray")
+  cell = Image.new("RGB", (size, size), "white")
+  cell.paste(image, ((size - image.size[0]) // 2, (size - image.size[1]) // 2))
+  return cell
+
+
+def parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(
+      prog="python -m jaxhash.search", description=__doc__.split("\n\n", 1)[0],
+      epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+  p.add_argument("images", nargs="+", metavar="IMAGE", help="query image files")
+  p.add_argument("--index", required=True, metavar="FILE.jhi", help="index file from jaxhash.index")
+  p.add_argument("--workdir", help="run that encodes the queries (default: the one the index records)")
+  p.add_argument("-k", "--k", type=int, default=10, help="results per query (default: 10)")
+  p.add_argument("--radius", type=int, help="keep only results within this Hamming distance")
+  p.add_argument("--rerank", action="store_true", help="re-rank by fc7 features (index built with "
+                 "--features)")
+  p.add_argument("--json", action="store_true", help="one JSON object per query line")
+  p.add_argument("--gallery", metavar="OUT.png", help="draw the queries and their results here")
+  p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+  return p
+
+
+def _run(args) -> None:
+  from jaxhash.io_utils import atomic_write_bytes
+  from jaxhash.retrieval import HammingIndex
+
+  if args.k < 1:
+    raise ValueError(f"-k {args.k}: ask for at least 1 result.")
+  if args.radius is not None and args.radius < 0:
+    raise ValueError(f"--radius {args.radius} must be >= 0.")
+  index = HammingIndex.load(args.index)
+  hasher = hasher_for(index, args.workdir)
+  results = search_images(index, hasher, args.images, args.k, args.radius, args.rerank)
+  for query, found in zip(args.images, results):
+    if args.json:
+      print(json.dumps({"query": query, "results": found}))
+    else:
+      print(f"{query}: {len(found)} result{'s' if len(found) != 1 else ''}")
+      for r in found:
+        print(f"  {r['rank']:>3}  distance {r['distance']:>3}  {r['path']}")
+  if args.gallery:
+    buffer = io.BytesIO()
+    draw_gallery(args.images, results).save(buffer, format=_image_format(args.gallery))
+    atomic_write_bytes(args.gallery, buffer.getvalue())
+    print(f"gallery written to {args.gallery}", file=sys.stderr)
+
+
+def _image_format(path: str) -> str:
+  from PIL import Image
+
+  extension = os.path.splitext(path)[1].lower()
+  Image.init()
+  if extension not in Image.EXTENSION:
+    raise ValueError(f"--gallery {path}: name an image file, e.g. gallery.png.")
+  return Image.EXTENSION[extension]
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = parser().parse_args(argv)
+  return cli.run(lambda: _run(args), ["search", *(["--debug"] if args.debug else [])], parse=None)
+
+
+if __name__ == "__main__":
+  sys.exit(main())

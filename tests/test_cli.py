@@ -1,0 +1,126 @@
+"""The command lines as a user meets them: --help everywhere, configs from any folder, evaluate's
+documented overrides and --out, and index + search over a folder of images."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import run_cli
+from jaxhash.retrieval import HammingIndex
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+  """A finished tiny run, trained from a folder outside the repository (configs found anyway)."""
+  elsewhere = tmp_path_factory.mktemp("elsewhere")
+  proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", "run", cwd=str(elsewhere))
+  assert proc.returncode == 0, proc.stderr
+  return str(elsewhere / "run")
+
+
+@pytest.mark.parametrize("module, args, expected", [
+    ("jaxhash.train", [], ["--workdir", "data.protocol = 'mnist10k'", "method.weighting", "configs/dlbhc_mnist.py"]),
+    ("jaxhash.train", ["--config", "configs/dlbhc_mnist.py:full"],
+     ["data.protocol = 'mnist'", "Other code lengths", "optim.learning_rate = 0.03"]),
+    ("jaxhash.evaluate", [], ["--out", "--config.eval.KEY", "eval.radius = 2", "train.batch_size"]),
+    ("jaxhash.index", [], ["--workdir", "--images", "--features", "--strict"]),
+    ("jaxhash.search", [], ["--index", "--radius", "--rerank", "--json", "--gallery", '"rank": 1']),
+])
+def test_help_exits_0_and_lists_flags_and_keys(tmp_path, module, args, expected):
+  proc = run_cli(module, *args, "--help", cwd=str(tmp_path))
+  assert proc.returncode == 0, proc.stderr
+  for text in expected:
+    assert text in proc.stdout, (text, proc.stdout)
+
+
+def test_evaluate_documented_override_and_out_keep_earlier_results(finished, tmp_path):
+  before = open(os.path.join(finished, "results.json")).read()
+  out = str(tmp_path / "radius3")
+  proc = run_cli("jaxhash.evaluate", "--workdir", finished, "--config.eval.radius=3", "--out", out)
+  assert proc.returncode == 0, proc.stderr
+  results = json.load(open(os.path.join(out, "results.json")))
+  assert "precision@radius3" in results["codes"]
+  assert open(os.path.join(finished, "results.json")).read() == before
+  assert results["environment"]["jax"] and results["environment"]["backend"] == "cpu"
+  assert {"encode", "evaluate"} <= set(results["seconds"])
+  assert "train" in json.load(open(os.path.join(finished, "results.json")))["seconds"]
+  again = run_cli("jaxhash.evaluate", "--workdir", finished, "--out", out)
+  assert again.returncode == 1 and "already holds results.json" in again.stderr
+  wrong = run_cli("jaxhash.evaluate", "--workdir", finished, "--config.method.bits=8")
+  assert wrong.returncode == 1 and "evaluation settings" in wrong.stderr
+  assert len(wrong.stderr.strip().splitlines()) == 1
+
+
+def write_digits(root, count=60):
+  from jaxhash.data.sources import embedded_mnist
+
+  mnist = embedded_mnist()
+  paths = []
+  for i in range(count):
+    folder = root / "nested" / str(mnist.labels[i].argmax())
+    folder.mkdir(parents=True, exist_ok=True)
+    paths.append(str(folder / f"{i:04d}.png"))
+    Image.fromarray(mnist.images[i, :, :, 0]).save(paths[-1])
+  return paths
+
+
+def test_index_then_search(finished, tmp_path):
+  paths = write_digits(tmp_path / "digits")
+  (tmp_path / "digits" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+  out = str(tmp_path / "digits.jhi")
+  proc = run_cli("jaxhash.index", "--workdir", finished, "--images", str(tmp_path / "digits"),
+                 "--out", out, "--features")
+  assert proc.returncode == 0, proc.stderr
+  assert "broken.jpg" in proc.stderr and "1 of 61 images could not be read" in proc.stderr
+  index = HammingIndex.load(out)
+  assert len(index) == 60 and sorted(index.ids.tolist()) == sorted(paths)
+  assert index.features.shape == (60, 500) and index.run["workdir"] == os.path.abspath(finished)
+
+  queries = paths[:3]
+  proc = run_cli("jaxhash.search", "--index", out, *queries, "-k", "5", "--json", "--rerank",
+                 "--gallery", str(tmp_path / "gallery.png"))
+  assert proc.returncode == 0, proc.stderr
+  lines = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+  assert [line["query"] for line in lines] == queries
+  for line in lines:
+    assert list(line) == ["query", "results"]
+    assert [r["rank"] for r in line["results"]] == [1, 2, 3, 4, 5]
+    assert all(set(r) == {"rank", "path", "distance"} and r["path"] in paths for r in line["results"])
+    assert line["results"][0] == {"rank": 1, "path": line["query"], "distance": 0}
+  assert Image.open(tmp_path / "gallery.png").size[0] > 6 * 96
+
+  proc = run_cli("jaxhash.search", "--index", out, queries[0], "-k", "60", "--radius", "0")
+  assert proc.returncode == 0, proc.stderr
+  assert all("distance   0" in line for line in proc.stdout.splitlines()[1:])
+
+
+def test_index_list_file_strict_and_search_errors(finished, tmp_path):
+  paths = write_digits(tmp_path / "digits", count=12)
+  listing = tmp_path / "list.txt"
+  listing.write_text("".join(f"{os.path.relpath(p, tmp_path)} 0 1\n" for p in paths) + "missing.png\n")
+  out = str(tmp_path / "x.jhi")
+  proc = run_cli("jaxhash.index", "--workdir", finished, "--images", str(listing), "--out", out, "--strict")
+  assert proc.returncode == 1 and "missing.png" in proc.stderr and not os.path.exists(out)
+  assert len(proc.stderr.strip().splitlines()) == 1
+  listing.write_text("".join(f"{os.path.relpath(p, tmp_path)} 0 1\n" for p in paths))
+  proc = run_cli("jaxhash.index", "--workdir", finished, "--images", str(listing), "--out", out)
+  assert proc.returncode == 0, proc.stderr
+  assert HammingIndex.load(out).ids.tolist() == paths
+  for args, message in [(["-k", "0"], "at least 1"), (["--rerank"], "--features"),
+                        (["--workdir", str(tmp_path)], "config.json")]:
+    proc = run_cli("jaxhash.search", "--index", out, paths[0], *args)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_search_refuses_another_model(finished, tmp_path):
+  record = {"workdir": finished, "step": 2, "method": "dlbhc", "bits": 16, "fingerprint": "0" * 16}
+  index = HammingIndex(16, run=record)
+  index.add(np.zeros((1, 16), np.uint8), ids=["x.png"])
+  index.save(str(tmp_path / "other.jhi"))
+  path = write_digits(tmp_path / "d", count=1)[0]
+  proc = run_cli("jaxhash.search", "--index", str(tmp_path / "other.jhi"), path)
+  assert proc.returncode == 1 and "another model" in proc.stderr, proc.stderr
