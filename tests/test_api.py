@@ -51,7 +51,7 @@ def test_codes_equal_the_evaluation_codes(run, hasher, mnist):
   exp = trainer.build_experiment(load_config("test"))
   state = trainer.restore_trained(exp, run)
   query = exp.split.query[:37]
-  words, features = encode_indices(make_encoder(exp.model, exp.method, exp.config.data), state.params,
+  words, features = encode_indices(make_encoder(exp.model, exp.method, exp.config.data), state.variables,
                                    exp.dataset.images, query, 250, with_features=True)
   codes, feats = hasher.encode_with_features(mnist.images[query])
   np.testing.assert_array_equal(codes, words)

@@ -139,7 +139,7 @@ def test_train_on_an_image_folder_then_load_and_encode_its_files(tmp_path):
   exp = trainer.build_experiment(config.lock())
   state = trainer.restore_trained(exp, str(tmp_path / "run"))
   from jaxhash.encode import encode_indices, make_encoder
-  expected, _ = encode_indices(make_encoder(exp.model, exp.method, exp.config.data), state.params,
+  expected, _ = encode_indices(make_encoder(exp.model, exp.method, exp.config.data), state.variables,
                                exp.dataset.images, np.arange(len(paths)), 8, with_features=False)
   np.testing.assert_array_equal(hasher.encode(paths), expected)  # decoded as the source decoded them
 
