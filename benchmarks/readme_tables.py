@@ -128,8 +128,28 @@ def hashnet_cifar10(payload: dict) -> list[str]:
   return _table(header, [row])
 
 
+def transfer_cifar10(payload: dict) -> list[str]:
+  header = ["method", "codes mAP@1000", "codes mAP@all", "re-ranked mAP@1000", "steps",
+            "caching", "training", "evaluation", "total"]
+
+  def rerank(value) -> str:
+    return "" if value is None else _f(value)
+
+  rows = [[f"`{m['config']}`", _f(m["map@1000"]), _f(m["map@all"]), rerank(m["rerank map@1000"]),
+           f"{m['steps']:,}",
+           f"{m['caching s']:.0f} s" if m["cache shards computed"] else "reused",
+           f"{m['training s']:.0f} s", f"{m['evaluation s']:.0f} s", f"{m['total s']:.0f} s"]
+          for m in payload["methods"]]
+  setting = (f"Protocol {payload['protocol']}, {payload['bits']} bits, {payload['backbone']} at "
+             f"{payload['input size']}, {payload['trained']}, {payload['epochs']} epochs of batch "
+             f"{payload['batch size']}; `{payload['benchmark']}`, {payload['wall seconds'] / 60:.1f} "
+             "min for both methods (data preparation included).")
+  return [*_table(header, rows), "", setting]
+
+
 TABLES = {"dlbhc_mnist": dlbhc_mnist, "hashnet_mnist": hashnet_mnist,
-          "hashnet_ablation": hashnet_ablation, "hashnet_cifar10": hashnet_cifar10}
+          "hashnet_ablation": hashnet_ablation, "hashnet_cifar10": hashnet_cifar10,
+          "transfer_cifar10": transfer_cifar10}
 
 
 def render(name: str, results_dir: str = RESULTS_DIR) -> str:

@@ -34,6 +34,7 @@ from jaxhash.io_utils import atomic_write_text
 
 DIGESTS_FILE = "checkpoint_digests.json"
 DAMAGED_DIR = "damaged_checkpoints"
+DIVERGED_DIR = "diverged_checkpoints"
 VERBOSE = False  # show orbax's own log records and background tracebacks
 
 
@@ -143,6 +144,48 @@ def _bad_metadata(step_dir: str) -> str | None:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
           return f"{path} is not valid JSON ({_first_line(e, 80)})"
   return None
+
+
+class IncompatibleCheckpoint(ValueError):
+  """An intact checkpoint whose arrays do not fit the model being restored (another config or
+  jaxhash version): not damage, so it is never set aside."""
+
+
+def _shapes(tree) -> dict[str, tuple]:
+  """Leaf path -> shape, with dict keys, attributes and indices written alike (orbax records
+  namedtuples and dataclasses as dicts)."""
+  def name(key):
+    for attr in ("key", "name", "idx"):
+      if hasattr(key, attr):
+        return str(getattr(key, attr))
+    return str(key)
+  return {"/".join(map(name, path)): tuple(leaf.shape)
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _restore_target(saved: dict, abstract_state, where: str):
+  """(what to restore, fields to fill in) for a checkpoint whose recorded tree is ``saved``.
+
+  A dataclass field that an older jaxhash did not save (``batch_stats`` before batch norm existed)
+  is filled in from ``abstract_state`` when it holds no arrays; any other difference raises
+  ``IncompatibleCheckpoint`` naming the first differing array.
+  """
+  target, absent = abstract_state, {}
+  if dataclasses.is_dataclass(abstract_state) and isinstance(saved, dict):
+    fields = [f.name for f in dataclasses.fields(abstract_state)]
+    absent = {name: getattr(abstract_state, name) for name in fields
+              if name not in saved and not jax.tree.leaves(getattr(abstract_state, name))}
+    target = {name: getattr(abstract_state, name) for name in fields if name not in absent}
+  want, have = _shapes(target), _shapes(saved)
+  if want != have:
+    differing = sorted(set(want) ^ set(have)) or sorted(k for k in want if want[k] != have[k])
+    key = differing[0]
+    detail = (f"{key}: saved {have[key] if key in have else 'absent'}, "
+              f"expected {want[key] if key in want else 'absent'}")
+    raise IncompatibleCheckpoint(
+        f"{where} was saved for another model ({len(differing)} arrays differ, e.g. {detail}); "
+        "evaluate it with the config it was trained with, or train in another --workdir.")
+  return target, absent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,13 +322,22 @@ class Checkpointer:
     bad = _bad_metadata(self._step_dir(step))
     if bad:
       return f"unreadable: {bad}", None
+    path = os.path.join(self._step_dir(step), "default")
     reader = ocp.StandardCheckpointer()
     try:
-      state = reader.restore(os.path.join(self._step_dir(step), "default"), abstract_state)
-    except Exception as e:  # noqa: BLE001 - damaged files surface as many kinds of error
-      return f"unreadable: {_first_line(e, 160)}", None
+      try:
+        saved = reader.metadata(path).item_metadata.tree
+      except Exception as e:  # noqa: BLE001 - damaged files surface as many kinds of error
+        return f"unreadable: {_first_line(e, 160)}", None
+      target, absent = _restore_target(saved, abstract_state, f"checkpoint {step} in {self.directory}")
+      try:
+        state = reader.restore(path, target)
+      except Exception as e:  # noqa: BLE001
+        return f"unreadable: {_first_line(e, 160)}", None
     finally:
       reader.close()
+    if target is not abstract_state:
+      state = dataclasses.replace(abstract_state, **state, **absent)
     digest, finite = state_digest(state)
     if not finite:
       return "it holds non-finite values", None
@@ -293,10 +345,16 @@ class Checkpointer:
       return "its arrays differ from the digest recorded when it was saved", None
     return None, state
 
-  def _set_aside(self, steps: list[int], digests: dict) -> None:
+  def set_aside_diverged(self, steps: list[int]) -> None:
+    """Moves intact checkpoints of a diverged state into ``diverged_checkpoints/`` (kept, not
+    deleted), so that a rerun resumes from an older one or starts again."""
+    self.wait()
+    self._set_aside(steps, self._digests()[0], DIVERGED_DIR)
+
+  def _set_aside(self, steps: list[int], digests: dict, folder: str = DAMAGED_DIR) -> None:
     if not steps:
       return
-    target_dir = os.path.join(self.workdir, DAMAGED_DIR)
+    target_dir = os.path.join(self.workdir, folder)
     os.makedirs(target_dir, exist_ok=True)
     for step in steps:
       target, n = os.path.join(target_dir, str(step)), 1

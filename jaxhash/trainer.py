@@ -320,22 +320,59 @@ def _and(names: list[str]) -> str:
   return " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
 
 
+DIVERGED_FACTOR = 10.0  # a loss this many times the first step's marks a diverged state
+
+
+def _diverged(steps: list[int], records: list[dict]) -> tuple[list[int], dict]:
+  """The checkpoint steps whose state had diverged, and the loss each was judged by.
+
+  A checkpoint is judged by the loss logged just after it (the first record past its step, whose
+  steps start from its state), else the last one logged at or before it. It has diverged when that
+  loss is over ``DIVERGED_FACTOR`` times the first step's (``first_loss``: the untrained model's
+  scale, which training only lowers), or is not a number.
+  """
+  reference = next((r["first_loss"] for r in records if "first_loss" in r), None)
+  logged = [(r["step"], r["loss"]) for r in records if "loss" in r]
+  if reference is None or not logged:
+    return [], {}
+  losses = {}
+  for step in steps:
+    after = [loss for s, loss in logged if s > step]
+    before = [loss for s, loss in logged if s <= step]
+    if after or before:
+      losses[step] = after[0] if after else before[-1]
+  return [s for s, loss in losses.items() if not loss <= DIVERGED_FACTOR * abs(reference)], losses
+
+
 def _nonfinite_stop(workdir: str, checkpointer: Checkpointer, step: int, flags: int) -> FloatingPointError:
-  """Records a non-finite stop in run.json (a lower learning rate is then accepted) and says why."""
+  """Records a non-finite stop in run.json (a lower learning rate is then accepted) and says why.
+
+  Checkpoints whose logged loss shows a diverged state are moved to ``diverged_checkpoints/``, so
+  that the rerun at a lower rate resumes from a sane state (or from step 0) rather than diverging
+  again from a finite but useless one.
+  """
   checkpointer.wait()
+  records = metrics_log.read_metrics(workdir)
+  diverged, losses = _diverged(checkpointer.steps(), records)
+  checkpointer.set_aside_diverged(diverged)
   kept = checkpointer.steps()
   last = kept[-1] if kept else None
   quantities = [name for bit, name in enumerate(NONFINITE) if flags >> bit & 1]
-  rundir.record_event(workdir, "nonfinite_stop", step=step, quantities=quantities, checkpoint=last)
+  rundir.record_event(workdir, "nonfinite_stop", step=step, quantities=quantities, checkpoint=last,
+                      diverged=diverged)
+  moved = ""
+  if diverged:
+    first = next(r["first_loss"] for r in records if "first_loss" in r)
+    moved = (f"checkpoint{'s' if len(diverged) > 1 else ''} {_and([str(s) for s in diverged])} had "
+             f"diverged (logged loss {max(losses[s] for s in diverged):.4g}, first step's "
+             f"{first:.4g}) and {'are' if len(diverged) > 1 else 'is'} moved to "
+             f"{checkpoint.DIVERGED_DIR}/; ")
   if last is None:
-    where = "no checkpoint was saved before it, so a rerun starts from step 0"
+    where = "no sane checkpoint is left, so a rerun starts from step 0"
   else:
-    losses = {r["step"]: r["loss"] for r in metrics_log.read_metrics(workdir) if "loss" in r}
-    logged = (f" (logged loss there {losses[last]:.4g}, lowest logged {min(losses.values()):.4g}; "
-              "start again in another --workdir if it has diverged already)" if last in losses else "")
-    where = f"the last checkpoint, step {last}, is finite and kept, and a rerun resumes from it{logged}"
+    where = f"the last checkpoint, step {last}, is finite and kept, and a rerun resumes from it"
   return FloatingPointError(
-      f"training stopped: the {_and(quantities)} became non-finite at step {step}; {where}: "
+      f"training stopped: the {_and(quantities)} became non-finite at step {step}; {moved}{where}: "
       "rerun with a lower --config.optim.learning_rate, or with --config.train.skip_nonfinite=True "
       "to skip such steps.")
 
@@ -391,6 +428,17 @@ def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_step, ba
   progress = Progress(steps, start, config.train.batch_size, stream=stream)
   log = metrics_log.MetricsWriter(workdir)
   window, t_window, skipped = [], time.perf_counter(), 0
+  first_logged = start > 0
+
+  def first_loss(values) -> dict:
+    """The first record of a run from step 0 also holds step 1's loss: what divergence is
+    measured against (see ``_diverged``)."""
+    nonlocal first_logged
+    if first_logged:
+      return {}
+    first_logged = True
+    return {} if values[0]["nonfinite"] else {"first_loss": float(values[0]["loss"])}
+
   try:
     for step in range(start, steps):
       state, metrics = train_step(state, *batches.get(step))
@@ -403,12 +451,16 @@ def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_step, ba
       values = jax.device_get(window)
       bad = next((i for i, v in enumerate(values) if v["nonfinite"]), None)
       if bad is not None and not config.train.skip_nonfinite:
-        raise _nonfinite_stop(workdir, checkpointer, done - len(values) + bad + 1, int(values[bad]["nonfinite"]))
+        bad_step = done - len(values) + bad + 1
+        if bad:  # the finite steps before the stop are logged: they judge the last checkpoint
+          log.write({"step": bad_step - 1, **_window_means(values[:bad])[0], **first_loss(values)})
+        raise _nonfinite_stop(workdir, checkpointer, bad_step, int(values[bad]["nonfinite"]))
       if log_now:
         means, window_skipped = _window_means(values)
         skipped += window_skipped
         now = time.perf_counter()
-        record = {"step": done, **means, "images_per_sec": len(window) * config.train.batch_size / (now - t_window)}
+        record = {"step": done, **means, **first_loss(values),
+                  "images_per_sec": len(window) * config.train.batch_size / (now - t_window)}
         if config.train.skip_nonfinite:
           record["nonfinite_skipped"] = window_skipped
         log.write(record)

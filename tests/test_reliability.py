@@ -3,6 +3,7 @@ logs, full disks. Each case of issue 8 has a test here (fuzzing of inputs is in 
 
 import hashlib
 import json
+import math
 import os
 import shutil
 
@@ -285,6 +286,44 @@ def test_a_checkpoint_without_digest_is_restored_unverified(tmp_path, finished_r
   assert step == 2 and "checkpoint 2 has no recorded digest" in said
 
 
+def test_a_checkpoint_saved_before_batch_stats_restores_and_resumes_in_place(tmp_path, finished_run,
+                                                                             test_exp):
+  import io
+
+  import orbax.checkpoint as ocp
+
+  workdir = copy_run(finished_run, tmp_path)
+  state = trainer.restore_trained(test_exp, workdir, stream=io.StringIO())
+  for step in (1, 2):  # rewrite both as an older jaxhash saved them: no batch_stats, no digests
+    path = os.path.join(workdir, "checkpoints", str(step), "default")
+    shutil.rmtree(path)
+    with ocp.StandardCheckpointer() as writer:
+      writer.save(path, {"step": state.step, "params": state.params, "opt_state": state.opt_state})
+  os.remove(os.path.join(workdir, "checkpoint_digests.json"))
+  step, said = restore(test_exp, workdir)
+  assert step == 2 and "damaged" not in said
+  stream = io.StringIO()
+  results = trainer.train_and_evaluate(load_config("test"), workdir, stream=stream)
+  assert not os.path.exists(os.path.join(workdir, "damaged_checkpoints")), stream.getvalue()
+  recorded = json.load(open(os.path.join(finished_run, "results.json")))
+  assert results["step"] == 2 and results["codes"] == pytest.approx(recorded["codes"])
+
+
+def test_a_checkpoint_of_another_model_is_refused_and_never_set_aside(tmp_path, finished_run):
+  from jaxhash.checkpoint import Checkpointer, IncompatibleCheckpoint
+
+  workdir = copy_run(finished_run, tmp_path)
+  exp = trainer.build_experiment(load_config("test", "bits=8"))
+  abstract = trainer.abstract_state(exp.config, exp.model, exp.dataset.image_shape, exp.mesh)
+  with Checkpointer(workdir) as checkpointer, pytest.raises(IncompatibleCheckpoint) as error:
+    checkpointer.restore(abstract, set_aside_damaged=True)
+  text = str(error.value)
+  assert text.startswith(f"checkpoint 2 in {workdir}/checkpoints was saved for another model (")
+  assert "saved (" in text and "expected (" in text and "\n" not in text
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["1", "2"]
+  assert not os.path.exists(os.path.join(workdir, "damaged_checkpoints"))
+
+
 def test_resume_past_a_damaged_checkpoint_gives_the_same_results(tmp_path, finished_run):
   import io
 
@@ -352,27 +391,35 @@ def test_the_train_step_never_applies_a_non_finite_update(test_exp):
     np.testing.assert_array_equal(old, new)
 
 
-def test_learning_rate_1e6_stops_keeping_finite_checkpoints_and_a_lower_rate_resumes(tmp_path):
+def test_learning_rate_1e6_stops_sets_diverged_checkpoints_aside_and_a_lower_rate_finishes(tmp_path):
   workdir = str(tmp_path / "run")
   with pytest.raises(FloatingPointError) as error:
     trainer.train(trainer.build_experiment(diverging_config(checkpoint_every=1)), workdir)
   text = str(error.value)
-  assert "became non-finite at step 5" in text and "the last checkpoint, step 4, is finite and kept" in text
-  assert "logged loss there" in text and "--config.optim.learning_rate" in text
-  assert all_checkpoints_finite(workdir) == [3, 4]
+  assert "became non-finite at step 5" in text and "--config.optim.learning_rate" in text
+  # Steps 2..4 ran at 1e6: finite but diverged states, kept aside; none is resumed from.
+  assert "checkpoints 3 and 4 had diverged (logged loss " in text
+  assert "moved to diverged_checkpoints/; no sane checkpoint is left, so a rerun starts from step 0" in text
+  assert all_checkpoints_finite(workdir) == []
+  assert sorted(os.listdir(os.path.join(workdir, "diverged_checkpoints"))) == ["3", "4"]
   event = rundir.last_event(workdir)
-  assert event["event"] == "nonfinite_stop" and event["step"] == 5 and event["checkpoint"] == 4
+  assert event["event"] == "nonfinite_stop" and event["step"] == 5 and event["diverged"] == [3, 4]
   assert "loss" in event["quantities"]
-  # Without a checkpoint before the stop, a rerun at a sane rate starts over and finishes.
-  fresh = str(tmp_path / "fresh")
-  with pytest.raises(FloatingPointError, match="no checkpoint was saved before it"):
-    trainer.train(trainer.build_experiment(diverging_config(checkpoint_every=100)), fresh)
-  assert all_checkpoints_finite(fresh) == []
-  sane = diverging_config(checkpoint_every=100).unlock()
+  sane = diverging_config(checkpoint_every=1).unlock()
   sane.optim.learning_rate = 0.01
-  state = trainer.train(trainer.build_experiment(sane.lock()), fresh)
-  assert int(state.step) == 8 and all_checkpoints_finite(fresh) == [8]
-  assert rundir.last_event(fresh)["changes"] == [{"key": "optim.learning_rate", "old": 1e6, "new": 0.01}]
+  state = trainer.train(trainer.build_experiment(sane.lock()), workdir)
+  assert int(state.step) == 8 and all_checkpoints_finite(workdir) == [7, 8]
+  assert rundir.last_event(workdir)["changes"] == [{"key": "optim.learning_rate", "old": 1e6, "new": 0.01}]
+
+
+def test_a_checkpoint_before_the_divergence_is_kept_and_resumed_from():
+  """Judged by the loss logged just after each checkpoint against the first step's loss."""
+  records = [{"step": 1, "loss": 2.3, "first_loss": 2.3}, {"step": 2, "loss": 1.9},
+             {"step": 3, "loss": 40.0}, {"step": 4, "loss": float("nan")}]
+  diverged, losses = trainer._diverged([1, 2, 3, 4], records)
+  assert diverged == [2, 3, 4] and losses[1] == 1.9 and losses[2] == 40.0 and math.isnan(losses[3])
+  assert trainer._diverged([1], records)[0] == []
+  assert trainer._diverged([1, 2], [{"step": 2, "loss": 9.0}]) == ([], {})  # resumed: no reference
 
 
 def test_skip_nonfinite_counts_skipped_steps_and_keeps_a_finite_state(tmp_path):

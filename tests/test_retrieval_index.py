@@ -157,6 +157,23 @@ def test_rerank_orders_the_hamming_pool_by_feature_distance():
     np.testing.assert_array_equal(d[q], pool_d[q][order])
 
 
+def test_rerank_of_overflowing_features_keeps_the_pool_in_hamming_order():
+  """A diverged model's fc7 features (1e30) overflow float32 distances: no crash, no id from
+  outside the pool, and the overflowed candidates keep their Hamming order behind the finite ones."""
+  from jaxhash.evaluation.rerank import Reranker
+
+  features = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
+  features[[3, 7, 8]] = 1e30
+  ranked = np.tile(np.arange(50), (2, 1))
+  ranked[1] = ranked[1][::-1]
+  sizes = np.array([10, 50])
+  out = Reranker(features).rerank(ranked, sizes, features[[0, 1]])
+  assert out[0, :10].tolist()[-3:] == [3, 7, 8] and sorted(out[0, :10]) == list(range(10))
+  assert out[0, 10:].tolist() == list(range(10, 50))
+  assert sorted(out[1]) == list(range(50)) and out[1, -3:].tolist() == [8, 7, 3]
+  assert out[0, 0] == 0 and out[1, 0] == 1  # each query's own features are nearest
+
+
 def test_int_ids_after_default_ids_and_growth_keep_everything():
   index = HammingIndex(16)
   bits = random_bits(12, 1000, 16)

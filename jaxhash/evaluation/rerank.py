@@ -78,5 +78,8 @@ def _pool_order(query_features, db_features, squared_norms, union, columns, pool
   # The formula of the pre-package evaluation (q.q - 2 q.d + d.d), so near-ties order alike.
   keys = (jnp.sum(query_features**2, axis=1, keepdims=True)
           - 2.0 * jnp.take_along_axis(dots, columns, axis=1) + squared_norms[pools])
-  keys = jnp.where(lax.iota(jnp.int32, pools.shape[1]) < sizes[:, None], keys, jnp.inf)
+  # Features of a diverged model overflow float32 (inf - inf = nan): such keys count as infinitely
+  # far, and a stable sort keeps them in Hamming order, ahead of the positions outside the pool.
+  in_pool = lax.iota(jnp.int32, pools.shape[1]) < sizes[:, None]
+  keys = jnp.where(in_pool & ~jnp.isnan(keys), keys, jnp.inf)
   return jnp.argsort(keys, axis=1, stable=True)
