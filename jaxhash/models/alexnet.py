@@ -9,13 +9,10 @@ is fc7. ``with_classifier=True`` adds torchvision's 1000-way ``classifier.6`` an
 
 from __future__ import annotations
 
-from typing import Any
-
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from jaxhash.models.layers import adaptive_avg_pool, flatten_chw
+from jaxhash.models.layers import TorchvisionFCNet
 from jaxhash.models.stages import run_stages
 
 # (stage, torchvision index, output channels, kernel, stride, padding, max-pool after it)
@@ -29,16 +26,8 @@ _CONVS = (
 POOLED_SIZE = 6
 
 
-class AlexNet(nn.Module):
-  """``fc_width`` (4096) is the width of fc6 and fc7; smaller values serve fast tests."""
-
+class AlexNet(TorchvisionFCNet):
   STAGES = tuple(stage for stage, *_ in _CONVS) + ("fc6", "fc7")
-  CLASSIFIER = "classifier_6"
-
-  dropout_rate: float = 0.5
-  fc_width: int = 4096
-  num_classes: int = 1000
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, start=0, stop=None,
@@ -50,15 +39,8 @@ class AlexNet(nn.Module):
         return nn.max_pool(x, (3, 3), strides=(2, 2)) if pool else x
       return stage
 
-    def fc(index, flatten=False):
-      def stage(x):
-        if flatten:
-          x = flatten_chw(adaptive_avg_pool(x, POOLED_SIZE))
-        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        return nn.relu(nn.Dense(self.fc_width, dtype=self.dtype, name=f"classifier_{index}")(x))
-      return stage
-
     stages = [(name, conv(*spec)) for name, *spec in _CONVS]
-    stages += [("fc6", fc(1, flatten=True)), ("fc7", fc(4))]
-    classifier = nn.Dense(self.num_classes, dtype=self.dtype, name=self.CLASSIFIER)
-    return run_stages(self.STAGES, stages, x, start, stop, classifier if with_classifier else None)
+    stages += [("fc6", self.fc(1, train, dropout=True, pooled_size=POOLED_SIZE)),
+               ("fc7", self.fc(4, train, dropout=True))]
+    classifier = self.classifier(train, dropout=False) if with_classifier else None
+    return run_stages(self.STAGES, stages, x, start, stop, classifier)

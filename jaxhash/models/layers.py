@@ -1,4 +1,5 @@
-"""Layers the pretrained backbones share: torch's adaptive pooling, batch norm, depthwise conv.
+"""Layers the pretrained backbones share: torch's adaptive pooling, batch norm, depthwise conv,
+and the fc6/fc7/classifier layers of torchvision's AlexNet and VGG.
 
 Batch norm is ``flax.linen.BatchNorm`` with its running statistics in the ``batch_stats``
 collection. PyTorch's ``momentum`` m is Flax's ``1 - m`` (torchvision's 0.1 is 0.9 here). One
@@ -95,3 +96,35 @@ class DepthwiseConv(nn.Module):
     return jax.lax.conv_general_dilated(x, kernel, (self.strides, self.strides), "SAME",
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                         feature_group_count=channels)
+
+
+class TorchvisionFCNet(nn.Module):
+  """Fields and fc layers shared by AlexNet and VGG-16 (torchvision's ``classifier.N`` layout).
+
+  ``fc_width`` (4096) is the width of fc6 and fc7; smaller values serve fast tests.
+  """
+
+  CLASSIFIER = "classifier_6"
+
+  dropout_rate: float = 0.5
+  fc_width: int = 4096
+  num_classes: int = 1000
+  dtype: Any = jnp.float32
+
+  def fc(self, index: int, train: bool, dropout: bool, pooled_size: int | None = None):
+    """The stage ``[adaptive pool + flatten], [dropout], classifier_<index>, ReLU``."""
+    def stage(x):
+      if pooled_size:
+        x = flatten_chw(adaptive_avg_pool(x, pooled_size))
+      if dropout:
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+      return nn.relu(nn.Dense(self.fc_width, dtype=self.dtype, name=f"classifier_{index}")(x))
+    return stage
+
+  def classifier(self, train: bool, dropout: bool):
+    """torchvision's 1000-way ``classifier.6``, after dropout where the network has one."""
+    def logits(x):
+      if dropout:
+        x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+      return nn.Dense(self.num_classes, dtype=self.dtype, name=self.CLASSIFIER)(x)
+    return logits

@@ -9,13 +9,10 @@ Names follow torchvision's ``features.N`` / ``classifier.N`` indices. Stages: ``
 
 from __future__ import annotations
 
-from typing import Any
-
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 
-from jaxhash.models.layers import adaptive_avg_pool, flatten_chw
+from jaxhash.models.layers import TorchvisionFCNet
 from jaxhash.models.stages import run_stages
 
 _BLOCKS = ((64, 64), (128, 128), (256, 256, 256), (512, 512, 512), (512, 512, 512))
@@ -31,16 +28,8 @@ def _feature_indices():
   return tuple(blocks)
 
 
-class VGG16(nn.Module):
-  """``fc_width`` (4096) is the width of fc6 and fc7; smaller values serve fast tests."""
-
+class VGG16(TorchvisionFCNet):
   STAGES = ("block1", "block2", "block3", "block4", "block5", "fc6", "fc7")
-  CLASSIFIER = "classifier_6"
-
-  dropout_rate: float = 0.5
-  fc_width: int = 4096
-  num_classes: int = 1000
-  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, start=0, stop=None,
@@ -53,20 +42,9 @@ class VGG16(nn.Module):
         return nn.max_pool(x, (2, 2), strides=(2, 2))
       return stage
 
-    def fc(index, flatten=False):
-      def stage(x):
-        if flatten:
-          x = flatten_chw(adaptive_avg_pool(x, POOLED_SIZE))
-        else:
-          x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-        return nn.relu(nn.Dense(self.fc_width, dtype=self.dtype, name=f"classifier_{index}")(x))
-      return stage
-
-    def classifier(x):
-      x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-      return nn.Dense(self.num_classes, dtype=self.dtype, name=self.CLASSIFIER)(x)
-
     stages = [(f"block{i + 1}", block(widths, indices))
               for i, (widths, indices) in enumerate(zip(_BLOCKS, _feature_indices()))]
-    stages += [("fc6", fc(0, flatten=True)), ("fc7", fc(3))]
-    return run_stages(self.STAGES, stages, x, start, stop, classifier if with_classifier else None)
+    stages += [("fc6", self.fc(0, train, dropout=False, pooled_size=POOLED_SIZE)),
+               ("fc7", self.fc(3, train, dropout=True))]
+    classifier = self.classifier(train, dropout=True) if with_classifier else None
+    return run_stages(self.STAGES, stages, x, start, stop, classifier)
