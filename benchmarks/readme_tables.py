@@ -147,7 +147,28 @@ def transfer_cifar10(payload: dict) -> list[str]:
   return [*_table(header, rows), "", setting]
 
 
-TABLES = {"dlbhc_mnist": dlbhc_mnist, "hashnet_mnist": hashnet_mnist,
+def hamming_cpu(payload: dict) -> list[str]:
+  header = ["bits", "Q", "N", "k", "jaxhash best (median) ms", "FAISS best (median) ms",
+            "ratio best (median)", "bar", "holds", "distances = FAISS", "indices = stable brute force"]
+
+  def ms(best, median) -> str:
+    return f"{best:.1f} ({median:.1f})" if best >= 10 else f"{best:.2f} ({median:.2f})"
+
+  rows = [[str(r["bits"]), f"{r['Q']:,}", f"{r['N']:,}", str(r["k"]),
+           ms(r["jaxhash_best_ms"], r["jaxhash_median_ms"]), ms(r["faiss_best_ms"], r["faiss_median_ms"]),
+           f"{r['ratio_best']:.2f} ({r['ratio_median']:.2f})", f"<= {r['bar']:g}",
+           "yes" if r["holds"] else "**no**", "yes" if r["distances_equal_faiss"] else "**no**",
+           f"{'yes' if r['equal_stable_brute_force'] else '**no**'} "
+           f"({r['queries_checked_vs_stable_brute_force']} queries)"]
+          for r in payload["results"]]
+  missed = [f"{r['bits']} bits, Q = {r['Q']:,}" for r in payload["results"] if not r["holds"]]
+  verdict = ("Every row meets its bar." if not missed else
+             f"Bars missed: {'; '.join(missed)}.")
+  return [*_table(header, rows), "",
+          f"`{payload['command']}`; FAISS with {payload['faiss_threads']} threads. {verdict}"]
+
+
+TABLES = {"dlbhc_mnist": dlbhc_mnist, "hamming_cpu": hamming_cpu, "hashnet_mnist": hashnet_mnist,
           "hashnet_ablation": hashnet_ablation, "hashnet_cifar10": hashnet_cifar10,
           "transfer_cifar10": transfer_cifar10}
 
