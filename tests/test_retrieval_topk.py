@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from jaxhash.retrieval import MAX_K, hamming_topk, merge_topk, pack_bits, stream_topk
+from jaxhash.retrieval import (MAX_K, HammingIndex, hamming_topk, merge_topk, pack_bits,
+                               prepare_codes, stream_topk)
 from jaxhash.retrieval.block_topk import BIN_SIZE, block_topk
 from jaxhash.retrieval import views
 from jaxhash.retrieval.chunking import compiler_options, query_chunks
@@ -35,14 +36,17 @@ def assert_topk_equal(result, expected):
 @given(seed=st.integers(0, 2**16), nbits=st.sampled_from([8, 40, 64, 128, 1000]),
        num_codes=st.sampled_from([1, 31, 32, 33, 97, 300, 2500]),
        density=st.sampled_from([0.5, 0.03]), num_queries=st.sampled_from([5, 40]),
-       data=st.data())
-def test_topk_matches_stable_brute_force(seed, nbits, num_codes, density, num_queries, data):
+       prepared=st.booleans(), data=st.data())
+def test_topk_matches_stable_brute_force(seed, nbits, num_codes, density, num_queries, prepared,
+                                         data):
   # Small k with 2,500 codes (2,048 in place: 2 groups of 32 bins, then a tail) selects bins
-  # through groups. On CPU 5 queries read 64-bit words in pass 1, a chunk of 32 reads bytes.
+  # through groups. On CPU 5 queries read 64-bit words in pass 1 (byte columns when prepared), a
+  # chunk of 32 reads bytes. A prepared database is zero-padded instead of having a tail.
   k = data.draw(st.sampled_from(sorted({1, min(2, num_codes), num_codes // 2 or 1, num_codes})))
   queries = random_bits(seed, num_queries, nbits, density)
   database = random_bits(seed + 1, num_codes, nbits, density)
-  result = hamming_topk(pack_bits(queries), pack_bits(database), k)
+  db_words = prepare_codes(pack_bits(database)) if prepared else pack_bits(database)
+  result = hamming_topk(pack_bits(queries), db_words, k)
   assert result[0].dtype == jnp.int32 and result[1].dtype == jnp.int32
   assert_topk_equal(result, reference_topk(queries, database, k))
 
@@ -70,15 +74,45 @@ def test_result_does_not_depend_on_chunking_or_streaming():
   assert_topk_equal(hamming_topk(q, db, 50), expected)
   assert_topk_equal(hamming_topk(q, db, 50, query_chunk=8, db_chunk=64), expected)
   assert_topk_equal(hamming_topk(q, db, 50, db_chunk=333), expected)
+  assert_topk_equal(hamming_topk(q, prepare_codes(db, db_chunk=333), 50, query_chunk=4), expected)
   pieces = [db[:10], db[10:10], db[10:700], db[700:]]  # uneven, one empty, one shorter than k
   assert_topk_equal(stream_topk(q, iter(pieces), 50, db_chunk=128), expected)
 
 
-def test_blocks_in_a_loop_then_a_tail():
-  # 3,100 codes in blocks of 1,024: three in place (two through the loop), a 28-code tail.
-  queries, database = random_bits(4, 40, 64, 0.05), random_bits(5, 3100, 64, 0.05)
-  result = hamming_topk(pack_bits(queries), pack_bits(database), 30, db_chunk=1024)
-  assert_topk_equal(result, reference_topk(queries, database, 30))
+@pytest.mark.parametrize("num_codes", [3100, 3072, 2049])
+@pytest.mark.parametrize("num_queries", [3, 40])
+def test_blocks_in_a_loop_then_a_tail(num_codes, num_queries):
+  # 3,100 codes in blocks of 1,024: three in place (two through the loop), a 28-code tail; when
+  # prepared, four blocks, the last one padded. 3,072 fill three blocks; 2,049 pad a block to 1.
+  queries = random_bits(4, num_queries, 64, 0.05)
+  database = random_bits(5, num_codes, 64, 0.05)
+  expected = reference_topk(queries, database, 30)
+  assert_topk_equal(hamming_topk(pack_bits(queries), pack_bits(database), 30, db_chunk=1024),
+                    expected)
+  prepared = prepare_codes(pack_bits(database), db_chunk=1024)
+  assert_topk_equal(hamming_topk(pack_bits(queries), prepared, 30), expected)
+
+
+def test_prepared_database_errors_name_the_fix():
+  prepared = prepare_codes(pack_bits(random_bits(6, 100, 64)))
+  with pytest.raises(ValueError, match="prepare_codes"):
+    hamming_topk(pack_bits(random_bits(7, 2, 64)), prepared, 5, db_chunk=64)
+  with pytest.raises(ValueError, match="same length"):
+    hamming_topk(pack_bits(random_bits(7, 2, 128)), prepared, 5)
+  with pytest.raises(ValueError, match="larger than the database"):
+    hamming_topk(pack_bits(random_bits(7, 2, 64)), prepared, 101)
+
+
+def test_index_search_sees_codes_added_after_an_earlier_search():
+  database = random_bits(8, 300, 64)
+  index = HammingIndex(64)
+  index.add(database[:200])
+  queries = database[250:253]
+  assert_topk_equal(index.search(queries, 5), reference_topk(queries, database[:200], 5))
+  index.add(database[200:])  # the prepared layout of the first search is rebuilt
+  distances, ids = index.search(queries, 5)
+  np.testing.assert_array_equal(ids[:, 0], [250, 251, 252])
+  assert_topk_equal((distances, ids), reference_topk(queries, database, 5))
 
 
 @pytest.mark.parametrize("num_queries", [1, 7, 128, 1000, 1100])
@@ -168,3 +202,20 @@ def test_first_pass_is_one_fusion_that_stores_no_distances():
   assert "fusion(%pb" in first and "%pq" in first, first
   output = [int(n) for n in re.search(r"= \w+\[([\d,]+)\]", first)[1].split(",")]
   assert np.prod(output) == num_codes // BIN_SIZE * num_queries, first
+
+
+@pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks the XLA CPU compilation")
+def test_column_pass_loops_over_bins_with_queries_inner():
+  """A few queries read the byte columns in one fusion whose output is (bins, queries): the codes
+  of a bin are read once for all queries (queries outer re-read the database per query)."""
+  num_queries, num_codes = 8, 256 * BIN_SIZE  # 8 groups of bins for k=3: bins through groups
+  words, queries = jnp.zeros((num_codes, 4), jnp.uint32), jnp.zeros((num_queries, 4), jnp.uint32)
+  kernel = lambda q, pq, b, pb: block_topk(q, pq, b, pb, 0, num_codes, num_codes, 3, columns=True)
+  compiled = jax.jit(kernel, compiler_options=compiler_options()).lower(
+      queries, jnp.zeros((num_queries, 16), jnp.uint8), words,
+      jnp.zeros((16, num_codes), jnp.uint8)).compile()
+  entry = compiled.as_text().split("ENTRY", 1)[1]
+  fusions = [line for line in entry.splitlines() if "%pb" in line and " = " in line
+             and "parameter(" not in line]
+  assert len(fusions) == 1, fusions
+  assert f"= u8[{num_codes // BIN_SIZE},{num_queries}]{{1,0}}" in fusions[0], fusions[0]

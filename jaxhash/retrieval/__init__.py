@@ -6,4 +6,4 @@ from jaxhash.retrieval.index import HammingIndex
 from jaxhash.retrieval.merge import merge_topk
 from jaxhash.retrieval.radius import RangeSearchResult, count_within_radius, hamming_range_search
 from jaxhash.retrieval.sharded import database_mesh, sharded_topk
-from jaxhash.retrieval.topk import MAX_K, hamming_topk, stream_topk
+from jaxhash.retrieval.topk import MAX_K, PreparedCodes, hamming_topk, prepare_codes, stream_topk

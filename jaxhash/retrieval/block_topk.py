@@ -70,15 +70,29 @@ def bin_minima(query_words, block_words, num_valid, dtype) -> jax.Array:
   return distances.reshape(-1, BIN_SIZE, distances.shape[1]).min(axis=1)
 
 
+def column_bin_minima(query_bytes, columns, num_valid, dtype) -> jax.Array:
+  """:func:`bin_minima` from codes stored as byte columns ``(B, N)`` (``views.byte_columns``),
+  for queries as bytes ``(Q, B)``. Each bin's 32 codes are contiguous in every column, so the
+  loop runs over bins with the queries inner, vectorised over the codes of a bin, and reads the
+  codes once for all the queries (XLA's CPU loop order follows the ``(bins, Q)`` output)."""
+  distances = functools.reduce(jnp.add, [
+      lax.population_count(columns[j][:, None] ^ query_bytes[None, :, j]).astype(dtype)
+      for j in range(columns.shape[0])])  # (N, Q)
+  valid = valid_rows(columns.shape[1], num_valid)
+  if valid is not None:
+    distances = jnp.where(valid, distances, jnp.iinfo(dtype).max)
+  return distances.reshape(-1, BIN_SIZE, distances.shape[1]).min(axis=1)
+
+
 def block_topk(query_words, pass_queries, db_words, pass_words, start, num_rows: int, num_valid,
-               k: int):
+               k: int, *, columns: bool = False):
   """Exact top-``k`` of each query among ``num_valid`` codes from row ``start`` of the database.
 
   Args:
     query_words, db_words: uint32 ``(Q, W)`` and ``(N, W)`` packed codes; the block is rows
       ``[start, start + num_rows)`` of ``db_words`` (``start`` may be traced).
     pass_queries, pass_words: the same codes as pass 1 reads them (see ``views.py``; the uint32
-      words themselves off CPU).
+      words themselves off CPU); with ``columns``, the query bytes and the byte columns.
     num_rows: static, a multiple of ``BIN_SIZE`` and at least ``k``.
     num_valid: rows of the block that are codes (the rest is padding); static or traced.
 
@@ -88,8 +102,12 @@ def block_topk(query_words, pass_queries, db_words, pass_words, start, num_rows:
   """
   num_words = query_words.shape[1]
   top = max_distance(num_words)
-  block = lax.dynamic_slice_in_dim(pass_words, start, num_rows)
-  minima = bin_minima(pass_queries, block, num_valid, distance_dtype(num_words))
+  if columns:
+    block = lax.dynamic_slice_in_dim(pass_words, start, num_rows, axis=1)
+    minima = column_bin_minima(pass_queries, block, num_valid, distance_dtype(num_words))
+  else:
+    block = lax.dynamic_slice_in_dim(pass_words, start, num_rows)
+    minima = bin_minima(pass_queries, block, num_valid, distance_dtype(num_words))
   bins = best_bins(minima, k, top)
   return _best_codes(query_words, db_words, start, bins, num_valid, k, top)
 

@@ -68,17 +68,23 @@ def padded_rows(array, start: int, size: int):
 
 class Blocks(NamedTuple):
   """Static plan of one database array: ``num_blocks`` blocks of ``block_rows`` rows, one of
-  ``rest_rows`` (both multiples of ROW_MULTIPLE, read in place), then ``tail_rows`` rows copied
-  to a zero-padded tail array, of which ``tail_valid`` are codes."""
+  ``rest_rows`` (both multiples of ROW_MULTIPLE, read in place) of which ``rest_valid`` are codes
+  (fewer only in a zero-padded array, see ``prepare_padded``), then ``tail_rows`` rows copied to a
+  zero-padded tail array, of which ``tail_valid`` are codes."""
   block_rows: int
   num_blocks: int
   rest_rows: int
   tail_rows: int
   tail_valid: int
+  rest_valid: int
 
   @property
   def tail_start(self) -> int:
     return self.num_blocks * self.block_rows + self.rest_rows
+
+  @property
+  def num_codes(self) -> int:
+    return self.num_blocks * self.block_rows + self.rest_valid + self.tail_valid
 
 
 class Part(NamedTuple):
@@ -89,7 +95,7 @@ class Part(NamedTuple):
 
   @property
   def num_codes(self) -> int:
-    return self.blocks.tail_start + self.blocks.tail_valid
+    return self.blocks.num_codes
 
 
 def block_rows(num_words: int, requested: int | None = None) -> int:
@@ -119,7 +125,25 @@ def prepare(words, rows_per_block: int, dtypes: Iterable = ()) -> Part:
   as_views = {np.dtype(dtype): (views.as_view(words, dtype), None if tail is None
                                 else views.as_view(tail, dtype))
               for dtype in {np.dtype(np.uint32), *dtypes}}
-  return Part(as_views, Blocks(rows_per_block, num_blocks, rest, tail_rows, tail_valid))
+  return Part(as_views, Blocks(rows_per_block, num_blocks, rest, tail_rows, tail_valid, rest))
+
+
+def prepare_padded(words, rows_per_block: int, dtypes: Iterable = ()) -> Part:
+  """Like :func:`prepare` for a database searched many times: a copy of the codes, zero-padded
+  to whole groups of bins, so no tail block is searched and merged, plus the byte columns that
+  few queries read on CPU (``views.columns``). The padding lies in the last block."""
+  num_codes = words.shape[0]
+  padded_rows = round_up(max(num_codes, 1), ROW_MULTIPLE)
+  num_blocks, rest = divmod(padded_rows, rows_per_block)
+  if not rest:  # the padding goes in the rest block, so every full block is all codes
+    num_blocks, rest = num_blocks - 1, rows_per_block
+  words = jnp.pad(jnp.asarray(words), ((0, padded_rows - num_codes), (0, 0)))
+  as_views = {np.dtype(dtype): (views.as_view(words, dtype), None)
+              for dtype in {np.dtype(np.uint32), *dtypes}}
+  if views.on_cpu():
+    as_views[views.COLUMNS] = (views.byte_columns(words), None)
+  return Part(as_views, Blocks(rows_per_block, num_blocks, rest, 0, 0,
+                               rest - (padded_rows - num_codes)))
 
 
 def fold_blocks(plan: Blocks, visit: Callable, combine: Callable):
@@ -133,7 +157,7 @@ def fold_blocks(plan: Blocks, visit: Callable, combine: Callable):
           acc, visit(False, b * plan.block_rows, plan.block_rows, plan.block_rows)), result)
   later = []
   if plan.rest_rows:
-    later.append(visit(False, plan.num_blocks * plan.block_rows, plan.rest_rows, plan.rest_rows))
+    later.append(visit(False, plan.num_blocks * plan.block_rows, plan.rest_rows, plan.rest_valid))
   if plan.tail_rows:
     later.append(visit(True, 0, plan.tail_rows, plan.tail_valid))
   for part in later:
@@ -156,9 +180,10 @@ def parts(chunks: Iterable, num_words: int, rows_per_block: int, dtypes: Iterabl
     offset += chunk.shape[0]
 
 
-def map_chunks(function: Callable[[int], object], num_chunks: int) -> list:
-  """``[function(j) for j in range(num_chunks)]``; on CPU on a thread pool, one chunk per core."""
-  workers = min(num_chunks, _num_cores()) if views.on_cpu() else 1
+def map_chunks(function: Callable[[int], object], num_chunks: int, parallel: bool = True) -> list:
+  """``[function(j) for j in range(num_chunks)]``; on CPU, if ``parallel``, on a thread pool, one
+  chunk per core."""
+  workers = min(num_chunks, _num_cores()) if views.on_cpu() and parallel else 1
   if workers <= 1:
     return [function(j) for j in range(num_chunks)]
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
@@ -202,4 +227,6 @@ def _search_jit(function, static_argnames, backend):
 
 def concat_rows(chunks: list, num_rows: int) -> jax.Array:
   """Concatenates per-chunk results and drops the padded rows."""
+  if len(chunks) == 1 and chunks[0].shape[0] == num_rows:
+    return chunks[0]  # a single search call pays no further dispatch
   return jnp.concatenate(chunks)[:num_rows]

@@ -7,7 +7,7 @@ import numpy as np
 from jaxhash.retrieval import index_file
 from jaxhash.retrieval.codes import check_nbits, check_words, num_words, pack_bits
 from jaxhash.retrieval.radius import DEFAULT_MAX_RESULTS, RangeSearchResult, hamming_range_search
-from jaxhash.retrieval.topk import hamming_topk
+from jaxhash.retrieval.topk import PreparedCodes, hamming_topk, prepare_codes
 
 DEFAULT_RERANK_POOL = 1000
 
@@ -61,6 +61,7 @@ class HammingIndex:
     self._words = _Rows((num_words(self.nbits),), np.uint32)
     self._ids: _Rows | list[str] | None = None  # None: the ids are the insertion positions
     self._features: _Rows | None = None
+    self._prepared: PreparedCodes | None = None  # the codes laid out for search, built on demand
 
   @property
   def ntotal(self) -> int:
@@ -100,6 +101,7 @@ class HammingIndex:
     new_ids = self._check_ids(ids, n)
     new_features = self._check_features(features, n)
     self._words.append(words)
+    self._prepared = None
     if isinstance(new_ids, list):
       if self._ids is None:
         self._ids = new_ids
@@ -127,7 +129,7 @@ class HammingIndex:
     """
     queries = self._as_words(queries, "queries")
     if features is None:
-      distances, positions = hamming_topk(queries, self._words.view, k)
+      distances, positions = hamming_topk(queries, self._search_codes(), k)
       return np.asarray(distances), self._ids_at(np.asarray(positions))
     if self._features is None:
       raise ValueError("this index holds no features to re-rank with; build it with features "
@@ -137,7 +139,7 @@ class HammingIndex:
       raise ValueError(f"features must be ({queries.shape[0]}, {self._features.view.shape[1]}), "
                        f"one row per query; got {features.shape}.")
     depth = min(max(pool, k), self.ntotal)
-    distances, positions = (np.asarray(a) for a in hamming_topk(queries, self._words.view, depth))
+    distances, positions = (np.asarray(a) for a in hamming_topk(queries, self._search_codes(), depth))
     candidates = self._features.view[positions]  # (Q, depth, D)
     squared = np.sum((candidates - features[:, None, :]) ** 2, axis=-1)
     order = np.argsort(squared, axis=1, kind="stable")[:, :k]
@@ -164,6 +166,13 @@ class HammingIndex:
     index = cls(contents.nbits, run=contents.metadata.get("run"))
     index.add(contents.words, contents.ids, contents.features)
     return index
+
+  def _search_codes(self) -> PreparedCodes:
+    """The codes laid out for search (``prepare_codes``): built at the first search after an
+    ``add``, as FAISS lays out codes when they are added, and kept until the next ``add``."""
+    if self._prepared is None:
+      self._prepared = prepare_codes(self._words.view)
+    return self._prepared
 
   def _ids_at(self, positions: np.ndarray) -> np.ndarray:
     if self._ids is None:
