@@ -83,14 +83,16 @@ def test_result_does_not_depend_on_chunking_or_streaming():
 @pytest.mark.parametrize("num_queries", [3, 40])
 def test_blocks_in_a_loop_then_a_tail(num_codes, num_queries):
   # 3,100 codes in blocks of 1,024: three in place (two through the loop), a 28-code tail; when
-  # prepared, four blocks, the last one padded. 3,072 fill three blocks; 2,049 pad a block to 1.
+  # prepared, four blocks, the last one padded, or one block whose last group is padded (only
+  # that group is masked). 3,072 fill three blocks; 2,049 pad a block to 1.
   queries = random_bits(4, num_queries, 64, 0.05)
   database = random_bits(5, num_codes, 64, 0.05)
   expected = reference_topk(queries, database, 30)
   assert_topk_equal(hamming_topk(pack_bits(queries), pack_bits(database), 30, db_chunk=1024),
                     expected)
-  prepared = prepare_codes(pack_bits(database), db_chunk=1024)
-  assert_topk_equal(hamming_topk(pack_bits(queries), prepared, 30), expected)
+  for db_chunk in (1024, None):  # padding in a block of its own group, or in a longer block
+    prepared = prepare_codes(pack_bits(database), db_chunk=db_chunk)
+    assert_topk_equal(hamming_topk(pack_bits(queries), prepared, 30), expected)
 
 
 def test_prepared_database_errors_name_the_fix():

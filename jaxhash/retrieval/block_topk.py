@@ -61,8 +61,23 @@ def valid_rows(num_rows: int, num_valid) -> jax.Array | None:
   return (lax.iota(jnp.int32, num_rows) < num_valid)[:, None]
 
 
+def _padding_in_last_group(num_rows: int, num_valid) -> bool:
+  """Whether the invalid rows (static count) all lie in the last ROW_MULTIPLE of a longer block."""
+  return (isinstance(num_valid, int) and num_rows - ROW_MULTIPLE <= num_valid < num_rows
+          and num_rows > ROW_MULTIPLE)
+
+
 def bin_minima(query_words, block_words, num_valid, dtype) -> jax.Array:
-  """``(num_bins, Q)`` minimum distance of each bin; bins of invalid rows only hold dtype's max."""
+  """``(num_bins, Q)`` minimum distance of each bin; bins of invalid rows only hold dtype's max.
+
+  When the padding lies in the last group (a prepared database), only that group is masked: a
+  mask over the whole pass would cost a compare and select per distance.
+  """
+  num_rows = block_words.shape[0]
+  if _padding_in_last_group(num_rows, num_valid):
+    split = num_rows - ROW_MULTIPLE
+    return jnp.concatenate([bin_minima(query_words, block_words[:split], split, dtype),
+                            bin_minima(query_words, block_words[split:], num_valid - split, dtype)])
   distances = code_query_distances(query_words, block_words, dtype)
   valid = valid_rows(block_words.shape[0], num_valid)
   if valid is not None:
@@ -75,6 +90,12 @@ def column_bin_minima(query_bytes, columns, num_valid, dtype) -> jax.Array:
   for queries as bytes ``(Q, B)``. Each bin's 32 codes are contiguous in every column, so the
   loop runs over bins with the queries inner, vectorised over the codes of a bin, and reads the
   codes once for all the queries (XLA's CPU loop order follows the ``(bins, Q)`` output)."""
+  num_rows = columns.shape[1]
+  if _padding_in_last_group(num_rows, num_valid):  # as in bin_minima
+    split = num_rows - ROW_MULTIPLE
+    return jnp.concatenate([
+        column_bin_minima(query_bytes, columns[:, :split], split, dtype),
+        column_bin_minima(query_bytes, columns[:, split:], num_valid - split, dtype)])
   distances = functools.reduce(jnp.add, [
       lax.population_count(columns[j][:, None] ^ query_bytes[None, :, j]).astype(dtype)
       for j in range(columns.shape[0])])  # (N, Q)
