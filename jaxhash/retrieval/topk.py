@@ -86,7 +86,12 @@ def hamming_topk(query_words, db_words, k: int, *, query_chunk: int | None = Non
         f"query_words has {queries.shape[1]} words per code but the prepared database has "
         f"{db_words.num_words}: queries and database must be packed from codes of the same length.")
   k = check_k(k, db_words.num_codes)
-  return _search(queries, [(0, db_words.part)], k, query_chunk)
+  chunks = _query_chunks(queries, k, query_chunk)
+  num_queries = queries.shape[0]
+  kind = views.pass_kind(num_queries, queries.shape[1], db_words.part.views)
+  if num_queries and kind == views.COLUMNS:  # one pass over the columns for all the queries
+    chunks = [(0, num_queries)]
+  return _search(queries, [(0, db_words.part)], k, chunks)
 
 
 def stream_topk(query_words, db_chunks: Iterable, k: int, *, query_chunk: int | None = None,
@@ -100,11 +105,11 @@ def stream_topk(query_words, db_chunks: Iterable, k: int, *, query_chunk: int | 
   """
   queries = check_words(query_words, "query_words")
   k = check_k(k)
-  num_queries, num_words = queries.shape
-  sizes = [size for _, size in _query_chunks(queries, k, query_chunk)]
-  dtypes = {views.pass_dtype(size, num_words) for size in sizes}
+  num_words = queries.shape[1]
+  chunks = _query_chunks(queries, k, query_chunk)
+  dtypes = {views.pass_dtype(size, num_words) for _, size in chunks}
   parts = chunking.parts(db_chunks, num_words, chunking.block_rows(num_words, db_chunk), dtypes)
-  return _search(queries, parts, k, query_chunk)
+  return _search(queries, parts, k, chunks)
 
 
 def _query_chunks(queries, k: int, query_chunk: int | None) -> list[tuple[int, int]]:
@@ -112,10 +117,9 @@ def _query_chunks(queries, k: int, query_chunk: int | None) -> list[tuple[int, i
   return chunking.query_chunks(num_queries, chunking.query_chunk_size(query_chunk, k, num_words))
 
 
-def _search(queries, parts: Iterable, k: int, query_chunk: int | None):
-  """Top-k of every query chunk over the ``(offset, Part)`` database parts, in order."""
+def _search(queries, parts: Iterable, k: int, chunks: list[tuple[int, int]]):
+  """Top-k of every query chunk ``(start, size)`` over the ``(offset, Part)`` database parts."""
   num_queries = queries.shape[0]
-  chunks = _query_chunks(queries, k, query_chunk)
   queries = np.asarray(queries) if views.on_cpu() else jnp.asarray(queries)
   best = [None] * len(chunks)
   num_codes = 0
