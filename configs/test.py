@@ -2,6 +2,8 @@
 
   python -m jaxhash.train --config configs/test.py --workdir /tmp/jaxhash_test
 Variants: ``configs/test.py:hashnet`` trains HashNet instead of DLBHC.
+The learning rate is constant, so runs of any length (``:steps=N``, ``--extend``) share one
+compiled train step: the tests compile it once rather than once per step count.
 """
 
 from jaxhash.config import base_config, parse_config_arg
@@ -12,6 +14,7 @@ def get_config(arg=None):
   c = base_config("hashnet" if "hashnet" in variants else "dlbhc")
   c.method.bits = values["bits"]
   c.name = f"test_{c.method.name}"
+  c.optim.schedule = "constant"
   c.train.batch_size = 16
   c.train.num_steps = values["steps"]
   c.train.checkpoint_every = 1

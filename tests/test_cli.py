@@ -8,17 +8,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 from jaxhash.retrieval import HammingIndex
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
-  """A finished tiny run, trained from a folder outside the repository (configs found anyway)."""
-  elsewhere = tmp_path_factory.mktemp("elsewhere")
-  proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", "run", cwd=str(elsewhere))
+def finished(finished_run_launch):
+  """A finished tiny run, trained from a folder outside the repository (configs found anyway):
+  the session's run (tests/conftest.py), which these tests only read."""
+  workdir, proc = finished_run_launch
+  assert not os.path.abspath(workdir).startswith(os.path.join(ROOT, ""))
   assert proc.returncode == 0, proc.stderr
-  return str(elsewhere / "run")
+  return workdir
 
 
 @pytest.mark.parametrize("module, args, expected", [

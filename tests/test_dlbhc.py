@@ -38,12 +38,12 @@ def test_gradients_reach_backbone_and_are_finite():
   model = HashModel(backbone=LeNet(), head=dlbhc.DLBHCHead(bits=16, num_classes=10))
   x = jax.random.normal(jax.random.key(0), (4, 28, 28, 1))
   labels = jax.nn.one_hot(jnp.arange(4), 10).astype(jnp.uint8)
-  params = model.init(jax.random.key(1), x)["params"]
+  params = jax.jit(model.init)(jax.random.key(1), x)["params"]  # jitted: one compile, not one per op
 
   def loss_fn(p):
     return method.loss(model.apply({"params": p}, x), labels, 0, None)[0]
 
-  grads = jax.grad(loss_fn)(params)
+  grads = jax.jit(jax.grad(loss_fn))(params)
   chex.assert_trees_all_equal_shapes(grads, params)
   chex.assert_tree_all_finite(grads)
   assert float(jnp.abs(grads["backbone"]["conv1"]["kernel"]).sum()) > 0

@@ -157,9 +157,8 @@ def test_bad_method_config_is_refused_by_validation(key, value, message):
     get_method("hashnet").validate(method_config(**{key: value}))
 
 
-def test_two_training_steps_log_beta_and_loss(tmp_path):
-  workdir = str(tmp_path / "run")
-  results = trainer.train_and_evaluate(load_config("test", "hashnet"), workdir)
+def test_two_training_steps_log_beta_and_loss(finished_hashnet_run):
+  workdir, results = finished_hashnet_run  # train_and_evaluate(configs/test.py:hashnet), shared
   assert results["method"] == "hashnet" and results["step"] == 2 and 0 <= results["codes"]["map@all"] <= 1
   log = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   assert [r["step"] for r in log] == [1, 2]

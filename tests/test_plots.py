@@ -156,15 +156,19 @@ def test_overlay_pr_curves(tmp_path):
 
 
 def test_training_run_writes_plots_and_a_plot_failure_keeps_results(tmp_path, monkeypatch, capsys,
-                                                                    test_config):
+                                                                    test_config, finished_run):
+  import shutil
+
   from jaxhash.trainer import train_and_evaluate
 
+  workdir = tmp_path / "run"  # a copy of the session's trained run: train_and_evaluate evaluates it
+  shutil.copytree(finished_run, workdir)
   monkeypatch.setattr(plots, "radius_curves", lambda *a: 1 / 0)
   test_config.eval.plots = True
-  results = train_and_evaluate(test_config, str(tmp_path))
-  with open(tmp_path / "results.json") as f:
+  results = train_and_evaluate(test_config, str(workdir))
+  with open(workdir / "results.json") as f:
     assert json.load(f)["codes"] == results["codes"]
-  written = os.listdir(tmp_path / "plots")
+  written = os.listdir(workdir / "plots")
   assert {"pr_curve.png", "precision_at_k.png", "training.png"} <= set(written)
   assert "radius.png" not in written
   assert "failed: radius (ZeroDivisionError" in capsys.readouterr().err

@@ -104,16 +104,9 @@ def test_write_results_keeps_json_and_markdown(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
-  """A tiny DLBHC and a tiny HashNet run (configs/test.py), trained in this process."""
-  from jaxhash.trainer import train_and_evaluate
-
-  dirs = []
-  for arg in (None, "hashnet"):
-    workdir = str(tmp_path_factory.mktemp(f"run_{arg or 'dlbhc'}"))
-    train_and_evaluate(load_config("test", arg), workdir)
-    dirs.append(workdir)
-  return dirs
+def two_runs(finished_run, finished_hashnet_run):
+  """A tiny DLBHC and a tiny HashNet run (configs/test.py): the session's finished runs, read only."""
+  return [finished_run, finished_hashnet_run[0]]
 
 
 def test_report_cli_over_a_dlbhc_and_a_hashnet_run(two_runs, tmp_path):

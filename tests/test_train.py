@@ -15,9 +15,16 @@ from conftest import ROOT, load_config, run_cli
 from jaxhash import trainer
 
 
-def test_two_steps_then_resume_does_not_retrain(tmp_path, test_config):
+def copy_of(finished_run, tmp_path) -> str:
   workdir = str(tmp_path / "run")
-  results = trainer.train_and_evaluate(test_config, workdir)
+  shutil.copytree(finished_run, workdir)
+  return workdir
+
+
+def test_two_steps_then_resume_does_not_retrain(tmp_path, test_config, finished_run):
+  # The session's finished run is train_and_evaluate(test config) from step 0 (launched by the CLI).
+  workdir = copy_of(finished_run, tmp_path)
+  results = json.load(open(os.path.join(workdir, "results.json")))
   assert results["step"] == 2 and results["bits"] == 16 and results["protocol"] == "mnist10k"
   for mode in ("codes", "rerank"):
     for key in ("map@all", "map@100", "precision@1", "precision@radius2"):
@@ -35,10 +42,8 @@ def test_two_steps_then_resume_does_not_retrain(tmp_path, test_config):
   assert len(open(os.path.join(workdir, "metrics.jsonl")).readlines()) == 2
 
 
-def test_extend_continues_from_checkpoint_and_is_recorded(tmp_path):
-  workdir = str(tmp_path / "run")
-  first = load_config("test", "steps=2")
-  trainer.train(trainer.build_experiment(first), workdir)
+def test_extend_continues_from_checkpoint_and_is_recorded(tmp_path, finished_run):
+  workdir = copy_of(finished_run, tmp_path)  # trained to 2 steps (configs/test.py:steps=2)
   longer = load_config("test", "steps=4")
   with pytest.raises(ValueError, match=r"train.num_steps 2 -> 4 \(that is 2 -> 4 training steps; pass --extend"):
     trainer.train(trainer.build_experiment(longer), workdir)
@@ -54,9 +59,8 @@ def test_extend_continues_from_checkpoint_and_is_recorded(tmp_path):
   assert int(restored.step) == 4
 
 
-def test_workdir_of_another_seed_or_split_is_refused(tmp_path, test_config):
-  workdir = str(tmp_path / "run")
-  trainer.train(trainer.build_experiment(test_config), workdir)
+def test_workdir_of_another_seed_or_split_is_refused(tmp_path, test_config, finished_run):
+  workdir = copy_of(finished_run, tmp_path)  # a run trained with test_config
   other = load_config("test").unlock()
   other.seed = 1
   with pytest.raises(ValueError, match="another config: seed 0 -> 1"):
@@ -69,12 +73,14 @@ def test_workdir_of_another_seed_or_split_is_refused(tmp_path, test_config):
 
 
 def test_cli_train_then_evaluate(tmp_path):
+  # The override is one that keeps the model (a new code length would compile a new network).
   workdir = str(tmp_path / "cli")
   proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", workdir,
-                 "--config.method.bits=24")
+                 "--config.train.checkpoint_every=2")
   assert proc.returncode == 0, proc.stderr
   assert "| map@all |" in proc.stdout and "step 2/2" in proc.stderr
-  assert json.load(open(os.path.join(workdir, "results.json")))["bits"] == 24
+  assert json.load(open(os.path.join(workdir, "config.json")))["train"]["checkpoint_every"] == 2
+  assert os.listdir(os.path.join(workdir, "checkpoints")) == ["2"]
   proc = run_cli("jaxhash.evaluate", "--workdir", workdir, "--set", "radius=3")
   assert proc.returncode == 0, proc.stderr
   assert "precision@radius3" in json.load(open(os.path.join(workdir, "results.json")))["codes"]
