@@ -1,4 +1,8 @@
+import contextlib
+import fcntl
+import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -26,6 +30,16 @@ def pytest_configure(config):
   flags = os.environ.get("XLA_FLAGS", "")
   if "--xla_backend_optimization_level" not in flags:
     os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=1".strip()
+
+
+def pytest_xdist_auto_num_workers(config):
+  """``-n auto`` (pyproject.toml): one worker per core this process may use, at most 4.
+
+  Most of the suite's time is XLA compiling small programs on one thread, so two workers on two
+  cores nearly halve it; past four, each worker's own start-up and compilations outweigh the gain.
+  """
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+  return max(1, min(cores, 4))
 
 
 # End-to-end cases that run outside the default `python -m pytest` (pyproject.toml deselects the
@@ -63,11 +77,48 @@ def test_config():
 
 
 def run_cli(module: str, *args: str, cwd: str = ROOT, timeout: int = 300):
-  import subprocess
-
   env = {**os.environ, "PYTHONPATH": ROOT}
   return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
                         text=True, timeout=timeout)
+
+
+def run_main(module: str, *args: str):
+  """``module.main(args)`` in this process, as ``run_cli`` would report it (exit status, output).
+
+  For the argparse CLIs (index, search): no interpreter start-up, and the programs this process
+  has compiled already are reused. ``run_cli`` still runs each CLI once as ``python -m``.
+  """
+  import importlib
+  import io
+
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    try:
+      status = importlib.import_module(module).main(list(args))
+    except SystemExit as e:  # argparse's usage errors
+      status = e.code if isinstance(e.code, int) else 1
+  return subprocess.CompletedProcess([module, *args], status, out.getvalue(), err.getvalue())
+
+
+@contextlib.contextmanager
+def _shared_dir(tmp_path_factory, name: str):
+  """``(folder, first)``: one folder per test session, shared by pytest-xdist's workers.
+
+  Holds a lock while the caller fills or reads it, so that the first worker to ask builds what the
+  session shares (a trained run) and the others wait for it and reuse it instead of training again.
+  """
+  base = tmp_path_factory.getbasetemp()
+  if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker's basetemp is popen-gwN/ in the session's
+    base = base.parent
+  folder = base / name
+  with open(base / f"{name}.lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+      first = not folder.exists()
+      folder.mkdir(exist_ok=True)
+      yield folder, first
+    finally:
+      fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 @pytest.fixture(scope="session")
@@ -78,8 +129,12 @@ def finished_run_launch(tmp_path_factory):
   config is found from any working directory). Tests read it; a test that changes it works on a
   copy (shutil.copytree), so no test trains its own run just to have a finished one.
   """
-  elsewhere = tmp_path_factory.mktemp("elsewhere")
-  proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", "run", cwd=str(elsewhere))
+  with _shared_dir(tmp_path_factory, "finished_run") as (elsewhere, first):
+    launch = elsewhere / "launch.json"
+    if first:
+      proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", "run", cwd=str(elsewhere))
+      launch.write_text(json.dumps([proc.args, proc.returncode, proc.stdout, proc.stderr]))
+    proc = subprocess.CompletedProcess(*json.loads(launch.read_text()))
   assert proc.returncode == 0, proc.stderr
   return str(elsewhere / "run"), proc
 
@@ -95,5 +150,8 @@ def finished_hashnet_run(tmp_path_factory):
   """``(workdir, results)``: the tiny config's HashNet variant, trained and evaluated in-process."""
   from jaxhash import trainer
 
-  workdir = str(tmp_path_factory.mktemp("hashnet") / "run")
-  return workdir, trainer.train_and_evaluate(load_config("test", "hashnet"), workdir)
+  with _shared_dir(tmp_path_factory, "hashnet") as (folder, first):
+    workdir = str(folder / "run")
+    if first:
+      trainer.train_and_evaluate(load_config("test", "hashnet"), workdir)
+    return workdir, json.load(open(os.path.join(workdir, "results.json")))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, run_cli, run_main
 from jaxhash.retrieval import HammingIndex
 
 
@@ -72,7 +72,7 @@ def test_index_then_search(finished, tmp_path):
   paths = write_digits(tmp_path / "digits")
   (tmp_path / "digits" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
   out = str(tmp_path / "digits.jhi")
-  proc = run_cli("jaxhash.index", "--workdir", finished, "--images", str(tmp_path / "digits"),
+  proc = run_main("jaxhash.index", "--workdir", finished, "--images", str(tmp_path / "digits"),
                  "--out", out, "--features")
   assert proc.returncode == 0, proc.stderr
   assert "broken.jpg" in proc.stderr and "1 of 61 images could not be read" in proc.stderr
@@ -81,7 +81,7 @@ def test_index_then_search(finished, tmp_path):
   assert index.features.shape == (60, 500) and index.run["workdir"] == os.path.abspath(finished)
 
   queries = paths[:3]
-  proc = run_cli("jaxhash.search", "--index", out, *queries, "-k", "5", "--json", "--rerank",
+  proc = run_main("jaxhash.search", "--index", out, *queries, "-k", "5", "--json", "--rerank",
                  "--gallery", str(tmp_path / "gallery.png"))
   assert proc.returncode == 0, proc.stderr
   lines = [json.loads(line) for line in proc.stdout.strip().splitlines()]
@@ -93,7 +93,7 @@ def test_index_then_search(finished, tmp_path):
     assert line["results"][0] == {"rank": 1, "path": line["query"], "distance": 0}
   assert Image.open(tmp_path / "gallery.png").size[0] > 6 * 96
 
-  proc = run_cli("jaxhash.search", "--index", out, queries[0], "-k", "60", "--radius", "0")
+  proc = run_main("jaxhash.search", "--index", out, queries[0], "-k", "60", "--radius", "0")
   assert proc.returncode == 0, proc.stderr
   assert all("distance   0" in line for line in proc.stdout.splitlines()[1:])
 
@@ -103,16 +103,16 @@ def test_index_list_file_strict_and_search_errors(finished, tmp_path):
   listing = tmp_path / "list.txt"
   listing.write_text("".join(f"{os.path.relpath(p, tmp_path)} 0 1\n" for p in paths) + "missing.png\n")
   out = str(tmp_path / "x.jhi")
-  proc = run_cli("jaxhash.index", "--workdir", finished, "--images", str(listing), "--out", out, "--strict")
+  proc = run_main("jaxhash.index", "--workdir", finished, "--images", str(listing), "--out", out, "--strict")
   assert proc.returncode == 1 and "missing.png" in proc.stderr and not os.path.exists(out)
   assert len(proc.stderr.strip().splitlines()) == 1
   listing.write_text("".join(f"{os.path.relpath(p, tmp_path)} 0 1\n" for p in paths))
-  proc = run_cli("jaxhash.index", "--workdir", finished, "--images", str(listing), "--out", out)
+  proc = run_main("jaxhash.index", "--workdir", finished, "--images", str(listing), "--out", out)
   assert proc.returncode == 0, proc.stderr
   assert HammingIndex.load(out).ids.tolist() == paths
   for args, message in [(["-k", "0"], "at least 1"), (["--rerank"], "--features"),
                         (["--workdir", str(tmp_path)], "config.json")]:
-    proc = run_cli("jaxhash.search", "--index", out, paths[0], *args)
+    proc = run_main("jaxhash.search", "--index", out, paths[0], *args)
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
 
@@ -123,5 +123,5 @@ def test_search_refuses_another_model(finished, tmp_path):
   index.add(np.zeros((1, 16), np.uint8), ids=["x.png"])
   index.save(str(tmp_path / "other.jhi"))
   path = write_digits(tmp_path / "d", count=1)[0]
-  proc = run_cli("jaxhash.search", "--index", str(tmp_path / "other.jhi"), path)
+  proc = run_main("jaxhash.search", "--index", str(tmp_path / "other.jhi"), path)
   assert proc.returncode == 1 and "another model" in proc.stderr, proc.stderr

@@ -32,7 +32,7 @@ def assert_topk_equal(result, expected):
   np.testing.assert_array_equal(np.asarray(result[1]), expected[1])
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=12, deadline=None)  # each example compiles its own shapes
 @given(seed=st.integers(0, 2**16), nbits=st.sampled_from([8, 40, 64, 128, 1000]),
        num_codes=st.sampled_from([1, 31, 32, 33, 97, 300, 2500]),
        density=st.sampled_from([0.5, 0.03]), num_queries=st.sampled_from([5, 40]),
@@ -153,9 +153,13 @@ def test_mismatched_code_lengths_are_a_clear_error():
 
 
 class BlockTopkTest(chex.TestCase):
-  """The traceable kernel, with a traced count of valid rows (as inside shard_map)."""
+  """The traceable kernel, with a traced count of valid rows (as inside shard_map).
 
-  @chex.variants(with_jit=True, without_jit=True)
+  Jitted only: the kernel always runs traced (under jit or shard_map), and op by op it compiled
+  some 140 small programs for no other check.
+  """
+
+  @chex.variants(with_jit=True)
   def test_block_topk_masks_rows_past_num_valid(self):
     # k=10 selects among 4 bins directly; k=2 among 96 bins through 3 groups of 32 bins.
     for num_bins, k in ((4, 10), (96, 2)):
