@@ -1,4 +1,4 @@
-"""A tiny CPU config for tests: two training steps on the embedded MNIST, 16-bit DLBHC codes.
+"""A tiny CPU config for tests: two training steps on 3,000 embedded MNIST images, 16-bit DLBHC codes.
 
   python -m jaxhash.train --config configs/test.py --workdir /tmp/jaxhash_test
 Variants: ``configs/test.py:hashnet`` trains HashNet instead of DLBHC.
@@ -14,6 +14,7 @@ def get_config(arg=None):
   c = base_config("hashnet" if "hashnet" in variants else "dlbhc")
   c.method.bits = values["bits"]
   c.name = f"test_{c.method.name}"
+  c.data.limit = 3000  # mnist10k on the first 3,000: 1,000 queries, a 2,000-image database
   c.optim.schedule = "constant"
   c.train.batch_size = 16
   c.train.num_steps = values["steps"]

@@ -28,6 +28,7 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.data.dir = ""  # IDX directory, list-file directory, or image folder (root/<class>/*)
   c.data.image_root = ""  # list files: root of relative image paths (default: data.dir)
   c.data.tfds_data_dir = ""  # tfds: its data_dir (default: TFDS's own)
+  c.data.limit = 0  # only the first N images of each source group (as TFDS's "test[:N]"); 0 = all
   c.data.image_size = 0  # decode-time resize of list-file images; 0 keeps the native size
   c.data.crop = 0  # random crop (train) / centre crop (eval) to this size; 0 = none
   c.data.pad = 0  # zero padding before a random crop of small images
@@ -144,6 +145,7 @@ def frozen_stages(config) -> int:
 # (key, lowest allowed, whether the lowest itself is allowed, what the value means when it matters)
 _RANGES = (
     ("seed", 0, True, ""),
+    ("data.limit", 0, True, " (0 = every image)"),
     ("data.image_size", 0, True, " (0 keeps the native size)"),
     ("data.crop", 0, True, " (0 = no crop)"),
     ("data.pad", 0, True, ""),

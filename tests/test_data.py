@@ -48,6 +48,24 @@ def test_released_lists_protocol_uses_groups_as_given():
   assert protocols.get_protocol("nuswide").map_at == (5000,)
 
 
+def test_limit_keeps_the_first_images_of_each_group_and_is_validated():
+  from jaxhash import config as config_lib
+  from jaxhash.data.dataset import first_of_each_group
+
+  ds = synthetic({"train": 30, "test": 10})
+  train, test = ds.groups["train"], ds.groups["test"]
+  cut = first_of_each_group(ds, 4)
+  assert {name: len(idx) for name, idx in cut.groups.items()} == {"train": 4, "test": 4}
+  for name, original in (("train", train[:4]), ("test", test[:4])):
+    np.testing.assert_array_equal(cut.images[cut.groups[name]], ds.images[original])
+    np.testing.assert_array_equal(cut.labels[cut.groups[name]], ds.labels[original])
+  assert len(cut.labels) == 8
+  config = config_lib.base_config("dlbhc").unlock()
+  config.data.limit = -1
+  with pytest.raises(ValueError, match="config.data.limit"):
+    config_lib.validate(config)
+
+
 def test_missing_group_and_unknown_protocol_are_clear():
   with pytest.raises(ValueError, match="needs the \\['train'\\] split"):
     protocols.make_split(protocols.get_protocol("mnist"), synthetic({"test": 20}), seed=0)

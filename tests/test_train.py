@@ -33,7 +33,7 @@ def test_two_steps_then_resume_does_not_retrain(tmp_path, test_config, finished_
   log = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
   split = [np.loadtxt(os.path.join(workdir, "splits", f"{n}.txt"), dtype=int) for n in ("query", "database")]
-  assert len(split[0]) == 1000 and len(split[1]) == 9000 and not set(split[0]) & set(split[1])
+  assert len(split[0]) == 1000 and len(split[1]) == 2000 and not set(split[0]) & set(split[1])  # data.limit
   assert (tmp_path / "run" / "results.md").read_text().startswith("# Results")
 
   again = trainer.train_and_evaluate(test_config, workdir)  # finished: evaluate only

@@ -42,6 +42,20 @@ class Dataset:
     return tuple(self.images.shape[1:])
 
 
+def first_of_each_group(ds: Dataset, limit: int) -> Dataset:
+  """``ds`` cut to the first ``limit`` images of each group, as TFDS's ``split[:limit]`` slices.
+
+  For smoke tests and quick runs (``config.data.limit``): the protocol then splits what is left,
+  so a protocol that draws a fixed number per class needs enough images of each class. Indices
+  (the run's ``splits/*.txt`` among them) count within the cut dataset, in the source's order.
+  """
+  firsts = {name: np.asarray(idx)[:limit] for name, idx in ds.groups.items()}
+  keep = np.unique(np.concatenate(list(firsts.values()))) if firsts else np.arange(min(limit, len(ds.labels)))
+  position = {old: new for new, old in enumerate(keep.tolist())}
+  groups = {name: np.asarray([position[i] for i in idx.tolist()], np.int64) for name, idx in firsts.items()}
+  return Dataset(ds.name, ds.images[keep], ds.labels[keep], groups)
+
+
 def one_hot(class_ids, num_classes: int) -> np.ndarray:
   """Single-label class ids -> uint8 multi-hot rows (relevance is 'shares a label' everywhere)."""
   class_ids = np.asarray(class_ids, dtype=np.int64)

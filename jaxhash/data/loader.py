@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from jaxhash.data import sources
-from jaxhash.data.dataset import Dataset
+from jaxhash.data.dataset import Dataset, first_of_each_group
 from jaxhash.data.protocols import CUSTOM_GROUPS, Protocol
 
 SOURCES = ("auto", "embedded", "idx", "tfds", "listfile", "imagefolder")
@@ -43,6 +43,12 @@ def resolve_source(data_config, protocol: Protocol) -> str:
 
 
 def load_dataset(data_config, protocol: Protocol) -> Dataset:
+  """The source's images and labels, cut to ``data_config.limit`` per group when that is set."""
+  ds = _load_source(data_config, protocol)
+  return first_of_each_group(ds, data_config.limit) if data_config.get("limit") else ds
+
+
+def _load_source(data_config, protocol: Protocol) -> Dataset:
   source = resolve_source(data_config, protocol)
   if source == "embedded":
     return sources.embedded_mnist()
