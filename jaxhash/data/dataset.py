@@ -51,8 +51,7 @@ def first_of_each_group(ds: Dataset, limit: int) -> Dataset:
   """
   firsts = {name: np.asarray(idx)[:limit] for name, idx in ds.groups.items()}
   keep = np.unique(np.concatenate(list(firsts.values()))) if firsts else np.arange(min(limit, len(ds.labels)))
-  position = {old: new for new, old in enumerate(keep.tolist())}
-  groups = {name: np.asarray([position[i] for i in idx.tolist()], np.int64) for name, idx in firsts.items()}
+  groups = {name: np.searchsorted(keep, idx).astype(np.int64) for name, idx in firsts.items()}
   return Dataset(ds.name, ds.images[keep], ds.labels[keep], groups)
 
 
