@@ -191,23 +191,36 @@ def test_merge_of_ordered_lists_is_topk_of_union(seed, sizes):
   np.testing.assert_array_equal(np.asarray(merged[1])[0], all_indices[0][order])
 
 
+def hlo_computations(text: str) -> dict[str, str]:
+  """Compiled HLO text split into ``{computation name: body}``."""
+  found = re.findall(r"^(?:ENTRY )?%?([\w.-]+) \(.*?\{\n(.*?)^\}", text, re.M | re.S)
+  return dict(found)
+
+
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks the XLA CPU compilation")
-def test_first_pass_is_one_fusion_that_stores_no_distances():
-  """Speed depends on pass 1 fusing: XOR, popcount and bin minima of the bytes in one loop."""
-  num_queries, num_codes = 32, 64 * BIN_SIZE
-  words, queries = jnp.zeros((num_codes, 2), jnp.uint32), jnp.zeros((num_queries, 2), jnp.uint32)
+@pytest.mark.parametrize("num_words", [2, 4])  # unrolled over a bin's codes (64 bits), reduced (128)
+def test_first_pass_is_one_fusion_that_stores_no_distances(num_words):
+  """Speed depends on pass 1 fusing: XOR, popcount and bin minima of the bytes in one loop that
+  writes one value per (bin, query), and on no array of all distances being stored."""
+  num_queries, num_codes, num_bytes = 32, 64 * BIN_SIZE, 4 * num_words
+  words = jnp.zeros((num_codes, num_words), jnp.uint32)
+  queries = jnp.zeros((num_queries, num_words), jnp.uint32)
   kernel = lambda q, pq, b, pb: block_topk(q, pq, b, pb, 0, num_codes, num_codes, 3)
   compiled = jax.jit(kernel, compiler_options=compiler_options()).lower(
-      queries, jnp.zeros((num_queries, 8), jnp.uint8), words,
-      jnp.zeros((num_codes, 8), jnp.uint8)).compile()
-  entry = compiled.as_text().split("ENTRY", 1)[1]
-  shapes = [[int(n) for n in dims.split(",")] for dims in re.findall(r"\w+\[([\d,]+)\]", entry)]
+      queries, jnp.zeros((num_queries, num_bytes), jnp.uint8), words,
+      jnp.zeros((num_codes, num_bytes), jnp.uint8)).compile()
+  text = compiled.as_text()
+  computations = hlo_computations(text)
+  stored_in = [re.search(r"^ENTRY %([\w.-]+)", text, re.M)[1], *re.findall(r"body=%([\w.-]+)", text)]
+  stored = {name: computations[name] for name in stored_in}  # the entry and the loop bodies
+  shapes = [[int(n) for n in dims.split(",")] for body in stored.values()
+            for dims in re.findall(r"\w+\[([\d,]+)\]", body)]
   assert max(np.prod(shape) for shape in shapes) < num_codes * num_queries
-  instructions = [line for line in entry.splitlines()[1:] if " = " in line and "parameter(" not in line]
-  first = instructions[0]  # reads both byte views, writes one value per (bin, query)
-  assert "fusion(%pb" in first and "%pq" in first, first
-  output = [int(n) for n in re.search(r"= \w+\[([\d,]+)\]", first)[1].split(",")]
-  assert np.prod(output) == num_codes // BIN_SIZE * num_queries, first
+  byte_popcounts = [name for name, body in computations.items() if re.search(r"u8\[[\d,]*\]\S* popcnt", body)]
+  assert len(byte_popcounts) == 1, byte_popcounts  # one loop reads the byte views
+  calls = [line for body in stored.values() for line in body.splitlines()
+           if re.search(f"calls=%{re.escape(byte_popcounts[0])}\\b(?!\\.)", line)]
+  assert len(calls) == 1 and f"u8[{num_codes // BIN_SIZE},{num_queries}]" in calls[0], calls
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks the XLA CPU compilation")
