@@ -80,8 +80,23 @@ def _conv_fwd(x, w):
   n, h, width, _ = x.shape
   kh, kw, _, o = w.shape
   patches = _patches(x, kh, kw)
-  y = (patches @ w.reshape(-1, o)).reshape(n, h - kh + 1, width - kw + 1, o)
-  return y, (patches, w, x.shape)
+  y = (patches @ _padded_columns(w.reshape(-1, o)))[:, :o]
+  return y.reshape(n, h - kh + 1, width - kw + 1, o), (patches, w, x.shape)
+
+
+def _padded_columns(matrix):
+  """``matrix`` with zero columns up to a multiple of 64 when that adds at most 30% of them.
+
+  XLA's CPU matrix kernels run LeNet's second convolution (500 x 50 kernel) 1.6x faster with 64
+  output columns on an AVX-512 Xeon, with bitwise the same 50 columns; the whole training step
+  gains about 6% there (``benchmarks/train_throughput.py``). The first convolution's 20 columns
+  would triple, and are left as they are.
+  """
+  columns = matrix.shape[1]
+  padded = -(-columns // 64) * 64
+  if padded == columns or padded > 1.3 * columns:
+    return matrix
+  return jnp.pad(matrix, ((0, 0), (0, padded - columns)))
 
 
 def _conv_bwd(residuals, g):
