@@ -169,21 +169,23 @@ def block_topk(query_words, pass_queries, db_words, pass_words, start, num_rows:
   return _best_codes(query_words, db_words, start, bins, bound, num_valid, k, top)
 
 
-def best_bins(minima: jax.Array, k: int, top: int) -> jax.Array:
-  """int32 ``(Q, min(k, num_bins))``: the bins with the smallest (minimum, bin index).
+def best_bins(minima: jax.Array, k: int, top: int) -> tuple[jax.Array, jax.Array]:
+  """int32 ``(bin minima, bins)``, each ``(Q, min(k, num_bins))``: the bins with the smallest
+  (minimum, bin index), in that order.
 
   Selects through groups of ``BIN_SIZE`` bins when there are more than ``k`` whole groups.
   """
   num_bins, num_queries = minima.shape
   num_groups = num_bins // BIN_SIZE
   if num_bins % BIN_SIZE or num_groups <= k:
-    return _smallest_ids_of_columns(minima, min(k, num_bins), top)
+    return _smallest_rows(minima, min(k, num_bins), top)
   groups = minima.reshape(num_groups, BIN_SIZE, num_queries)
-  group_minimum, best_groups = _smallest_ids_of_columns(groups.min(axis=1), k, top)
+  group_minimum, best_groups = _smallest_rows(groups.min(axis=1), k, top)
   candidates = groups[best_groups, :, jnp.arange(num_queries)[:, None]]  # (Q, k, BIN_SIZE)
   candidates = _beyond_bound(candidates.astype(jnp.int32), group_minimum[:, -1:, None], top)
   bins = best_groups[:, :, None] * BIN_SIZE + lax.iota(jnp.int32, BIN_SIZE)
-  return _smallest_ids(candidates.reshape(num_queries, -1), bins.reshape(num_queries, -1), k, top)
+  return _smallest(_order_keys(candidates.reshape(num_queries, -1), bins.reshape(num_queries, -1),
+                               top), k, top)
 
 
 def _beyond_bound(distances, bound, top: int):
@@ -197,26 +199,27 @@ def _beyond_bound(distances, bound, top: int):
   return jnp.where(distances > bound, top + 1, distances)
 
 
-def _smallest_ids_of_columns(distances, k: int, top: int) -> jax.Array:
-  """The ``k`` row numbers with the smallest (distance, row) in each column of ``distances``.
+def _smallest_rows(distances, k: int, top: int) -> tuple[jax.Array, jax.Array]:
+  """:func:`_smallest` over each column of ``distances`` ``(n, Q)``, with the row numbers as ids.
 
   The keys are built in the columns' layout and only then transposed for ``top_k``: XLA's CPU
   backend otherwise fuses the producer's reduction (the group minima) into one loop with the
   transposition, which reads the whole minima array once per query (8x slower at 128 queries).
   """
-  shift = keys.index_shift(top)
-  capped = jnp.minimum(distances.astype(jnp.int32), top + 1)
-  column_keys = keys.encode(capped, lax.iota(jnp.int32, distances.shape[0])[:, None], shift)
-  best, _ = keys.smallest(column_keys.T, k)
-  return keys.decode(best, shift)
+  rows = lax.iota(jnp.int32, distances.shape[0])[:, None]
+  return _smallest(_order_keys(distances, rows, top).T, k, top)
 
 
-def _smallest_ids(distances, ids, k: int, top: int) -> jax.Array:
-  """The ``k`` ids with the smallest (distance, id) in each row; distances above ``top`` tie."""
-  shift = keys.index_shift(top)
+def _order_keys(distances, ids, top: int) -> jax.Array:
+  """int32 order keys (``keys.py``) of (distance, id); distances above ``top`` tie at ``top + 1``."""
   capped = jnp.minimum(distances.astype(jnp.int32), top + 1)
-  best, _ = keys.smallest(keys.encode(capped, jnp.broadcast_to(ids, capped.shape), shift), k)
-  return keys.decode(best, shift)
+  return keys.encode(capped, jnp.broadcast_to(ids, capped.shape), keys.index_shift(top))
+
+
+def _smallest(order_keys, k: int, top: int) -> tuple[jax.Array, jax.Array]:
+  """``(distances, ids)`` of the ``k`` smallest keys of each row, in increasing order."""
+  best, _ = keys.smallest(order_keys, k)
+  return keys.decode(best, keys.index_shift(top))
 
 
 def _best_codes(query_words, db_words, start, bins, bound, num_valid, k: int, top: int):
