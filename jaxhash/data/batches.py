@@ -56,7 +56,7 @@ class TrainBatches:
     """(uint8 images, multi-hot labels) of the batch for ``step``."""
     positions = self._positions(step)
     if self._on_device:
-      return self._gather(self._images, self._labels, jnp.asarray(positions, dtype=jnp.int32))
+      return self._gather(self._images, self._labels, np.asarray(positions, dtype=np.int32))
     rows = self._indices[positions]
     return jax.device_put((self._images[rows], self._labels[rows]), self._sharding)
 
