@@ -114,9 +114,9 @@ def _input_gradient(g, w, x_shape):
   One matrix product gives every offset's contribution; each kernel row's contributions are summed
   by one fused pad-and-add and added into the gradient in place. That is 1 + 2·kh operations where
   a product and an in-place update per offset were 2·kh·kw (50 for LeNet's second layer), which
-  ran one after another on a single core: the training step is about 9% faster on a 2-core Xeon
-  (``benchmarks/train_throughput.py``). One fused pad-and-add over all kh·kw offsets instead
-  doubled the step's time there.
+  ran one after another on a single core: ``benchmarks/train_throughput.py``'s jaxhash step is
+  about 9% faster on a 2-core Xeon (both forms alternating in one process). One fused pad-and-add
+  over all kh·kw offsets instead doubled the step's time there.
   """
   kh, kw, c, o = w.shape
   n, oh, ow, _ = g.shape
