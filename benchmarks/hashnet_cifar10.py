@@ -2,8 +2,9 @@
 
 Extracts the JPEG tarball and writes its list files (once, into --cifar-dir), then trains
 configs/hashnet_cifar10.py:cpu from scratch in a fresh workdir and evaluates 1,000 queries against
-the 54,000-image database. A CPU budget (about 8 minutes on 2 cores), not the paper's setting:
-the AlexNet recipe from ImageNet weights is the config's default, for an accelerator. Writes
+the 54,000-image database. A CPU budget (about 11 minutes on 2 EPYC cores, 5 on 2 Xeon cores),
+not the paper's setting: the AlexNet recipe from ImageNet weights is the config's default, for an
+accelerator. Writes
 benchmarks/results/hashnet_cifar10.json and .md.
 
   python benchmarks/hashnet_cifar10.py [--tarball ../shared/data/cifar10/cifar10-jpg.tar.gz] [--cifar-dir /tmp/cifar10]
