@@ -168,9 +168,22 @@ def hamming_cpu(payload: dict) -> list[str]:
           f"`{payload['command']}`; FAISS with {payload['faiss_threads']} threads. {verdict}"]
 
 
+def train_throughput(payload: dict) -> list[str]:
+  header = ["side", "best images/s", "median images/s"]
+  rows = [[s["side"], f"{s['best_images_per_sec']:,.0f}", f"{s['median_images_per_sec']:,.0f}"]
+          for s in payload["summary"]]
+  ratios = "; ".join(f"jaxhash / {r['against']} {r['best_ratio']:.2f} best, {r['median_ratio']:.2f} median"
+                     for r in payload["ratios"])
+  return [*_table(header, rows), "",
+          f"Case `{payload['case']}` ({payload['config']}, batch {payload['batch_size']}, "
+          f"{payload['input']}), {payload['rounds_per_side']} alternating rounds of "
+          f"{payload['steps_per_round']} steps per side, {payload['torch_threads']} PyTorch threads: "
+          f"{ratios}. Bar {payload['bar']}: {'holds' if payload['bar_holds'] else '**missed**'}."]
+
+
 TABLES = {"dlbhc_mnist": dlbhc_mnist, "hamming_cpu": hamming_cpu, "hashnet_mnist": hashnet_mnist,
           "hashnet_ablation": hashnet_ablation, "hashnet_cifar10": hashnet_cifar10,
-          "transfer_cifar10": transfer_cifar10}
+          "transfer_cifar10": transfer_cifar10, "train_throughput": train_throughput}
 
 
 def render(name: str, results_dir: str = RESULTS_DIR) -> str:
