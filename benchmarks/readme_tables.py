@@ -183,7 +183,8 @@ def train_throughput(payload: dict) -> list[str]:
 
 TABLES = {"dlbhc_mnist": dlbhc_mnist, "hamming_cpu": hamming_cpu, "hashnet_mnist": hashnet_mnist,
           "hashnet_ablation": hashnet_ablation, "hashnet_cifar10": hashnet_cifar10,
-          "transfer_cifar10": transfer_cifar10, "train_throughput": train_throughput}
+          "transfer_cifar10": transfer_cifar10, "train_throughput": train_throughput,
+          "train_throughput_efficientnet": train_throughput}
 
 
 def render(name: str, results_dir: str = RESULTS_DIR) -> str:

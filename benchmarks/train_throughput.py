@@ -3,6 +3,7 @@
     python benchmarks/train_throughput.py                        # CPU: the LeNet main job's step
     python benchmarks/train_throughput.py --case alexnet         # accelerator: HashNet, AlexNet
     python benchmarks/train_throughput.py --case alexnet --small # that code at a CPU smoke-test size
+    python benchmarks/train_throughput.py --case efficientnet    # CPU: EfficientNet-Lite0 at 96²
 
 Cases:
 - ``lenet``: the step of ``python -m jaxhash.train --config configs/dlbhc_mnist.py`` (DLBHC on the
@@ -13,6 +14,11 @@ Cases:
   random 224² crops and flips of 256² images, the pairwise loss with β continuation, the hash layer
   at 10× the rate) on random uint8 images, for an accelerator; PyTorch runs it in float32 and with
   bfloat16 autocast. Bar: jaxhash ≥ 1.3× PyTorch float32.
+- ``efficientnet``: DLBHC fine-tuning all of EfficientNet-Lite0 (``configs/dlbhc_cifar10.py:lite0``:
+  SGD with Nesterov momentum, batch norm trained, the head at 10× the rate, flips) at 96² in
+  float32, batch 64, on random uint8 images from random weights; PyTorch runs the parity tests'
+  Lite0 (``tests/torch_backbones.py``). 20 steps a round after 5 of warm-up by default. Bar (the
+  LeNet one): jaxhash ≥ 1.0× PyTorch on the CPU.
 
 jaxhash's side is what ``jaxhash.trainer.train`` runs per step: ``TrainBatches.get(step)`` (images
 held on the device as uint8, the batch gathered there), the jitted step of
@@ -26,13 +32,13 @@ on). Both run in this one process, in alternating rounds of ``--steps`` steps af
 steps each; images/s go to ``benchmarks/results/train_throughput[_case][_small].{json,md}`` with
 the machine (CPU, load average, versions).
 
-The ``alexnet`` case imports nothing from tensorflow-datasets; jaxhash's config needs
-``ml_collections`` (pure Python; carry its wheel to a machine that lacks it).
+The ``alexnet`` and ``efficientnet`` cases import nothing from tensorflow-datasets; jaxhash's config
+needs ``ml_collections`` (pure Python; carry its wheel to a machine that lacks it).
 
-Adding a case (for example EfficientNet-Lite0 at a small input size, once ``jaxhash.models`` has
-it): write a function ``args -> Case`` that builds the jaxhash ``Experiment`` from a config file
-plus overrides (and a synthetic ``Dataset`` when the real data is not at hand), the same network in
-``torch.nn`` with its ``(outputs, labels, step) -> loss``, and register it in ``CASES``.
+Adding a case: write a function ``args -> Case`` that builds the jaxhash ``Experiment`` with
+``trainer.build_experiment`` from a config file plus overrides (and a synthetic ``Dataset`` when the
+real data is not at hand), the same network in ``torch.nn`` with its ``(outputs, labels, step) ->
+loss``, and register it in ``CASES``.
 """
 
 from __future__ import annotations
@@ -49,14 +55,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from common import load_config, machine, write_results
+from common import ROOT, load_config, machine, write_results
 
 from jaxhash import parallel, trainer
-from jaxhash.data import protocols
 from jaxhash.data.batches import TrainBatches
 from jaxhash.data.dataset import Dataset, one_hot
-from jaxhash.methods import HashModel, get_method, hashnet
-from jaxhash.models import get_backbone
+from jaxhash.methods import hashnet
 from jaxhash.optim import learning_rate_schedule, make_optimizer
 
 
@@ -67,6 +71,8 @@ class Case:
   torch_network: Callable[[], object]  # () -> torch.nn.Module with a ``head`` submodule
   torch_loss: Callable[[object, object, int], object]  # (outputs, multi-hot labels, step) -> loss
   bar: float  # jaxhash / PyTorch images/s the issue asks for (against PyTorch float32)
+  steps: int = 300  # default steps per round
+  warmup: int = 30  # default warm-up steps (compilation)
 
 
 def _cpu_threads() -> int:
@@ -190,19 +196,6 @@ class TorchLoop:
 # --- cases ------------------------------------------------------------------------------------
 
 
-def _experiment(config, dataset: Dataset) -> trainer.Experiment:
-  """``trainer.build_experiment`` with ``dataset`` in place of the one the config loads."""
-  from jaxhash import config as config_lib
-
-  config_lib.validate(config)
-  method = get_method(config.method.name)
-  protocol = protocols.get_protocol(config.data.protocol)
-  split = protocols.make_split(protocol, dataset, config.seed)
-  model = HashModel(backbone=get_backbone(config.model.backbone),
-                    head=method.make_head(config.method, dataset.num_classes))
-  return trainer.Experiment(config, method, protocol, dataset, split, model, parallel.data_mesh())
-
-
 def _torch_lenet_dlbhc(bits: int, num_classes: int, channels: int, size: int):
   import torch.nn as tnn
 
@@ -303,12 +296,49 @@ def alexnet_case(args) -> Case:
   labels = one_hot(rng.integers(0, 100, count), 100)
   dataset = Dataset("random_imagenet100", images, labels,
                     {"train": np.arange(count), "test": np.arange(1), "database": np.arange(1)})
-  exp = _experiment(config, dataset)
+  exp = trainer.build_experiment(config, dataset)
   return Case("alexnet", exp, lambda: _torch_alexnet_hashnet(config.method.bits),
               _hashnet_loss(config.method, config.train.num_steps), bar=1.3)
 
 
-CASES = {"lenet": lenet_case, "alexnet": alexnet_case}
+def _torch_lite0_dlbhc(bits: int, num_classes: int):
+  """The parity tests' EfficientNet-Lite0 (tests/torch_backbones.py) under DLBHC's head."""
+  import torch.nn as tnn
+
+  sys.path.insert(0, os.path.join(ROOT, "tests"))
+  import torch_backbones
+
+  class Network(tnn.Module):
+    def __init__(self):
+      super().__init__()
+      self.backbone = torch_backbones.EfficientNetLite0()
+      self.backbone._dropout, self.backbone._fc = tnn.Identity(), tnn.Identity()  # pooled features only
+      self.head = tnn.Sequential(tnn.Linear(1280, bits), tnn.Sigmoid(), tnn.Linear(bits, num_classes))
+
+    def forward(self, x):
+      return self.head(self.backbone(x)[0])
+
+  return Network()
+
+
+def efficientnet_case(args) -> Case:
+  """DLBHC fine-tuning all of EfficientNet-Lite0 (``configs/dlbhc_cifar10.py:lite0``) at 96² in
+  float32, on random uint8 images; both sides start from random weights (speed does not depend on
+  them). The CPU recipe (``lite0_cpu``) trains only stage7 on cached activations instead."""
+  size, count = 96, args.images or 512
+  overrides = {"data.image_size": size, "model.dtype": "float32", "model.init_weights": "",
+               "train.batch_size": 64}
+  config = load_config("configs/dlbhc_cifar10.py", "lite0", {**overrides, **dict(args.overrides)})
+  rng = np.random.default_rng(config.seed)
+  images = rng.integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+  labels = one_hot(rng.integers(0, 10, count), 10)
+  dataset = Dataset("random_cifar10", images, labels, {"train": np.arange(count), "test": np.arange(1)})
+  exp = trainer.build_experiment(config, dataset)
+  return Case("efficientnet", exp, lambda: _torch_lite0_dlbhc(config.method.bits, 10), _dlbhc_loss,
+              bar=1.0, steps=20, warmup=5)
+
+
+CASES = {"lenet": lenet_case, "alexnet": alexnet_case, "efficientnet": efficientnet_case}
 
 
 # --- measurement ------------------------------------------------------------------------------
@@ -384,18 +414,21 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--case", choices=sorted(CASES), default="lenet")
   parser.add_argument("--small", action="store_true", help="alexnet at a CPU smoke-test size")
-  parser.add_argument("--steps", type=int, default=300, help="steps per round")
+  parser.add_argument("--steps", type=int, help="steps per round (default: the case's, 300 for lenet)")
   parser.add_argument("--rounds", type=int, default=5, help="rounds per side, alternating")
-  parser.add_argument("--warmup", type=int, default=30, help="steps before timing (compilation)")
-  parser.add_argument("--images", type=int, default=0, help="alexnet: random images to draw from")
+  parser.add_argument("--warmup", type=int, help="steps before timing (default: the case's, 30 for lenet)")
+  parser.add_argument("--images", type=int, default=0,
+                      help="alexnet, efficientnet: random images to draw from")
   parser.add_argument("--torch-precision", action="append", choices=["float32", "bfloat16"],
                       help="PyTorch's precisions (default: float32, and bfloat16 on a GPU)")
   parser.add_argument("--set", dest="overrides", action="append", type=_override, default=[],
                       metavar="KEY=VALUE", help="config override, e.g. --set train.log_every=100")
   args = parser.parse_args(argv)
-  if min(args.steps, args.rounds) < 1 or args.warmup < 0:
+  if (args.steps is not None and args.steps < 1) or args.rounds < 1 or (args.warmup or 0) < 0:
     parser.error("--steps and --rounds must be positive and --warmup non-negative.")
   case = CASES[args.case](args)
+  args.steps = case.steps if args.steps is None else args.steps
+  args.warmup = case.warmup if args.warmup is None else args.warmup
   result = measure(case, args)
   name = "train_throughput" + ("" if args.case == "lenet" else f"_{args.case}")
   name += "_small" if args.small else ""

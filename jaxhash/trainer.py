@@ -57,11 +57,14 @@ class Experiment:
             f"({len(self.dataset.labels)} images)")
 
 
-def build_experiment(config) -> Experiment:
+def build_experiment(config, dataset: Dataset | None = None) -> Experiment:
+  """The experiment ``config`` describes; ``dataset`` replaces the one its data section loads
+  (benchmarks on synthetic images)."""
   config_lib.validate(config)
   method = get_method(config.method.name)
   protocol = protocols.get_protocol(config.data.protocol)
-  dataset = load_dataset(config.data, protocol)
+  if dataset is None:
+    dataset = load_dataset(config.data, protocol)
   split = protocols.make_split(protocol, dataset, config.seed, config.data)
   model = build_model(config, dataset.num_classes)
   mesh = parallel.data_mesh()
