@@ -3,6 +3,7 @@
 
 import functools
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -145,6 +146,11 @@ def test_shifted_depthwise_equals_the_grouped_convolution(size, kernel, stride):
                                             for impl in ("shifted", "grouped")])(variables, x)
   assert shifted.shape == grouped.shape == (2, -(-size // stride), -(-(size + 1) // stride), 6)
   np.testing.assert_allclose(shifted, grouped, rtol=1e-5, atol=1e-5)
+  cotangent = jnp.asarray(rng.normal(size=shifted.shape), jnp.float32)  # the custom gradient too
+  grads = [fast_jit(jax.grad(lambda v, x: jnp.sum(
+      DepthwiseConv(kernel, stride, impl=impl).apply(v, x) * cotangent), argnums=(0, 1)))(variables, x)
+           for impl in ("shifted", "grouped")]
+  chex.assert_trees_all_close(grads[0], grads[1], rtol=1e-4, atol=1e-4)
   with pytest.raises(ValueError, match="depthwise impl 'fast'"):
     DepthwiseConv(kernel, stride, impl="fast").apply(variables, x)
 

@@ -10,6 +10,7 @@ the unbiased one in PyTorch, so after one training step they differ by ``m * var
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -51,20 +52,65 @@ def _same_padding(size: int, kernel: int, stride: int) -> tuple[tuple[int, int],
   return (total // 2, total - total // 2), out
 
 
-def shifted_depthwise(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
-  """Depthwise conv as the sum over the k² kernel taps of a strided window times a per-channel
-  weight: XLA fuses it into one loop over the output, vectorised along the channels."""
-  k = kernel.shape[0]
-  (pad_h, out_h), (pad_w, out_w) = (_same_padding(x.shape[axis], k, stride) for axis in (1, 2))
-  x = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
-  out = None
+def _taps(padded: jax.Array, k: int, stride: int, out_h: int, out_w: int):
+  """(i, j, the strided window of ``padded`` that kernel tap (i, j) multiplies), for every tap."""
+  n, _, _, c = padded.shape
   for i in range(k):
     for j in range(k):
-      window = jax.lax.slice(x, (0, i, j, 0), (x.shape[0], i + stride * (out_h - 1) + 1,
-                                               j + stride * (out_w - 1) + 1, x.shape[3]),
-                             (1, stride, stride, 1))
-      out = window * kernel[i, j, 0] if out is None else out + window * kernel[i, j, 0]
+      yield i, j, jax.lax.slice(padded, (0, i, j, 0),
+                                (n, i + stride * (out_h - 1) + 1, j + stride * (out_w - 1) + 1, c),
+                                (1, stride, stride, 1))
+
+
+def _pad_same(x: jax.Array, k: int, stride: int) -> tuple[jax.Array, int, int]:
+  (pad_h, out_h), (pad_w, out_w) = (_same_padding(x.shape[axis], k, stride) for axis in (1, 2))
+  return jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0))), out_h, out_w
+
+
+def _shifted_sum(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  k = kernel.shape[0]
+  padded, out_h, out_w = _pad_same(x, k, stride)
+  out = None
+  for i, j, window in _taps(padded, k, stride, out_h, out_w):
+    out = window * kernel[i, j, 0] if out is None else out + window * kernel[i, j, 0]
   return out
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def shifted_depthwise(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array:
+  """Depthwise conv as the sum over the k² kernel taps of a strided window times a per-channel
+  weight: XLA fuses it into one loop over the output, vectorised along the channels.
+
+  Its kernel gradient (``_kernel_gradient``) is summed one image at a time: differentiated as
+  written, XLA writes each tap's padded window of the whole batch out as its own array (about
+  15 ms per tap for a 64 × 24 × 24 × 144 activation on 2 Xeon cores) before reducing it; per image
+  the windows stay in cache, 2.8x faster for that layer. The input gradient is JAX's own.
+  """
+  return _shifted_sum(x, kernel, stride)
+
+
+def _shifted_depthwise_fwd(x, kernel, stride):
+  return _shifted_sum(x, kernel, stride), (x, kernel)
+
+
+def _kernel_gradient(x: jax.Array, g: jax.Array, kernel_shape, stride: int) -> jax.Array:
+  k = kernel_shape[0]
+
+  def one_image(image_and_g):
+    padded, out_h, out_w = _pad_same(image_and_g[0][None], k, stride)
+    return jnp.stack([jnp.sum(image_and_g[1] * window[0], axis=(0, 1))
+                      for _, _, window in _taps(padded, k, stride, out_h, out_w)])
+
+  return jax.lax.map(one_image, (x, g)).sum(axis=0).reshape(kernel_shape)
+
+
+def _shifted_depthwise_bwd(stride, residuals, g):
+  x, kernel = residuals
+  dx = jax.vjp(lambda x: _shifted_sum(x, kernel, stride), x)[1](g)[0]
+  return dx, _kernel_gradient(x, g, kernel.shape, stride)
+
+
+shifted_depthwise.defvjp(_shifted_depthwise_fwd, _shifted_depthwise_bwd)
 
 
 class DepthwiseConv(nn.Module):
