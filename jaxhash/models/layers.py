@@ -84,7 +84,8 @@ def shifted_depthwise(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array
   Its kernel gradient (``_kernel_gradient``) is summed one image at a time: differentiated as
   written, XLA writes each tap's padded window of the whole batch out as its own array (about
   15 ms per tap for a 64 × 24 × 24 × 144 activation on 2 Xeon cores) before reducing it; per image
-  the windows stay in cache, 2.8x faster for that layer. The input gradient is JAX's own.
+  the windows stay in cache, and that layer's forward and backward take 70 ms instead of 172. The
+  input gradient is JAX's own.
   """
   return _shifted_sum(x, kernel, stride)
 
