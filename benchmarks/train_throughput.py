@@ -57,6 +57,8 @@ import numpy as np
 
 from common import ROOT, load_config, machine, write_results
 
+sys.path.insert(0, os.path.join(ROOT, "tests"))  # the parity tests' torch networks
+
 from jaxhash import parallel, trainer
 from jaxhash.data.batches import TrainBatches
 from jaxhash.data.dataset import Dataset, one_hot
@@ -304,9 +306,7 @@ def alexnet_case(args) -> Case:
 def _torch_lite0_dlbhc(bits: int, num_classes: int):
   """The parity tests' EfficientNet-Lite0 (tests/torch_backbones.py) under DLBHC's head."""
   import torch.nn as tnn
-
-  sys.path.insert(0, os.path.join(ROOT, "tests"))
-  import torch_backbones
+  import torch_backbones  # tests/, on the path below
 
   class Network(tnn.Module):
     def __init__(self):

@@ -97,9 +97,10 @@ def _shifted_depthwise_fwd(x, kernel, stride):
 def _kernel_gradient(x: jax.Array, g: jax.Array, kernel_shape, stride: int) -> jax.Array:
   k = kernel_shape[0]
 
-  def one_image(image_and_g):
-    padded, out_h, out_w = _pad_same(image_and_g[0][None], k, stride)
-    return jnp.stack([jnp.sum(image_and_g[1] * window[0], axis=(0, 1))
+  def one_image(pair):
+    image, image_g = pair
+    padded, out_h, out_w = _pad_same(image[None], k, stride)
+    return jnp.stack([jnp.sum(image_g * window[0], axis=(0, 1))
                       for _, _, window in _taps(padded, k, stride, out_h, out_w)])
 
   return jax.lax.map(one_image, (x, g)).sum(axis=0).reshape(kernel_shape)
