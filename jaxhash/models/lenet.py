@@ -104,8 +104,18 @@ def _conv_bwd(residuals, g):
   patches, w, x_shape = residuals
   o = w.shape[-1]
   g2 = g.reshape(-1, o)
-  dw = jax.lax.dot_general(patches, g2, (((0,), (0,)), ((), ()))).reshape(w.shape)
-  return _input_gradient(g, w, x_shape), dw
+  return _input_gradient(g, w, x_shape), _kernel_gradient(patches, g2).reshape(w.shape)
+
+
+def _kernel_gradient(patches, g2):
+  """patchesᵀ × ``g2``, computed as (``g2``ᵀ × patches)ᵀ.
+
+  XLA's CPU backend runs the product in this orientation about 1.7x faster for LeNet's second
+  layer (2048 x 500 patches, 50 channels: 1.2 -> 0.7 ms on one Xeon core); the barrier keeps its
+  simplifier from folding the transpose back into the slower form. The transpose of the small
+  (out, kh·kw·in) result is negligible.
+  """
+  return jax.lax.optimization_barrier(g2.T @ patches).T
 
 
 def _input_gradient(g, w, x_shape):
@@ -148,10 +158,12 @@ def _cpu_cores() -> int:
 class LeNet(nn.Module):
   """Returns the 500-d penultimate features, which play the role of AlexNet's fc7.
 
-  ``parts`` splits the batch into that many independent slices, each through the same layers, so
-  that XLA's CPU runtime runs them on separate cores: its own threading of these small operations
-  gains little. The features are the same; only the order in which the parameter gradients are
-  summed changes. 0 (the default) means the number of CPU cores on the CPU backend and 1 elsewhere.
+  ``parts`` splits the batch into that many independent slices, each through the same convolution
+  stages, so that XLA's CPU runtime runs them on separate cores: its own threading of these small
+  operations gains little. ``fc`` then runs once on the whole batch, one larger product (about 3%
+  faster per training step than one per slice). The features are the same; only the order in which
+  the parameter gradients are summed changes. 0 (the default) means the number of CPU cores on the
+  CPU backend and 1 elsewhere.
   """
 
   conv_features: tuple[int, int] = (20, 50)
@@ -166,12 +178,18 @@ class LeNet(nn.Module):
              for i, width in enumerate(self.conv_features)]
     fc = nn.Dense(self.fc_features, name="fc")
 
-    def features(x):
+    def conv_stages(x):
       for conv in convs:
         x = max_pool_2x2(conv(x))
-      return nn.relu(fc(x.reshape((x.shape[0], -1))))
+      return x.reshape((x.shape[0], -1))
 
     parts = self.parts or (_cpu_cores() if jax.default_backend() == "cpu" else 1)
     if parts == 1 or x.shape[0] % parts:
-      return features(x)
-    return jnp.concatenate([features(part) for part in jnp.split(x, parts)])
+      x = conv_stages(x)
+    else:
+      stages = []
+      for i, part in enumerate(jnp.split(x, parts)):
+        with jax.named_scope(f"part{i}"):  # names the slices' operations in profiles
+          stages.append(conv_stages(part))
+      x = jnp.concatenate(stages)
+    return nn.relu(fc(x))
