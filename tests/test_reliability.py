@@ -372,6 +372,21 @@ def all_checkpoints_finite(workdir) -> list[int]:
   return sorted(steps)
 
 
+@pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
+def test_all_finite_finds_one_bad_element_in_any_leaf_and_passes_the_largest_finite(bad):
+  import jax.numpy as jnp
+  import numpy as np
+
+  largest = float(np.finfo(np.float32).max)
+  tree = {"big": np.full((300, 200), largest, np.float32), "small": np.zeros(3, np.float32),
+          "bf16": jnp.full((4,), -jnp.finfo(jnp.bfloat16).max, jnp.bfloat16), "count": np.int32(7)}
+  assert bool(trainer._all_finite(tree))  # no overflow from many large finite values
+  for name in ("big", "small", "bf16"):
+    leaf = jnp.asarray(tree[name])
+    broken = dict(tree, **{name: leaf.reshape(-1).at[-1].set(bad).reshape(leaf.shape)})
+    assert not bool(trainer._all_finite(broken)), name
+
+
 def test_the_train_step_never_applies_a_non_finite_update(test_exp):
   import jax
   import numpy as np
