@@ -1,7 +1,7 @@
 """LeNet's hand-written pooling and convolution gradients against references.
 
 max_pool_2x2 must match ``nn.max_pool`` exactly, gradient included (ties go to the first maximum);
-conv_valid must match a float64 numpy convolution and its gradients; LeNet keeps nn.Conv's
+conv_valid must match a float64 numpy convolution plus bias and its gradients; LeNet keeps nn.Conv's
 parameters and gives the same features however its batch is split.
 """
 
@@ -71,13 +71,16 @@ def test_conv_valid_matches_numpy(n, extra_h, extra_w, c, o, kernel, seed):
   kh, kw = kernel
   x = rng.normal(size=(n, kh + extra_h, kw + extra_w, c)).astype(np.float32)
   w = rng.normal(size=(kh, kw, c, o)).astype(np.float32)
-  y, vjp = jax.vjp(jax.jit(conv_valid), x, w)
-  np.testing.assert_allclose(y, numpy_conv(x.astype(np.float64), w.astype(np.float64)), rtol=1e-5, atol=1e-5)
+  b = rng.normal(size=o).astype(np.float32)
+  y, vjp = jax.vjp(jax.jit(conv_valid), x, w, b)
+  ref_y = numpy_conv(x.astype(np.float64), w.astype(np.float64)) + b
+  np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5)
   g = rng.normal(size=y.shape).astype(np.float32)
-  dx, dw = vjp(g)
+  dx, dw, db = vjp(g)
   ref_dx, ref_dw = numpy_conv_grads(x.astype(np.float64), w.astype(np.float64), g.astype(np.float64))
   np.testing.assert_allclose(dx, ref_dx, rtol=1e-5, atol=1e-4)
   np.testing.assert_allclose(dw, ref_dw, rtol=1e-5, atol=1e-4)
+  np.testing.assert_allclose(db, g.astype(np.float64).sum(axis=(0, 1, 2)), rtol=1e-5, atol=1e-4)
 
 
 def test_lenet_keeps_the_nn_conv_parameters_and_gradients():
