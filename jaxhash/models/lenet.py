@@ -80,7 +80,7 @@ def conv_valid(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
   convolution over a zero-padded gradient (2.25× the multiply-adds for LeNet's second layer) and
   the one-channel kernel gradient slowly. Folding the bias into the products spares a pass over
   the output to add it and one over its gradient to sum it: ``benchmarks/train_throughput.py``'s
-  step is about 5% faster on a 2-core Xeon (both forms alternating in separate processes).
+  step is about 4% faster on a 2-core Xeon (both forms alternating in separate processes).
   """
   return _conv_fwd(x, w, b)[0]
 
