@@ -12,7 +12,7 @@ import pytest
 
 from jaxhash.models import BACKBONES, LeNet, get_backbone
 from jaxhash.models import weights
-from jaxhash.models.layers import DepthwiseConv, batch_norm
+from jaxhash.models.layers import DepthwiseConv, PointwiseConv, batch_norm
 from jaxhash.models.stages import last_stage_keys, stage_keys
 
 # Small variants and sizes, one backbone per family of stage code (ResNet-50 differs from ResNet-18
@@ -241,3 +241,13 @@ def test_missing_files_and_packages_say_what_to_do(tmp_path, monkeypatch):
 def test_lenet_feature_shape():
   out, _ = jax.eval_shape(LeNet().init_with_output, jax.random.key(0), jnp.zeros((3, 28, 28, 1)))
   assert out.shape == (3, 500)
+
+
+def test_pointwise_conv_is_nn_conv_1x1():
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 7, 6)).astype(np.float32))
+  ours, ref = PointwiseConv(4), nn.Conv(4, (1, 1), use_bias=False)
+  params = ours.init(jax.random.key(1), x)
+  chex.assert_trees_all_equal(params, ref.init(jax.random.key(1), x))  # same name, shape, values
+  np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), rtol=1e-6, atol=1e-6)
+  grad = lambda model: jax.grad(lambda p, x: jnp.sum(jnp.sin(model.apply(p, x))), (0, 1))(params, x)
+  chex.assert_trees_all_close(grad(ours), grad(ref), rtol=1e-5, atol=1e-6)

@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxhash.models.layers import DepthwiseConv, batch_norm
+from jaxhash.models.layers import DepthwiseConv, PointwiseConv, batch_norm
 from jaxhash.models.stages import run_stages
 
 MEAN, STD = (127.0 / 255,) * 3, (128.0 / 255,) * 3
@@ -48,17 +48,17 @@ class _MBConv(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    conv = functools.partial(nn.Conv, padding="SAME", use_bias=False, dtype=self.dtype)
+    conv = functools.partial(PointwiseConv, dtype=self.dtype)
     norm = functools.partial(batch_norm, train=self.train, frozen=self.frozen, momentum=_MOMENTUM,
                              epsilon=_EPSILON, dtype=self.dtype)
     channels = x.shape[-1] * self.expansion
     y = x
     if self.expansion != 1:
-      y = nn.relu6(norm("_bn0")(conv(channels, (1, 1), name="_expand_conv")(y)))
+      y = nn.relu6(norm("_bn0")(conv(channels, name="_expand_conv")(y)))
     y = DepthwiseConv(self.kernel, self.stride, self.depthwise, self.dtype,
                       name="_depthwise_conv")(y)
     y = nn.relu6(norm("_bn1")(y))
-    y = norm("_bn2")(conv(self.out, (1, 1), name="_project_conv")(y))
+    y = norm("_bn2")(conv(self.out, name="_project_conv")(y))
     return y + x if self.stride == 1 and x.shape[-1] == self.out else y
 
 
@@ -96,7 +96,7 @@ class EfficientNetLite0(nn.Module):
       return run
 
     def head(x):
-      x = nn.relu6(norm("_bn1")(conv(_HEAD, (1, 1), name="_conv_head")(x)))
+      x = nn.relu6(norm("_bn1")(PointwiseConv(_HEAD, self.dtype, name="_conv_head")(x)))
       return jnp.mean(x, axis=(1, 2))
 
     def classifier(x):

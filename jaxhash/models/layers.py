@@ -146,6 +146,25 @@ class DepthwiseConv(nn.Module):
                                         feature_group_count=channels)
 
 
+class PointwiseConv(nn.Module):
+  """1×1 convolution without bias as one matrix product over all positions, with the parameter
+  (and initialiser) of ``nn.Conv(features, (1, 1), use_bias=False)``.
+
+  XLA's CPU backend runs the product several times faster than a 1×1 ``conv_general_dilated``:
+  forward and backward of 64 × 24 × 24 × 144 -> 40 channels, 80 -> 18 ms on 2 Xeon cores.
+  """
+
+  features: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                        (1, 1, x.shape[-1], self.features), jnp.float32)
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    return (x.reshape(-1, x.shape[-1]) @ kernel[0, 0]).reshape(*x.shape[:-1], self.features)
+
+
 class TorchvisionFCNet(nn.Module):
   """Fields and fc layers shared by AlexNet and VGG-16 (torchvision's ``classifier.N`` layout).
 
