@@ -243,9 +243,11 @@ def test_lenet_feature_shape():
   assert out.shape == (3, 500)
 
 
-def test_pointwise_conv_is_nn_conv_1x1():
+@pytest.mark.parametrize("strides", [1, 2])
+def test_pointwise_conv_is_nn_conv_1x1(strides):
   x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 7, 6)).astype(np.float32))
-  ours, ref = PointwiseConv(4), nn.Conv(4, (1, 1), use_bias=False)
+  ours = PointwiseConv(4, strides=strides)
+  ref = nn.Conv(4, (1, 1), strides=strides, padding=0, use_bias=False)
   params = ours.init(jax.random.key(1), x)
   chex.assert_trees_all_equal(params, ref.init(jax.random.key(1), x))  # same name, shape, values
   np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), rtol=1e-6, atol=1e-6)

@@ -18,7 +18,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxhash.models.layers import batch_norm
+from jaxhash.models.layers import PointwiseConv, batch_norm
 from jaxhash.models.stages import run_stages
 
 _WIDTHS = (64, 128, 256, 512)
@@ -38,7 +38,12 @@ class _Block(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    def conv(width, kernel, stride, pad, name):
+      if kernel == 1:  # unpadded, as every 1×1 convolution here
+        return PointwiseConv(width, self.dtype, stride, name=name)
+      return nn.Conv(width, (kernel, kernel), strides=stride, padding=pad, use_bias=False,
+                     dtype=self.dtype, name=name)
+
     norm = functools.partial(batch_norm, train=self.train, frozen=self.frozen, momentum=_MOMENTUM,
                              epsilon=_EPSILON, dtype=self.dtype)
     if self.bottleneck:
@@ -47,12 +52,12 @@ class _Block(nn.Module):
       layers = ((self.width, 3, self.stride, 1), (self.width, 3, 1, 1))
     y = x
     for i, (width, kernel, stride, pad) in enumerate(layers, start=1):
-      y = conv(width, (kernel, kernel), strides=stride, padding=pad, name=f"conv{i}")(y)
+      y = conv(width, kernel, stride, pad, f"conv{i}")(y)
       y = norm(f"bn{i}")(y)
       if i < len(layers):
         y = nn.relu(y)
     if self.downsample:
-      x = conv(layers[-1][0], (1, 1), strides=self.stride, padding=0, name="downsample_0")(x)
+      x = conv(layers[-1][0], 1, self.stride, 0, "downsample_0")(x)
       x = norm("downsample_1")(x)
     return nn.relu(y + x)
 
