@@ -403,8 +403,41 @@ def test_the_train_step_never_applies_a_non_finite_update(test_exp):
   batches = TrainBatches(test_exp.dataset, test_exp.split.train, 16, 0, test_exp.mesh)
   state, metrics = step(state, *batches.get(0))
   flags = int(metrics["nonfinite"])
-  assert flags & 4 and trainer.NONFINITE[2] == "parameters"  # the new parameters
+  assert flags >> trainer.NONFINITE.index("parameters") & 1  # the new parameters
   assert np.isfinite(float(metrics["loss"])) and int(state.step) == 1
+  for old, new in zip(jax.tree.leaves((before.params, before.opt_state)),
+                      jax.tree.leaves((state.params, state.opt_state))):
+    np.testing.assert_array_equal(old, new)
+
+
+@pytest.mark.parametrize("optimizer, momentum, shows_in", [
+    ("sgd", 0.9, "optimizer state"), ("sgd", 0.0, "parameters"), ("adam", 0.0, "optimizer state")])
+def test_a_non_finite_gradient_with_a_finite_loss_is_never_applied(test_exp, optimizer, momentum,
+                                                                    shows_in):
+  """The step checks loss and new state, not the gradient: a NaN gradient must show in the state."""
+  import dataclasses
+
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+
+  from jaxhash.data.batches import TrainBatches
+  from jaxhash.optim import make_optimizer
+
+  def loss(outputs, labels, step, config):  # d/dz sqrt(|z - z|) is infinite; times 0: NaN
+    value, metrics = test_exp.method.loss(outputs, labels, step, config)
+    z = outputs["z"][0, 0]
+    return value + 0.0 * jnp.sqrt(jnp.abs(z - z)), metrics
+
+  exp = dataclasses.replace(test_exp, method=dataclasses.replace(test_exp.method, loss=loss))
+  optim = test_exp.config.optim.to_dict() | {"optimizer": optimizer, "momentum": momentum}
+  optimizer, schedule = make_optimizer(type(test_exp.config.optim)(optim), 10)
+  state = trainer.initial_state(exp, optimizer)
+  before = jax.device_get(state)
+  batches = TrainBatches(exp.dataset, exp.split.train, 16, 0, exp.mesh)
+  state, metrics = trainer.make_train_step(exp, optimizer, schedule)(state, *batches.get(0))
+  flags = int(metrics["nonfinite"])
+  assert np.isfinite(float(metrics["loss"])) and flags >> trainer.NONFINITE.index(shows_in) & 1
   for old, new in zip(jax.tree.leaves((before.params, before.opt_state)),
                       jax.tree.leaves((state.params, state.opt_state))):
     np.testing.assert_array_equal(old, new)

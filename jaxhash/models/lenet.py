@@ -1,9 +1,9 @@
 """LeNet-style backbone for 28×28 inputs (the Caffe MNIST layout: conv20-pool-conv50-pool-fc500).
 
-Its pooling and the gradients of its convolutions are written out for XLA's CPU backend, where
-this small network trains: the values and the parameters are those of ``nn.Conv`` and
-``nn.max_pool``, at about 40% less time per training step than XLA's own gradients
-(``benchmarks/train_throughput.py``).
+Each convolution and the pooling after it are one operation, ``conv_pool``, written out with its
+gradient for XLA's CPU backend, where this small network trains: the values and the parameters are
+those of ``nn.Conv`` and ``nn.max_pool``, in a third of the time per training step that XLA takes
+for those (``benchmarks/train_throughput.py``'s step: 8.2 against 24.8 ms on a 2-core Xeon).
 """
 
 from __future__ import annotations
@@ -17,81 +17,76 @@ import jax.numpy as jnp
 import numpy as np
 
 
-@jax.custom_vjp
-def max_pool_2x2(x: jax.Array) -> jax.Array:
-  """2×2 max pooling with stride 2 of NHWC ``x`` (even height and width).
-
-  Same values and gradient as ``nn.max_pool(x, (2, 2), strides=(2, 2))``: the gradient goes to
-  the first maximum of each window in row-major order, as XLA's select-and-scatter does, which
-  XLA's CPU backend runs several times slower than this.
-  """
-  n, h, w, c = x.shape
-  return x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
-
-
-def _max_pool_fwd(x):
-  y = max_pool_2x2(x)
-  return y, (x, y)
-
-
-def _max_pool_bwd(residuals, g):
-  x, y = residuals
-  n, h, w, c = x.shape
-  hit = x.reshape(n, h // 2, 2, w // 2, 2, c) == y[:, :, None, :, None, :]
-  grads, taken = [], jnp.zeros(y.shape, bool)
-  for dy, dx in ((0, 0), (0, 1), (1, 0), (1, 1)):  # window positions in row-major order
-    first = hit[:, :, dy, :, dx] & ~taken
-    grads.append(jnp.where(first, g, 0).astype(g.dtype))
-    taken = taken | first
-  rows = [jnp.stack(grads[:2], axis=3), jnp.stack(grads[2:], axis=3)]  # (n, h/2, w/2, dx, c) each
-  return (jnp.stack(rows, axis=2).reshape(n, h, w, c),)
-
-
-max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
-
-
 @functools.lru_cache(maxsize=None)
 def _patch_index(h: int, w: int, c: int, kh: int, kw: int) -> np.ndarray:
-  """Flat positions of patch element (out y, out x, i, j, channel) in one (h, w, c) image with a
-  one appended at position h·w·c, which ends every patch."""
-  oy, ox, i, j, ch = np.meshgrid(np.arange(h - kh + 1), np.arange(w - kw + 1), np.arange(kh),
-                                 np.arange(kw), np.arange(c), indexing="ij")
-  window = (((oy + i) * w + ox + j) * c + ch).reshape(-1, kh * kw * c)
-  one = np.full((window.shape[0], 1), h * w * c)
-  return np.concatenate([window, one], axis=1).reshape(-1).astype(np.int32)
+  """Flat positions, in one (h, w, c) image with a one appended at position h·w·c, of each output
+  position's input window (HWIO kernel order) followed by that one.
+
+  Output position (2·py + dy, 2·px + dx) is row ((2·dy + dx)·ph + py)·pw + px: the four members of
+  each 2×2 pooling window lie in four contiguous blocks, so pooling is a maximum over blocks.
+  """
+  oh, ow = h - kh + 1, w - kw + 1
+  oy, ox, i, j, ch = np.meshgrid(np.arange(oh), np.arange(ow), np.arange(kh), np.arange(kw),
+                                 np.arange(c), indexing="ij")
+  window = (((oy + i) * w + ox + j) * c + ch).reshape(oh, ow, kh * kw * c)
+  rows = np.concatenate([window, np.full((oh, ow, 1), h * w * c)], axis=2)
+  blocks = rows.reshape(oh // 2, 2, ow // 2, 2, -1).transpose(1, 3, 0, 2, 4)
+  return np.ascontiguousarray(blocks).reshape(-1).astype(np.int32)
 
 
 def _patches(x, kh: int, kw: int) -> jax.Array:
-  """(n·oh·ow, kh·kw·c + 1): each row one output position's input window, in HWIO kernel order,
-  then a one (the bias's input)."""
+  """(n·oh·ow, kh·kw·c + 1): each image's rows in ``_patch_index``'s order, then the next image's.
+
+  The positions are in bounds by construction; ``mode="clip"`` spares the per-element bounds
+  select of ``jnp.take``'s default mode (the step ~1% faster on a 2-core Xeon).
+  """
   n, h, w, c = x.shape
   with_one = jnp.pad(x.reshape(n, -1), ((0, 0), (0, 1)), constant_values=1)
-  return jnp.take(with_one, _patch_index(h, w, c, kh, kw), axis=1).reshape(-1, kh * kw * c + 1)
+  return jnp.take(with_one, _patch_index(h, w, c, kh, kw), axis=1,
+                  mode="clip").reshape(-1, kh * kw * c + 1)
 
 
 @jax.custom_vjp
-def conv_valid(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
-  """Stride-1 "VALID" convolution of NHWC ``x`` with an HWIO kernel ``w``, plus the bias ``b``.
+def conv_pool(x: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
+  """``nn.max_pool(conv(x) + b, (2, 2), strides=(2, 2))`` for a stride-1 "VALID" convolution of
+  NHWC ``x`` with an HWIO kernel ``w``: the convolution's output height and width must be even.
 
   As matrix products. Forward: input patches × kernel, the bias entering as one more kernel row
-  against a column of ones in the patches. Kernel and bias gradient: one product, patchesᵀ ×
-  output gradient. Input gradient: the output gradient × each kernel offset's (in, out) matrix,
-  added in at that offset (``_input_gradient``). XLA's CPU backend computes the last as a full
-  convolution over a zero-padded gradient (2.25× the multiply-adds for LeNet's second layer) and
-  the one-channel kernel gradient slowly. Folding the bias into the products spares a pass over
-  the output to add it and one over its gradient to sum it: ``benchmarks/train_throughput.py``'s
-  step is about 4% faster on a 2-core Xeon (both forms alternating in separate processes).
+  against a column of ones in the patches; the patch rows are ordered so that the pooling is a
+  maximum over four contiguous blocks of the product. Backward: the gradient goes to the first
+  maximum of each window in row-major order, as XLA's select-and-scatter does; kernel and bias
+  gradient are one product, patchesᵀ × output gradient; the input gradient is the output gradient
+  × each kernel offset's (in, out) matrix, added in at that offset (``_input_gradient``).
+
+  XLA's CPU backend runs its own convolution gradients and select-and-scatter several times slower.
+  Fusing the pooling into the convolution's row order (rather than a max over the interleaved
+  (n, h/2, 2, w/2, 2, c) view) makes ``benchmarks/train_throughput.py``'s step about 4% faster on
+  a 2-core Xeon (both forms alternating in separate processes).
   """
-  return _conv_fwd(x, w, b)[0]
+  return _conv_pool_fwd(x, w, b)[0]
 
 
-def _conv_fwd(x, w, b):
+def _check_even(x_shape, w_shape):
+  n, h, w, c = x_shape
+  kh, kw = w_shape[:2]
+  oh, ow = h - kh + 1, w - kw + 1
+  if oh < 2 or ow < 2 or oh % 2 or ow % 2:
+    raise ValueError(f"conv_pool: a {kh}×{kw} convolution of {h}×{w} inputs gives {oh}×{ow}, "
+                     "which 2×2 pooling cannot halve; give inputs whose output sides are even.")
+
+
+def _conv_pool_fwd(x, w, b):
+  _check_even(x.shape, w.shape)
   n, h, width, _ = x.shape
   kh, kw, _, o = w.shape
+  ph, pw = (h - kh + 1) // 2, (width - kw + 1) // 2
   patches = _patches(x, kh, kw)
   weights = jnp.concatenate([w.reshape(-1, o), b[None]])
-  y = (patches @ _padded_columns(weights))[:, :o]
-  return y.reshape(n, h - kh + 1, width - kw + 1, o), (patches, w, x.shape)
+  y = (patches @ _padded_columns(weights)).reshape(n, 4, ph * pw, -1)  # (image, block, row, out)
+  # A reduction, which XLA does not fuse into the next layer's gather (a maximum of four slices
+  # was fused there and recomputed for every patch element: the step 35% slower).
+  pooled = y[..., :o].max(axis=1)
+  return pooled.reshape(n, ph, pw, o), (patches, w, x.shape, y, pooled)
 
 
 def _padded_columns(matrix):
@@ -109,11 +104,20 @@ def _padded_columns(matrix):
   return jnp.pad(matrix, ((0, 0), (0, padded - columns)))
 
 
-def _conv_bwd(residuals, g):
-  patches, w, x_shape = residuals
-  weights_gradient = _weights_gradient(patches, g.reshape(-1, w.shape[-1]))
-  return (_input_gradient(g, w, x_shape), weights_gradient[:-1].reshape(w.shape),
-          weights_gradient[-1])
+def _conv_pool_bwd(residuals, g):
+  patches, w, x_shape, y, pooled = residuals
+  n, ph, pw, o = g.shape
+  g = g.reshape(n, ph * pw, o)
+  blocks, taken = [], jnp.zeros(g.shape, bool)
+  for k in range(4):  # window members in row-major order: the first maximum takes the gradient
+    first = (y[:, k, :, :o] == pooled) & ~taken
+    blocks.append(jnp.where(first, g, 0).astype(g.dtype))
+    taken = taken | first
+  g_rows = jnp.stack(blocks, axis=1)  # the convolution's output gradient, in the patches' order
+  weights_gradient = _weights_gradient(patches, g_rows.reshape(-1, o))
+  g_image = g_rows.reshape(n, 2, 2, ph, pw, o).transpose(0, 3, 1, 4, 2, 5)
+  return (_input_gradient(g_image.reshape(n, 2 * ph, 2 * pw, o), w, x_shape),
+          weights_gradient[:-1].reshape(w.shape), weights_gradient[-1])
 
 
 def _weights_gradient(patches, g2):
@@ -135,7 +139,8 @@ def _input_gradient(g, w, x_shape):
   a product and an in-place update per offset were 2·kh·kw (50 for LeNet's second layer), which
   ran one after another on a single core: ``benchmarks/train_throughput.py``'s jaxhash step is
   about 9% faster on a 2-core Xeon (both forms alternating in one process). One fused pad-and-add
-  over all kh·kw offsets instead doubled the step's time there.
+  over all kh·kw offsets instead doubled the step's time there. (XLA drops it for the first layer,
+  whose input needs no gradient.)
   """
   kh, kw, c, o = w.shape
   n, oh, ow, _ = g.shape
@@ -148,11 +153,12 @@ def _input_gradient(g, w, x_shape):
   return dx
 
 
-conv_valid.defvjp(_conv_fwd, _conv_bwd)
+conv_pool.defvjp(_conv_pool_fwd, _conv_pool_bwd)
 
 
-class ValidConv(nn.Module):
-  """``nn.Conv(features, kernel_size, padding="VALID")``'s parameters and values, by ``conv_valid``."""
+class ConvPool(nn.Module):
+  """``nn.Conv(features, kernel_size, padding="VALID")`` then 2×2 max pooling, by ``conv_pool``:
+  nn.Conv's parameter names, shapes and initial values."""
 
   features: int
   kernel_size: tuple[int, int] = (5, 5)
@@ -162,7 +168,7 @@ class ValidConv(nn.Module):
     kernel = self.param("kernel", nn.initializers.lecun_normal(),
                         (*self.kernel_size, x.shape[-1], self.features))
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-    return conv_valid(x, kernel, bias)
+    return conv_pool(x, kernel, bias)
 
 
 def _cpu_cores() -> int:
@@ -187,12 +193,13 @@ class LeNet(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train  # no dropout or batch norm: the method's head sees deterministic features
-    convs = [ValidConv(width, name=f"conv{i + 1}") for i, width in enumerate(self.conv_features)]
+    self._check_sides(*x.shape[1:3])
+    convs = [ConvPool(width, name=f"conv{i + 1}") for i, width in enumerate(self.conv_features)]
     fc = nn.Dense(self.fc_features, name="fc")
 
     def conv_stages(x):
       for conv in convs:
-        x = max_pool_2x2(conv(x))
+        x = conv(x)
       return x.reshape((x.shape[0], -1))
 
     parts = self.parts or (_cpu_cores() if jax.default_backend() == "cpu" else 1)
@@ -205,3 +212,14 @@ class LeNet(nn.Module):
           stages.append(conv_stages(part))
       x = jnp.concatenate(stages)
     return nn.relu(fc(x))
+
+  def _check_sides(self, h: int, w: int) -> None:
+    """Each 5×5 convolution's output must have even sides of at least 2 for its 2×2 pooling."""
+    for side in (h, w):
+      for _ in self.conv_features:
+        if side - 4 < 2 or side % 2:
+          raise ValueError(
+              f"LeNet cannot take {h}×{w} images: each 5×5 convolution must leave even sides for "
+              "its 2×2 pooling, which sides of 28 or 32 (any multiple of 4 from 16) do; set "
+              "data.crop or data.image_size.")
+        side = (side - 4) // 2
