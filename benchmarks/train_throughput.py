@@ -21,8 +21,9 @@ Cases:
   LeNet one): jaxhash ≥ 1.0× PyTorch on the CPU.
 
 jaxhash's side is what ``jaxhash.trainer.train`` runs per step: ``TrainBatches.get(step)`` (images
-held on the device as uint8, the batch gathered there), the jitted step of
-``trainer.make_train_step`` with the state donated (augmentation and normalisation inside it), and
+held on the device as uint8, the batch's positions from the host), the jitted step of
+``trainer.make_train_step`` with the state donated (the gather, augmentation and normalisation
+inside it), and
 the metrics fetched every ``config.train.log_every`` steps as the loop logs them. PyTorch's side
 holds the same uint8 images as one tensor on its device, indexes a shuffled batch (the same
 permutation), augments and normalises it there, and runs the same network channels-last with
@@ -95,7 +96,7 @@ class JaxhashLoop:
     steps = trainer.total_steps(config, self.batches.steps_per_epoch)
     optimizer, schedule = make_optimizer(config.optim, steps)
     self.state = jax.device_put(trainer.initial_state(exp, optimizer), parallel.replicated(exp.mesh))
-    self.train_step = trainer.make_train_step(exp, optimizer, schedule)
+    self.train_step = trainer.make_train_step(exp, optimizer, schedule, self.batches.take)
     self.log_every, self.step, self.window = config.train.log_every, 0, []
     self.last_loss = float("nan")
 

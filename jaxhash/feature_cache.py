@@ -165,20 +165,24 @@ class CachedBatches:
     parallel.check_batch_size(batch_size, mesh, "train.batch_size")
     self.batch_size, self.seed = batch_size, seed
     self.steps_per_epoch = len(train) // batch_size
-    everywhere, sharded = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+    everywhere, self._sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
     self._acts = jax.device_put(np.stack([plain[train], flipped]), everywhere)
     self._labels = jax.device_put(labels[train], everywhere)
-    self._gather = jax.jit(lambda acts, labels, pos, flip: (acts[flip, pos], labels[pos]),
-                           out_shardings=(sharded, sharded))
     self._num_train = len(train)
     self._epoch, self._permutation = -1, None
 
-  def get(self, step: int):
+  def get(self, step: int) -> tuple:
+    """The arguments of ``take`` for ``step``: activations and labels on the device, the batch's
+    positions in them and each image's orientation (1: flipped)."""
     epoch, within = divmod(step, self.steps_per_epoch)
     if epoch != self._epoch:
       rng = np.random.default_rng([self.seed, epoch])
       self._epoch, self._permutation = epoch, rng.permutation(self._num_train)
     positions = self._permutation[within * self.batch_size:(within + 1) * self.batch_size]
     flips = np.random.default_rng([self.seed, step, 1]).integers(0, 2, self.batch_size)
-    return self._gather(self._acts, self._labels, jnp.asarray(positions, jnp.int32),
-                        jnp.asarray(flips, jnp.int32))
+    return self._acts, self._labels, positions.astype(np.int32), flips.astype(np.int32)
+
+  def take(self, acts, labels, positions, flips) -> tuple[jax.Array, jax.Array]:
+    """(activations, multi-hot labels) of ``get``'s batch; traced in the training step."""
+    batch = acts[flips, positions], labels[positions]
+    return jax.lax.with_sharding_constraint(batch, (self._sharding, self._sharding))

@@ -200,11 +200,13 @@ def _all_finite(tree) -> jax.Array:
   return sum(sums) == 0 if sums else jnp.bool_(True)
 
 
-def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, schedule):
-  """The pure, jitted ``(state, inputs, labels) -> (state, metrics)``; the state is donated.
+def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, schedule, take):
+  """The pure, jitted ``(state, *batch arguments) -> (state, metrics)``; the state is donated.
 
-  ``inputs``: uint8 images, or with a frozen prefix its cached activations (the prefix is not
-  run, so no backward pass goes through it; its parameters are also held by ``stop_gradient``).
+  ``take``: the batch source's ``(*batch arguments) -> (inputs, labels)``, traced into the step
+  (``TrainBatches.take``: a gather from images held on the device). ``inputs``: uint8 images, or
+  with a frozen prefix its cached activations (the prefix is not run, so no backward pass goes
+  through it; its parameters are also held by ``stop_gradient``).
   Batch-norm statistics are updated in train mode unless ``model.freeze_batch_norm``.
   ``metrics["nonfinite"]`` is 0 for a step that was applied, else a bitmask of the ``NONFINITE``
   quantities that were not finite; such a step leaves params and optimizer state unchanged.
@@ -212,7 +214,8 @@ def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, sc
   config = exp.config
   start = exp.frozen_stages
 
-  def train_step(state: TrainState, inputs, labels):
+  def train_step(state: TrainState, *arguments):
+    inputs, labels = take(*arguments)
     key = jax.random.fold_in(jax.random.key(config.seed), state.step)
     augment_key, dropout_key = jax.random.split(key)
     if start:
@@ -427,8 +430,8 @@ def train(exp: Experiment, workdir: str, stream=None, extend: bool = False,
       devices = exp.mesh.devices.size
       stream.write(f"{'resuming' if start else 'training'} {workdir} from step {start} on {devices} "
                    f"{jax.default_backend()} device{'s' if devices > 1 else ''}\n")
-      return _train_loop(exp, workdir, state, make_train_step(exp, optimizer, schedule), batches,
-                         steps, checkpointer, stream)
+      return _train_loop(exp, workdir, state, make_train_step(exp, optimizer, schedule, batches.take),
+                         batches, steps, checkpointer, stream)
 
 
 def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_step, batches,

@@ -399,8 +399,8 @@ def test_the_train_step_never_applies_a_non_finite_update(test_exp):
   optimizer, schedule = make_optimizer(type(test_exp.config.optim)(optim), 10)
   state = trainer.initial_state(test_exp, optimizer)
   before = jax.device_get(state)
-  step = trainer.make_train_step(test_exp, optimizer, schedule)
   batches = TrainBatches(test_exp.dataset, test_exp.split.train, 16, 0, test_exp.mesh)
+  step = trainer.make_train_step(test_exp, optimizer, schedule, batches.take)
   state, metrics = step(state, *batches.get(0))
   flags = int(metrics["nonfinite"])
   assert flags >> trainer.NONFINITE.index("parameters") & 1  # the new parameters
@@ -435,7 +435,8 @@ def test_a_non_finite_gradient_with_a_finite_loss_is_never_applied(test_exp, opt
   state = trainer.initial_state(exp, optimizer)
   before = jax.device_get(state)
   batches = TrainBatches(exp.dataset, exp.split.train, 16, 0, exp.mesh)
-  state, metrics = trainer.make_train_step(exp, optimizer, schedule)(state, *batches.get(0))
+  step = trainer.make_train_step(exp, optimizer, schedule, batches.take)
+  state, metrics = step(state, *batches.get(0))
   flags = int(metrics["nonfinite"])
   assert np.isfinite(float(metrics["loss"])) and flags >> trainer.NONFINITE.index(shows_in) & 1
   for old, new in zip(jax.tree.leaves((before.params, before.opt_state)),
