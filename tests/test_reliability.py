@@ -387,27 +387,39 @@ def test_all_finite_finds_one_bad_element_in_any_leaf_and_passes_the_largest_fin
     assert not bool(trainer._all_finite(broken)), name
 
 
-def test_the_train_step_never_applies_a_non_finite_update(test_exp):
+def one_step(exp, **optim) -> tuple:
+  """One training step of ``exp`` with optimizer settings ``optim`` (unvalidated, so that inf
+  passes): (state before, state after, nonfinite flags, loss)."""
   import jax
-  import numpy as np
 
   from jaxhash.data.batches import TrainBatches
   from jaxhash.optim import make_optimizer
 
-  optim = test_exp.config.optim.to_dict()
-  optim["learning_rate"] = float("inf")  # every update is non-finite; validation would refuse it
-  optimizer, schedule = make_optimizer(type(test_exp.config.optim)(optim), 10)
-  state = trainer.initial_state(test_exp, optimizer)
+  optim_config = type(exp.config.optim)(exp.config.optim.to_dict() | optim)
+  optimizer, schedule = make_optimizer(optim_config, 10)
+  state = trainer.initial_state(exp, optimizer)
   before = jax.device_get(state)
-  batches = TrainBatches(test_exp.dataset, test_exp.split.train, 16, 0, test_exp.mesh)
-  step = trainer.make_train_step(test_exp, optimizer, schedule, batches.take)
+  batches = TrainBatches(exp.dataset, exp.split.train, 16, 0, exp.mesh)
+  step = trainer.make_train_step(exp, optimizer, schedule, batches.take)
   state, metrics = step(state, *batches.get(0))
-  flags = int(metrics["nonfinite"])
-  assert flags >> trainer.NONFINITE.index("parameters") & 1  # the new parameters
-  assert np.isfinite(float(metrics["loss"])) and int(state.step) == 1
+  return before, state, int(metrics["nonfinite"]), float(metrics["loss"])
+
+
+def assert_params_and_optimizer_state_kept(before, after):
+  import jax
+  import numpy as np
+
   for old, new in zip(jax.tree.leaves((before.params, before.opt_state)),
-                      jax.tree.leaves((state.params, state.opt_state))):
+                      jax.tree.leaves((after.params, after.opt_state))):
     np.testing.assert_array_equal(old, new)
+
+
+def test_the_train_step_never_applies_a_non_finite_update(test_exp):
+  # every update is non-finite; validation would refuse the rate
+  before, after, flags, loss = one_step(test_exp, learning_rate=float("inf"))
+  assert flags >> trainer.NONFINITE.index("parameters") & 1  # the new parameters
+  assert math.isfinite(loss) and int(after.step) == 1
+  assert_params_and_optimizer_state_kept(before, after)
 
 
 @pytest.mark.parametrize("optimizer, momentum, shows_in", [
@@ -417,12 +429,7 @@ def test_a_non_finite_gradient_with_a_finite_loss_is_never_applied(test_exp, opt
   """The step checks loss and new state, not the gradient: a NaN gradient must show in the state."""
   import dataclasses
 
-  import jax
   import jax.numpy as jnp
-  import numpy as np
-
-  from jaxhash.data.batches import TrainBatches
-  from jaxhash.optim import make_optimizer
 
   def loss(outputs, labels, step, config):  # d/dz sqrt(|z - z|) is infinite; times 0: NaN
     value, metrics = test_exp.method.loss(outputs, labels, step, config)
@@ -430,18 +437,9 @@ def test_a_non_finite_gradient_with_a_finite_loss_is_never_applied(test_exp, opt
     return value + 0.0 * jnp.sqrt(jnp.abs(z - z)), metrics
 
   exp = dataclasses.replace(test_exp, method=dataclasses.replace(test_exp.method, loss=loss))
-  optim = test_exp.config.optim.to_dict() | {"optimizer": optimizer, "momentum": momentum}
-  optimizer, schedule = make_optimizer(type(test_exp.config.optim)(optim), 10)
-  state = trainer.initial_state(exp, optimizer)
-  before = jax.device_get(state)
-  batches = TrainBatches(exp.dataset, exp.split.train, 16, 0, exp.mesh)
-  step = trainer.make_train_step(exp, optimizer, schedule, batches.take)
-  state, metrics = step(state, *batches.get(0))
-  flags = int(metrics["nonfinite"])
-  assert np.isfinite(float(metrics["loss"])) and flags >> trainer.NONFINITE.index(shows_in) & 1
-  for old, new in zip(jax.tree.leaves((before.params, before.opt_state)),
-                      jax.tree.leaves((state.params, state.opt_state))):
-    np.testing.assert_array_equal(old, new)
+  before, after, flags, value = one_step(exp, optimizer=optimizer, momentum=momentum)
+  assert math.isfinite(value) and flags >> trainer.NONFINITE.index(shows_in) & 1
+  assert_params_and_optimizer_state_kept(before, after)
 
 
 def test_learning_rate_1e6_stops_sets_diverged_checkpoints_aside_and_a_lower_rate_finishes(tmp_path):
