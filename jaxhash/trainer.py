@@ -67,6 +67,9 @@ def build_experiment(config, dataset: Dataset | None = None) -> Experiment:
     dataset = load_dataset(config.data, protocol)
   split = protocols.make_split(protocol, dataset, config.seed, config.data)
   model = build_model(config, dataset.num_classes)
+  # Shapes only, nothing computed: a backbone that cannot take this input size (LeNet's pooling
+  # needs sides divisible by 4) says so now, before a run writes anything to its workdir.
+  jax.eval_shape(model.init, jax.random.key(0), _sample_inputs(config, dataset.image_shape))
   mesh = parallel.data_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh, "train.batch_size")  # before any write
   return Experiment(config, method, protocol, dataset, split, model, mesh,

@@ -6,6 +6,8 @@ and route gradients exactly as flax's nn.Conv and nn.max_pool do when windows ho
 its batch is split.
 """
 
+import os
+
 import chex
 import flax.linen as nn
 import jax
@@ -103,6 +105,19 @@ def test_lenet_refuses_sizes_it_cannot_pool_naming_the_setting(side):
     LeNet(parts=1).init(jax.random.key(0), jnp.zeros((1, side, side, 1)))
   with pytest.raises(ValueError, match="conv_pool: a 5×5 convolution of 13×13 inputs gives 9×9"):
     conv_pool(jnp.zeros((1, 13, 13, 1)), jnp.zeros((5, 5, 1, 2)), jnp.zeros(2))
+
+
+def test_a_run_lenet_cannot_pool_stops_before_writing_its_workdir(tmp_path):
+  from conftest import load_config
+
+  from jaxhash import trainer
+
+  config = load_config("test").unlock()
+  config.data.crop = 26
+  workdir = str(tmp_path / "run")
+  with pytest.raises(ValueError, match="LeNet cannot take 26×26 images"):
+    trainer.train_and_evaluate(config.lock(), workdir)
+  assert not os.path.exists(workdir)
 
 
 @pytest.mark.parametrize("side", [16, 20, 28, 32])
