@@ -17,16 +17,16 @@ Cases:
 - ``efficientnet``: DLBHC fine-tuning all of EfficientNet-Lite0 (``configs/dlbhc_cifar10.py:lite0``:
   SGD with Nesterov momentum, batch norm trained, the head at 10× the rate, flips) at 96² in
   float32, batch 64, on random uint8 images from random weights; PyTorch runs the parity tests'
-  Lite0 (``tests/torch_backbones.py``). 20 steps a round after 5 of warm-up by default. Bar (the
+  Lite0 (``tests/torch_backbones.py``). 20 steps a round after 10 of warm-up by default. Bar (the
   LeNet one): jaxhash ≥ 1.0× PyTorch on the CPU.
 
-jaxhash's side is what ``jaxhash.trainer.train`` runs per step: ``TrainBatches.get(step)`` (images
-held on the device as uint8, the batch's positions from the host), the jitted step of
-``trainer.make_train_step`` with the state donated (the gather, augmentation and normalisation
-inside it), and
-the metrics fetched every ``config.train.log_every`` steps as the loop logs them. PyTorch's side
-holds the same uint8 images as one tensor on its device, indexes a shuffled batch (the same
-permutation), augments and normalises it there, and runs the same network channels-last with
+jaxhash's side is what ``jaxhash.trainer.train`` runs: ``TrainBatches.get(first, count)`` (images
+held on the device as uint8, the batches' positions from the host), the jitted steps of
+``trainer.make_train_steps`` with the state donated (the gather, augmentation and normalisation
+inside them), ``config.train.steps_per_call`` steps per call (10 by default) as the trainer runs
+them, and the metrics fetched every ``config.train.log_every`` steps as the loop logs them.
+PyTorch's side holds the same uint8 images as one tensor on its device, indexes a shuffled batch
+(the same permutation), augments and normalises it there, and runs the same network channels-last with
 ``torch.optim.SGD`` on the same learning-rate schedule, fetching the mean loss as often.
 On the CPU, PyTorch gets as many threads as JAX's CPU client uses (the cores this process may run
 on). Both run in this one process, in alternating rounds of ``--steps`` steps after ``--warmup``
@@ -96,17 +96,20 @@ class JaxhashLoop:
     steps = trainer.total_steps(config, self.batches.steps_per_epoch)
     optimizer, schedule = make_optimizer(config.optim, steps)
     self.state = jax.device_put(trainer.initial_state(exp, optimizer), parallel.replicated(exp.mesh))
-    self.train_step = trainer.make_train_step(exp, optimizer, schedule, self.batches.take)
+    self.train_steps = trainer.make_train_steps(exp, optimizer, schedule, self.batches.take)
+    self.per_call = trainer.steps_per_call(config, self.batches)
     self.log_every, self.step, self.window = config.train.log_every, 0, []
     self.last_loss = float("nan")
 
   def run(self, steps: int) -> None:
-    for _ in range(steps):
-      self.state, metrics = self.train_step(self.state, *self.batches.get(self.step))
+    end = self.step + steps
+    while self.step < end:
+      count = trainer.call_length(self.step, end, self.per_call, (self.log_every,))
+      self.state, metrics = self.train_steps(self.state, *self.batches.get(self.step, count))
       self.window.append(metrics)
-      self.step += 1
+      self.step += count
       if self.step % self.log_every == 0:
-        self.last_loss = float(np.mean([m["loss"] for m in jax.device_get(self.window)]))
+        self.last_loss = float(np.mean([m["loss"] for m in trainer.per_step(jax.device_get(self.window))]))
         self.window = []
     jax.block_until_ready(self.state)
 
@@ -336,7 +339,7 @@ def efficientnet_case(args) -> Case:
   dataset = Dataset("random_cifar10", images, labels, {"train": np.arange(count), "test": np.arange(1)})
   exp = trainer.build_experiment(config, dataset)
   return Case("efficientnet", exp, lambda: _torch_lite0_dlbhc(config.method.bits, 10), _dlbhc_loss,
-              bar=1.0, steps=20, warmup=5)
+              bar=1.0, steps=20, warmup=10)
 
 
 CASES = {"lenet": lenet_case, "alexnet": alexnet_case, "efficientnet": efficientnet_case}
@@ -406,6 +409,7 @@ def measure(case: Case, args) -> dict:
       "jax_backend": backend, "torch_device": torch_device,
       "torch_threads": torch.get_num_threads() if torch_device == "cpu" else None,
       "cpu_threads_available": threads, "warmup_steps": args.warmup, "steps_per_round": args.steps,
+      "jaxhash_steps_per_call": sides["jaxhash"].per_call,
       "rounds_per_side": args.rounds, "bar": f"jaxhash / {ratios[0]['against']} median >= {case.bar}",
       "bar_holds": holds, "summary": summary, "ratios": ratios, "rounds": rounds,
   }
@@ -430,6 +434,11 @@ def main(argv=None) -> int:
   case = CASES[args.case](args)
   args.steps = case.steps if args.steps is None else args.steps
   args.warmup = case.warmup if args.warmup is None else args.warmup
+  per_call = case.exp.config.train.steps_per_call
+  if args.steps % per_call or args.warmup % per_call:  # else a timed round compiles a new length
+    parser.error(f"--steps and --warmup must be multiples of train.steps_per_call ({per_call}), "
+                 "so that the warm-up compiles every call the rounds make; or change it with "
+                 "--set train.steps_per_call=N.")
   result = measure(case, args)
   name = "train_throughput" + ("" if args.case == "lenet" else f"_{args.case}")
   name += "_small" if args.small else ""

@@ -63,6 +63,9 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.train.num_steps = 0
   c.train.checkpoint_every = 500
   c.train.log_every = 50
+  # Training steps per executable call (lax.scan) when the images are held in memory: fewer host
+  # round trips. Calls end at log and checkpoint steps; keep those multiples of it (one compile).
+  c.train.steps_per_call = 10
   c.train.skip_nonfinite = False  # skip (and count) steps with a non-finite loss or update; else stop
 
   c.eval = ml_collections.ConfigDict()
@@ -160,6 +163,7 @@ _RANGES = (
     ("train.num_epochs", 0, True, ""),
     ("train.checkpoint_every", 0, False, ""),
     ("train.log_every", 0, False, ""),
+    ("train.steps_per_call", 0, False, ""),
     ("eval.batch_size", 0, False, ""),
     ("eval.radius", 0, True, ""),
     ("eval.rerank_pool", 0, False, ""),

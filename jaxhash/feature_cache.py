@@ -25,6 +25,7 @@ import jax
 import numpy as np
 
 from jaxhash import parallel
+from jaxhash.data.batches import ShuffledPositions
 from jaxhash.io_utils import atomic_write_bytes, atomic_write_text
 
 MANIFEST = "manifest.json"
@@ -154,34 +155,32 @@ class FeatureCache:
 
 class CachedBatches:
   """Training batches of cached activations: a pure function of (seed, step), like
-  ``jaxhash.data.batches.TrainBatches``, with each image's orientation drawn per step."""
+  ``jaxhash.data.batches.TrainBatches`` (the same ``get`` / ``take``), with each image's
+  orientation drawn per step."""
+
+  on_device = True
 
   def __init__(self, plain: np.ndarray, flipped: np.ndarray, train: np.ndarray, labels: np.ndarray,
                batch_size: int, seed: int, mesh):
-    if len(train) < batch_size:
-      raise ValueError(f"the training set has {len(train)} images, fewer than "
-                       f"config.train.batch_size={batch_size}; lower the batch size.")
     parallel.check_batch_size(batch_size, mesh, "train.batch_size")
+    self._positions = ShuffledPositions(len(train), batch_size, seed)
     self.batch_size, self.seed = batch_size, seed
-    self.steps_per_epoch = len(train) // batch_size
+    self.steps_per_epoch = self._positions.steps_per_epoch
     everywhere, self._sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
     self._acts = jax.device_put(np.stack([plain[train], flipped]), everywhere)
     self._labels = jax.device_put(labels[train], everywhere)
-    self._num_train = len(train)
-    self._epoch, self._permutation = -1, None
 
-  def get(self, step: int) -> tuple:
-    """The arguments of ``take`` for ``step``: activations and labels on the device, the batch's
-    positions in them and each image's orientation (1: flipped)."""
-    epoch, within = divmod(step, self.steps_per_epoch)
-    if epoch != self._epoch:
-      rng = np.random.default_rng([self.seed, epoch])
-      self._epoch, self._permutation = epoch, rng.permutation(self._num_train)
-    positions = self._permutation[within * self.batch_size:(within + 1) * self.batch_size]
-    flips = np.random.default_rng([self.seed, step, 1]).integers(0, 2, self.batch_size)
-    return self._acts, self._labels, positions.astype(np.int32), flips.astype(np.int32)
+  def get(self, first: int, count: int = 1) -> tuple[tuple, tuple]:
+    """``take``'s arguments for steps ``first .. first + count - 1``: activations and labels on the
+    device; per step, the batch's positions in them and each image's orientation (1: flipped)."""
+    steps = range(first, first + count)
+    positions = np.stack([self._positions(step) for step in steps])
+    flips = np.stack([np.random.default_rng([self.seed, step, 1]).integers(0, 2, self.batch_size)
+                      for step in steps]).astype(np.int32)
+    return (self._acts, self._labels), (positions, flips)
 
-  def take(self, acts, labels, positions, flips) -> tuple[jax.Array, jax.Array]:
-    """(activations, multi-hot labels) of ``get``'s batch; traced in the training step."""
+  def take(self, shared: tuple, step: tuple) -> tuple[jax.Array, jax.Array]:
+    """(activations, multi-hot labels) of one step's batch from ``get``'s arguments; traced."""
+    (acts, labels), (positions, flips) = shared, step
     batch = acts[flips, positions], labels[positions]
     return jax.lax.with_sharding_constraint(batch, (self._sharding, self._sharding))

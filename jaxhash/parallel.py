@@ -24,8 +24,9 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 
 
-def batch_sharded(mesh: Mesh) -> NamedSharding:
-  return NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
+def batch_sharded(mesh: Mesh, axis: int = 0) -> NamedSharding:
+  """Split along ``axis``, the batch axis (1 for a stack of batches, one per step)."""
+  return NamedSharding(mesh, PartitionSpec(*[None] * axis, BATCH_AXIS))
 
 
 def check_batch_size(batch_size: int, mesh: Mesh, key: str) -> None:

@@ -5,7 +5,8 @@ compared with it key by key, before any file is written:
 
 - ``eval.*`` may differ: evaluation settings are recorded with each evaluation (``results.json``),
   never over ``config.json``.
-- Bookkeeping (``name``, ``train.log_every``, ``train.checkpoint_every``) may differ; the change is
+- Bookkeeping (``name``, ``train.log_every``, ``train.checkpoint_every``,
+  ``train.steps_per_call``) may differ; the change is
   written to ``config.json`` and recorded in ``run.json``.
 - A longer training (``train.num_steps`` / ``num_epochs`` giving more steps) needs an explicit
   ``extend=True`` (``--extend``): the learning-rate schedule is recomputed for the new total.
@@ -41,7 +42,7 @@ RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 
 FREE_PREFIXES = ("eval.",)
-BOOKKEEPING = ("name", "train.log_every", "train.checkpoint_every")
+BOOKKEEPING = ("name", "train.log_every", "train.checkpoint_every", "train.steps_per_call")
 LENGTH = ("train.num_steps", "train.num_epochs")
 RECOVERY = ("optim.learning_rate", "train.skip_nonfinite")
 

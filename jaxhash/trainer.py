@@ -203,22 +203,28 @@ def _all_finite(tree) -> jax.Array:
   return sum(sums) == 0 if sums else jnp.bool_(True)
 
 
-def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, schedule, take):
-  """The pure, jitted ``(state, *batch arguments) -> (state, metrics)``; the state is donated.
+def make_train_steps(exp: Experiment, optimizer: optax.GradientTransformation, schedule, take):
+  """The pure, jitted ``(state, shared, per_step) -> (state, metrics)``: one training step per
+  entry of ``per_step``'s leading axis, all in one call (``lax.scan``); the state is donated.
 
-  ``take``: the batch source's ``(*batch arguments) -> (inputs, labels)``, traced into the step
-  (``TrainBatches.take``: a gather from images held on the device). ``inputs``: uint8 images, or
+  ``shared, per_step``: a batch source's ``get(first, count)``; ``take(shared, one_step)`` turns
+  one step's entry into ``(inputs, labels)`` inside the call (``TrainBatches.take``: a gather from
+  images held on the device). Several steps per call spare the host's launch and wait between
+  steps (LeNet's CPU step ~7% faster at 10 per call). ``inputs``: uint8 images, or
   with a frozen prefix its cached activations (the prefix is not run, so no backward pass goes
   through it; its parameters are also held by ``stop_gradient``).
   Batch-norm statistics are updated in train mode unless ``model.freeze_batch_norm``.
-  ``metrics["nonfinite"]`` is 0 for a step that was applied, else a bitmask of the ``NONFINITE``
-  quantities that were not finite; such a step leaves params and optimizer state unchanged.
+  ``metrics``: each step's, stacked along a leading axis. ``metrics["nonfinite"]`` is 0 for a step
+  that was applied, else a bitmask of the ``NONFINITE`` quantities that were not finite; such a step
+  leaves params and optimizer state unchanged, and the next steps of the call go on from them (the
+  host, which stops at the first unless ``train.skip_nonfinite``, ends calls where it reads the
+  flags: no state past a non-finite step is ever saved).
   """
   config = exp.config
   start = exp.frozen_stages
 
-  def train_step(state: TrainState, *arguments):
-    inputs, labels = take(*arguments)
+  def train_step(state: TrainState, shared, arguments):
+    inputs, labels = take(shared, arguments)
     key = jax.random.fold_in(jax.random.key(config.seed), state.step)
     augment_key, dropout_key = jax.random.split(key)
     if start:
@@ -258,7 +264,23 @@ def make_train_step(exp: Experiment, optimizer: optax.GradientTransformation, sc
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state,
                       batch_stats=batch_stats), metrics
 
-  return jax.jit(train_step, donate_argnums=0)
+  def train_steps(state: TrainState, shared, per_step):
+    return jax.lax.scan(lambda carry, arguments: train_step(carry, shared, arguments), state,
+                        per_step)
+
+  return jax.jit(train_steps, donate_argnums=0)
+
+
+def call_length(step: int, steps: int, steps_per_call: int, every: tuple[int, ...]) -> int:
+  """How many steps the call from ``step`` runs: ``steps_per_call``, cut at ``steps`` and at the
+  next multiple of each of ``every`` (log and checkpoint intervals), where the host looks."""
+  return min([steps, step + steps_per_call] + [(step // e + 1) * e for e in every]) - step
+
+
+def per_step(stacked: list[dict]) -> list[dict]:
+  """The metrics of each step from calls' stacked metrics (fetched to the host)."""
+  return [{k: v[i] for k, v in metrics.items()} for metrics in stacked
+          for i in range(len(metrics["nonfinite"]))]
 
 
 def feature_cache(exp: Experiment, workdir: str, state: TrainState, stream,
@@ -433,14 +455,22 @@ def train(exp: Experiment, workdir: str, stream=None, extend: bool = False,
       devices = exp.mesh.devices.size
       stream.write(f"{'resuming' if start else 'training'} {workdir} from step {start} on {devices} "
                    f"{jax.default_backend()} device{'s' if devices > 1 else ''}\n")
-      return _train_loop(exp, workdir, state, make_train_step(exp, optimizer, schedule, batches.take),
+      return _train_loop(exp, workdir, state, make_train_steps(exp, optimizer, schedule, batches.take),
                          batches, steps, checkpointer, stream)
 
 
-def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_step, batches,
+def steps_per_call(config, batches) -> int:
+  """``train.steps_per_call`` when the batches' data is on the device; images read from disk
+  come a batch at a time (k batches at once would hold k times the memory), so one."""
+  return config.train.steps_per_call if batches.on_device else 1
+
+
+def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_steps, batches,
                 steps: int, checkpointer: Checkpointer, stream) -> TrainState:
   config = exp.config
   start = int(state.step)
+  per_call = steps_per_call(config, batches)
+  every = (config.train.log_every, config.train.checkpoint_every)
   progress = Progress(steps, start, config.train.batch_size, stream=stream)
   log = metrics_log.MetricsWriter(workdir)
   window, t_window, skipped = [], time.perf_counter(), 0
@@ -456,15 +486,17 @@ def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_step, ba
     return {} if values[0]["nonfinite"] else {"first_loss": float(values[0]["loss"])}
 
   try:
-    for step in range(start, steps):
-      state, metrics = train_step(state, *batches.get(step))
+    done = start
+    while done < steps:
+      count = call_length(done, steps, per_call, every)
+      state, metrics = train_steps(state, *batches.get(done, count))
       window.append(metrics)
-      done = step + 1
+      done += count
       log_now = done % config.train.log_every == 0 or done == steps
       save_now = done % config.train.checkpoint_every == 0 or done == steps
       if not (log_now or save_now):
         continue
-      values = jax.device_get(window)
+      values = per_step(jax.device_get(window))
       bad = next((i for i, v in enumerate(values) if v["nonfinite"]), None)
       if bad is not None and not config.train.skip_nonfinite:
         bad_step = done - len(values) + bad + 1
@@ -476,7 +508,7 @@ def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_step, ba
         skipped += window_skipped
         now = time.perf_counter()
         record = {"step": done, **means, **first_loss(values),
-                  "images_per_sec": len(window) * config.train.batch_size / (now - t_window)}
+                  "images_per_sec": len(values) * config.train.batch_size / (now - t_window)}
         if config.train.skip_nonfinite:
           record["nonfinite_skipped"] = window_skipped
         log.write(record)

@@ -158,10 +158,16 @@ def test_lazy_and_in_memory_images_give_the_same_batches(tmp_path):
   train = eager.groups["train"]
   mesh = data_mesh()
   on_device, from_disk = TrainBatches(eager, train, 5, 0, mesh), TrainBatches(lazy, train, 5, 0, mesh)
-  for step in range(6):  # crosses an epoch boundary (4 batches per epoch)
-    for a, b in zip(jax.jit(on_device.take)(*on_device.get(step)),
-                    jax.jit(from_disk.take)(*from_disk.get(step))):
-      np.testing.assert_array_equal(a, b)
+  take_on_device, take_from_disk = jax.jit(on_device.take), jax.jit(from_disk.take)
+  for first in (0, 3):  # steps 3..5 cross an epoch boundary (4 batches per epoch)
+    (shared, per_step), (disk_shared, disk_per_step) = on_device.get(first, 3), from_disk.get(first, 3)
+    for i in range(3):  # each step of a three-step call is the batch a one-step call gets
+      step = jax.tree.map(lambda x, i=i: x[i], per_step)
+      alone = jax.tree.map(lambda x: x[0], on_device.get(first + i)[1])
+      jax.tree.map(np.testing.assert_array_equal, step, alone)
+      for a, b in zip(take_on_device(shared, step),
+                      take_from_disk(disk_shared, jax.tree.map(lambda x, i=i: x[i], disk_per_step))):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_training_end_to_end_through_list_files(tmp_path):

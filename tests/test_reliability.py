@@ -85,9 +85,9 @@ def test_several_differing_keys_are_all_listed(tmp_path):
 
 def test_eval_and_bookkeeping_changes_are_accepted(tmp_path):
   workdir = recorded_run(tmp_path)
-  config = requested(**{"eval.radius": 3, "train.log_every": 5})
+  config = requested(**{"eval.radius": 3, "train.log_every": 5, "train.steps_per_call": 5})
   plan = rundir.check(workdir, config, steps_of)
-  assert [str(c) for c in plan.changes] == ["train.log_every 1 -> 5"]
+  assert [str(c) for c in plan.changes] == ["train.log_every 1 -> 5", "train.steps_per_call 10 -> 5"]
   before = open(os.path.join(workdir, "config.json")).read()
   rundir.commit(plan, step=2)
   recorded = json.load(open(os.path.join(workdir, "config.json")))
@@ -400,9 +400,9 @@ def one_step(exp, **optim) -> tuple:
   state = trainer.initial_state(exp, optimizer)
   before = jax.device_get(state)
   batches = TrainBatches(exp.dataset, exp.split.train, 16, 0, exp.mesh)
-  step = trainer.make_train_step(exp, optimizer, schedule, batches.take)
-  state, metrics = step(state, *batches.get(0))
-  return before, state, int(metrics["nonfinite"]), float(metrics["loss"])
+  steps = trainer.make_train_steps(exp, optimizer, schedule, batches.take)
+  state, metrics = steps(state, *batches.get(0))
+  return before, state, int(metrics["nonfinite"][0]), float(metrics["loss"][0])
 
 
 def assert_params_and_optimizer_state_kept(before, after):
@@ -466,6 +466,23 @@ def test_learning_rate_1e6_stops_sets_diverged_checkpoints_aside_and_a_lower_rat
   assert rundir.last_event(workdir)["changes"] == [{"key": "optim.learning_rate", "old": 1e6, "new": 0.01}]
 
 
+def test_a_non_finite_step_inside_a_call_stops_the_run_at_that_step(tmp_path):
+  """Four steps per call: the host reads the flags after the call and names the first bad step,
+  the one a run of one step per call stops at; nothing past it is saved."""
+  stops = []
+  for per_call in (1, 4):
+    workdir = str(tmp_path / f"run{per_call}")
+    config = diverging_config(checkpoint_every=4, steps_per_call=per_call)
+    with pytest.raises(FloatingPointError, match="became non-finite at step"):
+      trainer.train(trainer.build_experiment(config), workdir)
+    stops.append(rundir.last_event(workdir)["step"])
+    saved = [int(name) for folder in ("checkpoints", "diverged_checkpoints")
+             if os.path.isdir(os.path.join(workdir, folder))
+             for name in os.listdir(os.path.join(workdir, folder))]
+    assert all(step < stops[-1] for step in saved), (saved, stops)
+  assert stops[0] == stops[1] and stops[0] in (4, 5)
+
+
 def test_a_checkpoint_before_the_divergence_is_kept_and_resumed_from():
   """Judged by the loss logged just after each checkpoint against the first step's loss."""
   records = [{"step": 1, "loss": 2.3, "first_loss": 2.3}, {"step": 2, "loss": 1.9},
@@ -476,10 +493,14 @@ def test_a_checkpoint_before_the_divergence_is_kept_and_resumed_from():
   assert trainer._diverged([1, 2], [{"step": 2, "loss": 9.0}]) == ([], {})  # resumed: no reference
 
 
-def test_skip_nonfinite_counts_skipped_steps_and_keeps_a_finite_state(tmp_path):
+@pytest.mark.parametrize("steps_per_call, checkpoints", [(1, [7, 8]), (4, [4, 8])])
+def test_skip_nonfinite_counts_skipped_steps_and_keeps_a_finite_state(tmp_path, steps_per_call,
+                                                                       checkpoints):
   workdir = str(tmp_path / "run")
-  state = trainer.train(trainer.build_experiment(diverging_config(skip_nonfinite=True)), workdir)
-  assert int(state.step) == 8 and all_checkpoints_finite(workdir) == [7, 8]
+  config = diverging_config(skip_nonfinite=True, steps_per_call=steps_per_call,
+                            checkpoint_every=1 if steps_per_call == 1 else 4)
+  state = trainer.train(trainer.build_experiment(config), workdir)
+  assert int(state.step) == 8 and all_checkpoints_finite(workdir) == checkpoints
   from jaxhash.metrics_log import read_metrics
 
   log = read_metrics(workdir)
@@ -664,6 +685,7 @@ def test_a_failed_checkpoint_write_is_one_line_and_the_rerun_resumes(tmp_path):
     ("data.pad", -2, "config.data.pad=-2 must be >= 0."),
     ("eval.rerank_radius", -2, "config.eval.rerank_radius=-2 must be >= -1 (-1 = use eval.rerank_pool)."),
     ("eval.rerank_pool", 0, "config.eval.rerank_pool=0 must be > 0."),
+    ("train.steps_per_call", 0, "config.train.steps_per_call=0 must be > 0."),
     ("optim.learning_rate", float("nan"), "config.optim.learning_rate=nan is not a finite number."),
     ("data.std", (0.0,), "config.data.std=(0.0,) must be positive."),
 ])

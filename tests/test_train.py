@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from conftest import ROOT, load_config, run_cli
 from jaxhash import trainer
@@ -57,6 +58,39 @@ def test_extend_continues_from_checkpoint_and_is_recorded(tmp_path, finished_run
   assert history[1]["from_steps"] == 2 and history[1]["to_steps"] == 4 and history[1]["at_step"] == 2
   restored = trainer.restore_trained(trainer.build_experiment(longer), workdir)
   assert int(restored.step) == 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 60), st.integers(1, 12), st.lists(st.integers(1, 20), min_size=1, max_size=3))
+def test_calls_cover_every_step_once_and_end_where_the_host_looks(steps, per_call, every):
+  ends, step = [], 0
+  while step < steps:
+    count = trainer.call_length(step, steps, per_call, tuple(every))
+    assert 1 <= count <= per_call
+    step += count
+    ends.append(step)
+  assert step == steps
+  assert {s for e in every for s in range(e, steps + 1, e)} <= set(ends)
+
+
+def test_several_steps_per_call_train_as_one_step_per_call(tmp_path):
+  """Three steps per call, cut to calls of 3 and 1 at the log and checkpoint steps (every 4)."""
+  import jax
+
+  finals, logs = [], []
+  for per_call in (1, 3):
+    config = load_config("test", "steps=8").unlock()
+    config.train.steps_per_call, config.train.log_every, config.train.checkpoint_every = per_call, 4, 4
+    workdir = str(tmp_path / f"run{per_call}")
+    finals.append(jax.device_get(trainer.train(trainer.build_experiment(config.lock()), workdir)))
+    logs.append([json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))])
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["4", "8"]
+  assert int(finals[1].step) == 8 and [r["step"] for r in logs[1]] == [4, 8]
+  for one, three in zip(logs[0], logs[1]):
+    assert three["loss"] == pytest.approx(one["loss"], rel=1e-5)
+    assert three["accuracy"] == pytest.approx(one["accuracy"], abs=1e-6)
+  for one, three in zip(jax.tree.leaves(finals[0]), jax.tree.leaves(finals[1])):
+    np.testing.assert_allclose(three, one, rtol=1e-5, atol=1e-7)
 
 
 def test_workdir_of_another_seed_or_split_is_refused(tmp_path, test_config, finished_run):
