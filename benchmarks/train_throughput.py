@@ -109,7 +109,8 @@ class JaxhashLoop:
       self.window.append(metrics)
       self.step += count
       if self.step % self.log_every == 0:
-        self.last_loss = float(np.mean([m["loss"] for m in trainer.per_step(jax.device_get(self.window))]))
+        values = trainer.step_metrics(jax.device_get(self.window))
+        self.last_loss = float(np.mean([m["loss"] for m in values]))
         self.window = []
     jax.block_until_ready(self.state)
 

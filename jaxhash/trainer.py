@@ -277,7 +277,7 @@ def call_length(step: int, steps: int, steps_per_call: int, every: tuple[int, ..
   return min([steps, step + steps_per_call] + [(step // e + 1) * e for e in every]) - step
 
 
-def per_step(stacked: list[dict]) -> list[dict]:
+def step_metrics(stacked: list[dict]) -> list[dict]:
   """The metrics of each step from calls' stacked metrics (fetched to the host)."""
   return [{k: v[i] for k, v in metrics.items()} for metrics in stacked
           for i in range(len(metrics["nonfinite"]))]
@@ -496,7 +496,7 @@ def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_steps, b
       save_now = done % config.train.checkpoint_every == 0 or done == steps
       if not (log_now or save_now):
         continue
-      values = per_step(jax.device_get(window))
+      values = step_metrics(jax.device_get(window))
       bad = next((i for i, v in enumerate(values) if v["nonfinite"]), None)
       if bad is not None and not config.train.skip_nonfinite:
         bad_step = done - len(values) + bad + 1
