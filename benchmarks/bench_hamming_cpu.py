@@ -20,9 +20,7 @@ Other benchmark scripts import the helpers defined here.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -33,7 +31,7 @@ import numpy as np
 from jaxhash.retrieval import HammingIndex, prepare_codes, to_faiss_bytes
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import machine, write_results as write_named_results  # noqa: E402
+from common import machine, write_results  # noqa: E402
 
 
 def random_words(rng, num_codes: int, nbits: int) -> np.ndarray:
@@ -57,33 +55,6 @@ def time_call(function, repeats: int) -> list[float]:
 
 def summary(times: list[float]) -> dict:
   return {"best_s": min(times), "median_s": statistics.median(times), "all_s": times}
-
-
-def machine_info() -> dict:
-  """What the figures were measured on, including the load from other processes."""
-  cpu = platform.processor()
-  if os.path.exists("/proc/cpuinfo"):
-    names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
-    cpu = names[0] if names else cpu
-  return {
-      "cpu": cpu,
-      "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-      "platform": platform.platform(),
-      "python": platform.python_version(),
-      "jax": jax.__version__,
-      "numpy": np.__version__,
-      "jax_devices": [str(device) for device in jax.devices()],
-      "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-  }
-
-
-def write_results(out: str, results: dict, markdown: str) -> None:
-  os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-  with open(out + ".json", "w") as f:
-    json.dump(results, f, indent=2)
-  with open(out + ".md", "w") as f:
-    f.write(markdown)
-  print(f"wrote {out}.json and {out}.md")
 
 
 def stable_brute_force(query_words, db_words, k):
@@ -162,7 +133,7 @@ def main():
   command = "python benchmarks/bench_hamming_cpu.py " + " ".join(
       f"--{name.replace('_', '-')} {' '.join(map(str, value)) if isinstance(value, list) else value}"
       for name, value in vars(args).items())
-  print(write_named_results(args.name, {
+  print(write_results(args.name, {
       "command": command, "machine": info, "faiss_threads": args.threads,
       "load_average_1min_at_end": os.getloadavg()[0], "all_bars_hold": all(r["holds"] for r in rows),
       "results": rows}))

@@ -12,8 +12,8 @@ All three run in one process on the default JAX device, on the same codes alread
 - naive: ``lax.top_k`` on the negated int32 distances of a query chunk (ties go to the lower index,
   so it must give the identical result).
 
-The bar in issue 4 is jaxhash <= 2x the (faster) distance-only pass at the default sizes. Writes
-``<out>.json`` and ``<out>.md`` with the device name.
+The bar (issue 11) is jaxhash <= 2x the (faster) distance-only pass at the default sizes. Writes
+``benchmarks/results/<name>.{json,md}`` with the device name and the machine.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_hamming_cpu import machine_info, random_words, summary, time_call, write_results  # noqa: E402
+from bench_hamming_cpu import random_words, summary, time_call  # noqa: E402
+from common import machine, write_results  # noqa: E402
 
 from jaxhash.retrieval import hamming_distances, hamming_topk  # noqa: E402
 from jaxhash.retrieval.block_topk import code_query_distances  # noqa: E402
@@ -69,10 +70,12 @@ def main():
   parser.add_argument("--chunk-bytes", type=float, default=2e9,
                       help="bound on one query chunk's int32 distances (naive and distance-only)")
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out", default="benchmarks/results/hamming_gpu")
+  parser.add_argument("--name", help="results file name: benchmarks/results/NAME.{json,md} "
+                      "(default hamming_gpu, or hamming_gpu_smoke_<backend> with --small)")
   args = parser.parse_args()
   if args.small:
     args.queries, args.codes = 100, 100_000
+  args.name = args.name or ("hamming_gpu_smoke_" + jax.default_backend() if args.small else "hamming_gpu")
   rng = np.random.default_rng(args.seed)
   database = jax.device_put(random_words(rng, args.codes, args.bits))
   queries = jax.device_put(random_words(rng, args.queries, args.bits))
@@ -91,7 +94,7 @@ def main():
   same = all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(topk(), naive()))
   device = jax.devices()[0]
   results = {
-      "device": f"{device.platform}: {device.device_kind}", "machine": machine_info(),
+      "device": f"{device.platform}: {device.device_kind}", "machine": machine(),
       "queries": args.queries, "codes": args.codes, "bits": args.bits, "k": args.k,
       "times": times, "jaxhash_equals_naive": same,
       "topk_over_distance_pass": times["jaxhash_topk"]["best_s"] / floor,
@@ -105,7 +108,7 @@ def main():
                  f"| {row['best_s'] / floor:.2f} |")
   lines.append(f"\njaxhash top-k identical to naive lax.top_k: {'yes' if same else 'NO'}")
   print("\n".join(lines))
-  write_results(args.out, results, "\n".join(lines) + "\n")
+  write_results(args.name, results, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@
     python benchmarks/bench_hamming_scaling.py --codes 100000 1000000 --queries 1 100 --faiss
 
 Optionally (``--faiss``) faiss-cpu ``IndexBinaryFlat`` on the same codes, ``--threads`` threads.
-Both search codes laid out beforehand: ``prepare_codes`` for jaxhash, ``add`` for FAISS.
-Best of ``--repeats`` after a warm-up call. Writes ``<out>.json`` and ``<out>.md``.
+Both time what a user calls on codes they already hold: ``HammingIndex.search`` (its codes laid
+out by the warm-up search, as at the first search after ``add``) and FAISS's ``search`` after
+``add``. Best of ``--repeats`` after a warm-up call. Writes the figures and the
+machine (``benchmarks/common.py``: CPU model and vector extensions, commit, versions) to
+``benchmarks/results/<name>.{json,md}``.
 """
 
 from __future__ import annotations
@@ -17,17 +20,19 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_hamming_cpu import machine_info, random_words, summary, time_call, write_results  # noqa: E402
+from bench_hamming_cpu import random_words, summary, time_call  # noqa: E402
+from common import machine, write_results  # noqa: E402
 
-from jaxhash.retrieval import hamming_topk, prepare_codes, to_faiss_bytes  # noqa: E402
+from jaxhash.retrieval import HammingIndex, to_faiss_bytes  # noqa: E402
 
 
 def measure(num_queries, num_codes, args, rng, faiss) -> dict:
   database = random_words(rng, num_codes, args.bits)
   queries = random_words(rng, num_queries, args.bits)
-  prepared = prepare_codes(database)  # laid out once, as FAISS's add copies the codes (untimed)
+  ours = HammingIndex(args.bits)
+  ours.add(database)  # laid out at the warm-up search, as FAISS's add copies the codes (untimed)
   row = {"queries": num_queries, "codes": num_codes,
-         "jaxhash": summary(time_call(lambda: hamming_topk(queries, prepared, args.k), args.repeats))}
+         "jaxhash": summary(time_call(lambda: ours.search(queries, args.k), args.repeats))}
   if faiss is not None:
     index = faiss.IndexBinaryFlat(args.bits)
     index.add(to_faiss_bytes(database, args.bits))
@@ -53,7 +58,8 @@ def main():
   parser.add_argument("--faiss", action="store_true", help="also time faiss-cpu IndexBinaryFlat")
   parser.add_argument("--threads", type=int, default=2)
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--out", default="benchmarks/results/hamming_scaling")
+  parser.add_argument("--name", default="hamming_scaling",
+                      help="results file name: benchmarks/results/NAME.{json,md}")
   args = parser.parse_args()
   faiss = None
   if args.faiss:
@@ -64,9 +70,9 @@ def main():
   over_codes = [measure(args.fixed_queries, n, args, rng, faiss) for n in args.codes]
   print(f"sweep over Q at N={args.fixed_codes}, {args.bits} bits, k={args.k}")
   over_queries = [measure(q, args.fixed_codes, args, rng, faiss) for q in args.queries]
-  info = machine_info()
+  info = machine()
   command = "python " + " ".join(sys.argv)
-  lines = [f"Command: `{command}`  ", f"{info['cpu']}, {info['cores_available']} cores, jax {info['jax']}; {args.bits} bits, "
+  lines = [f"Command: `{command}`  ", f"{info['cpu']}, {info['cores_available']} cores, jax {info['versions']['jax']}; {args.bits} bits, "
            f"k={args.k}, best of {args.repeats}; 1-min load average at the end {info['load_average_1min']}.",
            "",
            "| Q | N | jaxhash ms | G distances/s |" + (" FAISS ms | ratio |" if faiss else ""),
@@ -77,7 +83,7 @@ def main():
     if faiss:
       line += f" {row['faiss']['best_s'] * 1e3:.1f} | {best / row['faiss']['best_s']:.2f} |"
     lines.append(line)
-  write_results(args.out, {"machine": info, "command": command, "args": vars(args),
+  write_results(args.name, {"machine": info, "command": command, "args": vars(args),
                            "over_codes": over_codes,
                            "over_queries": over_queries}, "\n".join(lines) + "\n")
 

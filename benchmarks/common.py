@@ -146,9 +146,10 @@ def markdown(name: str, payload: Mapping[str, Any]) -> str:
   return "\n".join(lines) + "\n"
 
 
-def write_results(name: str, payload: Mapping[str, Any]) -> str:
-  """Writes ``benchmarks/results/<name>.json`` and ``.md`` atomically; returns the markdown."""
-  text = markdown(name, payload)
+def write_results(name: str, payload: Mapping[str, Any], text: str | None = None) -> str:
+  """Writes ``benchmarks/results/<name>.json`` and ``.md`` atomically; returns the markdown:
+  ``text``, or by default the payload laid out by ``markdown``."""
+  text = markdown(name, payload) if text is None else text
   atomic_write_text(os.path.join(RESULTS_DIR, f"{name}.json"), json.dumps(payload, indent=2) + "\n")
   atomic_write_text(os.path.join(RESULTS_DIR, f"{name}.md"), text)
   return text

@@ -181,10 +181,47 @@ def train_throughput(payload: dict) -> list[str]:
           f"{ratios}. Bar {payload['bar']}: {'holds' if payload['bar_holds'] else '**missed**'}."]
 
 
+def hamming_scaling(payload: dict) -> list[str]:
+  args = payload["args"]
+  header = ["Q", "N", "jaxhash ms", "G distances/s", "FAISS ms", "ratio"]
+  rows = []
+  for row in payload["over_codes"] + payload["over_queries"]:
+    ours = row["jaxhash"]["best_s"]
+    rows.append([f"{row['queries']:,}", f"{row['codes']:,}", f"{ours * 1e3:.1f}",
+                 f"{row['queries'] * row['codes'] / ours / 1e9:.2f}",
+                 *([f"{row['faiss']['best_s'] * 1e3:.1f}", f"{ours / row['faiss']['best_s']:.2f}"]
+                   if "faiss" in row else ["", ""])])
+  return [*_table(header, rows), "",
+          f"`{payload['command']}`: {args['bits']} bits, k = {args['k']}, best of "
+          f"{args['repeats']}, FAISS with {args['threads']} threads."]
+
+
+def evaluation(payload: dict) -> list[str]:
+  def checked(result: dict) -> str:
+    if "equal at 4 decimals" not in result:
+      return "in the coarse-to-fine check below"
+    return (f"{'yes' if result['equal at 4 decimals'] else '**no**'} ({result['figures checked']} "
+            f"figures, max diff {result['max abs diff']:.1g})")
+
+  header = ["case", "jaxhash s (all codes metrics)", "reference s (mAP@all alone)", "ratio",
+            "mAP@all", "reference mAP@all", "= pre-package evaluation at 4 decimals"]
+  rows = [[c["case"], f"{c['jaxhash s']:.2f}", f"{c['reference s']:.1f}", f"{c['ratio']:.3f}",
+           _f(c["map@all"]), _f(c["reference map@all"]), checked(c)] for c in payload["cases"]]
+  rerank = payload["coarse_to_fine"]
+  before = rerank.get("pre-package total s (codes + rerank)")
+  return [*_table(header, rows), "",
+          f"{payload['shape']}; codes: {payload['codes']}; the reference's BLAS on "
+          f"{payload['reference BLAS threads']} thread(s). Coarse-to-fine (codes metrics and the "
+          f"1,000 nearest codes re-ranked by 500-d features): {rerank['jaxhash total s']:.1f} s"
+          + (f", against {before:.1f} s for the evaluation before the package; same figures: "
+             f"{checked(rerank)}." if before is not None else ".")]
+
+
 TABLES = {"dlbhc_mnist": dlbhc_mnist, "hamming_cpu": hamming_cpu, "hashnet_mnist": hashnet_mnist,
           "hashnet_ablation": hashnet_ablation, "hashnet_cifar10": hashnet_cifar10,
           "transfer_cifar10": transfer_cifar10, "train_throughput": train_throughput,
-          "train_throughput_efficientnet": train_throughput}
+          "train_throughput_efficientnet": train_throughput, "hamming_scaling": hamming_scaling,
+          "evaluation": evaluation}
 
 
 def render(name: str, results_dir: str = RESULTS_DIR) -> str:
