@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from jaxhash import optim
 from jaxhash.data import protocols
 from jaxhash.data.loader import SOURCES
 from jaxhash.methods import get_method
@@ -63,9 +64,8 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.train.num_steps = 0
   c.train.checkpoint_every = 500
   c.train.log_every = 50
-  # Training steps per executable call (lax.scan) when the images are held in memory: fewer host
-  # round trips. Calls end at log and checkpoint steps; keep those multiples of it (one compile).
-  c.train.steps_per_call = 10
+  # Calls end at log and checkpoint steps: keep those multiples of it, for one compiled call.
+  c.train.steps_per_call = 10  # training steps per executable call when the images are in memory
   c.train.skip_nonfinite = False  # skip (and count) steps with a non-finite loss or update; else stop
 
   c.eval = ml_collections.ConfigDict()
@@ -115,10 +115,7 @@ def validate(config) -> None:
   frozen_stages(config)
   if config.model.dtype not in ("float32", "bfloat16"):
     raise ValueError(f"config.model.dtype={config.model.dtype!r}: use float32 or bfloat16.")
-  if config.optim.optimizer not in ("sgd", "adam"):
-    raise ValueError(f"config.optim.optimizer={config.optim.optimizer!r}: use sgd or adam.")
-  if config.optim.schedule not in ("constant", "step", "cosine"):
-    raise ValueError(f"config.optim.schedule={config.optim.schedule!r}: use constant, step or cosine.")
+  optim.check_names(config.optim)
   _check_ranges(config)
   parse_int_list(config.eval.precision_at, "eval.precision_at")
   map_at(config)
