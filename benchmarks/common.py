@@ -11,7 +11,6 @@ and overrides (``../shared/data/mnist``) resolve against it, as they do for ``ja
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import platform
@@ -24,30 +23,15 @@ RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
 if ROOT not in sys.path:  # `python benchmarks/x.py` puts benchmarks/, not the root, on sys.path
   sys.path.insert(0, ROOT)
 
+from jaxhash import config_files  # noqa: E402
 from jaxhash.io_utils import atomic_write_text  # noqa: E402
 
 
 def load_config(path: str, arg: str | None = None, overrides: Mapping[str, Any] | None = None):
-  """``get_config(arg)`` of the config file at ``path``, then dotted ``overrides`` ({"a.b": v}).
-
-  Like ``--config path:arg --config.a.b=v``: the result is locked and an unknown key is an error.
-  """
+  """``jaxhash.load_config`` (the loader of ``--config path:arg --config.a.b=v``) of the config
+  file at ``path``, relative to the repository root, with dotted ``overrides`` ({"a.b": v})."""
   path = path if os.path.isabs(path) else os.path.join(ROOT, path)
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"config file {path} not found; configs live in configs/.")
-  spec = importlib.util.spec_from_file_location(f"bench_config_{os.path.basename(path)[:-3]}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg)
-  for key, value in (overrides or {}).items():
-    *parents, leaf = key.split(".")
-    node = config
-    for name in parents:
-      node = node[name]
-    if leaf not in node:
-      raise KeyError(f"unknown config key {key!r} in benchmark overrides.")
-    node[leaf] = value
-  return config.lock()
+  return config_files.load_config(path + (f":{arg}" if arg else ""), overrides)
 
 
 def timed_run(config, workdir: str) -> dict:

@@ -65,13 +65,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 def load_config(name: str, arg: str | None = None):
-  """Loads ``configs/<name>.py`` the way ``--config`` does."""
-  import importlib.util
+  """``configs/<name>.py[:arg]`` through ``jaxhash.load_config``, the loader of ``--config``."""
+  from jaxhash.config_files import load_config as load
 
-  spec = importlib.util.spec_from_file_location(f"configs_{name}", os.path.join(CONFIGS, f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return load(os.path.join(CONFIGS, f"{name}.py") + (f":{arg}" if arg else ""))
 
 
 @pytest.fixture
