@@ -1,6 +1,6 @@
 """Bit packing of binary codes.
 
-Convention (DESIGN.md): a code of ``b`` bits is stored in ``ceil(b / 32)`` uint32 words; bit ``i``
+Convention (the project's bit order, used everywhere): a code of ``b`` bits is stored in ``ceil(b / 32)`` uint32 words; bit ``i``
 goes to word ``i // 32`` at position ``i % 32`` (least significant first); unused high bits are 0.
 FAISS ``IndexBinary*`` stores ``b / 8`` bytes per code with bit ``i`` in byte ``i // 8`` at position
 ``i % 8``. On a little-endian view these two layouts hold the same bytes, so conversion is a
