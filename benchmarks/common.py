@@ -23,7 +23,7 @@ RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
 if ROOT not in sys.path:  # `python benchmarks/x.py` puts benchmarks/, not the root, on sys.path
   sys.path.insert(0, ROOT)
 
-from jaxhash import config_files  # noqa: E402
+from jaxhash import config_files, environment  # noqa: E402
 from jaxhash.io_utils import atomic_write_text  # noqa: E402
 
 
@@ -67,8 +67,7 @@ def _cpu() -> dict:
         elif key.strip() == "flags" and not flags:
           flags = set(value.split())
   vector = sorted(f for f in flags if f in ("avx", "avx2", "fma", "popcnt") or f.startswith("avx512"))
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-  return {"cpu": model, "vector_extensions": vector, "cores_available": cores}
+  return {"cpu": model, "vector_extensions": vector, "cores_available": environment.cpu_cores()}
 
 
 def _commit() -> str:

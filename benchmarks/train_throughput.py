@@ -60,7 +60,7 @@ from common import ROOT, load_config, machine, write_results
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))  # the parity tests' torch networks
 
-from jaxhash import parallel, trainer
+from jaxhash import environment, parallel, trainer
 from jaxhash.data.batches import TrainBatches
 from jaxhash.data.dataset import Dataset, one_hot
 from jaxhash.methods import hashnet
@@ -76,11 +76,6 @@ class Case:
   bar: float  # jaxhash / PyTorch images/s the issue asks for (against PyTorch float32)
   steps: int = 300  # default steps per round
   warmup: int = 30  # default warm-up steps (compilation)
-
-
-def _cpu_threads() -> int:
-  """The cores JAX's CPU client uses: those this process may run on."""
-  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 
 # --- jaxhash's side ---------------------------------------------------------------------------
@@ -365,7 +360,7 @@ def measure(case: Case, args) -> dict:
   import torch
 
   backend = jax.default_backend()
-  threads = _cpu_threads()
+  threads = environment.cpu_cores()
   torch_device = "cuda" if backend == "gpu" else "cpu"
   if torch_device == "cuda" and not torch.cuda.is_available():
     raise RuntimeError("JAX runs on a GPU but this torch has no CUDA; install a CUDA build of torch.")

@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from jaxhash.data.dataset import Dataset
+from jaxhash.environment import cpu_cores
 from jaxhash.progress import Stage
 
 RESIZE_MODES = ("stretch", "shorter")
@@ -183,13 +184,6 @@ def _native_shape(path: str) -> tuple[int, int, int]:
   return (height, width, 3)
 
 
-def default_workers() -> int:
-  """CPUs this process may use."""
-  if hasattr(os, "sched_getaffinity"):
-    return len(os.sched_getaffinity(0))
-  return os.cpu_count() or 1
-
-
 class LazyImages:
   """uint8 (N, H, W, 3) images that are decoded when indexed, for sets too large to hold.
 
@@ -208,7 +202,7 @@ class LazyImages:
     self.paths = tuple(os.fspath(p) for p in paths)
     image_shape = (resize, resize, 3) if resize else _native_shape(self.paths[0])
     self._decoder = _Decoder(resize, resize_mode, image_shape)
-    self.workers = workers or default_workers()
+    self.workers = workers or cpu_cores()
 
   @property
   def shape(self) -> tuple[int, int, int, int]:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import operator
-import os
 from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
@@ -22,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxhash.environment import cpu_cores
 from jaxhash.retrieval import keys, views
 from jaxhash.retrieval.block_topk import BIN_SIZE, ROW_MULTIPLE, max_distance
 from jaxhash.retrieval.codes import check_words
@@ -183,7 +183,7 @@ def parts(chunks: Iterable, num_words: int, rows_per_block: int, dtypes: Iterabl
 def map_chunks(function: Callable[[int], object], num_chunks: int, parallel: bool = True) -> list:
   """``[function(j) for j in range(num_chunks)]``; on CPU, if ``parallel``, on a thread pool, one
   chunk per core."""
-  workers = min(num_chunks, _num_cores()) if views.on_cpu() and parallel else 1
+  workers = min(num_chunks, cpu_cores()) if views.on_cpu() and parallel else 1
   if workers <= 1:
     return [function(j) for j in range(num_chunks)]
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
@@ -196,10 +196,6 @@ def _positive(value, name: str, unit: str) -> int:
   if operator.index(value) < 1:
     raise ValueError(f"{name} must be a positive number of {unit}; got {value}.")
   return operator.index(value)
-
-
-def _num_cores() -> int:
-  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def compiler_options() -> dict | None:
