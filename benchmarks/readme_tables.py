@@ -214,7 +214,9 @@ def evaluation(payload: dict) -> list[str]:
           f"{payload['reference BLAS threads']} thread(s). Coarse-to-fine (codes metrics and the "
           f"1,000 nearest codes re-ranked by 500-d features): {rerank['jaxhash total s']:.1f} s"
           + (f", against {before:.1f} s for the evaluation before the package; same figures: "
-             f"{checked(rerank)}." if before is not None else ".")]
+             f"{checked(rerank)}." if before is not None else ".")
+          + (f" Bar ({payload['bar']}): {'holds' if payload['bar_holds'] else '**missed**'}."
+             if "bar" in payload else "")]
 
 
 TABLES = {"dlbhc_mnist": dlbhc_mnist, "hamming_cpu": hamming_cpu, "hashnet_mnist": hashnet_mnist,
