@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import sys
 
 import common
 
@@ -27,7 +28,7 @@ def curve(workdir: str, every: int = 500) -> list[dict]:
           for r in records if r["step"] % every == 0 or r is records[-1]]
 
 
-def main() -> None:
+def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--data-dir", default="../shared/data/mnist", help="the MNIST IDX files")
   args = parser.parse_args()
@@ -44,7 +45,9 @@ def main() -> None:
       "curve": curve(WORKDIR),
   }
   print(common.write_results("hashnet_mnist", payload))
+  print(f"bar ({payload['bar']}): {'holds' if payload['passed'] else 'MISSED'}")
+  return 0 if payload["passed"] else 1
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())
