@@ -12,7 +12,7 @@ import pytest
 
 from jaxhash.models import BACKBONES, LeNet, get_backbone
 from jaxhash.models import weights
-from jaxhash.models.layers import DepthwiseConv, PointwiseConv, batch_norm
+from jaxhash.models.layers import DepthwiseConv, PatchConv, PointwiseConv, batch_norm
 from jaxhash.models.stages import last_stage_keys, stage_keys
 
 # Small variants and sizes, one backbone per family of stage code (ResNet-50 differs from ResNet-18
@@ -253,3 +253,19 @@ def test_pointwise_conv_is_nn_conv_1x1(strides):
   np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), rtol=1e-6, atol=1e-6)
   grad = lambda model: jax.grad(lambda p, x: jnp.sum(jnp.sin(model.apply(p, x))), (0, 1))(params, x)
   chex.assert_trees_all_close(grad(ours), grad(ref), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("size, kernel, strides", [(12, 3, 2), (11, 3, 2), (9, 3, 1), (10, 5, 2), (7, 3, 3)])
+def test_patch_conv_is_nn_conv_same(size, kernel, strides):
+  """Same parameter, outputs and gradients as nn.Conv (SAME padding, odd and even sides)."""
+  x = jnp.asarray(np.random.default_rng(size).normal(size=(2, size, size + 1, 3)).astype(np.float32))
+  ref = nn.Conv(5, (kernel, kernel), strides=strides, padding="SAME", use_bias=False)
+  params = ref.init(jax.random.key(1), x)
+  grad = lambda model: jax.grad(lambda p, x: jnp.sum(jnp.sin(model.apply(p, x))), (0, 1))(params, x)
+  for impl in ("patches", "xla"):
+    ours = PatchConv(5, kernel, strides=strides, impl=impl)
+    chex.assert_trees_all_equal(params, ours.init(jax.random.key(1), x))  # name, shape, values
+    np.testing.assert_allclose(ours.apply(params, x), ref.apply(params, x), rtol=1e-5, atol=1e-5)
+    chex.assert_trees_all_close(grad(ours), grad(ref), rtol=1e-4, atol=1e-5)
+  with pytest.raises(ValueError, match="convolution impl 'fast'"):
+    PatchConv(5, kernel, impl="fast").apply(params, x)

@@ -23,7 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from jaxhash.models.layers import DepthwiseConv, PointwiseConv, batch_norm
+from jaxhash.models.layers import DepthwiseConv, PatchConv, PointwiseConv, batch_norm
 from jaxhash.models.stages import run_stages
 
 MEAN, STD = (127.0 / 255,) * 3, (128.0 / 255,) * 3
@@ -77,12 +77,12 @@ class EfficientNetLite0(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False, start=0, stop=None,
                with_classifier: bool = False):
-    conv = functools.partial(nn.Conv, padding="SAME", use_bias=False, dtype=self.dtype)
     norm = functools.partial(batch_norm, train=train, frozen=self.freeze_batch_norm,
                              momentum=_MOMENTUM, epsilon=_EPSILON, dtype=self.dtype)
 
     def stem(x):
-      return nn.relu6(norm("_bn0")(conv(_STEM, (3, 3), strides=2, name="_conv_stem")(x)))
+      return nn.relu6(norm("_bn0")(PatchConv(_STEM, 3, strides=2, dtype=self.dtype,
+                                             name="_conv_stem")(x)))
 
     def stage(i, first_block):
       blocks, kernel, stride, expansion, out = _STAGES[i]

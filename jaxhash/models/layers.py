@@ -146,6 +146,41 @@ class DepthwiseConv(nn.Module):
                                         feature_group_count=channels)
 
 
+class PatchConv(nn.Module):
+  """k×k convolution without bias, TensorFlow "SAME" padding, as one matrix product of its k²
+  strided windows laid side by side (im2col), with the parameter (and initialiser) of
+  ``nn.Conv(features, (k, k), strides, padding="SAME", use_bias=False)``.
+
+  For layers with few input channels, such as EfficientNet's stem (3): XLA's CPU backend computes
+  a ``conv_general_dilated``'s kernel gradient there slowly (122 ms a step for Lite0's stem at
+  96², batch 64, on 2 Xeon cores), where as (windows)ᵀ × gradient it is one small product.
+  ``impl``: ``"patches"``, ``"xla"`` (``conv_general_dilated``), or ``"auto"``: patches on CPU.
+  """
+
+  features: int
+  kernel_size: int
+  strides: int = 1
+  impl: str = "auto"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    k, s = self.kernel_size, self.strides
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features),
+                        jnp.float32)
+    x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
+    impl = self.impl if self.impl != "auto" else ("patches" if jax.default_backend() == "cpu" else "xla")
+    if impl == "xla":
+      return jax.lax.conv_general_dilated(x, kernel, (s, s), "SAME",
+                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    if impl != "patches":
+      raise ValueError(f"convolution impl {self.impl!r}: choose auto, patches or xla.")
+    padded, out_h, out_w = _pad_same(x, k, s)
+    patches = jnp.concatenate([window for _, _, window in _taps(padded, k, s, out_h, out_w)], axis=-1)
+    rows = patches.reshape(-1, patches.shape[-1])  # columns (i, j, channel): the kernel's order
+    return (rows @ kernel.reshape(-1, self.features)).reshape(*patches.shape[:-1], self.features)
+
+
 class PointwiseConv(nn.Module):
   """1×1 convolution without bias or padding as one matrix product over all (strided) positions,
   with the parameter (and initialiser) of ``nn.Conv(features, (1, 1), strides, use_bias=False)``.
