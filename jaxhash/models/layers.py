@@ -115,6 +115,15 @@ def _shifted_depthwise_bwd(stride, residuals, g):
 shifted_depthwise.defvjp(_shifted_depthwise_fwd, _shifted_depthwise_bwd)
 
 
+def _implementation(impl: str, on_cpu: str, elsewhere: str, layer: str) -> str:
+  """``impl``; ``"auto"`` is ``on_cpu`` on the CPU backend, ``elsewhere`` on the others."""
+  if impl == "auto":
+    return on_cpu if jax.default_backend() == "cpu" else elsewhere
+  if impl not in (on_cpu, elsewhere):
+    raise ValueError(f"{layer} impl {impl!r}: choose auto, {on_cpu} or {elsewhere}.")
+  return impl
+
+
 class DepthwiseConv(nn.Module):
   """k×k depthwise convolution without bias, TensorFlow "SAME" padding. The kernel is (k, k, 1, C),
   the layout of ``nn.Conv(C, feature_group_count=C)``, with the same initialiser.
@@ -134,13 +143,8 @@ class DepthwiseConv(nn.Module):
     k, channels = self.kernel_size, x.shape[-1]
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, 1, channels), jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    impl = self.impl
-    if impl == "auto":
-      impl = "shifted" if jax.default_backend() == "cpu" else "grouped"
-    if impl == "shifted":
+    if _implementation(self.impl, "shifted", "grouped", "depthwise") == "shifted":
       return shifted_depthwise(x, kernel, self.strides)
-    if impl != "grouped":
-      raise ValueError(f"depthwise impl {self.impl!r}: choose auto, shifted or grouped.")
     return jax.lax.conv_general_dilated(x, kernel, (self.strides, self.strides), "SAME",
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"),
                                         feature_group_count=channels)
@@ -169,12 +173,9 @@ class PatchConv(nn.Module):
     kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features),
                         jnp.float32)
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    impl = self.impl if self.impl != "auto" else ("patches" if jax.default_backend() == "cpu" else "xla")
-    if impl == "xla":
+    if _implementation(self.impl, "patches", "xla", "convolution") == "xla":
       return jax.lax.conv_general_dilated(x, kernel, (s, s), "SAME",
                                           dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    if impl != "patches":
-      raise ValueError(f"convolution impl {self.impl!r}: choose auto, patches or xla.")
     padded, out_h, out_w = _pad_same(x, k, s)
     patches = jnp.concatenate([window for _, _, window in _taps(padded, k, s, out_h, out_w)], axis=-1)
     rows = patches.reshape(-1, patches.shape[-1])  # columns (i, j, channel): the kernel's order
