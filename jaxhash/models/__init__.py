@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from jaxhash.models.alexnet import AlexNet
-from jaxhash.models.efficientnet import EfficientNetLite0
+from jaxhash.models.efficientnet import EfficientNetLite0, EfficientNetLite1, EfficientNetLite2
 from jaxhash.models.lenet import LeNet
 from jaxhash.models.resnet import ResNet18, ResNet50
 from jaxhash.models.vgg import VGG16
@@ -24,6 +24,8 @@ BACKBONES = {
     "resnet18": ResNet18,
     "resnet50": ResNet50,
     "efficientnet_lite0": EfficientNetLite0,
+    "efficientnet_lite1": EfficientNetLite1,
+    "efficientnet_lite2": EfficientNetLite2,
 }
 
 

