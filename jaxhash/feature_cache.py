@@ -3,8 +3,10 @@
 When the first stages of a backbone are frozen (``model.trainable`` other than ``all``), their
 output does not change during training, so it is computed once per (dataset, split, input size,
 weights, prefix) and training and evaluation start from it. Rows are every image of the dataset
-in order, then the horizontal flip of every training image (random flips are the augmentation
-that survives caching; training samples one of the two per image and step).
+in order, then, when the run flips (``data.flip``), the horizontal flip of every training image
+(random flips are the augmentation that survives caching; training samples one of the two per image
+and step). Without flips nothing in the cache depends on the split, so runs of every protocol over
+the same images share it.
 
 Layout: ``DIR/<key>/shard-00000.npy`` ... (float16) and ``manifest.json`` with the key's fields,
 the shapes and the sha256 of every finished shard, written after each shard. A killed run resumes
@@ -57,27 +59,28 @@ def _shard_path(directory: str, i: int) -> str:
 
 
 class FeatureCache:
-  """The cache of one key: ``build`` fills it, ``load`` returns (unflipped, flipped train) rows.
+  """The cache of one key: ``build`` fills it, ``load`` returns (unflipped, flipped) rows.
 
-  ``prefix(uint8 images, flip: bool) -> activations`` is the jitted frozen prefix; ``rows`` are
+  ``prefix(uint8 images, flip: bool) -> activations`` is the jitted frozen prefix; ``flipped``
+  holds the dataset indices whose flips are cached (the training images, or none); ``rows`` are
   (dataset index, flipped) pairs in cache order.
   """
 
-  def __init__(self, directory: str, fields: dict, num_images: int, train: np.ndarray,
+  def __init__(self, directory: str, fields: dict, num_images: int, flipped: np.ndarray,
                shard_size: int = 2048, batch_size: int = 256):
     self.fields = dict(fields)
     self.directory = os.path.join(directory, cache_key(self.fields))
-    self.num_images, self.train = num_images, np.asarray(train)
+    self.num_images, self.flipped = num_images, np.asarray(flipped, dtype=np.int64)
     self.shard_size, self.batch_size = shard_size, batch_size
-    rows = len(self.train) + num_images
+    rows = len(self.flipped) + num_images
     self.num_shards = -(-rows // shard_size)
 
   def _rows(self, i: int) -> tuple[np.ndarray, np.ndarray]:
     """(dataset indices, flipped) of shard ``i``."""
     index = np.arange(i * self.shard_size, min((i + 1) * self.shard_size,
-                                               self.num_images + len(self.train)))
+                                               self.num_images + len(self.flipped)))
     flipped = index >= self.num_images
-    index = np.where(flipped, self.train[np.maximum(index - self.num_images, 0)], index)
+    index[flipped] = self.flipped[index[flipped] - self.num_images]
     return index, flipped
 
   def _read_manifest(self) -> dict:
@@ -140,12 +143,12 @@ class FeatureCache:
         on_shard(i)
 
   def load(self) -> tuple[np.ndarray, np.ndarray]:
-    """(activations of every image (N, ...), of the flipped training images (len(train), ...))."""
+    """(activations of every image (N, ...), of the flipped images (len(flipped), ...))."""
     manifest = self._read_manifest()
     if len(manifest.get("shards", {})) != self.num_shards:
       raise FileNotFoundError(f"feature cache {self.directory} is incomplete; build it first.")
     shape = tuple(manifest["row_shape"])
-    rows = np.empty((self.num_images + len(self.train), *shape), DTYPE)
+    rows = np.empty((self.num_images + len(self.flipped), *shape), DTYPE)
     for i in range(self.num_shards):
       start = i * self.shard_size
       block = np.load(_shard_path(self.directory, i))
@@ -156,7 +159,8 @@ class FeatureCache:
 class CachedBatches:
   """Training batches of cached activations: a pure function of (seed, step), like
   ``jaxhash.data.batches.TrainBatches`` (the same ``get`` / ``take``), with each image's
-  orientation drawn per step."""
+  orientation drawn per step when ``flipped`` holds the training images' flips (else it is empty
+  and every image is taken as it is)."""
 
   on_device = True
 
@@ -167,7 +171,9 @@ class CachedBatches:
     self.batch_size, self.seed = batch_size, seed
     self.steps_per_epoch = self._positions.steps_per_epoch
     everywhere, self._sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
-    self._acts = jax.device_put(np.stack([plain[train], flipped]), everywhere)
+    self._orientations = 2 if len(flipped) else 1
+    views = [plain[train], flipped] if len(flipped) else [plain[train]]
+    self._acts = jax.device_put(np.stack(views), everywhere)
     self._labels = jax.device_put(labels[train], everywhere)
 
   def get(self, first: int, count: int = 1) -> tuple[tuple, tuple]:
@@ -175,8 +181,8 @@ class CachedBatches:
     device; per step, the batch's positions in them and each image's orientation (1: flipped)."""
     steps = range(first, first + count)
     positions = np.stack([self._positions(step) for step in steps])
-    flips = np.stack([np.random.default_rng([self.seed, step, 1]).integers(0, 2, self.batch_size)
-                      for step in steps]).astype(np.int32)
+    flips = np.stack([np.random.default_rng([self.seed, step, 1]).integers(
+        0, self._orientations, self.batch_size) for step in steps]).astype(np.int32)
     return (self._acts, self._labels), (positions, flips)
 
   def take(self, shared: tuple, step: tuple) -> tuple[jax.Array, jax.Array]:

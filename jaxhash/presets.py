@@ -69,7 +69,7 @@ def lite0_transfer(config, accelerator: bool):
     config.train.checkpoint_every, config.train.log_every = 1000, 100
   else:
     config.data.protocol = "cifar10"
-    config.data.image_size = 96
+    config.data.image_size, config.data.flip = 96, True
     config.model.trainable, config.model.freeze_batch_norm = "2", True
     config.optim.optimizer, config.optim.learning_rate, config.optim.weight_decay = "adam", 1e-4, 1e-4
     config.train.batch_size, config.train.num_epochs = 64, 12.0

@@ -285,10 +285,11 @@ def step_metrics(stacked: list[dict]) -> list[dict]:
 
 def feature_cache(exp: Experiment, workdir: str, state: TrainState, stream,
                   on_shard=None) -> tuple[np.ndarray, np.ndarray]:
-  """The frozen prefix's activations (every image, flipped training images), built or reused.
+  """The frozen prefix's activations (every image; the flipped training images when the run
+  flips), built or reused.
 
   Kept in ``data.feature_cache_dir`` (default ``<workdir>/features``) under a key of everything
-  they depend on, so runs that share the prefix (two methods) share the cache.
+  they depend on, so runs that share the prefix (two methods, several code lengths) share the cache.
   """
   config, backbone = exp.config, exp.model.backbone
   stop = exp.frozen_stages if exp.frozen_stages < len(type(backbone).STAGES) else None
@@ -297,12 +298,13 @@ def feature_cache(exp: Experiment, workdir: str, state: TrainState, stream,
             if not jax.tree.leaves(mask[name])[0]}
   stats = state.batch_stats.get("backbone", {})
   images = exp.dataset.images
+  flipped = exp.split.train if config.data.flip else np.zeros(0, np.int64)
   fields = {
       "dataset": exp.dataset.name, "num_images": len(exp.dataset.labels),
       "image_shape": list(exp.dataset.image_shape),
       "images": (feature_cache_lib.digest_tree(images) if isinstance(images, np.ndarray)
                  else feature_cache_lib.digest_tree(list(getattr(images, "paths", [])))),
-      "train": feature_cache_lib.digest_tree(exp.split.train),
+      "flipped": feature_cache_lib.digest_tree(flipped),
       "input": {k: config.data[k] for k in ("image_size", "crop")} | {
           "mean": list(config.data.mean), "std": list(config.data.std)},
       "backbone": config.model.backbone, "dtype": config.model.dtype,
@@ -311,8 +313,8 @@ def feature_cache(exp: Experiment, workdir: str, state: TrainState, stream,
           {"params": frozen, "batch_stats": {k: v for k, v in stats.items() if k in frozen}}),
   }
   directory = config.data.feature_cache_dir or os.path.join(workdir, "features")
-  cache = feature_cache_lib.FeatureCache(directory, fields, len(exp.dataset.labels),
-                                         exp.split.train, batch_size=config.eval.batch_size)
+  cache = feature_cache_lib.FeatureCache(directory, fields, len(exp.dataset.labels), flipped,
+                                         batch_size=config.eval.batch_size)
 
   @jax.jit
   def prefix(variables, images, flip):

@@ -1,7 +1,10 @@
 """Transfer learning: model.trainable, batch-norm statistics in the state, the frozen-prefix cache
 (resumable shard by shard, verified on reuse), and kill-resume of a cached run."""
 
+import dataclasses
 import io
+import json
+import os
 
 import flax.linen as nn
 import jax
@@ -154,3 +157,28 @@ def test_run_killed_while_caching_and_while_training_ends_identical(tiny, tmp_pa
   assert "resuming" in stream.getvalue() and "from step 2" in stream.getvalue()
   assert resumed["step"] == whole["step"] == 4
   assert resumed["codes"] == whole["codes"]
+
+
+def test_cached_flips_follow_data_flip_and_a_cache_without_them_serves_every_split(tiny, tmp_path):
+  cache_dir = str(tmp_path / "features")
+
+  def run(name, flip, other_split=False):
+    config = tiny_config(steps=2).unlock()
+    config.data.flip, config.data.feature_cache_dir = flip, cache_dir
+    exp = trainer.build_experiment(config.lock())
+    if other_split:  # the same images and weights, another training set
+      exp = dataclasses.replace(exp, split=dataclasses.replace(exp.split, train=exp.split.train[1:]))
+    trainer.train(exp, str(tmp_path / name), stream=io.StringIO())
+    return exp
+
+  run("plain", False)
+  run("other_split", False, other_split=True)
+  keys = sorted(os.listdir(cache_dir))
+  assert len(keys) == 1  # the second split reused the first one's cache
+  flipped = run("flipped", True)
+  assert len(os.listdir(cache_dir)) == 2
+  state = trainer.restore_trained(flipped, str(tmp_path / "flipped"))
+  plain, flips = trainer.feature_cache(flipped, str(tmp_path / "flipped"), state, io.StringIO())
+  assert len(plain) == len(flipped.dataset.labels) and len(flips) == len(flipped.split.train)
+  with open(os.path.join(cache_dir, keys[0], "manifest.json")) as f:
+    assert json.load(f)["num_shards"] == -(-len(plain) // 2048)  # no flipped rows
