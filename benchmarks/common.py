@@ -48,6 +48,23 @@ def timed_run(config, workdir: str) -> dict:
   return {**results, "wall_seconds": time.perf_counter() - t0, "workdir": os.path.relpath(workdir, ROOT)}
 
 
+def parse_set(items: list[str]) -> dict:
+  """A script's ``--set KEY=VALUE`` overrides: ``["a.b=1", "c=x"]`` -> ``{"a.b": 1, "c": "x"}``
+  (ints, then floats, else strings)."""
+  values = {}
+  for item in items:
+    key, sep, value = item.partition("=")
+    if not sep:
+      raise ValueError(f"--set {item!r}: use KEY=VALUE, e.g. train.num_epochs=1.")
+    for kind in (int, float, str):
+      try:
+        values[key] = kind(value)
+        break
+      except ValueError:
+        continue
+  return values
+
+
 def read_metrics(workdir: str) -> list[dict]:
   """The ``metrics.jsonl`` records of a run (loss, β, learning rate, ... by step)."""
   workdir = workdir if os.path.isabs(workdir) else os.path.join(ROOT, workdir)

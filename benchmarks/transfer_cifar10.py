@@ -29,21 +29,6 @@ VARIANT = "lite0_cpu"
 ROOT = "runs/bench/transfer_cifar10"
 
 
-def _parse_set(items: list[str]) -> dict:
-  values = {}
-  for item in items:
-    key, sep, value = item.partition("=")
-    if not sep:
-      raise ValueError(f"--set {item!r}: use KEY=VALUE, e.g. train.num_epochs=1.")
-    for kind in (int, float, str):
-      try:
-        values[key] = kind(value)
-        break
-      except ValueError:
-        continue
-  return values
-
-
 def run_method(name: str, config_path: str, overrides: dict) -> dict:
   """Trains and evaluates one method in a fresh workdir; times caching, training and evaluation."""
   workdir = os.path.join(common.ROOT, ROOT, name)
@@ -85,7 +70,7 @@ def main() -> None:
   data_dir = prepare_cifar10(args.tarball, args.cifar_dir)
   cache_dir = os.path.join(common.ROOT, ROOT, "features")
   shutil.rmtree(cache_dir, ignore_errors=True)  # time the caching too
-  overrides = {"data.dir": data_dir, "data.feature_cache_dir": cache_dir, **_parse_set(args.set)}
+  overrides = {"data.dir": data_dir, "data.feature_cache_dir": cache_dir, **common.parse_set(args.set)}
   rows, config = [], None
   for name, path in CONFIGS:
     row, config = run_method(name, path, overrides)

@@ -163,7 +163,19 @@ def test_get_backbone_options():
   with pytest.raises(ValueError, match="unknown backbone 'resnet51'"):
     get_backbone("resnet51")
   assert set(BACKBONES) == {"lenet", "alexnet", "vgg16", "resnet18", "resnet50",
-                            "efficientnet_lite0"}
+                            "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"}
+
+
+def test_lite_family_scaling_gives_the_published_block_counts_and_widths():
+  """Lite1 and Lite2 as their TensorFlow builders define them (blocks per stage, output channels),
+  from Lite0's table and the scaling rule; the packaged weights' shapes check the rest."""
+  from jaxhash.models.efficientnet import EfficientNetLite0, EfficientNetLite1, EfficientNetLite2
+
+  def blocks_and_channels(cls):
+    return [spec[0] for spec in cls.SPECS], [spec[4] for spec in cls.SPECS]
+  assert blocks_and_channels(EfficientNetLite0) == ([1, 2, 2, 3, 3, 4, 1], [16, 24, 40, 80, 112, 192, 320])
+  assert blocks_and_channels(EfficientNetLite1) == ([1, 3, 3, 4, 4, 5, 1], [16, 24, 40, 80, 112, 192, 320])
+  assert blocks_and_channels(EfficientNetLite2) == ([1, 3, 3, 4, 4, 5, 1], [16, 24, 48, 88, 120, 208, 352])
 
 
 def test_conversion_transposes_each_kind_of_weight():
