@@ -19,7 +19,7 @@ import sys
 
 import numpy as np
 
-from jaxhash import cli
+from jaxhash import cli, rundir
 from jaxhash.progress import Stage
 
 _CHUNK = 1024  # images decoded and encoded together
@@ -120,9 +120,21 @@ def parser() -> argparse.ArgumentParser:
   return p
 
 
+def check_out(path: str) -> None:
+  """Refuses an ``--out`` that is not the index's to write: inside a run directory, or an
+  existing file that is not an index (a run's config.json, an image just indexed)."""
+  from jaxhash.retrieval.index_file import MAGIC, is_index_file
+
+  rundir.check_outside_runs(path, "--out")
+  if os.path.lexists(path) and not is_index_file(path):
+    raise ValueError(f"--out {path} exists and is not a jaxhash index (it does not start with "
+                     f"{MAGIC.decode()}), so it is not replaced; name a new file, e.g. images.jhi.")
+
+
 def _run(args) -> None:
   import jaxhash
 
+  check_out(args.out)
   paths = list_images(args.images, args.root)
   hasher = jaxhash.load(args.workdir)
   index, skipped = build_index(hasher, paths, features=args.features, strict=args.strict)
@@ -139,7 +151,9 @@ def _run(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
   args = parser().parse_args(argv)
-  return cli.run(lambda: _run(args), ["index", *(["--debug"] if args.debug else [])], parse=None)
+  return cli.run(lambda: _run(args), ["index", *(["--debug"] if args.debug else [])], parse=None,
+                 interrupted="interrupted; nothing was written (an index file is written only "
+                 "when indexing is done).")
 
 
 if __name__ == "__main__":
