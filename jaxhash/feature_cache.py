@@ -100,7 +100,7 @@ class FeatureCache:
     try:
       with open(path, "rb") as f:
         return self._checked(json.loads(f.read().decode("utf-8")))
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:  # JSONDecodeError: ValueError
+    except (ValueError, RecursionError) as error:  # JSON and UTF-8 errors are ValueErrors
       if stream is not None:
         stream.write(f"feature cache: {path} is damaged or stale ({error}); rebuilding the cache\n")
       return {}

@@ -7,7 +7,9 @@ webp, ppm/pgm) or every image a list file names (one path per line; trailing 0/1
 training list files, are ignored), and writes a HammingIndex file whose ids are the images'
 absolute paths and which records the run it came from. ``--features`` also stores the fc7
 features that ``jaxhash.search --rerank`` re-ranks with. An image that cannot be read is reported
-by path and skipped (``--strict`` stops instead); the file is written atomically, only when done.
+by path and skipped (``--strict`` stops instead), as is anything that is not a regular file (a
+named pipe is never waited on); the file is written atomically, only when done. An existing
+``--out`` is replaced only when it is an index file, and never inside a run directory.
 """
 
 from __future__ import annotations

@@ -10,7 +10,9 @@ only results within distance R (at most k of them). ``--rerank`` re-ranks the ne
 max(k, eval.rerank_pool) codes by fc7 feature distance (an index built with --features).
 ``--json`` prints one line per query:
   {"query": PATH, "results": [{"rank": 1, "path": PATH, "distance": D}, ...]}
-``--gallery out.png`` draws each query beside its results.
+``--gallery out.png`` draws each query beside its results (never over a query, an indexed image or
+the index, nor inside a run directory). The text output shows an id holding a newline or another
+unprintable character quoted, with escapes.
 """
 
 from __future__ import annotations
