@@ -107,8 +107,9 @@ class FeatureCache:
 
   def _checked(self, manifest) -> dict:
     """``manifest`` if it describes this cache, else a ValueError saying how it does not."""
-    if not isinstance(manifest, dict) or manifest.get("fields") != self.fields \
-        or manifest.get("num_shards") != self.num_shards:
+    if not isinstance(manifest, dict):
+      raise ValueError("not a JSON object")
+    if manifest.get("fields") != self.fields or manifest.get("num_shards") != self.num_shards:
       raise ValueError("not a manifest of this cache's key and size")
     shards, shape = manifest.get("shards"), manifest.get("row_shape")
     if not isinstance(shards, dict) or not set(shards) <= {str(i) for i in range(self.num_shards)} \

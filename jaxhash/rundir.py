@@ -79,8 +79,8 @@ def check_outside_runs(path: str, flag: str, own: str | None = None) -> None:
   commands (train; evaluate, which passes ``own``, its run directory itself)."""
   run = enclosing_run(path)
   if run is not None and not (own and os.path.realpath(path) == os.path.realpath(own)):
-    raise ValueError(f"{flag} {path} is inside the run directory {run}, which only the run's own "
-                     "jaxhash.train and jaxhash.evaluate write; write it outside the run.")
+    raise ValueError(f"{flag} {path} is inside the run directory {run}, which holds only the files "
+                     "its training and evaluation write; write it outside the run.")
 
 
 def flatten(tree: dict, prefix: str = "") -> dict:
