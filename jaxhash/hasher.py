@@ -95,7 +95,8 @@ class Hasher:
   def prepare(self, images) -> np.ndarray:
     """uint8 ``(N, H, W, C)`` in the run's input shape from any of:
 
-    - a uint8 array ``(N, H, W, C)`` (C = 1, 3 or 4) or ``(N, H, W)`` (grayscale);
+    - a uint8 array ``(N, H, W, C)`` (C = 1, 3 or 4) or ``(N, H, W)`` (grayscale; refused when
+      W is 1, 3 or 4: that reads as one ``(H, W, C)`` image, which ``images[None]`` makes a batch);
     - a sequence of image file paths, PIL images, or uint8 arrays ``(H, W[, C])`` of any sizes.
     """
     images = _as_batch(images)
@@ -171,8 +172,8 @@ def _as_batch(images):
     raise ValueError(f"images must be (N, H, W, C) with C = 1, 3 or 4, or (N, H, W), and H, W >= 1; "
                      f"got shape {images.shape}.")
   if images.ndim == 3 and images.shape[2] in (1, 3, 4):
-    raise ValueError(f"images of shape {images.shape} look like one (H, W, C) image, not "
-                     f"{images.shape[0]} grayscale images {images.shape[2]} pixels wide; pass a "
+    raise ValueError(f"images of shape {images.shape} look like one (H, W, C) image rather than "
+                     f"{images.shape[0]} grayscale images of width {images.shape[2]}; pass a "
                      "batch: images[None], or a list of images.")
   return images
 
