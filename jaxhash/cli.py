@@ -46,12 +46,17 @@ def parse_flags(argv: list[str]) -> None:
 HELP_FLAGS = ("--help", "-h", "-help", "--helpshort", "--helpfull")
 
 
-def run(main, argv: list[str] | None = None, usage=None, prepare=None, parse=parse_flags) -> int:
+INTERRUPTED = "interrupted; the last checkpoint is kept and the same command resumes from it."
+
+
+def run(main, argv: list[str] | None = None, usage=None, prepare=None, parse=parse_flags,
+        interrupted: str = INTERRUPTED) -> int:
   """Calls ``main()`` after parsing ``argv``; returns the process exit status.
 
   With ``--help`` (or ``-h``) it prints ``usage(argv)`` instead and returns 0. ``prepare(argv)``,
   when given, rewrites ``argv`` before parsing (e.g. to resolve a config path). CLIs that parse
-  their own arguments (argparse) pass ``parse=None`` and only get the error handling.
+  their own arguments (argparse) pass ``parse=None`` and only get the error handling. Ctrl-C
+  prints ``interrupted``: what the command keeps.
   """
   argv = sys.argv if argv is None else argv
   debug = "--debug" in argv
@@ -73,5 +78,5 @@ def run(main, argv: list[str] | None = None, usage=None, prepare=None, parse=par
     print(f"error: {error_line(e)}", file=sys.stderr)
     return 1
   except KeyboardInterrupt:
-    print("interrupted; the last checkpoint is kept and the same command resumes from it.", file=sys.stderr)
+    print(interrupted, file=sys.stderr)
     return 130

@@ -20,7 +20,8 @@ from jaxhash import cli, plots, report, rundir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by jaxhash.train.")
 _OUT = flags.DEFINE_string("out", None, "Write results.json/.md here instead of into the run "
-                           "directory (refused when DIR already holds results).")
+                           "directory (refused when DIR already holds results or is inside a "
+                           "run directory).")
 _EVAL = flags.DEFINE_multi_string("set", [], "Evaluation override KEY=VALUE of config.eval, e.g. radius=3.")
 flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
 
@@ -100,8 +101,10 @@ def main() -> None:
   if not _WORKDIR.value:
     raise ValueError("--workdir is required: the run directory written by jaxhash.train.")
   out = _OUT.value or _WORKDIR.value
-  if _OUT.value and os.path.exists(os.path.join(out, "results.json")):
-    raise ValueError(f"{out} already holds results.json; pass another --out to keep it.")
+  if _OUT.value:
+    rundir.check_outside_runs(out, "--out", own=_WORKDIR.value)
+    if os.path.exists(os.path.join(out, "results.json")):
+      raise ValueError(f"{out} already holds results.json; pass another --out to keep it.")
   from jaxhash import run_files, trainer
   from jaxhash.data import protocols
 

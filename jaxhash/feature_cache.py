@@ -58,6 +58,14 @@ def _shard_path(directory: str, i: int) -> str:
   return os.path.join(directory, f"shard-{i:05d}.npy")
 
 
+def _row_shape(path: str) -> tuple | None:
+  """The row shape a shard file holds, or None when it cannot be read (it is then recomputed)."""
+  try:
+    return np.load(path, mmap_mode="r").shape[1:]
+  except (OSError, ValueError):
+    return None
+
+
 class FeatureCache:
   """The cache of one key: ``build`` fills it, ``load`` returns (unflipped, flipped) rows.
 
@@ -83,14 +91,37 @@ class FeatureCache:
     index[flipped] = self.flipped[index[flipped] - self.num_images]
     return index, flipped
 
-  def _read_manifest(self) -> dict:
+  def _read_manifest(self, stream=None) -> dict:
+    """The manifest, or {} when there is none or it does not describe this cache: unreadable, of
+    another shape, or contradicted by its first shard (said on ``stream``: the cache is rebuilt)."""
     path = os.path.join(self.directory, MANIFEST)
     if not os.path.isfile(path):
       return {}
-    with open(path) as f:
-      manifest = json.load(f)
-    if manifest.get("fields") != self.fields or manifest.get("num_shards") != self.num_shards:
+    try:
+      with open(path, "rb") as f:
+        return self._checked(json.loads(f.read().decode("utf-8")))
+    except (ValueError, RecursionError) as error:  # JSON and UTF-8 errors are ValueErrors
+      if stream is not None:
+        stream.write(f"feature cache: {path} is damaged or stale ({error}); rebuilding the cache\n")
       return {}
+
+  def _checked(self, manifest) -> dict:
+    """``manifest`` if it describes this cache, else a ValueError saying how it does not."""
+    if not isinstance(manifest, dict):
+      raise ValueError("not a JSON object")
+    if manifest.get("fields") != self.fields or manifest.get("num_shards") != self.num_shards:
+      raise ValueError("not a manifest of this cache's key and size")
+    shards, shape = manifest.get("shards"), manifest.get("row_shape")
+    if not isinstance(shards, dict) or not set(shards) <= {str(i) for i in range(self.num_shards)} \
+        or not all(isinstance(v, str) for v in shards.values()):
+      raise ValueError("malformed shard list")
+    if not shards:
+      return manifest
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+      raise ValueError("malformed row shape")
+    first = _shard_path(self.directory, min(map(int, shards)))
+    if _row_shape(first) not in (None, tuple(shape)):
+      raise ValueError(f"row shape {shape} is not that of {first}")
     return manifest
 
   def _write_manifest(self, shards: dict, shape) -> None:
@@ -114,7 +145,7 @@ class FeatureCache:
   def build(self, prefix: Callable, images, stream, on_shard: Callable[[int], None] = None) -> None:
     """Computes the missing or damaged shards (``on_shard(i)`` after each: tests kill there)."""
     os.makedirs(self.directory, exist_ok=True)
-    manifest = self._read_manifest()
+    manifest = self._read_manifest(stream)
     shards = {int(k): v for k, v in manifest.get("shards", {}).items()}
     shape = manifest.get("row_shape")
     todo = []

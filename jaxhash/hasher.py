@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 from jaxhash import parallel, run_files, rundir
+from jaxhash.data.decode import read_rgb8, to_rgb8
 from jaxhash.encode import encode_indices, make_encoder
 from jaxhash.methods import get_method
 
@@ -63,6 +64,12 @@ class Hasher:
       digest.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
     return digest.hexdigest()[:16]
 
+  @functools.cached_property
+  def _feature_shape(self) -> tuple[int, ...]:
+    """The shape of one image's features, traced without running the network (for empty input)."""
+    one = jax.ShapeDtypeStruct((1, *self.image_shape), np.uint8)
+    return tuple(jax.eval_shape(self._encoder, self._variables, one)[1].shape[1:])
+
   def __repr__(self) -> str:
     return (f"Hasher({self.workdir!r}: {self.method}, {self.bits} bits, step {self.step}, "
             f"input {'x'.join(map(str, self.image_shape))})")
@@ -81,14 +88,15 @@ class Hasher:
     n = len(images)
     if n == 0:
       return (np.zeros((0, -(-self.bits // 32)), np.uint32),
-              np.zeros((0, 0), np.float32) if features else None)
+              np.zeros((0, *self._feature_shape), np.float32) if features else None)
     return encode_indices(self._encoder, self._variables, _Prepared(self, images), np.arange(n),
                           self._batch_size(n), features, sharding=parallel.batch_sharded(self._mesh))
 
   def prepare(self, images) -> np.ndarray:
     """uint8 ``(N, H, W, C)`` in the run's input shape from any of:
 
-    - a uint8 array ``(N, H, W, C)`` (C = 1, 3 or 4) or ``(N, H, W)`` (grayscale);
+    - a uint8 array ``(N, H, W, C)`` (C = 1, 3 or 4) or ``(N, H, W)`` (grayscale; refused when
+      W is 1, 3 or 4: that reads as one ``(H, W, C)`` image, which ``images[None]`` makes a batch);
     - a sequence of image file paths, PIL images, or uint8 arrays ``(H, W[, C])`` of any sizes.
     """
     images = _as_batch(images)
@@ -110,25 +118,20 @@ class Hasher:
     return out
 
   def read_image(self, path: str | os.PathLike) -> np.ndarray:
-    """One image file as uint8 ``(H, W, C)`` in the run's input shape; a ValueError names it."""
-    path = os.fspath(path)
-    try:
-      with Image.open(path) as image:
-        image.load()
-        return self._conform(_eight_bit(image))
-    except FileNotFoundError:
-      raise FileNotFoundError(f"image {path} not found.") from None
-    except (OSError, ValueError, Image.DecompressionBombError) as error:
-      raise ValueError(f"cannot read image {path} ({error}).") from None
+    """One image file as uint8 ``(H, W, C)`` in the run's input shape, decoded as training decodes
+    it (:mod:`jaxhash.data.decode`); a ValueError names a file that cannot be read."""
+    return self._conform(read_rgb8(path))
 
   def _conform(self, image) -> np.ndarray:
     """Converts one image (PIL or uint8 array) to the run's channels, then its size."""
-    if not isinstance(image, Image.Image):
+    if isinstance(image, Image.Image):
+      image = to_rgb8(image)
+    else:
       array = np.asarray(image)
       if array.dtype != np.uint8 or array.ndim not in (2, 3) or (
-          array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
-        raise ValueError(f"an image must be uint8 (H, W), (H, W, 1), (H, W, 3) or (H, W, 4); got "
-                         f"{array.dtype} {array.shape}.")
+          array.ndim == 3 and array.shape[2] not in (1, 3, 4)) or 0 in array.shape:
+        raise ValueError(f"an image must be uint8 (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) with "
+                         f"H, W >= 1; got {array.dtype} {array.shape}.")
       image = Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array)
     height, width, channels = self.image_shape
     image = image.convert("L" if channels == 1 else "RGB")
@@ -157,25 +160,22 @@ class _Prepared:
 
 def _as_batch(images):
   """A checked uint8 array batch, or a list of single images / paths."""
-  if isinstance(images, (str, os.PathLike)):
-    raise ValueError("pass a list of image paths, not a single path: encode([path]).")
+  if isinstance(images, (str, os.PathLike, Image.Image)):
+    raise ValueError("pass a list of image paths (or of images), not a single one: encode([path]).")
   if not isinstance(images, np.ndarray):
     return list(images)
   if images.dtype != np.uint8:
     raise ValueError(f"images must be uint8 (0..255); got {images.dtype}. Convert [0, 1] floats "
                      "with np.clip(x * 255, 0, 255).astype(np.uint8).")
-  if images.ndim not in (3, 4):
-    raise ValueError(f"images must be (N, H, W, C) or (N, H, W); got shape {images.shape}.")
+  if images.ndim not in (3, 4) or 0 in images.shape[1:] or (
+      images.ndim == 4 and images.shape[3] not in (1, 3, 4)):
+    raise ValueError(f"images must be (N, H, W, C) with C = 1, 3 or 4, or (N, H, W), and H, W >= 1; "
+                     f"got shape {images.shape}.")
+  if images.ndim == 3 and images.shape[2] in (1, 3, 4):
+    raise ValueError(f"images of shape {images.shape} look like one (H, W, C) image rather than "
+                     f"{images.shape[0]} grayscale images of width {images.shape[2]}; pass a "
+                     "batch: images[None], or a list of images.")
   return images
-
-
-def _eight_bit(image: Image.Image) -> Image.Image:
-  """16- and 32-bit images scaled to 8 bits (Pillow's own conversion would clip them to white)."""
-  if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-    array = np.asarray(image)
-    top = 65535 if image.mode.startswith("I;16") or array.max(initial=0) <= 65535 else 2**32 - 1
-    return Image.fromarray((array.astype(np.float64) * 255.0 / top).round().astype(np.uint8))
-  return image
 
 
 def load(workdir: str | os.PathLike) -> Hasher:

@@ -7,7 +7,9 @@ webp, ppm/pgm) or every image a list file names (one path per line; trailing 0/1
 training list files, are ignored), and writes a HammingIndex file whose ids are the images'
 absolute paths and which records the run it came from. ``--features`` also stores the fc7
 features that ``jaxhash.search --rerank`` re-ranks with. An image that cannot be read is reported
-by path and skipped (``--strict`` stops instead); the file is written atomically, only when done.
+by path and skipped (``--strict`` stops instead), as is anything that is not a regular file (a
+named pipe is never waited on); the file is written atomically, only when done. An existing
+``--out`` is replaced only when it is an index file, and never inside a run directory.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 
 import numpy as np
 
-from jaxhash import cli
+from jaxhash import cli, rundir
 from jaxhash.progress import Stage
 
 _CHUNK = 1024  # images decoded and encoded together
@@ -120,9 +122,21 @@ def parser() -> argparse.ArgumentParser:
   return p
 
 
+def check_out(path: str) -> None:
+  """Refuses an ``--out`` that is not the index's to write: inside a run directory, or an
+  existing file that is not an index (a run's config.json, an image just indexed)."""
+  from jaxhash.retrieval.index_file import MAGIC, is_index_file
+
+  rundir.check_outside_runs(path, "--out")
+  if os.path.lexists(path) and not is_index_file(path):
+    raise ValueError(f"--out {path} exists and is not a jaxhash index (it does not start with "
+                     f"{MAGIC.decode()}), so it is not replaced; name a new file, e.g. images.jhi.")
+
+
 def _run(args) -> None:
   import jaxhash
 
+  check_out(args.out)
   paths = list_images(args.images, args.root)
   hasher = jaxhash.load(args.workdir)
   index, skipped = build_index(hasher, paths, features=args.features, strict=args.strict)
@@ -139,7 +153,9 @@ def _run(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
   args = parser().parse_args(argv)
-  return cli.run(lambda: _run(args), ["index", *(["--debug"] if args.debug else [])], parse=None)
+  return cli.run(lambda: _run(args), ["index", *(["--debug"] if args.debug else [])], parse=None,
+                 interrupted="interrupted; nothing was written (an index file is written only "
+                 "when indexing is done).")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,16 @@
-"""Atomic file writes: a crash never leaves a half-written file that looks complete."""
+"""Atomic file writes (a crash never leaves a half-written file that looks complete), and reads
+that never block on a named pipe or a device."""
 
 from __future__ import annotations
 
 import errno
 import os
-import tempfile
+import secrets
+import stat
+from typing import BinaryIO
+
+_KINDS = {stat.S_IFIFO: "a named pipe", stat.S_IFDIR: "a folder", stat.S_IFCHR: "a device",
+          stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
 
 
 def write_error(error: OSError, path: str) -> OSError:
@@ -27,16 +33,14 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
 
   A failure (full disk, permissions) leaves ``path`` as it was and raises an OSError naming it.
   """
-  directory = os.path.dirname(os.path.abspath(path))
   tmp = None
   try:
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    fd, tmp = _create_beside(path)
     with os.fdopen(fd, "wb") as f:
       f.write(data)
       f.flush()
       os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)  # mkstemp makes it private; these files are read like any other
     os.replace(tmp, path)
   except BaseException as e:
     if tmp is not None and os.path.exists(tmp):
@@ -44,6 +48,36 @@ def atomic_write_bytes(path: str, data: bytes) -> None:
     if isinstance(e, OSError):
       raise write_error(e, path) from e
     raise
+
+
+def _create_beside(path: str) -> tuple[int, str]:
+  """A new hidden temp file beside ``path``, with the mode any new file gets (0666 less the umask:
+  mkstemp's private 0600 would hide an index of everyone's images, a fixed 0644 would ignore a
+  private umask)."""
+  directory, name = os.path.split(os.path.abspath(path))
+  while True:
+    tmp = os.path.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+    try:
+      return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+    except FileExistsError:
+      continue
+
+
+def open_regular(path: str, what: str = "file") -> BinaryIO:
+  """``path`` opened for reading; a ValueError naming it unless it is a regular file.
+
+  Opened without blocking and checked on the open descriptor, so a named pipe or a device among
+  the inputs is refused at once instead of hanging the command (which Ctrl-C cannot stop).
+  """
+  fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+  mode = os.fstat(fd).st_mode
+  if not stat.S_ISREG(mode):
+    os.close(fd)
+    kind = _KINDS.get(stat.S_IFMT(mode), "a special file")
+    raise ValueError(f"{what} {path!r} is {kind}, not a regular file, so it is not read; remove it "
+                     "or pass a regular file.")
+  os.set_blocking(fd, True)
+  return os.fdopen(fd, "rb")
 
 
 def atomic_write_text(path: str, text: str) -> None:

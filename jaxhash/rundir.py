@@ -57,6 +57,32 @@ def read_json(path: str):
                      "--workdir.") from None
 
 
+def _is_run(directory: str) -> bool:
+  return os.path.isfile(os.path.join(directory, CONFIG_FILE)) and (
+      os.path.isfile(os.path.join(directory, RUN_FILE))
+      or os.path.isdir(os.path.join(directory, "checkpoints")))
+
+
+def enclosing_run(path: str) -> str | None:
+  """The run directory that is ``path`` or holds it at any depth (real path), or None."""
+  directory = os.path.realpath(path)
+  while not _is_run(directory):
+    parent = os.path.dirname(directory)
+    if parent == directory:
+      return None
+    directory = parent
+  return directory
+
+
+def check_outside_runs(path: str, flag: str, own: str | None = None) -> None:
+  """Refuses an output ``path`` inside a run directory: a run's files are written only by its own
+  commands (train; evaluate, which passes ``own``, its run directory itself)."""
+  run = enclosing_run(path)
+  if run is not None and not (own and os.path.realpath(path) == os.path.realpath(own)):
+    raise ValueError(f"{flag} {path} is inside the run directory {run}, which holds only the files "
+                     "its training and evaluation write; write it outside the run.")
+
+
 def flatten(tree: dict, prefix: str = "") -> dict:
   """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
   flat = {}

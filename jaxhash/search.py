@@ -10,7 +10,9 @@ only results within distance R (at most k of them). ``--rerank`` re-ranks the ne
 max(k, eval.rerank_pool) codes by fc7 feature distance (an index built with --features).
 ``--json`` prints one line per query:
   {"query": PATH, "results": [{"rank": 1, "path": PATH, "distance": D}, ...]}
-``--gallery out.png`` draws each query beside its results.
+``--gallery out.png`` draws each query beside its results (never over a query, an indexed image or
+the index, nor inside a run directory). The text output shows an id holding a newline or another
+unprintable character quoted, with escapes.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import sys
 
 import numpy as np
 
-from jaxhash import cli
+from jaxhash import cli, rundir
 
 
 def hasher_for(index, workdir: str | None = None):
@@ -93,15 +95,17 @@ def draw_gallery(queries: list[str], results: list[list[dict]], thumb: int = 96)
 
 
 def _thumbnail(path, size: int):
+  """The image at ``path`` fitted in a ``size`` square; a grey square when it cannot be read."""
   from PIL import Image
 
+  from jaxhash.data.decode import read_rgb8
+
   try:
-    with Image.open(path) as image:
-      image = image.convert("RGB")
-      image.thumbnail((size, size))
-      if image.size[0] < size // 2:  # small images (MNIST's 28x28) are scaled up to be seen
-        factor = size // max(image.size)
-        image = image.resize((image.size[0] * factor, image.size[1] * factor), Image.NEAREST)
+    image = read_rgb8(path)
+    image.thumbnail((size, size))
+    if image.size[0] < size // 2:  # small images (MNIST's 28x28) are scaled up to be seen
+      factor = size // max(image.size)
+      image = image.resize((image.size[0] * factor, image.size[1] * factor), Image.NEAREST)
   except (OSError, ValueError):
     image = Image.new("RGB", (size, size), "lightgray")
   cell = Image.new("RGB", (size, size), "white")
@@ -135,35 +139,52 @@ def _run(args) -> None:
   if args.radius is not None and args.radius < 0:
     raise ValueError(f"--radius {args.radius} must be >= 0.")
   index = HammingIndex.load(args.index)
+  if args.gallery:
+    image_format = check_gallery(args.gallery, [args.index, *args.images], index.ids)
   hasher = hasher_for(index, args.workdir)
   results = search_images(index, hasher, args.images, args.k, args.radius, args.rerank)
   for query, found in zip(args.images, results):
     if args.json:
       print(json.dumps({"query": query, "results": found}))
     else:
-      print(f"{query}: {len(found)} result{'s' if len(found) != 1 else ''}")
+      print(f"{shown(query)}: {len(found)} result{'s' if len(found) != 1 else ''}")
       for r in found:
-        print(f"  {r['rank']:>3}  distance {r['distance']:>3}  {r['path']}")
+        print(f"  {r['rank']:>3}  distance {r['distance']:>3}  {shown(r['path'])}")
   if args.gallery:
     buffer = io.BytesIO()
-    draw_gallery(args.images, results).save(buffer, format=_image_format(args.gallery))
+    draw_gallery(args.images, results).save(buffer, format=image_format)
     atomic_write_bytes(args.gallery, buffer.getvalue())
     print(f"gallery written to {args.gallery}", file=sys.stderr)
 
 
-def _image_format(path: str) -> str:
+def shown(name) -> str:
+  """An id or path as one line of text: printed as is, or quoted with escapes (repr) when it
+  holds a newline, an ANSI escape or another unprintable character."""
+  text = str(name)
+  return text if text.isprintable() else repr(text)
+
+
+def check_gallery(path: str, inputs: list[str], ids) -> str:
+  """The image format of ``--gallery path``; refuses a path inside a run directory, or one that
+  is an input: a query image, the index file, or an image the index holds."""
   from PIL import Image
 
   extension = os.path.splitext(path)[1].lower()
   Image.init()
   if extension not in Image.EXTENSION:
     raise ValueError(f"--gallery {path}: name an image file, e.g. gallery.png.")
+  rundir.check_outside_runs(path, "--gallery")
+  real = os.path.realpath(path)
+  if real in {os.path.realpath(p) for p in inputs} or not {real, os.path.abspath(path)}.isdisjoint(ids):
+    raise ValueError(f"--gallery {path} is one of the images or files the search reads, so it is "
+                     "not overwritten; name a new file, e.g. gallery.png.")
   return Image.EXTENSION[extension]
 
 
 def main(argv: list[str] | None = None) -> int:
   args = parser().parse_args(argv)
-  return cli.run(lambda: _run(args), ["search", *(["--debug"] if args.debug else [])], parse=None)
+  return cli.run(lambda: _run(args), ["search", *(["--debug"] if args.debug else [])], parse=None,
+                 interrupted="interrupted.")
 
 
 if __name__ == "__main__":

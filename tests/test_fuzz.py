@@ -1,13 +1,17 @@
-"""Fuzzing of what jaxhash reads from disk: IDX files, list files and checkpoints.
+"""Fuzzing of what jaxhash reads from disk: IDX files, list files, checkpoints and the
+feature-cache manifest.
 
 Random bytes, truncations and damaged copies of valid files may only raise the documented
 ValueError naming the file, or load exactly what the valid file held: never another exception,
 a hang or a silently different load. (HammingIndex files are fuzzed with the index's own tests.)
+The feature cache rebuilds what it owns: whatever its manifest holds, the next build says which
+file it rebuilds and the cache loads exactly what it held.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
 import json
 import os
 import shutil
@@ -19,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from conftest import load_config
+from jaxhash import feature_cache
 from jaxhash.data.idx import parse_idx, read_idx, write_idx
 from jaxhash.data.listfile import parse_list_file
 
@@ -216,3 +221,92 @@ def test_damaged_checkpoint_files_fall_back_or_stop(checkpoint_case, data):
     assert state_digest(restored.state) == (digests[str(restored.step)], True)
     fell_back = any(line.startswith(f"checkpoint 2 in {workdir}") for line in restored.skipped)
     assert restored.step == 2 or fell_back
+
+
+# -------------------------------------------------------------------------- feature-cache manifest
+
+_CACHE_IMAGES = np.random.default_rng(0).integers(0, 256, (37, 3, 4, 2), dtype=np.uint8)
+
+
+def _prefix(images, flip):
+  x = images.astype(np.float32).mean(axis=-1)
+  return np.where(flip[:, None, None], x[:, :, ::-1], x) * 1.5 + 0.25
+
+
+def _cache(directory) -> feature_cache.FeatureCache:
+  return feature_cache.FeatureCache(directory, {"k": 1}, 37, np.array([3, 5, 8, 13, 21]),
+                                    shard_size=8, batch_size=3)
+
+
+@pytest.fixture(scope="module")
+def built_cache(tmp_path_factory):
+  """(a built cache's directory, its manifest's bytes, what it loads)."""
+  cache = _cache(str(tmp_path_factory.mktemp("cache")))
+  cache.build(_prefix, _CACHE_IMAGES, io.StringIO())
+  manifest = open(os.path.join(cache.directory, feature_cache.MANIFEST), "rb").read()
+  return os.path.dirname(cache.directory), manifest, cache.load()
+
+
+def _check_manifest(built_cache, content: bytes) -> tuple[str, str]:
+  """Builds the cache over a manifest holding ``content``; checks that every line said names the
+  cache, that it loads what it held, and that the next build has nothing to say.
+
+  Returns (what the build said, the manifest's path)."""
+  directory, _, expected = built_cache
+  with tempfile.TemporaryDirectory() as tmp:
+    shutil.copytree(directory, tmp, dirs_exist_ok=True)
+    cache = _cache(tmp)
+    manifest = os.path.join(cache.directory, feature_cache.MANIFEST)
+    with open(manifest, "wb") as f:
+      f.write(content)
+    stream = io.StringIO()
+    cache.build(_prefix, _CACHE_IMAGES, stream)
+    said = stream.getvalue()
+    assert all(line.startswith("feature cache: ") and cache.directory in line
+               for line in said.splitlines()), said
+    for loaded, held in zip(cache.load(), expected):
+      np.testing.assert_array_equal(loaded, held)
+    again = io.StringIO()
+    cache.build(_prefix, _CACHE_IMAGES, again)
+    assert again.getvalue() == ""
+  return said, manifest
+
+
+@pytest.mark.parametrize("content", [b'{"fields":\n', b"[]", b"null", b"\xff\xfe", b"[" * 100_000,
+                                     b'{"fields": {"k": 1}, "num_shards": 6}'])
+def test_a_damaged_cache_manifest_is_named_and_rebuilt(built_cache, content):
+  said, manifest = _check_manifest(built_cache, content)
+  first = said.splitlines()[0]
+  assert first.startswith(f"feature cache: {manifest} is damaged or stale (")
+  assert first.endswith("; rebuilding the cache")
+
+
+@FAST
+@given(st.binary(max_size=200))
+def test_cache_manifest_random_bytes(built_cache, content):
+  _check_manifest(built_cache, content)
+
+
+@FAST
+@given(st.data())
+def test_cache_manifest_truncated_or_flipped(built_cache, data):
+  content = bytearray(built_cache[1])
+  if data.draw(st.booleans()):
+    content = content[:data.draw(st.integers(0, len(content) - 1))]
+  else:
+    content[data.draw(st.integers(0, len(content) - 1))] ^= data.draw(st.integers(1, 255))
+  _check_manifest(built_cache, bytes(content))
+
+
+_JSON = st.recursive(st.none() | st.booleans() | st.integers(-2, 8) | st.text(max_size=4),
+                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+                         st.sampled_from(["0", "1", "5", "9", "k", "x"]), inner, max_size=3),
+                     max_leaves=8)
+
+
+@FAST
+@given(st.sampled_from(["fields", "num_shards", "shard_size", "row_shape", "shards"]), _JSON)
+def test_cache_manifest_with_a_field_of_another_type_or_value(built_cache, key, value):
+  manifest = json.loads(built_cache[1])
+  manifest[key] = value
+  _check_manifest(built_cache, json.dumps(manifest).encode())

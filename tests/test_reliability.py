@@ -629,15 +629,14 @@ def test_a_full_disk_when_taking_the_lock_names_the_lock_file(tmp_path, monkeypa
 
 def test_a_permission_error_is_one_line_naming_the_path(tmp_path, monkeypatch):
   import errno
-  import tempfile
 
   from jaxhash import cli
   from jaxhash.io_utils import atomic_write_text
 
-  def denied(dir, **kwargs):
-    raise PermissionError(errno.EACCES, "Permission denied", dir)
+  def denied(path, *args, **kwargs):
+    raise PermissionError(errno.EACCES, "Permission denied", path)
 
-  monkeypatch.setattr(tempfile, "mkstemp", denied)
+  monkeypatch.setattr(os, "open", denied)  # creating the temp file beside config.json
   with pytest.raises(PermissionError) as error:
     atomic_write_text(str(tmp_path / "config.json"), "{}")
   assert cli.error_line(error.value) == (f"cannot write {tmp_path}/config.json: Permission denied; "

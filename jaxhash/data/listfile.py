@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from jaxhash.data.dataset import Dataset
+from jaxhash.data.decode import open_image, read_rgb8
 from jaxhash.environment import cpu_cores
 from jaxhash.progress import Stage
 
@@ -108,15 +109,7 @@ class _Decoder:
   image_shape: tuple[int, int, int]
 
   def __call__(self, path: str) -> np.ndarray:
-    try:
-      with Image.open(path) as image:
-        image.load()
-    except FileNotFoundError:  # deleted since the existence check: not a decoding problem
-      raise
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-      raise ValueError(f"cannot decode image {path!r} ({e}); re-encode it as JPEG or PNG, or "
-                       "remove its line from the list file.") from None
-    image = _to_rgb8(image, path)
+    image = read_rgb8(path)
     if self.resize is not None:
       image = _resize(image, self.resize, self.resize_mode)
     array = np.asarray(image, dtype=np.uint8)
@@ -131,24 +124,6 @@ class _Decoder:
     for i, path in enumerate(paths):
       out[i] = self(path)
     return out
-
-
-_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
-
-
-def _to_rgb8(image: Image.Image, path: str) -> Image.Image:
-  """8-bit RGB. 16-bit grayscale keeps its top 8 bits (Pillow's own convert would clip it to white,
-  and Pillow already reduces 16-bit RGB this way); 32-bit integer and float images have no standard
-  8-bit scale and are refused."""
-  if image.mode in _SIXTEEN_BIT_MODES or (image.mode == "I" and image.format == "PNG"):
-    # PNG stores at most 16 bits per sample (older Pillow opens 16-bit grayscale PNG as mode "I")
-    gray = (np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8)
-    return Image.fromarray(gray, "L").convert("RGB")
-  if image.mode in ("I", "F"):
-    raise ValueError(f"image {path!r} has 32-bit {'float' if image.mode == 'F' else 'integer'} "
-                     "pixels, which have no standard 8-bit scale; convert it to an 8- or 16-bit "
-                     "PNG or a JPEG.")
-  return image.convert("RGB")
 
 
 def _resize(image: Image.Image, size: int, mode: str) -> Image.Image:
@@ -175,12 +150,8 @@ def _check_resize(resize, resize_mode: str) -> None:
 
 
 def _native_shape(path: str) -> tuple[int, int, int]:
-  """(H, W, 3) from the file header only; decoding checks every image against it."""
-  try:
-    with Image.open(path) as image:
-      width, height = image.size
-  except OSError as e:
-    raise ValueError(f"cannot read image {path!r} ({e}); re-encode it as JPEG or PNG.") from None
+  """(H, W, 3) of the first image; decoding checks every image against it."""
+  width, height = open_image(path).size
   return (height, width, 3)
 
 

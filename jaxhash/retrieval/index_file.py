@@ -35,7 +35,7 @@ import struct
 
 import numpy as np
 
-from jaxhash.io_utils import atomic_write_bytes
+from jaxhash.io_utils import atomic_write_bytes, open_regular
 from jaxhash.retrieval.codes import check_nbits, num_words
 
 MAGIC = b"JXHASHIX"
@@ -84,10 +84,19 @@ def write_index(path: str, contents: IndexContents) -> None:
   atomic_write_bytes(path, b"".join([fields, _digest(fields, payload), payload]))
 
 
+def is_index_file(path: str) -> bool:
+  """Whether ``path`` is a regular file that starts with the index magic bytes."""
+  try:
+    with open_regular(path) as f:
+      return f.read(len(MAGIC)) == MAGIC
+  except (OSError, ValueError):
+    return False
+
+
 def read_index(path: str) -> IndexContents:
   """Reads a version 1 or 2 file; a ValueError names the file and the defect."""
   try:
-    with open(path, "rb") as f:
+    with open_regular(path, "index file") as f:  # a named pipe is refused, never waited on
       data = f.read()
   except FileNotFoundError:
     raise FileNotFoundError(f"index file {path} not found; build one with python -m jaxhash.index "
