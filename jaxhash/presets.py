@@ -95,3 +95,38 @@ def lite0_transfer(config, accelerator: bool):
   config.train.checkpoint_every, config.train.log_every = 1000, 100
   config.eval.rerank = True
   return config
+
+
+def paper_cpu(config):
+  """The papers' CIFAR-10 protocol (cifar10-2: 10,000 test queries, the 50,000 training images
+  train and are the database) on two CPU cores; the values were chosen by measurement
+  (benchmarks/cifar10_paper_protocol.py). No flips: the cache then serves every code length,
+  method and protocol over the CIFAR-10 images."""
+  return pretrained_cached(config, "cifar10-2", 160, "4", 2.0, 2e-4, flip=False)
+
+
+def photos(config, image_size: int):
+  """A user's own photos (protocol custom): EfficientNet-Lite0's ImageNet features, the last
+  stages trained on cached activations, with flips; sized for a few thousand images on a CPU."""
+  return pretrained_cached(config, "custom", image_size, "4", 10.0, 2e-4, flip=True)
+
+
+def custom_photos(config, arg):
+  """The ``configs/*_custom.py`` recipe: pretrained (``photos``) by default, ``lenet`` from
+  scratch; ``size=`` and ``bits=`` after ``:``."""
+  from jaxhash.config import parse_config_arg
+
+  variants, values = parse_config_arg(arg, ("lenet",), {"bits": 48, "size": 0})
+  lenet = "lenet" in variants
+  size = values["size"] or (64 if lenet else 224)
+  if lenet:
+    lenet_from_scratch(config, 0.01, 30.0, IMAGENET_MEAN, IMAGENET_STD)
+    config.data.protocol = "custom"
+    config.data.image_size = config.data.crop = size
+    config.data.pad, config.data.flip = size // 8, True
+    config.train.checkpoint_every = 200
+  else:
+    photos(config, size)
+  config.method.bits = values["bits"]
+  config.name = f"{config.method.name}_custom{'_lenet' if lenet else ''}_{config.method.bits}"
+  return config

