@@ -23,9 +23,9 @@ from jaxhash.io_utils import atomic_write_text
 
 MODES = ("codes", "rerank")
 METHODS = {"dlbhc": "DLBHC", "hashnet": "HashNet"}
-DATASETS = {"mnist10k": "MNIST t10k", "mnist": "MNIST", "cifar10": "CIFAR-10",
-            "cifar10-2": "CIFAR-10", "imagenet100": "ImageNet-100", "nuswide": "NUS-WIDE",
-            "coco": "MS-COCO"}
+DATASETS = {"mnist10k": "MNIST t10k", "mnist": "MNIST", "mnist-unseen": "MNIST",
+            "cifar10": "CIFAR-10", "cifar10-2": "CIFAR-10", "cifar10-unseen": "CIFAR-10",
+            "imagenet100": "ImageNet-100", "nuswide": "NUS-WIDE", "coco": "MS-COCO"}
 COLUMNS = ("method", "dataset", "protocol", "bits", "queries", "database", "R", "mAP@R",
            "HashNet-convention mAP@R", "re-ranked mAP@R", "P@radius", "published")
 

@@ -79,7 +79,7 @@ class _Unpickler(pickle.Unpickler):
   def __init__(self, file, path: str):
     super().__init__(file)
     self.path = path
-    self.storages: dict[str, tuple[np.dtype, int]] = {}  # key -> (dtype, element count)
+    self.storages: dict[str, np.dtype] = {}  # key -> dtype of the storages the pickle names
 
   def find_class(self, module: str, name: str):
     if (module, name) not in _GLOBALS:
@@ -89,12 +89,12 @@ class _Unpickler(pickle.Unpickler):
     return _GLOBALS[(module, name)]
 
   def persistent_load(self, saved_id):
-    if not (isinstance(saved_id, tuple) and len(saved_id) in (5, 6) and _text(saved_id[0]) == "storage"
-            and isinstance(saved_id[1], _StorageType)):
+    if not (isinstance(saved_id, tuple) and len(saved_id) in (5, 6)
+            and _text(saved_id[0]) == "storage" and isinstance(saved_id[1], _StorageType)):
       raise ValueError(f"{self.path}: unsupported persistent id {saved_id!r}; only tensor storages "
                        "can be read without torch.")
-    storage_type, key, numel = saved_id[1], _text(saved_id[2]), saved_id[4]
-    self.storages.setdefault(key, (storage_type.dtype, int(numel)))
+    storage_type, key = saved_id[1], _text(saved_id[2])
+    self.storages.setdefault(key, storage_type.dtype)
     view = saved_id[5] if len(saved_id) == 6 else None  # legacy: (view key, offset, size) or None
     return key, storage_type.dtype, int(view[1]) if view else 0
 
@@ -127,11 +127,12 @@ def _load_zip(path: str) -> Any:
     unpickler = _Unpickler(io.BytesIO(archive.read(pickles[0])), path)
     result = unpickler.load()
     flat = {}
-    for key, (dtype, _) in unpickler.storages.items():
+    for key, dtype in unpickler.storages.items():
       try:
         data = archive.read(f"{prefix}data/{key}")
       except KeyError:
-        raise ValueError(f"{path} lacks the storage {prefix}data/{key}; the file is damaged.") from None
+        raise ValueError(f"{path} lacks the storage {prefix}data/{key}; the file is damaged.") \
+            from None
       flat[key] = _storage_array(data, dtype, order, path)
   return _materialize(result, flat, path)
 
@@ -149,13 +150,15 @@ def _load_legacy(f, path: str) -> Any:
   unpickler = _Unpickler(f, path)
   result = unpickler.load()
   flat = {}
-  for key in _Unpickler(f, path).load():
-    dtype = unpickler.storages[_text(key)][0]
+  for key in map(_text, _Unpickler(f, path).load()):
+    if key not in unpickler.storages:
+      raise ValueError(f"{path} stores a storage {key} that no tensor uses; the file is damaged.")
+    dtype = unpickler.storages[key]
     numel = int.from_bytes(f.read(8), "little")
     data = f.read(numel * dtype.itemsize)
     if len(data) != numel * dtype.itemsize:
-      raise ValueError(f"{path} ends inside the storage {_text(key)}; the file is truncated.")
-    flat[_text(key)] = _storage_array(data, dtype, "little", path)
+      raise ValueError(f"{path} ends inside the storage {key}; the file is truncated.")
+    flat[key] = _storage_array(data, dtype, "little", path)
   return _materialize(result, flat, path)
 
 
@@ -179,7 +182,8 @@ def _materialize(obj, storages: dict[str, np.ndarray], path: str):
 
 def _view(tensor: _Tensor, storages: dict[str, np.ndarray], path: str) -> np.ndarray:
   if tensor.key not in storages:
-    raise ValueError(f"{path}: the storage {tensor.key} of a tensor is missing; the file is damaged.")
+    raise ValueError(f"{path}: the storage {tensor.key} of a tensor is missing; the file is "
+                     "damaged.")
   flat = storages[tensor.key]
   if len(tensor.size) == len(tensor.stride) and 0 in tensor.size:
     return np.zeros(tensor.size, tensor.dtype)
