@@ -236,6 +236,7 @@ def test_training_end_to_end_on_mnist_unseen(tmp_path):
   train_classes, test_classes = write_mnist_idx(tmp_path / "mnist", 1200, 400)
   config = load_config("test", "steps=2").unlock()
   config.data.protocol, config.data.dir = "mnist-unseen", str(tmp_path / "mnist")  # IDX files
+  config.eval.classifier_baseline = True  # a ten-way classifier that never saw classes 7-9
   workdir = tmp_path / "run"
   results = trainer.train_and_evaluate(config.lock(), str(workdir))
   split = protocols.load_split(str(workdir / "splits"))  # indices: train group, then test group
@@ -246,3 +247,4 @@ def test_training_end_to_end_on_mnist_unseen(tmp_path):
   assert json.loads((workdir / "model.json").read_text())["num_classes"] == 10
   assert results["protocol"] == "mnist-unseen" and results["step"] == 2
   assert 0.0 < results["codes"]["map@all"] <= 1.0
+  assert results["classifier"]["bits"] == 10 and 0.0 < results["classifier"]["map@all"] <= 1.0
