@@ -76,6 +76,7 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.eval.rerank = True  # also report coarse-to-fine (re-ranked by fc7 distance)
   c.eval.rerank_pool = 1000  # candidate pool: the m nearest codes ...
   c.eval.rerank_radius = -1  # ... or, when >= 0, all codes within this Hamming radius
+  c.eval.classifier_baseline = False  # also rank by predicted class: a classifier baseline (dlbhc)
   c.eval.plots = True  # draw RUN/plots/*.png after evaluating (python -m jaxhash.plots redraws)
   return c
 
@@ -119,6 +120,9 @@ def validate(config) -> None:
   _check_ranges(config)
   parse_int_list(config.eval.precision_at, "eval.precision_at")
   map_at(config)
+  if config.eval.classifier_baseline and not get_method(config.method.name).classifies:
+    raise ValueError(f"config.eval.classifier_baseline=True needs a method with a classifier head "
+                     f"(dlbhc); {config.method.name} has none: set it to False.")
 
 
 def frozen_stages(config) -> int:

@@ -7,15 +7,18 @@ import numpy as np
 
 from jaxhash.data.augment import preprocess
 from jaxhash.data.batches import eval_batches
+from jaxhash.evaluation import classifier as classifier_baseline
 from jaxhash.progress import Stage
 from jaxhash.retrieval import pack_bits
 
 
-def make_encoder(model, method, data_config, start: int = 0):
+def make_encoder(model, method, data_config, start: int = 0, classifier: bool = False):
   """A jitted ``(variables, inputs) -> (bool codes, fc7 features)``.
 
   ``variables``: ``{"params", "batch_stats"}``; ``inputs``: uint8 images, or with ``start`` > 0
   the activations of the backbone's first ``start`` stages (``jaxhash.feature_cache``).
+  ``classifier``: the codes are a pair, the method's and the one-hot code of the predicted class
+  (``jaxhash.evaluation.classifier``, from the head's ``logits``), both from one forward pass.
   """
 
   @jax.jit
@@ -25,7 +28,10 @@ def make_encoder(model, method, data_config, start: int = 0):
     else:
       inputs = preprocess(inputs, None, data_config, train=False)
     outputs = model.apply(variables, inputs, start=start)
-    return method.binarize(outputs), outputs["features"]
+    codes = method.binarize(outputs)
+    if classifier:
+      codes = (codes, classifier_baseline.codes(outputs["logits"]))
+    return codes, outputs["features"]
 
   return encode
 
@@ -35,6 +41,9 @@ def encode_indices(encoder, variables, images, indices: np.ndarray, batch_size: 
                    label: str = "encoding") -> tuple[np.ndarray, np.ndarray | None]:
   """Packed codes uint32 (len(indices), W) and, if asked, float32 features of the given images.
 
+  An encoder that gives several codes (``make_encoder(classifier=True)``) gets packed codes in the
+  same structure (a pair).
+
   ``sharding``: how each batch is laid out over devices (default: JAX's default device).
   A progress line named ``label`` appears when encoding takes more than a few seconds.
   """
@@ -42,8 +51,9 @@ def encode_indices(encoder, variables, images, indices: np.ndarray, batch_size: 
   with Stage(label, len(indices)) as stage:
     for batch, valid in eval_batches(images, indices, batch_size):
       bits, feats = encoder(variables, jax.device_put(batch, sharding))
-      codes.append(pack_bits(np.asarray(bits)[:valid]))
+      codes.append(jax.tree.map(lambda b: pack_bits(np.asarray(b)[:valid]), bits))
       if with_features:
         features.append(np.asarray(feats, dtype=np.float32)[:valid])
       stage.advance(valid)
-  return np.concatenate(codes), (np.concatenate(features) if with_features else None)
+  words = jax.tree.map(lambda *parts: np.concatenate(parts), *codes)
+  return words, (np.concatenate(features) if with_features else None)

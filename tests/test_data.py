@@ -186,3 +186,65 @@ def test_training_end_to_end_through_list_files(tmp_path):
   results = trainer.train_and_evaluate(config.lock(), str(tmp_path / "run"))
   assert results["num_queries"] == 12 and results["num_database"] == 24 and results["step"] == 1
   assert 0.0 <= results["codes"]["map@all"] <= 1.0
+
+
+@pytest.mark.parametrize("name", ["mnist-unseen", "cifar10-unseen"])
+def test_unseen_protocols_share_no_class_between_training_and_retrieval(name):
+  ds = synthetic({"train": 600, "test": 200})
+  split = protocols.make_split(protocols.get_protocol(name), ds, seed=0)
+  classes = lambda indices: set(ds.labels[indices].argmax(axis=1).tolist())
+  assert classes(split.train) == set(range(7))
+  assert classes(split.query) == classes(split.database) == {7, 8, 9}
+  assert not classes(split.train) & (classes(split.query) | classes(split.database))
+  # Every train image is in the training set or the database, every test image of 7-9 a query.
+  assert sorted(np.concatenate([split.train, split.database])) == list(ds.groups["train"])
+  assert set(split.query) == {i for i in ds.groups["test"] if ds.labels[i].argmax() >= 7}
+
+
+def test_unseen_protocol_needs_single_labels_and_both_kinds_of_class():
+  proto = protocols.get_protocol("cifar10-unseen")
+  ds = synthetic({"train": 30, "test": 10})
+  with_labels = lambda labels: Dataset(ds.name, ds.images, labels, ds.groups)
+  also_class_0 = np.maximum(ds.labels, one_hot(np.zeros(40, int), 10))
+  with pytest.raises(ValueError, match="need single-label data"):
+    protocols.make_split(proto, with_labels(also_class_0), seed=0)
+  classes_0_to_6 = one_hot(np.arange(40) % 7, 10)
+  with pytest.raises(ValueError, match="leaves the query and database set empty"):
+    protocols.make_split(proto, with_labels(classes_0_to_6), seed=0)
+
+
+def write_mnist_idx(directory, train: int, test: int):
+  """The embedded t10k's first ``train`` images written as MNIST's train files, the next ``test``
+  as its t10k files; returns both parts' classes."""
+  from jaxhash.data import idx
+
+  ds = sources.embedded_mnist()
+  images, classes = ds.images[..., 0], ds.labels.argmax(axis=1).astype(np.uint8)
+  for prefix, part in (("train", slice(0, train)), ("t10k", slice(train, train + test))):
+    idx.write_idx(str(directory / f"{prefix}-images-idx3-ubyte"), images[part])
+    idx.write_idx(str(directory / f"{prefix}-labels-idx1-ubyte"), classes[part])
+  return ds.labels[:train].argmax(axis=1), ds.labels[train:train + test].argmax(axis=1)
+
+
+def test_training_end_to_end_on_mnist_unseen(tmp_path):
+  import json
+
+  from conftest import load_config
+  from jaxhash import trainer
+
+  (tmp_path / "mnist").mkdir()
+  train_classes, test_classes = write_mnist_idx(tmp_path / "mnist", 1200, 400)
+  config = load_config("test", "steps=2").unlock()
+  config.data.protocol, config.data.dir = "mnist-unseen", str(tmp_path / "mnist")  # IDX files
+  config.eval.classifier_baseline = True  # a ten-way classifier that never saw classes 7-9
+  workdir = tmp_path / "run"
+  results = trainer.train_and_evaluate(config.lock(), str(workdir))
+  split = protocols.load_split(str(workdir / "splits"))  # indices: train group, then test group
+  assert set(train_classes[split.train]) == set(range(7))
+  assert set(train_classes[split.database]) == set(test_classes[split.query - 1200]) == {7, 8, 9}
+  assert results["num_queries"] == (test_classes >= 7).sum() == len(split.query)
+  assert results["num_database"] == (train_classes >= 7).sum() == len(split.database)
+  assert json.loads((workdir / "model.json").read_text())["num_classes"] == 10
+  assert results["protocol"] == "mnist-unseen" and results["step"] == 2
+  assert 0.0 < results["codes"]["map@all"] <= 1.0
+  assert results["classifier"]["bits"] == 10 and 0.0 < results["classifier"]["map@all"] <= 1.0

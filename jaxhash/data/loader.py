@@ -1,7 +1,7 @@
 """Chooses and reads the data source a config asks for (``config.data.source``, ``auto`` by default).
 
 ``auto``: protocol ``mnist10k`` reads the embedded MNIST; with ``config.data.dir`` set, ``mnist``
-reads IDX files, a directory holding list files (``train.txt``, ``test.txt``, ...) is read through
+and ``mnist-unseen`` read IDX files, a directory holding list files (``train.txt``, ``test.txt``, ...) is read through
 them, and any other directory as an image folder; otherwise the protocol's TFDS dataset.
 """
 
@@ -29,7 +29,7 @@ def resolve_source(data_config, protocol: Protocol) -> str:
   if protocol.name == "mnist10k":
     return "embedded"
   if data_config.dir:
-    if protocol.name == "mnist":
+    if protocol.tfds_name == "mnist":  # mnist, mnist-unseen
       return "idx"
     listed = [g for g in (protocol.groups or CUSTOM_GROUPS)
               if os.path.isfile(os.path.join(data_config.dir, f"{g}.txt"))]

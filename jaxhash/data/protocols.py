@@ -8,6 +8,17 @@ rerun. Indices refer to the :class:`Dataset` the protocol's source produced.
 optionally ``database`` (default: the training set), it uses them as they are; given one image set
 (an image folder ``root/<class>/*``, or one list file), it draws ``data.query_fraction`` of it as
 queries and makes the rest the database, of which ``data.train_fraction`` trains the model.
+
+``cifar10-unseen`` and ``mnist-unseen`` measure retrieval among classes the network never saw, after
+A. Sablayrolles, M. Douze, N. Usunier, H. Jégou, "How should we evaluate supervised hashing?"
+(ICASSP 2017), who found that on the standard protocols a classifier's predicted class, used as a
+code, beats most supervised hashing methods, and proposed training on 75% of the classes and
+searching the others. The first three quarters of the classes (rounded down) are seen; of ten:
+the training set is the train group's images of classes 0–6, the queries are the test group's
+images of classes 7–9 and the database the train group's images of classes 7–9. Labels stay as
+they are: DLBHC's classifier keeps the dataset's ten outputs, of which 7–9 are never a training
+target, so a class index means one thing everywhere (labels, ``model.json``, relevance by the true
+labels of the unseen classes, the classifier baseline) and no remapped second numbering exists.
 """
 
 from __future__ import annotations
@@ -79,6 +90,30 @@ def _cifar10_sampled(ds: Dataset, rng, data_config) -> Split:
   return Split(train=train, query=query, database=database)
 
 
+def _unseen_classes(ds: Dataset, rng, data_config) -> Split:
+  """Training on the seen classes' train images; queries (test) and database (train) from the
+  others (module docstring)."""
+  del rng, data_config
+  if not (ds.labels.sum(axis=1) == 1).all():
+    raise ValueError(f"{ds.name}: the unseen-class protocols need single-label data (one class per "
+                     "image); use another protocol for multi-label data.")
+  num_seen = seen_classes(ds.num_classes)
+  seen = ds.labels.argmax(axis=1) < num_seen
+  train, test = ds.groups["train"], ds.groups["test"]
+  split = Split(train=train[seen[train]], query=test[~seen[test]], database=train[~seen[train]])
+  empty = [name for name in SPLIT_NAMES if not len(getattr(split, name))]
+  if empty:
+    raise ValueError(f"{ds.name}: the unseen-class split (classes 0-{num_seen - 1} of "
+                     f"{ds.num_classes} seen) leaves the {' and '.join(empty)} set empty; the data "
+                     "needs images of both the seen and the unseen classes (check config.data.limit).")
+  return split
+
+
+def seen_classes(num_classes: int) -> int:
+  """How many leading classes the unseen-class protocols train on: three quarters, rounded down."""
+  return num_classes * 3 // 4
+
+
 def _released_lists(ds: Dataset, rng, data_config) -> Split:
   """train.txt / test.txt / database.txt of the HashNet and DeepHash releases, used as given."""
   del rng, data_config
@@ -127,6 +162,8 @@ PROTOCOLS = {
         Protocol("mnist", ("train", "test"), "mnist", ("all", 1000), _test_queries_train_database),
         Protocol("cifar10", ("train", "test"), "cifar10", ("all", 1000), _cifar10_sampled),
         Protocol("cifar10-2", ("train", "test"), "cifar10", ("all", 1000), _test_queries_train_database),
+        Protocol("mnist-unseen", ("train", "test"), "mnist", ("all", 1000), _unseen_classes),
+        Protocol("cifar10-unseen", ("train", "test"), "cifar10", ("all", 1000), _unseen_classes),
         Protocol("imagenet100", ("train", "test", "database"), None, (1000,), _released_lists),
         Protocol("nuswide", ("train", "test", "database"), None, (5000,), _released_lists),
         Protocol("coco", ("train", "test", "database"), None, (5000,), _released_lists),

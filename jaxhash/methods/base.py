@@ -28,6 +28,8 @@ class Method:
   defaults: Callable[[], dict[str, Any]]
   # method config -> None, raising ValueError naming a bad ``config.method`` key.
   validate: Callable[[ml_collections.ConfigDict], None] = lambda config: None
+  # whether the head outputs class ``logits`` (a classifier): ``config.eval.classifier_baseline``.
+  classifies: bool = False
 
 
 class HashModel(nn.Module):

@@ -52,4 +52,5 @@ METHOD = Method(
     loss=classification_loss,
     binarize=binarize,
     defaults=defaults,
+    classifies=True,
 )

