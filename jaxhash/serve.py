@@ -16,6 +16,7 @@ Needs the serve extra: pip install "jaxhash[serve]".
 from __future__ import annotations
 
 import argparse
+import gc
 import socket
 import sys
 
@@ -74,6 +75,9 @@ def _run(args) -> None:
   sock = _listen(args.host, args.port)
   engine = Engine(hasher, catalog, max_batch=args.max_batch, window=args.batch_window_ms / 1e3)
   engine.warm_up()
+  # The run, the index and JAX's caches live as long as the server: frozen, the garbage collector
+  # stops walking them at every collection (a quarter of a loaded server's CPU time otherwise).
+  gc.freeze()
   app = create_app(engine, max_body=int(args.max_body_mb * 2**20))
   host, port = sock.getsockname()[:2]
   print(f"serving {len(catalog)} items ({hasher.bits}-bit {hasher.method} codes, {hasher.workdir} "

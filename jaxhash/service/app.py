@@ -49,28 +49,22 @@ def create_app(engine, *, max_body: int = 8 << 20, max_k: int = MAX_K):
                                                                   route[1:])).read_bytes()
           for route in _PAGE}
 
-  def check_query(k: int, radius: int | None) -> None:
-    if not 1 <= k <= max_k:
-      raise RequestError(400, f"k={k} is out of range: ask for 1 to {max_k} results.")
-    if radius is not None and radius < 0:
-      raise RequestError(400, f"radius={radius} must be >= 0 (a Hamming distance).")
-
-  @app.post("/search", summary="The nearest items of an image, of codes, or of stored items")
-  async def search(request: Request, k: int = 10, radius: int | None = None, rerank: bool = False):
+  @app.post("/search", summary="The nearest items of an image, of codes, or of stored items",
+            openapi_extra={"parameters": _SEARCH_PARAMETERS})
+  async def search(request: Request):
     """Send an image (multipart field ``image``, or the raw bytes) for ``{"results": [{"rank",
     "id", "path", "distance"}, ...], "bits", "took_ms"}``; or JSON ``{"codes": [...]}`` (bits or
     packed uint32 words per code) or ``{"ids": [...]}`` for ``"results"`` holding one list per
-    code or id. ``radius`` keeps results within that Hamming distance; ``rerank`` re-ranks by fc7
-    features (an index built with ``--features``)."""
+    code or id."""
     started = time.perf_counter()
-    check_query(k, radius)
+    k, radius, rerank = _search_parameters(request.query_params, max_k)
+    body = await request.body()
     if request.headers.get("content-type", "").startswith("application/json"):
-      codes, item_ids = _stored_query(await request.body(), catalog.index.nbits)
+      codes, item_ids = _stored_query(body, catalog.index.nbits)
       future = engine.search_stored(k, radius, rerank, codes=codes, item_ids=item_ids)
     else:
-      data = await _image_bytes(request, many=False)
-      image = await run_in_threadpool(uploads.decode, hasher, data[0][1])
-      future = engine.search_image(image, k, radius, rerank)
+      (_, data), = _images(request, body, many=False)
+      future = engine.search_image(await uploads.decode(hasher, data), k, radius, rerank)
     results = await asyncio.wrap_future(future)
     took = (time.perf_counter() - started) * 1e3
     stats.record_search(took)
@@ -93,11 +87,11 @@ def create_app(engine, *, max_body: int = 8 << 20, max_k: int = MAX_K):
     """Multipart fields ``image`` (one or more) and optionally ``id`` (one per image), or the raw
     bytes of one image with ``?id=``. Ids default to the image's SHA-256 (16 hex digits)."""
     require_writable()
-    data = await _image_bytes(request, many=True, raw_id=id)
+    data = _images(request, await request.body(), many=True, raw_id=id)
     images = []
     for number, (item_id, content) in enumerate(data, 1):
-      name = f"image {number}" if len(data) > 1 else "the image"
-      images.append(await run_in_threadpool(uploads.decode, hasher, content, name))
+      name = f"image {number}" if len(data) > 1 else "the uploaded file"
+      images.append(await uploads.decode(hasher, content, name))
     files = [(item_id or digest_id(content), uploads.extension(content), content)
              for item_id, content in data]
     paths = await asyncio.wrap_future(engine.add(files, np.stack(images)))
@@ -134,27 +128,58 @@ def create_app(engine, *, max_body: int = 8 << 20, max_k: int = MAX_K):
   return stats.middleware(BodyLimit(app, max_body))
 
 
-async def _image_bytes(request: Request, many: bool, raw_id: str | None = None):
+def _images(request: Request, body: bytes, many: bool, raw_id: str | None = None):
   """``[(id or None, bytes), ...]``: the multipart ``image`` files (one unless ``many``) with
   their ``id`` fields, or the raw body as one image with ``raw_id``."""
-  if not request.headers.get("content-type", "").startswith("multipart/form-data"):
-    body = await request.body()
+  kind = request.headers.get("content-type", "")
+  if not kind.startswith("multipart/form-data"):
     if not body:
       raise RequestError(400, "the request body is empty; send an image (multipart field 'image', "
                          "or the raw bytes).")
     return [(_checked_id(raw_id), body)]
-  async with request.form(max_files=256, max_fields=256) as form:
-    files = form.getlist("image")
-    ids = [_checked_id(str(i)) for i in form.getlist("id")]
-    if not files or any(isinstance(f, str) for f in files):
-      raise RequestError(400, "no image file in the multipart field 'image'; send the image as a "
-                         "file field named 'image'.")
-    if len(files) > 1 and not many:
-      raise RequestError(400, f"{len(files)} images in one search; send one image per request.")
-    if ids and len(ids) != len(files):
-      raise RequestError(400, f"{len(ids)} 'id' fields for {len(files)} images; send one id per "
-                         "image, or none.")
-    return [(ids[i] if ids else None, await f.read()) for i, f in enumerate(files)]
+  parts = uploads.form_parts(body, kind)
+  files = [data for name, filename, data in parts if name == "image"]
+  ids = [_checked_id(data.decode("utf-8", "replace")) for name, _, data in parts if name == "id"]
+  if not files:
+    raise RequestError(400, "no multipart field 'image'; send the image as a file field named "
+                       "'image'.")
+  if len(files) > 1 and not many:
+    raise RequestError(400, f"{len(files)} images in one search; send one image per request.")
+  if ids and len(ids) != len(files):
+    raise RequestError(400, f"{len(ids)} 'id' fields for {len(files)} images; send one id per "
+                       "image, or none.")
+  return [(ids[i] if ids else None, data) for i, data in enumerate(files)]
+
+
+def _search_parameters(query, max_k: int) -> tuple[int, int | None, bool]:
+  """``(k, radius, rerank)`` from the query string, each checked, with the fix when wrong."""
+  def integer(name, default):
+    text = query.get(name)
+    if text is None:
+      return default
+    try:
+      return int(text)
+    except ValueError:
+      raise RequestError(400, f"{name}={text[:40]!r} is not an integer.") from None
+
+  k, radius = integer("k", 10), integer("radius", None)
+  if not 1 <= k <= max_k:
+    raise RequestError(400, f"k={k} is out of range: ask for 1 to {max_k} results.")
+  if radius is not None and radius < 0:
+    raise RequestError(400, f"radius={radius} must be >= 0 (a Hamming distance).")
+  rerank = query.get("rerank", "false").lower()
+  if rerank not in ("true", "false", "1", "0"):
+    raise RequestError(400, f"rerank={rerank[:40]!r} must be true or false.")
+  return k, radius, rerank in ("true", "1")
+
+
+_SEARCH_PARAMETERS = [
+    {"name": "k", "in": "query", "schema": {"type": "integer", "default": 10, "minimum": 1,
+                                            "maximum": MAX_K}, "description": "results per query"},
+    {"name": "radius", "in": "query", "schema": {"type": "integer", "minimum": 0},
+     "description": "keep only results within this Hamming distance"},
+    {"name": "rerank", "in": "query", "schema": {"type": "boolean", "default": False},
+     "description": "re-rank by fc7 features (an index built with --features)"}]
 
 
 def _checked_id(item_id: str | None) -> str | None:

@@ -136,7 +136,9 @@ class Engine:
       rerank, k = key > 0, max(query.k for query in group)
       try:
         self._check_searchable(rerank)
-        found = search_images(self.catalog.index, self.hasher, np.stack([q.image for q in group]),
+        images = np.stack([q.image for q in group])
+        padding = np.zeros((_rounded(len(group)) - len(group), *images.shape[1:]), np.uint8)
+        found = search_images(self.catalog.index, self.hasher, np.concatenate([images, padding]),
                               k if rerank else _rounded(k), None, rerank)
       except Exception as error:
         for query in group:
@@ -210,7 +212,8 @@ class Engine:
 
 
 def _rounded(k: int) -> int:
-  """k rounded up to a power of two: the index search compiles one program per k."""
+  """k rounded up to a power of two: the search compiles one program per k and per few-query
+  batch size, so batches are padded with blank images to a power of two too."""
   return 1 << (k - 1).bit_length()
 
 
