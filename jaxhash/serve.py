@@ -54,10 +54,12 @@ def _listen(host: str, port: int) -> socket.socket:
   return sock
 
 
-def _run(args) -> None:
+def make_app(index: str, workdir: str | None = None, *, writable: bool = False,
+             items: str | None = None, max_body_mb: float = 8.0, max_batch: int = 64,
+             batch_window_ms: float = 2.0):
+  """The service's ASGI app over ``index``, warmed up: what the command serves (the tests too).
+  The engine starts and stops with the app's lifespan."""
   try:
-    import uvicorn
-
     from jaxhash.service.app import create_app
   except ModuleNotFoundError as error:
     raise ImportError(f"python -m jaxhash.serve needs the serve extra ({error.name} is not "
@@ -66,25 +68,38 @@ def _run(args) -> None:
   from jaxhash.service.catalog import Catalog
   from jaxhash.service.engine import Engine
 
-  for name, value, low in [("--max-body-mb", args.max_body_mb, 0), ("--max-batch", args.max_batch, 0),
-                           ("--batch-window-ms", args.batch_window_ms, -1e-9)]:
-    if not value > low:
-      raise ValueError(f"{name} {value} must be > {max(low, 0):g}.")
-  catalog = Catalog(args.index, args.items, writable=args.writable)
-  hasher = hasher_for(catalog.index, args.workdir)
-  sock = _listen(args.host, args.port)
-  engine = Engine(hasher, catalog, max_batch=args.max_batch, window=args.batch_window_ms / 1e3)
+  for name, value in [("--max-body-mb", max_body_mb), ("--max-batch", max_batch)]:
+    if not value > 0:
+      raise ValueError(f"{name} {value} must be > 0.")
+  if batch_window_ms < 0:
+    raise ValueError(f"--batch-window-ms {batch_window_ms} must be >= 0.")
+  catalog = Catalog(index, items, writable=writable)
+  engine = Engine(hasher_for(catalog.index, workdir), catalog, max_batch=max_batch,
+                  window=batch_window_ms / 1e3)
   engine.warm_up()
+  return create_app(engine, max_body=int(max_body_mb * 2**20))
+
+
+def _run(args) -> None:
+  sock = _listen(args.host, args.port)
+  app = make_app(args.index, args.workdir, writable=args.writable, items=args.items,
+                 max_body_mb=args.max_body_mb, max_batch=args.max_batch,
+                 batch_window_ms=args.batch_window_ms)
+  import uvicorn
+
   # The run, the index and JAX's caches live as long as the server: frozen, the garbage collector
   # stops walking them at every collection (a quarter of a loaded server's CPU time otherwise).
   gc.freeze()
-  app = create_app(engine, max_body=int(args.max_body_mb * 2**20))
   host, port = sock.getsockname()[:2]
-  print(f"serving {len(catalog)} items ({hasher.bits}-bit {hasher.method} codes, {hasher.workdir} "
-        f"step {hasher.step}{', writable' if args.writable else ''}) at http://"
-        f"{f'[{host}]' if ':' in host else host}:{port}/", file=sys.stderr, flush=True)
-  uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                timeout_graceful_shutdown=5)).run(sockets=[sock])
+  engine = app.state.engine
+  print(f"serving {len(engine.catalog)} items ({engine.hasher!r}{', writable' if args.writable else ''}) "
+        f"at http://{f'[{host}]' if ':' in host else host}:{port}/", file=sys.stderr, flush=True)
+  try:
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
+                                  timeout_graceful_shutdown=5)).run(sockets=[sock])
+  except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C (SIGINT) it stopped on: a normal stop
+    pass
+  print("stopped.", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -27,7 +27,7 @@ from jaxhash.service import uploads
 from jaxhash.service.catalog import ID_PATTERN, digest_id
 from jaxhash.service.errors import RequestError
 from jaxhash.service.limits import BodyLimit
-from jaxhash.service.stats import Stats
+from jaxhash.service.stats import CountResponses
 
 MAX_K = 1000
 _PAGE = {"/": "text/html", "/page.css": "text/css", "/page.js": "text/javascript"}
@@ -125,7 +125,10 @@ def create_app(engine, *, max_body: int = 8 << 20, max_k: int = MAX_K):
                          "delete items.")
 
   _install_error_handlers(app)
-  return stats.middleware(BodyLimit(app, max_body))
+  app.add_middleware(BodyLimit, limit=max_body)
+  app.add_middleware(CountResponses, stats=stats)  # the outermost: counts 413s too
+  app.state.engine = engine
+  return app
 
 
 def _images(request: Request, body: bytes, many: bool, raw_id: str | None = None):

@@ -15,16 +15,6 @@ class Stats:
     self._latencies = collections.deque(maxlen=window)  # the last `window` searches, in ms
     self.batches = self.batched = 0
 
-  def middleware(self, app):
-    """``app`` counting each response by its status."""
-    async def counted(scope, receive, send):
-      async def send_counted(message):
-        if message["type"] == "http.response.start":
-          self.requests[message["status"]] += 1
-        await send(message)
-      await app(scope, receive, send_counted if scope["type"] == "http" else send)
-    return counted
-
   def record_search(self, milliseconds: float) -> None:
     self._latencies.append(milliseconds)
 
@@ -42,3 +32,21 @@ class Stats:
             "search_latency_ms": {"last": int(latencies.size), **percentiles},
             "batches": self.batches,
             "mean_batch": round(self.batched / self.batches, 3) if self.batches else 0.0}
+
+
+class CountResponses:
+  """ASGI middleware counting each response by its status into ``stats``."""
+
+  def __init__(self, app, stats: Stats):
+    self.app, self.stats = app, stats
+
+  async def __call__(self, scope, receive, send):
+    if scope["type"] != "http":
+      return await self.app(scope, receive, send)
+
+    async def counted(message):
+      if message["type"] == "http.response.start":
+        self.stats.requests[message["status"]] += 1
+      await send(message)
+
+    await self.app(scope, receive, counted)
