@@ -91,7 +91,7 @@ def _run(args) -> None:
   # stops walking them at every collection (a quarter of a loaded server's CPU time otherwise).
   gc.freeze()
   host, port = sock.getsockname()[:2]
-  engine = app.state.engine
+  engine = app.engine
   print(f"serving {len(engine.catalog)} items ({engine.hasher!r}{', writable' if args.writable else ''}) "
         f"at http://{f'[{host}]' if ':' in host else host}:{port}/", file=sys.stderr, flush=True)
   try:

@@ -15,7 +15,6 @@ import threading
 import time
 import urllib.request
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -309,7 +308,8 @@ def test_sigkill_during_adds_keeps_every_acknowledged_image(indexed, tmp_path):
       acknowledged.append(answer["added"][0]["id"])
 
   with concurrent.futures.ThreadPoolExecutor(2) as pool:
-    searcher, adder = pool.submit(search), pool.submit(add)
+    pool.submit(search)
+    adder = pool.submit(add)
     while len(acknowledged) < 40:
       assert not adder.done(), adder.result()
       time.sleep(0.01)
@@ -382,11 +382,14 @@ def test_browser_page_shows_the_api_results(browser, live_server, indexed, tmp_p
   browser.find_element(By.ID, "file").send_keys(query)
 
   def shown(driver):
-    cells = driver.find_elements(By.CSS_SELECTOR, ".result")
-    loaded = driver.execute_script(
-        "return [...document.querySelectorAll('.result img')].every(i => i.complete && i.naturalWidth > 0)")
-    return [(c.get_attribute("data-id"), c.get_attribute("data-path"), int(c.get_attribute("data-distance")))
-            for c in cells] if len(cells) == 8 and loaded else None
+    """The grid as ``(id, path, distance)`` once its 8 images have loaded (read in one script, as
+    the page may redraw it meanwhile), else None."""
+    cells = driver.execute_script("""
+        const cells = [...document.querySelectorAll('.result')];
+        const loaded = cells.every(c => c.querySelector('img').complete &&
+                                        c.querySelector('img').naturalWidth > 0);
+        return loaded ? cells.map(c => [c.dataset.id, c.dataset.path, c.dataset.distance]) : null;""")
+    return [(i, p, int(d)) for i, p, d in cells] if cells and len(cells) == 8 else None
 
   grid = WebDriverWait(browser, 60).until(shown)
   with open(query, "rb") as f:

@@ -1,4 +1,5 @@
-"""The HTTP routes: the search API, the items, health and stats, and the web page.
+"""The HTTP app: the items, health and stats, the web page and the API's description in FastAPI,
+and ``POST /search`` as a plain ASGI handler in front of it (``search_route``).
 
 Every refused request is answered with a 4xx status and ``{"error": "<problem>; <fix>"}``: bad
 query parameters, bodies and images, unknown ids and routes, wrong methods. The index and the
@@ -9,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import mimetypes
-import time
 from importlib import resources
 
 import numpy as np
@@ -22,19 +21,19 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
-from jaxhash.retrieval.codes import num_words
-from jaxhash.service import uploads
-from jaxhash.service.catalog import ID_PATTERN, digest_id
+from jaxhash.service import search_route, uploads
+from jaxhash.service.catalog import digest_id
 from jaxhash.service.errors import RequestError
 from jaxhash.service.limits import BodyLimit
+from jaxhash.service.search_route import SearchRoute
 from jaxhash.service.stats import CountResponses
 
-MAX_K = 1000
 _PAGE = {"/": "text/html", "/page.css": "text/css", "/page.js": "text/javascript"}
 
 
-def create_app(engine, *, max_body: int = 8 << 20, max_k: int = MAX_K):
-  """The ASGI app over a started-on-startup ``engine``, refusing bodies over ``max_body`` bytes."""
+def create_app(engine, *, max_body: int = 8 << 20, max_k: int = search_route.MAX_K):
+  """The ASGI app over ``engine`` (started and stopped with the app's lifespan), refusing bodies
+  over ``max_body`` bytes."""
   catalog, hasher, stats = engine.catalog, engine.hasher, engine.stats
 
   @contextlib.asynccontextmanager
@@ -48,27 +47,6 @@ def create_app(engine, *, max_body: int = 8 << 20, max_k: int = MAX_K):
   page = {route: (resources.files("jaxhash.service") / "page" / ("index.html" if route == "/" else
                                                                   route[1:])).read_bytes()
           for route in _PAGE}
-
-  @app.post("/search", summary="The nearest items of an image, of codes, or of stored items",
-            openapi_extra={"parameters": _SEARCH_PARAMETERS})
-  async def search(request: Request):
-    """Send an image (multipart field ``image``, or the raw bytes) for ``{"results": [{"rank",
-    "id", "path", "distance"}, ...], "bits", "took_ms"}``; or JSON ``{"codes": [...]}`` (bits or
-    packed uint32 words per code) or ``{"ids": [...]}`` for ``"results"`` holding one list per
-    code or id."""
-    started = time.perf_counter()
-    k, radius, rerank = _search_parameters(request.query_params, max_k)
-    body = await request.body()
-    if request.headers.get("content-type", "").startswith("application/json"):
-      codes, item_ids = _stored_query(body, catalog.index.nbits)
-      future = engine.search_stored(k, radius, rerank, codes=codes, item_ids=item_ids)
-    else:
-      (_, data), = _images(request, body, many=False)
-      future = engine.search_image(await uploads.decode(hasher, data), k, radius, rerank)
-    results = await asyncio.wrap_future(future)
-    took = (time.perf_counter() - started) * 1e3
-    stats.record_search(took)
-    return JSONResponse({"results": results, "bits": hasher.bits, "took_ms": round(took, 3)})
 
   @app.get("/items/{item_id}/image", summary="The image of an indexed item")
   async def item_image(item_id: str):
@@ -87,7 +65,8 @@ def create_app(engine, *, max_body: int = 8 << 20, max_k: int = MAX_K):
     """Multipart fields ``image`` (one or more) and optionally ``id`` (one per image), or the raw
     bytes of one image with ``?id=``. Ids default to the image's SHA-256 (16 hex digits)."""
     require_writable()
-    data = _images(request, await request.body(), many=True, raw_id=id)
+    data = uploads.images(request.headers.get("content-type", ""), await request.body(),
+                          many=True, raw_id=id)
     images = []
     for number, (item_id, content) in enumerate(data, 1):
       name = f"image {number}" if len(data) > 1 else "the uploaded file"
@@ -124,101 +103,40 @@ def create_app(engine, *, max_body: int = 8 << 20, max_k: int = MAX_K):
       raise RequestError(403, "this server is read-only; start it with --writable to add or "
                          "delete items.")
 
+  search = SearchRoute(engine, max_k)
+  app.add_route("/search", search, methods=["POST"])  # reached by POST only via Service: 405s
   _install_error_handlers(app)
-  app.add_middleware(BodyLimit, limit=max_body)
-  app.add_middleware(CountResponses, stats=stats)  # the outermost: counts 413s too
-  app.state.engine = engine
-  return app
+  _document(app, "/search", search_route.OPENAPI)
+  return Service(app, search, engine, max_body)
 
 
-def _images(request: Request, body: bytes, many: bool, raw_id: str | None = None):
-  """``[(id or None, bytes), ...]``: the multipart ``image`` files (one unless ``many``) with
-  their ``id`` fields, or the raw body as one image with ``raw_id``."""
-  kind = request.headers.get("content-type", "")
-  if not kind.startswith("multipart/form-data"):
-    if not body:
-      raise RequestError(400, "the request body is empty; send an image (multipart field 'image', "
-                         "or the raw bytes).")
-    return [(_checked_id(raw_id), body)]
-  parts = uploads.form_parts(body, kind)
-  files = [data for name, filename, data in parts if name == "image"]
-  ids = [_checked_id(data.decode("utf-8", "replace")) for name, _, data in parts if name == "id"]
-  if not files:
-    raise RequestError(400, "no multipart field 'image'; send the image as a file field named "
-                       "'image'.")
-  if len(files) > 1 and not many:
-    raise RequestError(400, f"{len(files)} images in one search; send one image per request.")
-  if ids and len(ids) != len(files):
-    raise RequestError(400, f"{len(ids)} 'id' fields for {len(files)} images; send one id per "
-                       "image, or none.")
-  return [(ids[i] if ids else None, data) for i, data in enumerate(files)]
+class Service:
+  """The ASGI app: ``POST /search`` straight to its handler (see ``search_route``), the rest
+  through FastAPI; every request within the body limit and counted by status."""
+
+  def __init__(self, api: FastAPI, search: SearchRoute, engine, max_body: int):
+    self.api, self.search, self.engine = api, search, engine
+    self._app = CountResponses(BodyLimit(self._route, max_body), engine.stats)
+
+  async def __call__(self, scope, receive, send):
+    await self._app(scope, receive, send)
+
+  async def _route(self, scope, receive, send):
+    if scope["type"] == "http" and scope["path"] == "/search" and scope["method"] == "POST":
+      return await self.search(scope, receive, send)
+    await self.api(scope, receive, send)
 
 
-def _search_parameters(query, max_k: int) -> tuple[int, int | None, bool]:
-  """``(k, radius, rerank)`` from the query string, each checked, with the fix when wrong."""
-  def integer(name, default):
-    text = query.get(name)
-    if text is None:
-      return default
-    try:
-      return int(text)
-    except ValueError:
-      raise RequestError(400, f"{name}={text[:40]!r} is not an integer.") from None
+def _document(app: FastAPI, path: str, operations: dict) -> None:
+  """Adds a route that FastAPI does not describe (a plain ASGI one) to its /openapi.json."""
+  describe = app.openapi
 
-  k, radius = integer("k", 10), integer("radius", None)
-  if not 1 <= k <= max_k:
-    raise RequestError(400, f"k={k} is out of range: ask for 1 to {max_k} results.")
-  if radius is not None and radius < 0:
-    raise RequestError(400, f"radius={radius} must be >= 0 (a Hamming distance).")
-  rerank = query.get("rerank", "false").lower()
-  if rerank not in ("true", "false", "1", "0"):
-    raise RequestError(400, f"rerank={rerank[:40]!r} must be true or false.")
-  return k, radius, rerank in ("true", "1")
+  def openapi():
+    if app.openapi_schema is None:
+      describe()["paths"][path] = operations
+    return app.openapi_schema
 
-
-_SEARCH_PARAMETERS = [
-    {"name": "k", "in": "query", "schema": {"type": "integer", "default": 10, "minimum": 1,
-                                            "maximum": MAX_K}, "description": "results per query"},
-    {"name": "radius", "in": "query", "schema": {"type": "integer", "minimum": 0},
-     "description": "keep only results within this Hamming distance"},
-    {"name": "rerank", "in": "query", "schema": {"type": "boolean", "default": False},
-     "description": "re-rank by fc7 features (an index built with --features)"}]
-
-
-def _checked_id(item_id: str | None) -> str | None:
-  if item_id is not None and not ID_PATTERN.fullmatch(item_id):
-    raise RequestError(400, f"id {item_id[:40]!r} is not allowed; use 1 to 128 letters, digits, "
-                       "'.', '_' or '-', starting with a letter or digit.")
-  return item_id
-
-
-def _stored_query(body: bytes, nbits: int):
-  """``(codes, None)`` or ``(None, ids)`` from a JSON body ``{"codes": [...]}`` or ``{"ids": [...]}``."""
-  try:
-    query = json.loads(body)
-  except (UnicodeDecodeError, json.JSONDecodeError) as error:
-    raise RequestError(400, f"the JSON body cannot be parsed ({error}); send {{\"codes\": [...]}} "
-                       "or {\"ids\": [...]}.") from None
-  if not isinstance(query, dict) or len(query.keys() & {"codes", "ids"}) != 1 or not isinstance(
-      query.get("codes", query.get("ids")), list) or not query.get("codes", query.get("ids")):
-    raise RequestError(400, "the JSON body must be {\"codes\": [...]} or {\"ids\": [...]}, with a "
-                       "non-empty list.")
-  if "ids" in query:
-    if not all(isinstance(i, str) for i in query["ids"]):
-      raise RequestError(400, "ids must be strings, as search results report them.")
-    return None, query["ids"]
-  try:
-    codes = np.array(query["codes"], dtype=np.int64)
-  except (ValueError, TypeError, OverflowError):
-    codes = None
-  if codes is None or codes.ndim != 2 or codes.shape[1] not in (nbits, num_words(nbits)):
-    raise RequestError(400, f"codes must be a list of {nbits}-bit codes, each {nbits} bits (0/1) or "
-                       f"{num_words(nbits)} packed uint32 words.")
-  if codes.shape[1] == nbits:
-    return codes, None
-  if (codes < 0).any() or (codes >= 2**32).any():
-    raise RequestError(400, "packed code words must be uint32 (0 to 4294967295).")
-  return codes.astype(np.uint32), None
+  app.openapi = openapi
 
 
 def _read(path: str) -> bytes:

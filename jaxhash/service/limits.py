@@ -7,7 +7,7 @@ and handed to the app whole, so no route can be made to buffer more than the lim
 
 from __future__ import annotations
 
-from jaxhash.service.errors import error_body
+from jaxhash.service.errors import send_json
 
 
 class BodyLimit:
@@ -43,9 +43,6 @@ class BodyLimit:
     await self.app(scope, replay, send)
 
   async def _refuse(self, send):
-    body = error_body(f"the request body is larger than the server's limit of {self.limit:,} "
-                      "bytes; send a smaller image, or start the server with a larger --max-body-mb.")
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
-    await send({"type": "http.response.body", "body": body})
+    await send_json(send, 413, {"error": f"the request body is larger than the server's limit of "
+                                f"{self.limit:,} bytes; send a smaller image, or start the server "
+                                "with a larger --max-body-mb."}, ((b"connection", b"close"),))

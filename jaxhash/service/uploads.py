@@ -1,5 +1,5 @@
-"""Images out of a request: the parts of a multipart form, and untrusted image bytes decoded
-exactly as ``jaxhash.search`` decodes the same file.
+"""Images out of a request: the image files (and ids) of a multipart form or a raw body, and
+untrusted image bytes decoded exactly as ``jaxhash.search`` decodes the same file.
 
 The body is already in memory (``limits.BodyLimit`` read it, within the limit), so the form is
 parsed from it directly: no spooled temporary files, no thread hops. Pillow raises many exception
@@ -16,12 +16,42 @@ from PIL import Image, UnidentifiedImageError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.concurrency import run_in_threadpool
 
+from jaxhash.service.catalog import ID_PATTERN
 from jaxhash.service.errors import RequestError
 
 MAX_PIXELS = 50_000_000  # a decoded image is width x height x 3 bytes; larger ones are refused
 # Smaller bodies are decoded on the event loop, where a thread hop would cost more than decoding
 # them; even as a deflate bomb (~1,000:1) 4 KiB holds at most ~4 million pixels, a few ms of work.
 INLINE_BYTES = 4096
+
+
+def images(content_type: str, body: bytes, many: bool, raw_id: str | None = None):
+  """``[(id or None, bytes), ...]``: the multipart ``image`` files (one unless ``many``) with
+  their ``id`` fields, or the raw body as one image with ``raw_id``."""
+  if not content_type.startswith("multipart/form-data"):
+    if not body:
+      raise RequestError(400, "the request body is empty; send an image (multipart field 'image', "
+                         "or the raw bytes).")
+    return [(_checked_id(raw_id), body)]
+  parts = form_parts(body, content_type)
+  files = [data for name, filename, data in parts if name == "image"]
+  ids = [_checked_id(data.decode("utf-8", "replace")) for name, _, data in parts if name == "id"]
+  if not files:
+    raise RequestError(400, "no multipart field 'image'; send the image as a file field named "
+                       "'image'.")
+  if len(files) > 1 and not many:
+    raise RequestError(400, f"{len(files)} images in one search; send one image per request.")
+  if ids and len(ids) != len(files):
+    raise RequestError(400, f"{len(ids)} 'id' fields for {len(files)} images; send one id per "
+                       "image, or none.")
+  return [(ids[i] if ids else None, data) for i, data in enumerate(files)]
+
+
+def _checked_id(item_id: str | None) -> str | None:
+  if item_id is not None and not ID_PATTERN.fullmatch(item_id):
+    raise RequestError(400, f"id {item_id[:40]!r} is not allowed; use 1 to 128 letters, digits, "
+                       "'.', '_' or '-', starting with a letter or digit.")
+  return item_id
 
 
 def form_parts(body: bytes, content_type: str) -> list[tuple[str, str | None, bytes]]:
