@@ -49,6 +49,7 @@ OPENAPI = {"post": {
 class SearchRoute:
   def __init__(self, engine, max_k: int = MAX_K):
     self.engine, self.max_k = engine, max_k
+    self.bits = engine.hasher.bits  # a locked ConfigDict's lookup costs more than the search
 
   async def __call__(self, scope, receive, send):
     started = time.perf_counter()
@@ -75,7 +76,7 @@ class SearchRoute:
     else:
       (_, data), = uploads.images(content_type, body, many=False)
       future = engine.search_image(await uploads.decode(engine.hasher, data), k, radius, rerank)
-    return {"results": await asyncio.wrap_future(future), "bits": engine.hasher.bits}
+    return {"results": await asyncio.wrap_future(future), "bits": self.bits}
 
 
 async def _body(receive) -> bytes:
