@@ -15,7 +15,8 @@ queries, in this process while the server idles. Both run in 4 alternating round
 the requests each, so that a machine whose load changes weighs on both alike.
 
 Writes benchmarks/results/serve_load.{json,md}: requests, failures, p50/p99 latency, requests/s,
-the baseline's queries/s and their ratio. Bars: 0 failures; ratio >= 0.5. Exits 1 when one is missed.
+the baseline's queries/s and their ratio. Bars: 0 failures; ratio >= 0.5. Exits 1 when one is
+missed.
 """
 
 from __future__ import annotations
@@ -172,7 +173,8 @@ def main() -> None:
       in_process(hasher, index, queries, order[:4 * args.clients], args.clients)
       seconds = baseline_seconds = 0.0
       latencies, answers, expected = [], [], {}
-      step = -(-args.requests // (ROUNDS * args.clients)) * args.clients  # whole batches: no compile
+      # Rounds of whole batches: no in-process batch of another size is compiled while timed.
+      step = -(-args.requests // (ROUNDS * args.clients)) * args.clients
       for start in range(0, args.requests, step):
         part = order[start:start + step]
         took, times, got = run(load(port, requests, part, args.clients))
@@ -198,11 +200,13 @@ def main() -> None:
       "distinct_queries": len(queries), "failures": len(failures),
       "failure_examples": [str(f) for f in failures[:5]],
       "seconds": round(seconds, 3), "requests_per_s": round(rps, 1),
-      "latency_ms": {f"p{q}": round(float(np.percentile(latencies, q)) * 1e3, 2) for q in (50, 90, 99)},
+      "latency_ms": {f"p{q}": round(float(np.percentile(latencies, q)) * 1e3, 2)
+                     for q in (50, 90, 99)},
       "server_mean_batch": stats["mean_batch"],
       "in_process": {"what": f"Hasher.encode(image files) + HammingIndex.search(k={K}), batches of "
                              f"{args.clients}, in {ROUNDS} rounds alternating with the server's",
-                     "seconds": round(baseline_seconds, 3), "queries_per_s": round(baseline_qps, 1)},
+                     "seconds": round(baseline_seconds, 3),
+                     "queries_per_s": round(baseline_qps, 1)},
       "ratio_to_in_process": round(rps / baseline_qps, 3)}
   bars = {"no_failed_requests": not failures, "ratio_at_least_0.5": rps / baseline_qps >= 0.5}
   payload["bars_hold"] = bars

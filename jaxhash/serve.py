@@ -28,13 +28,16 @@ def parser() -> argparse.ArgumentParser:
       prog="python -m jaxhash.serve", description=__doc__.split("\n\n", 1)[0],
       epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--index", required=True, metavar="FILE.jhi", help="index file from jaxhash.index")
-  p.add_argument("--workdir", help="run that encodes the queries (default: the one the index records)")
+  p.add_argument("--workdir",
+                 help="run that encodes the queries (default: the one the index records)")
   p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
   p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
   p.add_argument("--writable", action="store_true", help="allow POST /items and DELETE /items/{id}")
-  p.add_argument("--items", metavar="DIR", help="where added images are stored (default: FILE.items)")
+  p.add_argument("--items", metavar="DIR",
+                 help="where added images are stored (default: FILE.items)")
   p.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body (default: 8)")
-  p.add_argument("--max-batch", type=int, default=64, help="most queries encoded together (default: 64)")
+  p.add_argument("--max-batch", type=int, default=64,
+                 help="most queries encoded together (default: 64)")
   p.add_argument("--batch-window-ms", type=float, default=2.0,
                  help="how long a batch waits for more queries (default: 2)")
   p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -92,8 +95,9 @@ def _run(args) -> None:
   gc.freeze()
   host, port = sock.getsockname()[:2]
   engine = app.engine
-  print(f"serving {len(engine.catalog)} items ({engine.hasher!r}{', writable' if args.writable else ''}) "
-        f"at http://{f'[{host}]' if ':' in host else host}:{port}/", file=sys.stderr, flush=True)
+  url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
+  print(f"serving {len(engine.catalog)} items ({engine.hasher!r}"
+        f"{', writable' if args.writable else ''}) at {url}", file=sys.stderr, flush=True)
   try:
     uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
                                   timeout_graceful_shutdown=5)).run(sockets=[sock])

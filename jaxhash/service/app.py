@@ -57,7 +57,8 @@ def create_app(engine, *, max_body: int = 8 << 20, max_k: int = search_route.MAX
       raise RequestError(404, f"the image of item {item_id!r} ({path}) can no longer be read; "
                          "rebuild the index or delete the item.") from None
     kind = mimetypes.guess_type(path)[0] or ""
-    return Response(data, media_type=kind if kind.startswith("image/") else "application/octet-stream",
+    kind = kind if kind.startswith("image/") else "application/octet-stream"
+    return Response(data, media_type=kind,
                     headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "max-age=3600"})
 
   @app.post("/items", status_code=201, summary="Add images (--writable servers)")
@@ -104,7 +105,9 @@ def create_app(engine, *, max_body: int = 8 << 20, max_k: int = search_route.MAX
                          "delete items.")
 
   search = SearchRoute(engine, max_k)
-  app.add_route("/search", search, methods=["POST"])  # reached by POST only via Service: 405s
+  # Service sends POST /search to the handler before FastAPI; this route makes FastAPI's router
+  # answer other methods on /search with 405.
+  app.add_route("/search", search, methods=["POST"])
   _install_error_handlers(app)
   _document(app, "/search", search_route.OPENAPI)
   return Service(app, search, engine, max_body)
@@ -162,7 +165,8 @@ def _install_error_handlers(app: FastAPI) -> None:
                  "GET /health, GET /stats (see /openapi.json), and the web page is at /.")
     elif error.status_code == 405:
       allowed = (error.headers or {}).get("Allow", "")
-      message = f"{request.method} is not allowed on {request.url.path}; use {allowed or 'another method'}."
+      message = (f"{request.method} is not allowed on {request.url.path}; use "
+                 f"{allowed or 'another method'}.")
     else:
       message = f"{error.detail}; check the request."
     return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)

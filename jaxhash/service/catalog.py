@@ -10,7 +10,7 @@ An item's id is how the API names it, stable across restarts, deletions and re-i
 The index file keeps the paths as its ids, as ``jaxhash.index`` writes them, so ``jaxhash.search``
 reads a served index as it is. No path from a request reaches the filesystem: an id is looked up
 among the items, and only a path the index holds is opened. Each save rewrites the index file
-atomically (``HammingIndex.save``), so a killed server leaves the last saved index, never a torn one.
+atomically (``HammingIndex.save``): a killed server leaves the last saved index, never a torn one.
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ class Catalog:
 
   def _index_ids(self) -> None:
     paths = self.index.ids.tolist()
-    self._paths = {self.item_id(p): p for p in paths}  # replaced whole: readers see one or the other
+    self._paths = {self.item_id(p): p for p in paths}  # replaced whole: readers see old or new
     self._positions = {self.item_id(p): i for i, p in reversed(list(enumerate(paths)))}
 
   def __len__(self) -> int:

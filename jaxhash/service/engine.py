@@ -101,7 +101,8 @@ class Engine:
       held = None
       if first is None:
         return
-      group, deadline = [first], time.monotonic() + (self._window if isinstance(first, _ImageQuery) else 0)
+      wait = self._window if isinstance(first, _ImageQuery) else 0.0
+      group, deadline = [first], time.monotonic() + wait
       while len(group) < self._max_batch:
         try:
           item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
@@ -195,7 +196,8 @@ class Engine:
                                     pool=max(k, self.hasher.config.eval.rerank_pool))
     except ValueError as error:
       raise RequestError(400, str(error)) from None
-    return [self._rows(list(zip(d.tolist(), i.tolist())), k, radius) for d, i in zip(distances, ids)]
+    return [self._rows(list(zip(d.tolist(), i.tolist())), k, radius)
+            for d, i in zip(distances, ids)]
 
   def _check_searchable(self, rerank: bool) -> None:
     if not len(self.catalog):

@@ -29,8 +29,8 @@ OPENAPI = {"post": {
                    "JSON `{\"codes\": [...]}` (bits or packed uint32 words per code) or "
                    "`{\"ids\": [...]}` for `\"results\"` holding one list per code or id.",
     "parameters": [
-        {"name": "k", "in": "query", "schema": {"type": "integer", "default": 10, "minimum": 1,
-                                                "maximum": MAX_K}, "description": "results per query"},
+        {"name": "k", "in": "query", "description": "results per query",
+         "schema": {"type": "integer", "default": 10, "minimum": 1, "maximum": MAX_K}},
         {"name": "radius", "in": "query", "schema": {"type": "integer", "minimum": 0},
          "description": "keep only results within this Hamming distance"},
         {"name": "rerank", "in": "query", "schema": {"type": "boolean", "default": False},
@@ -112,7 +112,8 @@ def parameters(query: dict, max_k: int) -> tuple[int, int | None, bool]:
 
 
 def stored_query(body: bytes, nbits: int):
-  """``(codes, None)`` or ``(None, ids)`` from a JSON body ``{"codes": [...]}`` or ``{"ids": [...]}``."""
+  """``(codes, None)`` or ``(None, ids)`` from a JSON body ``{"codes": [...]}`` or
+  ``{"ids": [...]}``."""
   try:
     query = json.loads(body)
   except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -131,8 +132,8 @@ def stored_query(body: bytes, nbits: int):
   except (ValueError, TypeError, OverflowError):
     codes = None
   if codes is None or codes.ndim != 2 or codes.shape[1] not in (nbits, num_words(nbits)):
-    raise RequestError(400, f"codes must be a list of {nbits}-bit codes, each {nbits} bits (0/1) or "
-                       f"{num_words(nbits)} packed uint32 words.")
+    raise RequestError(400, f"codes must be a list of {nbits}-bit codes, each {nbits} bits (0/1) "
+                       f"or {num_words(nbits)} packed uint32 words.")
   if codes.shape[1] == nbits:
     return codes, None
   if (codes < 0).any() or (codes >= 2**32).any():

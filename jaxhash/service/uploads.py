@@ -71,8 +71,9 @@ def form_parts(body: bytes, content_type: str) -> list[tuple[str, str | None, by
   def on_part_end():
     _, disposition = parse_options_header(headers.get(b"content-disposition", b""))
     filename = disposition.get(b"filename")
-    parts.append((disposition.get(b"name", b"").decode("utf-8", "replace"),
-                  None if filename is None else filename.decode("utf-8", "replace"), b"".join(chunks)))
+    name = disposition.get(b"name", b"").decode("utf-8", "replace")
+    filename = None if filename is None else filename.decode("utf-8", "replace")
+    parts.append((name, filename, b"".join(chunks)))
     headers.clear()
     chunks.clear()
 
