@@ -76,7 +76,8 @@ def post_image(client, path, **params):
 def test_search_ranks_as_the_search_command(client, indexed):
   index, paths = indexed
   queries = paths[::6]
-  for args, params in [(["-k", "5"], {"k": 5}), (["-k", "7", "--rerank"], {"k": 7, "rerank": "true"}),
+  for args, params in [(["-k", "5"], {"k": 5}),
+                       (["-k", "7", "--rerank"], {"k": 7, "rerank": "true"}),
                        (["-k", "48", "--radius", "3"], {"k": 48, "radius": 3})]:
     expected = cli_results(index, queries, *args)
     for query, want in zip(queries, expected):
@@ -114,7 +115,8 @@ def test_health_stats_page_and_openapi(client):
   page = client.get("/")
   assert page.status_code == 200 and "page.js" in page.text and "http" not in page.text.lower()
   assert "fetch(\"/search" in client.get("/page.js").text
-  assert {"/search", "/items/{item_id}/image", "/stats"} <= set(client.get("/openapi.json").json()["paths"])
+  described = client.get("/openapi.json").json()["paths"]
+  assert {"/search", "/items/{item_id}/image", "/stats"} <= set(described)
 
 
 def bomb_png() -> bytes:
@@ -127,6 +129,8 @@ def bomb_png() -> bytes:
 def bad_requests(path):
   png = open(path, "rb").read()
   image = lambda data: {"files": {"image": ("q.png", data, "image/png")}}  # noqa: E731
+  typed = lambda body, kind: {"content": body, "headers": {"content-type": kind}}  # noqa: E731
+  multipart = "multipart/form-data"
   return [
       ("POST", "/search", {"content": b"plain text, not an image"}, 400, "not an image"),
       ("POST", "/search", image(png[:len(png) // 2]), 400, "truncated"),
@@ -136,15 +140,16 @@ def bad_requests(path):
       ("POST", "/search", image(b""), 400, "empty"),
       ("POST", "/search", {"content": b"\x89PNG" + b"\x00" * 300_000}, 413, "limit"),
       ("POST", "/search", {"files": {"other": ("q.png", png, "image/png")}}, 400, "'image'"),
-      ("POST", "/search", {"files": [("image", ("a.png", png)), ("image", ("b.png", png))]}, 400, "one image"),
-      ("POST", "/search", {"content": b"--x\r\nbroken", "headers": {"content-type": "multipart/form-data; boundary=y"}}, 400, "multipart"),
-      ("POST", "/search", {"content": b"x", "headers": {"content-type": "multipart/form-data"}}, 400, "boundary"),
+      ("POST", "/search", {"files": [("image", ("a.png", png)), ("image", ("b.png", png))]}, 400,
+       "one image"),
+      ("POST", "/search", typed(b"--x\r\nbroken", multipart + "; boundary=y"), 400, "multipart"),
+      ("POST", "/search", typed(b"x", multipart), 400, "boundary"),
       ("POST", "/search?k=0", image(png), 400, "k=0"),
       ("POST", "/search?k=1001", image(png), 400, "1 to 1000"),
       ("POST", "/search?k=ten", image(png), 400, "not an integer"),
       ("POST", "/search?radius=-1", image(png), 400, "radius"),
       ("POST", "/search?rerank=maybe", image(png), 400, "rerank"),
-      ("POST", "/search", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "JSON"),
+      ("POST", "/search", typed(b"{not json", "application/json"), 400, "JSON"),
       ("POST", "/search", {"json": {"codes": [[1, 0]]}}, 400, "16-bit"),
       ("POST", "/search", {"json": {"codes": [[2**33]]}}, 400, "uint32"),
       ("POST", "/search", {"json": {"ids": ["nope"]}}, 404, "no item"),
@@ -233,7 +238,8 @@ def test_writable_adds_and_deletes_are_saved(indexed, tmp_path):
 
 def test_importing_jaxhash_does_not_import_the_server_stack():
   code = ("import sys, jaxhash, jaxhash.search, jaxhash.index; jaxhash.HammingIndex; "
-          "print([m for m in sys.modules if m.split('.')[0] in ('fastapi', 'starlette', 'uvicorn')])")
+          "print([m for m in sys.modules "
+          "       if m.split('.')[0] in ('fastapi', 'starlette', 'uvicorn')])")
   proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
   assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
 
@@ -295,7 +301,8 @@ def test_sigkill_during_adds_keeps_every_acknowledged_image(indexed, tmp_path):
   def search():
     while not stop.is_set():
       try:
-        searches.append(len(request(port, "POST", "/search?k=3", open(images[0], "rb").read())["results"]))
+        answer = request(port, "POST", "/search?k=3", open(images[0], "rb").read())
+        searches.append(len(answer["results"]))
       except OSError:
         return
 
@@ -329,7 +336,8 @@ def test_sigkill_during_adds_keeps_every_acknowledged_image(indexed, tmp_path):
   finally:
     server.send_signal(signal.SIGINT)
     assert server.wait(timeout=60) == 0
-  print(f"acknowledged before SIGKILL: {len(acknowledged)}; items after restart: {items - 48} added")
+  print(f"acknowledged before SIGKILL: {len(acknowledged)}; "
+        f"items after restart: {items - 48} added")
 
 
 BROWSER = ("/usr/bin/chromium", "/usr/bin/chromedriver")
@@ -345,7 +353,8 @@ def browser(tmp_path):
   options.binary_location = BROWSER[0]
   for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-dev-shm-usage", "--window-size=1100,800", f"--user-data-dir={tmp_path / 'chromium'}"):
+               "--disable-dev-shm-usage", "--window-size=1100,800",
+               f"--user-data-dir={tmp_path / 'chromium'}"):
     options.add_argument(flag)
   driver = webdriver.Chrome(service=webdriver.ChromeService(BROWSER[1]), options=options)
   yield driver
@@ -388,7 +397,8 @@ def test_browser_page_shows_the_api_results(browser, live_server, indexed, tmp_p
         const cells = [...document.querySelectorAll('.result')];
         const loaded = cells.every(c => c.querySelector('img').complete &&
                                         c.querySelector('img').naturalWidth > 0);
-        return loaded ? cells.map(c => [c.dataset.id, c.dataset.path, c.dataset.distance]) : null;""")
+        return loaded ? cells.map(c => [c.dataset.id, c.dataset.path, c.dataset.distance])
+                      : null;""")
     return [(i, p, int(d)) for i, p, d in cells] if cells and len(cells) == 8 else None
 
   grid = WebDriverWait(browser, 60).until(shown)
