@@ -99,7 +99,7 @@ def _run(args) -> None:
   print(f"serving {len(engine.catalog)} items ({engine.hasher!r}"
         f"{', writable' if args.writable else ''}) at {url}", file=sys.stderr, flush=True)
   try:
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
+    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=False,
                                   timeout_graceful_shutdown=5)).run(sockets=[sock])
   except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C (SIGINT) it stopped on: a normal stop
     pass

@@ -245,6 +245,8 @@ def test_importing_jaxhash_does_not_import_the_server_stack():
 
 
 def test_command_errors_are_one_line(indexed, tmp_path):
+  usage = run_main("jaxhash.serve", "--help")
+  assert usage.returncode == 0 and all(f in usage.stdout for f in ("--index", "--writable", "--host"))
   proc = run_main("jaxhash.serve", "--index", str(tmp_path / "missing.jhi"))
   assert proc.returncode == 1 and "missing.jhi not found" in proc.stderr
   assert len(proc.stderr.strip().splitlines()) == 1
