@@ -21,6 +21,7 @@ from __future__ import annotations
 import concurrent.futures
 import functools
 import hashlib
+import io
 import os
 import jax
 import ml_collections
@@ -121,6 +122,17 @@ class Hasher:
     """One image file as uint8 ``(H, W, C)`` in the run's input shape, decoded as training decodes
     it (:mod:`jaxhash.data.decode`); a ValueError names a file that cannot be read."""
     return self._conform(read_rgb8(path))
+
+  def decode_image(self, data: bytes, max_pixels: int | None = None) -> np.ndarray:
+    """The bytes of an image file (PNG, JPEG, ...) with the pixels :meth:`read_image` gives the
+    file, so a served upload gets the code its file would get. Pillow's errors pass through as
+    they are; more than ``max_pixels`` pixels is a DecompressionBombError."""
+    with Image.open(io.BytesIO(data)) as image:
+      if max_pixels and image.width * image.height > max_pixels:
+        raise Image.DecompressionBombError(f"{image.width}x{image.height} pixels, more than the "
+                                           f"{max_pixels:,} allowed")
+      image.load()
+      return self._conform(to_rgb8(image, "the image"))
 
   def _conform(self, image) -> np.ndarray:
     """Converts one image (PIL or uint8 array) to the run's channels, then its size."""
