@@ -6,6 +6,8 @@ Reads the run's ``config.json`` and split files, encodes queries and database, a
 ``results.json`` / ``results.md``: into the run directory (replacing its results), or with
 ``--out DIR`` into DIR, keeping the run's earlier results. Only evaluation settings
 (``config.eval.*``) may be changed, as ``--config.eval.KEY=VALUE`` (or ``--set KEY=VALUE``).
+Several processes share the encoding with ``--coordinator_address HOST:PORT --num_processes N
+--process_id I`` each (or ``--distributed``); process 0 writes the results (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 import ml_collections
 from absl import flags
 
-from jaxhash import cli, plots, report, rundir
+from jaxhash import cli, distributed, plots, report, rundir
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by jaxhash.train.")
 _OUT = flags.DEFINE_string("out", None, "Write results.json/.md here instead of into the run "
@@ -24,6 +26,7 @@ _OUT = flags.DEFINE_string("out", None, "Write results.json/.md here instead of 
                            "run directory).")
 _EVAL = flags.DEFINE_multi_string("set", [], "Evaluation override KEY=VALUE of config.eval, e.g. radius=3.")
 flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
+_PROCESSES = distributed.define_absl_flags()
 
 _PREFIX = "--config."
 _overrides: list[str] = []  # --config.eval.KEY=VALUE items, taken out of argv before absl parses it
@@ -72,7 +75,8 @@ def usage(argv: list[str]) -> str:
   from jaxhash import usage as help_text
 
   lines = [__doc__.strip(), "", "Flags:",
-           *help_text.flag_lines(["workdir", "out", "set", "debug"]),
+           *help_text.flag_lines(["workdir", "out", "set", "debug", "coordinator_address",
+                                  "num_processes", "process_id", "distributed"]),
            f"  --{'config.eval.KEY':<12} An evaluation setting below, e.g. --config.eval.radius=3.", ""]
   workdir = next((a.split("=", 1)[1] for a in argv if a.startswith("--workdir=")), None)
   if workdir is None and "--workdir" in argv[:-1]:
@@ -110,19 +114,24 @@ def main() -> None:
 
   workdir = _WORKDIR.value
   config = load_run_config(workdir, [*_overrides, *_EVAL.value])
+  distributed.start(_PROCESSES(), workdir, debug=flags.FLAGS.debug)
   rundir.ensure_free(workdir)
   exp = trainer.build_experiment(config)
+  writer = distributed.is_writer()
   with rundir.locked(workdir):
     state = trainer.restore_trained(exp, workdir)
-    protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
-    if not os.path.isfile(os.path.join(workdir, run_files.MODEL_FILE)):  # a run from before it
+    if writer:
+      protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
+    if writer and not os.path.isfile(os.path.join(workdir, run_files.MODEL_FILE)):  # an older run
       run_files.write_model_info(workdir, exp.dataset)
     results = trainer.evaluate(exp, state, workdir)
-    os.makedirs(out, exist_ok=True)
-    report.write_results(out, results)
-    if out == workdir and exp.config.eval.plots:  # the run's plots follow its own results
+    if writer:
+      os.makedirs(out, exist_ok=True)
+      report.write_results(out, results)
+    if writer and out == workdir and exp.config.eval.plots:  # the run's plots follow its results
       plots.write_plots_safely(workdir, results, exp.dataset)
-  print(f"{report.summary(results)}\n\n{report.markdown_table(results)}\n\nwritten to {out}/results.json")
+  print(f"{report.summary(results)}\n\n{report.markdown_table(results)}\n\n"
+        f"written to {out}/results.json{distributed.by_whom()}")
 
 
 if __name__ == "__main__":
