@@ -80,9 +80,10 @@ def run(main, argv: list[str] | None = None, usage=None, prepare=None, parse=par
     return distributed.end(1, f"error: {error_line(e)}")
   except KeyboardInterrupt:
     return distributed.end(130, interrupted)
-  except BaseException:
+  except BaseException as e:
     if not distributed.active():
       raise
-    traceback.print_exc()  # a bug: its traceback, then the other processes stop with this one
-    return distributed.end(1, "error: this process stopped (traceback above).")
+    # A bug, or a collective that failed because a peer is gone: the traceback is shown unless the
+    # watchdog finds a lost peer (then its one line says what happened).
+    return distributed.end(1, f"error: {error_line(e)} (traceback above)", traceback.format_exc())
   return distributed.end(0)

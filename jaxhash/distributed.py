@@ -156,7 +156,8 @@ class _Run:
     elif kind == "stop" and peer not in self.peers:
       self.peers[peer] = value
       if value and not self.stopping.is_set():  # a peer's error: stop with it, saying so
-        self._exit(1, f"error: {self.name(peer)} stopped: {value}", publish="stopped with it")
+        line = f"{self.name(peer)} stopped: {value}"
+        self._exit(1, f"error: {line}", publish=f"stopped because {line}")
 
   def _lost(self, peer: int, why: str) -> None:
     self._exit(1, f"error: lost {self.name(peer)} ({why}: it was killed, crashed or its host is "
@@ -169,27 +170,28 @@ class _Run:
       self._rpc.submit(self.client.key_value_set, f"{_PREFIX}stop/{self.index}",
                        line.removeprefix("error: "), True).result(timeout=5)
 
-  def _exit(self, status: int, line: str, publish: str | None = None) -> None:
-    """Prints ``line`` and ends the process now (no JAX shutdown barrier, no atexit handlers)."""
+  def _exit(self, status: int, text: str, publish: str | None = None) -> None:
+    """Prints ``text`` and ends the process now (no JAX shutdown barrier, no atexit handlers)."""
     self.stopping.set()
     if publish is not None:
       self.publish_stop(publish)
-    if line:
-      sys.stdout.flush()
-      sys.stderr.write(line + "\n")
-      sys.stderr.flush()
+    sys.stdout.flush()
+    if text:
+      sys.stderr.write(text + "\n")
+    sys.stderr.flush()
     os._exit(status)
 
-  def stop(self, status: int, line: str) -> None:
+  def stop(self, status: int, line: str, detail: str = "") -> None:
     """Ends this process on an error: publishes ``line``, waits (at most ``PEER_TIMEOUT``) until
     every peer has stopped too or the watchdog finds one lost (and ends with that line), then
-    prints ``line`` and exits. A failed collective is usually a lost peer: its verdict decides."""
+    prints ``detail`` (a traceback) and ``line`` and exits. A failed collective is usually a lost
+    peer: its verdict decides what is said."""
     self.stopping.set()
     self.publish_stop(line or "stopped")
     deadline = time.monotonic() + PEER_TIMEOUT + 5 * BEAT
     while time.monotonic() < deadline and len(self.peers) < self.count - 1:
       time.sleep(BEAT / 4)
-    self._exit(status, line)
+    self._exit(status, detail + line)
 
   def finish(self) -> None:
     """The end of a successful run: waits for every process, then leaves the runtime cleanly."""
@@ -287,17 +289,17 @@ def _check_shared(workdir: str, token: str) -> None:
         "every process needs the same run directory, on a filesystem they all share.")
 
 
-def end(status: int, line: str = "") -> int:
+def end(status: int, line: str = "", detail: str = "") -> int:
   """How a CLI ends: ``status`` 0 finishes the run with the others; otherwise this process stops
   (see ``_Run.stop``) and never returns. Returns ``status`` when no processes were started."""
   if _run is None:
     if line:
-      print(line, file=sys.stderr)
+      print(detail + line, file=sys.stderr)
     return status
   if status == 0:
     _run.finish()
     return 0
-  _run.stop(status, line)
+  _run.stop(status, line, detail)
   return status  # not reached
 
 
