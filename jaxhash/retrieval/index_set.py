@@ -75,7 +75,8 @@ class IndexSet:
     shard, local = self._locate(positions)
     candidates = np.empty((*positions.shape, features.shape[1]), np.float32)
     for i, part in enumerate(self.shards):
-      candidates[shard == i] = part.features[local[shard == i]]
+      if len(part):
+        candidates[shard == i] = part.features[local[shard == i]]
     distances, positions = rerank(distances, positions, candidates, features, k)
     return distances, self.ids_at(positions)
 
