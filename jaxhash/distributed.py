@@ -205,24 +205,39 @@ class _Run:
 
 
 _run: _Run | None = None
+_barriers: dict[str, int] = {}  # times each barrier name was passed: every process counts alike
 
 
 def active() -> bool:
-  """Whether this process is one of several (jax.distributed was started here)."""
+  """Whether this process was started by :func:`start` as one of several."""
   return _run is not None
 
 
 def process_index() -> int:
-  return _run.index if _run else 0
+  """This process's number (also after a plain ``jax.distributed.initialize``)."""
+  import jax
+
+  return _run.index if _run else jax.process_index()
 
 
 def process_count() -> int:
-  return _run.count if _run else 1
+  import jax
+
+  return _run.count if _run else jax.process_count()
 
 
 def is_writer() -> bool:
   """Files shared by the run (config, logs, digests, results) are written by process 0 alone."""
   return process_index() == 0
+
+
+def lock_run(workdir: str) -> None:
+  """Holds this process's lock of ``workdir`` when it is one of several that :func:`start` did not
+  lock (the library after a plain ``jax.distributed.initialize``); with one process, nothing."""
+  from jaxhash import rundir
+
+  if process_count() > 1 and not rundir.is_held(workdir):
+    rundir.hold_process_lock(workdir, process_index(), "-")
 
 
 def by_whom() -> str:
@@ -232,8 +247,13 @@ def by_whom() -> str:
 
 def barrier(name: str) -> None:
   """Waits until every process reaches ``barrier(name)``; nothing to wait for with one process."""
-  if _run is not None:
-    _run.client.wait_at_barrier(f"{_PREFIX}{name}", _BARRIER_MS)
+  if process_count() == 1:
+    return
+  from jax._src import distributed as jax_distributed
+
+  _barriers[name] = _barriers.get(name, 0) + 1
+  jax_distributed.global_state.client.wait_at_barrier(f"{_PREFIX}{name}/{_barriers[name]}",
+                                                      _BARRIER_MS)
 
 
 def start(spec: ProcessSpec, workdir: str | None = None, debug: bool = False, stream=None) -> None:

@@ -329,6 +329,11 @@ def locked(workdir: str):
     os.close(fd)  # releases the lock
 
 
+def is_held(workdir: str) -> bool:
+  """Whether this process holds ``workdir``'s lock."""
+  return os.path.realpath(workdir) in _held
+
+
 def process_lock_path(workdir: str, index: int) -> str:
   return os.path.join(workdir, f"{LOCK_FILE}.process-{index}")
 

@@ -442,6 +442,7 @@ def train(exp: Experiment, workdir: str, stream=None, extend: bool = False,
   steps_per_epoch = len(exp.split.train) // batch_size
   steps = total_steps(config, max(steps_per_epoch, 1))
   optimizer, schedule = make_tx(config, exp.model, steps)
+  distributed.lock_run(workdir)
   with rundir.locked(workdir):
     plan = _check_workdir(exp, workdir, max(steps_per_epoch, 1), extend)
     with Checkpointer(workdir) as checkpointer:
@@ -591,6 +592,7 @@ def train_and_evaluate(config, workdir: str, stream=None, extend: bool = False) 
 
   ``extend=True`` allows a larger ``train.num_steps`` / ``num_epochs`` on an existing run.
   """
+  distributed.lock_run(workdir)
   rundir.ensure_free(workdir)
   exp = build_experiment(config)
   with rundir.locked(workdir):

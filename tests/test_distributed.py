@@ -257,3 +257,53 @@ def test_process_topk_of_two_processes_equals_the_whole_database():
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     assert "process_topk == hamming_topk" in out
+
+
+_DISK_BATCHES = textwrap.dedent("""
+  import json, sys, types
+  import jax
+  import numpy as np
+  jax.distributed.initialize(sys.argv[1], 2, int(sys.argv[2]))
+  from jaxhash import parallel
+  from jaxhash.data.batches import TrainBatches
+  from jaxhash.data.listfile import load_list_files
+  root, files = sys.argv[3], json.loads(sys.argv[4])
+  eager, lazy = (load_list_files(root, files, in_memory=flag) for flag in (True, False))
+  read = []
+  class Counted:  # the lazy images, recording which rows this process decodes
+    def __getitem__(self, rows):
+      read.extend(np.asarray(rows).ravel().tolist())
+      return lazy.images[rows]
+  train, mesh = eager.groups["train"], parallel.data_mesh()
+  on_device = TrainBatches(eager, train, 6, 0, mesh)
+  from_disk = TrainBatches(types.SimpleNamespace(images=Counted(), labels=lazy.labels), train, 6, 0, mesh)
+  expected_reads = []
+  for first in (0, 3):
+    (shared, per_step), (_, disk) = on_device.get(first, 2), from_disk.get(first, 2)
+    for i in range(2):
+      a = jax.jit(on_device.take)(shared, jax.tree.map(lambda x: x[i], per_step))
+      b = jax.jit(from_disk.take)((), jax.tree.map(lambda x: x[i], disk))
+      for x, y in zip(a, b):
+        np.testing.assert_array_equal(parallel.to_host(x), parallel.to_host(y))
+      mine = on_device._positions(first + i)[3 * jax.process_index():3 * jax.process_index() + 3]
+      expected_reads += train[mine].tolist()
+  assert sorted(read) == sorted(expected_reads), (read, expected_reads)
+  print("each process read its own rows")
+""")
+
+
+@pytest.mark.slow
+def test_images_read_from_disk_are_read_by_the_process_that_holds_their_rows(tmp_path):
+  from jaxhash.data.image_folder import write_list_files
+  from test_data import write_image_tree
+
+  write_image_tree(tmp_path)
+  files = write_list_files(tmp_path)
+  address = f"127.0.0.1:{free_port()}"
+  procs = [subprocess.Popen([sys.executable, "-c", _DISK_BATCHES, address, str(i), str(tmp_path),
+                             json.dumps(files)], cwd=ROOT, env=environment(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True) for i in range(2)]
+  for proc in procs:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert "each process read its own rows" in out
