@@ -109,13 +109,23 @@ def spec_from_args(args) -> ProcessSpec:
 
 
 class _Run:
-  """The running processes' state in this one: the watchdog and the exit path."""
+  """The running processes' state in this one: the watchdog and the exit path.
+
+  Key-value entries under ``jaxhash/``: ``beat/I`` (a counter, every ``BEAT`` s), ``stop/I`` (this
+  process is stopping: its error line, empty when it stops for a lost peer) and ``gone/I`` (it
+  exits now). Process 0 hosts the store, and JAX aborts every process whose coordinator vanishes,
+  so process 0 exits last: after every peer is gone or silent.
+  """
 
   def __init__(self, client, address: str, count: int, index: int):
     self.client, self.address, self.count, self.index = client, address, count, index
     self.stopping = threading.Event()  # this process is on its way out: the watchdog stays quiet
-    self.peers: dict[int, str] = {}  # peers that published their stop, with their line
-    self._done = threading.Event()
+    now = time.monotonic()
+    self.beats = {p: (None, now) for p in range(count) if p != index}  # last beat, when it changed
+    self.stopped: dict[int, str] = {}  # peers that published their stop, with their line
+    self.gone: set[int] = set()
+    self._contact = now  # the last answer from the store
+    self._done, self._exiting = threading.Event(), threading.Lock()
     self._rpc = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="jaxhash-kv")
     self._thread = threading.Thread(target=self._watch, name="jaxhash-watchdog", daemon=True)
     self._thread.start()
@@ -124,73 +134,89 @@ class _Run:
     return f"process {index} of {self.count}"
 
   def _watch(self) -> None:
-    now = time.monotonic()
-    seen = {p: (None, now) for p in range(self.count) if p != self.index}  # last beat, when it changed
-    contact, pending, beat = now, None, 0
+    pending, beat = None, 0
     while not self._done.wait(BEAT):
-      now = time.monotonic()
       if pending is None or pending.done():
         if pending is not None and pending.exception() is None:
-          contact = now
-          for key, value in pending.result():
-            self._read(key[len(_PREFIX):], value, seen, now)
+          self._read(pending.result())
         beat += 1
         pending = self._rpc.submit(self._exchange, beat)
-      if self.index != 0 and now - contact > PEER_TIMEOUT:
+      now = time.monotonic()
+      if self.index != 0 and now - self._contact > PEER_TIMEOUT:
         self._lost(0, f"no answer from the coordinator at {self.address} for {PEER_TIMEOUT:.0f} s")
-      for peer, (_, changed) in seen.items():
-        if peer not in self.peers and now - changed > PEER_TIMEOUT:
+      for peer in self._silent(now):
+        if peer not in self.stopped:
           self._lost(peer, f"no heartbeat for {PEER_TIMEOUT:.0f} s")
 
   def _exchange(self, beat: int) -> list:
     self.client.key_value_set(f"{_PREFIX}beat/{self.index}", str(beat), allow_overwrite=True)
     return self.client.key_value_dir_get(_PREFIX)
 
-  def _read(self, key: str, value: str, seen: dict, now: float) -> None:
-    kind, _, peer = key.partition("/")
-    if not peer.isdigit() or int(peer) == self.index:
-      return
-    peer = int(peer)
-    if kind == "beat" and seen[peer][0] != value:
-      seen[peer] = (value, now)
-    elif kind == "stop" and peer not in self.peers:
-      self.peers[peer] = value
-      if value and not self.stopping.is_set():  # a peer's error: stop with it, saying so
-        line = f"{self.name(peer)} stopped: {value}"
-        self._exit(1, f"error: {line}", publish=f"stopped because {line}")
+  def _silent(self, now: float) -> list[int]:
+    return [p for p, (_, changed) in self.beats.items() if now - changed > PEER_TIMEOUT]
+
+  def _read(self, entries: list) -> None:
+    """Takes in the store's entries; a peer's error stops this process with it."""
+    now = self._contact = time.monotonic()
+    for key, value in entries:
+      kind, _, peer = key[len(_PREFIX):].partition("/")
+      if not peer.isdigit() or int(peer) == self.index:
+        continue
+      peer = int(peer)
+      if kind == "beat" and self.beats[peer][0] != value:
+        self.beats[peer] = (value, now)
+      elif kind == "gone":
+        self.gone.add(peer)
+      elif kind == "stop" and peer not in self.stopped:
+        self.stopped[peer] = value
+        if value and not self.stopping.is_set():
+          line = f"{self.name(peer)} stopped: {value}"
+          self._exit(1, f"error: {line}", publish=f"stopped because {line}")
 
   def _lost(self, peer: int, why: str) -> None:
     self._exit(1, f"error: lost {self.name(peer)} ({why}: it was killed, crashed or its host is "
                   f"unreachable); start all {self.count} processes again with the same commands "
                   "(training resumes from its last checkpoint).", publish="")
 
-  def publish_stop(self, line: str) -> None:
-    """Tells the peers this process is stopping (``line``: its error, or "" at the end)."""
+  def _set(self, key: str, value: str) -> None:
     with contextlib.suppress(Exception):
-      self._rpc.submit(self.client.key_value_set, f"{_PREFIX}stop/{self.index}",
-                       line.removeprefix("error: "), True).result(timeout=5)
+      self._rpc.submit(self.client.key_value_set, f"{_PREFIX}{key}", value, True).result(timeout=5)
 
   def _exit(self, status: int, text: str, publish: str | None = None) -> None:
-    """Prints ``text`` and ends the process now (no JAX shutdown barrier, no atexit handlers)."""
-    self.stopping.set()
-    if publish is not None:
-      self.publish_stop(publish)
-    sys.stdout.flush()
-    if text:
-      sys.stderr.write(text + "\n")
-    sys.stderr.flush()
-    os._exit(status)
+    """Prints ``text`` and ends the process (no JAX shutdown barrier, no atexit handlers); process 0
+    first waits for its peers to go. Called once: a second caller waits for the end."""
+    with self._exiting:
+      self.stopping.set()
+      if publish is not None:
+        self._set(f"stop/{self.index}", publish)
+      sys.stdout.flush()
+      if text:
+        sys.stderr.write(text + "\n")
+      sys.stderr.flush()
+      from jaxhash import native_stderr
+
+      native_stderr.silence()  # said in one line: the runtime's own abort is not shown after it
+      self._set(f"gone/{self.index}", "")
+      if self.index == 0:
+        self._wait(lambda: set(self.beats) <= self.gone | set(self._silent(time.monotonic())))
+      os._exit(status)
+
+  def _wait(self, done) -> None:
+    """Polls the store (at most ``PEER_TIMEOUT`` plus a little) until ``done()``."""
+    deadline = time.monotonic() + PEER_TIMEOUT + 5 * BEAT
+    while not done() and time.monotonic() < deadline:
+      time.sleep(BEAT / 4)
+      with contextlib.suppress(Exception):
+        self._read(self._rpc.submit(self.client.key_value_dir_get, _PREFIX).result(timeout=BEAT))
 
   def stop(self, status: int, line: str, detail: str = "") -> None:
-    """Ends this process on an error: publishes ``line``, waits (at most ``PEER_TIMEOUT``) until
-    every peer has stopped too or the watchdog finds one lost (and ends with that line), then
-    prints ``detail`` (a traceback) and ``line`` and exits. A failed collective is usually a lost
-    peer: its verdict decides what is said."""
+    """Ends this process on an error: publishes ``line``, waits until every peer has stopped too
+    or the watchdog finds one lost (and ends with that line), then prints ``detail`` (a
+    traceback) and ``line`` and exits. A failed collective is usually a lost peer: its verdict
+    decides what is said."""
     self.stopping.set()
-    self.publish_stop(line or "stopped")
-    deadline = time.monotonic() + PEER_TIMEOUT + 5 * BEAT
-    while time.monotonic() < deadline and len(self.peers) < self.count - 1:
-      time.sleep(BEAT / 4)
+    self._set(f"stop/{self.index}", (line or "stopped").removeprefix("error: "))
+    self._wait(lambda: len(self.stopped) == self.count - 1)
     self._exit(status, detail + line)
 
   def finish(self) -> None:

@@ -52,8 +52,12 @@ def filter_stream(source, sink, fatal_line: str) -> None:
       sink.flush()
 
 
+_redirected = False
+
+
 def redirect(index: int, count: int, address: str, debug: bool = False) -> None:
   """Sends this process's file descriptor 2 through the filter; ``sys.stderr`` stays as it was."""
+  global _redirected
   if debug:
     return
   sys.stderr.flush()
@@ -66,6 +70,13 @@ def redirect(index: int, count: int, address: str, debug: bool = False) -> None:
   os.close(write)
   sys.stderr = open(kept, "w", buffering=1, encoding=sys.stderr.encoding,  # noqa: SIM115
                     errors=sys.stderr.errors, closefd=False)
+  _redirected = True
+
+
+def silence() -> None:
+  """Drops what C++ writes from now on (a process that has said why it ends, in one line)."""
+  if _redirected:
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
 
 
 def main(argv: list[str]) -> None:
