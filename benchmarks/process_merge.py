@@ -9,9 +9,9 @@ CPU device each). Each holds its own part of the database (random 64-bit codes, 
 ``local`` its own exact top-k (``processes.local_topk``), ``merge`` the gather of every process's
 ``(Q, k)`` lists and their exact merge (``processes.merge_processes``), and ``total`` the whole
 ``process_topk``. Best and median of ``--repeats`` after a warm-up; the merge's payload is
-``Q * k * 8`` bytes per process. ``codes_bytes_per_code`` and ``prepared_bytes_per_code``: the
-growth of process 0's resident memory when its codes are made, then laid out for search.
-Process 0 writes ``benchmarks/results/<name>.{json,md}``.
+``Q * k * 8`` bytes per process. ``layout_bytes_per_code``: the arrays of the search layout
+(``prepare_codes``) per code, what each process holds (the packed codes themselves can be dropped
+once laid out). Process 0 writes ``benchmarks/results/<name>.{json,md}``.
 The processes share this machine's cores, so ``local`` is a share of the machine; the merge
 crosses the loopback interface, not a network.
 """
@@ -59,11 +59,6 @@ def timed(name: str, call, repeats: int, sync) -> dict:
   return {f"{name}_best_ms": min(seconds) * 1e3, f"{name}_median_ms": float(np.median(seconds)) * 1e3}
 
 
-def resident_bytes() -> int:
-  with open("/proc/self/statm") as f:
-    return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def worker(args) -> None:
   import jax
 
@@ -75,12 +70,8 @@ def worker(args) -> None:
 
   index = jax.process_index()
   rng = np.random.default_rng([args.seed, index])
-  before = resident_bytes()
-  words = random_words(rng, args.codes, args.bits)
-  made = resident_bytes()
-  local = prepare_codes(words)
-  memory = {"codes_bytes_per_code": (made - before) / args.codes,
-            "prepared_bytes_per_code": (resident_bytes() - made) / args.codes}
+  local = prepare_codes(random_words(rng, args.codes, args.bits))
+  layout = sum(a.nbytes for pair in local.part.views.values() for a in pair if a is not None)
   sizes = part_sizes(args.codes)
   sync = lambda: multihost_utils.sync_global_devices("repeat")
   rows = []
@@ -88,7 +79,8 @@ def worker(args) -> None:
     queries = random_words(np.random.default_rng([args.seed, 99, count]), count, args.bits)
     found = local_topk(queries, local, args.k)
     row = {"processes": args.processes, "codes_per_process": args.codes, "queries": count,
-           "k": args.k, "bits": args.bits, "merge_bytes_per_process": count * args.k * 8, **memory}
+           "k": args.k, "bits": args.bits, "merge_bytes_per_process": count * args.k * 8,
+           "layout_bytes_per_code": layout / args.codes}
     row.update(timed("local", lambda: local_topk(queries, local, args.k), args.repeats, sync))
     row.update(timed("merge", lambda: merge_processes(*found, sizes, args.k, 32 * queries.shape[1]),
                      args.repeats, sync))

@@ -47,5 +47,8 @@ def merge_parts(distances: list, indices: list, k: int, max_distance: int):
   distances = np.concatenate([np.asarray(d, np.int32) for d in distances], axis=1)
   indices = np.concatenate([np.asarray(i) for i in indices], axis=1)
   rows = np.broadcast_to(np.arange(distances.shape[1], dtype=np.int32), distances.shape)
-  best, chosen = merge_topk(jnp.asarray(distances), jnp.asarray(rows), k, max_distance)
+  best, chosen = _merge(distances, rows, k, max_distance)
   return np.asarray(best), np.take_along_axis(indices, np.asarray(chosen), axis=1)
+
+
+_merge = jax.jit(merge_topk, static_argnums=(2, 3))  # one call, not one per operation
