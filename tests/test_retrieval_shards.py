@@ -101,3 +101,13 @@ def test_shards_built_by_two_processes_give_the_whole_index_results(finished_run
                       "-k", "30")
   assert found.returncode == 0, found.stderr
   assert found.stdout == expected.stdout
+
+
+def test_search_takes_the_jhi_files_after_the_first_index_as_more_shards():
+  from jaxhash.search import split_index_args
+
+  assert split_index_args(["a.jhi", "b.JHI", "q.png"], ["r.png"]) == (["a.jhi", "b.JHI"],
+                                                                       ["q.png", "r.png"])
+  assert split_index_args(["index.bin"], ["q.png"]) == (["index.bin"], ["q.png"])
+  with pytest.raises(ValueError, match="at least one query image"):
+    split_index_args(["a.jhi", "b.jhi"], [])
