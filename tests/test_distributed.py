@@ -169,12 +169,12 @@ def test_two_processes_train_and_evaluate_as_one_process_with_two_devices(tmp_pa
   assert_same_training(two, one)
   if "hashnet" in arg:
     return
-  for proc in run_processes("jaxhash.evaluate", "--workdir", two, "--out", f"{two}/eval2"):
+  for proc in run_processes("jaxhash.evaluate", "--workdir", two, "--out", str(tmp_path / "eval2")):
     assert proc.returncode == 0, proc.stderr
-  proc = run_one_process("jaxhash.evaluate", "--workdir", two, "--out", f"{two}/eval1")
+  proc = run_one_process("jaxhash.evaluate", "--workdir", two, "--out", str(tmp_path / "eval1"))
   assert proc.returncode == 0, proc.stderr
   for part in ("codes", "rerank"):
-    assert results(f"{two}/eval2")[part] == results(f"{two}/eval1")[part]
+    assert results(tmp_path / "eval2")[part] == results(tmp_path / "eval1")[part]
 
 
 def kill_after_checkpoint(workdir: str, step: int, victim: int, args: list[str]) -> str:
