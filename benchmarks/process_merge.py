@@ -1,6 +1,6 @@
-"""What searching a database split across processes costs: the local search and the cross-process merge.
+"""What searching a database split across processes costs: the local search and the merge.
 
-    python benchmarks/process_merge.py                    # 2 processes on this machine, 1M codes each
+    python benchmarks/process_merge.py        # 2 processes on this machine, 1M codes each
     python benchmarks/process_merge.py --codes 100000 --queries 1 100 --repeats 3
 
 Starts ``--processes`` processes on this machine (``jax.distributed`` over 127.0.0.1, gloo, one
@@ -56,7 +56,8 @@ def timed(name: str, call, repeats: int, sync) -> dict:
     start = time.perf_counter()
     call()
     seconds.append(time.perf_counter() - start)
-  return {f"{name}_best_ms": min(seconds) * 1e3, f"{name}_median_ms": float(np.median(seconds)) * 1e3}
+  return {f"{name}_best_ms": min(seconds) * 1e3,
+          f"{name}_median_ms": float(np.median(seconds)) * 1e3}
 
 
 def worker(args) -> None:
@@ -87,8 +88,8 @@ def worker(args) -> None:
     row.update(timed("total", lambda: process_topk(queries, local, args.k), args.repeats, sync))
     rows.append(row)
     if index == 0:
-      print(f"Q={count:>5}  local {row['local_best_ms']:8.2f} ms  merge {row['merge_best_ms']:7.2f} "
-            f"ms  total {row['total_best_ms']:8.2f} ms", flush=True)
+      print(f"Q={count:>5}  local {row['local_best_ms']:8.2f} ms  merge "
+            f"{row['merge_best_ms']:7.2f} ms  total {row['total_best_ms']:8.2f} ms", flush=True)
   if index == 0:
     command = (f"python benchmarks/process_merge.py --processes {args.processes} --codes "
                f"{args.codes} --queries {' '.join(map(str, args.queries))} --bits {args.bits} "

@@ -1,4 +1,4 @@
-"""Several processes as one run: jax.distributed started from the CLI flags, and stopped in one line.
+"""Several processes as one run: jax.distributed started from the CLI flags, stopped in one line.
 
 JAX's multi-controller runtime runs one process per host (or per accelerator), each running the
 same program over a mesh of every process's devices; process 0 also hosts the coordination service
@@ -56,7 +56,8 @@ class ProcessSpec:
   def resolved(self) -> tuple[str, int, int, list | None]:
     """(address, count, id, local device ids), checked; ``auto`` asks JAX's cluster detection
     (SLURM, Open MPI, Kubernetes, Cloud TPU) for what the flags leave out."""
-    address, count, index, devices = self.coordinator_address, self.num_processes, self.process_id, None
+    address, count, index = self.coordinator_address, self.num_processes, self.process_id
+    devices = None
     if self.auto:
       from jax._src import clusters  # what jax.distributed.initialize() calls; needed before it
 
@@ -72,12 +73,14 @@ class ProcessSpec:
     if not re.fullmatch(r"\S+:\d+", address):
       raise ValueError(f"--coordinator_address {address!r} must be HOST:PORT, e.g. 10.0.0.1:1234.")
     if count < 1 or not 0 <= index < count:
-      raise ValueError(f"--process_id {index} must be in 0..{count - 1} for --num_processes {count}.")
+      raise ValueError(f"--process_id {index} must be in 0..{count - 1} for --num_processes "
+                       f"{count}.")
     return address, count, index, devices
 
 
 FLAG_HELP = {
-    "coordinator_address": "HOST:PORT of process 0, which all processes connect to (several processes).",
+    "coordinator_address": "HOST:PORT of process 0, which all processes connect to (several "
+                           "processes).",
     "num_processes": "Number of processes of the run (several processes).",
     "process_id": "This process's number, 0..N-1 (several processes).",
     "distributed": "Several processes: JAX's cluster detection (SLURM, Open MPI, Kubernetes, Cloud "
@@ -86,7 +89,7 @@ FLAG_HELP = {
 
 
 def define_absl_flags():
-  """The process flags for absl CLIs (train, evaluate); returns a function giving the ProcessSpec."""
+  """The process flags for absl CLIs (train, evaluate); returns a function giving the spec."""
   from absl import flags
 
   address = flags.DEFINE_string("coordinator_address", None, FLAG_HELP["coordinator_address"])
@@ -98,14 +101,16 @@ def define_absl_flags():
 
 def add_arguments(parser) -> None:
   """The process flags for argparse CLIs (index); ``spec_from_args`` reads them back."""
-  parser.add_argument("--coordinator_address", metavar="HOST:PORT", help=FLAG_HELP["coordinator_address"])
+  parser.add_argument("--coordinator_address", metavar="HOST:PORT",
+                      help=FLAG_HELP["coordinator_address"])
   parser.add_argument("--num_processes", type=int, metavar="N", help=FLAG_HELP["num_processes"])
   parser.add_argument("--process_id", type=int, metavar="I", help=FLAG_HELP["process_id"])
   parser.add_argument("--distributed", action="store_true", help=FLAG_HELP["distributed"])
 
 
 def spec_from_args(args) -> ProcessSpec:
-  return ProcessSpec(args.coordinator_address, args.num_processes, args.process_id, args.distributed)
+  return ProcessSpec(args.coordinator_address, args.num_processes, args.process_id,
+                     args.distributed)
 
 
 class _Run:
@@ -306,7 +311,8 @@ def start(spec: ProcessSpec, workdir: str | None = None, debug: bool = False, st
                                heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT)
   except Exception as e:  # noqa: BLE001 - the runtime raises several kinds for one cause
     raise ConnectionError(
-        f"process {index} of {count} could not join the coordinator at {address} ({_first_line(e)}); "
+        f"process {index} of {count} could not join the coordinator at {address} "
+        f"({_first_line(e)}); "
         f"start all {count} processes within {INIT_TIMEOUT} s of each other, with process 0 "
         "reachable at that address.") from None
   from jax._src import distributed as jax_distributed  # the runtime's client: its key-value store

@@ -199,7 +199,8 @@ def _run(args) -> None:
   part = args.shard or (distributed.process_index(), distributed.process_count())
   first, stop = shard_bounds(*part, len(paths))
   hasher = jaxhash.load(args.workdir)
-  index, skipped = build_index(hasher, paths[first:stop], features=args.features, strict=args.strict)
+  index, skipped = build_index(hasher, paths[first:stop], features=args.features,
+                               strict=args.strict)
   if args.shard:
     index.shard = shard_record(*args.shard, first, paths)
   elif distributed.active():

@@ -1,4 +1,4 @@
-"""The native stderr of one of several processes: JAX's runtime logs off the screen, its abort one line.
+"""The native stderr of one of several processes: the runtime's logs off screen, its abort one line.
 
 When the coordinator (process 0, which hosts JAX's coordination service) dies, JAX's client in
 every other process notices at once and aborts it from C++: a ``LOG(FATAL)`` line and a stack trace
@@ -35,7 +35,7 @@ def lost_coordinator_line(index: int, count: int, address: str) -> str:
 
 def filter_stream(source, sink, fatal_line: str) -> None:
   """Copies ``source`` to ``sink`` line by line, without the runtime's records (a record's
-  continuation lines go with it); at the runtime's abort writes ``fatal_line`` and drops the rest."""
+  continuation lines go with it); at the runtime's abort writes ``fatal_line``, drops the rest."""
   dropping = False
   for line in iter(source.readline, b""):
     if FATAL in line:

@@ -90,7 +90,8 @@ class Stage:
   def advance(self, n: int = 1) -> None:
     self.done += n
     now = time.perf_counter()
-    if not SILENT and now - self.t0 >= self.delay and (not self.shown or now - self._last >= self.every):
+    due = now - self.t0 >= self.delay and (not self.shown or now - self._last >= self.every)
+    if due and not SILENT:
       self._write()
       self._last = now
 

@@ -2,7 +2,7 @@
 
   python -m jaxhash.search --index FILE.jhi [--workdir RUN] IMAGE... -k 10 [--radius R] [--rerank]
                            [--json] [--gallery out.png]
-  python -m jaxhash.search --index SHARD0.jhi SHARD1.jhi ... IMAGE...   (an index built with --shard)
+  python -m jaxhash.search --index SHARD0.jhi SHARD1.jhi ... IMAGE...  (index built with --shard)
 
 Encodes each query image with the run that built the index (``--workdir`` defaults to the run
 recorded in the index file; another run is refused unless it is the same trained model) and prints

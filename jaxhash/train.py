@@ -52,7 +52,8 @@ def find_config_arg(argv: list[str]) -> list[str]:
 def usage(argv: list[str]) -> str:
   from jaxhash import usage as help_text
 
-  lines = [__doc__.strip(), "", "Flags:", *help_text.flag_lines(["config", "workdir", "extend", "debug", *PROCESS_FLAGS]),
+  lines = [__doc__.strip(), "", "Flags:",
+           *help_text.flag_lines(["config", "workdir", "extend", "debug", *PROCESS_FLAGS]),
            f"  --{'config.KEY':<12} Any config key below, e.g. --config.method.bits=64.", ""]
   try:
     argv = find_config_arg(argv)

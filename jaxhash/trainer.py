@@ -327,8 +327,8 @@ def feature_cache(exp: Experiment, workdir: str, state: TrainState, stream,
     return backbone.apply(variables, x, train=False, stop=stop)
 
   if distributed.is_writer():
-    variables = jax.device_put(jax.device_get({"params": state.params["backbone"], "batch_stats": stats}),
-                               jax.local_devices()[0])
+    variables = {"params": state.params["backbone"], "batch_stats": stats}
+    variables = jax.device_put(jax.device_get(variables), jax.local_devices()[0])
     cache.build(functools.partial(prefix, variables), images, stream, on_shard)
   distributed.barrier("feature-cache")
   return cache.load()

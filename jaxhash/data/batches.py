@@ -77,7 +77,8 @@ class TrainBatches:
     positions = np.stack([self._positions(step) for step in range(first, first + count)])
     if self.on_device:
       return (self._images, self._labels), (jax.device_put(positions, self._everywhere),)
-    rows = self._indices[positions[:, parallel.local_rows(self._stacked_sharding, positions.shape, 1)]]
+    mine = parallel.local_rows(self._stacked_sharding, positions.shape, axis=1)
+    rows = self._indices[positions[:, mine]]
     local = (np.stack([self._images[r] for r in rows]), self._labels[rows])
     return (), tuple(parallel.global_batch(part, self._stacked_sharding, self.batch_size, axis=1)
                      for part in local)

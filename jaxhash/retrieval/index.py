@@ -161,7 +161,8 @@ class HammingIndex:
   def load(cls, path: str) -> HammingIndex:
     """Reads a saved index (format 1 or 2); a damaged or foreign file raises a ValueError."""
     contents = index_file.read_index(path)
-    index = cls(contents.nbits, run=contents.metadata.get("run"), shard=contents.metadata.get("shard"))
+    metadata = contents.metadata
+    index = cls(contents.nbits, run=metadata.get("run"), shard=metadata.get("shard"))
     index.add(contents.words, contents.ids, contents.features)
     return index
 

@@ -1,4 +1,4 @@
-"""IndexSet: the shards of an index built in parts (``python -m jaxhash.index --shard I/N``), as one.
+"""IndexSet: the shards of an index built in parts (``jaxhash.index --shard I/N``), as one.
 
 Shard ``i`` of ``n`` holds a contiguous block of the listed images, in listing order, so a code's
 position in the whole index is its shard's offset (the codes of the shards before it) plus its
@@ -81,7 +81,8 @@ class IndexSet:
     return distances, self.ids_at(positions)
 
   def search_positions(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """The top ``k`` by (distance, position in the whole index): int32 distances, int64 positions."""
+    """The top ``k`` by (distance, position in the whole index): int32 distances, int64
+    positions."""
     lists = [(part.search_positions(queries, min(k, len(part))), offset)
              for part, offset in self._filled]
     return merge_parts([d for (d, _), _ in lists], [p.astype(np.int64) + o for (_, p), o in lists],

@@ -1,4 +1,4 @@
-"""Merging partial top-k lists (from database chunks, stream pieces, shards or processes) into one."""
+"""Merging partial top-k lists (database chunks, stream pieces, shards or processes) into one."""
 
 from __future__ import annotations
 
