@@ -74,5 +74,6 @@ def load_config(spec: str, overrides: Mapping[str, Any] | None = None):
       node = node[name]
     if leaf not in node:
       raise ValueError(f"unknown config key {key!r}; the config file lists every key.")
-    node[leaf] = value
+    # A string field takes a number as written (trainable=3), as the command line's flags do.
+    node[leaf] = str(value) if isinstance(node[leaf], str) and not isinstance(value, str) else value
   return config.lock()

@@ -136,15 +136,16 @@ def test_bfloat16_activations_keep_float32_params(name):
   assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
 
 
-@pytest.mark.parametrize("size,kernel,stride", [(9, 3, 1), (10, 5, 2), (2, 5, 2)])
-def test_shifted_depthwise_equals_the_grouped_convolution(size, kernel, stride):
+@pytest.mark.parametrize("size,kernel,stride,batch", [(9, 3, 1, 2), (10, 5, 2, 2), (2, 5, 2, 2),
+                                                     (7, 3, 2, 6), (1, 3, 2, 1), (12, 5, 1, 8)])
+def test_shifted_depthwise_equals_the_grouped_convolution(size, kernel, stride, batch):
   rng = np.random.default_rng(size * kernel + stride)
-  x = jnp.asarray(rng.normal(size=(2, size, size + 1, 6)), jnp.float32)
+  x = jnp.asarray(rng.normal(size=(batch, size, size + 1, 6)), jnp.float32)
   kernel_weights = jnp.asarray(rng.normal(size=(kernel, kernel, 1, 6)), jnp.float32)
   variables = {"params": {"kernel": kernel_weights}}
   shifted, grouped = fast_jit(lambda v, x: [DepthwiseConv(kernel, stride, impl=impl).apply(v, x)
                                             for impl in ("shifted", "grouped")])(variables, x)
-  assert shifted.shape == grouped.shape == (2, -(-size // stride), -(-(size + 1) // stride), 6)
+  assert shifted.shape == grouped.shape == (batch, -(-size // stride), -(-(size + 1) // stride), 6)
   np.testing.assert_allclose(shifted, grouped, rtol=1e-5, atol=1e-5)
   cotangent = jnp.asarray(rng.normal(size=shifted.shape), jnp.float32)  # the custom gradient too
   grads = [fast_jit(jax.grad(lambda v, x: jnp.sum(
