@@ -7,6 +7,8 @@ files override what differs and lock it, so a mistyped key on the command line i
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
 from jaxhash import optim
@@ -99,6 +101,21 @@ def map_at(config) -> tuple:
   if config.eval.map_at:
     return parse_int_list(config.eval.map_at, "eval.map_at", allow_all=True)
   return protocols.get_protocol(config.data.protocol).map_at
+
+
+# Where the data is, not what it is: stored absolute, and a change is accepted where the split's
+# fingerprint shows the same data (jaxhash.rundir, jaxhash.evaluate).
+DATA_LOCATIONS = ("dir", "image_root", "tfds_data_dir", "feature_cache_dir")
+
+
+def with_absolute_paths(config):
+  """A copy of ``config`` whose ``data`` locations are absolute (``~`` expanded), so that the
+  run's ``config.json`` finds its data from any working directory."""
+  config = config.copy_and_resolve_references()
+  for key in DATA_LOCATIONS:
+    if config.data[key]:
+      config.data[key] = os.path.abspath(os.path.expanduser(config.data[key]))
+  return config
 
 
 def validate(config) -> None:

@@ -3,9 +3,12 @@
   python -m jaxhash.evaluate --workdir runs/dlbhc_mnist_48 [--config.eval.radius=3 ...] [--out DIR]
 
 Reads the run's ``config.json`` and split files, encodes queries and database, and writes
-``results.json`` / ``results.md``: into the run directory (replacing its results), or with
-``--out DIR`` into DIR, keeping the run's earlier results. Only evaluation settings
-(``config.eval.*``) may be changed, as ``--config.eval.KEY=VALUE`` (or ``--set KEY=VALUE``).
+``results.json`` / ``results.md`` and the plots: into the run directory (replacing its results),
+or with ``--out DIR`` into DIR and DIR/plots, keeping the run's earlier results. Only evaluation
+settings (``config.eval.*``) may be changed, as ``--config.eval.KEY=VALUE`` (or ``--set
+KEY=VALUE``), and the data's location when it has moved (``--config.data.dir=DIR``, also
+``data.image_root``, ``data.tfds_data_dir``): the split files' fingerprint checks that it holds the
+run's images.
 """
 
 from __future__ import annotations
@@ -17,20 +20,28 @@ import ml_collections
 from absl import flags
 
 from jaxhash import cli, plots, report, rundir
+from jaxhash.config import DATA_LOCATIONS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by jaxhash.train.")
-_OUT = flags.DEFINE_string("out", None, "Write results.json/.md here instead of into the run "
-                           "directory (refused when DIR already holds results or is inside a "
-                           "run directory).")
+_OUT = flags.DEFINE_string("out", None, "Write results.json/.md and plots/ here instead of into "
+                           "the run directory (refused when DIR already holds results or is "
+                           "inside a run directory).")
 _EVAL = flags.DEFINE_multi_string("set", [], "Evaluation override KEY=VALUE of config.eval, e.g. radius=3.")
 flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
 
 _PREFIX = "--config."
-_overrides: list[str] = []  # --config.eval.KEY=VALUE items, taken out of argv before absl parses it
+_overrides: list[str] = []  # --config.SECTION.KEY=VALUE items, taken out of argv before absl parses it
+
+
+def _settable(key: str) -> bool:
+  """Evaluation settings, and the data's location (for data that moved)."""
+  section, _, name = key.partition(".")
+  return bool(name) and (section == "eval" or (section == "data" and name in DATA_LOCATIONS))
 
 
 def take_config_overrides(argv: list[str]) -> list[str]:
-  """Moves ``--config.eval.KEY=VALUE`` (or ``--config.eval.KEY VALUE``) items into ``_overrides``."""
+  """Moves ``--config.eval.KEY=VALUE`` and ``--config.data.dir=DIR`` items (also ``--config.KEY
+  VALUE``) into ``_overrides``."""
   rest, i = [], 0
   _overrides.clear()
   while i < len(argv):
@@ -39,12 +50,11 @@ def take_config_overrides(argv: list[str]) -> list[str]:
       key, sep, value = arg[len(_PREFIX):].partition("=")
       if not sep and i + 1 < len(argv):
         i, value = i + 1, argv[i + 1]
-      section, _, name = key.partition(".")
-      if section != "eval" or not name:
+      if not _settable(key):
         raise ValueError(f"{_PREFIX}{key}: evaluate changes only evaluation settings "
-                         "(--config.eval.KEY=VALUE); the other keys are the trained run's, so "
-                         "train a new run to change them.")
-      _overrides.append(f"{name}={value}")
+                         "(--config.eval.KEY=VALUE) and the data's location (--config.data.dir=DIR); "
+                         "the other keys are the trained run's, so train a new run to change them.")
+      _overrides.append(f"{key}={value}")
     else:
       rest.append(arg)
     i += 1
@@ -52,16 +62,17 @@ def take_config_overrides(argv: list[str]) -> list[str]:
 
 
 def load_run_config(workdir: str, overrides=()) -> ml_collections.ConfigDict:
-  """The run's config with ``KEY=VALUE`` overrides of ``config.eval``, locked."""
+  """The run's config with ``SECTION.KEY=VALUE`` overrides (``eval.*``, data locations), locked."""
   config = rundir.load_config(workdir)
   for item in overrides:
     key, sep, value = item.partition("=")
-    if not sep or key not in config.eval:
+    section, _, name = key.partition(".")
+    if not sep or not _settable(key) or name not in config[section]:
       raise ValueError(f"evaluation setting {item!r}: use KEY=VALUE with KEY one of {sorted(config.eval)}.")
-    current = config.eval[key]
+    current = config[section][name]
     try:
-      config.eval[key] = ((value.lower() in ("1", "true", "yes")) if isinstance(current, bool)
-                          else type(current)(value))
+      config[section][name] = ((value.lower() in ("1", "true", "yes")) if isinstance(current, bool)
+                               else type(current)(value))
     except ValueError:
       raise ValueError(f"evaluation setting {item!r}: {value!r} is not a {type(current).__name__} "
                        f"like the recorded {key}={current!r}.") from None
@@ -109,7 +120,7 @@ def main() -> None:
   from jaxhash.data import protocols
 
   workdir = _WORKDIR.value
-  config = load_run_config(workdir, [*_overrides, *_EVAL.value])
+  config = load_run_config(workdir, [*_overrides, *(f"eval.{item}" for item in _EVAL.value)])
   rundir.ensure_free(workdir)
   exp = trainer.build_experiment(config)
   with rundir.locked(workdir):
@@ -120,8 +131,8 @@ def main() -> None:
     results = trainer.evaluate(exp, state, workdir)
     os.makedirs(out, exist_ok=True)
     report.write_results(out, results)
-    if out == workdir and exp.config.eval.plots:  # the run's plots follow its own results
-      plots.write_plots_safely(workdir, results, exp.dataset)
+    if exp.config.eval.plots:  # beside the results they draw: out/plots
+      plots.write_plots_safely(workdir, results, exp.dataset, out)
   print(f"{report.summary(results)}\n\n{report.markdown_table(results)}\n\nwritten to {out}/results.json")
 
 

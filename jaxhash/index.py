@@ -22,7 +22,7 @@ import sys
 import numpy as np
 
 from jaxhash import cli, rundir
-from jaxhash.progress import Stage
+from jaxhash.progress import SILENT, Stage
 
 _CHUNK = 1024  # images decoded and encoded together
 
@@ -69,10 +69,11 @@ def run_record(hasher) -> dict:
 def build_index(hasher, paths: list[str], *, features: bool = False, strict: bool = False,
                 stream=None):
   """``(HammingIndex, skipped)``: the images' codes with their paths as ids; ``skipped`` lists
-  ``(path, reason)`` of images that could not be read (``strict``: the first one raises)."""
+  ``(path, reason)`` of images that could not be read (``strict``: the first one raises).
+  Progress and skipped images are reported on ``stream`` when one is given (the command's stderr)."""
   from jaxhash.retrieval import HammingIndex
 
-  stream = stream or sys.stderr
+  stream = stream or SILENT
   index = HammingIndex(hasher.bits, run=run_record(hasher))
   skipped = []
   with Stage("indexing", len(paths), stream=stream) as stage, \
@@ -139,7 +140,8 @@ def _run(args) -> None:
   check_out(args.out)
   paths = list_images(args.images, args.root)
   hasher = jaxhash.load(args.workdir)
-  index, skipped = build_index(hasher, paths, features=args.features, strict=args.strict)
+  index, skipped = build_index(hasher, paths, features=args.features, strict=args.strict,
+                               stream=sys.stderr)
   if not len(index):
     raise ValueError(f"none of the {len(paths)} images could be read; nothing was written.")
   index.save(args.out)

@@ -2,7 +2,9 @@
 encoding, ranking).
 
 On a terminal a line redraws in place; elsewhere (logs, notebooks, CI) lines are printed one per
-update (the train loop) or at most every ``every`` seconds (stages).
+update (the train loop) or at most every ``every`` seconds (stages), each state once. The library
+calls that a user makes directly (``Hasher.encode``, ``build_index``) pass :data:`SILENT` unless
+asked for progress.
 """
 
 from __future__ import annotations
@@ -20,6 +22,19 @@ def _duration(seconds: float) -> str:
 def _bar(fraction: float, width: int) -> str:
   filled = int(width * min(max(fraction, 0.0), 1.0))
   return "#" * filled + "." * (width - filled)
+
+
+class _Silent:
+  """A stream that drops what is written: progress nobody asked for."""
+
+  def write(self, text: str) -> int:
+    return len(text)
+
+  def flush(self) -> None:
+    pass
+
+
+SILENT = _Silent()
 
 
 def _is_terminal(stream) -> bool:
@@ -66,7 +81,7 @@ class Stage:
     self.stream = stream or sys.stderr
     self.inline = _is_terminal(self.stream)
     self.delay, self.every = delay, (0.2 if self.inline else every)
-    self.done, self.shown = 0, False
+    self.done, self.shown, self._written = 0, False, -1
     self.t0 = self._last = time.perf_counter()
 
   def __enter__(self) -> Stage:
@@ -92,7 +107,8 @@ class Stage:
 
   def close(self) -> None:
     if self.shown:
-      self._write()
+      if self._written != self.done:  # the last line is not already on the stream
+        self._write()
       if self.inline:
         self.stream.write("\n")
         self.stream.flush()
@@ -102,4 +118,4 @@ class Stage:
     line = self.line()
     self.stream.write(("\r" + line + "\033[K") if self.inline else line + "\n")
     self.stream.flush()
-    self.shown = True
+    self.shown, self._written = True, self.done

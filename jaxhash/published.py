@@ -41,13 +41,12 @@ class Published:
   checked: str  # how the figure was checked for this table
 
 
-_DLBHC_CIFAR = "in the DLBHC repository's README table (read here)"
-_HASHNET_48 = "as issue 10 quotes the paper; the paper itself was not reachable here"
-_HASHNET_OTHER = ("from the paper's table, not checked against a copy here (Lu et al., Advances in "
-                  "Multimedia 2017, Table 3, quotes HashNet ImageNet as 0.442 / 0.606 / 0.663 / "
-                  "0.684 at 16 / 32 / 48 / 64 bits)")
-
-_DLBHC_MNIST = "as issue 10 quotes the paper; the paper itself was not reachable here"
+_DLBHC_CIFAR = "checked against the DLBHC repository's README table"
+_HASHNET_48 = "not checked against a copy of the paper"
+_HASHNET_OTHER = ("from the paper's table, not checked against a copy of the paper (Lu et al., "
+                  "Advances in Multimedia 2017, Table 3, quotes HashNet ImageNet as 0.442 / 0.606 "
+                  "/ 0.663 / 0.684 at 16 / 32 / 48 / 64 bits)")
+_DLBHC_MNIST = "not checked against a copy of the paper"
 
 FIGURES = (
     # DLBHC MNIST: 10,000 test queries against the 60,000 training images (jaxhash protocol mnist).

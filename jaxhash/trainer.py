@@ -54,13 +54,16 @@ class Experiment:
   frozen_stages: int  # leading backbone stages that are frozen, cached and never run in training
 
   def split_header(self) -> str:
-    return (f"protocol {self.protocol.name} seed {self.config.seed} dataset {self.dataset.name} "
-            f"({len(self.dataset.labels)} images)")
+    """The split files' first line: the dataset by content, not by where it lives."""
+    return (f"protocol {self.protocol.name} seed {self.config.seed} "
+            f"({len(self.dataset.labels)} images, fingerprint "
+            f"{protocols.fingerprint(self.split, self.dataset.labels)})")
 
 
 def build_experiment(config, dataset: Dataset | None = None) -> Experiment:
   """The experiment ``config`` describes; ``dataset`` replaces the one its data section loads
-  (benchmarks on synthetic images)."""
+  (benchmarks on synthetic images). Relative data paths are made absolute."""
+  config = config_lib.with_absolute_paths(config)
   config_lib.validate(config)
   method = get_method(config.method.name)
   protocol = protocols.get_protocol(config.data.protocol)
@@ -568,7 +571,8 @@ def evaluate(exp: Experiment, state: TrainState, workdir: str | None = None, str
                                                          exp.dataset.num_classes, spec)
     results["seconds"]["classifier"] = time.perf_counter() - t1
   results["seconds"]["evaluate"] = time.perf_counter() - t0
-  return {"method": exp.method.name, "bits": config.method.bits, "protocol": exp.protocol.name,
+  return {"method": exp.method.name, "bits": config.method.bits, "backbone": config.model.backbone,
+          "protocol": exp.protocol.name,
           "num_queries": len(exp.split.query), "num_database": len(exp.split.database),
           "step": int(state.step), "eval": config.eval.to_dict(), **results,
           "environment": environment.describe()}

@@ -71,16 +71,25 @@ def test_markdown_table_puts_the_published_figure_beside_the_matching_row():
   table = report.rows([run_results(), run_results("hashnet", "imagenet100", map_at=(1000,),
                                                   hashnet=True), run_results(protocol="mnist10k")])
   text = report.markdown(table)
-  lines = [l for l in text.splitlines() if l.startswith("| DLBHC | CIFAR-10")]
-  assert [l.split(" | ")[6] for l in lines] == ["all", "1000"]
+  lines = [l for l in text.splitlines() if " | DLBHC | CIFAR-10 |" in l]
+  assert [l.split(" | ")[9] for l in lines] == ["all", "1000"]
   assert "0.8973 [1]" in lines[1] and "[" not in lines[0].split(" | ")[-1]
-  hashnet = next(l for l in text.splitlines() if l.startswith("| HashNet"))
+  hashnet = next(l for l in text.splitlines() if " | HashNet | " in l)
   assert "| 0.5000 | 0.6000 |" in hashnet and "0.6633 [2]" in hashnet  # ours, HashNet convention
   assert "[1] 0.8973 (mAP@1000; every query counts): " in text
   assert "kevinlin311tw/caffe-cvprw15" in text
   assert "[2] 0.6633 (mAP@1000; queries with no relevant item in the top R left out)" in text
   mnist10k = next(l for l in text.splitlines() if "mnist10k" in l)
   assert mnist10k.rstrip(" |").endswith("(r <= 2)")  # no published figure for the t10k protocol
+
+
+def test_rows_of_one_setting_name_their_run_backbone_and_step():
+  runs = [{**run_results(), "run": "runs/a", "backbone": "lenet", "step": 100},
+          {**run_results(), "run": "runs/b", "backbone": "efficientnet_lite0", "step": 2000}]
+  lines = report.markdown(report.rows(runs)).splitlines()
+  assert lines[0].startswith("| run | backbone | step | method |")
+  assert sum(l.startswith("| runs/a | lenet | 100 | DLBHC | CIFAR-10 |") for l in lines) == 2
+  assert sum(l.startswith("| runs/b | efficientnet_lite0 | 2,000 | DLBHC |") for l in lines) == 2
 
 
 def test_csv_has_full_precision_and_one_line_per_published_figure():
@@ -114,10 +123,11 @@ def test_report_cli_over_a_dlbhc_and_a_hashnet_run(two_runs, tmp_path):
   proc = run_cli("jaxhash.report", *two_runs, "--plot", out)
   assert proc.returncode == 0, proc.stderr
   lines = proc.stdout.splitlines()
-  assert lines[0].startswith("| method | dataset | protocol | bits |")
-  # One row per R of the test config's mAP@R (all, 100).
-  assert sum(l.startswith("| DLBHC | MNIST t10k | mnist10k | 16 |") for l in lines) == 2
-  assert sum(l.startswith("| HashNet | MNIST t10k | mnist10k | 16 |") for l in lines) == 2
+  assert lines[0].startswith("| run | backbone | step | method | dataset | protocol | bits |")
+  # One row per R of the test config's mAP@R (all, 100), each naming its run.
+  for run, method in zip(two_runs, ("DLBHC", "HashNet")):
+    assert sum(l.startswith(f"| {run} | lenet | 2 | {method} | MNIST t10k | mnist10k | 16 |")
+               for l in lines) == 2, lines
   assert os.path.getsize(out) > 10_000
   csv_proc = run_cli("jaxhash.report", *two_runs, "--csv")
   assert len(list(csv.DictReader(io.StringIO(csv_proc.stdout)))) == 4

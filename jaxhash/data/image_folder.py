@@ -16,6 +16,7 @@ written for it give the same dataset. Images are any format Pillow reads (``IMAG
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -96,8 +97,9 @@ def load_image_folder(root: str | os.PathLike, resize: int | None = None):
     groups[group] = np.arange(len(paths), len(paths) + len(group_paths), dtype=np.int64)
     paths += [os.path.join(root, p) for p in group_paths]
     ids += group_ids
-  return images_dataset(os.path.basename(os.path.abspath(root)), paths, one_hot(ids, len(classes)),
-                        groups, resize=resize)
+  ds = images_dataset(os.path.basename(os.path.abspath(root)), paths, one_hot(ids, len(classes)),
+                      groups, resize=resize)
+  return dataclasses.replace(ds, classes=tuple(classes))
 
 
 def find_images(root: str | os.PathLike) -> list[str]:
@@ -265,16 +267,39 @@ def cifar10_from_python(tarball: str | os.PathLike, dest: str | os.PathLike) -> 
   return dest
 
 
+def write_mnist_digits(dest: str | os.PathLike, count: int | None = None) -> int:
+  """Writes the package's MNIST t10k images as ``dest/<digit>/NNNNN.png`` (NNNNN: the image's
+  t10k index), the first ``count`` of them (default all 10,000): a folder to index and search
+  with the main job's run. Returns how many were written."""
+  from PIL import Image
+
+  from jaxhash.data.sources import embedded_mnist
+
+  mnist = embedded_mnist()
+  count = len(mnist.labels) if count is None else min(count, len(mnist.labels))
+  for i in range(count):
+    folder = os.path.join(os.fspath(dest), str(int(mnist.labels[i].argmax())))
+    os.makedirs(folder, exist_ok=True)
+    Image.fromarray(mnist.images[i, :, :, 0]).save(os.path.join(folder, f"{i:05d}.png"))
+  return count
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
       prog="python -m jaxhash.data.image_folder",
       description="Write list files (path 0 1 0 ...) for an image-folder tree root/<split>/<class>/.")
   parser.add_argument("root", help="directory holding <split>/<class>/*.jpg|png")
+  parser.add_argument("--mnist-digits", action="store_true", help="instead write the package's "
+                      "10,000 MNIST t10k images as ROOT/<digit>/NNNNN.png: a demo folder to index "
+                      "and search")
   parser.add_argument("--cifar10-python", metavar="TARBALL", help="first write the official "
                       "cifar-10-python.tar.gz into ROOT as train/<class>/*.png, test/<class>/*.png")
   parser.add_argument("--out", help="where to write <split>.txt and classes.txt (default: ROOT)")
   parser.add_argument("--splits", nargs="+", help="split directories (default: all of ROOT's)")
   args = parser.parse_args(argv)
+  if args.mnist_digits:
+    print(f"{write_mnist_digits(args.root)} images written to {args.root}/<digit>/")
+    return 0
   try:
     if args.cifar10_python:
       cifar10_from_python(args.cifar10_python, args.root)

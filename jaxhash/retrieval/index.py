@@ -127,10 +127,20 @@ class HammingIndex:
     are re-ranked by Euclidean distance between features (DLBHC's coarse-to-fine retrieval; ties
     keep the Hamming order) and the first ``k`` returned; the distances stay Hamming distances.
     """
-    queries = self._as_words(queries, "queries")
     if features is None:
-      distances, positions = hamming_topk(queries, self._search_codes(), k)
+      distances, positions = hamming_topk(self._as_words(queries, "queries"), self._search_codes(), k)
       return np.asarray(distances), self._ids_at(np.asarray(positions))
+    distances, _, ids = self.rerank_search(queries, features, k, pool=pool)
+    return distances, ids
+
+  def rerank_search(self, queries, features, k: int, *, pool: int = DEFAULT_RERANK_POOL):
+    """``(hamming, feature_distances, ids)``, each ``(Q, k)``, ordered by feature distance.
+
+    The ``max(pool, k)`` nearest codes are re-ranked by the Euclidean distance between features
+    (float32; ties keep the Hamming order): what ``search(..., features=...)`` returns, with the
+    distance it ranked by.
+    """
+    queries = self._as_words(queries, "queries")
     if self._features is None:
       raise ValueError("this index holds no features to re-rank with; build it with features "
                        "(python -m jaxhash.index --features).")
@@ -144,7 +154,8 @@ class HammingIndex:
     squared = np.sum((candidates - features[:, None, :]) ** 2, axis=-1)
     order = np.argsort(squared, axis=1, kind="stable")[:, :k]
     positions = np.take_along_axis(positions, order, axis=1)
-    return np.take_along_axis(distances, order, axis=1), self._ids_at(positions)
+    return (np.take_along_axis(distances, order, axis=1),
+            np.sqrt(np.take_along_axis(squared, order, axis=1)), self._ids_at(positions))
 
   def range_search(self, queries, radius: int, *, max_results: int = DEFAULT_MAX_RESULTS,
                    strict: bool = False) -> RangeSearchResult:
