@@ -33,7 +33,8 @@ def parse_flags(argv: list[str]) -> None:
   except flags.Error as e:
     lines = [line for line in str(e).splitlines() if line.strip()]
     # A config file that raised while loading: its own error is the last line of the traceback.
-    message = f"{lines[0]} {lines[-1]}" if any(l.startswith("Traceback") for l in lines) else lines[0]
+    traced = any(line.startswith("Traceback") for line in lines)
+    message = f"{lines[0]} {lines[-1]}" if traced else lines[0]
     raise ValueError(message) from None
   except (AttributeError, KeyError) as e:  # ml_collections: an override names a key the config lacks
     text = str(e).replace("\\", "")

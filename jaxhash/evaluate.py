@@ -30,7 +30,7 @@ _EVAL = flags.DEFINE_multi_string("set", [], "Evaluation override KEY=VALUE of c
 flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
 
 _PREFIX = "--config."
-_overrides: list[str] = []  # --config.SECTION.KEY=VALUE items, taken out of argv before absl parses it
+_overrides: list[str] = []  # --config.SECTION.KEY=VALUE items, taken out of argv before parsing
 
 
 def _settable(key: str) -> bool:
@@ -52,8 +52,9 @@ def take_config_overrides(argv: list[str]) -> list[str]:
         i, value = i + 1, argv[i + 1]
       if not _settable(key):
         raise ValueError(f"{_PREFIX}{key}: evaluate changes only evaluation settings "
-                         "(--config.eval.KEY=VALUE) and the data's location (--config.data.dir=DIR); "
-                         "the other keys are the trained run's, so train a new run to change them.")
+                         "(--config.eval.KEY=VALUE) and the data's location "
+                         "(--config.data.dir=DIR); the other keys are the trained run's, so train "
+                         "a new run to change them.")
       _overrides.append(f"{key}={value}")
     else:
       rest.append(arg)

@@ -23,6 +23,7 @@ import functools
 import hashlib
 import io
 import os
+
 import jax
 import ml_collections
 import numpy as np
@@ -95,7 +96,8 @@ class Hasher:
       return (np.zeros((0, -(-self.bits // 32)), np.uint32),
               np.zeros((0, *self._feature_shape), np.float32) if features else None)
     return encode_indices(self._encoder, self._variables, _Prepared(self, images), np.arange(n),
-                          self._batch_size(n), features, sharding=parallel.batch_sharded(self._mesh),
+                          self._batch_size(n), features,
+                          sharding=parallel.batch_sharded(self._mesh),
                           stream=None if progress else SILENT)
 
   def prepare(self, images) -> np.ndarray:

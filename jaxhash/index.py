@@ -70,7 +70,8 @@ def build_index(hasher, paths: list[str], *, features: bool = False, strict: boo
                 stream=None):
   """``(HammingIndex, skipped)``: the images' codes with their paths as ids; ``skipped`` lists
   ``(path, reason)`` of images that could not be read (``strict``: the first one raises).
-  Progress and skipped images are reported on ``stream`` when one is given (the command's stderr)."""
+  Progress and skipped images are reported on ``stream`` when one is given (the command's
+  stderr)."""
   from jaxhash.retrieval import HammingIndex
 
   stream = stream or SILENT

@@ -89,7 +89,7 @@ def _caption(path, width: int, draw) -> str:
   return text
 
 
-QUERY_FRAME = "#1f77b4"  # the evaluation gallery's query colour (jaxhash.plots); red means wrong there
+QUERY_FRAME = "#1f77b4"  # the query colour of the evaluation gallery, where red means wrong
 
 
 def _label(result: dict) -> str:

@@ -67,7 +67,8 @@ def test_evaluate_documented_override_and_out_keep_earlier_results(finished, tmp
   proc = run_cli("jaxhash.evaluate", "--workdir", finished, "--config.eval.radius=3", "--out", out,
                  "--config.eval.plots=True")
   assert proc.returncode == 0, proc.stderr
-  assert {"gallery.png", "pr_curve.png", "training.png"} <= set(os.listdir(os.path.join(out, "plots")))
+  plots = set(os.listdir(os.path.join(out, "plots")))
+  assert {"gallery.png", "pr_curve.png", "training.png"} <= plots
   assert not os.path.exists(os.path.join(finished, "plots"))
   results = json.load(open(os.path.join(out, "results.json")))
   assert "precision@radius3" in results["codes"]

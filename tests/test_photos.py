@@ -63,7 +63,8 @@ def test_evaluate_a_run_whose_data_moved(run96, tmp_path):
   gone = run_cli("jaxhash.evaluate", "--workdir", run, cwd=str(tmp_path))
   assert gone.returncode == 1 and "does not exist" in gone.stderr, gone.stderr
   assert len(gone.stderr.strip().splitlines()) == 1
-  found = run_cli("jaxhash.evaluate", "--workdir", "run", "--config.data.dir=moved", cwd=str(tmp_path))
+  found = run_cli("jaxhash.evaluate", "--workdir", "run", "--config.data.dir=moved",
+                  cwd=str(tmp_path))
   assert found.returncode == 0, found.stderr
   assert sorted(os.listdir(os.path.join(run, "plots"))) == PLOTS
 

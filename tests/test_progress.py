@@ -15,7 +15,8 @@ from jaxhash.index import build_index
 
 @pytest.fixture
 def slow_clock(monkeypatch):
-  """Every reading of the progress clock is 100 s after the last: every stage is slow enough to show."""
+  """Each reading of the progress clock is 100 s after the last: every stage is slow enough to
+  show."""
   ticks = itertools.count(0, 100.0)
   monkeypatch.setattr(progress, "time", types.SimpleNamespace(perf_counter=lambda: next(ticks)))
 

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from conftest import ROOT, load_config, run_cli
+from conftest import ROOT, run_cli
 from jaxhash import published, report
 
 
@@ -71,15 +71,15 @@ def test_markdown_table_puts_the_published_figure_beside_the_matching_row():
   table = report.rows([run_results(), run_results("hashnet", "imagenet100", map_at=(1000,),
                                                   hashnet=True), run_results(protocol="mnist10k")])
   text = report.markdown(table)
-  lines = [l for l in text.splitlines() if " | DLBHC | CIFAR-10 |" in l]
-  assert [l.split(" | ")[9] for l in lines] == ["all", "1000"]
+  lines = [line for line in text.splitlines() if " | DLBHC | CIFAR-10 |" in line]
+  assert [line.split(" | ")[9] for line in lines] == ["all", "1000"]
   assert "0.8973 [1]" in lines[1] and "[" not in lines[0].split(" | ")[-1]
-  hashnet = next(l for l in text.splitlines() if " | HashNet | " in l)
+  hashnet = next(line for line in text.splitlines() if " | HashNet | " in line)
   assert "| 0.5000 | 0.6000 |" in hashnet and "0.6633 [2]" in hashnet  # ours, HashNet convention
   assert "[1] 0.8973 (mAP@1000; every query counts): " in text
   assert "kevinlin311tw/caffe-cvprw15" in text
   assert "[2] 0.6633 (mAP@1000; queries with no relevant item in the top R left out)" in text
-  mnist10k = next(l for l in text.splitlines() if "mnist10k" in l)
+  mnist10k = next(line for line in text.splitlines() if "mnist10k" in line)
   assert mnist10k.rstrip(" |").endswith("(r <= 2)")  # no published figure for the t10k protocol
 
 
@@ -88,8 +88,9 @@ def test_rows_of_one_setting_name_their_run_backbone_and_step():
           {**run_results(), "run": "runs/b", "backbone": "efficientnet_lite0", "step": 2000}]
   lines = report.markdown(report.rows(runs)).splitlines()
   assert lines[0].startswith("| run | backbone | step | method |")
-  assert sum(l.startswith("| runs/a | lenet | 100 | DLBHC | CIFAR-10 |") for l in lines) == 2
-  assert sum(l.startswith("| runs/b | efficientnet_lite0 | 2,000 | DLBHC |") for l in lines) == 2
+  for start in ("| runs/a | lenet | 100 | DLBHC | CIFAR-10 |",
+                "| runs/b | efficientnet_lite0 | 2,000 |"):
+    assert sum(line.startswith(start) for line in lines) == 2
 
 
 def test_csv_has_full_precision_and_one_line_per_published_figure():
@@ -126,8 +127,8 @@ def test_report_cli_over_a_dlbhc_and_a_hashnet_run(two_runs, tmp_path):
   assert lines[0].startswith("| run | backbone | step | method | dataset | protocol | bits |")
   # One row per R of the test config's mAP@R (all, 100), each naming its run.
   for run, method in zip(two_runs, ("DLBHC", "HashNet")):
-    assert sum(l.startswith(f"| {run} | lenet | 2 | {method} | MNIST t10k | mnist10k | 16 |")
-               for l in lines) == 2, lines
+    assert sum(line.startswith(f"| {run} | lenet | 2 | {method} | MNIST t10k | mnist10k | 16 |")
+               for line in lines) == 2, lines
   assert os.path.getsize(out) > 10_000
   csv_proc = run_cli("jaxhash.report", *two_runs, "--csv")
   assert len(list(csv.DictReader(io.StringIO(csv_proc.stdout)))) == 4
@@ -140,32 +141,43 @@ def test_report_cli_errors_are_one_line(tmp_path):
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
 
 
-def test_readme_tables_equal_the_results_files():
+def test_readme_and_docs_tables_equal_the_results_files():
   """Fails when a results file changed and `python benchmarks/readme_tables.py` was not run."""
-  with open(os.path.join(ROOT, "README.md")) as f:
-    text = f.read()
-  _, stale = _readme_tables().update(text)
-  assert stale == [], (
-      f"README blocks {stale} differ from benchmarks/results; run benchmarks/readme_tables.py")
-  for name in ("dlbhc_mnist", "hashnet_mnist", "hashnet_ablation", "hashnet_cifar10"):
-    assert f"<!-- results: {name} -->" in text
+  tables = _readme_tables()
+  for page in tables.pages():
+    with open(page, encoding="utf-8") as f:
+      _, stale = tables.update(f.read())
+    assert stale == [], (f"{page}: blocks {stale} differ from benchmarks/results; run "
+                         "python benchmarks/readme_tables.py")
+  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    assert "<!-- results: summary -->" in f.read()
+  with open(os.path.join(ROOT, "docs", "results.md"), encoding="utf-8") as f:
+    results_page = f.read()
+  assert all(f"<!-- results: {name} -->" in results_page for name in tables.TABLES)
 
 
 def test_readme_check_catches_an_edited_figure(tmp_path):
   tables = _readme_tables()
-  with open(os.path.join(ROOT, "README.md")) as f:
-    text = f.read()
+  with open(tables.README, encoding="utf-8") as f:
+    readme = f.read()
+  with open(os.path.join(tables.DOCS, "results.md"), encoding="utf-8") as f:
+    results_page = f.read()
   with open(os.path.join(tables.RESULTS_DIR, "dlbhc_mnist.json")) as f:
     payload = json.load(f)
   payload["runs"][0]["codes map@all"] += 0.01
-  for name in tables.TABLES:
-    source = os.path.join(tables.RESULTS_DIR, f"{name}.json")
-    with open(source) as f:
-      text_of_file = json.dumps(payload) if name == "dlbhc_mnist" else f.read()
-    (tmp_path / f"{name}.json").write_text(text_of_file)
-  new, stale = tables.update(text, str(tmp_path))
+  for name in os.listdir(tables.RESULTS_DIR):
+    with open(os.path.join(tables.RESULTS_DIR, name)) as f:
+      text_of_file = json.dumps(payload) if name == "dlbhc_mnist.json" else f.read()
+    (tmp_path / name).write_text(text_of_file)
+  assert tables.update(readme, str(tmp_path))[1] == ["summary"]
+  new, stale = tables.update(results_page, str(tmp_path))
   assert stale == ["dlbhc_mnist"]
   assert tables.update(new, str(tmp_path))[1] == []  # rewriting makes it fresh
+
+
+def test_commands_are_shown_without_the_measuring_machines_paths():
+  command = "python -m jaxhash.train --config configs/x.py --config.data.dir=../somewhere/data/mnist/"
+  assert _readme_tables().public_command(command).endswith("--config.data.dir=MNIST")
 
 
 def test_provenance_names_commit_cpu_and_versions():

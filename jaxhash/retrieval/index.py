@@ -128,7 +128,8 @@ class HammingIndex:
     keep the Hamming order) and the first ``k`` returned; the distances stay Hamming distances.
     """
     if features is None:
-      distances, positions = hamming_topk(self._as_words(queries, "queries"), self._search_codes(), k)
+      queries = self._as_words(queries, "queries")
+      distances, positions = hamming_topk(queries, self._search_codes(), k)
       return np.asarray(distances), self._ids_at(np.asarray(positions))
     distances, _, ids = self.rerank_search(queries, features, k, pool=pool)
     return distances, ids
