@@ -200,7 +200,7 @@ def prepare_cifar10(tarball: str | os.PathLike, dest: str | os.PathLike) -> str:
 def _extract_into_place(tarball: str, dest: str) -> None:
   if not os.path.isfile(tarball):
     raise FileNotFoundError(f"CIFAR-10 tarball {tarball!r} not found; pass the path of a tarball "
-                            "of train/<class>/*.jpg and test/<class>/*.jpg (see the README's Data).")
+                            "of train/<class>/*.jpg and test/<class>/*.jpg (see docs/data.md).")
   parent = os.path.dirname(os.path.abspath(dest))
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(dest)}.extract-")

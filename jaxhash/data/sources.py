@@ -36,7 +36,7 @@ def idx_directory(directory: str, groups=("train", "test")) -> Dataset:
   if not os.path.isdir(directory):
     raise FileNotFoundError(
         f"data directory {directory!r} does not exist; set config.data.dir to a directory holding "
-        "the four MNIST IDX files (train-images-idx3-ubyte.gz, ...; see the README's Data section).")
+        "the four MNIST IDX files (train-images-idx3-ubyte.gz, ...; see docs/data.md).")
   prefixes = {"train": "train", "test": "t10k"}
   parts = {}
   for group in groups:

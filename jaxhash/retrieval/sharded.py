@@ -6,8 +6,8 @@ every device the global top-k: identical to :func:`hamming_topk`, ties included,
 are contiguous and merged in order. Only k results per query and shard cross devices.
 
 Multi-host: the same function works over a mesh of all processes' devices after
-``jax.distributed.initialize()`` if every process passes the whole database; the README's
-"Scale" section describes the process-local variant. Only single-host meshes are tested.
+``jax.distributed.initialize()`` if every process passes the whole database; docs/scaling.md
+describes the process-local variant. Only single-host meshes are tested.
 """
 
 from __future__ import annotations
