@@ -237,13 +237,16 @@ def backbone_speed(payload: dict) -> list[str]:
   for run in payload["runs"]:
     by_size.setdefault(run["size"], {})[run["implementation"]] = run
   header = ["input", *(f"{name} images/s" for name in sides.values())]
+  jaxhash = [r for r in payload["runs"] if r["implementation"] == "jaxhash shifted"]
   rows = [[f"{size}²", *(f"{runs[k]['images_per_sec']:,.0f}" if k in runs else "" for k in sides)]
           for size, runs in sorted(by_size.items())]
   return [*_table(header, rows), "",
           f"{payload['model']}, {payload['dtype']}, batch {payload['batch']}, median of "
           f"{payload['repeats']} batches; features equal PyTorch's within "
           f"{max(float(r['max_diff_vs_torch_relative']) for r in payload['runs']):.0e} "
-          "(relative to the largest)."]
+          "(relative to the largest); jaxhash's first call, which compiles, takes "
+          f"{min(r['first_call_seconds'] for r in jaxhash):.1f}–"
+          f"{max(r['first_call_seconds'] for r in jaxhash):.1f} s."]
 
 
 def index_load(payload: dict) -> list[str]:

@@ -85,7 +85,9 @@ def usage(argv: list[str]) -> str:
 
   lines = [__doc__.strip(), "", "Flags:",
            *help_text.flag_lines(["workdir", "out", "set", "debug"]),
-           f"  --{'config.eval.KEY':<12} An evaluation setting below, e.g. --config.eval.radius=3.", ""]
+           f"  --{'config.eval.KEY':<12} An evaluation setting below, e.g. --config.eval.radius=3.",
+           f"  --{'config.data.dir':<12} Where the run's data is now, when it has moved (the split's "
+           "fingerprint checks that it is the same data).", ""]
   workdir = next((a.split("=", 1)[1] for a in argv if a.startswith("--workdir=")), None)
   if workdir is None and "--workdir" in argv[:-1]:
     workdir = argv[argv.index("--workdir") + 1]
