@@ -44,8 +44,12 @@ def test_relative_data_folder_is_recorded_absolute_and_every_plot_drawn_at_96(ru
   assert sorted(os.listdir(os.path.join(run96, "plots"))) == PLOTS
 
 
-def test_every_plot_drawn_at_160(tmp_path):
+def test_every_plot_drawn_at_160_by_training_and_by_evaluate(tmp_path):
   run = train_on_photos(tmp_path, 160)
+  assert sorted(os.listdir(os.path.join(run, "plots"))) == PLOTS
+  shutil.rmtree(os.path.join(run, "plots"))
+  proc = run_cli("jaxhash.evaluate", "--workdir", run)
+  assert proc.returncode == 0 and "failed" not in proc.stderr, proc.stderr
   assert sorted(os.listdir(os.path.join(run, "plots"))) == PLOTS
 
 
