@@ -17,10 +17,10 @@ PLOTS = ["bit_balance.png", "gallery.png", "gallery_rerank.png", "pr_curve.png",
 
 
 def train_on_photos(base, size: int) -> str:
-  """Trains configs/dlbhc_custom.py:size=SIZE for 2 steps on base/photos, given as a relative path
-  from base; returns the run directory."""
+  """Trains configs/dlbhc_custom.py:lenet,size=SIZE (no pretrained weights needed) for 2 steps on
+  base/photos, given as a relative path from base; returns the run directory."""
   write_class_tree(base / "photos", per_class=8, size=20)
-  config = load_config("dlbhc_custom", f"size={size}").unlock()
+  config = load_config("dlbhc_custom", f"lenet,size={size}").unlock()
   config.data.dir = "photos"
   config.train.num_steps, config.train.batch_size = 2, 8
   config.eval.map_at, config.eval.precision_at, config.eval.rerank_pool = "all", "1,5", 10
