@@ -63,10 +63,12 @@ def take_config_overrides(argv: list[str]) -> list[str]:
 
 
 def load_run_config(workdir: str, overrides=()) -> ml_collections.ConfigDict:
-  """The run's config with ``SECTION.KEY=VALUE`` overrides (``eval.*``, data locations), locked."""
+  """The run's config with ``KEY=VALUE`` overrides of ``config.eval`` (or ``data.KEY=VALUE`` of
+  the data's location), locked."""
   config = rundir.load_config(workdir)
   for item in overrides:
     key, sep, value = item.partition("=")
+    key = key if "." in key else f"eval.{key}"
     section, _, name = key.partition(".")
     if not sep or not _settable(key) or name not in config[section]:
       raise ValueError(f"evaluation setting {item!r}: use KEY=VALUE with KEY one of {sorted(config.eval)}.")
@@ -123,7 +125,7 @@ def main() -> None:
   from jaxhash.data import protocols
 
   workdir = _WORKDIR.value
-  config = load_run_config(workdir, [*_overrides, *(f"eval.{item}" for item in _EVAL.value)])
+  config = load_run_config(workdir, [*_overrides, *_EVAL.value])
   rundir.ensure_free(workdir)
   exp = trainer.build_experiment(config)
   with rundir.locked(workdir):

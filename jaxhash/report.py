@@ -103,6 +103,11 @@ def _number(value, form: str = ".4f") -> str:
   return str(value) if isinstance(value, int) else format(value, form)
 
 
+def _count(value) -> str:
+  """A count with thousands separators (10,000); None as an empty cell."""
+  return "" if value is None else f"{value:,}"
+
+
 def _order(results: dict) -> tuple:
   return (results["method"], DATASETS.get(results["protocol"], ""), results["protocol"],
           results["bits"], results.get("run", ""))
@@ -158,9 +163,9 @@ def markdown(table: list[dict]) -> str:
         notes.append(text)
       cited.append(f"{figure.value:.4f} [{notes.index(text) + 1}]")
     radius = f"{row['P@radius'][1]:.4f} (r <= {row['P@radius'][0]})" if row["P@radius"] else ""
-    cells = [row["run"], row["backbone"], _number(row["step"], ","), row["method"], row["dataset"],
+    cells = [row["run"], row["backbone"], _count(row["step"]), row["method"], row["dataset"],
              row["protocol"], str(row["bits"]),
-             _number(row["queries"], ","), _number(row["database"], ","), str(row["R"]),
+             _count(row["queries"]), _count(row["database"]), str(row["R"]),
              _number(row["mAP@R"]),
              _number(row["HashNet-convention mAP@R"]), _number(row["re-ranked mAP@R"]), radius,
              ", ".join(cited)]
