@@ -24,6 +24,7 @@ def train_on_photos(base, size: int) -> str:
   config.data.dir = "photos"
   config.train.num_steps, config.train.batch_size = 2, 8
   config.eval.map_at, config.eval.precision_at, config.eval.rerank_pool = "all", "1,5", 10
+  config.eval.batch_size = 8  # 24 images: the default 500, padded, would take gigabytes at 160 px
   here = os.getcwd()
   os.chdir(base)
   try:
