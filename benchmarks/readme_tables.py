@@ -298,6 +298,22 @@ def hamming_gpu_smoke_cpu(payload: dict) -> list[str]:
           f"{'yes' if payload['jaxhash_equals_naive'] else '**no**'}."]
 
 
+def serve_load(payload: dict) -> list[str]:
+  latency, local = payload["latency_ms"], payload["in_process"]
+  header = ["requests", "clients", "failed", "requests/s", "p50", "p90", "p99", "mean batch",
+            "in-process queries/s", "ratio"]
+  row = [f"{payload['requests']:,}", str(payload["clients"]), f"{payload['failures']:,}",
+         f"{payload['requests_per_s']:,.0f}", *(f"{latency[p]:.1f} ms" for p in ("p50", "p90", "p99")),
+         f"{payload['server_mean_batch']:.1f}", f"{local['queries_per_s']:,.0f}",
+         f"{payload['ratio_to_in_process']:.2f}"]
+  bars = payload["bars_hold"]
+  return [*_table(header, [row]), "",
+          f"{payload['items']:,} items of {payload['bits']} bits, k = {payload['k']}, "
+          f"{payload['distinct_queries']} distinct query images. Bars: no failed request, "
+          f"{'holds' if bars['no_failed_requests'] else '**missed**'}; ratio to in-process at least "
+          f"0.5, {'holds' if bars['ratio_at_least_0.5'] else '**missed**'}."]
+
+
 # The README's summary: (results file, row reader) -> rows of
 # (method, dataset, protocol, backbone, bits, R, mAP@R, seconds, benchmark command).
 def _summary_dlbhc_mnist(payload: dict) -> list[tuple]:
@@ -368,7 +384,7 @@ TABLES = {"dlbhc_mnist": dlbhc_mnist, "hamming_cpu": hamming_cpu, "hashnet_mnist
           "train_throughput_efficientnet": train_throughput, "hamming_scaling": hamming_scaling,
           "evaluation": evaluation, "backbone_speed": backbone_speed, "index_load": index_load,
           "index_load_1000q": index_load, "api_search": api_search,
-          "hamming_gpu_smoke_cpu": hamming_gpu_smoke_cpu}
+          "hamming_gpu_smoke_cpu": hamming_gpu_smoke_cpu, "serve_load": serve_load}
 
 
 def _load(name: str, results_dir: str) -> dict:

@@ -56,8 +56,7 @@ NARRATIVE = [
     (re.compile(r"\bissues? \d+", re.I), "a task number"),
     (re.compile(r"\bsessions?\b", re.I), "an account of working sessions"),
     (re.compile(r"\.\./shared|/tmp/|/work/"), "a path of a development machine"),
-    (re.compile(r"(?<![\w.-])(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{7,40}(?![\w.-])"),
-     "a commit hash"),  # not a hash inside a file name (alexnet-owt-7be5be79.pth)
+    (re.compile(r"\bcommits? \(?[0-9a-f]{7,40}\b", re.I), "a commit hash"),
 ]
 
 
