@@ -51,12 +51,12 @@ def hasher_for(index, workdir: str | None = None):
 
 
 def search_images(index, hasher, images, k: int = 10, radius: int | None = None,
-                  rerank: bool = False) -> list[list[dict]]:
+                  rerank: bool = False, feature_distances: bool = False) -> list[list[dict]]:
   """Per query, ``[{"rank": 1, "path": id, "distance": d}, ...]`` nearest first.
 
   ``images`` as ``Hasher.encode`` takes them. ``radius`` keeps results within that Hamming
   distance; ``rerank`` re-ranks the nearest ``max(k, eval.rerank_pool)`` codes by features, and
-  each result then also holds the ``"feature_distance"`` it was ranked by.
+  with ``feature_distances`` each result also holds the ``"feature_distance"`` it was ranked by.
   """
   if len(index) == 0:
     raise ValueError("the index is empty.")
@@ -73,7 +73,8 @@ def search_images(index, hasher, images, k: int = 10, radius: int | None = None,
   results = []
   for q, (row_distances, row_ids) in enumerate(zip(distances, ids)):
     row = [{"path": i.item() if isinstance(i, np.generic) else i, "distance": int(d),
-            **({"feature_distance": round(float(by[q, j]), 4)} if rerank else {})}
+            **({"feature_distance": round(float(by[q, j]), 4)}
+               if rerank and feature_distances else {})}
            for j, (d, i) in enumerate(zip(row_distances, row_ids))]
     row = [r for r in row if radius is None or r["distance"] <= radius]
     results.append([{"rank": rank, **r} for rank, r in enumerate(row, 1)])
@@ -170,7 +171,8 @@ def _run(args) -> None:
   if args.gallery:
     image_format = check_gallery(args.gallery, [args.index, *args.images], index.ids)
   hasher = hasher_for(index, args.workdir)
-  results = search_images(index, hasher, args.images, args.k, args.radius, args.rerank)
+  results = search_images(index, hasher, args.images, args.k, args.radius, args.rerank,
+                          feature_distances=args.rerank)
   for query, found in zip(args.images, results):
     if args.json:
       print(json.dumps({"query": query, "results": found}))
