@@ -5,11 +5,12 @@ cannot go stale.
   python benchmarks/readme_tables.py --check   # exits 1 naming each block that differs
 
 A block is the text between ``<!-- results: NAME -->`` and ``<!-- /results -->``; NAME is both the
-results file (benchmarks/results/NAME.json) and the renderer in TABLES, except ``summary``: the
-README's table of one row per method and dataset, drawn from several results files. After the
-benchmark scripts have been rerun, this one command refreshes every table; tests/test_report.py
-fails while a page and the results files disagree. Each table ends with where its figures came
-from: the commit, CPU and versions that benchmarks/common.machine() records.
+results file (benchmarks/results/NAME.json) and the renderer in TABLES, except the blocks drawn
+from several results files (COMPOSITE): ``summary``, the README's table of one row per method and
+dataset, and ``multiprocess_estimates``, the hosts that docs/scaling_multiprocess.md estimates.
+After the benchmark scripts have been rerun, this one command refreshes every table;
+tests/test_report.py fails while a page and the results files disagree. Each table ends with where
+its figures came from: the commit, CPU and versions that benchmarks/common.machine() records.
 """
 
 from __future__ import annotations
@@ -314,6 +315,110 @@ def serve_load(payload: dict) -> list[str]:
           f"0.5, {'holds' if bars['ratio_at_least_0.5'] else '**missed**'}."]
 
 
+def process_merge(payload: dict) -> list[str]:
+  header = ["processes", "codes per process", "Q", "gathered per process", "local best ms",
+            "local median ms", "merge best ms", "merge median ms", "total best ms",
+            "total median ms"]
+  rows = [[str(r["processes"]), f"{r['codes_per_process']:,}", f"{r['queries']:,}",
+           f"{r['merge_bytes_per_process']:,} B",
+           *(f"{r[f'{part}_{kind}_ms']:.1f}" for part in ("local", "merge", "total")
+             for kind in ("best", "median"))] for r in payload["rows"]]
+  first = payload["rows"][0]
+  return [*_table(header, rows), "",
+          f"{first['bits']} bits, k = {first['k']}; `local`: each process's own top-k, `merge`: "
+          "the gather of every process's (Q, k) lists and their exact merge, `total`: the whole "
+          "`process_topk`. The search layout holds "
+          f"{first['layout_bytes_per_code']:.1f} bytes per code."]
+
+
+def _best(row: dict, side: str = "jaxhash") -> float:
+  return row[side]["best_s"]
+
+
+def multiprocess_estimates(results_dir: str) -> list[str]:
+  """docs/scaling_multiprocess.md's measurements and the hosts they imply for 10^8 and 10^9
+  codes: one host's search time scaled linearly in its codes, plus the merge's median."""
+  import math
+
+  merge, scaling = _load("process_merge", results_dir), _load("hamming_scaling", results_dir)
+  rows = {r["queries"]: r for r in merge["rows"]}
+  one, many = rows[1], rows[max(rows)]
+  layout = one["layout_bytes_per_code"]
+  single = next(r for r in scaling["over_queries"] if r["queries"] == 1)
+  batch = max((r for r in scaling["over_codes"] if r["queries"] == many["queries"]),
+              key=lambda r: r["codes"])
+  rate_one = single["codes"] / _best(single)  # distances per second, one query
+  rate_many = batch["queries"] * batch["codes"] / _best(batch)
+  q = f"{many['queries']:,}"
+
+  def ms(value: float) -> str:
+    return f"{value:.1f} ms"
+
+  def search_ms(value: float) -> str:
+    return f"{value:.3g} ms" if value < 100 else f"{value:.0f} ms"
+
+  def seconds(value: float) -> str:
+    digits = 2 if value < 10 else 1 if value < 100 else 0
+    return f"{value:.{digits}f} s"
+
+  def gigabytes(codes: float) -> str:
+    return f"{codes * layout / 1e9:.2g} GB"
+
+  measured = _table(["quantity", "figure", "from"], [
+      ["memory of the search layout", f"**{layout:.1f} bytes per {one['bits']}-bit code**",
+       "`process_merge.json`, `layout_bytes_per_code`"],
+      ["one host, one query", f"**{search_ms(_best(single) * 1e3)} for {single['codes']:,} codes** "
+       f"({rate_one / 1e9:.2f} G distances/s, k = {scaling['args']['k']})",
+       f"`hamming_scaling.json`, Q = 1, N = {single['codes']:,}"],
+      [f"one host, {q} queries", f"**{seconds(_best(batch))} for {batch['codes']:,} codes** "
+       f"({rate_many / 1e9:.2f} G distances/s)",
+       f"`hamming_scaling.json`, Q = {q}, N = {batch['codes']:,}"],
+      [f"cross-process merge, {one['processes']} processes",
+       f"**Q = 1: {ms(one['merge_best_ms'])} best, {ms(one['merge_median_ms'])} median; "
+       f"Q = {q}: {ms(many['merge_best_ms'])} best, {ms(many['merge_median_ms'])} median**",
+       "`process_merge.json`, `merge_best_ms` / `merge_median_ms`"],
+      [f"the whole `process_topk`, {one['processes']} processes",
+       f"Q = 1: {ms(one['total_best_ms'])} best, {ms(one['total_median_ms'])} median "
+       f"({one['codes_per_process']:,} codes per process)", "`process_merge.json`, `total_*_ms`"],
+  ])
+  sizes = (10 ** 8, 10 ** 9)
+  on_paper = _table(["codes", "search layout memory", "one host: 1 query",
+                     f"one host: {q} queries"],
+                    [[f"10^{round(math.log10(n))}", gigabytes(n), search_ms(n / rate_one * 1e3),
+                      seconds(many["queries"] * n / rate_many)] for n in sizes])
+  budgets = ((1, 0.1, one), (1, 0.02, one), (many["queries"], 1.0, many))
+
+  def hosts(n: int, queries: int, latency: float, row: dict) -> str:
+    rate = rate_one if queries == 1 else rate_many
+    alone = queries * n / rate
+    count = math.ceil(alone / (latency - row["merge_median_ms"] / 1e3))
+    return f"{count} host{'s' if count > 1 else ''} ({gigabytes(n / count)}" \
+           f"{' each' if count > 1 else ''})"
+
+  def budget(queries: int, latency: float) -> str:
+    when = f"{latency * 1e3:.0f} ms" if latency < 1 else f"{latency:.0f} s"
+    return f"{queries:,} quer{'y' if queries == 1 else 'ies'} in {when}"
+
+  latency = _table(["codes", *(budget(qs, t) for qs, t, _ in budgets)],
+                   [[f"10^{round(math.log10(n))}", *(hosts(n, qs, t, r) for qs, t, r in budgets)]
+                    for n in sizes])
+  return [*measured, "",
+          f"The merge was measured with {one['processes']} processes on one "
+          f"{merge['machine'].get('cores_available', '?')}-core machine "
+          f"({merge['machine'].get('cpu') or 'CPU not named'}, 1-minute load "
+          f"{merge['machine'].get('load_average_1min', 0):.0f}); the search times on "
+          f"{scaling['machine'].get('cpu') or 'CPU not named'}.", "",
+          *on_paper, "",
+          f"(memory = codes x {layout:.1f} bytes; 1 query = codes / {rate_one / 1e9:.2f} G/s; "
+          f"{q} queries = {q} x codes / {rate_many / 1e9:.2f} G/s.)", "",
+          "Hosts for a latency: H = ceil(one-host time / (latency - merge)), with the merge's "
+          f"median ({ms(one['merge_median_ms'])} for 1 query, {ms(many['merge_median_ms'])} for "
+          f"{q}), memory per host beside it:", "",
+          *latency, "",
+          f"{provenance('process_merge', merge['machine'])} "
+          f"{provenance('hamming_scaling', scaling['machine'])}"]
+
+
 # The README's summary: (results file, row reader) -> rows of
 # (method, dataset, protocol, backbone, bits, R, mAP@R, seconds, benchmark command).
 def _summary_dlbhc_mnist(payload: dict) -> list[tuple]:
@@ -384,7 +489,11 @@ TABLES = {"dlbhc_mnist": dlbhc_mnist, "hamming_cpu": hamming_cpu, "hashnet_mnist
           "train_throughput_efficientnet": train_throughput, "hamming_scaling": hamming_scaling,
           "evaluation": evaluation, "backbone_speed": backbone_speed, "index_load": index_load,
           "index_load_1000q": index_load, "api_search": api_search,
-          "hamming_gpu_smoke_cpu": hamming_gpu_smoke_cpu, "serve_load": serve_load}
+          "hamming_gpu_smoke_cpu": hamming_gpu_smoke_cpu, "serve_load": serve_load,
+          "process_merge": process_merge}
+# Blocks drawn from several results files, each rendered from the results folder.
+COMPOSITE = {"summary": summary,
+             "multiprocess_estimates": multiprocess_estimates}
 
 
 def _load(name: str, results_dir: str) -> dict:
@@ -397,8 +506,8 @@ def _load(name: str, results_dir: str) -> dict:
 
 def render(name: str, results_dir: str = RESULTS_DIR) -> str:
   """The body of block ``name``: its table, a blank line, its provenance."""
-  if name == "summary":
-    return "\n".join(summary(results_dir)) + "\n"
+  if name in COMPOSITE:
+    return "\n".join(COMPOSITE[name](results_dir)) + "\n"
   if name not in TABLES:
     raise ValueError(f"results block {name!r} has no renderer; add one to TABLES in {__file__}.")
   payload = _load(name, results_dir)

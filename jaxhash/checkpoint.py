@@ -8,6 +8,10 @@ cannot be read, does not match its digest or holds non-finite values is reported
 the next older one is tried; with none left the restore stops with one line. A state with
 non-finite values is never saved.
 
+With several processes (``jaxhash.distributed``) every process saves and restores its part of the
+state through orbax (which has one process write what is shared), and process 0 alone writes the
+digests and moves damaged or diverged checkpoints aside.
+
 Orbax reports failures of its background writes through threads and asyncio: its log records,
 asyncio's "exception was never retrieved" reports and tensorstore's "Event loop is closed" noise of
 reads and writes still in flight are kept off the screen (``VERBOSE`` shows them; the CLIs set it
@@ -30,6 +34,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from jaxhash import distributed
 from jaxhash.io_utils import atomic_write_text
 
 DIGESTS_FILE = "checkpoint_digests.json"
@@ -248,7 +253,8 @@ class Checkpointer:
                 "verified")
 
   def _write_digests(self, digests: dict) -> None:
-    atomic_write_text(self._digests_path, json.dumps(digests, indent=1, sort_keys=True) + "\n")
+    if distributed.is_writer():
+      atomic_write_text(self._digests_path, json.dumps(digests, indent=1, sort_keys=True) + "\n")
 
   def _saver(self) -> ocp.CheckpointManager:
     if self._read_only:
@@ -315,6 +321,7 @@ class Checkpointer:
       skipped += [f"checkpoint {s} in {self.directory} is damaged ({why})"
                   for s, why in older.items()]
       self._set_aside([s for s, _ in problems] + list(older), digests)
+      distributed.barrier("checkpoints-set-aside")
     return Restored(step, state, tuple(skipped), verified=note is None and str(step) in digests)
 
   def _check(self, step: int, abstract_state, digests: dict, verify: bool):
@@ -352,7 +359,7 @@ class Checkpointer:
     self._set_aside(steps, self._digests()[0], DIVERGED_DIR)
 
   def _set_aside(self, steps: list[int], digests: dict, folder: str = DAMAGED_DIR) -> None:
-    if not steps:
+    if not steps or not distributed.is_writer():
       return
     target_dir = os.path.join(self.workdir, folder)
     os.makedirs(target_dir, exist_ok=True)

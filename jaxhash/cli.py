@@ -1,7 +1,8 @@
 """What the commands share: flag parsing and one-line errors.
 
 Bad input (a config typo, a missing file, a bad value) ends with one line on stderr naming the
-problem and the fix, and a non-zero exit status; ``--debug`` shows the traceback instead.
+problem and the fix, and a non-zero exit status; ``--debug`` shows the traceback instead. One of
+several processes ends through ``jaxhash.distributed.end``, which stops the others with it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import sys
 import traceback
 
 from absl import flags
+
+from jaxhash import distributed
 
 # Errors that are the user's to fix; anything else is a bug and keeps its traceback. OSError covers
 # a full disk, permissions and a busy workdir (BlockingIOError).
@@ -91,12 +94,16 @@ def run(main, argv: list[str] | None = None, usage=None, prepare=None, parse=par
     if parse is not None:
       parse(prepare(argv) if prepare else argv)
     main()
-    return 0
   except USER_ERRORS as e:
     if debug:
       traceback.print_exc()
-    print(f"error: {error_line(e)}", file=sys.stderr)
-    return 1
+    return distributed.end(1, f"error: {error_line(e)}")
   except KeyboardInterrupt:
-    print(interrupted, file=sys.stderr)
-    return 130
+    return distributed.end(130, interrupted)
+  except BaseException as e:
+    if not distributed.active():
+      raise
+    # A bug, or a collective that failed because a peer is gone: the traceback is shown unless the
+    # watchdog finds a lost peer (then its one line says what happened).
+    return distributed.end(1, f"error: {error_line(e)} (traceback above)", traceback.format_exc())
+  return distributed.end(0)

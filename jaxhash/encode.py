@@ -5,8 +5,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from jaxhash import parallel
 from jaxhash.data.augment import preprocess
-from jaxhash.data.batches import eval_batches
+from jaxhash.data.batches import eval_rows
 from jaxhash.evaluation import classifier as classifier_baseline
 from jaxhash.progress import Stage
 from jaxhash.retrieval import pack_bits
@@ -44,17 +45,23 @@ def encode_indices(encoder, variables, images, indices: np.ndarray, batch_size: 
   An encoder that gives several codes (``make_encoder(classifier=True)``) gets packed codes in the
   same structure (a pair).
 
-  ``sharding``: how each batch is laid out over devices (default: JAX's default device).
-  A progress line named ``label`` appears on ``stream`` (default stderr) when encoding takes more
-  than a few seconds.
+  ``sharding``: how each batch is laid out over devices (default: JAX's default device); over the
+  devices of several processes, each process reads only its rows of each batch, and every
+  process gets all the codes. A progress line named ``label`` appears on ``stream`` (default
+  stderr) when encoding takes more than a few seconds.
   """
   codes, features = [], []
   with Stage(label, len(indices), stream=stream) as stage:
-    for batch, valid in eval_batches(images, indices, batch_size):
-      bits, feats = encoder(variables, jax.device_put(batch, sharding))
-      codes.append(jax.tree.map(lambda b: pack_bits(np.asarray(b)[:valid]), bits))
+    for rows, valid in eval_rows(indices, batch_size):
+      if sharding is None:
+        batch = images[rows]
+      else:
+        batch = parallel.global_batch(images[rows[parallel.local_rows(sharding, rows.shape)]],
+                                      sharding, batch_size)
+      bits, feats = encoder(variables, batch)
+      codes.append(jax.tree.map(lambda b: pack_bits(parallel.to_host(b)[:valid]), bits))
       if with_features:
-        features.append(np.asarray(feats, dtype=np.float32)[:valid])
+        features.append(parallel.to_host(feats).astype(np.float32)[:valid])
       stage.advance(valid)
   words = jax.tree.map(lambda *parts: np.concatenate(parts), *codes)
   return words, (np.concatenate(features) if with_features else None)

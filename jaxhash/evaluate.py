@@ -8,7 +8,9 @@ or with ``--out DIR`` into DIR and DIR/plots, keeping the run's earlier results.
 settings (``config.eval.*``) may be changed, as ``--config.eval.KEY=VALUE`` (or ``--set
 KEY=VALUE``), and the data's location when it has moved (``--config.data.dir=DIR``, also
 ``data.image_root``, ``data.tfds_data_dir``): the split files' fingerprint checks that it holds the
-run's images.
+run's images. Several processes share the encoding with ``--coordinator_address HOST:PORT
+--num_processes N --process_id I`` each (or ``--distributed``); process 0 writes the results
+(docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 import ml_collections
 from absl import flags
 
-from jaxhash import cli, plots, report, rundir
+from jaxhash import cli, distributed, plots, report, rundir
 from jaxhash.config import DATA_LOCATIONS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by jaxhash.train.")
@@ -28,6 +30,7 @@ _OUT = flags.DEFINE_string("out", None, "Write results.json/.md and plots/ here 
                            "inside a run directory).")
 _EVAL = flags.DEFINE_multi_string("set", [], "Evaluation override KEY=VALUE of config.eval, e.g. radius=3.")
 flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
+_PROCESSES = distributed.define_absl_flags()
 
 _PREFIX = "--config."
 _overrides: list[str] = []  # --config.SECTION.KEY=VALUE items, taken out of argv before parsing
@@ -86,7 +89,8 @@ def usage(argv: list[str]) -> str:
   from jaxhash import usage as help_text
 
   lines = [__doc__.strip(), "", "Flags:",
-           *help_text.flag_lines(["workdir", "out", "set", "debug"]),
+           *help_text.flag_lines(["workdir", "out", "set", "debug", "coordinator_address",
+                                  "num_processes", "process_id", "distributed"]),
            f"  --{'config.eval.KEY':<12} An evaluation setting below, e.g. --config.eval.radius=3.",
            f"  --{'config.data.dir':<12} Where the run's data is now, when it has moved (the split's "
            "fingerprint checks that it is the same data).", ""]
@@ -126,19 +130,24 @@ def main() -> None:
 
   workdir = _WORKDIR.value
   config = load_run_config(workdir, [*_overrides, *_EVAL.value])
+  distributed.start(_PROCESSES(), workdir, debug=flags.FLAGS.debug)
   rundir.ensure_free(workdir)
   exp = trainer.build_experiment(config)
+  writer = distributed.is_writer()
   with rundir.locked(workdir):
     state = trainer.restore_trained(exp, workdir)
-    protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
-    if not os.path.isfile(os.path.join(workdir, run_files.MODEL_FILE)):  # a run from before it
+    if writer:
+      protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
+    if writer and not os.path.isfile(os.path.join(workdir, run_files.MODEL_FILE)):  # an older run
       run_files.write_model_info(workdir, exp.dataset)
     results = trainer.evaluate(exp, state, workdir)
-    os.makedirs(out, exist_ok=True)
-    report.write_results(out, results)
-    if exp.config.eval.plots:  # beside the results they draw: out/plots
-      plots.write_plots_safely(workdir, results, exp.dataset, out)
-  print(f"{report.summary(results)}\n\n{report.markdown_table(results)}\n\nwritten to {out}/results.json")
+    if writer:
+      os.makedirs(out, exist_ok=True)
+      report.write_results(out, results)
+      if exp.config.eval.plots:  # beside the results they draw: out/plots
+        plots.write_plots_safely(workdir, results, exp.dataset, out)
+  print(f"{report.summary(results)}\n\n{report.markdown_table(results)}\n\n"
+        f"written to {out}/results.json{distributed.by_whom()}")
 
 
 if __name__ == "__main__":

@@ -201,11 +201,11 @@ class CachedBatches:
     self._positions = ShuffledPositions(len(train), batch_size, seed)
     self.batch_size, self.seed = batch_size, seed
     self.steps_per_epoch = self._positions.steps_per_epoch
-    everywhere, self._sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
+    self._everywhere, self._sharding = parallel.replicated(mesh), parallel.batch_sharded(mesh)
     self._orientations = 2 if len(flipped) else 1
     views = [plain[train], flipped] if len(flipped) else [plain[train]]
-    self._acts = jax.device_put(np.stack(views), everywhere)
-    self._labels = jax.device_put(labels[train], everywhere)
+    self._acts = jax.device_put(np.stack(views), self._everywhere)
+    self._labels = jax.device_put(labels[train], self._everywhere)
 
   def get(self, first: int, count: int = 1) -> tuple[tuple, tuple]:
     """``take``'s arguments for steps ``first .. first + count - 1``: activations and labels on the
@@ -214,7 +214,7 @@ class CachedBatches:
     positions = np.stack([self._positions(step) for step in steps])
     flips = np.stack([np.random.default_rng([self.seed, step, 1]).integers(
         0, self._orientations, self.batch_size) for step in steps]).astype(np.int32)
-    return (self._acts, self._labels), (positions, flips)
+    return (self._acts, self._labels), jax.device_put((positions, flips), self._everywhere)
 
   def take(self, shared: tuple, step: tuple) -> tuple[jax.Array, jax.Array]:
     """(activations, multi-hot labels) of one step's batch from ``get``'s arguments; traced."""

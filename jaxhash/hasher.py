@@ -201,7 +201,8 @@ def load(workdir: str | os.PathLike) -> Hasher:
   """The latest checkpoint of a run written by ``python -m jaxhash.train``, ready to encode.
 
   Reads ``config.json``, ``model.json`` (or, for older runs, infers its contents) and the latest
-  checkpoint; never the training data.
+  checkpoint; never the training data. A Hasher encodes on this process's own devices, also in a
+  run of several processes (each encodes the images it is given).
   """
   from jaxhash import trainer
 
@@ -209,6 +210,6 @@ def load(workdir: str | os.PathLike) -> Hasher:
   config = rundir.load_config(workdir)
   info = run_files.read_model_info(workdir, config)
   model = trainer.build_model(config, info.num_classes)
-  mesh = parallel.data_mesh()
+  mesh = parallel.data_mesh(jax.local_devices())
   state = trainer.restore_state(workdir, trainer.abstract_state(config, model, info.image_shape, mesh))
   return Hasher(workdir, config.lock(), info, model, state.variables, int(state.step), mesh)

@@ -1,6 +1,7 @@
 """Index a folder of images (or a list of image files) with a trained run.
 
   python -m jaxhash.index --workdir RUN --images DIR_OR_LIST --out FILE.jhi [--features] [--strict]
+                          [--shard I/N]
 
 Encodes every image under DIR (any depth, any format Pillow reads: jpg, png, bmp, gif, tif,
 webp, ppm/pgm) or every image a list file names (one path per line; trailing 0/1 labels, as in
@@ -10,6 +11,12 @@ features that ``jaxhash.search --rerank`` re-ranks with. An image that cannot be
 by path and skipped (``--strict`` stops instead), as is anything that is not a regular file (a
 named pipe is never waited on); the file is written atomically, only when done. An existing
 ``--out`` is replaced only when it is an index file, and never inside a run directory.
+
+``--shard I/N`` encodes only the I-th of N contiguous blocks of the listed images and writes a
+shard file; ``jaxhash.search --index`` given all N shard files searches them as the whole index
+(same results, ties included). Several processes (``--coordinator_address HOST:PORT
+--num_processes N --process_id I`` each, or ``--distributed``) encode a block each and process 0
+writes the one index file (docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import sys
 
 import numpy as np
 
-from jaxhash import cli, rundir
+from jaxhash import cli, distributed, rundir
 from jaxhash.progress import SILENT, Stage
 
 _CHUNK = 1024  # images decoded and encoded together
@@ -120,6 +127,9 @@ def parser() -> argparse.ArgumentParser:
   p.add_argument("--features", action="store_true",
                  help="also store fc7 features, for jaxhash.search --rerank")
   p.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
+  p.add_argument("--shard", metavar="I/N", type=shard_arg,
+                 help="write shard I of N (0..N-1): only the I-th of N blocks of the images")
+  distributed.add_arguments(p)
   p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
   return p
 
@@ -135,22 +145,80 @@ def check_out(path: str) -> None:
                      f"{MAGIC.decode()}), so it is not replaced; name a new file, e.g. images.jhi.")
 
 
+def shard_arg(text: str) -> tuple[int, int]:
+  """``"I/N"`` -> ``(I, N)`` with 0 <= I < N."""
+  index, sep, count = text.partition("/")
+  if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
+    raise argparse.ArgumentTypeError(f"{text!r} is not I/N with 0 <= I < N, e.g. 0/4")
+  return int(index), int(count)
+
+
+def gather_index(index, hasher, paths: list[str], first: int):
+  """Process 0's whole index from every process's ``index`` of its block (process order); None in
+  the other processes. ``first``: this block's position in ``paths``, which every process lists."""
+  from jax.experimental import multihost_utils
+
+  from jaxhash.retrieval import HammingIndex
+  from jaxhash.retrieval.index_set import shard_record
+
+  features = index.features
+  shape = np.array([len(index), first, 0 if features is None else features.shape[1],
+                    int(shard_record(0, 1, 0, paths)["listing"][:7], 16)], np.int32)
+  shapes = np.asarray(multihost_utils.process_allgather(shape))
+  if len(set(shapes[:, 3])) > 1:
+    raise ValueError("the processes list different images (compare their --images and --root); "
+                     "every process must see the same images, on a shared filesystem.")
+  rows, dim = int(shapes[:, 0].max()), int(shapes[:, 2].max())
+  position = {path: i for i, path in enumerate(paths)}
+  local = (np.zeros((rows, index.codes.shape[1]), np.uint32), np.zeros(rows, np.int32),
+           np.zeros((rows, dim), np.float32))
+  local[0][:len(index)] = index.codes
+  local[1][:len(index)] = [position[i] for i in index.ids]
+  if features is not None:
+    local[2][:len(index)] = features
+  codes, kept, feats = (np.asarray(a) for a in multihost_utils.process_allgather(local))
+  if not distributed.is_writer():
+    return None
+  whole = HammingIndex(index.nbits, run=run_record(hasher))
+  for p, count in enumerate(shapes[:, 0]):
+    if count:
+      whole.add(codes[p, :count], ids=[paths[i] for i in kept[p, :count]],
+                features=feats[p, :count] if dim else None)
+  return whole
+
+
 def _run(args) -> None:
   import jaxhash
+  from jaxhash.retrieval.index_set import shard_bounds, shard_record
 
   check_out(args.out)
+  spec = distributed.spec_from_args(args)
+  if args.shard and spec.requested:
+    raise ValueError("--shard writes one part per job, the process flags one index from several "
+                     "processes: use one or the other.")
+  distributed.start(spec, debug=args.debug)
   paths = list_images(args.images, args.root)
+  part = args.shard or (distributed.process_index(), distributed.process_count())
+  first, stop = shard_bounds(*part, len(paths))
   hasher = jaxhash.load(args.workdir)
-  index, skipped = build_index(hasher, paths, features=args.features, strict=args.strict,
-                               stream=sys.stderr)
-  if not len(index):
+  index, skipped = build_index(hasher, paths[first:stop], features=args.features,
+                               strict=args.strict, stream=sys.stderr)
+  if args.shard:
+    index.shard = shard_record(*args.shard, first, paths)
+  elif distributed.active():
+    index = gather_index(index, hasher, paths, first)
+  if index is not None and not len(index) and not args.shard:
     raise ValueError(f"none of the {len(paths)} images could be read; nothing was written.")
-  index.save(args.out)
-  print(f"indexed {len(index)} images ({hasher.bits}-bit {hasher.method} codes"
+  if index is not None:
+    index.save(args.out)
+  block = f"{stop - first} of {len(paths)} images"
+  what = (f"shard {part[0]}/{part[1]} ({block})" if args.shard else
+          f"its block ({block})" if index is None else f"{len(index)} images")
+  print(f"indexed {what} ({hasher.bits}-bit {hasher.method} codes"
         f"{', with features' if args.features else ''}) from {hasher.workdir} step {hasher.step} "
-        f"into {args.out}")
+        f"into {args.out}{distributed.by_whom()}")
   if skipped:
-    print(f"{len(skipped)} of {len(paths)} images could not be read and were skipped (listed "
+    print(f"{len(skipped)} of {stop - first} images could not be read and were skipped (listed "
           "above).", file=sys.stderr)
 
 

@@ -69,16 +69,21 @@ def trim(workdir: str, last_step: int) -> list[str]:
 
 
 class MetricsWriter:
-  """Appends records to the log; each is one whole line, flushed at once."""
+  """Appends records to the log; each is one whole line, flushed at once. ``enabled=False``
+  writes nothing (the processes of a run other than process 0, which writes the log)."""
 
-  def __init__(self, workdir: str):
-    self.path = log_path(workdir)
+  def __init__(self, workdir: str, enabled: bool = True):
+    self.path, self._file = log_path(workdir), None
+    if not enabled:
+      return
     try:
       self._file = open(self.path, "a", encoding="utf-8")
     except OSError as e:
       raise write_error(e, self.path) from e
 
   def write(self, record: dict) -> None:
+    if self._file is None:
+      return
     try:
       self._file.write(json.dumps(record) + "\n")
       self._file.flush()
@@ -87,12 +92,16 @@ class MetricsWriter:
 
   def sync(self) -> None:
     """Makes the log durable up to here (called beside each checkpoint)."""
+    if self._file is None:
+      return
     try:
       os.fsync(self._file.fileno())
     except OSError as e:
       raise write_error(e, self.path) from e
 
   def close(self) -> None:
+    if self._file is None:
+      return
     try:
       self._file.close()
     except OSError:  # a failed flush was already raised by write()

@@ -4,13 +4,16 @@ encoding, ranking).
 On a terminal a line redraws in place; elsewhere (logs, notebooks, CI) lines are printed one per
 update (the train loop) or at most every ``every`` seconds (stages), each state once. The library
 calls that a user makes directly (``Hasher.encode``, ``build_index``) pass :data:`SILENT` unless
-asked for progress.
+asked for progress. In a run of several processes only process 0 shows them (:data:`MUTED` in the
+others), so one terminal shows one progress line.
 """
 
 from __future__ import annotations
 
 import sys
 import time
+
+MUTED = False  # set by jaxhash.distributed in processes other than 0
 
 
 def _duration(seconds: float) -> str:
@@ -45,7 +48,7 @@ class Progress:
   def __init__(self, total_steps: int, start_step: int, batch_size: int, stream=None, width: int = 24):
     self.total, self.start, self.batch_size, self.width = total_steps, start_step, batch_size, width
     self.stream = stream or sys.stderr
-    self.inline = _is_terminal(self.stream)
+    self.inline = _is_terminal(self.stream) and not MUTED
     self.t0 = time.perf_counter()
 
   def update(self, step: int, values: dict) -> str:
@@ -57,8 +60,9 @@ class Progress:
     shown = " ".join(f"{k} {v:.4g}" for k, v in values.items())
     line = (f"step {step}/{self.total} [{bar}] {shown} | {rate * self.batch_size:.0f} img/s "
             f"| {_duration(elapsed)} < {_duration(eta)}")
-    self.stream.write(("\r" + line + "\033[K") if self.inline else line + "\n")
-    self.stream.flush()
+    if not MUTED:
+      self.stream.write(("\r" + line + "\033[K") if self.inline else line + "\n")
+      self.stream.flush()
     return line
 
   def close(self) -> None:
@@ -101,7 +105,8 @@ class Stage:
   def advance(self, n: int = 1) -> None:
     self.done += n
     now = time.perf_counter()
-    if now - self.t0 >= self.delay and (not self.shown or now - self._last >= self.every):
+    due = now - self.t0 >= self.delay and (not self.shown or now - self._last >= self.every)
+    if due and not MUTED:
       self._write()
       self._last = now
 

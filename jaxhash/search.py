@@ -2,6 +2,7 @@
 
   python -m jaxhash.search --index FILE.jhi [--workdir RUN] IMAGE... -k 10 [--radius R] [--rerank]
                            [--json] [--gallery out.png]
+  python -m jaxhash.search --index SHARD0.jhi SHARD1.jhi ... IMAGE...  (index built with --shard)
 
 Encodes each query image with the run that built the index (``--workdir`` defaults to the run
 recorded in the index file; another run is refused unless it is the same trained model) and prints
@@ -13,7 +14,9 @@ shows that distance beside the Hamming one. ``--json`` prints one line per query
 (with ``--rerank`` each result also has "feature_distance"). ``--gallery out.png`` draws each
 query (framed blue) beside its results, captioned with their distances, folders and file names
 (never over a query, an indexed image or the index, nor inside a run directory). The text output
-shows an id holding a newline or another unprintable character quoted, with escapes.
+shows an id holding a newline or another unprintable character quoted, with escapes. ``--index``
+takes the shard files of an index built in parts (``jaxhash.index --shard I/N``) as one index: the
+values after the first that end in .jhi are more shards, the rest query images.
 """
 
 from __future__ import annotations
@@ -146,8 +149,9 @@ def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
       prog="python -m jaxhash.search", description=__doc__.split("\n\n", 1)[0],
       epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("images", nargs="+", metavar="IMAGE", help="query image files")
-  p.add_argument("--index", required=True, metavar="FILE.jhi", help="index file from jaxhash.index")
+  p.add_argument("images", nargs="*", metavar="IMAGE", help="query image files")
+  p.add_argument("--index", required=True, nargs="+", metavar="FILE.jhi",
+                 help="index file from jaxhash.index, or all the shard files of one")
   p.add_argument("--workdir", help="run that encodes the queries (default: the one the index records)")
   p.add_argument("-k", "--k", type=int, default=10, help="results per query (default: 10)")
   p.add_argument("--radius", type=int, help="keep only results within this Hamming distance")
@@ -159,17 +163,30 @@ def parser() -> argparse.ArgumentParser:
   return p
 
 
+def split_index_args(values: list[str], images: list[str]) -> tuple[list[str], list[str]]:
+  """(index files, query images) from ``--index``'s values and the other positional ones: the first
+  value and the .jhi files right after it are index files, the rest query images."""
+  count = 1
+  while count < len(values) and values[count].lower().endswith(".jhi"):
+    count += 1
+  images = values[count:] + images
+  if not images:
+    raise ValueError("give at least one query image after the index files.")
+  return values[:count], images
+
+
 def _run(args) -> None:
   from jaxhash.io_utils import atomic_write_bytes
-  from jaxhash.retrieval import HammingIndex
+  from jaxhash.retrieval import load_index
 
+  args.index, args.images = split_index_args(args.index, args.images)
   if args.k < 1:
     raise ValueError(f"-k {args.k}: ask for at least 1 result.")
   if args.radius is not None and args.radius < 0:
     raise ValueError(f"--radius {args.radius} must be >= 0.")
-  index = HammingIndex.load(args.index)
+  index = load_index(args.index)
   if args.gallery:
-    image_format = check_gallery(args.gallery, [args.index, *args.images], index.ids)
+    image_format = check_gallery(args.gallery, [*args.index, *args.images], index.ids)
   hasher = hasher_for(index, args.workdir)
   results = search_images(index, hasher, args.images, args.k, args.radius, args.rerank,
                           feature_distances=args.rerank)

@@ -4,7 +4,9 @@
 
 Runs again with the same command resume from the latest checkpoint; a finished run only evaluates.
 A changed setting on an existing run is refused (one run per directory); ``--extend`` allows a
-larger ``train.num_steps`` / ``num_epochs``.
+larger ``train.num_steps`` / ``num_epochs``. Several processes (hosts) train one run with
+``--coordinator_address HOST:PORT --num_processes N --process_id I`` each, or ``--distributed``
+on a cluster (docs/distributed.md).
 A relative --config path is looked up in the working directory, then in the repository jaxhash was
 installed from, so the command works from any folder.
 """
@@ -17,7 +19,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from jaxhash import cli, report
+from jaxhash import cli, distributed, report
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/dlbhc_mnist.py[:variant].",
                                           lock_config=True)
@@ -25,6 +27,8 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/<c
 _EXTEND = flags.DEFINE_bool("extend", False, "Train an existing run to a larger train.num_steps or "
                             "num_epochs (the schedule is recomputed; recorded in run.json).")
 flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
+_PROCESSES = distributed.define_absl_flags()
+PROCESS_FLAGS = ["coordinator_address", "num_processes", "process_id", "distributed"]
 
 
 def find_config_arg(argv: list[str]) -> list[str]:
@@ -48,7 +52,8 @@ def find_config_arg(argv: list[str]) -> list[str]:
 def usage(argv: list[str]) -> str:
   from jaxhash import usage as help_text
 
-  lines = [__doc__.strip(), "", "Flags:", *help_text.flag_lines(["config", "workdir", "extend", "debug"]),
+  lines = [__doc__.strip(), "", "Flags:",
+           *help_text.flag_lines(["config", "workdir", "extend", "debug", *PROCESS_FLAGS]),
            f"  --{'config.KEY':<12} Any config key below, e.g. --config.method.bits=64.", ""]
   try:
     argv = find_config_arg(argv)
@@ -72,11 +77,13 @@ def main() -> None:
   if flags.FLAGS["config"].present == 0:
     raise ValueError("--config is required, e.g. --config configs/dlbhc_mnist.py")
   config = _CONFIG.value
+  workdir = _WORKDIR.value or os.path.join("runs", config.name or "run")
+  distributed.start(_PROCESSES(), workdir, debug=flags.FLAGS.debug)
   from jaxhash.trainer import train_and_evaluate  # after flag parsing: errors in flags stay quick
 
-  workdir = _WORKDIR.value or os.path.join("runs", config.name or "run")
   results = train_and_evaluate(config, workdir, extend=_EXTEND.value)
-  print(f"\n{report.summary(results)}\n\n{report.markdown_table(results)}\n\nwritten to {workdir}/results.json")
+  print(f"\n{report.summary(results)}\n\n{report.markdown_table(results)}\n\n"
+        f"written to {workdir}/results.json{distributed.by_whom()}")
 
 
 if __name__ == "__main__":

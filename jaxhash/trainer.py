@@ -3,6 +3,8 @@
 Order matters for "fail loudly, lose nothing": the config is validated, the data read and split,
 the run's identity checked (``jaxhash.rundir``) and its checkpoint restored before anything is
 written to the workdir, so bad input or a changed setting never touches an existing run.
+With several processes (``jaxhash.distributed``) every process runs all of this and process 0
+alone writes the run's files.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import optax
 
 from jaxhash import config as config_lib
 from jaxhash import feature_cache as feature_cache_lib
-from jaxhash import checkpoint, environment, evaluation, metrics_log, parallel, plots, report
-from jaxhash import run_files, rundir
+from jaxhash import checkpoint, distributed, environment, evaluation, metrics_log, parallel, plots
+from jaxhash import report, run_files, rundir
 from jaxhash.checkpoint import Checkpointer
 from jaxhash.data import protocols
 from jaxhash.data.augment import preprocess
@@ -50,7 +52,7 @@ class Experiment:
   dataset: Dataset
   split: protocols.Split
   model: HashModel
-  mesh: jax.sharding.Mesh  # the local devices; batches are split over them
+  mesh: jax.sharding.Mesh  # every process's devices; batches are split over them
   frozen_stages: int  # leading backbone stages that are frozen, cached and never run in training
 
   def split_header(self) -> str:
@@ -294,6 +296,7 @@ def feature_cache(exp: Experiment, workdir: str, state: TrainState, stream,
 
   Kept in ``data.feature_cache_dir`` (default ``<workdir>/features``) under a key of everything
   they depend on, so runs that share the prefix (two methods, several code lengths) share the cache.
+  With several processes, process 0 builds it on its own devices and every process reads it.
   """
   config, backbone = exp.config, exp.model.backbone
   stop = exp.frozen_stages if exp.frozen_stages < len(type(backbone).STAGES) else None
@@ -326,8 +329,11 @@ def feature_cache(exp: Experiment, workdir: str, state: TrainState, stream,
     x = jnp.where(flip[:, None, None, None], x[:, :, ::-1], x)
     return backbone.apply(variables, x, train=False, stop=stop)
 
-  variables = {"params": state.params["backbone"], "batch_stats": stats}
-  cache.build(functools.partial(prefix, variables), images, stream, on_shard)
+  if distributed.is_writer():
+    variables = {"params": state.params["backbone"], "batch_stats": stats}
+    variables = jax.device_put(jax.device_get(variables), jax.local_devices()[0])
+    cache.build(functools.partial(prefix, variables), images, stream, on_shard)
+  distributed.barrier("feature-cache")
   return cache.load()
 
 
@@ -348,7 +354,8 @@ def _check_workdir(exp: Experiment, workdir: str, steps_per_epoch: int, extend: 
       workdir, exp.config,
       lambda flat: _num_steps(flat["train.num_steps"], flat["train.num_epochs"], steps_per_epoch),
       extend=extend, has_checkpoints=os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)))
-  protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
+  if distributed.is_writer():
+    protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
   return plan
 
 
@@ -393,9 +400,12 @@ def _nonfinite_stop(workdir: str, checkpointer: Checkpointer, step: int, flags: 
 
   Checkpoints whose logged loss shows a diverged state are moved to ``diverged_checkpoints/``, so
   that the rerun at a lower rate resumes from a sane state (or from step 0) rather than diverging
-  again from a finite but useless one.
+  again from a finite but useless one. Process 0 of several does this and says it all.
   """
   checkpointer.wait()
+  if not distributed.is_writer():
+    return FloatingPointError(f"training stopped: non-finite values at step {step}; process 0 says "
+                              "which checkpoints are kept and what to rerun with.")
   records = metrics_log.read_metrics(workdir)
   diverged, losses = _diverged(checkpointer.steps(), records)
   checkpointer.set_aside_diverged(diverged)
@@ -435,18 +445,20 @@ def train(exp: Experiment, workdir: str, stream=None, extend: bool = False,
   steps_per_epoch = len(exp.split.train) // batch_size
   steps = total_steps(config, max(steps_per_epoch, 1))
   optimizer, schedule = make_tx(config, exp.model, steps)
+  distributed.lock_run(workdir)
   with rundir.locked(workdir):
     plan = _check_workdir(exp, workdir, max(steps_per_epoch, 1), extend)
     with Checkpointer(workdir) as checkpointer:
       abstract = abstract_state(config, exp.model, exp.dataset.image_shape, exp.mesh, optimizer)
       state = _restore(checkpointer, abstract, stream, set_aside_damaged=True)
       if state is None:
-        state = jax.device_put(initial_state(exp, optimizer), parallel.replicated(exp.mesh))
+        state = parallel.put_replicated(initial_state(exp, optimizer), exp.mesh)
       start = int(state.step)
-      rundir.commit(plan, start)
-      run_files.write_model_info(workdir, exp.dataset)
-      for note in metrics_log.trim(workdir, start):
-        stream.write(f"warning: {note}\n")
+      if distributed.is_writer():
+        rundir.commit(plan, start)
+        run_files.write_model_info(workdir, exp.dataset)
+        for note in metrics_log.trim(workdir, start):
+          stream.write(f"warning: {note}\n")
       if exp.frozen_stages:
         cached, flipped = feature_cache(exp, workdir, state, stream, on_shard)
       if start >= steps:
@@ -458,9 +470,10 @@ def train(exp: Experiment, workdir: str, stream=None, extend: bool = False,
         batches = feature_cache_lib.CachedBatches(cached, flipped, exp.split.train,
                                                   exp.dataset.labels, batch_size, config.seed,
                                                   exp.mesh)
-      devices = exp.mesh.devices.size
+      devices, processes = exp.mesh.devices.size, distributed.process_count()
       stream.write(f"{'resuming' if start else 'training'} {workdir} from step {start} on {devices} "
-                   f"{jax.default_backend()} device{'s' if devices > 1 else ''}\n")
+                   f"{jax.default_backend()} device{'s' if devices > 1 else ''}"
+                   f"{f' in {processes} processes' if processes > 1 else ''}\n")
       return _train_loop(exp, workdir, state, make_train_steps(exp, optimizer, schedule, batches.take),
                          batches, steps, checkpointer, stream)
 
@@ -478,7 +491,7 @@ def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_steps, b
   per_call = steps_per_call(config, batches)
   every = (config.train.log_every, config.train.checkpoint_every)
   progress = Progress(steps, start, config.train.batch_size, stream=stream)
-  log = metrics_log.MetricsWriter(workdir)
+  log = metrics_log.MetricsWriter(workdir, enabled=distributed.is_writer())
   window, t_window, skipped = [], time.perf_counter(), 0
   first_logged = start > 0
 
@@ -583,6 +596,7 @@ def train_and_evaluate(config, workdir: str, stream=None, extend: bool = False) 
 
   ``extend=True`` allows a larger ``train.num_steps`` / ``num_epochs`` on an existing run.
   """
+  distributed.lock_run(workdir)
   rundir.ensure_free(workdir)
   exp = build_experiment(config)
   with rundir.locked(workdir):
@@ -591,7 +605,8 @@ def train_and_evaluate(config, workdir: str, stream=None, extend: bool = False) 
     train_seconds = time.perf_counter() - t0
     results = evaluate(exp, state, workdir, stream)
     results["seconds"] = {"train": train_seconds, **results["seconds"]}
-    report.write_results(workdir, results)
-    if exp.config.eval.plots:
-      plots.write_plots_safely(workdir, results, exp.dataset)
+    if distributed.is_writer():
+      report.write_results(workdir, results)
+      if exp.config.eval.plots:
+        plots.write_plots_safely(workdir, results, exp.dataset)
   return results

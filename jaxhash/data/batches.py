@@ -5,6 +5,7 @@ set drawn from ``seed``, so a resumed run sees exactly the batches an uninterrup
 In-memory image sets are put on the device once as uint8 and batches are gathered there, inside
 the jitted training step.
 Evaluation batches keep a static shape: the tail is padded and its count returned for masking.
+With several processes (``jaxhash.distributed``) each reads only its own rows of every batch.
 
 A training batch source has ``get(first, count)``, the arguments of ``count`` consecutive steps:
 ``(shared, per_step)``, where ``shared`` is what every step reads (the images on the device) and
@@ -61,23 +62,26 @@ class TrainBatches:
     self.batch_size, self.steps_per_epoch = batch_size, self._positions.steps_per_epoch
     self._sharding = parallel.batch_sharded(mesh)
     self._stacked_sharding = parallel.batch_sharded(mesh, axis=1)
+    self._everywhere = parallel.replicated(mesh)
     self.on_device = isinstance(ds.images, np.ndarray)
     if self.on_device:
-      everywhere = parallel.replicated(mesh)
-      self._images = jax.device_put(ds.images[self._indices], everywhere)
-      self._labels = jax.device_put(ds.labels[self._indices], everywhere)
+      self._images = jax.device_put(ds.images[self._indices], self._everywhere)
+      self._labels = jax.device_put(ds.labels[self._indices], self._everywhere)
     else:
       self._images, self._labels = ds.images, ds.labels
 
   def get(self, first: int, count: int = 1) -> tuple[tuple, tuple]:
     """``take``'s arguments for steps ``first .. first + count - 1``: the images and labels on the
-    device and the batches' positions in them, or, for images read from disk, the batches."""
+    device and the batches' positions in them, or, for images read from disk, the batches (this
+    process's rows of them read, the others' by the other processes)."""
     positions = np.stack([self._positions(step) for step in range(first, first + count)])
     if self.on_device:
-      return (self._images, self._labels), (positions,)
-    rows = self._indices[positions]
-    return (), jax.device_put((np.stack([self._images[r] for r in rows]), self._labels[rows]),
-                              self._stacked_sharding)
+      return (self._images, self._labels), (jax.device_put(positions, self._everywhere),)
+    mine = parallel.local_rows(self._stacked_sharding, positions.shape, axis=1)
+    rows = self._indices[positions[:, mine]]
+    local = (np.stack([self._images[r] for r in rows]), self._labels[rows])
+    return (), tuple(parallel.global_batch(part, self._stacked_sharding, self.batch_size, axis=1)
+                     for part in local)
 
   def take(self, shared: tuple, step: tuple) -> tuple[jax.Array, jax.Array]:
     """(uint8 images, multi-hot labels) of one step's batch from ``get``'s arguments; traced."""
@@ -89,11 +93,11 @@ class TrainBatches:
     return jax.lax.with_sharding_constraint(step, (self._sharding, self._sharding))
 
 
-def eval_batches(images, indices: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
-  """Yields (uint8 batch of exactly ``batch_size`` images, number of real ones in it)."""
+def eval_rows(indices: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
+  """Yields (exactly ``batch_size`` image indices, the tail padded; number of real ones in it)."""
   for start in range(0, len(indices), batch_size):
     rows = indices[start:start + batch_size]
     valid = len(rows)
     if valid < batch_size:
       rows = np.concatenate([rows, np.full(batch_size - valid, rows[0])])
-    yield images[rows], valid
+    yield rows, valid

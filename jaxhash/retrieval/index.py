@@ -44,7 +44,9 @@ class HammingIndex:
   and report ids: integers or strings (such as image paths) passed to :meth:`add`, or the
   insertion positions. An index may also hold one float feature vector per code (DLBHC's fc7),
   to re-rank a Hamming candidate pool by Euclidean distance, and ``run``: a JSON-able dict saying
-  which trained run made the codes (``python -m jaxhash.index`` records it).
+  which trained run made the codes (``python -m jaxhash.index`` records it). ``shard`` (a
+  JSON-able dict, ``python -m jaxhash.index --shard``) marks one part of an index built in parts,
+  searched together as an ``IndexSet``.
 
   Example::
 
@@ -55,9 +57,9 @@ class HammingIndex:
     index = HammingIndex.load("codes.jhi")
   """
 
-  def __init__(self, nbits: int, run: dict | None = None):
+  def __init__(self, nbits: int, run: dict | None = None, shard: dict | None = None):
     self.nbits = check_nbits(nbits)
-    self.run = run
+    self.run, self.shard = run, shard
     self._words = _Rows((num_words(self.nbits),), np.uint32)
     self._ids: _Rows | list[str] | None = None  # None: the ids are the insertion positions
     self._features: _Rows | None = None
@@ -128,9 +130,8 @@ class HammingIndex:
     keep the Hamming order) and the first ``k`` returned; the distances stay Hamming distances.
     """
     if features is None:
-      queries = self._as_words(queries, "queries")
-      distances, positions = hamming_topk(queries, self._search_codes(), k)
-      return np.asarray(distances), self._ids_at(np.asarray(positions))
+      distances, positions = self.search_positions(queries, k)
+      return distances, self.ids_at(positions)
     distances, _, ids = self.rerank_search(queries, features, k, pool=pool)
     return distances, ids
 
@@ -142,40 +143,37 @@ class HammingIndex:
     distance it ranked by.
     """
     queries = self._as_words(queries, "queries")
-    if self._features is None:
-      raise ValueError("this index holds no features to re-rank with; build it with features "
-                       "(python -m jaxhash.index --features).")
-    features = np.asarray(features, np.float32)
-    if features.shape != (queries.shape[0], self._features.view.shape[1]):
-      raise ValueError(f"features must be ({queries.shape[0]}, {self._features.view.shape[1]}), "
-                       f"one row per query; got {features.shape}.")
-    depth = min(max(pool, k), self.ntotal)
-    distances, positions = (np.asarray(a) for a in hamming_topk(queries, self._search_codes(), depth))
-    candidates = self._features.view[positions]  # (Q, depth, D)
-    squared = np.sum((candidates - features[:, None, :]) ** 2, axis=-1)
-    order = np.argsort(squared, axis=1, kind="stable")[:, :k]
-    positions = np.take_along_axis(positions, order, axis=1)
-    return (np.take_along_axis(distances, order, axis=1),
-            np.sqrt(np.take_along_axis(squared, order, axis=1)), self._ids_at(positions))
+    features = check_rerank_features(features, queries.shape[0], self.features)
+    distances, positions = self.search_positions(queries, min(max(pool, k), self.ntotal))
+    distances, by, positions = rerank(distances, positions, self._features.view[positions],
+                                      features, k)
+    return distances, by, self.ids_at(positions)
+
+  def search_positions(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Like :meth:`search` without re-ranking, with insertion positions (int32) instead of ids."""
+    distances, positions = hamming_topk(self._as_words(queries, "queries"), self._search_codes(), k)
+    return np.asarray(distances), np.asarray(positions)
 
   def range_search(self, queries, radius: int, *, max_results: int = DEFAULT_MAX_RESULTS,
                    strict: bool = False) -> RangeSearchResult:
     """All codes within ``radius`` per query (CSR, ids in ``indices``); see hamming_range_search."""
     result = hamming_range_search(self._as_words(queries, "queries"), self._words.view, radius,
                                   max_results=max_results, strict=strict)
-    return result._replace(indices=self._ids_at(np.asarray(result.indices)))
+    return result._replace(indices=self.ids_at(np.asarray(result.indices)))
 
   def save(self, path: str) -> None:
     """Writes the index to one checksummed file, atomically (see ``index_file``)."""
     ids = self._ids if isinstance(self._ids, list) or self._ids is None else self._ids.view
-    index_file.write_index(path, index_file.IndexContents(
-        self.nbits, self._words.view, ids, self.features, {"run": self.run} if self.run else {}))
+    metadata = {key: value for key, value in (("run", self.run), ("shard", self.shard)) if value}
+    index_file.write_index(path, index_file.IndexContents(self.nbits, self._words.view, ids,
+                                                          self.features, metadata))
 
   @classmethod
   def load(cls, path: str) -> HammingIndex:
     """Reads a saved index (format 1 or 2); a damaged or foreign file raises a ValueError."""
     contents = index_file.read_index(path)
-    index = cls(contents.nbits, run=contents.metadata.get("run"))
+    metadata = contents.metadata
+    index = cls(contents.nbits, run=metadata.get("run"), shard=metadata.get("shard"))
     index.add(contents.words, contents.ids, contents.features)
     return index
 
@@ -186,7 +184,8 @@ class HammingIndex:
       self._prepared = prepare_codes(self._words.view)
     return self._prepared
 
-  def _ids_at(self, positions: np.ndarray) -> np.ndarray:
+  def ids_at(self, positions: np.ndarray) -> np.ndarray:
+    """The ids of the codes at insertion ``positions`` (any shape)."""
     if self._ids is None:
       return positions.astype(np.int64)
     if isinstance(self._ids, list):
@@ -251,3 +250,27 @@ class HammingIndex:
     raise ValueError(
         f"{name} must be {self.nbits}-bit codes: bits of shape (n, {self.nbits}) or packed uint32 "
         f"words of shape (n, {words_per_code}); got {codes.dtype} {codes.shape}.")
+
+
+def check_rerank_features(features, num_queries: int, held: np.ndarray | None) -> np.ndarray:
+  """The queries' features as float32 ``(Q, D)``, checked against the index's (``held``)."""
+  if held is None:
+    raise ValueError("this index holds no features to re-rank with; build it with features "
+                     "(python -m jaxhash.index --features).")
+  features = np.asarray(features, np.float32)
+  if features.shape != (num_queries, held.shape[1]):
+    raise ValueError(f"features must be ({num_queries}, {held.shape[1]}), one row per query; got "
+                     f"{features.shape}.")
+  return features
+
+
+def rerank(distances: np.ndarray, positions: np.ndarray, candidates: np.ndarray,
+           features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """The first ``k`` of each query's Hamming pool reordered by Euclidean distance between its
+  ``candidates``' features ``(Q, depth, D)`` and the query's; ties keep the Hamming order.
+  Returns ``(hamming distances, feature distances, positions)`` in the new order."""
+  squared = np.sum((candidates - features[:, None, :]) ** 2, axis=-1)
+  order = np.argsort(squared, axis=1, kind="stable")[:, :k]
+  return (np.take_along_axis(distances, order, axis=1),
+          np.sqrt(np.take_along_axis(squared, order, axis=1)),
+          np.take_along_axis(positions, order, axis=1))

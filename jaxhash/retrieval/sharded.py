@@ -5,9 +5,9 @@ shard-offset indices, and an ``all_gather`` of those (Q, k) lists, merged in sha
 every device the global top-k: identical to :func:`hamming_topk`, ties included, because shards
 are contiguous and merged in order. Only k results per query and shard cross devices.
 
-Multi-host: the same function works over a mesh of all processes' devices after
-``jax.distributed.initialize()`` if every process passes the whole database; docs/scaling.md
-describes the process-local variant. Only single-host meshes are tested.
+Several processes, each holding only its own part of the database: ``processes.process_topk``
+(tested with two processes; docs/distributed.md). This function needs the whole database in every
+process.
 """
 
 from __future__ import annotations
