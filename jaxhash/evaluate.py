@@ -117,6 +117,8 @@ def main() -> None:
     protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
     if not os.path.isfile(os.path.join(workdir, run_files.MODEL_FILE)):  # a run from before it
       run_files.write_model_info(workdir, exp.dataset)
+    if trainer.unlabelled(exp, sys.stderr):
+      return
     results = trainer.evaluate(exp, state, workdir)
     os.makedirs(out, exist_ok=True)
     report.write_results(out, results)

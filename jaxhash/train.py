@@ -76,6 +76,9 @@ def main() -> None:
 
   workdir = _WORKDIR.value or os.path.join("runs", config.name or "run")
   results = train_and_evaluate(config, workdir, extend=_EXTEND.value)
+  if results is None:  # images without labels: nothing to measure
+    print(f"\n{workdir} is ready: python -m jaxhash.index --workdir {workdir} --images DIR --out F.jhi")
+    return
   print(f"\n{report.summary(results)}\n\n{report.markdown_table(results)}\n\nwritten to {workdir}/results.json")
 
 
