@@ -80,7 +80,8 @@ FIGURES = (
                                   ("nuswide", 5000, (0.6623, 0.6988, 0.7114, 0.7163)),
                                   ("coco", 5000, (0.6873, 0.7184, 0.7301, 0.7362)))
       for bits, value in zip((16, 32, 48, 64), values)),
-    *(Published(method, "cifar10", bits, None, value, "jaxhash", "cnnh-cited", _SHALLOW_CIFAR, _GIST)
+    *(Published(method, "cifar10", bits, None, value, "jaxhash", "cnnh-cited", _SHALLOW_CIFAR,
+                _GIST)
       for method, values in (("lsh", (0.121, 0.126, 0.120, 0.120)),
                              ("sh", (0.131, 0.135, 0.133, 0.130)),
                              ("itq", (0.162, 0.169, 0.172, 0.175)),

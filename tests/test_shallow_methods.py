@@ -89,11 +89,13 @@ def test_sh_modes_are_the_papers_smallest_eigenvalues():
   sorted stably by (k / R)²; against the jitted selection."""
   low, high, bits = np.array([0.0, -1.0, 2.0]), np.array([6.0, 2.0, 3.5]), 7
   ranges = high - low
-  modes = [(d, k) for d in range(3) for k in range(1, int(np.ceil((bits + 1) * ranges[d] / ranges.max())))]
+  top = np.ceil((bits + 1) * ranges / ranges.max()).astype(int)
+  modes = [(d, k) for d in range(3) for k in range(1, top[d])]
   expected = sorted(modes, key=lambda m: (m[1] / ranges[m[0]]) ** 2)[:bits]
   which, omega = sh.modes(jnp.asarray(low), jnp.asarray(high), bits)
-  assert list(zip(np.asarray(which).tolist(), (np.asarray(omega) * ranges[np.asarray(which)] / np.pi)
-                  .round().astype(int).tolist())) == expected
+  which = np.asarray(which)
+  k = (np.asarray(omega) * ranges[which] / np.pi).round().astype(int)
+  assert list(zip(which.tolist(), k.tolist())) == expected
 
 
 def test_itq_cca_directions_solve_the_canonical_correlation_problem():

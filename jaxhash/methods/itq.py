@@ -22,7 +22,8 @@ import jax
 import jax.numpy as jnp
 
 from jaxhash.methods.base import Method
-from jaxhash.methods.shallow import ProjectionHead, binarize, check_bits, principal_components
+from jaxhash.methods.shallow import (ProjectionHead, binarize, check_bits, principal_components,
+                                     signs)
 
 
 def random_rotation(key, bits: int) -> jax.Array:
@@ -30,10 +31,6 @@ def random_rotation(key, bits: int) -> jax.Array:
   released code's initialisation)."""
   u, _, _ = jnp.linalg.svd(jax.random.normal(key, (bits, bits), jnp.float32))
   return u
-
-
-def signs(x: jax.Array) -> jax.Array:
-  return jnp.where(x >= 0, 1.0, -1.0).astype(x.dtype)
 
 
 def quantisation_loss(v: jax.Array, rotation: jax.Array) -> jax.Array:

@@ -4,7 +4,8 @@ papers' data-independent baseline, after Indyk and Motwani, STOC 1998).
 bit_i = [w_i · (x - mean) >= 0] with w_i ~ N(0, I): two vectors agree on a bit with probability
 1 - angle / π, so the Hamming distance estimates their angle. Nothing is learnt but the mean,
 which centres the features (a backbone's pooled activations are all positive, and uncentred
-projections would give nearly constant bits), as the baselines of the ITQ and DLBHC papers do.
+projections would give nearly constant bits), as the ITQ paper's released code centres the data
+for every method it compares.
 """
 
 from __future__ import annotations

@@ -28,8 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxhash.methods.base import Method
-from jaxhash.methods.itq import signs
-from jaxhash.methods.shallow import AnchorHead, binarize, kernel_features
+from jaxhash.methods.shallow import AnchorHead, binarize, kernel_features, signs, squared_distances
 
 
 def _ridge(x: jax.Array, targets: jax.Array, penalty: float) -> jax.Array:
@@ -59,7 +58,8 @@ def discrete_hashing(phi, y, b, penalty, penalty_f, nu, iterations: int, sweeps:
       b, _, count = carry
       new = _bit_sweep(b, q, w)
       return new, jnp.any(new != b), count + 1
-    return jax.lax.while_loop(lambda c: c[1] & (c[2] < sweeps), sweep, (b, jnp.array(True), jnp.array(0)))[0]
+    start = (b, jnp.array(True), jnp.array(0))
+    return jax.lax.while_loop(lambda c: c[1] & (c[2] < sweeps), sweep, start)[0]
 
   def iteration(b, _):
     w = _ridge(b, y, penalty)
@@ -73,12 +73,6 @@ def discrete_hashing(phi, y, b, penalty, penalty_f, nu, iterations: int, sweeps:
   return _ridge(phi, b, penalty_f), b, objectives
 
 
-def nearest_anchor_distance(x: jax.Array, anchors: jax.Array) -> jax.Array:
-  squared = (jnp.sum(x * x, axis=1, keepdims=True) - 2 * x @ anchors.T
-             + jnp.sum(anchors * anchors, axis=1))
-  return jnp.mean(jnp.sqrt(jnp.maximum(squared.min(axis=1), 0.0)))
-
-
 def fit(features, labels, config, key):
   n = len(features)
   if config.anchors > n:
@@ -86,7 +80,7 @@ def fit(features, labels, config, key):
                      f"draws them from; set --config.method.anchors to at most {n}.")
   anchor_key, code_key = jax.random.split(key)
   anchors = features[jax.random.choice(anchor_key, n, (config.anchors,), replace=False)]
-  width = nearest_anchor_distance(features, anchors)
+  width = jnp.mean(jnp.sqrt(squared_distances(features, anchors).min(axis=1)))
   phi = kernel_features(features, anchors, width)
   b0 = signs(jax.random.normal(code_key, (n, config.bits), jnp.float32))
   projection, _, objectives = discrete_hashing(

@@ -53,16 +53,26 @@ class AnchorHead(nn.Module):
     return {"z": kernel_features(features, points, width) @ projection}
 
 
-def kernel_features(x: jax.Array, anchors: jax.Array, width: jax.Array) -> jax.Array:
-  """exp(-|x - a_j|² / (2 width²)) for each anchor a_j, then a column of ones: (N, m + 1)."""
+def squared_distances(x: jax.Array, anchors: jax.Array) -> jax.Array:
+  """|x_i - a_j|² (N, m), through the Gram matrix (one product, no (N, m, D) difference)."""
   squared = (jnp.sum(x * x, axis=1, keepdims=True) - 2 * x @ anchors.T
              + jnp.sum(anchors * anchors, axis=1))
-  phi = jnp.exp(-jnp.maximum(squared, 0.0) / (2 * width ** 2))
+  return jnp.maximum(squared, 0.0)
+
+
+def kernel_features(x: jax.Array, anchors: jax.Array, width: jax.Array) -> jax.Array:
+  """exp(-|x - a_j|² / (2 width²)) for each anchor a_j, then a column of ones: (N, m + 1)."""
+  phi = jnp.exp(-squared_distances(x, anchors) / (2 * width ** 2))
   return jnp.concatenate([phi, jnp.ones((len(x), 1), phi.dtype)], axis=1)
 
 
 def binarize(outputs) -> jax.Array:
   return outputs["z"] >= 0
+
+
+def signs(x: jax.Array) -> jax.Array:
+  """±1 of ``x``, 0 -> +1 (the code's bit for z = 0, as ``binarize``)."""
+  return jnp.where(x >= 0, 1.0, -1.0).astype(x.dtype)
 
 
 def principal_components(centred: jax.Array, count: int) -> tuple[jax.Array, jax.Array]:
