@@ -131,6 +131,9 @@ def validate(config) -> None:
   if config.model.backbone not in BACKBONES:
     raise ValueError(f"config.model.backbone={config.model.backbone!r}: choose one of {sorted(BACKBONES)}.")
   frozen_stages(config)
+  if get_method(config.method.name).fit is not None and str(config.model.trainable).strip() != "head":
+    raise ValueError(f"config.model.trainable={config.model.trainable!r}: {config.method.name} is "
+                     "fitted on the frozen backbone's features, not trained; use trainable=head.")
   if config.model.dtype not in ("float32", "bfloat16"):
     raise ValueError(f"config.model.dtype={config.model.dtype!r}: use float32 or bfloat16.")
   optim.check_names(config.optim)

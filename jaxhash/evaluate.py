@@ -140,6 +140,8 @@ def main() -> None:
       protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
     if writer and not os.path.isfile(os.path.join(workdir, run_files.MODEL_FILE)):  # an older run
       run_files.write_model_info(workdir, exp.dataset)
+    if trainer.unlabelled(exp, sys.stderr):
+      return
     results = trainer.evaluate(exp, state, workdir)
     if writer:
       os.makedirs(out, exist_ok=True)

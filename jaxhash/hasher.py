@@ -56,7 +56,7 @@ class Hasher:
 
   @property
   def method(self) -> str:
-    """The hashing method's name (``"dlbhc"`` or ``"hashnet"``)."""
+    """The hashing method's name (``"dlbhc"``, ``"hashnet"``, ``"itq"``, ...)."""
     return self._method.name
 
   @functools.cached_property

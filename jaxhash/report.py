@@ -25,7 +25,8 @@ from jaxhash import cli, published
 from jaxhash.io_utils import atomic_write_text
 
 MODES = ("codes", "rerank")
-METHODS = {"dlbhc": "DLBHC", "hashnet": "HashNet"}
+METHODS = {"dlbhc": "DLBHC", "hashnet": "HashNet", "lsh": "LSH", "sh": "SH", "itq": "ITQ",
+           "itq_cca": "ITQ-CCA", "sdh": "SDH"}
 DATASETS = {"mnist10k": "MNIST t10k", "mnist": "MNIST", "mnist-unseen": "MNIST",
             "cifar10": "CIFAR-10", "cifar10-2": "CIFAR-10", "cifar10-unseen": "CIFAR-10",
             "imagenet100": "ImageNet-100", "nuswide": "NUS-WIDE", "coco": "MS-COCO"}

@@ -1,7 +1,9 @@
 """Image-folder trees: datasets read straight from folders, and list files written for them.
 
-Two layouts, told apart by where the images are:
+Three layouts, told apart by where the images are:
 
+- ``root/*.jpg``: one image set without labels (group ``all``, no classes), e.g. a folder of
+  photos: the methods that need no labels fit on it, and nothing is evaluated;
 - ``root/<class>/*.jpg``: one image set (group ``all``), e.g. a user's photos sorted by subject;
 - ``root/<split>/<class>/*.jpg``: one group per split directory (``train/airplane/0001.jpg``).
 
@@ -59,9 +61,16 @@ def scan(root: str | os.PathLike, splits: Sequence[str] | None = None):
 
 
 def scan_tree(root: str | os.PathLike) -> tuple[list[str], dict[str, tuple[list[str], list[int]]]]:
-  """(sorted class names, {group: (paths relative to root, class ids)}) of either layout."""
+  """(sorted class names, {group: (paths relative to root, class ids)}) of any layout; a flat
+  folder has no classes and no ids."""
   root = os.fspath(root)
   _check_root(root)
+  flat = _images_in(root)
+  if flat:
+    if len(find_images(root)) > len(flat):
+      raise ValueError(f"{root!r} holds images both directly and in subfolders; put them all in "
+                       "class folders (labelled) or all directly in it (no labels).")
+    return [], {SINGLE_GROUP: (flat, [])}
   subdirs = _subdirs(root)
   if any(_images_in(os.path.join(root, d)) for d in subdirs):
     classes = [d for d in subdirs if _images_in(os.path.join(root, d))]
@@ -86,7 +95,7 @@ def scan_tree(root: str | os.PathLike) -> tuple[list[str], dict[str, tuple[list[
 
 
 def load_image_folder(root: str | os.PathLike, resize: int | None = None):
-  """A Dataset of a tree in either layout (see the module docstring); groups as in ``scan_tree``."""
+  """A Dataset of a tree in any layout (see the module docstring); groups as in ``scan_tree``."""
   from jaxhash.data.dataset import one_hot
   from jaxhash.data.listfile import images_dataset
 
@@ -97,8 +106,8 @@ def load_image_folder(root: str | os.PathLike, resize: int | None = None):
     groups[group] = np.arange(len(paths), len(paths) + len(group_paths), dtype=np.int64)
     paths += [os.path.join(root, p) for p in group_paths]
     ids += group_ids
-  ds = images_dataset(os.path.basename(os.path.abspath(root)), paths, one_hot(ids, len(classes)),
-                      groups, resize=resize)
+  labels = one_hot(ids, len(classes)) if classes else np.zeros((len(paths), 0), np.uint8)
+  ds = images_dataset(os.path.basename(os.path.abspath(root)), paths, labels, groups, resize=resize)
   return dataclasses.replace(ds, classes=tuple(classes))
 
 

@@ -7,7 +7,9 @@ rerun. Indices refer to the :class:`Dataset` the protocol's source produced.
 ``custom`` is for a user's own images: given the groups ``train`` and ``test`` (or ``query``), and
 optionally ``database`` (default: the training set), it uses them as they are; given one image set
 (an image folder ``root/<class>/*``, or one list file), it draws ``data.query_fraction`` of it as
-queries and makes the rest the database, of which ``data.train_fraction`` trains the model.
+queries and makes the rest the database, of which ``data.train_fraction`` trains the model. A flat
+folder of images (no class folders) is such a set, without labels: only methods that need none
+fit on it, and its queries serve no evaluation.
 
 ``cifar10-unseen`` and ``mnist-unseen`` measure retrieval among classes the network never saw, after
 A. Sablayrolles, M. Douze, N. Usunier, H. Jégou, "How should we evaluate supervised hashing?"
