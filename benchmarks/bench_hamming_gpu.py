@@ -12,7 +12,7 @@ All three run in one process on the default JAX device, on the same codes alread
 - naive: ``lax.top_k`` on the negated int32 distances of a query chunk (ties go to the lower index,
   so it must give the identical result).
 
-The bar (issue 11) is jaxhash <= 2x the (faster) distance-only pass at the default sizes. Writes
+The bar is jaxhash <= 2x the (faster) distance-only pass at the default sizes. Writes
 ``benchmarks/results/<name>.{json,md}`` with the device name and the machine.
 """
 
@@ -35,7 +35,7 @@ from jaxhash.retrieval import hamming_distances, hamming_topk  # noqa: E402
 from jaxhash.retrieval.block_topk import code_query_distances  # noqa: E402
 from jaxhash.retrieval.chunking import compiler_options  # noqa: E402
 
-BAR = 2.0  # issue 11: full top-k within twice the distance-only pass (Q=1,000, N=10M, 64 bits)
+BAR = 2.0  # full top-k within twice the distance-only pass (Q=1,000, N=10M, 64 bits)
 
 
 @jax.jit

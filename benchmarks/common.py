@@ -1,9 +1,11 @@
 """What the benchmark scripts share: configs as ``--config`` loads them, timed runs, results files.
 
 Scripts run from the repository root (``python benchmarks/<name>.py``); relative paths in configs
-and overrides (``../shared/data/mnist``) resolve against it, as they do for ``jaxhash.train``.
+and overrides (``data/mnist``) resolve against it, as they do for ``jaxhash.train``. The scripts'
+data defaults live under ``data/`` of the repository (a folder or a link to one): ``data/mnist``
+holds the four MNIST IDX files, ``data/cifar10-jpg.tar.gz`` the CIFAR-10 JPEG tarball.
 
-    config = load_config("configs/dlbhc_mnist.py", "full", {"data.dir": "../shared/data/mnist"})
+    config = load_config("configs/dlbhc_mnist.py", "full", {"data.dir": "data/mnist"})
     run = timed_run(config, "runs/bench/dlbhc_mnist_full")
     row = {"map@all": run["codes"]["map@all"], "seconds": run["wall_seconds"]}
     print(write_results("dlbhc_mnist_full", {"machine": machine(), "runs": [row]}))

@@ -1,7 +1,7 @@
 """DLBHC on MNIST at 48 bits: the default job (embedded t10k, protocol mnist10k) and the paper's
 protocol on the full MNIST (10,000 test queries; 60,000 train images = training set = database).
 
-  python benchmarks/dlbhc_mnist.py [--only default|full] [--data-dir ../shared/data/mnist]
+  python benchmarks/dlbhc_mnist.py [--only default|full] [--data-dir data/mnist]
 
 Each run trains from scratch in a fresh workdir under runs/bench/ and is timed end to end (data
 loading, compilation, training, encoding and evaluation). Figures go to
@@ -22,7 +22,7 @@ RUNS = {
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--only", choices=sorted(RUNS))
-  parser.add_argument("--data-dir", default="../shared/data/mnist", help="MNIST IDX files for the full run")
+  parser.add_argument("--data-dir", default="data/mnist", help="MNIST IDX files for the full run")
   args = parser.parse_args()
   rows = []
   for name, (variant, overrides) in RUNS.items():

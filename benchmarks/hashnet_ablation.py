@@ -6,7 +6,7 @@ The default run (continuation, balanced) reuses benchmarks/hashnet_mnist.py's wo
 run is finished (``--retrain`` trains it again). Writes benchmarks/results/hashnet_ablation.json
 and .md. About 4 minutes a run on 2 AVX2 EPYC cores, 1.3 on 2 AVX-512 Xeon cores.
 
-  python benchmarks/hashnet_ablation.py [--data-dir ../shared/data/mnist] [--retrain]
+  python benchmarks/hashnet_ablation.py [--data-dir data/mnist] [--retrain]
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def workdir_for(continuation: bool, weighting: str, retrain: bool) -> tuple[str,
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--data-dir", default="../shared/data/mnist", help="the MNIST IDX files")
+  parser.add_argument("--data-dir", default="data/mnist", help="the MNIST IDX files")
   parser.add_argument("--retrain", action="store_true", help="train the default variant again")
   args = parser.parse_args()
   rows = []

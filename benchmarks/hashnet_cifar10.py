@@ -7,7 +7,7 @@ not the paper's setting: the AlexNet recipe from ImageNet weights is the config'
 accelerator. Writes
 benchmarks/results/hashnet_cifar10.json and .md.
 
-  python benchmarks/hashnet_cifar10.py [--tarball ../shared/data/cifar10/cifar10-jpg.tar.gz] [--cifar-dir /tmp/cifar10]
+  python benchmarks/hashnet_cifar10.py [--tarball data/cifar10-jpg.tar.gz] [--cifar-dir runs/cifar10]
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ WORKDIR = "runs/bench/hashnet_cifar10"
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--tarball", default="../shared/data/cifar10/cifar10-jpg.tar.gz")
-  parser.add_argument("--cifar-dir", default="/tmp/cifar10", help="where the JPEG tree and list files go")
+  parser.add_argument("--tarball", default="data/cifar10-jpg.tar.gz")
+  parser.add_argument("--cifar-dir", default="runs/cifar10", help="where the JPEG tree and list files go")
   args = parser.parse_args()
   t0 = time.perf_counter()
   data_dir = prepare_cifar10(args.tarball, args.cifar_dir)

@@ -4,7 +4,7 @@ Queries = the 10,000 test images; training set = database = the 60,000 train ima
 mAP@all >= 0.99. Trains from scratch in a fresh workdir (its own, under runs/bench/) and writes
 benchmarks/results/hashnet_mnist.json and .md.
 
-  python benchmarks/hashnet_mnist.py [--data-dir ../shared/data/mnist]
+  python benchmarks/hashnet_mnist.py [--data-dir data/mnist]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def curve(workdir: str, every: int = 500) -> list[dict]:
 
 def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--data-dir", default="../shared/data/mnist", help="the MNIST IDX files")
+  parser.add_argument("--data-dir", default="data/mnist", help="the MNIST IDX files")
   args = parser.parse_args()
   config = common.load_config(CONFIG, VARIANT, {"data.dir": args.data_dir})
   shutil.rmtree(os.path.join(common.ROOT, WORKDIR), ignore_errors=True)  # time a fresh run

@@ -1,13 +1,16 @@
-"""The README's results tables, generated from benchmarks/results/*.json so they cannot go stale.
+"""The results tables of README.md and docs/*.md, generated from benchmarks/results/*.json so they
+cannot go stale.
 
-  python benchmarks/readme_tables.py           # rewrites the marked blocks of README.md
+  python benchmarks/readme_tables.py           # rewrites the marked blocks of README.md and docs/
   python benchmarks/readme_tables.py --check   # exits 1 naming each block that differs
 
 A block is the text between ``<!-- results: NAME -->`` and ``<!-- /results -->``; NAME is both the
-results file (benchmarks/results/NAME.json) and the renderer in TABLES. After the benchmark
-scripts have been rerun, this one command refreshes every table; tests/test_report.py fails while
-the README and the results files disagree. Each table ends with where its figures came from: the
-commit, CPU and versions that benchmarks/common.machine() records (older files recorded less).
+results file (benchmarks/results/NAME.json) and the renderer in TABLES, except the blocks drawn
+from several results files (COMPOSITE): ``summary``, the README's table of one row per method and
+dataset, and ``multiprocess_estimates``, the hosts that docs/scaling_multiprocess.md estimates.
+After the benchmark scripts have been rerun, this one command refreshes every table;
+tests/test_report.py fails while a page and the results files disagree. Each table ends with where
+its figures came from: the commit, CPU and versions that benchmarks/common.machine() records.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from jaxhash import published  # noqa: E402
 from jaxhash.io_utils import atomic_write_text  # noqa: E402
 
 README = os.path.join(ROOT, "README.md")
+DOCS = os.path.join(ROOT, "docs")
 RESULTS_DIR = os.path.join(ROOT, "benchmarks", "results")
 BLOCK = re.compile(r"(<!-- results: (?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /results -->)", re.S)
 
@@ -60,6 +64,13 @@ def provenance(name: str, machine: dict) -> str:
           f"Python {versions.get('python', '?')}, {packages}.")
 
 
+def public_command(command: str) -> str:
+  """A recorded command as a reader runs it: each folder argument named by what it holds
+  (``--config.data.dir=MNIST``), not by the path it had on the measuring machine."""
+  return re.sub(r"(--config\.data\.dir=)(\S+)",
+                lambda m: m.group(1) + os.path.basename(m.group(2).rstrip("/")).upper(), command)
+
+
 def dlbhc_mnist(payload: dict) -> list[str]:
   runs = payload["runs"]
   hashnet = sorted({k for run in runs for k in run if k.startswith("codes hashnet_map@")})
@@ -71,7 +82,7 @@ def dlbhc_mnist(payload: dict) -> list[str]:
     figures = published.matching("dlbhc", run["protocol"], run["bits"], "all")
     cited = ", ".join(f"{f.value:.3f} (DLBHC paper{'; R not stated' if f.map_at is None else ''})"
                       for f in figures)
-    rows.append([f"`{run['command']}`" if "command" in run else run["run"], run["protocol"],
+    rows.append([f"`{public_command(run['command'])}`", run["protocol"],
                  f"{run['queries']:,}", f"{run['database']:,}", f"{run['steps']:,}",
                  _f(run["codes map@all"]), _f(run["codes map@1000"]),
                  *(_f(run[k]) if k in run else "" for k in hashnet),
@@ -219,22 +230,310 @@ def evaluation(payload: dict) -> list[str]:
              if "bar" in payload else "")]
 
 
+def backbone_speed(payload: dict) -> list[str]:
+  sides = {"jaxhash shifted": "jaxhash", "jaxhash grouped": "jaxhash, XLA grouped convolution",
+           "torch": f"PyTorch, {payload['torch_memory_format'].replace('_', '-')}, "
+                    f"{payload['torch_threads']} threads"}
+  by_size: dict[int, dict] = {}
+  for run in payload["runs"]:
+    by_size.setdefault(run["size"], {})[run["implementation"]] = run
+  header = ["input", *(f"{name} images/s" for name in sides.values())]
+  jaxhash = [r for r in payload["runs"] if r["implementation"] == "jaxhash shifted"]
+  rows = [[f"{size}²", *(f"{runs[k]['images_per_sec']:,.0f}" if k in runs else "" for k in sides)]
+          for size, runs in sorted(by_size.items())]
+  return [*_table(header, rows), "",
+          f"{payload['model']}, {payload['dtype']}, batch {payload['batch']}, median of "
+          f"{payload['repeats']} batches; features equal PyTorch's within "
+          f"{max(float(r['max_diff_vs_torch_relative']) for r in payload['runs']):.0e} "
+          "(relative to the largest); jaxhash's first call, which compiles, takes "
+          f"{min(r['first_call_seconds'] for r in jaxhash):.1f}–"
+          f"{max(r['first_call_seconds'] for r in jaxhash):.1f} s."]
+
+
+def index_load(payload: dict) -> list[str]:
+  header = ["stage", "seconds", "peak resident memory"]
+  rows = [[s["stage"], f"{s['seconds']:,.1f}", f"{s['peak_rss_gib']:.2f} GiB"]
+          for s in payload["stages"]]
+  found = "yes" if payload["stored_codes_found_at_distance_0"] else "**no**"
+  return [*_table(header, rows), "",
+          f"{payload['n']:,} codes of {payload['bits']} bits added in chunks, saved, loaded and "
+          f"searched with {payload['queries']:,} queries (k = {payload['k']}); stored codes found "
+          f"at distance 0: {found}; peak under 4 GiB: "
+          f"{'yes' if payload['peak_under_4_gib'] else '**no**'}."]
+
+
+def api_search(payload: dict) -> list[str]:
+  api, commands = payload["api"], payload["commands"]
+  header = ["what", "figure"]
+  rows = [["`jaxhash.load`", f"{payload['load_seconds']:.1f} s"],
+          ["`Hasher.encode`, 10,000 images", f"{payload['encode_10000_seconds']:.1f} s"],
+          ["precision@10, each of the 10,000 test images queried (itself left out)",
+           _f(api["precision@10_all_10000"])],
+          ["precision@10, the 1,000 held-out queries", _f(api["precision@10_1000_held_out"])],
+          [f"`jaxhash.index`, {commands['images']:,} images", f"{commands['index_seconds']:.1f} s"],
+          [f"`jaxhash.search --json -k 10`, {commands['queries']} queries",
+           f"{commands['search_seconds']:.1f} s"],
+          ["of the top 10, in the query's folder", f"{commands['same_folder_in_top10']:.1f}"],
+          ["of the 10 after the query itself, in its folder",
+           f"{commands['same_folder_in_top10_self_excluded']:.1f}"]]
+  bars = payload["bars_hold"]
+  return [*_table(header, rows), "",
+          f"The main job's run ({api['bits']} bits, step {api['step']:,}). Bars: the API's "
+          f"precision@10 at least 0.95, "
+          f"{'holds' if bars['api_precision@10_at_least_0.95'] else '**missed**'}; at least 9 of "
+          "the commands' top 10 in the query's folder, "
+          f"{'holds' if bars['commands_same_folder_at_least_9_of_10'] else '**missed**'}."]
+
+
+def hamming_gpu_smoke_cpu(payload: dict) -> list[str]:
+  header = ["computation", "best ms", "median ms"]
+  names = {"distance_only_query_major": "distances only, queries outer",
+           "distance_only_code_major": "distances only, codes outer",
+           "jaxhash_topk": "jaxhash top-k", "naive_lax_top_k": "all distances, then lax.top_k"}
+  rows = [[names.get(k, k), f"{t['best_s'] * 1e3:.1f}", f"{t['median_s'] * 1e3:.1f}"]
+          for k, t in payload["times"].items()]
+  return [*_table(header, rows), "",
+          f"Q = {payload['queries']:,}, N = {payload['codes']:,}, "
+          f"{payload['bits']} bits, k = {payload['k']}; top-k / distance pass "
+          f"{payload['topk_over_distance_pass']:.1f}; jaxhash equals the naive top-k: "
+          f"{'yes' if payload['jaxhash_equals_naive'] else '**no**'}."]
+
+
+def serve_load(payload: dict) -> list[str]:
+  latency, local = payload["latency_ms"], payload["in_process"]
+  header = ["requests", "clients", "failed", "requests/s", "p50", "p90", "p99", "mean batch",
+            "in-process queries/s", "ratio"]
+  row = [f"{payload['requests']:,}", str(payload["clients"]), f"{payload['failures']:,}",
+         f"{payload['requests_per_s']:,.0f}", *(f"{latency[p]:.1f} ms" for p in ("p50", "p90", "p99")),
+         f"{payload['server_mean_batch']:.1f}", f"{local['queries_per_s']:,.0f}",
+         f"{payload['ratio_to_in_process']:.2f}"]
+  bars = payload["bars_hold"]
+  return [*_table(header, [row]), "",
+          f"{payload['items']:,} items of {payload['bits']} bits, k = {payload['k']}, "
+          f"{payload['distinct_queries']} distinct query images. Bars: no failed request, "
+          f"{'holds' if bars['no_failed_requests'] else '**missed**'}; ratio to in-process at least "
+          f"0.5, {'holds' if bars['ratio_at_least_0.5'] else '**missed**'}."]
+
+
+def process_merge(payload: dict) -> list[str]:
+  header = ["processes", "codes per process", "Q", "gathered per process", "local best ms",
+            "local median ms", "merge best ms", "merge median ms", "total best ms",
+            "total median ms"]
+  rows = [[str(r["processes"]), f"{r['codes_per_process']:,}", f"{r['queries']:,}",
+           f"{r['merge_bytes_per_process']:,} B",
+           *(f"{r[f'{part}_{kind}_ms']:.1f}" for part in ("local", "merge", "total")
+             for kind in ("best", "median"))] for r in payload["rows"]]
+  first = payload["rows"][0]
+  return [*_table(header, rows), "",
+          f"{first['bits']} bits, k = {first['k']}; `local`: each process's own top-k, `merge`: "
+          "the gather of every process's (Q, k) lists and their exact merge, `total`: the whole "
+          "`process_topk`. The search layout holds "
+          f"{first['layout_bytes_per_code']:.1f} bytes per code."]
+
+
+def _best(row: dict, side: str = "jaxhash") -> float:
+  return row[side]["best_s"]
+
+
+def multiprocess_estimates(results_dir: str) -> list[str]:
+  """docs/scaling_multiprocess.md's measurements and the hosts they imply for 10^8 and 10^9
+  codes: one host's search time scaled linearly in its codes, plus the merge's median."""
+  import math
+
+  merge, scaling = _load("process_merge", results_dir), _load("hamming_scaling", results_dir)
+  rows = {r["queries"]: r for r in merge["rows"]}
+  one, many = rows[1], rows[max(rows)]
+  layout = one["layout_bytes_per_code"]
+  single = next(r for r in scaling["over_queries"] if r["queries"] == 1)
+  batch = max((r for r in scaling["over_codes"] if r["queries"] == many["queries"]),
+              key=lambda r: r["codes"])
+  rate_one = single["codes"] / _best(single)  # distances per second, one query
+  rate_many = batch["queries"] * batch["codes"] / _best(batch)
+  q = f"{many['queries']:,}"
+
+  def ms(value: float) -> str:
+    return f"{value:.1f} ms"
+
+  def search_ms(value: float) -> str:
+    return f"{value:.3g} ms" if value < 100 else f"{value:.0f} ms"
+
+  def seconds(value: float) -> str:
+    digits = 2 if value < 10 else 1 if value < 100 else 0
+    return f"{value:.{digits}f} s"
+
+  def gigabytes(codes: float) -> str:
+    return f"{codes * layout / 1e9:.2g} GB"
+
+  measured = _table(["quantity", "figure", "from"], [
+      ["memory of the search layout", f"**{layout:.1f} bytes per {one['bits']}-bit code**",
+       "`process_merge.json`, `layout_bytes_per_code`"],
+      ["one host, one query", f"**{search_ms(_best(single) * 1e3)} for {single['codes']:,} codes** "
+       f"({rate_one / 1e9:.2f} G distances/s, k = {scaling['args']['k']})",
+       f"`hamming_scaling.json`, Q = 1, N = {single['codes']:,}"],
+      [f"one host, {q} queries", f"**{seconds(_best(batch))} for {batch['codes']:,} codes** "
+       f"({rate_many / 1e9:.2f} G distances/s)",
+       f"`hamming_scaling.json`, Q = {q}, N = {batch['codes']:,}"],
+      [f"cross-process merge, {one['processes']} processes",
+       f"**Q = 1: {ms(one['merge_best_ms'])} best, {ms(one['merge_median_ms'])} median; "
+       f"Q = {q}: {ms(many['merge_best_ms'])} best, {ms(many['merge_median_ms'])} median**",
+       "`process_merge.json`, `merge_best_ms` / `merge_median_ms`"],
+      [f"the whole `process_topk`, {one['processes']} processes",
+       f"Q = 1: {ms(one['total_best_ms'])} best, {ms(one['total_median_ms'])} median "
+       f"({one['codes_per_process']:,} codes per process)", "`process_merge.json`, `total_*_ms`"],
+  ])
+  sizes = (10 ** 8, 10 ** 9)
+  on_paper = _table(["codes", "search layout memory", "one host: 1 query",
+                     f"one host: {q} queries"],
+                    [[f"10^{round(math.log10(n))}", gigabytes(n), search_ms(n / rate_one * 1e3),
+                      seconds(many["queries"] * n / rate_many)] for n in sizes])
+  budgets = ((1, 0.1, one), (1, 0.02, one), (many["queries"], 1.0, many))
+
+  def hosts(n: int, queries: int, latency: float, row: dict) -> str:
+    rate = rate_one if queries == 1 else rate_many
+    alone = queries * n / rate
+    count = math.ceil(alone / (latency - row["merge_median_ms"] / 1e3))
+    return f"{count} host{'s' if count > 1 else ''} ({gigabytes(n / count)}" \
+           f"{' each' if count > 1 else ''})"
+
+  def budget(queries: int, latency: float) -> str:
+    when = f"{latency * 1e3:.0f} ms" if latency < 1 else f"{latency:.0f} s"
+    return f"{queries:,} quer{'y' if queries == 1 else 'ies'} in {when}"
+
+  latency = _table(["codes", *(budget(qs, t) for qs, t, _ in budgets)],
+                   [[f"10^{round(math.log10(n))}", *(hosts(n, qs, t, r) for qs, t, r in budgets)]
+                    for n in sizes])
+  return [*measured, "",
+          f"The merge was measured with {one['processes']} processes on one "
+          f"{merge['machine'].get('cores_available', '?')}-core machine "
+          f"({merge['machine'].get('cpu') or 'CPU not named'}, 1-minute load "
+          f"{merge['machine'].get('load_average_1min', 0):.0f}); the search times on "
+          f"{scaling['machine'].get('cpu') or 'CPU not named'}.", "",
+          *on_paper, "",
+          f"(memory = codes x {layout:.1f} bytes; 1 query = codes / {rate_one / 1e9:.2f} G/s; "
+          f"{q} queries = {q} x codes / {rate_many / 1e9:.2f} G/s.)", "",
+          "Hosts for a latency: H = ceil(one-host time / (latency - merge)), with the merge's "
+          f"median ({ms(one['merge_median_ms'])} for 1 query, {ms(many['merge_median_ms'])} for "
+          f"{q}), memory per host beside it:", "",
+          *latency, "",
+          f"{provenance('process_merge', merge['machine'])} "
+          f"{provenance('hamming_scaling', scaling['machine'])}"]
+
+
+def shallow_cifar10(payload: dict) -> list[str]:
+  paper = payload["mAP@1000 / mAP@all"]
+  header = list(dict.fromkeys(key for line in paper for key in line))
+  peers = [[p["method"].upper(), str(p["bits"]), p["faiss"].replace("{bits}", str(p["bits"])),
+            p["seeds"], _f(p["jaxhash map@1000"]), _f(p["faiss map@1000"]),
+            f"{p['difference map@1000']:+.4f}"] for p in payload["faiss"]]
+  bars = [f"{b['bar']}: {b['figures']}, {'holds' if b['holds'] else '**missed**'}."
+          for b in payload["bars"]]
+  return [*_table(header, [[line.get(key, "") for key in header] for line in paper]), "",
+          f"mAP@1000 / mAP@all, protocol `{payload['protocol']}`, on {payload['features']}; "
+          f"`{payload['benchmark']}`. The published figures are on GIST features: context, not "
+          "bars.", "",
+          *_table(["method", "bits", "FAISS", "seeds (jaxhash / FAISS)", "jaxhash mAP@1000",
+                   "FAISS mAP@1000", "difference"], peers), "",
+          payload["faiss ITQ as shipped"], "", "Bars: " + " ".join(bars)]
+
+
+# The README's summary: (results file, row reader) -> rows of
+# (method, dataset, protocol, backbone, bits, R, mAP@R, seconds, benchmark command).
+def _summary_dlbhc_mnist(payload: dict) -> list[tuple]:
+  names = {"mnist10k": "MNIST t10k (the main job)", "mnist": "MNIST"}
+  return [("dlbhc", names[r["protocol"]], r["protocol"], "LeNet, from scratch", r["bits"], "all",
+           r["codes map@all"], r["seconds"], "python benchmarks/dlbhc_mnist.py")
+          for r in payload["runs"]]
+
+
+def _summary_hashnet(dataset: str, backbone: str, r: str, script: str):
+  def read(payload: dict) -> list[tuple]:
+    value = _metrics(payload)[f"map@{r}"]
+    return [("hashnet", dataset, payload["protocol"], backbone, payload["bits"], r, value,
+             payload["wall_seconds"], f"python benchmarks/{script}")]
+  return read
+
+
+def _summary_transfer(payload: dict) -> list[tuple]:
+  return [(m["method"], "CIFAR-10", payload["protocol"],
+           f"EfficientNet-Lite0 (ImageNet), {payload['input size'].split('x')[0]}², last stages",
+           payload["bits"], 1000, m["map@1000"], m["total s"],
+           payload["benchmark"] + ("" if m["cache shards computed"] else " (reuses the cache)"))
+          for m in payload["methods"]]
+
+
+SUMMARY_SOURCES = (
+    ("dlbhc_mnist", _summary_dlbhc_mnist),
+    ("hashnet_mnist", _summary_hashnet("MNIST", "LeNet, from scratch", "all", "hashnet_mnist.py")),
+    ("hashnet_cifar10", _summary_hashnet("CIFAR-10", "LeNet, from scratch", "1000",
+                                         "hashnet_cifar10.py")),
+    ("transfer_cifar10", _summary_transfer),
+)
+
+
+def summary(results_dir: str) -> list[str]:
+  """One row per method and dataset, the published figure of the same protocol, bits and R beside
+  it, and the machines the figures were measured on."""
+  rows, machines = [], []
+  for name, read in SUMMARY_SOURCES:
+    payload = _load(name, results_dir)
+    machines.append(payload["machine"])
+    for method, dataset, protocol, backbone, bits, r, value, seconds, command in read(payload):
+      figures = published.matching(method, protocol, bits, int(r) if str(r).isdigit() else r)
+      cited = ", ".join(f"{f.value:.3f}" + (" (R not stated)" if f.map_at is None else "")
+                        for f in figures)
+      script, _, note = command.partition(" (")
+      rows.append([published_name(method), dataset, f"`{protocol}`", backbone, str(bits),
+                   f"mAP@{r}", _f(value), cited or "—", f"{seconds / 60:.1f} min",
+                   f"`{script}`" + (f" ({note}" if note else "")])
+  header = ["method", "dataset", "protocol", "backbone", "bits", "metric", "jaxhash",
+            "published", "train + evaluate", "benchmark"]
+  cpus = sorted({f"{m.get('cpu') or 'CPU not named'} ({m.get('cores_available', '?')} cores)"
+                 for m in machines})
+  return [*_table(header, rows), "",
+          f"Measured on {', '.join(cpus)}, CPU only; — : the papers report no figure for this "
+          "protocol. The HashNet transfer row reuses the "
+          "frozen network's cached features that the DLBHC row computed. Each table's commit and "
+          "versions are on the [results page](docs/results.md)."]
+
+
+def published_name(method: str) -> str:
+  return {"dlbhc": "DLBHC", "hashnet": "HashNet"}.get(method, method)
+
+
 TABLES = {"dlbhc_mnist": dlbhc_mnist, "hamming_cpu": hamming_cpu, "hashnet_mnist": hashnet_mnist,
           "hashnet_ablation": hashnet_ablation, "hashnet_cifar10": hashnet_cifar10,
           "transfer_cifar10": transfer_cifar10, "train_throughput": train_throughput,
           "train_throughput_efficientnet": train_throughput, "hamming_scaling": hamming_scaling,
-          "evaluation": evaluation}
+          "evaluation": evaluation, "backbone_speed": backbone_speed, "index_load": index_load,
+          "index_load_1000q": index_load, "api_search": api_search,
+          "hamming_gpu_smoke_cpu": hamming_gpu_smoke_cpu, "serve_load": serve_load,
+          "process_merge": process_merge, "shallow_cifar10": shallow_cifar10}
+# Results files whose benchmark has not been run to completion yet: their blocks say how to fill
+# them instead of failing. Once the file exists it is rendered as any other.
+PENDING = {"shallow_cifar10": "python benchmarks/shallow_cifar10.py"}
+# Blocks drawn from several results files, each rendered from the results folder.
+COMPOSITE = {"summary": summary,
+             "multiprocess_estimates": multiprocess_estimates}
+
+
+def _load(name: str, results_dir: str) -> dict:
+  path = os.path.join(results_dir, f"{name}.json")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path} not found; run its benchmark script first.")
+  with open(path) as f:
+    return json.load(f)
 
 
 def render(name: str, results_dir: str = RESULTS_DIR) -> str:
   """The body of block ``name``: its table, a blank line, its provenance."""
+  if name in COMPOSITE:
+    return "\n".join(COMPOSITE[name](results_dir)) + "\n"
   if name not in TABLES:
-    raise ValueError(f"README block {name!r} has no renderer; add one to TABLES in {__file__}.")
-  path = os.path.join(results_dir, f"{name}.json")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path} not found; run python benchmarks/{name}.py first.")
-  with open(path) as f:
-    payload = json.load(f)
+    raise ValueError(f"results block {name!r} has no renderer; add one to TABLES in {__file__}.")
+  if name in PENDING and not os.path.isfile(os.path.join(results_dir, f"{name}.json")):
+    return (f"Not measured yet: `{PENDING[name]}` writes `benchmarks/results/{name}.json`, then "
+            "`python benchmarks/readme_tables.py` fills this block.\n")
+  payload = _load(name, results_dir)
   return "\n".join([*TABLES[name](payload), "", provenance(name, payload["machine"])]) + "\n"
 
 
@@ -253,22 +552,32 @@ def update(text: str, results_dir: str = RESULTS_DIR) -> tuple[str, list[str]]:
   return BLOCK.sub(replace, text), changed
 
 
+def pages() -> list[str]:
+  """README.md and every docs/*.md that holds a results block."""
+  docs = sorted(os.path.join(DOCS, n) for n in os.listdir(DOCS) if n.endswith(".md")) \
+      if os.path.isdir(DOCS) else []
+  return [README] + [p for p in docs if BLOCK.search(open(p, encoding="utf-8").read())]
+
+
 def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--check", action="store_true", help="only name the blocks that differ")
-  parser.add_argument("--readme", default=README)
   args = parser.parse_args()
-  with open(args.readme) as f:
-    text = f.read()
-  new, changed = update(text)
-  if args.check:
+  stale = 0
+  for page in pages():
+    with open(page, encoding="utf-8") as f:
+      text = f.read()
+    new, changed = update(text)
+    shown = os.path.relpath(page, ROOT)
+    if args.check:
+      if changed:
+        print(f"{shown}: stale blocks {changed}; run python benchmarks/readme_tables.py")
+      stale += bool(changed)
+      continue
     if changed:
-      print(f"{args.readme}: stale blocks {changed}; run python benchmarks/readme_tables.py")
-    return 1 if changed else 0
-  if changed:
-    atomic_write_text(args.readme, new)
-  print(f"{args.readme}: rewrote {changed}" if changed else f"{args.readme}: up to date")
-  return 0
+      atomic_write_text(page, new)
+    print(f"{shown}: rewrote {changed}" if changed else f"{shown}: up to date")
+  return 1 if stale else 0
 
 
 if __name__ == "__main__":

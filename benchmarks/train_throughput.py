@@ -73,7 +73,7 @@ class Case:
   exp: trainer.Experiment  # jaxhash's experiment: config, data, split, model, method
   torch_network: Callable[[], object]  # () -> torch.nn.Module with a ``head`` submodule
   torch_loss: Callable[[object, object, int], object]  # (outputs, multi-hot labels, step) -> loss
-  bar: float  # jaxhash / PyTorch images/s the issue asks for (against PyTorch float32)
+  bar: float  # the least jaxhash / PyTorch images/s ratio that passes (against PyTorch float32)
   steps: int = 300  # default steps per round
   warmup: int = 30  # default warm-up steps (compilation)
 

@@ -8,8 +8,8 @@ and a fresh cache every time. Writes benchmarks/results/transfer_cifar10.json an
 mAP@1000 and mAP@all of Hamming ranking (and re-ranked by fc7 distance), wall time split into
 caching, training and evaluation.
 
-  python benchmarks/transfer_cifar10.py [--tarball ../shared/data/cifar10/cifar10-jpg.tar.gz] \\
-      [--cifar-dir /tmp/cifar10] [--set train.num_epochs=1 ...]
+  python benchmarks/transfer_cifar10.py [--tarball data/cifar10-jpg.tar.gz] \\
+      [--cifar-dir runs/cifar10] [--set train.num_epochs=1 ...]
 """
 
 from __future__ import annotations
@@ -60,8 +60,8 @@ def run_method(name: str, config_path: str, overrides: dict) -> dict:
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--tarball", default="../shared/data/cifar10/cifar10-jpg.tar.gz")
-  parser.add_argument("--cifar-dir", default="/tmp/cifar10", help="where the JPEG tree and list files go")
+  parser.add_argument("--tarball", default="data/cifar10-jpg.tar.gz")
+  parser.add_argument("--cifar-dir", default="runs/cifar10", help="where the JPEG tree and list files go")
   parser.add_argument("--set", action="append", default=[],
                       help="config override KEY=VALUE for both methods (smaller smoke runs)")
   args = parser.parse_args()

@@ -9,8 +9,8 @@ The paper fine-tunes from ImageNet weights; pass them with
 Without them the network trains from scratch, which needs far more steps than the paper's 50,000.
 This config is sized for an accelerator; it is far too slow for a CPU.
 
-  python -m jaxhash.data.image_folder /path/to/cifar10            # writes train.txt, test.txt
-  python -m jaxhash.train --config configs/dlbhc_cifar10.py --config.data.dir=/path/to/cifar10
+  python -m jaxhash.data.image_folder CIFAR10             # writes train.txt, test.txt
+  python -m jaxhash.train --config configs/dlbhc_cifar10.py --config.data.dir=CIFAR10
 Other code lengths: --config configs/dlbhc_cifar10.py:bits=12 (the paper reports 12, 32, 48).
 
 ``paper_cpu``: the paper's protocol cifar10-2 on 2 CPU cores, from the packaged ImageNet

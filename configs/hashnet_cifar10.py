@@ -3,12 +3,12 @@
 Protocol cifar10: 1,000 test queries (100 per class), 5,000 training images (500 per class), the
 other 54,000 images as the database; mAP@all and @1000. First extract the JPEG tree and write its
 list files (once):
-  python -c "from jaxhash.data.image_folder import prepare_cifar10 as p; p('cifar10-jpg.tar.gz', '/tmp/cifar10')"
+  python -c "from jaxhash.data.image_folder import prepare_cifar10 as p; p('cifar10-jpg.tar.gz', 'CIFAR10')"
 Default: AlexNet at 224² from ImageNet weights with the released code's recipe (an accelerator job):
-  python -m jaxhash.train --config configs/hashnet_cifar10.py --config.data.dir=/tmp/cifar10 \\
+  python -m jaxhash.train --config configs/hashnet_cifar10.py --config.data.dir=CIFAR10 \\
     --config.model.init_weights=alexnet.pth
 ``cpu``: a small CNN from scratch on the native 32² images, sized to run in minutes on 2 CPU cores:
-  python -m jaxhash.train --config configs/hashnet_cifar10.py:cpu --config.data.dir=/tmp/cifar10
+  python -m jaxhash.train --config configs/hashnet_cifar10.py:cpu --config.data.dir=CIFAR10
 Other code lengths: --config configs/hashnet_cifar10.py:bits=64 (or cpu,bits=64).
 ``paper_cpu``, ``lite0_cpu`` / ``lite0``: EfficientNet-Lite0 from ImageNet weights, as in
 configs/dlbhc_cifar10.py (``jaxhash.presets.paper_cpu``, ``lite0_transfer``).

@@ -1,6 +1,6 @@
 """A tiny CPU config for tests: two training steps on 3,000 embedded MNIST images, 16-bit DLBHC codes.
 
-  python -m jaxhash.train --config configs/test.py --workdir /tmp/jaxhash_test
+  python -m jaxhash.train --config configs/test.py --workdir runs/test
 Variants: ``configs/test.py:hashnet`` trains HashNet instead of DLBHC.
 The learning rate is constant, so runs of any length (``:steps=N``, ``--extend``) share one
 compiled train step: the tests compile it once rather than once per step count.

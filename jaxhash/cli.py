@@ -1,4 +1,4 @@
-"""What the train and evaluate CLIs share: flag parsing and one-line errors.
+"""What the commands share: flag parsing and one-line errors.
 
 Bad input (a config typo, a missing file, a bad value) ends with one line on stderr naming the
 problem and the fix, and a non-zero exit status; ``--debug`` shows the traceback instead. One of
@@ -7,6 +7,7 @@ several processes ends through ``jaxhash.distributed.end``, which stops the othe
 
 from __future__ import annotations
 
+import os
 import re
 import sys
 import traceback
@@ -35,7 +36,8 @@ def parse_flags(argv: list[str]) -> None:
   except flags.Error as e:
     lines = [line for line in str(e).splitlines() if line.strip()]
     # A config file that raised while loading: its own error is the last line of the traceback.
-    message = f"{lines[0]} {lines[-1]}" if any(l.startswith("Traceback") for l in lines) else lines[0]
+    traced = any(line.startswith("Traceback") for line in lines)
+    message = f"{lines[0]} {lines[-1]}" if traced else lines[0]
     raise ValueError(message) from None
   except (AttributeError, KeyError) as e:  # ml_collections: an override names a key the config lacks
     text = str(e).replace("\\", "")
@@ -47,6 +49,19 @@ def parse_flags(argv: list[str]) -> None:
 
 
 HELP_FLAGS = ("--help", "-h", "-help", "--helpshort", "--helpfull")
+
+
+def shadowing_folder() -> str | None:
+  """The folder that hides the installed package, or None.
+
+  Run from the folder that holds a clone (``cd ..`` after ``pip install -e .``), Python imports
+  the clone's own folder ``jaxhash/`` as an empty namespace package before the editable install,
+  and ``import jaxhash`` then has none of the package's names.
+  """
+  package = sys.modules.get("jaxhash")
+  if package is None or getattr(package, "__file__", None):
+    return None
+  return next(iter(getattr(package, "__path__", [])), os.path.join(os.getcwd(), "jaxhash"))
 
 
 INTERRUPTED = "interrupted; the last checkpoint is kept and the same command resumes from it."
@@ -62,6 +77,11 @@ def run(main, argv: list[str] | None = None, usage=None, prepare=None, parse=par
   prints ``interrupted``: what the command keeps.
   """
   argv = sys.argv if argv is None else argv
+  folder = shadowing_folder()
+  if folder:
+    print(f"error: the folder {folder} hides the installed jaxhash package; run the command from "
+          f"another folder, e.g. cd {os.path.relpath(folder)}", file=sys.stderr)
+    return 2
   debug = "--debug" in argv
   if usage is not None and any(arg in HELP_FLAGS for arg in argv[1:]):
     print(usage([arg for arg in argv if arg not in HELP_FLAGS]))

@@ -7,6 +7,8 @@ files override what differs and lock it, so a mistyped key on the command line i
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 
 from jaxhash import optim
@@ -101,6 +103,21 @@ def map_at(config) -> tuple:
   return protocols.get_protocol(config.data.protocol).map_at
 
 
+# Where the data is, not what it is: stored absolute, and a change is accepted where the split's
+# fingerprint shows the same data (jaxhash.rundir, jaxhash.evaluate).
+DATA_LOCATIONS = ("dir", "image_root", "tfds_data_dir", "feature_cache_dir")
+
+
+def with_absolute_paths(config):
+  """A copy of ``config`` whose ``data`` locations are absolute (``~`` expanded), so that the
+  run's ``config.json`` finds its data from any working directory."""
+  config = config.copy_and_resolve_references()
+  for key in DATA_LOCATIONS:
+    if config.data[key]:
+      config.data[key] = os.path.abspath(os.path.expanduser(config.data[key]))
+  return config
+
+
 def validate(config) -> None:
   """Raises ValueError naming the first bad config key and what would be valid."""
   get_method(config.method.name).validate(config.method)
@@ -114,6 +131,9 @@ def validate(config) -> None:
   if config.model.backbone not in BACKBONES:
     raise ValueError(f"config.model.backbone={config.model.backbone!r}: choose one of {sorted(BACKBONES)}.")
   frozen_stages(config)
+  if get_method(config.method.name).fit is not None and str(config.model.trainable).strip() != "head":
+    raise ValueError(f"config.model.trainable={config.model.trainable!r}: {config.method.name} is "
+                     "fitted on the frozen backbone's features, not trained; use trainable=head.")
   if config.model.dtype not in ("float32", "bfloat16"):
     raise ValueError(f"config.model.dtype={config.model.dtype!r}: use float32 or bfloat16.")
   optim.check_names(config.optim)

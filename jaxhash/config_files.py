@@ -12,9 +12,7 @@ import importlib.util
 import os
 from typing import Any, Mapping
 
-import jaxhash
-
-REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(jaxhash.__file__)))
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPOSITORY_CONFIGS = os.path.join(REPOSITORY, "configs")
 
 

@@ -320,7 +320,7 @@ def start(spec: ProcessSpec, workdir: str | None = None, debug: bool = False, st
   _run = _Run(jax_distributed.global_state.client, address, count, index)
   from jaxhash import progress
 
-  progress.SILENT = index != 0  # one terminal's progress lines are process 0's
+  progress.MUTED = index != 0  # one terminal's progress lines are process 0's
   if workdir is not None:
     _check_shared(workdir, token)
   (stream or sys.stderr).write(f"process {index} of {count} started (coordinator {address})\n")

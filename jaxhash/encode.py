@@ -38,8 +38,8 @@ def make_encoder(model, method, data_config, start: int = 0, classifier: bool = 
 
 
 def encode_indices(encoder, variables, images, indices: np.ndarray, batch_size: int,
-                   with_features: bool, sharding=None,
-                   label: str = "encoding") -> tuple[np.ndarray, np.ndarray | None]:
+                   with_features: bool, sharding=None, label: str = "encoding",
+                   stream=None) -> tuple[np.ndarray, np.ndarray | None]:
   """Packed codes uint32 (len(indices), W) and, if asked, float32 features of the given images.
 
   An encoder that gives several codes (``make_encoder(classifier=True)``) gets packed codes in the
@@ -47,11 +47,11 @@ def encode_indices(encoder, variables, images, indices: np.ndarray, batch_size: 
 
   ``sharding``: how each batch is laid out over devices (default: JAX's default device); over the
   devices of several processes, each process reads only its rows of each batch, and every
-  process gets all the codes. A progress line named ``label`` appears when encoding takes more
-  than a few seconds.
+  process gets all the codes. A progress line named ``label`` appears on ``stream`` (default
+  stderr) when encoding takes more than a few seconds.
   """
   codes, features = [], []
-  with Stage(label, len(indices)) as stage:
+  with Stage(label, len(indices), stream=stream) as stage:
     for rows, valid in eval_rows(indices, batch_size):
       if sharding is None:
         batch = images[rows]

@@ -3,11 +3,14 @@
   python -m jaxhash.evaluate --workdir runs/dlbhc_mnist_48 [--config.eval.radius=3 ...] [--out DIR]
 
 Reads the run's ``config.json`` and split files, encodes queries and database, and writes
-``results.json`` / ``results.md``: into the run directory (replacing its results), or with
-``--out DIR`` into DIR, keeping the run's earlier results. Only evaluation settings
-(``config.eval.*``) may be changed, as ``--config.eval.KEY=VALUE`` (or ``--set KEY=VALUE``).
-Several processes share the encoding with ``--coordinator_address HOST:PORT --num_processes N
---process_id I`` each (or ``--distributed``); process 0 writes the results (docs/distributed.md).
+``results.json`` / ``results.md`` and the plots: into the run directory (replacing its results),
+or with ``--out DIR`` into DIR and DIR/plots, keeping the run's earlier results. Only evaluation
+settings (``config.eval.*``) may be changed, as ``--config.eval.KEY=VALUE`` (or ``--set
+KEY=VALUE``), and the data's location when it has moved (``--config.data.dir=DIR``, also
+``data.image_root``, ``data.tfds_data_dir``): the split files' fingerprint checks that it holds the
+run's images. Several processes share the encoding with ``--coordinator_address HOST:PORT
+--num_processes N --process_id I`` each (or ``--distributed``); process 0 writes the results
+(docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -19,21 +22,29 @@ import ml_collections
 from absl import flags
 
 from jaxhash import cli, distributed, plots, report, rundir
+from jaxhash.config import DATA_LOCATIONS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by jaxhash.train.")
-_OUT = flags.DEFINE_string("out", None, "Write results.json/.md here instead of into the run "
-                           "directory (refused when DIR already holds results or is inside a "
-                           "run directory).")
+_OUT = flags.DEFINE_string("out", None, "Write results.json/.md and plots/ here instead of into "
+                           "the run directory (refused when DIR already holds results or is "
+                           "inside a run directory).")
 _EVAL = flags.DEFINE_multi_string("set", [], "Evaluation override KEY=VALUE of config.eval, e.g. radius=3.")
 flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
 _PROCESSES = distributed.define_absl_flags()
 
 _PREFIX = "--config."
-_overrides: list[str] = []  # --config.eval.KEY=VALUE items, taken out of argv before absl parses it
+_overrides: list[str] = []  # --config.SECTION.KEY=VALUE items, taken out of argv before parsing
+
+
+def _settable(key: str) -> bool:
+  """Evaluation settings, and the data's location (for data that moved)."""
+  section, _, name = key.partition(".")
+  return bool(name) and (section == "eval" or (section == "data" and name in DATA_LOCATIONS))
 
 
 def take_config_overrides(argv: list[str]) -> list[str]:
-  """Moves ``--config.eval.KEY=VALUE`` (or ``--config.eval.KEY VALUE``) items into ``_overrides``."""
+  """Moves ``--config.eval.KEY=VALUE`` and ``--config.data.dir=DIR`` items (also ``--config.KEY
+  VALUE``) into ``_overrides``."""
   rest, i = [], 0
   _overrides.clear()
   while i < len(argv):
@@ -42,12 +53,12 @@ def take_config_overrides(argv: list[str]) -> list[str]:
       key, sep, value = arg[len(_PREFIX):].partition("=")
       if not sep and i + 1 < len(argv):
         i, value = i + 1, argv[i + 1]
-      section, _, name = key.partition(".")
-      if section != "eval" or not name:
+      if not _settable(key):
         raise ValueError(f"{_PREFIX}{key}: evaluate changes only evaluation settings "
-                         "(--config.eval.KEY=VALUE); the other keys are the trained run's, so "
-                         "train a new run to change them.")
-      _overrides.append(f"{name}={value}")
+                         "(--config.eval.KEY=VALUE) and the data's location "
+                         "(--config.data.dir=DIR); the other keys are the trained run's, so train "
+                         "a new run to change them.")
+      _overrides.append(f"{key}={value}")
     else:
       rest.append(arg)
     i += 1
@@ -55,16 +66,19 @@ def take_config_overrides(argv: list[str]) -> list[str]:
 
 
 def load_run_config(workdir: str, overrides=()) -> ml_collections.ConfigDict:
-  """The run's config with ``KEY=VALUE`` overrides of ``config.eval``, locked."""
+  """The run's config with ``KEY=VALUE`` overrides of ``config.eval`` (or ``data.KEY=VALUE`` of
+  the data's location), locked."""
   config = rundir.load_config(workdir)
   for item in overrides:
     key, sep, value = item.partition("=")
-    if not sep or key not in config.eval:
+    key = key if "." in key else f"eval.{key}"
+    section, _, name = key.partition(".")
+    if not sep or not _settable(key) or name not in config[section]:
       raise ValueError(f"evaluation setting {item!r}: use KEY=VALUE with KEY one of {sorted(config.eval)}.")
-    current = config.eval[key]
+    current = config[section][name]
     try:
-      config.eval[key] = ((value.lower() in ("1", "true", "yes")) if isinstance(current, bool)
-                          else type(current)(value))
+      config[section][name] = ((value.lower() in ("1", "true", "yes")) if isinstance(current, bool)
+                               else type(current)(value))
     except ValueError:
       raise ValueError(f"evaluation setting {item!r}: {value!r} is not a {type(current).__name__} "
                        f"like the recorded {key}={current!r}.") from None
@@ -77,7 +91,9 @@ def usage(argv: list[str]) -> str:
   lines = [__doc__.strip(), "", "Flags:",
            *help_text.flag_lines(["workdir", "out", "set", "debug", "coordinator_address",
                                   "num_processes", "process_id", "distributed"]),
-           f"  --{'config.eval.KEY':<12} An evaluation setting below, e.g. --config.eval.radius=3.", ""]
+           f"  --{'config.eval.KEY':<12} An evaluation setting below, e.g. --config.eval.radius=3.",
+           f"  --{'config.data.dir':<12} Where the run's data is now, when it has moved (the split's "
+           "fingerprint checks that it is the same data).", ""]
   workdir = next((a.split("=", 1)[1] for a in argv if a.startswith("--workdir=")), None)
   if workdir is None and "--workdir" in argv[:-1]:
     workdir = argv[argv.index("--workdir") + 1]
@@ -124,12 +140,14 @@ def main() -> None:
       protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
     if writer and not os.path.isfile(os.path.join(workdir, run_files.MODEL_FILE)):  # an older run
       run_files.write_model_info(workdir, exp.dataset)
+    if trainer.unlabelled(exp, sys.stderr):
+      return
     results = trainer.evaluate(exp, state, workdir)
     if writer:
       os.makedirs(out, exist_ok=True)
       report.write_results(out, results)
-    if writer and out == workdir and exp.config.eval.plots:  # the run's plots follow its results
-      plots.write_plots_safely(workdir, results, exp.dataset)
+      if exp.config.eval.plots:  # beside the results they draw: out/plots
+        plots.write_plots_safely(workdir, results, exp.dataset, out)
   print(f"{report.summary(results)}\n\n{report.markdown_table(results)}\n\n"
         f"written to {out}/results.json{distributed.by_whom()}")
 

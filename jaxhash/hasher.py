@@ -23,6 +23,7 @@ import functools
 import hashlib
 import io
 import os
+
 import jax
 import ml_collections
 import numpy as np
@@ -32,6 +33,7 @@ from jaxhash import parallel, run_files, rundir
 from jaxhash.data.decode import read_rgb8, to_rgb8
 from jaxhash.encode import encode_indices, make_encoder
 from jaxhash.methods import get_method
+from jaxhash.progress import SILENT
 
 _MIN_BATCH = 8  # smaller requests are padded up to this; larger ones to a power of two
 
@@ -54,7 +56,7 @@ class Hasher:
 
   @property
   def method(self) -> str:
-    """The hashing method's name (``"dlbhc"`` or ``"hashnet"``)."""
+    """The hashing method's name (``"dlbhc"``, ``"hashnet"``, ``"itq"``, ...)."""
     return self._method.name
 
   @functools.cached_property
@@ -75,15 +77,18 @@ class Hasher:
     return (f"Hasher({self.workdir!r}: {self.method}, {self.bits} bits, step {self.step}, "
             f"input {'x'.join(map(str, self.image_shape))})")
 
-  def encode(self, images) -> np.ndarray:
-    """Packed codes, uint32 ``(N, ceil(bits / 32))``, of ``images`` (see :meth:`prepare`)."""
-    return self.encode_with_features(images, features=False)[0]
+  def encode(self, images, progress: bool = False) -> np.ndarray:
+    """Packed codes, uint32 ``(N, ceil(bits / 32))``, of ``images`` (see :meth:`prepare`).
 
-  def features(self, images) -> np.ndarray:
+    ``progress=True`` shows a progress line on stderr when encoding takes more than a few seconds.
+    """
+    return self.encode_with_features(images, features=False, progress=progress)[0]
+
+  def features(self, images, progress: bool = False) -> np.ndarray:
     """float32 ``(N, D)`` fc7 features of ``images``, which DLBHC re-ranks a candidate pool with."""
-    return self.encode_with_features(images)[1]
+    return self.encode_with_features(images, progress=progress)[1]
 
-  def encode_with_features(self, images, features: bool = True):
+  def encode_with_features(self, images, features: bool = True, progress: bool = False):
     """``(codes, features)`` of ``images`` in one pass; features are None when not asked for."""
     images = _as_batch(images)
     n = len(images)
@@ -91,7 +96,9 @@ class Hasher:
       return (np.zeros((0, -(-self.bits // 32)), np.uint32),
               np.zeros((0, *self._feature_shape), np.float32) if features else None)
     return encode_indices(self._encoder, self._variables, _Prepared(self, images), np.arange(n),
-                          self._batch_size(n), features, sharding=parallel.batch_sharded(self._mesh))
+                          self._batch_size(n), features,
+                          sharding=parallel.batch_sharded(self._mesh),
+                          stream=None if progress else SILENT)
 
   def prepare(self, images) -> np.ndarray:
     """uint8 ``(N, H, W, C)`` in the run's input shape from any of:

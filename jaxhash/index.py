@@ -29,7 +29,7 @@ import sys
 import numpy as np
 
 from jaxhash import cli, distributed, rundir
-from jaxhash.progress import Stage
+from jaxhash.progress import SILENT, Stage
 
 _CHUNK = 1024  # images decoded and encoded together
 
@@ -76,10 +76,12 @@ def run_record(hasher) -> dict:
 def build_index(hasher, paths: list[str], *, features: bool = False, strict: bool = False,
                 stream=None):
   """``(HammingIndex, skipped)``: the images' codes with their paths as ids; ``skipped`` lists
-  ``(path, reason)`` of images that could not be read (``strict``: the first one raises)."""
+  ``(path, reason)`` of images that could not be read (``strict``: the first one raises).
+  Progress and skipped images are reported on ``stream`` when one is given (the command's
+  stderr)."""
   from jaxhash.retrieval import HammingIndex
 
-  stream = stream or sys.stderr
+  stream = stream or SILENT
   index = HammingIndex(hasher.bits, run=run_record(hasher))
   skipped = []
   with Stage("indexing", len(paths), stream=stream) as stage, \
@@ -200,7 +202,7 @@ def _run(args) -> None:
   first, stop = shard_bounds(*part, len(paths))
   hasher = jaxhash.load(args.workdir)
   index, skipped = build_index(hasher, paths[first:stop], features=args.features,
-                               strict=args.strict)
+                               strict=args.strict, stream=sys.stderr)
   if args.shard:
     index.shard = shard_record(*args.shard, first, paths)
   elif distributed.active():

@@ -153,9 +153,20 @@ def _hex_rgb(color: str) -> np.ndarray:
   return np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.uint8)
 
 
+def _fit(image: np.ndarray, cell: int) -> np.ndarray:
+  """``image`` (H, W, C) scaled by nearest neighbour so that its longer side is ``cell`` pixels,
+  as RGB: small images grow to be seen, large ones shrink to fit (any input size)."""
+  h, w = image.shape[:2]
+  scale = cell / max(h, w)
+  rows = np.arange(max(1, round(h * scale))) * h // max(1, round(h * scale))
+  cols = np.arange(max(1, round(w * scale))) * w // max(1, round(w * scale))
+  fitted = image[rows][:, cols]
+  return np.broadcast_to(fitted, (*fitted.shape[:2], 3)) if fitted.shape[-1] == 1 else fitted
+
+
 def _mosaic(rows: list[list[tuple[np.ndarray, str | None]]], cell: int, frame: int = 3,
             gap: int = 4, caption: int = 18) -> np.ndarray:
-  """One RGB image of the cells (image, frame colour or None), each scaled up to ``cell`` pixels.
+  """One RGB image of the cells (image, frame colour or None), each fitted to ``cell`` pixels.
 
   Drawing the gallery as one picture instead of one axes per image keeps it well under a second.
   """
@@ -163,9 +174,7 @@ def _mosaic(rows: list[list[tuple[np.ndarray, str | None]]], cell: int, frame: i
   canvas = np.full((len(rows) * row_step, max(map(len, rows)) * step, 3), 255, np.uint8)
   for r, row in enumerate(rows):
     for c, (image, color) in enumerate(row):
-      scale = max(1, cell // max(image.shape[:2]))
-      big = np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
-      big = np.broadcast_to(big, (*big.shape[:2], 3)) if big.shape[-1] == 1 else big
+      big = _fit(image, cell)
       h, w = big.shape[:2]
       y, x = r * row_step, c * step
       if color is not None:
@@ -174,26 +183,35 @@ def _mosaic(rows: list[list[tuple[np.ndarray, str | None]]], cell: int, frame: i
   return canvas
 
 
-def gallery(results: dict, mode: str, queries: dict, database: dict, path: str) -> str:
-  """Queries (left column) and their top 10; a result sharing no label with its query is framed.
+def _class_name(labels: np.ndarray, classes) -> str:
+  """The caption of a single-label item: its class name, or its class number without names."""
+  k = int(np.argmax(labels))
+  return classes[k] if classes else str(k)
+
+
+def gallery(results: dict, mode: str, queries: dict, database: dict, path: str,
+            classes=None) -> str:
+  """Queries (left column, framed blue) and their top 10; a result sharing no label with its
+  query is framed red. Captions name each single-label item's class (``classes``, by label column).
 
   ``queries`` / ``database`` map the positions in ``results["examples"]`` to (image, labels).
   """
   examples = results["examples"]
   k = max(len(top) for top in examples[mode])
   what = "Hamming ranking" if mode == "codes" else "coarse-to-fine ranking"
-  single_label = all(np.sum(labels) == 1 for _, labels in database.values())
+  single_label = all(np.sum(labels) == 1 for _, labels in [*database.values(), *queries.values()])
   rows, captions = [], []
   for q, top in zip(examples["query"], examples[mode]):
     rows.append([(queries[q][0], _QUERY)] + [
         (database[d][0], None if np.any(database[d][1] & queries[q][1]) else _WRONG) for d in top])
-    captions.append([f"query {q}"] + ([str(int(np.argmax(database[d][1]))) for d in top]
-                                      if single_label else []))
+    captions.append([f"query: {_class_name(queries[q][1], classes)}" if single_label
+                     else f"query {q}"]
+                    + ([_class_name(database[d][1], classes) for d in top] if single_label else []))
   cell, frame = 64, 3
   canvas = _mosaic(rows, cell, frame)
   row_step, step = canvas.shape[0] // len(rows), canvas.shape[1] // (k + 1)
   fig = _figure(0.75 * (k + 1) + 0.4, 0.8 * len(rows) + 0.8, results,
-                f"Top {k} by {what}; wrong results framed in red")
+                f"Top {k} by {what}; queries framed blue, wrong results red")
   ax = fig.subplots()
   ax.imshow(canvas, interpolation="nearest")
   ax.set_axis_off()
@@ -233,7 +251,9 @@ def overlay_pr_curves(runs: list[dict], path: str) -> str:
   ax = fig.subplots()
   for results in runs:
     recall, precision = results["pr_curve"]["recall"], results["pr_curve"]["precision"]
-    line, = ax.plot(recall, precision, ".-", markersize=3, label=report.title(results))
+    label = f"{report.run_label(results)}\n{report.title(results)}" if "run" in results \
+        else report.title(results)
+    line, = ax.plot(recall, precision, ".-", markersize=3, label=label)
     for r in (0, 2):
       if r < len(recall):
         ax.plot(recall[r], precision[r], "o", color=line.get_color())
@@ -266,19 +286,20 @@ def _galleries(workdir: str, results: dict, dataset, out: str) -> list[str]:
 
   shown = [d for mode in report.MODES for top in examples.get(mode, []) for d in top]
   queries, database = items("query", examples["query"]), items("database", shown)
-  return [gallery(results, mode, queries, database, os.path.join(out, name))
+  return [gallery(results, mode, queries, database, os.path.join(out, name), dataset.classes)
           for mode, name in (("codes", "gallery.png"), ("rerank", "gallery_rerank.png"))
           if examples.get(mode)]
 
 
-def write_plots(workdir: str, results: dict | None = None, dataset=None) -> tuple[list, list, list]:
-  """Draws every plot the run has data for into ``workdir/plots``.
+def write_plots(workdir: str, results: dict | None = None, dataset=None,
+                out: str | None = None) -> tuple[list, list, list]:
+  """Draws every plot the run has data for into ``out/plots`` (default ``workdir/plots``).
 
   Returns (written paths, skipped notes, failure notes); a plot that fails does not stop the others.
   ``dataset`` (the run's, already loaded) saves reading the images again for the gallery.
   """
   results = results if results is not None else report.load_results(workdir)
-  out = os.path.join(workdir, PLOTS_DIR)
+  out = os.path.join(out or workdir, PLOTS_DIR)
   has_log = os.path.exists(os.path.join(workdir, "metrics.jsonl"))
 
   def lacks(key: str) -> str | None:
@@ -307,14 +328,15 @@ def write_plots(workdir: str, results: dict | None = None, dataset=None) -> tupl
   return written, skipped, failed
 
 
-def write_plots_safely(workdir: str, results: dict | None = None, dataset=None) -> list[str]:
+def write_plots_safely(workdir: str, results: dict | None = None, dataset=None,
+                       out: str | None = None) -> list[str]:
   """:func:`write_plots`, reported in one line; never raises, so a run's results always stay."""
   try:
-    written, skipped, failed = write_plots(workdir, results, dataset)
+    written, skipped, failed = write_plots(workdir, results, dataset, out)
   except Exception as e:  # noqa: BLE001 -- e.g. matplotlib missing or the directory unwritable
     print(f"plots not written ({type(e).__name__}: {e}); the results are kept.", file=sys.stderr)
     return []
-  line = f"plots: {len(written)} written to {os.path.join(workdir, PLOTS_DIR)}"
+  line = f"plots: {len(written)} written to {os.path.join(out or workdir, PLOTS_DIR)}"
   line += f"; skipped: {', '.join(skipped)}" if skipped else ""
   line += f"; failed: {', '.join(failed)}" if failed else ""
   print(line, file=sys.stderr if failed else sys.stdout)
@@ -333,6 +355,12 @@ def main() -> None:
     raise ValueError(f"{len(failed)} plot(s) failed: {'; '.join(failed)}")
 
 
+def usage(argv: list[str]) -> str:
+  from jaxhash import usage as help_text
+
+  return "\n".join([__doc__.strip(), "", "Flags:", *help_text.flag_lines(["workdir", "debug"])])
+
+
 if __name__ == "__main__":  # flags only here: trainer.py imports this module
   from absl import flags
 
@@ -340,4 +368,4 @@ if __name__ == "__main__":  # flags only here: trainer.py imports this module
 
   flags.DEFINE_string("workdir", None, "Run directory with results.json.")
   flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
-  sys.exit(cli.run(main))
+  sys.exit(cli.run(main, usage=usage))

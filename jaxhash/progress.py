@@ -2,8 +2,10 @@
 encoding, ranking).
 
 On a terminal a line redraws in place; elsewhere (logs, notebooks, CI) lines are printed one per
-update (the train loop) or at most every ``every`` seconds (stages). In a run of several processes
-only process 0 shows them (``SILENT`` in the others), so one terminal shows one progress line.
+update (the train loop) or at most every ``every`` seconds (stages), each state once. The library
+calls that a user makes directly (``Hasher.encode``, ``build_index``) pass :data:`SILENT` unless
+asked for progress. In a run of several processes only process 0 shows them (:data:`MUTED` in the
+others), so one terminal shows one progress line.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import sys
 import time
 
-SILENT = False  # set by jaxhash.distributed in processes other than 0
+MUTED = False  # set by jaxhash.distributed in processes other than 0
 
 
 def _duration(seconds: float) -> str:
@@ -25,6 +27,19 @@ def _bar(fraction: float, width: int) -> str:
   return "#" * filled + "." * (width - filled)
 
 
+class _Silent:
+  """A stream that drops what is written: progress nobody asked for."""
+
+  def write(self, text: str) -> int:
+    return len(text)
+
+  def flush(self) -> None:
+    pass
+
+
+SILENT = _Silent()
+
+
 def _is_terminal(stream) -> bool:
   return hasattr(stream, "isatty") and stream.isatty()
 
@@ -33,7 +48,7 @@ class Progress:
   def __init__(self, total_steps: int, start_step: int, batch_size: int, stream=None, width: int = 24):
     self.total, self.start, self.batch_size, self.width = total_steps, start_step, batch_size, width
     self.stream = stream or sys.stderr
-    self.inline = _is_terminal(self.stream) and not SILENT
+    self.inline = _is_terminal(self.stream) and not MUTED
     self.t0 = time.perf_counter()
 
   def update(self, step: int, values: dict) -> str:
@@ -45,7 +60,7 @@ class Progress:
     shown = " ".join(f"{k} {v:.4g}" for k, v in values.items())
     line = (f"step {step}/{self.total} [{bar}] {shown} | {rate * self.batch_size:.0f} img/s "
             f"| {_duration(elapsed)} < {_duration(eta)}")
-    if not SILENT:
+    if not MUTED:
       self.stream.write(("\r" + line + "\033[K") if self.inline else line + "\n")
       self.stream.flush()
     return line
@@ -70,7 +85,7 @@ class Stage:
     self.stream = stream or sys.stderr
     self.inline = _is_terminal(self.stream)
     self.delay, self.every = delay, (0.2 if self.inline else every)
-    self.done, self.shown = 0, False
+    self.done, self.shown, self._written = 0, False, -1
     self.t0 = self._last = time.perf_counter()
 
   def __enter__(self) -> Stage:
@@ -91,13 +106,14 @@ class Stage:
     self.done += n
     now = time.perf_counter()
     due = now - self.t0 >= self.delay and (not self.shown or now - self._last >= self.every)
-    if due and not SILENT:
+    if due and not MUTED:
       self._write()
       self._last = now
 
   def close(self) -> None:
     if self.shown:
-      self._write()
+      if self._written != self.done:  # the last line is not already on the stream
+        self._write()
       if self.inline:
         self.stream.write("\n")
         self.stream.flush()
@@ -107,4 +123,4 @@ class Stage:
     line = self.line()
     self.stream.write(("\r" + line + "\033[K") if self.inline else line + "\n")
     self.stream.flush()
-    self.shown = True
+    self.shown, self._written = True, self.done

@@ -2,11 +2,12 @@
 
   python -m jaxhash.report RUN_DIR... [--csv] [--plot out.png]
 
-prints method x dataset x bits -> mAP@R (jaxhash's convention, and HashNet's where results.json
-has it), precision within Hamming radius, each row's protocol and R, and the published figure of
-the same protocol, code length and R (``jaxhash.published``) with its source. A run evaluated with
-``eval.classifier_baseline`` adds rows "classifier (METHOD)": its database ranked by predicted
-class, codes of as many bits as classes. ``--plot`` overlays the runs' precision-recall curves.
+prints one row per run and R: the run (its directory, backbone and step), method x dataset x bits
+-> mAP@R (jaxhash's convention, and HashNet's where results.json has it), precision within Hamming
+radius, the protocol, and the published figure of the same protocol, code length and R
+(``jaxhash.published``) with its source. A run evaluated with ``eval.classifier_baseline`` adds
+rows "classifier (METHOD)": its database ranked by predicted class, codes of as many bits as
+classes. ``--plot`` overlays the runs' precision-recall curves, each labelled with its run.
 ``write_results`` writes a run's results.json / results.md.
 """
 
@@ -24,12 +25,14 @@ from jaxhash import cli, published
 from jaxhash.io_utils import atomic_write_text
 
 MODES = ("codes", "rerank")
-METHODS = {"dlbhc": "DLBHC", "hashnet": "HashNet"}
+METHODS = {"dlbhc": "DLBHC", "hashnet": "HashNet", "lsh": "LSH", "sh": "SH", "itq": "ITQ",
+           "itq_cca": "ITQ-CCA", "sdh": "SDH"}
 DATASETS = {"mnist10k": "MNIST t10k", "mnist": "MNIST", "mnist-unseen": "MNIST",
             "cifar10": "CIFAR-10", "cifar10-2": "CIFAR-10", "cifar10-unseen": "CIFAR-10",
             "imagenet100": "ImageNet-100", "nuswide": "NUS-WIDE", "coco": "MS-COCO"}
-COLUMNS = ("method", "dataset", "protocol", "bits", "queries", "database", "R", "mAP@R",
-           "HashNet-convention mAP@R", "re-ranked mAP@R", "P@radius", "published")
+COLUMNS = ("run", "backbone", "step", "method", "dataset", "protocol", "bits", "queries",
+           "database", "R", "mAP@R", "HashNet-convention mAP@R", "re-ranked mAP@R", "P@radius",
+           "published")
 
 
 def markdown_table(results: dict) -> str:
@@ -65,6 +68,13 @@ def title(results: dict) -> str:
           f"{results['bits']} bits · protocol {protocol}")
 
 
+def run_label(results: dict) -> str:
+  """Which run a row or a curve is: its directory (as given to the report), backbone and step."""
+  parts = [results.get("run"), results.get("backbone"),
+           f"step {results['step']}" if "step" in results else None]
+  return " · ".join(str(p) for p in parts if p)
+
+
 def load_results(path: str) -> dict:
   """The results.json of run directory ``path`` (or ``path`` itself when it is that file)."""
   file = os.path.join(path, "results.json") if os.path.isdir(path) else path
@@ -94,9 +104,14 @@ def _number(value, form: str = ".4f") -> str:
   return str(value) if isinstance(value, int) else format(value, form)
 
 
+def _count(value) -> str:
+  """A count with thousands separators (10,000); None as an empty cell."""
+  return "" if value is None else f"{value:,}"
+
+
 def _order(results: dict) -> tuple:
   return (results["method"], DATASETS.get(results["protocol"], ""), results["protocol"],
-          results["bits"])
+          results["bits"], results.get("run", ""))
 
 
 def rows(runs: list[dict]) -> list[dict]:
@@ -124,6 +139,8 @@ def _rows(results: dict, method: str, bits: int, codes: dict, rerank: dict,
     figures = (published.matching(results["method"], results["protocol"], bits, r)
                if published_figures else [])
     out.append({
+        "run": results.get("run", ""), "backbone": results.get("backbone", ""),
+        "step": results.get("step"),
         "method": method, "dataset": DATASETS.get(results["protocol"], results["protocol"]),
         "protocol": results["protocol"], "bits": bits,
         "queries": results.get("num_queries"), "database": results.get("num_database"), "R": r,
@@ -147,8 +164,9 @@ def markdown(table: list[dict]) -> str:
         notes.append(text)
       cited.append(f"{figure.value:.4f} [{notes.index(text) + 1}]")
     radius = f"{row['P@radius'][1]:.4f} (r <= {row['P@radius'][0]})" if row["P@radius"] else ""
-    cells = [row["method"], row["dataset"], row["protocol"], str(row["bits"]),
-             _number(row["queries"], ","), _number(row["database"], ","), str(row["R"]),
+    cells = [row["run"], row["backbone"], _count(row["step"]), row["method"], row["dataset"],
+             row["protocol"], str(row["bits"]),
+             _count(row["queries"]), _count(row["database"]), str(row["R"]),
              _number(row["mAP@R"]),
              _number(row["HashNet-convention mAP@R"]), _number(row["re-ranked mAP@R"]), radius,
              ", ".join(cited)]
@@ -161,11 +179,11 @@ def csv_text(table: list[dict]) -> str:
   """The rows as CSV, full precision; each published figure in its own row's columns."""
   out = io.StringIO()
   writer = csv.writer(out, lineterminator="\n")
-  writer.writerow([*COLUMNS[:10], "radius", "P@radius", "published", "published R", "convention",
+  writer.writerow([*COLUMNS[:13], "radius", "P@radius", "published", "published R", "convention",
                    "source"])
   for row in table:
     radius, precision = row["P@radius"] or ("", "")
-    base = [row[c] for c in COLUMNS[:10]]
+    base = [row[c] for c in COLUMNS[:13]]
     base = ["" if v is None else v for v in base] + [radius, precision]
     for figure in row["published"] or [None]:
       extra = ([figure.value, figure.map_at or "not stated", figure.convention,
@@ -179,7 +197,7 @@ def main() -> None:
   if not run_dirs:
     raise ValueError("pass one or more run directories: python -m jaxhash.report RUN_DIR... "
                      "[--csv] [--plot out.png]")
-  runs = [load_results(path) for path in run_dirs]
+  runs = [{**load_results(path), "run": path} for path in run_dirs]
   table = rows(runs)
   if flags.FLAGS.csv:
     print(csv_text(table), end="")
@@ -192,8 +210,14 @@ def main() -> None:
     print(f"precision-recall curves of {len(runs)} run(s) written to {flags.FLAGS.plot}")
 
 
+def usage(argv: list[str]) -> str:
+  from jaxhash import usage as help_text
+
+  return "\n".join([__doc__.strip(), "", "Flags:", *help_text.flag_lines(["csv", "plot", "debug"])])
+
+
 if __name__ == "__main__":  # flags only here: train.py and evaluate.py import this module
   flags.DEFINE_bool("csv", False, "Print CSV instead of a Markdown table.")
   flags.DEFINE_string("plot", None, "Also write the runs' precision-recall curves on one PNG.")
   flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
-  sys.exit(cli.run(main))
+  sys.exit(cli.run(main, usage=usage))

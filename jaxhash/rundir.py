@@ -6,8 +6,9 @@ compared with it key by key, before any file is written:
 - ``eval.*`` may differ: evaluation settings are recorded with each evaluation (``results.json``),
   never over ``config.json``.
 - Bookkeeping (``name``, ``train.log_every``, ``train.checkpoint_every``,
-  ``train.steps_per_call``) may differ; the change is
-  written to ``config.json`` and recorded in ``run.json``.
+  ``train.steps_per_call``) and the data's location (``data.dir``, ``data.image_root``, ...: data
+  that moved; the split files' fingerprint still checks that it is the same data) may differ; the
+  change is written to ``config.json`` and recorded in ``run.json``.
 - A longer training (``train.num_steps`` / ``num_epochs`` giving more steps) needs an explicit
   ``extend=True`` (``--extend``): the learning-rate schedule is recomputed for the new total.
 - After a non-finite stop (recorded in ``run.json``), a lower ``optim.learning_rate`` or
@@ -45,7 +46,8 @@ RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 
 FREE_PREFIXES = ("eval.",)
-BOOKKEEPING = ("name", "train.log_every", "train.checkpoint_every", "train.steps_per_call")
+BOOKKEEPING = ("name", "train.log_every", "train.checkpoint_every", "train.steps_per_call",
+               "data.dir", "data.image_root", "data.tfds_data_dir", "data.feature_cache_dir")
 LENGTH = ("train.num_steps", "train.num_epochs")
 RECOVERY = ("optim.learning_rate", "train.skip_nonfinite")
 

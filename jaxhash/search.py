@@ -8,14 +8,15 @@ Encodes each query image with the run that built the index (``--workdir`` defaul
 recorded in the index file; another run is refused unless it is the same trained model) and prints
 its nearest images by Hamming distance, nearest first (ties in index order). ``--radius R`` keeps
 only results within distance R (at most k of them). ``--rerank`` re-ranks the nearest
-max(k, eval.rerank_pool) codes by fc7 feature distance (an index built with --features).
-``--json`` prints one line per query:
+max(k, eval.rerank_pool) codes by fc7 feature distance (an index built with --features), and
+shows that distance beside the Hamming one. ``--json`` prints one line per query:
   {"query": PATH, "results": [{"rank": 1, "path": PATH, "distance": D}, ...]}
-``--gallery out.png`` draws each query beside its results (never over a query, an indexed image or
-the index, nor inside a run directory). The text output shows an id holding a newline or another
-unprintable character quoted, with escapes. ``--index`` takes the shard files of an index built in
-parts (``jaxhash.index --shard I/N``) as one index: the values after the first that end in .jhi
-are more shards, the rest query images.
+(with ``--rerank`` each result also has "feature_distance"). ``--gallery out.png`` draws each
+query (framed blue) beside its results, captioned with their distances, folders and file names
+(never over a query, an indexed image or the index, nor inside a run directory). The text output
+shows an id holding a newline or another unprintable character quoted, with escapes. ``--index``
+takes the shard files of an index built in parts (``jaxhash.index --shard I/N``) as one index: the
+values after the first that end in .jhi are more shards, the rest query images.
 """
 
 from __future__ import annotations
@@ -53,11 +54,12 @@ def hasher_for(index, workdir: str | None = None):
 
 
 def search_images(index, hasher, images, k: int = 10, radius: int | None = None,
-                  rerank: bool = False) -> list[list[dict]]:
+                  rerank: bool = False, feature_distances: bool = False) -> list[list[dict]]:
   """Per query, ``[{"rank": 1, "path": id, "distance": d}, ...]`` nearest first.
 
   ``images`` as ``Hasher.encode`` takes them. ``radius`` keeps results within that Hamming
-  distance; ``rerank`` re-ranks the nearest ``max(k, eval.rerank_pool)`` codes by features.
+  distance; ``rerank`` re-ranks the nearest ``max(k, eval.rerank_pool)`` codes by features, and
+  with ``feature_distances`` each result also holds the ``"feature_distance"`` it was ranked by.
   """
   if len(index) == 0:
     raise ValueError("the index is empty.")
@@ -65,35 +67,62 @@ def search_images(index, hasher, images, k: int = 10, radius: int | None = None,
     raise ValueError("--rerank needs features in the index; build it with python -m jaxhash.index "
                      "--features.")
   codes, features = hasher.encode_with_features(images, features=rerank)
-  distances, ids = index.search(codes, min(k, len(index)), features=features,
-                                pool=max(k, hasher.config.eval.rerank_pool))
+  k = min(k, len(index))
+  if rerank:
+    distances, by, ids = index.rerank_search(codes, features, k,
+                                             pool=max(k, hasher.config.eval.rerank_pool))
+  else:
+    (distances, ids), by = index.search(codes, k), None
   results = []
-  for row_distances, row_ids in zip(distances, ids):
-    row = [(int(d), i.item() if isinstance(i, np.generic) else i) for d, i in zip(row_distances, row_ids)]
-    if radius is not None:
-      row = [(d, i) for d, i in row if d <= radius]
-    results.append([{"rank": r + 1, "path": i, "distance": d} for r, (d, i) in enumerate(row)])
+  for q, (row_distances, row_ids) in enumerate(zip(distances, ids)):
+    row = [{"path": i.item() if isinstance(i, np.generic) else i, "distance": int(d),
+            **({"feature_distance": round(float(by[q, j]), 4)}
+               if rerank and feature_distances else {})}
+           for j, (d, i) in enumerate(zip(row_distances, row_ids))]
+    row = [r for r in row if radius is None or r["distance"] <= radius]
+    results.append([{"rank": rank, **r} for rank, r in enumerate(row, 1)])
   return results
 
 
+def _caption(path, width: int, draw) -> str:
+  """``folder/file`` of ``path`` (its class folder, as in PHOTOS/<class>/x.jpg), cut from the left
+  to fit ``width`` pixels."""
+  text = os.path.join(*os.path.normpath(str(path)).split(os.sep)[-2:])
+  while len(text) > 4 and draw.textlength(text) > width:
+    text = "..." + text[4:]
+  return text
+
+
+QUERY_FRAME = "#1f77b4"  # the query colour of the evaluation gallery, where red means wrong
+
+
+def _label(result: dict) -> str:
+  """Rank and the distance it was ranked by: Hamming ``d``, or feature ``f`` after re-ranking."""
+  if "feature_distance" in result:
+    return f"#{result['rank']} f={result['feature_distance']:.3g} d={result['distance']}"
+  return f"#{result['rank']}  d={result['distance']}"
+
+
 def draw_gallery(queries: list[str], results: list[list[dict]], thumb: int = 96):
-  """A PIL image: one row per query, the query (framed) then its results with their distances."""
+  """A PIL image: one row per query, the query (framed blue) then its results; each captioned
+  with its rank and distance and its folder and file name."""
   from PIL import Image, ImageDraw
 
   columns = 1 + max((len(r) for r in results), default=0)
-  caption, gap = 14, 6
+  caption, gap = 26, 6
   cell_w, cell_h = thumb + gap, thumb + caption + gap
   canvas = Image.new("RGB", (columns * cell_w + gap, len(queries) * cell_h + gap), "white")
   draw = ImageDraw.Draw(canvas)
   for row, (query, found) in enumerate(zip(queries, results)):
     y = gap + row * cell_h
-    cells = [(query, "query")] + [(r["path"], f"#{r['rank']}  d={r['distance']}") for r in found]
+    cells = [(query, "query")] + [(r["path"], _label(r)) for r in found]
     for col, (path, label) in enumerate(cells):
       x = gap + col * cell_w
       canvas.paste(_thumbnail(path, thumb), (x, y))
       if col == 0:
-        draw.rectangle([x - 2, y - 2, x + thumb + 1, y + thumb + 1], outline="red", width=2)
+        draw.rectangle([x - 2, y - 2, x + thumb + 1, y + thumb + 1], outline=QUERY_FRAME, width=2)
       draw.text((x, y + thumb + 2), label, fill="black")
+      draw.text((x, y + thumb + 13), _caption(path, thumb, draw), fill="dimgray")
   return canvas
 
 
@@ -159,14 +188,17 @@ def _run(args) -> None:
   if args.gallery:
     image_format = check_gallery(args.gallery, [*args.index, *args.images], index.ids)
   hasher = hasher_for(index, args.workdir)
-  results = search_images(index, hasher, args.images, args.k, args.radius, args.rerank)
+  results = search_images(index, hasher, args.images, args.k, args.radius, args.rerank,
+                          feature_distances=args.rerank)
   for query, found in zip(args.images, results):
     if args.json:
       print(json.dumps({"query": query, "results": found}))
     else:
       print(f"{shown(query)}: {len(found)} result{'s' if len(found) != 1 else ''}")
       for r in found:
-        print(f"  {r['rank']:>3}  distance {r['distance']:>3}  {shown(r['path'])}")
+        distance = (f"feature distance {r['feature_distance']:>9.4f}  hamming {r['distance']:>3}"
+                    if "feature_distance" in r else f"distance {r['distance']:>3}")
+        print(f"  {r['rank']:>3}  {distance}  {shown(r['path'])}")
   if args.gallery:
     buffer = io.BytesIO()
     draw_gallery(args.images, results).save(buffer, format=image_format)

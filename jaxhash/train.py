@@ -82,6 +82,10 @@ def main() -> None:
   from jaxhash.trainer import train_and_evaluate  # after flag parsing: errors in flags stay quick
 
   results = train_and_evaluate(config, workdir, extend=_EXTEND.value)
+  if results is None:  # images without labels: nothing to measure
+    print(f"\n{workdir} is ready: python -m jaxhash.index --workdir {workdir} --images DIR "
+          f"--out F.jhi{distributed.by_whom()}")
+    return
   print(f"\n{report.summary(results)}\n\n{report.markdown_table(results)}\n\n"
         f"written to {workdir}/results.json{distributed.by_whom()}")
 

@@ -23,8 +23,8 @@ import optax
 
 from jaxhash import config as config_lib
 from jaxhash import feature_cache as feature_cache_lib
-from jaxhash import checkpoint, distributed, environment, evaluation, metrics_log, parallel, plots
-from jaxhash import report, run_files, rundir
+from jaxhash import checkpoint, distributed, environment, evaluation, fitting, metrics_log
+from jaxhash import parallel, plots, report, run_files, rundir
 from jaxhash.checkpoint import Checkpointer
 from jaxhash.data import protocols
 from jaxhash.data.augment import preprocess
@@ -56,18 +56,25 @@ class Experiment:
   frozen_stages: int  # leading backbone stages that are frozen, cached and never run in training
 
   def split_header(self) -> str:
-    return (f"protocol {self.protocol.name} seed {self.config.seed} dataset {self.dataset.name} "
-            f"({len(self.dataset.labels)} images)")
+    """The split files' first line: the dataset by content, not by where it lives."""
+    return (f"protocol {self.protocol.name} seed {self.config.seed} "
+            f"({len(self.dataset.labels)} images, fingerprint "
+            f"{protocols.fingerprint(self.split, self.dataset.labels)})")
 
 
 def build_experiment(config, dataset: Dataset | None = None) -> Experiment:
   """The experiment ``config`` describes; ``dataset`` replaces the one its data section loads
-  (benchmarks on synthetic images)."""
+  (benchmarks on synthetic images). Relative data paths are made absolute."""
+  config = config_lib.with_absolute_paths(config)
   config_lib.validate(config)
   method = get_method(config.method.name)
   protocol = protocols.get_protocol(config.data.protocol)
   if dataset is None:
     dataset = load_dataset(config.data, protocol)
+  if method.supervised and not dataset.num_classes:
+    raise ValueError(f"{method.name} learns from labels, and the images of {dataset.name} have "
+                     "none (a folder without class folders): sort them into class folders, or use "
+                     "a method that needs no labels (configs/itq.py: lsh, sh, itq).")
   split = protocols.make_split(protocol, dataset, config.seed, config.data)
   model = build_model(config, dataset.num_classes)
   # Shapes only, nothing computed: a backbone that cannot take this input size (LeNet's pooling
@@ -434,7 +441,7 @@ def train(exp: Experiment, workdir: str, stream=None, extend: bool = False,
 
   ``extend=True`` lets a run train to a larger number of steps than it was started with
   (recorded). With a frozen prefix its activations are cached first (``on_shard(i)`` is called
-  after each shard).
+  after each shard). A shallow method's head is fitted on them instead (``jaxhash.fitting``).
   """
   config = exp.config
   stream = stream or sys.stderr
@@ -461,6 +468,8 @@ def train(exp: Experiment, workdir: str, stream=None, extend: bool = False,
       if start >= steps:
         stream.write(f"{workdir} finished training at step {start}; evaluating only\n")
         return state
+      if exp.method.fit is not None:
+        return fitting.fit(exp, workdir, state, cached, steps, checkpointer, stream)
       if not exp.frozen_stages:
         batches = TrainBatches(exp.dataset, exp.split.train, batch_size, config.seed, exp.mesh)
       else:
@@ -581,16 +590,29 @@ def evaluate(exp: Experiment, state: TrainState, workdir: str | None = None, str
                                                          exp.dataset.num_classes, spec)
     results["seconds"]["classifier"] = time.perf_counter() - t1
   results["seconds"]["evaluate"] = time.perf_counter() - t0
-  return {"method": exp.method.name, "bits": config.method.bits, "protocol": exp.protocol.name,
+  return {"method": exp.method.name, "bits": config.method.bits, "backbone": config.model.backbone,
+          "protocol": exp.protocol.name,
           "num_queries": len(exp.split.query), "num_database": len(exp.split.database),
           "step": int(state.step), "eval": config.eval.to_dict(), **results,
           "environment": environment.describe()}
 
 
-def train_and_evaluate(config, workdir: str, stream=None, extend: bool = False) -> dict:
+def unlabelled(exp: Experiment, stream) -> bool:
+  """Whether the images have no labels, so nothing can be measured (said in one line)."""
+  if exp.dataset.num_classes:
+    return False
+  (stream or sys.stderr).write(
+      f"evaluation skipped: the images of {exp.dataset.name} have no labels, and retrieval is "
+      "measured by shared labels; index and search them with python -m jaxhash.index and "
+      "jaxhash.search\n")
+  return True
+
+
+def train_and_evaluate(config, workdir: str, stream=None, extend: bool = False) -> dict | None:
   """Trains or resumes, evaluates the final state, writes results.json / results.md; returns them.
 
   ``extend=True`` allows a larger ``train.num_steps`` / ``num_epochs`` on an existing run.
+  Images without labels are not evaluated (``unlabelled``): None.
   """
   distributed.lock_run(workdir)
   rundir.ensure_free(workdir)
@@ -599,6 +621,8 @@ def train_and_evaluate(config, workdir: str, stream=None, extend: bool = False) 
     t0 = time.perf_counter()
     state = train(exp, workdir, stream=stream, extend=extend)
     train_seconds = time.perf_counter() - t0
+    if unlabelled(exp, stream):
+      return None
     results = evaluate(exp, state, workdir, stream)
     results["seconds"] = {"train": train_seconds, **results["seconds"]}
     if distributed.is_writer():

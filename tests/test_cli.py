@@ -3,6 +3,8 @@ documented overrides and --out, and index + search over a folder of images."""
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -26,9 +28,12 @@ def finished(finished_run_launch):
     ("jaxhash.train", [], ["--workdir", "data.protocol = 'mnist10k'", "method.weighting", "configs/dlbhc_mnist.py"]),
     ("jaxhash.train", ["--config", "configs/dlbhc_mnist.py:full"],
      ["data.protocol = 'mnist'", "Other code lengths", "optim.learning_rate = 0.03"]),
-    ("jaxhash.evaluate", [], ["--out", "--config.eval.KEY", "eval.radius = 2", "train.batch_size"]),
+    ("jaxhash.evaluate", [], ["--out", "--config.eval.KEY", "--config.data.dir", "eval.radius = 2",
+                          "train.batch_size"]),
     ("jaxhash.index", [], ["--workdir", "--images", "--features", "--strict"]),
     ("jaxhash.search", [], ["--index", "--radius", "--rerank", "--json", "--gallery", '"rank": 1']),
+    ("jaxhash.report", [], ["RUN_DIR...", "--csv", "--plot", "backbone and step"]),
+    ("jaxhash.plots", [], ["--workdir", "gallery.png", "bit_balance.png"]),
 ])
 def test_help_exits_0_and_lists_flags_and_keys(tmp_path, module, args, expected):
   proc = run_cli(module, *args, "--help", cwd=str(tmp_path))
@@ -37,11 +42,35 @@ def test_help_exits_0_and_lists_flags_and_keys(tmp_path, module, args, expected)
     assert text in proc.stdout, (text, proc.stdout)
 
 
+def test_a_folder_named_jaxhash_here_is_one_line_not_a_traceback(tmp_path):
+  """From the folder that holds a clone, the clone's jaxhash/ hides an editable install."""
+  (tmp_path / "jaxhash").mkdir()
+  env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+
+  def run(*args):
+    return subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+  probe = run("-c", "import jaxhash, jaxhash.cli; print(jaxhash.__file__)")
+  if probe.returncode or probe.stdout.strip() != "None":
+    pytest.skip("this installation of jaxhash is not hidden by a jaxhash/ folder")
+  for module in ("jaxhash.train", "jaxhash.evaluate", "jaxhash.report", "jaxhash.plots"):
+    proc = run("-m", module, "--help")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        f"error: the folder {tmp_path / 'jaxhash'} hides the installed jaxhash package; run the "
+        "command from another folder, e.g. cd jaxhash"]
+
+
 def test_evaluate_documented_override_and_out_keep_earlier_results(finished, tmp_path):
   before = open(os.path.join(finished, "results.json")).read()
   out = str(tmp_path / "radius3")
-  proc = run_cli("jaxhash.evaluate", "--workdir", finished, "--config.eval.radius=3", "--out", out)
+  proc = run_cli("jaxhash.evaluate", "--workdir", finished, "--config.eval.radius=3", "--out", out,
+                 "--config.eval.plots=True")
   assert proc.returncode == 0, proc.stderr
+  plots = set(os.listdir(os.path.join(out, "plots")))
+  assert {"gallery.png", "pr_curve.png", "training.png"} <= plots
+  assert not os.path.exists(os.path.join(finished, "plots"))
   results = json.load(open(os.path.join(out, "results.json")))
   assert "precision@radius3" in results["codes"]
   assert open(os.path.join(finished, "results.json")).read() == before
@@ -89,9 +118,21 @@ def test_index_then_search(finished, tmp_path):
   for line in lines:
     assert list(line) == ["query", "results"]
     assert [r["rank"] for r in line["results"]] == [1, 2, 3, 4, 5]
-    assert all(set(r) == {"rank", "path", "distance"} and r["path"] in paths for r in line["results"])
-    assert line["results"][0] == {"rank": 1, "path": line["query"], "distance": 0}
-  assert Image.open(tmp_path / "gallery.png").size[0] > 6 * 96
+    assert all(set(r) == {"rank", "path", "distance", "feature_distance"} and r["path"] in paths
+               for r in line["results"])
+    by = [r["feature_distance"] for r in line["results"]]
+    assert by == sorted(by), "re-ranked results are ordered by the feature distance they show"
+    assert line["results"][0] == {"rank": 1, "path": line["query"], "distance": 0,
+                                  "feature_distance": 0.0}
+  gallery = np.asarray(Image.open(tmp_path / "gallery.png").convert("RGB")).astype(int)
+  assert gallery.shape[1] > 6 * 96
+  blue, red = np.array([31, 119, 180]), np.array([255, 0, 0])
+  assert (np.abs(gallery - blue).sum(-1) < 30).sum() > 3 * 4 * 96  # the queries' frames
+  assert (np.abs(gallery - red).sum(-1) < 30).sum() == 0  # red means a wrong result elsewhere
+
+  text = run_main("jaxhash.search", "--index", out, queries[0], "-k", "3", "--rerank")
+  rows = text.stdout.splitlines()[1:]
+  assert all("feature distance" in row and "hamming" in row for row in rows), text.stdout
 
   proc = run_main("jaxhash.search", "--index", out, queries[0], "-k", "60", "--radius", "0")
   assert proc.returncode == 0, proc.stderr
@@ -125,3 +166,22 @@ def test_search_refuses_another_model(finished, tmp_path):
   path = write_digits(tmp_path / "d", count=1)[0]
   proc = run_main("jaxhash.search", "--index", str(tmp_path / "other.jhi"), path)
   assert proc.returncode == 1 and "another model" in proc.stderr, proc.stderr
+
+
+def test_search_gallery_captions_name_folder_and_file():
+  from PIL import ImageDraw
+
+  from jaxhash.search import _caption
+
+  draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+  assert _caption("/data/DIGITS/3/00018.png", 96, draw) == os.path.join("3", "00018.png")
+  long = _caption("/photos/a very long class name/IMG_20240101_123456.jpg", 96, draw)
+  assert long.startswith("...") and long.endswith("123456.jpg") and draw.textlength(long) <= 96
+
+
+def test_the_demo_folder_of_the_readme_is_made_by_one_command(tmp_path):
+  from jaxhash.data import image_folder
+
+  assert image_folder.write_mnist_digits(tmp_path / "DIGITS", count=20) == 20
+  assert (tmp_path / "DIGITS" / "3" / "00018.png").is_file()  # the README's query image
+  assert len(image_folder.find_images(tmp_path / "DIGITS")) == 20

@@ -172,3 +172,42 @@ def test_training_run_writes_plots_and_a_plot_failure_keeps_results(tmp_path, mo
   assert {"pr_curve.png", "precision_at_k.png", "training.png"} <= set(written)
   assert "radius.png" not in written
   assert "failed: radius (ZeroDivisionError" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("height, width, channels", [(28, 28, 1), (96, 96, 3), (160, 160, 3),
+                                                     (120, 90, 3)])
+def test_gallery_fits_images_of_any_size(tmp_path, height, width, channels):
+  ds, _ = tiny_dataset()
+  images = np.resize(ds.images, (len(ds.labels), height, width, channels))
+  queries = {q: (images[q], ds.labels[q]) for q in range(12)}
+  database = {d: (images[12 + d], ds.labels[12 + d]) for d in range(20)}
+  path = plots.gallery(results_dict(), "codes", queries, database, str(tmp_path / "g.png"))
+  assert _is_png(path)
+
+
+def _drawn_figures(monkeypatch) -> list:
+  figures = []
+  monkeypatch.setattr(plots, "_save", lambda fig, path: figures.append(fig) or path)
+  return figures
+
+
+def test_gallery_captions_name_the_classes(tmp_path, monkeypatch):
+  ds, _ = tiny_dataset()
+  names = tuple(f"kind {c}" for c in range(10))
+  queries = {q: (ds.images[q], ds.labels[q]) for q in range(12)}
+  database = {d: (ds.images[12 + d], ds.labels[12 + d]) for d in range(20)}
+  figures = _drawn_figures(monkeypatch)
+  plots.gallery(results_dict(), "rerank", queries, database, str(tmp_path / "g.png"), names)
+  texts = {t.get_text() for t in figures[0].axes[0].texts}
+  assert {"query: kind 0", "kind 1"} <= texts  # the re-ranked examples are all of class 1
+  assert "queries framed blue, wrong results red" in figures[0].get_suptitle()
+
+
+def test_overlay_legend_tells_runs_of_one_setting_apart(tmp_path, monkeypatch):
+  runs = [{**results_dict(), "run": name, "backbone": "lenet", "step": step}
+          for name, step in (("runs/a", 10), ("runs/b", 20))]
+  figures = _drawn_figures(monkeypatch)
+  plots.overlay_pr_curves(runs, str(tmp_path / "pr.png"))
+  labels = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]
+  assert len(set(labels)) == 2
+  assert "runs/a · lenet · step 10" in labels[0] and "runs/b · lenet · step 20" in labels[1]

@@ -1,5 +1,5 @@
 """Faults around a run: changed settings, locks, damaged checkpoints, non-finite training, torn
-logs, full disks. Each case of issue 8 has a test here (fuzzing of inputs is in test_fuzz.py)."""
+logs, full disks. Each case of docs/reliability.md has a test here (fuzzing of inputs is in test_fuzz.py)."""
 
 import hashlib
 import json

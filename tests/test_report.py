@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from conftest import ROOT, load_config, run_cli
+from conftest import ROOT, run_cli
 from jaxhash import published, report
 
 
@@ -71,16 +71,26 @@ def test_markdown_table_puts_the_published_figure_beside_the_matching_row():
   table = report.rows([run_results(), run_results("hashnet", "imagenet100", map_at=(1000,),
                                                   hashnet=True), run_results(protocol="mnist10k")])
   text = report.markdown(table)
-  lines = [l for l in text.splitlines() if l.startswith("| DLBHC | CIFAR-10")]
-  assert [l.split(" | ")[6] for l in lines] == ["all", "1000"]
+  lines = [line for line in text.splitlines() if " | DLBHC | CIFAR-10 |" in line]
+  assert [line.split(" | ")[9] for line in lines] == ["all", "1000"]
   assert "0.8973 [1]" in lines[1] and "[" not in lines[0].split(" | ")[-1]
-  hashnet = next(l for l in text.splitlines() if l.startswith("| HashNet"))
+  hashnet = next(line for line in text.splitlines() if " | HashNet | " in line)
   assert "| 0.5000 | 0.6000 |" in hashnet and "0.6633 [2]" in hashnet  # ours, HashNet convention
   assert "[1] 0.8973 (mAP@1000; every query counts): " in text
   assert "kevinlin311tw/caffe-cvprw15" in text
   assert "[2] 0.6633 (mAP@1000; queries with no relevant item in the top R left out)" in text
-  mnist10k = next(l for l in text.splitlines() if "mnist10k" in l)
+  mnist10k = next(line for line in text.splitlines() if "mnist10k" in line)
   assert mnist10k.rstrip(" |").endswith("(r <= 2)")  # no published figure for the t10k protocol
+
+
+def test_rows_of_one_setting_name_their_run_backbone_and_step():
+  runs = [{**run_results(), "run": "runs/a", "backbone": "lenet", "step": 100},
+          {**run_results(), "run": "runs/b", "backbone": "efficientnet_lite0", "step": 2000}]
+  lines = report.markdown(report.rows(runs)).splitlines()
+  assert lines[0].startswith("| run | backbone | step | method |")
+  for start in ("| runs/a | lenet | 100 | DLBHC | CIFAR-10 |",
+                "| runs/b | efficientnet_lite0 | 2,000 |"):
+    assert sum(line.startswith(start) for line in lines) == 2
 
 
 def test_csv_has_full_precision_and_one_line_per_published_figure():
@@ -114,10 +124,11 @@ def test_report_cli_over_a_dlbhc_and_a_hashnet_run(two_runs, tmp_path):
   proc = run_cli("jaxhash.report", *two_runs, "--plot", out)
   assert proc.returncode == 0, proc.stderr
   lines = proc.stdout.splitlines()
-  assert lines[0].startswith("| method | dataset | protocol | bits |")
-  # One row per R of the test config's mAP@R (all, 100).
-  assert sum(l.startswith("| DLBHC | MNIST t10k | mnist10k | 16 |") for l in lines) == 2
-  assert sum(l.startswith("| HashNet | MNIST t10k | mnist10k | 16 |") for l in lines) == 2
+  assert lines[0].startswith("| run | backbone | step | method | dataset | protocol | bits |")
+  # One row per R of the test config's mAP@R (all, 100), each naming its run.
+  for run, method in zip(two_runs, ("DLBHC", "HashNet")):
+    assert sum(line.startswith(f"| {run} | lenet | 2 | {method} | MNIST t10k | mnist10k | 16 |")
+               for line in lines) == 2, lines
   assert os.path.getsize(out) > 10_000
   csv_proc = run_cli("jaxhash.report", *two_runs, "--csv")
   assert len(list(csv.DictReader(io.StringIO(csv_proc.stdout)))) == 4
@@ -130,32 +141,43 @@ def test_report_cli_errors_are_one_line(tmp_path):
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ")
 
 
-def test_readme_tables_equal_the_results_files():
+def test_readme_and_docs_tables_equal_the_results_files():
   """Fails when a results file changed and `python benchmarks/readme_tables.py` was not run."""
-  with open(os.path.join(ROOT, "README.md")) as f:
-    text = f.read()
-  _, stale = _readme_tables().update(text)
-  assert stale == [], (
-      f"README blocks {stale} differ from benchmarks/results; run benchmarks/readme_tables.py")
-  for name in ("dlbhc_mnist", "hashnet_mnist", "hashnet_ablation", "hashnet_cifar10"):
-    assert f"<!-- results: {name} -->" in text
+  tables = _readme_tables()
+  for page in tables.pages():
+    with open(page, encoding="utf-8") as f:
+      _, stale = tables.update(f.read())
+    assert stale == [], (f"{page}: blocks {stale} differ from benchmarks/results; run "
+                         "python benchmarks/readme_tables.py")
+  with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+    assert "<!-- results: summary -->" in f.read()
+  with open(os.path.join(ROOT, "docs", "results.md"), encoding="utf-8") as f:
+    results_page = f.read()
+  assert all(f"<!-- results: {name} -->" in results_page for name in tables.TABLES)
 
 
 def test_readme_check_catches_an_edited_figure(tmp_path):
   tables = _readme_tables()
-  with open(os.path.join(ROOT, "README.md")) as f:
-    text = f.read()
+  with open(tables.README, encoding="utf-8") as f:
+    readme = f.read()
+  with open(os.path.join(tables.DOCS, "results.md"), encoding="utf-8") as f:
+    results_page = f.read()
   with open(os.path.join(tables.RESULTS_DIR, "dlbhc_mnist.json")) as f:
     payload = json.load(f)
   payload["runs"][0]["codes map@all"] += 0.01
-  for name in tables.TABLES:
-    source = os.path.join(tables.RESULTS_DIR, f"{name}.json")
-    with open(source) as f:
-      text_of_file = json.dumps(payload) if name == "dlbhc_mnist" else f.read()
-    (tmp_path / f"{name}.json").write_text(text_of_file)
-  new, stale = tables.update(text, str(tmp_path))
+  for name in os.listdir(tables.RESULTS_DIR):
+    with open(os.path.join(tables.RESULTS_DIR, name)) as f:
+      text_of_file = json.dumps(payload) if name == "dlbhc_mnist.json" else f.read()
+    (tmp_path / name).write_text(text_of_file)
+  assert tables.update(readme, str(tmp_path))[1] == ["summary"]
+  new, stale = tables.update(results_page, str(tmp_path))
   assert stale == ["dlbhc_mnist"]
   assert tables.update(new, str(tmp_path))[1] == []  # rewriting makes it fresh
+
+
+def test_commands_are_shown_without_the_measuring_machines_paths():
+  command = "python -m jaxhash.train --config configs/x.py --config.data.dir=../somewhere/data/mnist/"
+  assert _readme_tables().public_command(command).endswith("--config.data.dir=MNIST")
 
 
 def test_provenance_names_commit_cpu_and_versions():
@@ -168,3 +190,39 @@ def test_provenance_names_commit_cpu_and_versions():
   assert "jax 0.10.2" in text
   old = tables.provenance("x", {"cpus": 2, "python": "3.11.7", "jax": "0.10.2", "backend": "cpu"})
   assert "written before results files recorded the commit and CPU" in old
+
+
+def test_a_pending_results_file_says_how_to_fill_its_block(tmp_path):
+  """A benchmark not yet run to completion leaves its block a sentence, not a failure; any other
+  missing results file still fails."""
+  tables = _readme_tables()
+  for name, command in tables.PENDING.items():
+    assert f"`{command}`" in tables.render(name, str(tmp_path))
+  with pytest.raises(FileNotFoundError):
+    tables.render("dlbhc_mnist", str(tmp_path))
+
+
+def test_the_shallow_table_renders_what_its_benchmark_writes(tmp_path, monkeypatch):
+  """The renderer reads the payload benchmarks/shallow_cifar10.py builds (its own functions, on
+  stand-in figures), so the first complete run fills docs/shallow.md without a change here."""
+  monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+  import shallow_cifar10 as bench
+
+  rows = [{"method": m, "bits": 32, "map@1000": v, "map@all": v / 2} for m, v in
+          (("lsh", 0.25), ("itq", 0.45))]
+  measured = lambda v: [{"map@1000": v, "map@all": v / 2}]
+  peers = [bench.compare("lsh", 32, measured(0.25), measured(0.24), "IndexLSH(d, bits)"),
+           bench.compare("itq", 32, measured(0.45), measured(0.43), bench.SHIPPED),
+           bench.compare("itq", 32, measured(0.45), measured(0.45), bench.CORRECTED)]
+  losses = {"bits": 32, "procrustes": [2.0, 1.9], "faiss ITQMatrix": [2.0, 2.1]}
+  published_rows, _ = bench.context()
+  payload = {"benchmark": "python benchmarks/shallow_cifar10.py", "protocol": "cifar10",
+             "features": "stand-in features", "machine": {},
+             "faiss ITQ as shipped": bench.itq_note(peers, losses),
+             "mAP@1000 / mAP@all": bench.paper_table(rows, published_rows), "rows": rows,
+             "faiss": peers, "bars": bench.bars(rows, peers, [])}
+  (tmp_path / "shallow_cifar10.json").write_text(json.dumps(payload))
+  text = _readme_tables().render("shallow_cifar10", str(tmp_path))
+  assert "| 32 bits |" in text and "0.4500 / 0.2250" in text
+  assert "ITQ >= LSH at 32 bits (map@1000): 0.4500 vs 0.2500, holds." in text
+  assert "Not measured yet" not in text

@@ -20,6 +20,7 @@ class Dataset:
   images: np.ndarray  # uint8 (N, H, W, C); or an array-like with .shape, .dtype and __getitem__
   labels: np.ndarray  # uint8 multi-hot (N, num_classes)
   groups: Mapping[str, np.ndarray]  # source split name -> int64 indices into images/labels
+  classes: tuple[str, ...] | None = None  # class names by label column, where the source has them
 
   def __post_init__(self):
     n = len(self.labels)
@@ -29,6 +30,9 @@ class Dataset:
       raise ValueError(f"{self.name}: images must be (N, H, W, C); got shape {self.images.shape}.")
     if self.labels.ndim != 2:
       raise ValueError(f"{self.name}: labels must be multi-hot (N, classes); got {self.labels.shape}.")
+    if self.classes is not None and len(self.classes) != self.labels.shape[1]:
+      raise ValueError(f"{self.name}: {len(self.classes)} class names for {self.labels.shape[1]} "
+                       "label columns.")
     for group, idx in self.groups.items():
       if len(idx) and (idx.min() < 0 or idx.max() >= n):
         raise ValueError(f"{self.name}: group {group!r} has indices outside [0, {n}).")
@@ -52,7 +56,7 @@ def first_of_each_group(ds: Dataset, limit: int) -> Dataset:
   firsts = {name: np.asarray(idx)[:limit] for name, idx in ds.groups.items()}
   keep = np.unique(np.concatenate(list(firsts.values()))) if firsts else np.arange(min(limit, len(ds.labels)))
   groups = {name: np.searchsorted(keep, idx).astype(np.int64) for name, idx in firsts.items()}
-  return Dataset(ds.name, ds.images[keep], ds.labels[keep], groups)
+  return Dataset(ds.name, ds.images[keep], ds.labels[keep], groups, ds.classes)
 
 
 def one_hot(class_ids, num_classes: int) -> np.ndarray:
@@ -63,7 +67,8 @@ def one_hot(class_ids, num_classes: int) -> np.ndarray:
   return out
 
 
-def concatenate(name: str, parts: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> Dataset:
+def concatenate(name: str, parts: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                classes: tuple[str, ...] | None = None) -> Dataset:
   """Joins in-memory splits ``{group: (images, labels)}`` into one Dataset with those groups."""
   images, labels, groups, start = [], [], {}, 0
   for group, (imgs, labs) in parts.items():
@@ -71,4 +76,4 @@ def concatenate(name: str, parts: Mapping[str, tuple[np.ndarray, np.ndarray]]) -
     labels.append(labs)
     groups[group] = np.arange(start, start + len(labs), dtype=np.int64)
     start += len(labs)
-  return Dataset(name, np.concatenate(images), np.concatenate(labels), groups)
+  return Dataset(name, np.concatenate(images), np.concatenate(labels), groups, classes)

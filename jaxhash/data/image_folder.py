@@ -1,7 +1,9 @@
 """Image-folder trees: datasets read straight from folders, and list files written for them.
 
-Two layouts, told apart by where the images are:
+Three layouts, told apart by where the images are:
 
+- ``root/*.jpg``: one image set without labels (group ``all``, no classes), e.g. a folder of
+  photos: the methods that need no labels fit on it, and nothing is evaluated;
 - ``root/<class>/*.jpg``: one image set (group ``all``), e.g. a user's photos sorted by subject;
 - ``root/<split>/<class>/*.jpg``: one group per split directory (``train/airplane/0001.jpg``).
 
@@ -16,6 +18,7 @@ written for it give the same dataset. Images are any format Pillow reads (``IMAG
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import shutil
 import sys
@@ -58,9 +61,16 @@ def scan(root: str | os.PathLike, splits: Sequence[str] | None = None):
 
 
 def scan_tree(root: str | os.PathLike) -> tuple[list[str], dict[str, tuple[list[str], list[int]]]]:
-  """(sorted class names, {group: (paths relative to root, class ids)}) of either layout."""
+  """(sorted class names, {group: (paths relative to root, class ids)}) of any layout; a flat
+  folder has no classes and no ids."""
   root = os.fspath(root)
   _check_root(root)
+  flat = _images_in(root)
+  if flat:
+    if len(find_images(root)) > len(flat):
+      raise ValueError(f"{root!r} holds images both directly and in subfolders; put them all in "
+                       "class folders (labelled) or all directly in it (no labels).")
+    return [], {SINGLE_GROUP: (flat, [])}
   subdirs = _subdirs(root)
   if any(_images_in(os.path.join(root, d)) for d in subdirs):
     classes = [d for d in subdirs if _images_in(os.path.join(root, d))]
@@ -85,7 +95,7 @@ def scan_tree(root: str | os.PathLike) -> tuple[list[str], dict[str, tuple[list[
 
 
 def load_image_folder(root: str | os.PathLike, resize: int | None = None):
-  """A Dataset of a tree in either layout (see the module docstring); groups as in ``scan_tree``."""
+  """A Dataset of a tree in any layout (see the module docstring); groups as in ``scan_tree``."""
   from jaxhash.data.dataset import one_hot
   from jaxhash.data.listfile import images_dataset
 
@@ -96,8 +106,9 @@ def load_image_folder(root: str | os.PathLike, resize: int | None = None):
     groups[group] = np.arange(len(paths), len(paths) + len(group_paths), dtype=np.int64)
     paths += [os.path.join(root, p) for p in group_paths]
     ids += group_ids
-  return images_dataset(os.path.basename(os.path.abspath(root)), paths, one_hot(ids, len(classes)),
-                        groups, resize=resize)
+  labels = one_hot(ids, len(classes)) if classes else np.zeros((len(paths), 0), np.uint8)
+  ds = images_dataset(os.path.basename(os.path.abspath(root)), paths, labels, groups, resize=resize)
+  return dataclasses.replace(ds, classes=tuple(classes))
 
 
 def find_images(root: str | os.PathLike) -> list[str]:
@@ -198,7 +209,7 @@ def prepare_cifar10(tarball: str | os.PathLike, dest: str | os.PathLike) -> str:
 def _extract_into_place(tarball: str, dest: str) -> None:
   if not os.path.isfile(tarball):
     raise FileNotFoundError(f"CIFAR-10 tarball {tarball!r} not found; pass the path of a tarball "
-                            "of train/<class>/*.jpg and test/<class>/*.jpg (see the README's Data).")
+                            "of train/<class>/*.jpg and test/<class>/*.jpg (see docs/data.md).")
   parent = os.path.dirname(os.path.abspath(dest))
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(dest)}.extract-")
@@ -265,16 +276,39 @@ def cifar10_from_python(tarball: str | os.PathLike, dest: str | os.PathLike) -> 
   return dest
 
 
+def write_mnist_digits(dest: str | os.PathLike, count: int | None = None) -> int:
+  """Writes the package's MNIST t10k images as ``dest/<digit>/NNNNN.png`` (NNNNN: the image's
+  t10k index), the first ``count`` of them (default all 10,000): a folder to index and search
+  with the main job's run. Returns how many were written."""
+  from PIL import Image
+
+  from jaxhash.data.sources import embedded_mnist
+
+  mnist = embedded_mnist()
+  count = len(mnist.labels) if count is None else min(count, len(mnist.labels))
+  for i in range(count):
+    folder = os.path.join(os.fspath(dest), str(int(mnist.labels[i].argmax())))
+    os.makedirs(folder, exist_ok=True)
+    Image.fromarray(mnist.images[i, :, :, 0]).save(os.path.join(folder, f"{i:05d}.png"))
+  return count
+
+
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
       prog="python -m jaxhash.data.image_folder",
       description="Write list files (path 0 1 0 ...) for an image-folder tree root/<split>/<class>/.")
   parser.add_argument("root", help="directory holding <split>/<class>/*.jpg|png")
+  parser.add_argument("--mnist-digits", action="store_true", help="instead write the package's "
+                      "10,000 MNIST t10k images as ROOT/<digit>/NNNNN.png: a demo folder to index "
+                      "and search")
   parser.add_argument("--cifar10-python", metavar="TARBALL", help="first write the official "
                       "cifar-10-python.tar.gz into ROOT as train/<class>/*.png, test/<class>/*.png")
   parser.add_argument("--out", help="where to write <split>.txt and classes.txt (default: ROOT)")
   parser.add_argument("--splits", nargs="+", help="split directories (default: all of ROOT's)")
   args = parser.parse_args(argv)
+  if args.mnist_digits:
+    print(f"{write_mnist_digits(args.root)} images written to {args.root}/<digit>/")
+    return 0
   try:
     if args.cifar10_python:
       cifar10_from_python(args.cifar10_python, args.root)

@@ -7,7 +7,9 @@ rerun. Indices refer to the :class:`Dataset` the protocol's source produced.
 ``custom`` is for a user's own images: given the groups ``train`` and ``test`` (or ``query``), and
 optionally ``database`` (default: the training set), it uses them as they are; given one image set
 (an image folder ``root/<class>/*``, or one list file), it draws ``data.query_fraction`` of it as
-queries and makes the rest the database, of which ``data.train_fraction`` trains the model.
+queries and makes the rest the database, of which ``data.train_fraction`` trains the model. A flat
+folder of images (no class folders) is such a set, without labels: only methods that need none
+fit on it, and its queries serve no evaluation.
 
 ``cifar10-unseen`` and ``mnist-unseen`` measure retrieval among classes the network never saw, after
 A. Sablayrolles, M. Douze, N. Usunier, H. Jégou, "How should we evaluate supervised hashing?"
@@ -24,6 +26,7 @@ labels of the unseen classes, the classifier baseline) and no remapped second nu
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from typing import Any, Callable
 
@@ -189,10 +192,26 @@ def make_split(protocol: Protocol, ds: Dataset, seed: int, data_config=None) -> 
   return Split(*(np.asarray(getattr(split, n), dtype=np.int64) for n in SPLIT_NAMES))
 
 
+def fingerprint(split: Split, labels: np.ndarray) -> str:
+  """SHA-256 (16 hex digits) of the split's indices and the labels of its images.
+
+  Independent of where the data lives, so a moved data folder gives the same fingerprint and
+  other data (another folder, another class order) a different one.
+  """
+  digest = hashlib.sha256()
+  for name in SPLIT_NAMES:
+    indices = np.asarray(getattr(split, name), dtype=np.int64)
+    digest.update(name.encode())
+    digest.update(indices.tobytes())
+    digest.update(np.ascontiguousarray(labels[indices]).tobytes())
+  return digest.hexdigest()[:16]
+
+
 def save_or_check_split(split: Split, directory: str, header: str) -> None:
   """Writes the split files, or checks that existing ones hold the same split.
 
   A workdir made with another protocol, seed or dataset is refused instead of silently mixed.
+  ``header`` (the first line) holds what identifies the split, e.g. its :func:`fingerprint`.
   """
   os.makedirs(directory, exist_ok=True)
   for name in SPLIT_NAMES:
@@ -204,7 +223,8 @@ def save_or_check_split(split: Split, directory: str, header: str) -> None:
         if f.read() != text:
           raise ValueError(
               f"{path} holds a different {name} split ({header} now); this workdir was made with "
-              "another protocol, seed or dataset: use a new --workdir.")
+              "another protocol, seed or dataset (data that moved must be the same images): use a "
+              "new --workdir.")
     else:
       atomic_write_text(path, text)
 

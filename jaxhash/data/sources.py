@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 import os
 
@@ -35,7 +36,7 @@ def idx_directory(directory: str, groups=("train", "test")) -> Dataset:
   if not os.path.isdir(directory):
     raise FileNotFoundError(
         f"data directory {directory!r} does not exist; set config.data.dir to a directory holding "
-        "the four MNIST IDX files (train-images-idx3-ubyte.gz, ...; see the README's Data section).")
+        "the four MNIST IDX files (train-images-idx3-ubyte.gz, ...; see docs/data.md).")
   prefixes = {"train": "train", "test": "t10k"}
   parts = {}
   for group in groups:
@@ -64,9 +65,9 @@ def tfds_dataset(name: str, splits, data_dir: str | None = None) -> Dataset:
     records = [source[i] for i in range(len(source))]  # (the mock's __getitems__ is broken)
     images = np.stack([np.asarray(r["image"], dtype=np.uint8) for r in records])
     class_ids = np.array([int(r["label"]) for r in records], dtype=np.int64)
-    num_classes = source.dataset_info.features["label"].num_classes
-    parts[split] = (images, one_hot(class_ids, num_classes))
-  return concatenate(name, parts)
+    label = source.dataset_info.features["label"]
+    parts[split] = (images, one_hot(class_ids, label.num_classes))
+  return concatenate(name, parts, tuple(label.names))
 
 
 def list_files(directory: str, groups, image_root: str | None, image_size: int | None) -> Dataset:
@@ -78,7 +79,19 @@ def list_files(directory: str, groups, image_root: str | None, image_size: int |
         f"data directory {directory!r} does not exist; set config.data.dir to the directory that "
         "holds the list files (train.txt, test.txt, database.txt).")
   files = {g: os.path.join(directory, f"{g}.txt") for g in groups}
-  return listfile.load_list_files(image_root or directory, files, resize=image_size)
+  ds = listfile.load_list_files(image_root or directory, files, resize=image_size)
+  return dataclasses.replace(ds, classes=_class_names(directory, ds.num_classes))
+
+
+def _class_names(directory: str, num_classes: int) -> tuple[str, ...] | None:
+  """The names in ``classes.txt`` (written beside list files by ``jaxhash.data.image_folder``),
+  when it names one class per label column."""
+  path = os.path.join(directory, "classes.txt")
+  if not os.path.isfile(path):
+    return None
+  with open(path, encoding="utf-8", errors="replace") as f:
+    names = tuple(line.strip() for line in f if line.strip())
+  return names if len(names) == num_classes else None
 
 
 def image_folder(directory: str, image_size: int | None) -> Dataset:

@@ -1,9 +1,14 @@
-"""Hashing methods, by config name: ``METHODS[config.method.name]``."""
+"""Hashing methods, by config name: ``METHODS[config.method.name]``.
 
-from jaxhash.methods import dlbhc, hashnet
+Deep (trained by gradient steps): DLBHC, HashNet. Shallow (fitted on a frozen backbone's
+features, ``jaxhash.methods.shallow``): LSH, SH, ITQ; with labels, ITQ-CCA and SDH.
+"""
+
+from jaxhash.methods import dlbhc, hashnet, itq, itq_cca, lsh, sdh, sh
 from jaxhash.methods.base import HashModel, Method
 
-METHODS = {m.name: m for m in (dlbhc.METHOD, hashnet.METHOD)}
+METHODS = {m.name: m for m in (dlbhc.METHOD, hashnet.METHOD, lsh.METHOD, sh.METHOD, itq.METHOD,
+                               itq_cca.METHOD, sdh.METHOD)}
 
 
 def get_method(name: str) -> Method:

@@ -1,6 +1,9 @@
-"""What a hashing method is: a head on fc7, a loss, a binarization, and its config defaults.
+"""What a hashing method is: a head on fc7, a loss (or a fit), a binarization, its config defaults.
 
 Adding a method is one file that builds a :class:`Method` and registers it in ``__init__.py``.
+A deep method trains its head (and the backbone's trainable stages) by gradient steps on ``loss``;
+a shallow one (``jaxhash.methods.shallow``) has ``fit`` instead, which sets its head's parameters
+from the frozen backbone's features in one pass (``jaxhash.fitting``).
 """
 
 from __future__ import annotations
@@ -20,8 +23,10 @@ class Method:
   name: str
   # (method config, number of classes) -> head module mapping fc7 features to a dict with "z".
   make_head: Callable[[ml_collections.ConfigDict, int], nn.Module]
-  # (outputs, multi-hot labels, step, method config) -> (scalar loss, dict of scalar metrics).
-  loss: Callable[[Outputs, jax.Array, jax.Array, ml_collections.ConfigDict], tuple[jax.Array, dict]]
+  # (outputs, multi-hot labels, step, method config) -> (scalar loss, dict of scalar metrics);
+  # None for a fitted method.
+  loss: Callable[[Outputs, jax.Array, jax.Array, ml_collections.ConfigDict],
+                 tuple[jax.Array, dict]] | None
   # outputs -> bool codes (N, bits).
   binarize: Callable[[Outputs], jax.Array]
   # method section of the config, with its defaults.
@@ -30,6 +35,11 @@ class Method:
   validate: Callable[[ml_collections.ConfigDict], None] = lambda config: None
   # whether the head outputs class ``logits`` (a classifier): ``config.eval.classifier_baseline``.
   classifies: bool = False
+  # Shallow methods: (float32 features (N, D) of the training images, their multi-hot labels
+  # (N, C), method config, PRNG key) -> (the head's params, dict of scalar metrics).
+  fit: Callable[[jax.Array, jax.Array, ml_collections.ConfigDict, jax.Array],
+                tuple[dict, dict]] | None = None
+  supervised: bool = True  # needs labels to train or fit; False: any folder of images will do
 
 
 class HashModel(nn.Module):

@@ -129,14 +129,25 @@ class HammingIndex:
     are re-ranked by Euclidean distance between features (DLBHC's coarse-to-fine retrieval; ties
     keep the Hamming order) and the first ``k`` returned; the distances stay Hamming distances.
     """
-    queries = self._as_words(queries, "queries")
     if features is None:
       distances, positions = self.search_positions(queries, k)
       return distances, self.ids_at(positions)
+    distances, _, ids = self.rerank_search(queries, features, k, pool=pool)
+    return distances, ids
+
+  def rerank_search(self, queries, features, k: int, *, pool: int = DEFAULT_RERANK_POOL):
+    """``(hamming, feature_distances, ids)``, each ``(Q, k)``, ordered by feature distance.
+
+    The ``max(pool, k)`` nearest codes are re-ranked by the Euclidean distance between features
+    (float32; ties keep the Hamming order): what ``search(..., features=...)`` returns, with the
+    distance it ranked by.
+    """
+    queries = self._as_words(queries, "queries")
     features = check_rerank_features(features, queries.shape[0], self.features)
     distances, positions = self.search_positions(queries, min(max(pool, k), self.ntotal))
-    distances, positions = rerank(distances, positions, self._features.view[positions], features, k)
-    return distances, self.ids_at(positions)
+    distances, by, positions = rerank(distances, positions, self._features.view[positions],
+                                      features, k)
+    return distances, by, self.ids_at(positions)
 
   def search_positions(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Like :meth:`search` without re-ranking, with insertion positions (int32) instead of ids."""
@@ -254,10 +265,12 @@ def check_rerank_features(features, num_queries: int, held: np.ndarray | None) -
 
 
 def rerank(distances: np.ndarray, positions: np.ndarray, candidates: np.ndarray,
-           features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+           features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """The first ``k`` of each query's Hamming pool reordered by Euclidean distance between its
-  ``candidates``' features ``(Q, depth, D)`` and the query's; ties keep the Hamming order, and the
-  distances stay Hamming distances."""
+  ``candidates``' features ``(Q, depth, D)`` and the query's; ties keep the Hamming order.
+  Returns ``(hamming distances, feature distances, positions)`` in the new order."""
   squared = np.sum((candidates - features[:, None, :]) ** 2, axis=-1)
   order = np.argsort(squared, axis=1, kind="stable")[:, :k]
-  return np.take_along_axis(distances, order, axis=1), np.take_along_axis(positions, order, axis=1)
+  return (np.take_along_axis(distances, order, axis=1),
+          np.sqrt(np.take_along_axis(squared, order, axis=1)),
+          np.take_along_axis(positions, order, axis=1))

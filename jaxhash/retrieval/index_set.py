@@ -69,6 +69,12 @@ class IndexSet:
     if features is None:
       distances, positions = self.search_positions(queries, k)
       return distances, self.ids_at(positions)
+    distances, _, ids = self.rerank_search(queries, features, k, pool=pool)
+    return distances, ids
+
+  def rerank_search(self, queries, features, k: int, *, pool: int = DEFAULT_RERANK_POOL):
+    """What ``HammingIndex.rerank_search`` returns for the index built in one piece."""
+    check_k(k, self.ntotal)
     held = self.features
     features = check_rerank_features(features, len(np.asarray(queries)), held and held[0])
     distances, positions = self.search_positions(queries, min(max(pool, k), self.ntotal))
@@ -77,8 +83,8 @@ class IndexSet:
     for i, part in enumerate(self.shards):
       if len(part):
         candidates[shard == i] = part.features[local[shard == i]]
-    distances, positions = rerank(distances, positions, candidates, features, k)
-    return distances, self.ids_at(positions)
+    distances, by, positions = rerank(distances, positions, candidates, features, k)
+    return distances, by, self.ids_at(positions)
 
   def search_positions(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The top ``k`` by (distance, position in the whole index): int32 distances, int64

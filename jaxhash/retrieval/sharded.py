@@ -6,7 +6,8 @@ every device the global top-k: identical to :func:`hamming_topk`, ties included,
 are contiguous and merged in order. Only k results per query and shard cross devices.
 
 Several processes, each holding only its own part of the database: ``processes.process_topk``
-(tested with two processes). This function needs the whole database in every process.
+(tested with two processes; docs/distributed.md). This function needs the whole database in every
+process.
 """
 
 from __future__ import annotations

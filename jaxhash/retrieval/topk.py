@@ -65,8 +65,9 @@ def hamming_topk(query_words, db_words, k: int, *, query_chunk: int | None = Non
     db_words: uint32 ``(N, W)`` packed codes, NumPy or JAX, or a :class:`PreparedCodes` (faster
       for repeated searches of one database, above all for a few queries at a time).
     k: results per query, 1 <= k <= min(N, MAX_K).
-    query_chunk, db_chunk: chunk sizes (memory/speed knobs; the result does not depend on them).
-      A prepared database has its ``db_chunk`` fixed by :func:`prepare_codes`.
+    query_chunk: queries per chunk (a memory/speed knob; the result does not depend on it).
+    db_chunk: database codes per block (likewise); a prepared database has its ``db_chunk``
+      fixed by :func:`prepare_codes`.
 
   Returns:
     ``(distances, indices)``, int32 ``(Q, k)`` each, sorted by distance and, among equal
