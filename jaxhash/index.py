@@ -22,16 +22,14 @@ writes the one index file (docs/distributed.md).
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import os
 import sys
 
 import numpy as np
 
 from jaxhash import cli, distributed, rundir
+from jaxhash.image_stream import encode_files
 from jaxhash.progress import SILENT, Stage
-
-_CHUNK = 1024  # images decoded and encoded together
 
 
 def list_images(source: str, root: str | None = None) -> list[str]:
@@ -84,34 +82,17 @@ def build_index(hasher, paths: list[str], *, features: bool = False, strict: boo
   stream = stream or SILENT
   index = HammingIndex(hasher.bits, run=run_record(hasher))
   skipped = []
-  with Stage("indexing", len(paths), stream=stream) as stage, \
-      concurrent.futures.ThreadPoolExecutor(8) as pool:
-    for start in range(0, len(paths), _CHUNK):
-      chunk = paths[start:start + _CHUNK]
-      images, kept = [], []
-      for path, image in zip(chunk, pool.map(_try_read(hasher), chunk)):
-        if isinstance(image, Exception):
-          if strict:
-            raise ValueError(f"{image} (--strict stops at the first unreadable image)")
-          skipped.append((path, str(image)))
-          stream.write(f"skipped: {image}\n")
-        else:
-          images.append(image)
-          kept.append(path)
-      if images:
-        codes, feats = hasher.encode_with_features(np.stack(images), features=features)
-        index.add(codes, ids=kept, features=feats)
-      stage.advance(len(chunk))
+  with Stage("indexing", len(paths), stream=stream) as stage:
+    for batch in encode_files(hasher, paths, features=features):
+      for path, error in batch.errors:
+        if strict:
+          raise ValueError(f"{error} (--strict stops at the first unreadable image)")
+        skipped.append((path, str(error)))
+        stream.write(f"skipped: {error}\n")
+      if batch.paths:
+        index.add(batch.codes, ids=batch.paths, features=batch.features)
+      stage.advance(len(batch.paths) + len(batch.errors))
   return index, skipped
-
-
-def _try_read(hasher):
-  def read(path):
-    try:
-      return hasher.read_image(path)
-    except (ValueError, FileNotFoundError) as error:
-      return error
-  return read
 
 
 def parser() -> argparse.ArgumentParser:
