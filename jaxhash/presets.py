@@ -118,7 +118,7 @@ def custom_photos(config, arg):
 
   variants, values = parse_config_arg(arg, ("lenet",), {"bits": 48, "size": 0})
   lenet = "lenet" in variants
-  size = values["size"] or (64 if lenet else 224)
+  size = values["size"] or (64 if lenet else 160)
   if lenet:
     lenet_from_scratch(config, 0.01, 30.0, IMAGENET_MEAN, IMAGENET_STD)
     config.data.protocol = "custom"
