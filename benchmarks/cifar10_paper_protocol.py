@@ -25,7 +25,7 @@ import sys
 import time
 
 import common
-from jaxhash import published, report, trainer
+from jaxhash import published, run_results, trainer
 from jaxhash.data.image_folder import prepare_cifar10
 
 VARIANT = "paper_cpu"
@@ -50,7 +50,7 @@ def run(method: str, bits: int, protocol: str, overrides: dict) -> tuple[dict, d
                         on_shard=lambda i: shard_times.append(time.perf_counter()))
   t_train = time.perf_counter()
   results = trainer.evaluate(exp, state, workdir, sys.stderr)
-  report.write_results(workdir, results)
+  run_results.write_results(workdir, results)
   t_eval = time.perf_counter()
   cache_end = shard_times[-1] if shard_times else t_data  # none computed: the cache was reused
   row = {

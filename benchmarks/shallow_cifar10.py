@@ -35,7 +35,7 @@ import numpy as np
 
 import common
 import transfer_cifar10
-from jaxhash import evaluation, published, report, trainer
+from jaxhash import evaluation, published, run_results, trainer
 from jaxhash.data import protocols
 from jaxhash.data.image_folder import prepare_cifar10
 from jaxhash.data.loader import load_dataset
@@ -60,7 +60,7 @@ def run(config, dataset, workdir: str) -> dict:
   state = trainer.train(exp, workdir, stream=sys.stderr)
   t_fit = time.perf_counter()
   results = trainer.evaluate(exp, state, workdir, sys.stderr)
-  report.write_results(workdir, results)
+  run_results.write_results(workdir, results)
   return {"method": config.method.name, "bits": config.method.bits,
           "map@1000": results["codes"]["map@1000"], "map@all": results["codes"]["map@all"],
           "fit or train s": round(t_fit - t0, 1),
@@ -192,7 +192,7 @@ def paper_table(rows: list[dict], published_rows: list[dict]) -> list[dict]:
   published GIST figures in their own column."""
   by_method: dict[str, dict] = {}
   for row in rows:
-    line = by_method.setdefault(row["method"], {"method": report.METHODS[row["method"]]})
+    line = by_method.setdefault(row["method"], {"method": run_results.METHODS[row["method"]]})
     line[f"{row['bits']} bits"] = f"{row['map@1000']:.4f} / {row['map@all']:.4f}"
   for figure in published_rows:
     line = by_method.get(figure["method"])

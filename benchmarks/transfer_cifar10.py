@@ -21,7 +21,7 @@ import sys
 import time
 
 import common
-from jaxhash import report, trainer
+from jaxhash import run_results, trainer
 from jaxhash.data.image_folder import prepare_cifar10
 
 CONFIGS = (("dlbhc", "configs/dlbhc_cifar10.py"), ("hashnet", "configs/hashnet_cifar10.py"))
@@ -42,7 +42,7 @@ def run_method(name: str, config_path: str, overrides: dict) -> dict:
                         on_shard=lambda i: shard_times.append(time.perf_counter()))
   t_train = time.perf_counter()
   results = trainer.evaluate(exp, state, workdir, sys.stderr)
-  report.write_results(workdir, results)
+  run_results.write_results(workdir, results)
   t_eval = time.perf_counter()
   # Caching ends with the last shard this run computed (none: the cache was reused and verified).
   cache_end = shard_times[-1] if shard_times else t_data

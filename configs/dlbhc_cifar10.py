@@ -23,7 +23,8 @@ two stages trained on cached activations, in minutes) or on an accelerator (prot
 224², all fine-tuned); ``jaxhash.presets.lite0_transfer``.
 """
 
-from jaxhash.config import base_config, parse_config_arg
+from jaxhash.config import base_config
+from jaxhash.config_files import parse_config_arg
 from jaxhash.presets import alexnet_imagenet_input, lite0_transfer, paper_cpu
 
 VARIANTS = ("lite0_cpu", "lite0", "paper_cpu")

@@ -14,7 +14,8 @@ Other code lengths: --config configs/hashnet_cifar10.py:bits=64 (or cpu,bits=64)
 configs/dlbhc_cifar10.py (``jaxhash.presets.paper_cpu``, ``lite0_transfer``).
 """
 
-from jaxhash.config import base_config, parse_config_arg
+from jaxhash.config import base_config
+from jaxhash.config_files import parse_config_arg
 from jaxhash.methods.hashnet import use_released_recipe
 from jaxhash.presets import CIFAR10_MEAN, CIFAR10_STD, lenet_from_scratch, lite0_transfer, paper_cpu
 

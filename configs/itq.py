@@ -16,7 +16,8 @@ benchmark's Lite0 runs (benchmarks/shallow_cifar10.py):
   python -m jaxhash.train --config configs/itq.py:cifar10,method=sdh --config.data.dir=CIFAR10
 """
 
-from jaxhash.config import base_config, parse_config_arg
+from jaxhash.config import base_config
+from jaxhash.config_files import parse_config_arg
 from jaxhash.methods import METHODS
 from jaxhash.presets import pretrained_cached
 

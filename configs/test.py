@@ -6,7 +6,8 @@ The learning rate is constant, so runs of any length (``:steps=N``, ``--extend``
 compiled train step: the tests compile it once rather than once per step count.
 """
 
-from jaxhash.config import base_config, parse_config_arg
+from jaxhash.config import base_config
+from jaxhash.config_files import parse_config_arg
 
 
 def get_config(arg=None):

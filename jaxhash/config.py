@@ -214,24 +214,3 @@ def _check_ranges(config) -> None:
     raise ValueError(f"config.data.mean={mean} and config.data.std={std} need one value per channel each.")
   if not all(isinstance(v, (int, float)) and v > 0 for v in std):
     raise ValueError(f"config.data.std={std} must be positive.")
-
-
-def parse_config_arg(arg: str | None, variants: tuple[str, ...] = (),
-                     settings: dict | None = None) -> tuple[set, dict]:
-  """Parses the text after ``:`` in ``--config x.py:full,bits=64``.
-
-  Returns the named variants ({"full"}) and ``settings`` updated with the ``key=value`` items
-  ({"bits": 64}); a variant or key the config does not know is an error that lists the known ones.
-  """
-  names, values = set(), dict(settings or {})
-  for token in (t.strip() for t in (arg or "").split(",") if t.strip()):
-    key, sep, value = token.partition("=")
-    if sep and key.strip() in values:
-      value = value.strip()
-      values[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
-    elif not sep and token in variants:
-      names.add(token)
-    else:
-      raise ValueError(f"unknown config variant or setting {token!r}; this config knows the variants "
-                       f"{list(variants) or 'none'} and the settings {[f'{k}=N' for k in values] or 'none'}.")
-  return names, values

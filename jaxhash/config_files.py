@@ -75,3 +75,24 @@ def load_config(spec: str, overrides: Mapping[str, Any] | None = None):
     # A string field takes a number as written (trainable=3), as the command line's flags do.
     node[leaf] = str(value) if isinstance(node[leaf], str) and not isinstance(value, str) else value
   return config.lock()
+
+
+def parse_config_arg(arg: str | None, variants: tuple[str, ...] = (),
+                     settings: dict | None = None) -> tuple[set, dict]:
+  """Parses the text after ``:`` in ``--config x.py:full,bits=64``.
+
+  Returns the named variants ({"full"}) and ``settings`` updated with the ``key=value`` items
+  ({"bits": 64}); a variant or key the config does not know is an error that lists the known ones.
+  """
+  names, values = set(), dict(settings or {})
+  for token in (t.strip() for t in (arg or "").split(",") if t.strip()):
+    key, sep, value = token.partition("=")
+    if sep and key.strip() in values:
+      value = value.strip()
+      values[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
+    elif not sep and token in variants:
+      names.add(token)
+    else:
+      raise ValueError(f"unknown config variant or setting {token!r}; this config knows the variants "
+                       f"{list(variants) or 'none'} and the settings {[f'{k}=N' for k in values] or 'none'}.")
+  return names, values

@@ -21,7 +21,7 @@ import sys
 import ml_collections
 from absl import flags
 
-from jaxhash import cli, distributed, plots, report, rundir
+from jaxhash import cli, distributed, plots, run_results, rundir
 from jaxhash.config import DATA_LOCATIONS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by jaxhash.train.")
@@ -145,10 +145,10 @@ def main() -> None:
     results = trainer.evaluate(exp, state, workdir)
     if writer:
       os.makedirs(out, exist_ok=True)
-      report.write_results(out, results)
+      run_results.write_results(out, results)
       if exp.config.eval.plots:  # beside the results they draw: out/plots
         plots.write_plots_safely(workdir, results, exp.dataset, out)
-  print(f"{report.summary(results)}\n\n{report.markdown_table(results)}\n\n"
+  print(f"{run_results.summary(results)}\n\n{run_results.markdown_table(results)}\n\n"
         f"written to {out}/results.json{distributed.by_whom()}")
 
 

@@ -31,7 +31,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from jaxhash import parallel, run_files, rundir
+from jaxhash import model_state, parallel, run_files, rundir
 from jaxhash.data.decode import read_rgb8, to_rgb8
 from jaxhash.encode import encode_indices, make_encoder
 from jaxhash.methods import get_method
@@ -252,12 +252,10 @@ def load(workdir: str | os.PathLike) -> Hasher:
   checkpoint; never the training data. A Hasher encodes on this process's own devices, also in a
   run of several processes (each encodes the images it is given).
   """
-  from jaxhash import trainer
-
   workdir = os.fspath(workdir)
   config = rundir.load_config(workdir)
   info = run_files.read_model_info(workdir, config)
-  model = trainer.build_model(config, info.num_classes)
+  model = model_state.build_model(config, info.num_classes)
   mesh = parallel.data_mesh(jax.local_devices())
-  state = trainer.restore_state(workdir, trainer.abstract_state(config, model, info.image_shape, mesh))
+  state = model_state.restore_state(workdir, model_state.abstract_state(config, model, info.image_shape, mesh))
   return Hasher(workdir, config.lock(), info, model, state.variables, int(state.step), mesh)

@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 
-from jaxhash import metrics_log, report
+from jaxhash import metrics_log, run_results
 from jaxhash.data import protocols
 from jaxhash.io_utils import atomic_write_bytes
 
@@ -39,7 +39,7 @@ def _figure(width: float, height: float, results: dict, what: str):
 
   fig = Figure(figsize=(width, height), layout="constrained")
   sizes = f"{results['num_queries']:,} queries, {results['num_database']:,} database"
-  fig.suptitle(f"{what}\n{report.title(results)} · {sizes}", fontsize=10)
+  fig.suptitle(f"{what}\n{run_results.title(results)} · {sizes}", fontsize=10)
   return fig
 
 
@@ -82,12 +82,12 @@ def _precision_series(results: dict) -> tuple[np.ndarray, dict, bool]:
   """(k, {mode: precision@k}, whether it is the full curve) from what results.json holds."""
   curve = results.get("precision_at_k_curve")
   if curve:
-    series = {m: np.asarray(curve[m]) for m in report.MODES if m in curve}
+    series = {m: np.asarray(curve[m]) for m in run_results.MODES if m in curve}
     return np.asarray(curve["k"]), series, True
   ks = sorted(int(k[len("precision@"):]) for k in results["codes"]
               if k.startswith("precision@") and k[len("precision@"):].isdigit())
   series = {m: np.array([results[m][f"precision@{k}"] for k in ks])
-            for m in report.MODES if m in results}
+            for m in run_results.MODES if m in results}
   return np.asarray(ks), series, False
 
 
@@ -119,7 +119,7 @@ def radius_curves(results: dict, path: str) -> str:
   ax = fig.subplots()
   ax.plot(curve["radius"], curve["precision"], "o-", markersize=3, color=_CODES, label="precision")
   ax.plot(curve["radius"], curve["recall"], "s-", markersize=3, color=_RERANK, label="recall")
-  key = report.radius_key(results["codes"])
+  key = run_results.radius_key(results["codes"])
   if key:
     r, precision = int(key[len("precision@radius"):]), results["codes"][key]
     ax.axvline(r, color="gray", linestyle=":", label=f"r = {r}: precision {precision:.4f}")
@@ -251,8 +251,8 @@ def overlay_pr_curves(runs: list[dict], path: str) -> str:
   ax = fig.subplots()
   for results in runs:
     recall, precision = results["pr_curve"]["recall"], results["pr_curve"]["precision"]
-    label = f"{report.run_label(results)}\n{report.title(results)}" if "run" in results \
-        else report.title(results)
+    label = f"{run_results.run_label(results)}\n{run_results.title(results)}" if "run" in results \
+        else run_results.title(results)
     line, = ax.plot(recall, precision, ".-", markersize=3, label=label)
     for r in (0, 2):
       if r < len(recall):
@@ -284,7 +284,7 @@ def _galleries(workdir: str, results: dict, dataset, out: str) -> list[str]:
     images, labels = np.asarray(dataset.images[index]), np.asarray(dataset.labels[index])
     return {p: (image, label) for p, image, label in zip(positions, images, labels)}
 
-  shown = [d for mode in report.MODES for top in examples.get(mode, []) for d in top]
+  shown = [d for mode in run_results.MODES for top in examples.get(mode, []) for d in top]
   queries, database = items("query", examples["query"]), items("database", shown)
   return [gallery(results, mode, queries, database, os.path.join(out, name), dataset.classes)
           for mode, name in (("codes", "gallery.png"), ("rerank", "gallery_rerank.png"))
@@ -298,7 +298,7 @@ def write_plots(workdir: str, results: dict | None = None, dataset=None,
   Returns (written paths, skipped notes, failure notes); a plot that fails does not stop the others.
   ``dataset`` (the run's, already loaded) saves reading the images again for the gallery.
   """
-  results = results if results is not None else report.load_results(workdir)
+  results = results if results is not None else run_results.load_results(workdir)
   out = os.path.join(out or workdir, PLOTS_DIR)
   has_log = os.path.exists(os.path.join(workdir, "metrics.jsonl"))
 

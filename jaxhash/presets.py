@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from jaxhash.config_files import parse_config_arg
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
@@ -114,8 +116,6 @@ def photos(config, image_size: int):
 def custom_photos(config, arg):
   """The ``configs/*_custom.py`` recipe: pretrained (``photos``) by default, ``lenet`` from
   scratch; ``size=`` and ``bits=`` after ``:``."""
-  from jaxhash.config import parse_config_arg
-
   variants, values = parse_config_arg(arg, ("lenet",), {"bits": 48, "size": 0})
   lenet = "lenet" in variants
   size = values["size"] or (64 if lenet else 160)

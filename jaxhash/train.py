@@ -19,7 +19,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from jaxhash import cli, distributed, report
+from jaxhash import cli, distributed, run_results
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/dlbhc_mnist.py[:variant].",
                                           lock_config=True)
@@ -86,7 +86,7 @@ def main() -> None:
     print(f"\n{workdir} is ready: python -m jaxhash.index --workdir {workdir} --images DIR "
           f"--out F.jhi{distributed.by_whom()}")
     return
-  print(f"\n{report.summary(results)}\n\n{report.markdown_table(results)}\n\n"
+  print(f"\n{run_results.summary(results)}\n\n{run_results.markdown_table(results)}\n\n"
         f"written to {workdir}/results.json{distributed.by_whom()}")
 
 

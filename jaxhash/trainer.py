@@ -21,10 +21,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxhash import (
+  checkpoint,
+  distributed,
+  environment,
+  evaluation,
+  fitting,
+  metrics_log,
+  parallel,
+  plots,
+  run_files,
+  run_results,
+  rundir,
+)
 from jaxhash import config as config_lib
 from jaxhash import feature_cache as feature_cache_lib
-from jaxhash import checkpoint, distributed, environment, evaluation, fitting, metrics_log
-from jaxhash import parallel, plots, report, run_files, rundir
 from jaxhash.checkpoint import Checkpointer
 from jaxhash.data import protocols
 from jaxhash.data.augment import preprocess
@@ -34,10 +45,16 @@ from jaxhash.data.loader import load_dataset
 from jaxhash.encode import encode_indices, make_encoder
 from jaxhash.evaluation import classifier as classifier_baseline
 from jaxhash.methods import HashModel, Method, get_method
-from jaxhash.models import get_backbone
-from jaxhash.models.stages import last_stage_keys
+from jaxhash.model_state import (
+  abstract_state,
+  build_model,
+  make_tx,
+  restore_newest,
+  restore_state,
+  sample_inputs,
+  trainable_mask,
+)
 from jaxhash.models.weights import load_weights
-from jaxhash.optim import make_optimizer
 from jaxhash.progress import Progress
 from jaxhash.state import TrainState
 
@@ -79,24 +96,11 @@ def build_experiment(config, dataset: Dataset | None = None) -> Experiment:
   model = build_model(config, dataset.num_classes)
   # Shapes only, nothing computed: a backbone that cannot take this input size (LeNet's pooling
   # needs sides divisible by 4) says so now, before a run writes anything to its workdir.
-  jax.eval_shape(model.init, jax.random.key(0), _sample_inputs(config, dataset.image_shape))
+  jax.eval_shape(model.init, jax.random.key(0), sample_inputs(config, dataset.image_shape))
   mesh = parallel.data_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh, "train.batch_size")  # before any write
   return Experiment(config, method, protocol, dataset, split, model, mesh,
                     config_lib.frozen_stages(config))
-
-
-def build_model(config, num_classes: int) -> HashModel:
-  """The network a config describes; ``num_classes`` sizes a classifier head (DLBHC's)."""
-  options = {"dtype": jnp.bfloat16} if config.model.dtype == "bfloat16" else {}
-  backbone = get_backbone(config.model.backbone, freeze_batch_norm=config.model.freeze_batch_norm,
-                          **options)
-  return HashModel(backbone=backbone,
-                   head=get_method(config.method.name).make_head(config.method, num_classes))
-
-
-def _sample_inputs(config, image_shape) -> jax.Array:
-  return preprocess(jnp.zeros((1, *image_shape), jnp.uint8), None, config.data, train=False)
 
 
 def init_variables(exp: Experiment) -> tuple[dict, dict]:
@@ -105,7 +109,7 @@ def init_variables(exp: Experiment) -> tuple[dict, dict]:
   Pretrained weights are converted, not initialised: only the small head is traced by ``init``.
   """
   key = jax.random.key(exp.config.seed)
-  inputs = _sample_inputs(exp.config, exp.dataset.image_shape)
+  inputs = sample_inputs(exp.config, exp.dataset.image_shape)
   if not exp.config.model.init_weights:
     variables = jax.jit(exp.model.init)(key, inputs)  # one compile, not one per op
     return variables["params"], variables.get("batch_stats", {})
@@ -116,85 +120,16 @@ def init_variables(exp: Experiment) -> tuple[dict, dict]:
   return {"backbone": loaded["params"], "head": head["params"]}, stats
 
 
-def trainable_mask(config, model: HashModel, params) -> dict:
-  """``params``' tree of bools: False for the frozen prefix's parameters."""
-  frozen = config_lib.frozen_stages(config)
-  if not frozen:
-    return jax.tree.map(lambda _: True, params)
-  trained = last_stage_keys(model.backbone, len(type(model.backbone).STAGES) - frozen)
-  return {"backbone": {name: jax.tree.map(lambda _, t=name in trained: t, tree)
-                       for name, tree in params["backbone"].items()},
-          "head": jax.tree.map(lambda _: True, params["head"])}
-
-
-def make_tx(config, model: HashModel, total: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """The configured optimizer on the trainable parameters; the frozen ones get no update at all
-  (no weight decay either) and no optimizer state."""
-  optimizer, schedule = make_optimizer(config.optim, total)
-  if not config_lib.frozen_stages(config):
-    return optimizer, schedule
-  labels = lambda params: jax.tree.map(lambda t: "train" if t else "frozen",
-                                       trainable_mask(config, model, params))
-  return optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels), schedule
-
-
 def initial_state(exp: Experiment, optimizer: optax.GradientTransformation) -> TrainState:
   params, batch_stats = init_variables(exp)
   return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                     opt_state=optimizer.init(params), batch_stats=batch_stats)
 
 
-def abstract_state(config, model: HashModel, image_shape, mesh, optimizer=None) -> TrainState:
-  """Shapes, dtypes and shardings (replicated over ``mesh``) of the TrainState a run of ``config``
-  saves. Nothing is computed or read (``model.init_weights`` sets values, not shapes), so
-  ``jaxhash.load`` needs neither the data nor the weights file."""
-  optimizer = optimizer or make_tx(config, model, 1)[0]
-
-  def init():
-    variables = model.init(jax.random.key(config.seed), _sample_inputs(config, image_shape))
-    params = variables["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
-                      batch_stats=variables.get("batch_stats", {}))
-
-  return jax.tree.map(
-      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=parallel.replicated(mesh)),
-      jax.eval_shape(init))
-
-
-def _restore(checkpointer: Checkpointer, abstract, stream, set_aside_damaged: bool = False):
-  """The newest intact checkpoint (saying which were skipped and why), or None when there is none."""
-  restored = checkpointer.restore(abstract, set_aside_damaged=set_aside_damaged)
-  if restored is None:
-    return None
-  for line in restored.skipped:
-    stream.write(f"warning: {line}\n")
-  if restored.skipped:
-    stream.write(f"using checkpoint {restored.step}, the newest intact one"
-                 f"{' (the damaged ones are moved to ' + checkpoint.DAMAGED_DIR + '/)' if set_aside_damaged else ''}\n")
-  if not restored.verified:
-    stream.write(f"warning: checkpoint {restored.step} has no recorded digest (saved before jaxhash "
-                 "verified checkpoints); restored unverified\n")
-  return restored.state
-
-
 def restore_trained(exp: Experiment, workdir: str, stream=None) -> TrainState:
   """The newest intact checkpoint of ``workdir``, for evaluation without training."""
   abstract = abstract_state(exp.config, exp.model, exp.dataset.image_shape, exp.mesh)
   return restore_state(workdir, abstract, stream)
-
-
-def restore_state(workdir: str, abstract: TrainState, stream=None) -> TrainState:
-  """The newest intact checkpoint of ``workdir`` shaped like ``abstract`` (see ``abstract_state``).
-
-  The one read-only restore path, for evaluation and ``jaxhash.load``; training resumes in ``train``.
-  """
-  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with jaxhash.train.")
-  with Checkpointer(workdir, read_only=True) as checkpointer:
-    state = _restore(checkpointer, abstract, stream or sys.stderr)
-  if state is None:
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with jaxhash.train.")
-  return state
 
 
 # What a step checks. A non-finite gradient always shows in the state it updates: the optimizer
@@ -454,7 +389,7 @@ def train(exp: Experiment, workdir: str, stream=None, extend: bool = False,
     plan = _check_workdir(exp, workdir, max(steps_per_epoch, 1), extend)
     with Checkpointer(workdir) as checkpointer:
       abstract = abstract_state(config, exp.model, exp.dataset.image_shape, exp.mesh, optimizer)
-      state = _restore(checkpointer, abstract, stream, set_aside_damaged=True)
+      state = restore_newest(checkpointer, abstract, stream, set_aside_damaged=True)
       if state is None:
         state = parallel.put_replicated(initial_state(exp, optimizer), exp.mesh)
       start = int(state.step)
@@ -626,7 +561,7 @@ def train_and_evaluate(config, workdir: str, stream=None, extend: bool = False) 
     results = evaluate(exp, state, workdir, stream)
     results["seconds"] = {"train": train_seconds, **results["seconds"]}
     if distributed.is_writer():
-      report.write_results(workdir, results)
+      run_results.write_results(workdir, results)
       if exp.config.eval.plots:
         plots.write_plots_safely(workdir, results, exp.dataset)
   return results

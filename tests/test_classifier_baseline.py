@@ -8,7 +8,7 @@ import pytest
 from conftest import load_config
 from jaxhash import config as config_lib
 from jaxhash import evaluate as evaluate_cli
-from jaxhash import report, trainer
+from jaxhash import report, run_results, trainer
 from jaxhash.data.augment import preprocess
 from jaxhash.encode import encode_indices, make_encoder
 from jaxhash.evaluation import classifier
@@ -77,7 +77,7 @@ def test_report_and_results_md_show_the_classifier(evaluated, tmp_path):
       ("classifier (DLBHC)", 10, "all"), ("classifier (DLBHC)", 10, 100)]
   assert table[2]["mAP@R"] == results["classifier"]["map@all"] and table[2]["published"] == []
   assert "| classifier (DLBHC) | MNIST t10k | mnist10k | 10 |" in report.markdown(table)
-  report.write_results(str(tmp_path), results)
+  run_results.write_results(str(tmp_path), results)
   text = (tmp_path / "results.md").read_text()
   assert "| metric | codes | rerank | classifier |" in text
   assert f"| accuracy |  |  | {results['classifier']['accuracy']:.4f} |" in text

@@ -20,7 +20,8 @@ import tempfile
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import load_config
 from jaxhash import feature_cache
@@ -169,10 +170,10 @@ def test_list_file_truncation_loads_a_prefix_or_is_refused(lines, data):
 @pytest.fixture(scope="module")
 def checkpoint_case(finished_run):
   """The finished tiny run's checkpoints, the digests recorded for them and an abstract state."""
-  from jaxhash import trainer
+  from jaxhash import model_state, trainer
   exp = trainer.build_experiment(load_config("test"))
   digests = json.load(open(os.path.join(finished_run, "checkpoint_digests.json")))
-  return finished_run, digests, trainer.abstract_state(exp.config, exp.model,
+  return finished_run, digests, model_state.abstract_state(exp.config, exp.model,
                                                        exp.dataset.image_shape, exp.mesh)
 
 

@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from conftest import load_config, run_cli
-from jaxhash import rundir, trainer
+from jaxhash import model_state, rundir, trainer
 
 
 def tree_digest(directory) -> dict:
@@ -314,7 +314,7 @@ def test_a_checkpoint_of_another_model_is_refused_and_never_set_aside(tmp_path, 
 
   workdir = copy_run(finished_run, tmp_path)
   exp = trainer.build_experiment(load_config("test", "bits=8"))
-  abstract = trainer.abstract_state(exp.config, exp.model, exp.dataset.image_shape, exp.mesh)
+  abstract = model_state.abstract_state(exp.config, exp.model, exp.dataset.image_shape, exp.mesh)
   with Checkpointer(workdir) as checkpointer, pytest.raises(IncompatibleCheckpoint) as error:
     checkpointer.restore(abstract, set_aside_damaged=True)
   text = str(error.value)
@@ -572,10 +572,10 @@ def test_a_torn_metrics_line_does_not_stop_a_resume(tmp_path, finished_run):
 def test_a_full_disk_keeps_complete_files_and_names_the_path(tmp_path, monkeypatch):
   import errno
 
-  from jaxhash import cli, report
+  from jaxhash import cli, run_results
 
   workdir = str(tmp_path)
-  report.write_results(workdir, {"method": "m", "bits": 8, "protocol": "p", "num_queries": 1,
+  run_results.write_results(workdir, {"method": "m", "bits": 8, "protocol": "p", "num_queries": 1,
                                  "num_database": 1, "step": 1, "seconds": {}, "codes": {"map@all": 0.5}})
   before = tree_digest(workdir)
 
@@ -584,7 +584,7 @@ def test_a_full_disk_keeps_complete_files_and_names_the_path(tmp_path, monkeypat
 
   monkeypatch.setattr(os, "fsync", no_space)
   with pytest.raises(OSError) as error:
-    report.write_results(workdir, {"method": "m", "bits": 8, "protocol": "p", "num_queries": 1,
+    run_results.write_results(workdir, {"method": "m", "bits": 8, "protocol": "p", "num_queries": 1,
                                    "num_database": 1, "step": 2, "seconds": {}, "codes": {}})
   line = cli.error_line(error.value)
   assert line == (f"cannot write {workdir}/results.json: No space left on device; free disk space and "

@@ -9,7 +9,7 @@ import os
 import pytest
 
 from conftest import ROOT, run_cli
-from jaxhash import published, report
+from jaxhash import published, report, run_results
 
 
 def _readme_tables():
@@ -20,7 +20,7 @@ def _readme_tables():
   return module
 
 
-def run_results(method="dlbhc", protocol="cifar10-2", bits=48, map_at=("all", 1000), hashnet=False):
+def fake_results(method="dlbhc", protocol="cifar10-2", bits=48, map_at=("all", 1000), hashnet=False):
   codes = {f"map@{r}": 0.5 + 0.01 * i for i, r in enumerate(map_at)}
   if hashnet:
     codes.update({f"hashnet_map@{r}": 0.6 + 0.01 * i for i, r in enumerate(map_at)})
@@ -68,8 +68,8 @@ def test_every_published_figure_names_a_source_and_convention():
 
 
 def test_markdown_table_puts_the_published_figure_beside_the_matching_row():
-  table = report.rows([run_results(), run_results("hashnet", "imagenet100", map_at=(1000,),
-                                                  hashnet=True), run_results(protocol="mnist10k")])
+  table = report.rows([fake_results(), fake_results("hashnet", "imagenet100", map_at=(1000,),
+                                                  hashnet=True), fake_results(protocol="mnist10k")])
   text = report.markdown(table)
   lines = [line for line in text.splitlines() if " | DLBHC | CIFAR-10 |" in line]
   assert [line.split(" | ")[9] for line in lines] == ["all", "1000"]
@@ -84,8 +84,8 @@ def test_markdown_table_puts_the_published_figure_beside_the_matching_row():
 
 
 def test_rows_of_one_setting_name_their_run_backbone_and_step():
-  runs = [{**run_results(), "run": "runs/a", "backbone": "lenet", "step": 100},
-          {**run_results(), "run": "runs/b", "backbone": "efficientnet_lite0", "step": 2000}]
+  runs = [{**fake_results(), "run": "runs/a", "backbone": "lenet", "step": 100},
+          {**fake_results(), "run": "runs/b", "backbone": "efficientnet_lite0", "step": 2000}]
   lines = report.markdown(report.rows(runs)).splitlines()
   assert lines[0].startswith("| run | backbone | step | method |")
   for start in ("| runs/a | lenet | 100 | DLBHC | CIFAR-10 |",
@@ -94,7 +94,7 @@ def test_rows_of_one_setting_name_their_run_backbone_and_step():
 
 
 def test_csv_has_full_precision_and_one_line_per_published_figure():
-  text = report.csv_text(report.rows([run_results(), run_results(protocol="mnist")]))
+  text = report.csv_text(report.rows([fake_results(), fake_results(protocol="mnist")]))
   rows = list(csv.DictReader(io.StringIO(text)))
   assert len(rows) == 4
   by = {(r["protocol"], r["R"]): r for r in rows}
@@ -106,8 +106,8 @@ def test_csv_has_full_precision_and_one_line_per_published_figure():
 
 
 def test_write_results_keeps_json_and_markdown(tmp_path):
-  results = {**run_results(), "seconds": {"codes": 1.0}}
-  report.write_results(str(tmp_path), results)
+  results = {**fake_results(), "seconds": {"codes": 1.0}}
+  run_results.write_results(str(tmp_path), results)
   with open(tmp_path / "results.json") as f:
     assert json.load(f) == results
   assert "| map@1000 | 0.5100 |" in (tmp_path / "results.md").read_text()

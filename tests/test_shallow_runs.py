@@ -8,14 +8,14 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
+from test_transfer import Tiny
 
 import jaxhash
 from conftest import load_config, run_cli, run_main
 from jaxhash import config as config_lib
-from jaxhash import report, trainer
+from jaxhash import report, run_results, trainer
 from jaxhash.data import image_folder
 from jaxhash.models import BACKBONES
-from test_transfer import Tiny
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_a_fitted_labelled_run_is_an_ordinary_run(tiny, tmp_path):
   results = trainer.train_and_evaluate(config, workdir, io.StringIO())
   assert (results["method"], results["step"], results["num_database"]) == ("sdh", 1, 27)
   assert 0 < results["codes"]["map@all"] <= 1
-  assert [row["method"] for row in report.rows([report.load_results(workdir)])] == ["SDH", "SDH"]
+  assert [row["method"] for row in report.rows([run_results.load_results(workdir)])] == ["SDH", "SDH"]
   hasher = jaxhash.load(workdir)
   assert (hasher.method, hasher.bits) == ("sdh", 8)
   assert hasher.encode([str(tmp_path / "photos" / "class1" / "00003.png")]).shape == (1, 1)

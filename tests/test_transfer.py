@@ -14,7 +14,7 @@ import pytest
 
 from conftest import load_config
 from jaxhash import config as config_lib
-from jaxhash import feature_cache, trainer
+from jaxhash import feature_cache, model_state, trainer
 from jaxhash.checkpoint import Checkpointer
 from jaxhash.models import BACKBONES
 from jaxhash.models.layers import batch_norm
@@ -116,7 +116,7 @@ def test_cache_resumes_after_a_kill_identical_and_recomputes_a_damaged_shard(tmp
 def test_frozen_prefix_gets_no_update_and_batch_stats_train(tiny, tmp_path):
   exp = trainer.build_experiment(tiny_config(steps=3))
   state = trainer.train(exp, str(tmp_path / "run"), stream=io.StringIO())
-  first = trainer.initial_state(exp, trainer.make_tx(exp.config, exp.model, 3)[0])
+  first = trainer.initial_state(exp, model_state.make_tx(exp.config, exp.model, 3)[0])
   p0, p1 = first.params["backbone"], state.params["backbone"]
   s0, s1 = first.batch_stats["backbone"], state.batch_stats["backbone"]
   jax.tree.map(np.testing.assert_array_equal, (p1["conv"], p1["bn0"], s1["bn0"]),

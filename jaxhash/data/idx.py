@@ -8,6 +8,7 @@ Everything is checked before it is used, so a truncated or foreign file fails wi
 from __future__ import annotations
 
 import gzip
+import importlib.resources
 import math
 import os
 import struct
@@ -92,3 +93,9 @@ def read_mnist_split(directory: str, prefix: str) -> tuple[np.ndarray, np.ndarra
   if labels.max(initial=0) > 9:
     raise ValueError(f"{paths[1]}: label {labels.max()} is out of range 0..9.")
   return images[..., None], labels
+
+
+def read_embedded_mnist() -> tuple[np.ndarray, np.ndarray]:
+  """MNIST t10k (Y. LeCun, C. Cortes, C. J. C. Burges; CC BY-SA 3.0), shipped with the package in
+  ``jaxhash/data/embedded``: images and class ids as :func:`read_mnist_split` returns them."""
+  return read_mnist_split(str(importlib.resources.files("jaxhash.data") / "embedded"), "t10k")

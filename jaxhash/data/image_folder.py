@@ -28,6 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
+from jaxhash.data import idx
 from jaxhash.io_utils import atomic_write_text
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
@@ -282,14 +283,12 @@ def write_mnist_digits(dest: str | os.PathLike, count: int | None = None) -> int
   with the main job's run. Returns how many were written."""
   from PIL import Image
 
-  from jaxhash.data.sources import embedded_mnist
-
-  mnist = embedded_mnist()
-  count = len(mnist.labels) if count is None else min(count, len(mnist.labels))
+  images, labels = idx.read_embedded_mnist()
+  count = len(labels) if count is None else min(count, len(labels))
   for i in range(count):
-    folder = os.path.join(os.fspath(dest), str(int(mnist.labels[i].argmax())))
+    folder = os.path.join(os.fspath(dest), str(int(labels[i])))
     os.makedirs(folder, exist_ok=True)
-    Image.fromarray(mnist.images[i, :, :, 0]).save(os.path.join(folder, f"{i:05d}.png"))
+    Image.fromarray(images[i, :, :, 0]).save(os.path.join(folder, f"{i:05d}.png"))
   return count
 
 

@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
 import os
 
 import numpy as np
@@ -25,9 +24,8 @@ MNIST_CLASSES = 10
 
 
 def embedded_mnist() -> Dataset:
-  """MNIST t10k (Y. LeCun, C. Cortes, C. J. C. Burges; CC BY-SA 3.0), shipped with the package."""
-  directory = importlib.resources.files("jaxhash.data") / "embedded"
-  images, labels = idx.read_mnist_split(str(directory), "t10k")
+  """MNIST t10k shipped with the package (:func:`jaxhash.data.idx.read_embedded_mnist`)."""
+  images, labels = idx.read_embedded_mnist()
   return concatenate("mnist10k", {"test": (images, one_hot(labels, MNIST_CLASSES))})
 
 
