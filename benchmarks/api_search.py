@@ -30,12 +30,11 @@ import sys
 import tempfile
 import time
 
-from common import ROOT, machine, write_results
-
 import numpy as np
 from PIL import Image
 
 import jaxhash
+from common import ROOT, machine, write_results
 
 
 def read_idx(name: str) -> np.ndarray:

@@ -6,14 +6,14 @@
 Both indexes hold the codes before the timed searches: FAISS copies them at ``add``, jaxhash's
 ``HammingIndex`` lays them out (``prepare_codes``: a padded copy and byte columns) at its first
 search after ``add``; that one-off cost is timed separately (``prepare_ms``, beside FAISS's
-``add_ms``). Both run on the same codes in one process, alternating, ``--threads`` cores each (FAISS through
-``omp_set_num_threads``; XLA and jaxhash's query-chunk threads use the process's cores, so run it
-under ``taskset -c 0-1`` for a 2-core comparison on a larger machine). The figure is the best of
-``--repeats`` (least disturbed by other load); medians are recorded too. Distances must agree
-exactly with FAISS; FAISS breaks ties differently, so indices are checked against a numpy
-brute force with a stable sort on a subset of queries. Writes ``benchmarks/results/<name>.json``
-and ``.md`` (``benchmarks/common.py``), with the bars: ratio <= 1.0 at every row, <= 0.25
-at Q=1,000 and 64 bits.
+``add_ms``). Both run on the same codes in one process, alternating, ``--threads`` cores each (FAISS
+through ``omp_set_num_threads``; XLA and jaxhash's query-chunk threads use the process's cores, so
+run it under ``taskset -c 0-1`` for a 2-core comparison on a larger machine). The figure is the best
+of ``--repeats`` (least disturbed by other load); medians are recorded too. Distances must agree
+exactly with FAISS; FAISS breaks ties differently, so indices are checked against a numpy brute
+force with a stable sort on a subset of queries. Writes ``benchmarks/results/<name>.json`` and
+``.md`` (``benchmarks/common.py``), with the bars: ratio <= 1.0 at every row, <= 0.25 at Q=1,000 and
+64 bits.
 Other benchmark scripts import the helpers defined here.
 """
 

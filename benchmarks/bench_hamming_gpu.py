@@ -29,8 +29,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_hamming_cpu import random_words, summary, time_call  # noqa: E402
-from common import machine, write_results  # noqa: E402
 
+from common import machine, write_results  # noqa: E402
 from jaxhash.retrieval import hamming_distances, hamming_topk  # noqa: E402
 from jaxhash.retrieval.block_topk import code_query_distances  # noqa: E402
 from jaxhash.retrieval.chunking import compiler_options  # noqa: E402

@@ -1,6 +1,6 @@
 """How jaxhash top-k time grows with the database size N and the number of queries Q.
 
-    python benchmarks/bench_hamming_scaling.py              # N = 1e5..1e7 at Q=1,000; Q = 1..10,000 at N=1e6
+    python benchmarks/bench_hamming_scaling.py  # N = 1e5..1e7 at Q=1,000; Q = 1..10,000 at N=1e6
     python benchmarks/bench_hamming_scaling.py --codes 100000 1000000 --queries 1 100 --faiss
 
 Optionally (``--faiss``) faiss-cpu ``IndexBinaryFlat`` on the same codes, ``--threads`` threads.
@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_hamming_cpu import random_words, summary, time_call  # noqa: E402
-from common import machine, write_results  # noqa: E402
 
+from common import machine, write_results  # noqa: E402
 from jaxhash.retrieval import HammingIndex, to_faiss_bytes  # noqa: E402
 
 
@@ -72,14 +72,17 @@ def main():
   over_queries = [measure(q, args.fixed_codes, args, rng, faiss) for q in args.queries]
   info = machine()
   command = "python " + " ".join(sys.argv)
-  lines = [f"Command: `{command}`  ", f"{info['cpu']}, {info['cores_available']} cores, jax {info['versions']['jax']}; {args.bits} bits, "
-           f"k={args.k}, best of {args.repeats}; 1-min load average at the end {info['load_average_1min']}.",
+  jax_version, load = info["versions"]["jax"], info["load_average_1min"]
+  lines = [f"Command: `{command}`  ",
+           f"{info['cpu']}, {info['cores_available']} cores, jax {jax_version}; {args.bits} bits, "
+           f"k={args.k}, best of {args.repeats}; 1-min load average at the end {load}.",
            "",
            "| Q | N | jaxhash ms | G distances/s |" + (" FAISS ms | ratio |" if faiss else ""),
            "|---:|---:|---:|---:|" + ("---:|---:|" if faiss else "")]
   for row in over_codes + over_queries:
     best = row["jaxhash"]["best_s"]
-    line = f"| {row['queries']:,} | {row['codes']:,} | {best * 1e3:.1f} | {row['queries'] * row['codes'] / best / 1e9:.2f} |"
+    rate = row["queries"] * row["codes"] / best / 1e9
+    line = f"| {row['queries']:,} | {row['codes']:,} | {best * 1e3:.1f} | {rate:.2f} |"
     if faiss:
       line += f" {row['faiss']['best_s'] * 1e3:.1f} | {best / row['faiss']['best_s']:.2f} |"
     lines.append(line)

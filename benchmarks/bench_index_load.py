@@ -3,7 +3,7 @@ searched with 100,000 queries (k = 10), with the time of each stage and the peak
 
   python benchmarks/bench_index_load.py            # N = 10,000,000, Q = 100,000, k = 10
   python benchmarks/bench_index_load.py --small    # N = 100,000, Q = 1,000: a quick check
-  python benchmarks/bench_index_load.py --queries 1000  # all 10M codes, fewer queries (minutes less)
+  python benchmarks/bench_index_load.py --queries 1000  # all 10M codes, fewer queries (faster)
 
 Peak memory is the process's maximum resident set size (``resource.getrusage``), which includes
 the JAX runtime; the bar is < 4 GB. Writes benchmarks/results/index_load[_small][_<Q>q].{json,md}.
@@ -18,10 +18,9 @@ import sys
 import tempfile
 import time
 
-from common import machine, write_results
-
 import numpy as np
 
+from common import machine, write_results
 from jaxhash.retrieval import HammingIndex
 
 BITS, K = 64, 10

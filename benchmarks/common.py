@@ -75,7 +75,7 @@ def read_metrics(workdir: str) -> list[dict]:
 
 
 def _cpu() -> dict:
-  """The CPU model and the vector extensions speed figures depend on (AVX2 vs AVX-512 differ a lot)."""
+  """The CPU model and the vector extensions speed depends on (AVX2 vs AVX-512 differ a lot)."""
   model, flags = platform.processor(), set()
   if os.path.exists("/proc/cpuinfo"):
     with open("/proc/cpuinfo") as f:

@@ -15,8 +15,10 @@ import argparse
 import os
 import shutil
 
+from hashnet_mnist import CONFIG, VARIANT
+from hashnet_mnist import WORKDIR as MAIN_WORKDIR
+
 import common
-from hashnet_mnist import CONFIG, VARIANT, WORKDIR as MAIN_WORKDIR
 
 VARIANTS = [  # (name, continuation, weighting)
     ("continuation + balanced (HashNet)", True, "balanced"),
@@ -27,7 +29,7 @@ VARIANTS = [  # (name, continuation, weighting)
 
 
 def workdir_for(continuation: bool, weighting: str, retrain: bool) -> tuple[str, bool]:
-  """(workdir, reused): the main benchmark's finished run for the default variant, else a fresh one."""
+  """(workdir, reused): the main benchmark's finished run for the default variant, or a new one."""
   if continuation and weighting == "balanced" and not retrain:
     if os.path.exists(os.path.join(common.ROOT, MAIN_WORKDIR, "results.json")):
       return MAIN_WORKDIR, True
@@ -52,10 +54,12 @@ def main() -> None:
                  "precision@radius2": run["codes"]["precision@radius2"], "final beta": last["beta"],
                  "final loss": last["loss"],
                  "train+eval seconds": "reused" if reused else round(run["wall_seconds"], 1),
-                 "flags": f"--config.method.continuation={continuation} --config.method.weighting={weighting}"})
+                 "flags": f"--config.method.continuation={continuation} "
+                          f"--config.method.weighting={weighting}"})
     print(f"{name}: map@all {run['codes']['map@all']:.4f}", flush=True)
   payload = {
-      "command": f"python -m jaxhash.train --config {CONFIG}:{VARIANT} --config.data.dir={args.data_dir} FLAGS",
+      "command": f"python -m jaxhash.train --config {CONFIG}:{VARIANT} "
+                 f"--config.data.dir={args.data_dir} FLAGS",
       "bits": 48, "protocol": "mnist", "machine": common.machine(), "runs": rows,
   }
   print(common.write_results("hashnet_ablation", payload))

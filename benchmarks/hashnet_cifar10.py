@@ -7,7 +7,8 @@ not the paper's setting: the AlexNet recipe from ImageNet weights is the config'
 accelerator. Writes
 benchmarks/results/hashnet_cifar10.json and .md.
 
-  python benchmarks/hashnet_cifar10.py [--tarball data/cifar10-jpg.tar.gz] [--cifar-dir runs/cifar10]
+  python benchmarks/hashnet_cifar10.py [--tarball data/cifar10-jpg.tar.gz] \
+      [--cifar-dir runs/cifar10]
 """
 
 from __future__ import annotations

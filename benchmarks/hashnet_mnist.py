@@ -36,7 +36,8 @@ def main() -> int:
   shutil.rmtree(os.path.join(common.ROOT, WORKDIR), ignore_errors=True)  # time a fresh run
   run = common.timed_run(config, WORKDIR)
   payload = {
-      "command": f"python -m jaxhash.train --config {CONFIG}:{VARIANT} --config.data.dir={args.data_dir}",
+      "command": f"python -m jaxhash.train --config {CONFIG}:{VARIANT} "
+                 f"--config.data.dir={args.data_dir}",
       "bits": run["bits"], "protocol": run["protocol"], "queries": run["num_queries"],
       "database": run["num_database"], "steps": run["step"],
       "wall_seconds": round(run["wall_seconds"], 1), "bar": f"map@all >= {BAR}",

@@ -93,7 +93,6 @@ def pytorch_worker(args, paths, latent) -> None:
 
   sys.path.insert(0, os.path.join(ROOT, "tests"))
   import torch_backbones
-
   from jaxhash.models.efficientnet import MEAN, STD
 
   class Files(torch.utils.data.Dataset):

@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_hamming_cpu import random_words  # noqa: E402
+
 from common import ROOT, machine, write_results  # noqa: E402
 
 

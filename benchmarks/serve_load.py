@@ -33,12 +33,11 @@ import tempfile
 import time
 import urllib.request
 
-from common import ROOT, machine, write_results
-
 import numpy as np
 from PIL import Image
 
 import jaxhash
+from common import ROOT, machine, write_results
 from jaxhash.data.sources import embedded_mnist
 
 K, DISTINCT, ROUNDS = 10, 200, 4

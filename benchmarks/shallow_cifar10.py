@@ -292,7 +292,7 @@ def main() -> int:
   del features
   timing["faiss comparison s"] = round(time.perf_counter() - t_peer, 1)
   t_deep = time.perf_counter()
-  for name, path in transfer_cifar10.CONFIGS:
+  for _, path in transfer_cifar10.CONFIGS:
     for bits in deep_bits:
       config = common.load_config(path, f"{transfer_cifar10.VARIANT},bits={bits}", overrides)
       row, _, _ = run(config, dataset, os.path.join(root, config.name))

@@ -1,8 +1,8 @@
-"""Training throughput: jaxhash's whole training step against PyTorch's, same network, batch and data.
+"""Training throughput: jaxhash's whole training step against PyTorch's (same network, batch, data).
 
     python benchmarks/train_throughput.py                        # CPU: the LeNet main job's step
     python benchmarks/train_throughput.py --case alexnet         # accelerator: HashNet, AlexNet
-    python benchmarks/train_throughput.py --case alexnet --small # that code at a CPU smoke-test size
+    python benchmarks/train_throughput.py --case alexnet --small # that code, at a CPU test size
     python benchmarks/train_throughput.py --case efficientnet    # CPU: EfficientNet-Lite0 at 96²
 
 Cases:
@@ -26,8 +26,9 @@ held on the device as uint8, the batches' positions from the host), the jitted s
 inside them), ``config.train.steps_per_call`` steps per call (10 by default) as the trainer runs
 them, and the metrics fetched every ``config.train.log_every`` steps as the loop logs them.
 PyTorch's side holds the same uint8 images as one tensor on its device, indexes a shuffled batch
-(the same permutation), augments and normalises it there, and runs the same network channels-last with
-``torch.optim.SGD`` on the same learning-rate schedule, fetching the mean loss as often.
+(the same permutation), augments and normalises it there, and runs the same network
+channels-last with ``torch.optim.SGD`` on the same learning-rate schedule, fetching the mean loss
+as often.
 On the CPU, PyTorch gets as many threads as JAX's CPU client uses (the cores this process may run
 on). Both run in this one process, in alternating rounds of ``--steps`` steps after ``--warmup``
 steps each; images/s go to ``benchmarks/results/train_throughput[_case][_small].{json,md}`` with
@@ -217,7 +218,7 @@ def _torch_lenet_dlbhc(bits: int, num_classes: int, channels: int, size: int):
 
 
 def _dlbhc_loss(logits, labels, step):
-  """DLBHC's softmax cross-entropy against the label distribution, as ``dlbhc.classification_loss``."""
+  """DLBHC's softmax cross-entropy on label distributions, as ``dlbhc.classification_loss``."""
   import torch
 
   del step
@@ -306,6 +307,7 @@ def alexnet_case(args) -> Case:
 def _torch_lite0_dlbhc(bits: int, num_classes: int):
   """The parity tests' EfficientNet-Lite0 (tests/torch_backbones.py) under DLBHC's head."""
   import torch.nn as tnn
+
   import torch_backbones  # tests/, on the path below
 
   class Network(tnn.Module):

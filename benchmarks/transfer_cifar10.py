@@ -1,4 +1,4 @@
-"""Transfer learning on CIFAR-10 on CPU: EfficientNet-Lite0 from ImageNet weights, DLBHC and HashNet.
+"""Transfer learning on CIFAR-10 on CPU: EfficientNet-Lite0 from ImageNet weights; DLBHC, HashNet.
 
 Protocol cifar10 (1,000 queries, 5,000 training images, the other 54,000 as database), 48 bits,
 configs ``dlbhc_cifar10.py:lite0_cpu`` and ``hashnet_cifar10.py:lite0_cpu``: the frozen prefix's

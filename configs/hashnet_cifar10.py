@@ -3,7 +3,8 @@
 Protocol cifar10: 1,000 test queries (100 per class), 5,000 training images (500 per class), the
 other 54,000 images as the database; mAP@all and @1000. First extract the JPEG tree and write its
 list files (once):
-  python -c "from jaxhash.data.image_folder import prepare_cifar10 as p; p('cifar10-jpg.tar.gz', 'CIFAR10')"
+  python -c "from jaxhash.data.image_folder import prepare_cifar10 as p; \\
+      p('cifar10-jpg.tar.gz', 'CIFAR10')"
 Default: AlexNet at 224² from ImageNet weights with the released code's recipe (an accelerator job):
   python -m jaxhash.train --config configs/hashnet_cifar10.py --config.data.dir=CIFAR10 \\
     --config.model.init_weights=alexnet.pth

@@ -1,4 +1,4 @@
-"""A tiny CPU config for tests: two training steps on 3,000 embedded MNIST images, 16-bit DLBHC codes.
+"""A tiny CPU config for tests: two training steps on 3,000 embedded MNIST images, 16-bit DLBHC.
 
   python -m jaxhash.train --config configs/test.py --workdir runs/test
 Variants: ``configs/test.py:hashnet`` trains HashNet instead of DLBHC.

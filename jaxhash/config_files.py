@@ -59,7 +59,8 @@ def load_config(spec: str, overrides: Mapping[str, Any] | None = None):
   """``get_config(variant)`` of ``"configs/x.py[:variant]"``, then dotted ``overrides``.
 
   Like ``--config configs/x.py:variant --config.a.b=v``: the result is locked, and an unknown
-  key is an error. Example: ``load_config("configs/dlbhc_mnist.py:bits=64", {"train.num_steps": 10})``.
+  key is an error. Example:
+  ``load_config("configs/dlbhc_mnist.py:bits=64", {"train.num_steps": 10})``.
   """
   path, _, arg = spec.partition(":")
   config = load_module(path).get_config(arg or None).unlock()

@@ -65,7 +65,8 @@ class Hasher:
 
   @functools.cached_property
   def fingerprint(self) -> str:
-    """SHA-256 (first 16 hex digits) of the parameters and batch-norm statistics: equal only for the same trained model."""
+    """SHA-256 (first 16 hex digits) of the parameters and batch-norm statistics: equal only for
+    the same trained model."""
     digest = hashlib.sha256()
     for leaf in jax.tree.leaves(self._variables):
       digest.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
@@ -165,7 +166,7 @@ class Hasher:
 
   @property
   def batch_size(self) -> int:
-    """Most images encoded at once: the run's ``eval.batch_size``, or fewer to fit ``memory_budget``."""
+    """Most images encoded at once: the run's ``eval.batch_size``, fewer for ``memory_budget``."""
     return self.batch_size_for(self.config.eval.batch_size)
 
   def batch_size_for(self, n: int) -> int:

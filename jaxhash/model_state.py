@@ -77,15 +77,15 @@ def abstract_state(config, model: HashModel, image_shape, mesh, optimizer=None) 
 
 
 def restore_newest(checkpointer: Checkpointer, abstract, stream, set_aside_damaged: bool = False):
-  """The newest intact checkpoint (saying which were skipped and why), or None when there is none."""
+  """The newest intact checkpoint (saying which were skipped and why), or None if there is none."""
   restored = checkpointer.restore(abstract, set_aside_damaged=set_aside_damaged)
   if restored is None:
     return None
   for line in restored.skipped:
     stream.write(f"warning: {line}\n")
   if restored.skipped:
-    stream.write(f"using checkpoint {restored.step}, the newest intact one"
-                 f"{' (the damaged ones are moved to ' + checkpoint.DAMAGED_DIR + '/)' if set_aside_damaged else ''}\n")
+    moved = f" (the damaged ones are moved to {checkpoint.DAMAGED_DIR}/)" if set_aside_damaged else ""
+    stream.write(f"using checkpoint {restored.step}, the newest intact one{moved}\n")
   if not restored.verified:
     stream.write(f"warning: checkpoint {restored.step} has no recorded digest (saved before jaxhash "
                  "verified checkpoints); restored unverified\n")
@@ -95,7 +95,8 @@ def restore_newest(checkpointer: Checkpointer, abstract, stream, set_aside_damag
 def restore_state(workdir: str, abstract: TrainState, stream=None) -> TrainState:
   """The newest intact checkpoint of ``workdir`` shaped like ``abstract`` (see ``abstract_state``).
 
-  The one read-only restore path, for evaluation and ``jaxhash.load``; training resumes in ``train``.
+  The one read-only restore path, for evaluation and ``jaxhash.load``; training resumes in
+  ``trainer.train``.
   """
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
     raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with jaxhash.train.")

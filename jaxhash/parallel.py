@@ -39,7 +39,8 @@ def check_batch_size(batch_size: int, mesh: Mesh, key: str) -> None:
   devices = mesh.devices.size
   if batch_size % devices:
     raise ValueError(
-        f"config.{key}={batch_size} does not split over {devices} devices; use a multiple of {devices}.")
+        f"config.{key}={batch_size} does not split over {devices} devices; use a multiple of "
+        f"{devices}.")
 
 
 def round_up_to_devices(batch_size: int, mesh: Mesh) -> int:

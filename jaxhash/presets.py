@@ -37,7 +37,7 @@ def mnist_lenet(config, full: bool):
 
 
 def alexnet_imagenet_input(config):
-  """AlexNet inputs as ImageNet training made them: 256² images, 224² crops, flips, ImageNet stats."""
+  """AlexNet inputs as ImageNet training made them: 256² images, 224² crops, flips, its mean/std."""
   config.model.backbone = "alexnet"
   config.data.image_size, config.data.crop, config.data.flip = 256, 224, True
   config.data.mean, config.data.std = IMAGENET_MEAN, IMAGENET_STD

@@ -34,8 +34,8 @@ def markdown_table(results: dict) -> str:
 def summary(results: dict) -> str:
   seconds = ", ".join(f"{k} {v:.1f} s" for k, v in results["seconds"].items())
   return (f"{results['method']} · {results['bits']} bits · protocol {results['protocol']} · "
-          f"{results['num_queries']} queries · {results['num_database']} database · step {results['step']}"
-          f" · {seconds}")
+          f"{results['num_queries']} queries · {results['num_database']} database · "
+          f"step {results['step']} · {seconds}")
 
 
 def write_results(workdir: str, results: dict) -> None:

@@ -184,7 +184,7 @@ def last_event(workdir: str) -> dict | None:
 
 def check(workdir: str, config, steps_of: Callable[[dict], int], extend: bool = False,
           has_checkpoints: bool = False) -> Plan:
-  """Compares ``config`` with the run recorded in ``workdir``; raises ValueError on a refused change.
+  """Compares ``config`` with the run recorded in ``workdir``: ValueError for a refused change.
 
   Reads only. ``steps_of(flat_config)`` is the number of training steps a config asks for.
   """

@@ -21,7 +21,7 @@ _COMMENTED_METHOD_KEY = re.compile(r'^\s*"(\w+)":.*?#\s*(.+)$')
 
 
 def key_docs() -> dict[str, str]:
-  """``{"data.protocol": "see jaxhash.data.protocols.PROTOCOLS", ...}`` from the schema's comments."""
+  """``{"data.protocol": "see jaxhash.data.protocols.PROTOCOLS", ...}``: the schema's comments."""
   docs = {}
   for line in inspect.getsource(config_lib.base_config).splitlines():
     match = _COMMENTED_KEY.match(line)

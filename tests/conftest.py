@@ -142,7 +142,7 @@ def finished_run_launch(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def finished_run(finished_run_launch):
-  """The finished CLI run of the tiny config; tests that change it work on a copy (shutil.copytree)."""
+  """The finished CLI run of the tiny config; tests that change it work on a copy (copytree)."""
   return finished_run_launch[0]
 
 

@@ -1,4 +1,4 @@
-"""Protocols, split files, the TFDS source (under tfds.testing.mock_data) and on-device augmentation."""
+"""Protocols, split files, the TFDS source (tfds.testing.mock_data) and on-device augmentation."""
 
 import jax
 import ml_collections
@@ -131,11 +131,11 @@ def test_random_crops_are_windows_of_the_padded_image():
     assert any(np.allclose(out[i], w) for w in windows)
 
 
-def write_image_tree(root, classes=3, per_split={"train": 8, "test": 4}, size=10, seed=0):
+def write_image_tree(root, classes=3, per_split=(("train", 8), ("test", 4)), size=10, seed=0):
   from PIL import Image
 
   rng = np.random.default_rng(seed)
-  for split, count in per_split.items():
+  for split, count in per_split:
     for c in range(classes):
       directory = root / split / f"class{c}"
       directory.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""Several processes (jax.distributed, gloo on CPU): the same run as one process, stopped in one line.
+"""Several processes (jax.distributed, gloo on CPU): the same run as one process; one-line stops.
 
 The multi-process cases start real processes on this machine (one CPU device each) and are
 marked slow; the pieces they rely on (flags, locks, the stderr filter) are checked quickly here.
@@ -64,7 +64,8 @@ def results(path) -> dict:
 def assert_same_training(a, b) -> None:
   """Every logged loss within 1e-5 relative; the final codes mAP@all within 1e-4."""
   assert [s for s, _ in losses(a)] == [s for s, _ in losses(b)]
-  np.testing.assert_allclose([l for _, l in losses(a)], [l for _, l in losses(b)], rtol=1e-5)
+  np.testing.assert_allclose([loss for _, loss in losses(a)], [loss for _, loss in losses(b)],
+                             rtol=1e-5)
   assert abs(results(a)["codes"]["map@all"] - results(b)["codes"]["map@all"]) <= 1e-4
 
 
@@ -276,7 +277,8 @@ _DISK_BATCHES = textwrap.dedent("""
       return lazy.images[rows]
   train, mesh = eager.groups["train"], parallel.data_mesh()
   on_device = TrainBatches(eager, train, 6, 0, mesh)
-  from_disk = TrainBatches(types.SimpleNamespace(images=Counted(), labels=lazy.labels), train, 6, 0, mesh)
+  counted = types.SimpleNamespace(images=Counted(), labels=lazy.labels)
+  from_disk = TrainBatches(counted, train, 6, 0, mesh)
   expected_reads = []
   for first in (0, 3):
     (shared, per_step), (_, disk) = on_device.get(first, 2), from_disk.get(first, 2)

@@ -1,4 +1,4 @@
-"""HashNet: the loss against a float64 numpy reference, its invariances and numerics, β, training."""
+"""HashNet: the loss against a float64 numpy reference, its invariances, numerics, β, training."""
 
 import json
 import os
@@ -10,10 +10,11 @@ import ml_collections
 import numpy as np
 import pytest
 from absl.testing import parameterized
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import load_config
-from jaxhash import config as config_lib, trainer
+from jaxhash import config as config_lib
 from jaxhash.methods import get_method, hashnet
 from jaxhash.schedules import continuation_schedule
 

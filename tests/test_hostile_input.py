@@ -12,12 +12,12 @@ import threading
 import numpy as np
 import pytest
 from PIL import Image
+from test_reliability import one_line_error, tree_digest
 
 import jaxhash
 from conftest import run_cli, run_main
 from jaxhash.data.listfile import LazyImages
 from jaxhash.retrieval import HammingIndex
-from test_reliability import one_line_error, tree_digest
 
 
 @pytest.fixture(scope="module")

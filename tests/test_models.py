@@ -10,8 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxhash.models import BACKBONES, LeNet, get_backbone
-from jaxhash.models import weights
+from jaxhash.models import BACKBONES, LeNet, get_backbone, weights
 from jaxhash.models.layers import DepthwiseConv, PatchConv, PointwiseConv, batch_norm
 from jaxhash.models.stages import last_stage_keys, stage_keys
 

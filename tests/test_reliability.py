@@ -1,5 +1,6 @@
 """Faults around a run: changed settings, locks, damaged checkpoints, non-finite training, torn
-logs, full disks. Each case of docs/reliability.md has a test here (fuzzing of inputs is in test_fuzz.py)."""
+logs, full disks. Each case of docs/reliability.md has a test here (fuzzing of inputs is in
+test_fuzz.py)."""
 
 import hashlib
 import json
@@ -664,7 +665,7 @@ def test_a_failed_checkpoint_write_is_one_line_and_the_rerun_resumes(tmp_path):
                         text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
   lines = proc.stderr.strip().splitlines()
   assert proc.returncode == 1 and lines[0].startswith("training ") and len(lines) == 4, proc.stderr
-  assert [l.startswith("step ") for l in lines[1:3]] == [True, True]  # progress, then one error line:
+  assert [line.startswith("step ") for line in lines[1:3]] == [True, True]  # progress, then one error line:
   line = lines[3]  # no orbax log records, no "Event loop is closed" tracebacks
   assert f"saving checkpoint 1 in {workdir}/checkpoints failed (File too large writing {workdir}/" in line
   assert "rerun the same command to resume" in line

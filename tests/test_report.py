@@ -115,7 +115,7 @@ def test_write_results_keeps_json_and_markdown(tmp_path):
 
 @pytest.fixture(scope="module")
 def two_runs(finished_run, finished_hashnet_run):
-  """A tiny DLBHC and a tiny HashNet run (configs/test.py): the session's finished runs, read only."""
+  """A tiny DLBHC and a tiny HashNet run (configs/test.py): the session's finished runs."""
   return [finished_run, finished_hashnet_run[0]]
 
 

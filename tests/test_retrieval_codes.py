@@ -2,9 +2,16 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from jaxhash.retrieval import from_faiss_bytes, hamming_distances, pack_bits, to_faiss_bytes, unpack_bits
+from jaxhash.retrieval import (
+  from_faiss_bytes,
+  hamming_distances,
+  pack_bits,
+  to_faiss_bytes,
+  unpack_bits,
+)
 from jaxhash.retrieval.codes import check_words
 
 nbits_strategy = st.integers(8, 1024)

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jaxhash.retrieval import HammingIndex, hamming_topk, pack_bits
-from jaxhash.retrieval import index_file
+from jaxhash.retrieval import HammingIndex, hamming_topk, index_file, pack_bits
 
 
 def random_bits(seed, n, nbits):
@@ -159,7 +158,8 @@ def test_rerank_orders_the_hamming_pool_by_feature_distance():
 
 def test_rerank_of_overflowing_features_keeps_the_pool_in_hamming_order():
   """A diverged model's fc7 features (1e30) overflow float32 distances: no crash, no id from
-  outside the pool, and the overflowed candidates keep their Hamming order behind the finite ones."""
+  outside the pool, and the overflowed candidates keep their Hamming order behind the finite
+  ones."""
   from jaxhash.evaluation.rerank import Reranker
 
   features = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)

@@ -1,4 +1,4 @@
-"""An index built in shards (``jaxhash.index --shard I/N``) searches like the index built in one piece."""
+"""An index built in shards (``jaxhash.index --shard I/N``) searches like one built in one piece."""
 
 import subprocess
 import sys
@@ -72,9 +72,10 @@ def test_a_set_that_is_not_one_whole_index_is_refused(data, tmp_path):
 def test_shards_built_by_two_processes_give_the_whole_index_results(finished_run, tmp_path):
   """The bar: ``--shard 0/2`` and ``--shard 1/2`` in two processes, searched as a set, give exactly
   the results (distances and paths, ties included) of the index built in one piece, 100 queries."""
+  from test_cli import write_digits
+
   import jaxhash
   from jaxhash.search import search_images
-  from test_cli import write_digits
 
   paths = write_digits(tmp_path / "digits", 300)
   args = ["--workdir", finished_run, "--images", str(tmp_path / "digits"), "--features"]

@@ -7,12 +7,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from jaxhash.retrieval import (MAX_K, HammingIndex, hamming_topk, merge_topk, pack_bits,
-                               prepare_codes, stream_topk)
+from jaxhash.retrieval import (
+  MAX_K,
+  HammingIndex,
+  hamming_topk,
+  merge_topk,
+  pack_bits,
+  prepare_codes,
+  stream_topk,
+  views,
+)
 from jaxhash.retrieval.block_topk import BIN_SIZE, block_topk
-from jaxhash.retrieval import views
 from jaxhash.retrieval.chunking import compiler_options, query_chunks
 
 

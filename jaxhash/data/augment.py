@@ -28,7 +28,7 @@ def _centre_crop(images, crop: int):
 
 
 def preprocess(images, key, data_config, train: bool):
-  """uint8 (N, H, W, C) -> float32 (N, crop, crop, C), normalised by ``data.mean`` / ``data.std``."""
+  """uint8 (N, H, W, C) -> float32 (N, crop, crop, C), minus ``data.mean``, over ``data.std``."""
   x = images.astype(jnp.float32) / 255.0
   crop, pad, flip = data_config.crop, data_config.pad, data_config.flip
   if train and (crop or flip):

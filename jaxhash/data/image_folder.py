@@ -49,7 +49,7 @@ def write_list_files(root: str | os.PathLike, out_dir: str | os.PathLike | None 
 
 
 def scan(root: str | os.PathLike, splits: Sequence[str] | None = None):
-  """(sorted class names, {split: list-file lines}) of a root/<split>/<class>/ tree; writes nothing."""
+  """(sorted class names, {split: list-file lines}) of a root/<split>/<class>/ tree; no writes."""
   root = os.fspath(root)
   _check_root(root)
   splits = list(splits) if splits is not None else _subdirs(root)

@@ -1,8 +1,9 @@
-"""Chooses and reads the data source a config asks for (``config.data.source``, ``auto`` by default).
+"""Chooses and reads the data source a config asks for (``config.data.source``; ``auto`` default).
 
 ``auto``: protocol ``mnist10k`` reads the embedded MNIST; with ``config.data.dir`` set, ``mnist``
-and ``mnist-unseen`` read IDX files, a directory holding list files (``train.txt``, ``test.txt``, ...) is read through
-them, and any other directory as an image folder; otherwise the protocol's TFDS dataset.
+and ``mnist-unseen`` read IDX files, a directory holding list files (``train.txt``, ``test.txt``,
+...) is read through them, and any other directory as an image folder; otherwise the protocol's
+TFDS dataset.
 """
 
 from __future__ import annotations

@@ -64,7 +64,8 @@ def _per_class_sample(ds: Dataset, pool: np.ndarray, per_class: int, rng) -> np.
     members = pool[classes == c]
     if len(members) < per_class:
       raise ValueError(
-          f"{ds.name}: class {c} has {len(members)} items, fewer than the {per_class} the protocol needs.")
+          f"{ds.name}: class {c} has {len(members)} items, fewer than the {per_class} the "
+          "protocol needs.")
     chosen.append(rng.choice(members, per_class, replace=False))
   return np.sort(np.concatenate(chosen))
 
@@ -85,7 +86,7 @@ def _test_queries_train_database(ds: Dataset, rng, data_config) -> Split:
 
 
 def _cifar10_sampled(ds: Dataset, rng, data_config) -> Split:
-  """1,000 test queries and 5,000 train images (100 / 500 per class); database = the other 54,000."""
+  """1,000 test queries, 5,000 train images (100 / 500 per class); database: the other 54,000."""
   del data_config
   query = _per_class_sample(ds, ds.groups["test"], 100, rng)
   train = _per_class_sample(ds, ds.groups["train"], 500, rng)

@@ -30,7 +30,7 @@ def embedded_mnist() -> Dataset:
 
 
 def idx_directory(directory: str, groups=("train", "test")) -> Dataset:
-  """MNIST-format IDX files in ``directory``; ``train`` reads ``train-*``, ``test`` reads ``t10k-*``."""
+  """MNIST-format IDX files in ``directory``: ``train`` reads ``train-*``, ``test`` ``t10k-*``."""
   if not os.path.isdir(directory):
     raise FileNotFoundError(
         f"data directory {directory!r} does not exist; set config.data.dir to a directory holding "

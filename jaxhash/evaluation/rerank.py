@@ -13,7 +13,6 @@ neighbouring codes share about 2,200 pool codes instead of 32,000.
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -7,6 +7,8 @@ features, ``jaxhash.methods.shallow``): LSH, SH, ITQ; with labels, ITQ-CCA and S
 from jaxhash.methods import dlbhc, hashnet, itq, itq_cca, lsh, sdh, sh
 from jaxhash.methods.base import HashModel, Method
 
+__all__ = ["HashModel", "METHODS", "Method", "get_method"]
+
 METHODS = {m.name: m for m in (dlbhc.METHOD, hashnet.METHOD, lsh.METHOD, sh.METHOD, itq.METHOD,
                                itq_cca.METHOD, sdh.METHOD)}
 

@@ -2,7 +2,8 @@
 
 Hash layer: fc7 -> Dense(bits) -> z, and h = tanh(β·z) in the loss. β grows during training
 (``jaxhash.schedules.continuation_schedule``, evaluated from ``state.step``), so h approaches the
-code sign(z) and the network learns codes without a quantization loss. Codes: z >= 0 (sign, 0 -> +1).
+code sign(z) and the network learns codes without a quantization loss. Codes: z >= 0
+(sign, 0 -> +1).
 
 Loss: the weighted pairwise maximum likelihood of the paper. With θ_ij = α·⟨h_i, h_j⟩ (α = 10/bits
 by default, as in the released code) and s_ij = 1 when the multi-hot labels share a class, the
@@ -20,7 +21,8 @@ c_ij = 1) gives the few similar pairs the same total mass as the many dissimilar
 weights every pair alike. Weights are normalised to sum to 1 over the batch's pairs, so both losses
 are on the scale of a mean pair loss, and a batch without similar (or without dissimilar) pairs just
 averages over the pairs it has. Not reproduced from the PyTorch release: its fixed
-``class_num`` factor in place of these weights, and θ scaled by α inside the exponent but not in s·θ.
+``class_num`` factor in place of these weights, and θ scaled by α inside the exponent but not in
+s·θ.
 """
 
 from __future__ import annotations

@@ -22,8 +22,13 @@ import jax
 import jax.numpy as jnp
 
 from jaxhash.methods.base import Method
-from jaxhash.methods.shallow import (ProjectionHead, binarize, check_bits, principal_components,
-                                     signs)
+from jaxhash.methods.shallow import (
+  ProjectionHead,
+  binarize,
+  check_bits,
+  principal_components,
+  signs,
+)
 
 
 def random_rotation(key, bits: int) -> jax.Array:

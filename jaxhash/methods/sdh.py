@@ -40,11 +40,11 @@ def _ridge(x: jax.Array, targets: jax.Array, penalty: float) -> jax.Array:
 def _bit_sweep(b: jax.Array, q: jax.Array, w: jax.Array) -> jax.Array:
   """One pass of discrete cyclic coordinate descent over the bits (the B-step's update)."""
 
-  def update(l, carry):
+  def update(bit, carry):
     b, bw = carry  # bw = B W, kept up to date as bits change
-    others = bw - jnp.outer(b[:, l], w[l])
-    new = signs(q[:, l] - others @ w[l])
-    return b.at[:, l].set(new), others + jnp.outer(new, w[l])
+    others = bw - jnp.outer(b[:, bit], w[bit])
+    new = signs(q[:, bit] - others @ w[bit])
+    return b.at[:, bit].set(new), others + jnp.outer(new, w[bit])
 
   return jax.lax.fori_loop(0, b.shape[1], update, (b, b @ w))[0]
 

@@ -70,7 +70,7 @@ def resolve(source: str) -> str:
 
 
 def read_state_dict(source: str) -> dict[str, np.ndarray]:
-  """A ``state_dict`` as numpy arrays from a packaged name or a .pth/.pt, .npz, .safetensors file."""
+  """A ``state_dict`` as numpy arrays, from a packaged name or a .pth/.pt/.npz/.safetensors file."""
   path = resolve(source)
   if path.endswith(".npz"):
     with np.load(path) as f:
@@ -165,6 +165,6 @@ def convert(state_dict: Mapping[str, Any], backbone: nn.Module | str, classifier
 
 
 def load_weights(source: str, backbone: nn.Module | str, classifier: bool = False) -> dict:
-  """Reads ``source`` (a file or a packaged name) and converts it for ``backbone`` (name, module)."""
+  """Reads ``source`` (a file or a packaged name) and converts it for ``backbone``."""
   return convert(read_state_dict(source), backbone, classifier, source=source)
 

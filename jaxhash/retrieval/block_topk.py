@@ -211,7 +211,7 @@ def _smallest_rows(distances, k: int, top: int) -> tuple[jax.Array, jax.Array]:
 
 
 def _order_keys(distances, ids, top: int) -> jax.Array:
-  """int32 order keys (``keys.py``) of (distance, id); distances above ``top`` tie at ``top + 1``."""
+  """int32 order keys (``keys.py``) of (distance, id); distances over ``top`` tie at ``top + 1``."""
   capped = jnp.minimum(distances.astype(jnp.int32), top + 1)
   return keys.encode(capped, jnp.broadcast_to(ids, capped.shape), keys.index_shift(top))
 

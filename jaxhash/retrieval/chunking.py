@@ -36,7 +36,7 @@ def round_up(value: int, multiple: int) -> int:
 
 
 def query_chunk_size(requested: int | None, k: int, num_words: int) -> int:
-  """Most queries per chunk: 128 on CPU (cache-resident minima), 1,024 elsewhere; fewer for big k."""
+  """Most queries per chunk: 128 on CPU (cache-resident minima), 1,024 elsewhere; fewer at big k."""
   if requested is not None:
     return _positive(requested, "query_chunk", "queries")
   default = 128 if views.on_cpu() else 1024

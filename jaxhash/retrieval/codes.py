@@ -1,7 +1,8 @@
 """Bit packing of binary codes.
 
-Convention (the project's bit order, used everywhere): a code of ``b`` bits is stored in ``ceil(b / 32)`` uint32 words; bit ``i``
-goes to word ``i // 32`` at position ``i % 32`` (least significant first); unused high bits are 0.
+Convention (the project's bit order, used everywhere): a code of ``b`` bits is stored in
+``ceil(b / 32)`` uint32 words; bit ``i`` goes to word ``i // 32`` at position ``i % 32`` (least
+significant first); unused high bits are 0.
 FAISS ``IndexBinary*`` stores ``b / 8`` bytes per code with bit ``i`` in byte ``i // 8`` at position
 ``i % 8``. On a little-endian view these two layouts hold the same bytes, so conversion is a
 reinterpretation plus padding, never a re-encoding.
@@ -76,10 +77,12 @@ def unpack_bits(words, nbits: int) -> np.ndarray:
   words = np.asarray(words)
   if words.ndim != 2 or words.dtype != np.uint32:
     raise ValueError(
-        f"unpack_bits expects uint32 words of shape (num_codes, words); got {words.dtype} {words.shape}.")
+        "unpack_bits expects uint32 words of shape (num_codes, words); "
+        f"got {words.dtype} {words.shape}.")
   if words.shape[1] != num_words(nbits):
     raise ValueError(
-        f"{nbits} bits need {num_words(nbits)} uint32 words per code, but the array has {words.shape[1]}.")
+        f"{nbits} bits need {num_words(nbits)} uint32 words per code, but the array has "
+        f"{words.shape[1]}.")
   as_bytes = np.ascontiguousarray(words.astype("<u4")).view(np.uint8)
   return np.unpackbits(as_bytes, axis=1, bitorder="little")[:, :nbits]
 

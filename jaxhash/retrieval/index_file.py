@@ -19,8 +19,8 @@ Format version 2 (written now; little-endian):
                 the string ids' UTF-8 blob (S bytes);
                 metadata: a UTF-8 JSON object (M bytes), e.g. the run the codes came from.
 
-Version 1 (the first format, still read): the same magic, version, bits, count and flags (bit 0 only) in
-bytes 0..27, the SHA-256 in 28..59, then codes and optional int64 ids.
+Version 1 (the first format, still read): the same magic, version, bits, count and flags (bit 0
+only) in bytes 0..27, the SHA-256 in 28..59, then codes and optional int64 ids.
 
 The checksum covers the header fields too, so any altered byte is detected; the declared sizes
 catch truncation before the checksum is computed. Every defect is a ValueError naming the file.

@@ -12,8 +12,12 @@ import numpy as np
 from jax import lax
 
 from jaxhash.retrieval import chunking, views
-from jaxhash.retrieval.block_topk import (code_query_distances, distance_dtype, max_distance,
-                                          valid_rows)
+from jaxhash.retrieval.block_topk import (
+  code_query_distances,
+  distance_dtype,
+  max_distance,
+  valid_rows,
+)
 from jaxhash.retrieval.codes import check_words
 from jaxhash.retrieval.topk import MAX_K, hamming_topk
 

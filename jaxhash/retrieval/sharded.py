@@ -39,7 +39,8 @@ def sharded_topk(query_words, db_words, k: int, *, mesh: Mesh | None = None,
                  ) -> tuple[jax.Array, jax.Array]:
   """:func:`hamming_topk` with the database split over the devices of a 1-D ``mesh``.
 
-  Each shard is searched in blocks of ``db_chunk`` codes (default 2**20). Returns the same int32 ``(distances, indices)`` as ``hamming_topk``, replicated.
+  Each shard is searched in blocks of ``db_chunk`` codes (default 2**20). Returns the same int32
+  ``(distances, indices)`` as ``hamming_topk``, replicated.
   """
   queries = check_words(query_words, "query_words")
   database = check_words(db_words, "db_words", queries.shape[1])

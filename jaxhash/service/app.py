@@ -69,7 +69,7 @@ def create_app(engine, *, max_body: int = 8 << 20, max_k: int = search_route.MAX
     data = uploads.images(request.headers.get("content-type", ""), await request.body(),
                           many=True, raw_id=id)
     images = []
-    for number, (item_id, content) in enumerate(data, 1):
+    for number, (_, content) in enumerate(data, 1):
       name = f"image {number}" if len(data) > 1 else "the uploaded file"
       images.append(await uploads.decode(hasher, content, name))
     files = [(item_id or digest_id(content), uploads.extension(content), content)
