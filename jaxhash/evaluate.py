@@ -99,7 +99,7 @@ def usage(argv: list[str]) -> str:
     workdir = argv[argv.index("--workdir") + 1]
   docs = help_text.key_docs()
   try:
-    values = help_text.flatten(rundir.load_config(workdir)) if workdir else None
+    values = rundir.flatten(rundir.load_config(workdir)) if workdir else None
     source = f"this run's ({workdir})"
   except (ValueError, FileNotFoundError) as error:
     lines += [f"(could not read the run: {error})", ""]
@@ -107,7 +107,7 @@ def usage(argv: list[str]) -> str:
   if values is None:
     from jaxhash import config as config_lib
 
-    values, source = help_text.flatten(config_lib.base_config("dlbhc")), "the defaults (DLBHC)"
+    values, source = rundir.flatten(config_lib.base_config("dlbhc")), "the defaults (DLBHC)"
   settable = {k: v for k, v in values.items() if k.startswith("eval.")}
   lines += [f"Evaluation settings, {source} values (set with --config.eval.KEY=VALUE):"]
   lines += help_text.key_lines(settable, docs)

@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 from jaxhash import parallel
+from jaxhash.arith import ceil_div
 from jaxhash.data.batches import ShuffledPositions
 from jaxhash.io_utils import atomic_write_bytes, atomic_write_text
 
@@ -81,7 +82,7 @@ class FeatureCache:
     self.num_images, self.flipped = num_images, np.asarray(flipped, dtype=np.int64)
     self.shard_size, self.batch_size = shard_size, batch_size
     rows = len(self.flipped) + num_images
-    self.num_shards = -(-rows // shard_size)
+    self.num_shards = ceil_div(rows, shard_size)
 
   def _rows(self, i: int) -> tuple[np.ndarray, np.ndarray]:
     """(dataset indices, flipped) of shard ``i``."""

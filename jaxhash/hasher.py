@@ -36,6 +36,7 @@ from jaxhash.data.decode import read_rgb8, to_rgb8
 from jaxhash.encode import encode_indices, make_encoder
 from jaxhash.methods import get_method
 from jaxhash.progress import SILENT
+from jaxhash.retrieval.codes import num_words
 
 _MIN_BATCH = 8  # smaller requests are padded up to this; larger ones to a power of two
 
@@ -98,7 +99,7 @@ class Hasher:
     images = _as_batch(images)
     n = len(images)
     if n == 0:
-      return (np.zeros((0, -(-self.bits // 32)), np.uint32),
+      return (np.zeros((0, num_words(self.bits)), np.uint32),
               np.zeros((0, *self._feature_shape), np.float32) if features else None)
     return encode_indices(self._encoder, self._variables, _Prepared(self, images), np.arange(n),
                           self.batch_size_for(n), features,

@@ -14,6 +14,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxhash.arith import round_up
+
 BATCH_AXIS = "data"
 
 
@@ -46,7 +48,7 @@ def check_batch_size(batch_size: int, mesh: Mesh, key: str) -> None:
 def round_up_to_devices(batch_size: int, mesh: Mesh) -> int:
   """Evaluation batches are padded anyway, so they grow to split evenly instead of failing."""
   devices = mesh.devices.size
-  return -(-batch_size // devices) * devices
+  return round_up(batch_size, devices)
 
 
 def put_replicated(tree, mesh: Mesh):

@@ -88,11 +88,11 @@ def check_outside_runs(path: str, flag: str, own: str | None = None) -> None:
                      "its training and evaluation write; write it outside the run.")
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-  """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+def flatten(tree, prefix: str = "") -> dict:
+  """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, in key order; ``tree``: a dict or a ConfigDict."""
   flat = {}
   for key, value in tree.items():
-    if isinstance(value, dict):
+    if hasattr(value, "items"):
       flat.update(flatten(value, f"{prefix}{key}."))
     else:
       flat[f"{prefix}{key}"] = value

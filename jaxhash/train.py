@@ -19,7 +19,7 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from jaxhash import cli, distributed, run_results
+from jaxhash import cli, distributed, run_results, rundir
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/dlbhc_mnist.py[:variant].",
                                           lock_config=True)
@@ -69,7 +69,7 @@ def usage(argv: list[str]) -> str:
   shown = os.path.relpath(path)
   lines += help_text.config_file_text(path if shown.startswith("..") else shown, load_module(path))
   lines += ["", "Config keys and their values in this config (set any with --config.KEY=VALUE):"]
-  lines += help_text.key_lines(help_text.flatten(config), help_text.key_docs())
+  lines += help_text.key_lines(rundir.flatten(config), help_text.key_docs())
   return "\n".join(lines)
 
 

@@ -15,6 +15,7 @@ from absl import flags
 
 from jaxhash import config as config_lib
 from jaxhash.methods import METHODS
+from jaxhash.rundir import flatten
 
 _COMMENTED_KEY = re.compile(r"^\s*c\.([\w.]+)\s*=.*?#\s*(.+)$")
 _COMMENTED_METHOD_KEY = re.compile(r'^\s*"(\w+)":.*?#\s*(.+)$')
@@ -33,17 +34,6 @@ def key_docs() -> dict[str, str]:
       if match:
         docs.setdefault(f"method.{match.group(1)}", match.group(2).strip())
   return docs
-
-
-def flatten(config, prefix: str = "") -> dict:
-  """``{"train.batch_size": 64, ...}`` of a (nested) ConfigDict, in its key order."""
-  out = {}
-  for key, value in config.items():
-    if hasattr(value, "items"):
-      out.update(flatten(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = value
-  return out
 
 
 def key_lines(values: dict, docs: dict, indent: str = "  ") -> list[str]:

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxhash.arith import round_up
 from jaxhash.retrieval.block_topk import code_query_distances
 
 _BLOCK = 64  # codes per block; measured 1.5x faster than 32 at 48 bits (128 is much slower)
@@ -60,7 +61,7 @@ class Database:
 def prepare_database(words: np.ndarray, label_bits: np.ndarray, nbits: int) -> Database:
   """Pads the database to whole groups of blocks and moves it to the default device."""
   n = words.shape[0]
-  padded = -(-n // (_BLOCK * _GROUP)) * _BLOCK * _GROUP
+  padded = round_up(n, _BLOCK * _GROUP)
   pad = ((0, padded - n), (0, 0))
   return Database(jnp.asarray(np.pad(words, pad)), jnp.asarray(np.pad(label_bits, pad)), n, nbits,
                   _BLOCK)
@@ -94,7 +95,7 @@ def rank_chunk(db: Database, query_words: np.ndarray, query_label_bits: np.ndarr
       block=db.block)
   offsets, totals = _offsets(counts, rel_counts, packed=db.words.shape[0] < _PACK_LIMIT)
   # Lists are computed a whole number of groups long, so nearby depths share one compilation.
-  listed = min(db.words.shape[0], -(-depth // (db.block * _GROUP)) * db.block * _GROUP)
+  listed = min(db.words.shape[0], round_up(depth, db.block * _GROUP))
   ap_parts, top = _ranks(offsets, d, in_block, hits_in_block, r, depth=listed)
   totals = np.asarray(totals, np.int64)[..., :db.nbits + 1, :q]
   return ChunkRanking(np.asarray(ap_parts, np.float64)[:, :q].sum(axis=0), totals[0].T,

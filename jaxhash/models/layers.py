@@ -18,6 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxhash.arith import ceil_div
+
 
 def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
   """torch's AdaptiveAvgPool2d on NHWC: bin i spans [floor(i*H/size), ceil((i+1)*H/size))."""
@@ -25,7 +27,7 @@ def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
   def pool_axis(x, axis):
     n = x.shape[axis]
     bins = [
-        jnp.mean(jax.lax.slice_in_dim(x, (i * n) // size, -(-((i + 1) * n) // size), axis=axis),
+        jnp.mean(jax.lax.slice_in_dim(x, (i * n) // size, ceil_div((i + 1) * n, size), axis=axis),
                  axis=axis, keepdims=True)
         for i in range(size)
     ]
@@ -48,7 +50,7 @@ def batch_norm(name: str, train: bool, frozen: bool, momentum: float, epsilon: f
 
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[tuple[int, int], int]:
   """TensorFlow "SAME": output ceil(size / stride); an odd pixel of padding goes at the end."""
-  out = -(-size // stride)
+  out = ceil_div(size, stride)
   total = max((out - 1) * stride + kernel - size, 0)
   return (total // 2, total - total // 2), out
 
@@ -100,12 +102,12 @@ def _phases(size: int, k: int, stride: int):
   ``(tap, d)`` of phase r. Returns the phases, the output gradient's padding ``(low, high)`` that
   keeps every ``u + d`` in range, and the positions per phase (``ceil(size / stride)``)."""
   (front, _), out = _same_padding(size, k, stride)
-  per_phase = -(-size // stride)
+  per_phase = ceil_div(size, stride)
   phases = []
   for r in range(stride):
     first = (r + front) % stride
     shift = (r + front - first) // stride
-    phases.append([(first + stride * m, shift - m) for m in range(-(-(k - first) // stride))])
+    phases.append([(first + stride * m, shift - m) for m in range(ceil_div(k - first, stride))])
   offsets = [d for taps in phases for _, d in taps]
   return phases, (max(0, -min(offsets)), max(0, per_phase - 1 + max(offsets) - (out - 1))), per_phase
 

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxhash.arith import round_up
 from jaxhash.environment import cpu_cores
 
 
@@ -99,7 +100,7 @@ def _padded_columns(matrix):
   would triple, and are left as they are.
   """
   columns = matrix.shape[1]
-  padded = -(-columns // 64) * 64
+  padded = round_up(columns, 64)
   if padded == columns or padded > 1.3 * columns:
     return matrix
   return jnp.pad(matrix, ((0, 0), (0, padded - columns)))

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxhash.arith import ceil_div
 from jaxhash.retrieval import keys
 
 BIN_SIZE = 32
@@ -108,7 +109,7 @@ def _unrolled_bin_minima(query_bytes, block_bytes, dtype) -> jax.Array:
   """
   codes = block_bytes.reshape(-1, BIN_SIZE, block_bytes.shape[1])
   num_bins = codes.shape[0]
-  half = -(-num_bins // 2)
+  half = ceil_div(num_bins, 2)
 
   def write_half(number, minima):
     start = number * (num_bins - half)

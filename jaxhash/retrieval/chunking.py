@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxhash.arith import round_up
 from jaxhash.environment import cpu_cores
 from jaxhash.retrieval import keys, views
 from jaxhash.retrieval.block_topk import BIN_SIZE, ROW_MULTIPLE, max_distance
@@ -29,10 +30,6 @@ from jaxhash.retrieval.codes import check_words
 MAX_CODES = 2**31 - 1  # indices are int32
 _BLOCK_ROWS = 1 << 20  # default codes per block; keeps a chunk's bin minima at 4 MiB on CPU
 _CANDIDATE_BYTES = 256 << 20  # bound on a query chunk's gathered candidate codes
-
-
-def round_up(value: int, multiple: int) -> int:
-  return -(-value // multiple) * multiple
 
 
 def query_chunk_size(requested: int | None, k: int, num_words: int) -> int:

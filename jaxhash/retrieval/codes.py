@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxhash.arith import ceil_div
+
 MIN_BITS = 8
 MAX_BITS = 1024
 
 
 def num_words(nbits: int) -> int:
   """Number of uint32 words that hold ``nbits`` bits."""
-  return -(-nbits // 32)
+  return ceil_div(nbits, 32)
 
 
 def check_nbits(nbits: int) -> int:

@@ -20,6 +20,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxhash.arith import ceil_div, round_up
 from jaxhash.retrieval import chunking
 from jaxhash.retrieval.block_topk import ROW_MULTIPLE, block_topk, max_distance
 from jaxhash.retrieval.codes import check_words
@@ -52,9 +53,9 @@ def sharded_topk(query_words, db_words, k: int, *, mesh: Mesh | None = None,
                      f"got axes {mesh.axis_names}.")
   num_shards = mesh.devices.size
   block_rows = chunking.block_rows(queries.shape[1], db_chunk)
-  shard_rows = chunking.round_up(max(-(-num_codes // num_shards), k), ROW_MULTIPLE)
+  shard_rows = round_up(max(ceil_div(num_codes, num_shards), k), ROW_MULTIPLE)
   if shard_rows > block_rows:  # whole blocks per shard, each at least k codes
-    shard_rows = chunking.round_up(shard_rows, block_rows)
+    shard_rows = round_up(shard_rows, block_rows)
   padded = np.zeros((num_shards * shard_rows, queries.shape[1]), np.uint32)
   padded[:num_codes] = np.asarray(database)
   sharded_db = jax.device_put(padded, NamedSharding(mesh, PartitionSpec(_AXIS, None)))
