@@ -38,13 +38,13 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.data.flip = False  # random horizontal flips in training
   c.data.mean = (0.5,)  # per-channel normalisation of [0, 1] pixels
   c.data.std = (0.5,)
-  c.data.feature_cache_dir = ""  # frozen-prefix activations (default: <workdir>/features); shareable
+  c.data.feature_cache_dir = ""  # frozen-prefix activations (default <workdir>/features); shareable
   c.data.query_fraction = 0.1  # protocol custom, one image set: the share drawn as queries ...
   c.data.train_fraction = 1.0  # ... and the share of the rest (the database) that trains
 
   c.model = ml_collections.ConfigDict()
   c.model.backbone = "lenet"
-  c.model.init_weights = ""  # backbone weights: a .pth/.npz/.safetensors state_dict, or a packaged name
+  c.model.init_weights = ""  # backbone weights: .pth/.npz/.safetensors state_dict or packaged name
   c.model.trainable = "all"  # all | head | N (the last N stages); the frozen prefix is cached
   c.model.freeze_batch_norm = False  # keep batch-norm statistics fixed (small fine-tuning batches)
   c.model.dtype = "float32"  # float32 | bfloat16: the backbone's activations
@@ -68,7 +68,7 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.train.log_every = 50
   # Calls end at log and checkpoint steps: keep those multiples of it, for one compiled call.
   c.train.steps_per_call = 10  # training steps per executable call when the images are in memory
-  c.train.skip_nonfinite = False  # skip (and count) steps with a non-finite loss or update; else stop
+  c.train.skip_nonfinite = False  # skip (and count) steps with a non-finite loss/update; else stop
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 500
