@@ -46,10 +46,18 @@ def main() -> None:
   stages = []
 
   def stage(name, started, **extra):
-    stages.append({"stage": name, "seconds": time.perf_counter() - started,
-                   "peak_rss_gib": peak_bytes() / 2**30, **extra})
-    print(f"{name}: {stages[-1]['seconds']:.1f} s, peak RSS {stages[-1]['peak_rss_gib']:.2f} GiB",
-          flush=True)
+    stages.append(
+      {
+        "stage": name,
+        "seconds": time.perf_counter() - started,
+        "peak_rss_gib": peak_bytes() / 2**30,
+        **extra,
+      }
+    )
+    print(
+      f"{name}: {stages[-1]['seconds']:.1f} s, peak RSS {stages[-1]['peak_rss_gib']:.2f} GiB",
+      flush=True,
+    )
 
   t0 = time.perf_counter()
   index = HammingIndex(BITS)
@@ -69,22 +77,38 @@ def main() -> None:
     stage("load", t0)
 
   queries = random_codes(rng, q)
-  queries[:len(kept)] = kept
+  queries[: len(kept)] = kept
   t0 = time.perf_counter()
   distances, ids = index.search(queries, K)
   stage("search", t0, queries=q, k=K)
-  found = bool((distances[:len(kept), 0] == 0).all()
-               and (ids[:len(kept), 0] == np.arange(0, n, n // 100)[:len(kept)]).all())
+  found = bool(
+    (distances[: len(kept), 0] == 0).all()
+    and (ids[: len(kept), 0] == np.arange(0, n, n // 100)[: len(kept)]).all()
+  )
 
   peak = peak_bytes()
-  payload = {"machine": machine(), "n": n, "bits": BITS, "queries": q, "k": K,
-             "peak_rss_bytes": peak, "peak_under_4_gib": peak < PEAK_LIMIT_BYTES,
-             "stored_codes_found_at_distance_0": found, "stages": stages}
+  payload = {
+    "machine": machine(),
+    "n": n,
+    "bits": BITS,
+    "queries": q,
+    "k": K,
+    "peak_rss_bytes": peak,
+    "peak_under_4_gib": peak < PEAK_LIMIT_BYTES,
+    "stored_codes_found_at_distance_0": found,
+    "stages": stages,
+  }
   name = "index_load" + ("_small" if args.small else "") + (f"_{q}q" if q != default_q else "")
   print(write_results(name, payload))
   if peak >= PEAK_LIMIT_BYTES or not found:
-    sys.exit("bar missed: " + ("peak memory >= 4 GiB" if peak >= PEAK_LIMIT_BYTES else
-                               "a stored code was not found at distance 0"))
+    sys.exit(
+      "bar missed: "
+      + (
+        "peak memory >= 4 GiB"
+        if peak >= PEAK_LIMIT_BYTES
+        else "a stored code was not found at distance 0"
+      )
+    )
 
 
 if __name__ == "__main__":

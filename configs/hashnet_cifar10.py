@@ -40,5 +40,7 @@ def get_config(arg=None):
     c.data.pad, c.data.crop, c.data.flip = 4, 32, True
     c.eval.rerank = False
   else:
-    use_released_recipe(c, learning_rate=0.0002)  # the released ImageNet solver's rate; CIFAR-10 has none
+    use_released_recipe(
+      c, learning_rate=0.0002
+    )  # the released ImageNet solver's rate; CIFAR-10 has none
   return c.lock()

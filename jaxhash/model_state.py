@@ -26,10 +26,12 @@ from jaxhash.state import TrainState
 def build_model(config, num_classes: int) -> HashModel:
   """The network a config describes; ``num_classes`` sizes a classifier head (DLBHC's)."""
   options = {"dtype": jnp.bfloat16} if config.model.dtype == "bfloat16" else {}
-  backbone = get_backbone(config.model.backbone, freeze_batch_norm=config.model.freeze_batch_norm,
-                          **options)
-  return HashModel(backbone=backbone,
-                   head=get_method(config.method.name).make_head(config.method, num_classes))
+  backbone = get_backbone(
+    config.model.backbone, freeze_batch_norm=config.model.freeze_batch_norm, **options
+  )
+  return HashModel(
+    backbone=backbone, head=get_method(config.method.name).make_head(config.method, num_classes)
+  )
 
 
 def sample_inputs(config, image_shape) -> jax.Array:
@@ -43,20 +45,29 @@ def trainable_mask(config, model: HashModel, params) -> dict:
   if not frozen:
     return jax.tree.map(lambda _: True, params)
   trained = last_stage_keys(model.backbone, len(type(model.backbone).STAGES) - frozen)
-  return {"backbone": {name: jax.tree.map(lambda _, t=name in trained: t, tree)
-                       for name, tree in params["backbone"].items()},
-          "head": jax.tree.map(lambda _: True, params["head"])}
+  return {
+    "backbone": {
+      name: jax.tree.map(lambda _, t=name in trained: t, tree)
+      for name, tree in params["backbone"].items()
+    },
+    "head": jax.tree.map(lambda _: True, params["head"]),
+  }
 
 
-def make_tx(config, model: HashModel, total: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_tx(
+  config, model: HashModel, total: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """The configured optimizer on the trainable parameters; the frozen ones get no update at all
   (no weight decay either) and no optimizer state."""
   optimizer, schedule = make_optimizer(config.optim, total)
   if not config_lib.frozen_stages(config):
     return optimizer, schedule
-  labels = lambda params: jax.tree.map(lambda t: "train" if t else "frozen",
-                                       trainable_mask(config, model, params))
-  return optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels), schedule
+  labels = lambda params: jax.tree.map(
+    lambda t: "train" if t else "frozen", trainable_mask(config, model, params)
+  )
+  return optax.multi_transform(
+    {"train": optimizer, "frozen": optax.set_to_zero()}, labels
+  ), schedule
 
 
 def abstract_state(config, model: HashModel, image_shape, mesh, optimizer=None) -> TrainState:
@@ -68,12 +79,17 @@ def abstract_state(config, model: HashModel, image_shape, mesh, optimizer=None) 
   def init():
     variables = model.init(jax.random.key(config.seed), sample_inputs(config, image_shape))
     params = variables["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
-                      batch_stats=variables.get("batch_stats", {}))
+    return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=optimizer.init(params),
+      batch_stats=variables.get("batch_stats", {}),
+    )
 
   return jax.tree.map(
-      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=parallel.replicated(mesh)),
-      jax.eval_shape(init))
+    lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=parallel.replicated(mesh)),
+    jax.eval_shape(init),
+  )
 
 
 def restore_newest(checkpointer: Checkpointer, abstract, stream, set_aside_damaged: bool = False):
@@ -84,11 +100,15 @@ def restore_newest(checkpointer: Checkpointer, abstract, stream, set_aside_damag
   for line in restored.skipped:
     stream.write(f"warning: {line}\n")
   if restored.skipped:
-    moved = f" (the damaged ones are moved to {checkpoint.DAMAGED_DIR}/)" if set_aside_damaged else ""
+    moved = (
+      f" (the damaged ones are moved to {checkpoint.DAMAGED_DIR}/)" if set_aside_damaged else ""
+    )
     stream.write(f"using checkpoint {restored.step}, the newest intact one{moved}\n")
   if not restored.verified:
-    stream.write(f"warning: checkpoint {restored.step} has no recorded digest (saved before jaxhash "
-                 "verified checkpoints); restored unverified\n")
+    stream.write(
+      f"warning: checkpoint {restored.step} has no recorded digest (saved before jaxhash "
+      "verified checkpoints); restored unverified\n"
+    )
   return restored.state
 
 
@@ -99,9 +119,13 @@ def restore_state(workdir: str, abstract: TrainState, stream=None) -> TrainState
   ``trainer.train``.
   """
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with jaxhash.train.")
+    raise FileNotFoundError(
+      f"no checkpoint in {workdir}/checkpoints; train first with jaxhash.train."
+    )
   with Checkpointer(workdir, read_only=True) as checkpointer:
     state = restore_newest(checkpointer, abstract, stream or sys.stderr)
   if state is None:
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with jaxhash.train.")
+    raise FileNotFoundError(
+      f"no checkpoint in {workdir}/checkpoints; train first with jaxhash.train."
+    )
   return state

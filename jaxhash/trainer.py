@@ -74,9 +74,11 @@ class Experiment:
 
   def split_header(self) -> str:
     """The split files' first line: the dataset by content, not by where it lives."""
-    return (f"protocol {self.protocol.name} seed {self.config.seed} "
-            f"({len(self.dataset.labels)} images, fingerprint "
-            f"{protocols.fingerprint(self.split, self.dataset.labels)})")
+    return (
+      f"protocol {self.protocol.name} seed {self.config.seed} "
+      f"({len(self.dataset.labels)} images, fingerprint "
+      f"{protocols.fingerprint(self.split, self.dataset.labels)})"
+    )
 
 
 def build_experiment(config, dataset: Dataset | None = None) -> Experiment:
@@ -89,9 +91,11 @@ def build_experiment(config, dataset: Dataset | None = None) -> Experiment:
   if dataset is None:
     dataset = load_dataset(config.data, protocol)
   if method.supervised and not dataset.num_classes:
-    raise ValueError(f"{method.name} learns from labels, and the images of {dataset.name} have "
-                     "none (a folder without class folders): sort them into class folders, or use "
-                     "a method that needs no labels (configs/itq.py: lsh, sh, itq).")
+    raise ValueError(
+      f"{method.name} learns from labels, and the images of {dataset.name} have "
+      "none (a folder without class folders): sort them into class folders, or use "
+      "a method that needs no labels (configs/itq.py: lsh, sh, itq)."
+    )
   split = protocols.make_split(protocol, dataset, config.seed, config.data)
   model = build_model(config, dataset.num_classes)
   # Shapes only, nothing computed: a backbone that cannot take this input size (LeNet's pooling
@@ -99,8 +103,9 @@ def build_experiment(config, dataset: Dataset | None = None) -> Experiment:
   jax.eval_shape(model.init, jax.random.key(0), sample_inputs(config, dataset.image_shape))
   mesh = parallel.data_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh, "train.batch_size")  # before any write
-  return Experiment(config, method, protocol, dataset, split, model, mesh,
-                    config_lib.frozen_stages(config))
+  return Experiment(
+    config, method, protocol, dataset, split, model, mesh, config_lib.frozen_stages(config)
+  )
 
 
 def init_variables(exp: Experiment) -> tuple[dict, dict]:
@@ -113,7 +118,9 @@ def init_variables(exp: Experiment) -> tuple[dict, dict]:
   if not exp.config.model.init_weights:
     variables = jax.jit(exp.model.init)(key, inputs)  # one compile, not one per op
     return variables["params"], variables.get("batch_stats", {})
-  loaded = jax.tree.map(jnp.asarray, load_weights(exp.config.model.init_weights, exp.model.backbone))
+  loaded = jax.tree.map(
+    jnp.asarray, load_weights(exp.config.model.init_weights, exp.model.backbone)
+  )
   features = jax.eval_shape(lambda: exp.model.backbone.apply(loaded, inputs))
   head = jax.jit(exp.model.head.init)(key, jnp.zeros(features.shape, jnp.float32))
   stats = {"backbone": loaded["batch_stats"]} if loaded["batch_stats"] else {}
@@ -122,8 +129,12 @@ def init_variables(exp: Experiment) -> tuple[dict, dict]:
 
 def initial_state(exp: Experiment, optimizer: optax.GradientTransformation) -> TrainState:
   params, batch_stats = init_variables(exp)
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=optimizer.init(params), batch_stats=batch_stats)
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    opt_state=optimizer.init(params),
+    batch_stats=batch_stats,
+  )
 
 
 def restore_trained(exp: Experiment, workdir: str, stream=None) -> TrainState:
@@ -182,8 +193,9 @@ def make_train_steps(exp: Experiment, optimizer: optax.GradientTransformation, s
     def loss_fn(params):
       params = jax.tree.map(lambda p, t: p if t else jax.lax.stop_gradient(p), params, mask)
       variables = {"params": params, "batch_stats": state.batch_stats}
-      apply = functools.partial(exp.model.apply, variables, inputs, train=True, start=start,
-                                rngs={"dropout": dropout_key})
+      apply = functools.partial(
+        exp.model.apply, variables, inputs, train=True, start=start, rngs={"dropout": dropout_key}
+      )
       if update_stats:
         outputs, updates = apply(mutable=["batch_stats"])
         batch_stats = updates["batch_stats"]
@@ -197,21 +209,28 @@ def make_train_steps(exp: Experiment, optimizer: optax.GradientTransformation, s
     params = optax.apply_updates(state.params, updates)
     # A non-finite loss, gradient or new state is never applied; the host reads the flags (bits in
     # the order of NONFINITE) at its next log or checkpoint boundary and stops or counts.
-    flags = jnp.stack([~jnp.isfinite(loss), ~_all_finite((params, batch_stats)),
-                       ~_all_finite(opt_state)])
+    flags = jnp.stack(
+      [~jnp.isfinite(loss), ~_all_finite((params, batch_stats)), ~_all_finite(opt_state)]
+    )
     bad = flags.any()
     keep_old = lambda new, old: jnp.where(bad, old, new)
     params = jax.tree.map(keep_old, params, state.params)
     opt_state = jax.tree.map(keep_old, opt_state, state.opt_state)
     batch_stats = jax.tree.map(keep_old, batch_stats, state.batch_stats)
-    metrics = {"loss": loss, **metrics, "learning_rate": schedule(state.step),
-               "nonfinite": jnp.sum(flags * (2 ** jnp.arange(len(NONFINITE)))).astype(jnp.int32)}
-    return TrainState(step=state.step + 1, params=params, opt_state=opt_state,
-                      batch_stats=batch_stats), metrics
+    metrics = {
+      "loss": loss,
+      **metrics,
+      "learning_rate": schedule(state.step),
+      "nonfinite": jnp.sum(flags * (2 ** jnp.arange(len(NONFINITE)))).astype(jnp.int32),
+    }
+    return TrainState(
+      step=state.step + 1, params=params, opt_state=opt_state, batch_stats=batch_stats
+    ), metrics
 
   def train_steps(state: TrainState, shared, per_step):
-    return jax.lax.scan(lambda carry, arguments: train_step(carry, shared, arguments), state,
-                        per_step)
+    return jax.lax.scan(
+      lambda carry, arguments: train_step(carry, shared, arguments), state, per_step
+    )
 
   return jax.jit(train_steps, donate_argnums=0)
 
@@ -224,12 +243,16 @@ def call_length(step: int, steps: int, steps_per_call: int, every: tuple[int, ..
 
 def step_metrics(stacked: list[dict]) -> list[dict]:
   """The metrics of each step from calls' stacked metrics (fetched to the host)."""
-  return [{k: v[i] for k, v in metrics.items()} for metrics in stacked
-          for i in range(len(metrics["nonfinite"]))]
+  return [
+    {k: v[i] for k, v in metrics.items()}
+    for metrics in stacked
+    for i in range(len(metrics["nonfinite"]))
+  ]
 
 
-def feature_cache(exp: Experiment, workdir: str, state: TrainState, stream,
-                  on_shard=None) -> tuple[np.ndarray, np.ndarray]:
+def feature_cache(
+  exp: Experiment, workdir: str, state: TrainState, stream, on_shard=None
+) -> tuple[np.ndarray, np.ndarray]:
   """The frozen prefix's activations (every image; the flipped training images when the run
   flips), built or reused.
 
@@ -240,27 +263,37 @@ def feature_cache(exp: Experiment, workdir: str, state: TrainState, stream,
   config, backbone = exp.config, exp.model.backbone
   stop = exp.frozen_stages if exp.frozen_stages < len(type(backbone).STAGES) else None
   mask = trainable_mask(exp.config, exp.model, state.params)["backbone"]
-  frozen = {name: tree for name, tree in state.params["backbone"].items()
-            if not jax.tree.leaves(mask[name])[0]}
+  frozen = {
+    name: tree
+    for name, tree in state.params["backbone"].items()
+    if not jax.tree.leaves(mask[name])[0]
+  }
   stats = state.batch_stats.get("backbone", {})
   images = exp.dataset.images
   flipped = exp.split.train if config.data.flip else np.zeros(0, np.int64)
   fields = {
-      "dataset": exp.dataset.name, "num_images": len(exp.dataset.labels),
-      "image_shape": list(exp.dataset.image_shape),
-      "images": (feature_cache_lib.digest_tree(images) if isinstance(images, np.ndarray)
-                 else feature_cache_lib.digest_tree(list(getattr(images, "paths", [])))),
-      "flipped": feature_cache_lib.digest_tree(flipped),
-      "input": {k: config.data[k] for k in ("image_size", "crop")} | {
-          "mean": list(config.data.mean), "std": list(config.data.std)},
-      "backbone": config.model.backbone, "dtype": config.model.dtype,
-      "frozen_stages": exp.frozen_stages,
-      "weights": feature_cache_lib.digest_tree(
-          {"params": frozen, "batch_stats": {k: v for k, v in stats.items() if k in frozen}}),
+    "dataset": exp.dataset.name,
+    "num_images": len(exp.dataset.labels),
+    "image_shape": list(exp.dataset.image_shape),
+    "images": (
+      feature_cache_lib.digest_tree(images)
+      if isinstance(images, np.ndarray)
+      else feature_cache_lib.digest_tree(list(getattr(images, "paths", [])))
+    ),
+    "flipped": feature_cache_lib.digest_tree(flipped),
+    "input": {k: config.data[k] for k in ("image_size", "crop")}
+    | {"mean": list(config.data.mean), "std": list(config.data.std)},
+    "backbone": config.model.backbone,
+    "dtype": config.model.dtype,
+    "frozen_stages": exp.frozen_stages,
+    "weights": feature_cache_lib.digest_tree(
+      {"params": frozen, "batch_stats": {k: v for k, v in stats.items() if k in frozen}}
+    ),
   }
   directory = config.data.feature_cache_dir or os.path.join(workdir, "features")
-  cache = feature_cache_lib.FeatureCache(directory, fields, len(exp.dataset.labels), flipped,
-                                         batch_size=config.eval.batch_size)
+  cache = feature_cache_lib.FeatureCache(
+    directory, fields, len(exp.dataset.labels), flipped, batch_size=config.eval.batch_size
+  )
 
   @jax.jit
   def prefix(variables, images, flip):
@@ -286,13 +319,18 @@ def total_steps(config, steps_per_epoch: int) -> int:
   return _num_steps(config.train.num_steps, config.train.num_epochs, steps_per_epoch)
 
 
-def _check_workdir(exp: Experiment, workdir: str, steps_per_epoch: int, extend: bool) -> rundir.Plan:
+def _check_workdir(
+  exp: Experiment, workdir: str, steps_per_epoch: int, extend: bool
+) -> rundir.Plan:
   """Refuses a changed identity or split; reads only (see ``jaxhash.rundir``)."""
   checkpoints = os.path.join(workdir, "checkpoints")
   plan = rundir.check(
-      workdir, exp.config,
-      lambda flat: _num_steps(flat["train.num_steps"], flat["train.num_epochs"], steps_per_epoch),
-      extend=extend, has_checkpoints=os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)))
+    workdir,
+    exp.config,
+    lambda flat: _num_steps(flat["train.num_steps"], flat["train.num_epochs"], steps_per_epoch),
+    extend=extend,
+    has_checkpoints=os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)),
+  )
   if distributed.is_writer():
     protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
   return plan
@@ -302,8 +340,9 @@ def _window_means(values: list[dict]) -> tuple[dict, int]:
   """Means of a log window's metrics over the applied steps, and the number of skipped steps."""
   applied = [v for v in values if not v["nonfinite"]]
   keys = [k for k in values[0] if k != "nonfinite"]
-  return {k: float(np.mean([v[k] for v in applied])) for k in keys} if applied else {}, \
-      len(values) - len(applied)
+  return {k: float(np.mean([v[k] for v in applied])) for k in keys} if applied else {}, len(
+    values
+  ) - len(applied)
 
 
 def _and(names: list[str]) -> str:
@@ -334,7 +373,9 @@ def _diverged(steps: list[int], records: list[dict]) -> tuple[list[int], dict]:
   return [s for s, loss in losses.items() if not loss <= DIVERGED_FACTOR * abs(reference)], losses
 
 
-def _nonfinite_stop(workdir: str, checkpointer: Checkpointer, step: int, flags: int) -> FloatingPointError:
+def _nonfinite_stop(
+  workdir: str, checkpointer: Checkpointer, step: int, flags: int
+) -> FloatingPointError:
   """Records a non-finite stop in run.json (a lower learning rate is then accepted) and says why.
 
   Checkpoints whose logged loss shows a diverged state are moved to ``diverged_checkpoints/``, so
@@ -343,35 +384,42 @@ def _nonfinite_stop(workdir: str, checkpointer: Checkpointer, step: int, flags: 
   """
   checkpointer.wait()
   if not distributed.is_writer():
-    return FloatingPointError(f"training stopped: non-finite values at step {step}; process 0 says "
-                              "which checkpoints are kept and what to rerun with.")
+    return FloatingPointError(
+      f"training stopped: non-finite values at step {step}; process 0 says "
+      "which checkpoints are kept and what to rerun with."
+    )
   records = metrics_log.read_metrics(workdir)
   diverged, losses = _diverged(checkpointer.steps(), records)
   checkpointer.set_aside_diverged(diverged)
   kept = checkpointer.steps()
   last = kept[-1] if kept else None
   quantities = [name for bit, name in enumerate(NONFINITE) if flags >> bit & 1]
-  rundir.record_event(workdir, "nonfinite_stop", step=step, quantities=quantities, checkpoint=last,
-                      diverged=diverged)
+  rundir.record_event(
+    workdir, "nonfinite_stop", step=step, quantities=quantities, checkpoint=last, diverged=diverged
+  )
   moved = ""
   if diverged:
     first = next(r["first_loss"] for r in records if "first_loss" in r)
-    moved = (f"checkpoint{'s' if len(diverged) > 1 else ''} {_and([str(s) for s in diverged])} had "
-             f"diverged (logged loss {max(losses[s] for s in diverged):.4g}, first step's "
-             f"{first:.4g}) and {'are' if len(diverged) > 1 else 'is'} moved to "
-             f"{checkpoint.DIVERGED_DIR}/; ")
+    moved = (
+      f"checkpoint{'s' if len(diverged) > 1 else ''} {_and([str(s) for s in diverged])} had "
+      f"diverged (logged loss {max(losses[s] for s in diverged):.4g}, first step's "
+      f"{first:.4g}) and {'are' if len(diverged) > 1 else 'is'} moved to "
+      f"{checkpoint.DIVERGED_DIR}/; "
+    )
   if last is None:
     where = "no sane checkpoint is left, so a rerun starts from step 0"
   else:
     where = f"the last checkpoint, step {last}, is finite and kept, and a rerun resumes from it"
   return FloatingPointError(
-      f"training stopped: the {_and(quantities)} became non-finite at step {step}; {moved}{where}: "
-      "rerun with a lower --config.optim.learning_rate, or with --config.train.skip_nonfinite=True "
-      "to skip such steps.")
+    f"training stopped: the {_and(quantities)} became non-finite at step {step}; {moved}{where}: "
+    "rerun with a lower --config.optim.learning_rate, or with --config.train.skip_nonfinite=True "
+    "to skip such steps."
+  )
 
 
-def train(exp: Experiment, workdir: str, stream=None, extend: bool = False,
-          on_shard=None) -> TrainState:
+def train(
+  exp: Experiment, workdir: str, stream=None, extend: bool = False, on_shard=None
+) -> TrainState:
   """Trains (or resumes) to the configured number of steps; returns the final state.
 
   ``extend=True`` lets a run train to a larger number of steps than it was started with
@@ -408,15 +456,25 @@ def train(exp: Experiment, workdir: str, stream=None, extend: bool = False,
       if not exp.frozen_stages:
         batches = TrainBatches(exp.dataset, exp.split.train, batch_size, config.seed, exp.mesh)
       else:
-        batches = feature_cache_lib.CachedBatches(cached, flipped, exp.split.train,
-                                                  exp.dataset.labels, batch_size, config.seed,
-                                                  exp.mesh)
+        batches = feature_cache_lib.CachedBatches(
+          cached, flipped, exp.split.train, exp.dataset.labels, batch_size, config.seed, exp.mesh
+        )
       devices, processes = exp.mesh.devices.size, distributed.process_count()
-      stream.write(f"{'resuming' if start else 'training'} {workdir} from step {start} on {devices} "
-                   f"{jax.default_backend()} device{'s' if devices > 1 else ''}"
-                   f"{f' in {processes} processes' if processes > 1 else ''}\n")
-      return _train_loop(exp, workdir, state, make_train_steps(exp, optimizer, schedule, batches.take),
-                         batches, steps, checkpointer, stream)
+      stream.write(
+        f"{'resuming' if start else 'training'} {workdir} from step {start} on {devices} "
+        f"{jax.default_backend()} device{'s' if devices > 1 else ''}"
+        f"{f' in {processes} processes' if processes > 1 else ''}\n"
+      )
+      return _train_loop(
+        exp,
+        workdir,
+        state,
+        make_train_steps(exp, optimizer, schedule, batches.take),
+        batches,
+        steps,
+        checkpointer,
+        stream,
+      )
 
 
 def steps_per_call(config, batches) -> int:
@@ -425,8 +483,16 @@ def steps_per_call(config, batches) -> int:
   return config.train.steps_per_call if batches.on_device else 1
 
 
-def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_steps, batches,
-                steps: int, checkpointer: Checkpointer, stream) -> TrainState:
+def _train_loop(
+  exp: Experiment,
+  workdir: str,
+  state: TrainState,
+  train_steps,
+  batches,
+  steps: int,
+  checkpointer: Checkpointer,
+  stream,
+) -> TrainState:
   config = exp.config
   start = int(state.step)
   per_call = steps_per_call(config, batches)
@@ -467,8 +533,12 @@ def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_steps, b
         means, window_skipped = _window_means(values)
         skipped += window_skipped
         now = time.perf_counter()
-        record = {"step": done, **means, **first_loss(values),
-                  "images_per_sec": len(values) * config.train.batch_size / (now - t_window)}
+        record = {
+          "step": done,
+          **means,
+          **first_loss(values),
+          "images_per_sec": len(values) * config.train.batch_size / (now - t_window),
+        }
         if config.train.skip_nonfinite:
           record["nonfinite_skipped"] = window_skipped
         log.write(record)
@@ -482,8 +552,10 @@ def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_steps, b
     progress.close()
     log.close()
   if skipped:
-    stream.write(f"skipped {skipped} non-finite steps of steps {start + 1}..{steps} "
-                 "(config.train.skip_nonfinite; counted in metrics.jsonl)\n")
+    stream.write(
+      f"skipped {skipped} non-finite steps of steps {start + 1}..{steps} "
+      "(config.train.skip_nonfinite; counted in metrics.jsonl)\n"
+    )
   return state
 
 
@@ -502,16 +574,24 @@ def evaluate(exp: Experiment, state: TrainState, workdir: str | None = None, str
   inputs = exp.dataset.images
   if exp.frozen_stages:
     if workdir is None and not config.data.feature_cache_dir:
-      raise ValueError("evaluating a run with a frozen prefix needs its workdir (its feature cache).")
+      raise ValueError(
+        "evaluating a run with a frozen prefix needs its workdir (its feature cache)."
+      )
     inputs = feature_cache(exp, workdir or "", state, stream or sys.stderr)[0]
   t0 = time.perf_counter()
   encoded, predicted = {}, {}
   for name in ("query", "database"):
     indices = getattr(exp.split, name)
-    words, features = encode_indices(encoder, state.variables, inputs, indices,
-                                     parallel.round_up_to_devices(config.eval.batch_size, exp.mesh),
-                                     with_features=spec.rerank, sharding=parallel.batch_sharded(exp.mesh),
-                                     label=f"encoding {name}")
+    words, features = encode_indices(
+      encoder,
+      state.variables,
+      inputs,
+      indices,
+      parallel.round_up_to_devices(config.eval.batch_size, exp.mesh),
+      with_features=spec.rerank,
+      sharding=parallel.batch_sharded(exp.mesh),
+      label=f"encoding {name}",
+    )
     words, class_words = words if classify else (words, None)
     labels = exp.dataset.labels[indices]
     encoded[name] = evaluation.Encoded(words, labels, features)
@@ -521,15 +601,23 @@ def evaluate(exp: Experiment, state: TrainState, workdir: str | None = None, str
   results["seconds"] = {"encode": encode_seconds, **results["seconds"]}
   if classify:
     t1 = time.perf_counter()
-    results["classifier"] = classifier_baseline.evaluate(predicted["query"], predicted["database"],
-                                                         exp.dataset.num_classes, spec)
+    results["classifier"] = classifier_baseline.evaluate(
+      predicted["query"], predicted["database"], exp.dataset.num_classes, spec
+    )
     results["seconds"]["classifier"] = time.perf_counter() - t1
   results["seconds"]["evaluate"] = time.perf_counter() - t0
-  return {"method": exp.method.name, "bits": config.method.bits, "backbone": config.model.backbone,
-          "protocol": exp.protocol.name,
-          "num_queries": len(exp.split.query), "num_database": len(exp.split.database),
-          "step": int(state.step), "eval": config.eval.to_dict(), **results,
-          "environment": environment.describe()}
+  return {
+    "method": exp.method.name,
+    "bits": config.method.bits,
+    "backbone": config.model.backbone,
+    "protocol": exp.protocol.name,
+    "num_queries": len(exp.split.query),
+    "num_database": len(exp.split.database),
+    "step": int(state.step),
+    "eval": config.eval.to_dict(),
+    **results,
+    "environment": environment.describe(),
+  }
 
 
 def unlabelled(exp: Experiment, stream) -> bool:
@@ -537,9 +625,10 @@ def unlabelled(exp: Experiment, stream) -> bool:
   if exp.dataset.num_classes:
     return False
   (stream or sys.stderr).write(
-      f"evaluation skipped: the images of {exp.dataset.name} have no labels, and retrieval is "
-      "measured by shared labels; index and search them with python -m jaxhash.index and "
-      "jaxhash.search\n")
+    f"evaluation skipped: the images of {exp.dataset.name} have no labels, and retrieval is "
+    "measured by shared labels; index and search them with python -m jaxhash.index and "
+    "jaxhash.search\n"
+  )
   return True
 
 

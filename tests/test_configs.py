@@ -41,9 +41,14 @@ def test_package_exports_resolve_lazily():
   import subprocess
   import sys
 
-  code = ("import sys, jaxhash; assert 'jax' not in sys.modules; "
-          "[getattr(jaxhash, n) for n in jaxhash.__all__]; print('ok')")
-  assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "ok"
+  code = (
+    "import sys, jaxhash; assert 'jax' not in sys.modules; "
+    "[getattr(jaxhash, n) for n in jaxhash.__all__]; print('ok')"
+  )
+  assert (
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
+    == "ok"
+  )
 
 
 def test_a_key_and_its_comment_stay_on_one_line():

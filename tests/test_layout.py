@@ -39,7 +39,7 @@ def _imports(module, path, modules):
       base = node.module or ""
       if node.level:
         package = module.split(".")
-        package = package[:len(package) - node.level + is_package]
+        package = package[: len(package) - node.level + is_package]
         base = ".".join(package + ([base] if base else []))
       for alias in node.names:
         found.add(f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base)
@@ -56,7 +56,7 @@ def _cycle(graph):
     stack.append(node)
     for succ in sorted(graph[node]):
       if state.get(succ) == 1:
-        return stack[stack.index(succ):] + [succ]
+        return stack[stack.index(succ) :] + [succ]
       if succ not in state:
         found = visit(succ)
         if found:

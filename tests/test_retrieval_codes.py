@@ -47,7 +47,9 @@ def test_bit_order_is_documented_order():
   bits = np.zeros((1, 72), np.uint8)
   bits[0, [0, 9, 33, 71]] = 1
   np.testing.assert_array_equal(pack_bits(bits), [[1 | 1 << 9, 1 << 1, 1 << 7]])
-  np.testing.assert_array_equal(to_faiss_bytes(pack_bits(bits), 72), [[1, 2, 0, 0, 2, 0, 0, 0, 128]])
+  np.testing.assert_array_equal(
+    to_faiss_bytes(pack_bits(bits), 72), [[1, 2, 0, 0, 2, 0, 0, 0, 128]]
+  )
 
 
 def test_plus_minus_one_codes_pack_like_zero_one():
@@ -84,11 +86,14 @@ def test_hamming_distance_is_a_metric(seed, nbits):
   assert (d[:, None, :] <= d[:, :, None] + d[None, :, :]).all()  # d(i,k) <= d(i,j) + d(j,k)
 
 
-@pytest.mark.parametrize("words, message", [
+@pytest.mark.parametrize(
+  "words, message",
+  [
     (np.zeros((3, 2), np.int32), "uint32"),
     (np.zeros(3, np.uint32), "uint32"),
     (np.zeros((3, 33), np.uint32), "1 to 32"),
-])
+  ],
+)
 def test_check_words_rejects_bad_arrays(words, message):
   with pytest.raises(ValueError, match=message):
     check_words(words, "db_words")

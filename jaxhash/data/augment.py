@@ -24,7 +24,7 @@ def _random_crop_and_flip(image, key, crop: int, flip: bool):
 def _centre_crop(images, crop: int):
   h, w = images.shape[1:3]
   top, left = (h - crop) // 2, (w - crop) // 2
-  return images[:, top:top + crop, left:left + crop]
+  return images[:, top : top + crop, left : left + crop]
 
 
 def preprocess(images, key, data_config, train: bool):

@@ -33,9 +33,13 @@ def evaluate(query: Encoded, database: Encoded, num_classes: int, spec: EvalSpec
   The radius metrics are left out: one-hot codes are at distance 0 or 2, so any radius >= 2 holds
   the whole database.
   """
-  measured = evaluate_codes(query, database, dataclasses.replace(spec, nbits=num_classes,
-                                                                rerank=False))["codes"]
+  measured = evaluate_codes(
+    query, database, dataclasses.replace(spec, nbits=num_classes, rerank=False)
+  )["codes"]
   predicted = unpack_bits(query.words, num_classes).argmax(axis=1)
   accuracy = float(np.mean(query.labels[np.arange(len(predicted)), predicted] > 0))
-  return {"bits": num_classes, "accuracy": accuracy,
-          **{key: value for key, value in measured.items() if "radius" not in key}}
+  return {
+    "bits": num_classes,
+    "accuracy": accuracy,
+    **{key: value for key, value in measured.items() if "radius" not in key},
+  }

@@ -9,11 +9,23 @@ from jaxhash.methods.base import HashModel, Method
 
 __all__ = ["HashModel", "METHODS", "Method", "get_method"]
 
-METHODS = {m.name: m for m in (dlbhc.METHOD, hashnet.METHOD, lsh.METHOD, sh.METHOD, itq.METHOD,
-                               itq_cca.METHOD, sdh.METHOD)}
+METHODS = {
+  m.name: m
+  for m in (
+    dlbhc.METHOD,
+    hashnet.METHOD,
+    lsh.METHOD,
+    sh.METHOD,
+    itq.METHOD,
+    itq_cca.METHOD,
+    sdh.METHOD,
+  )
+}
 
 
 def get_method(name: str) -> Method:
   if name not in METHODS:
-    raise ValueError(f"unknown method {name!r} (config.method.name); choose one of {sorted(METHODS)}.")
+    raise ValueError(
+      f"unknown method {name!r} (config.method.name); choose one of {sorted(METHODS)}."
+    )
   return METHODS[name]

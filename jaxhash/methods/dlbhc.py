@@ -48,10 +48,10 @@ def defaults() -> dict:
 
 
 METHOD = Method(
-    name="dlbhc",
-    make_head=lambda config, num_classes: DLBHCHead(bits=config.bits, num_classes=num_classes),
-    loss=classification_loss,
-    binarize=binarize,
-    defaults=defaults,
-    classifies=True,
+  name="dlbhc",
+  make_head=lambda config, num_classes: DLBHCHead(bits=config.bits, num_classes=num_classes),
+  loss=classification_loss,
+  binarize=binarize,
+  defaults=defaults,
+  classifies=True,
 )

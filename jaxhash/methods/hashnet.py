@@ -66,7 +66,9 @@ def pair_weights(similar: jax.Array, weighting: str) -> jax.Array:
   elif weighting == "balanced":
     n_similar = jnp.sum(similar & off_diagonal)
     n_dissimilar = jnp.sum(~similar & off_diagonal)
-    weights = jnp.where(similar, 1.0 / jnp.maximum(n_similar, 1), 1.0 / jnp.maximum(n_dissimilar, 1))
+    weights = jnp.where(
+      similar, 1.0 / jnp.maximum(n_similar, 1), 1.0 / jnp.maximum(n_dissimilar, 1)
+    )
     weights = jnp.where(off_diagonal, weights, 0.0)
   else:
     raise ValueError(f"config.method.weighting={weighting!r}: use one of {WEIGHTINGS}.")
@@ -125,20 +127,26 @@ def make_head(config, num_classes: int) -> HashNetHead:
 
 def defaults() -> dict:
   return {
-      "name": "hashnet",
-      "bits": 48,
-      "alpha": 0.0,  # θ = α·⟨h_i, h_j⟩; 0 means 10 / bits
-      "weighting": "balanced",  # balanced (the paper's |S|/|S1|, |S|/|S0|) | uniform
-      "continuation": True,  # False: fixed β = beta0
-      "beta0": 1.0,
-      "gamma": 0.005,
-      "power": 0.5,
-      "step_size": 200,  # β = beta0 · (1 + gamma · t)^power, t = step_size · ⌊step / step_size⌋
+    "name": "hashnet",
+    "bits": 48,
+    "alpha": 0.0,  # θ = α·⟨h_i, h_j⟩; 0 means 10 / bits
+    "weighting": "balanced",  # balanced (the paper's |S|/|S1|, |S|/|S0|) | uniform
+    "continuation": True,  # False: fixed β = beta0
+    "beta0": 1.0,
+    "gamma": 0.005,
+    "power": 0.5,
+    "step_size": 200,  # β = beta0 · (1 + gamma · t)^power, t = step_size · ⌊step / step_size⌋
   }
 
 
-METHOD = Method(name="hashnet", make_head=make_head, loss=loss, binarize=binarize, defaults=defaults,
-                validate=validate)
+METHOD = Method(
+  name="hashnet",
+  make_head=make_head,
+  loss=loss,
+  binarize=binarize,
+  defaults=defaults,
+  validate=validate,
+)
 
 
 def use_released_recipe(config, learning_rate: float):

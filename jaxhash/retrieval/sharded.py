@@ -35,9 +35,15 @@ def database_mesh(devices=None) -> Mesh:
   return Mesh(np.asarray(devices if devices is not None else jax.local_devices()), (_AXIS,))
 
 
-def sharded_topk(query_words, db_words, k: int, *, mesh: Mesh | None = None,
-                 query_chunk: int | None = None, db_chunk: int | None = None
-                 ) -> tuple[jax.Array, jax.Array]:
+def sharded_topk(
+  query_words,
+  db_words,
+  k: int,
+  *,
+  mesh: Mesh | None = None,
+  query_chunk: int | None = None,
+  db_chunk: int | None = None,
+) -> tuple[jax.Array, jax.Array]:
   """:func:`hamming_topk` with the database split over the devices of a 1-D ``mesh``.
 
   Each shard is searched in blocks of ``db_chunk`` codes (default 2**20). Returns the same int32
@@ -49,8 +55,10 @@ def sharded_topk(query_words, db_words, k: int, *, mesh: Mesh | None = None,
   k = check_k(k, num_codes)
   mesh = mesh if mesh is not None else database_mesh()
   if mesh.axis_names != (_AXIS,):
-    raise ValueError(f"sharded_topk needs a 1-D mesh with axis {_AXIS!r} (see database_mesh); "
-                     f"got axes {mesh.axis_names}.")
+    raise ValueError(
+      f"sharded_topk needs a 1-D mesh with axis {_AXIS!r} (see database_mesh); "
+      f"got axes {mesh.axis_names}."
+    )
   num_shards = mesh.devices.size
   block_rows = chunking.block_rows(queries.shape[1], db_chunk)
   shard_rows = round_up(max(ceil_div(num_codes, num_shards), k), ROW_MULTIPLE)
@@ -61,14 +69,18 @@ def sharded_topk(query_words, db_words, k: int, *, mesh: Mesh | None = None,
   sharded_db = jax.device_put(padded, NamedSharding(mesh, PartitionSpec(_AXIS, None)))
   search = _sharded_search(mesh, num_codes, shard_rows, block_rows, k)
   num_queries = queries.shape[0]
-  chunks = chunking.query_chunks(num_queries,
-                                 chunking.query_chunk_size(query_chunk, k, queries.shape[1]))
-  results = [search(chunking.padded_rows(jnp.asarray(queries), *chunk), sharded_db)
-             for chunk in chunks]
+  chunks = chunking.query_chunks(
+    num_queries, chunking.query_chunk_size(query_chunk, k, queries.shape[1])
+  )
+  results = [
+    search(chunking.padded_rows(jnp.asarray(queries), *chunk), sharded_db) for chunk in chunks
+  ]
   if not results:
     return jnp.zeros((0, k), jnp.int32), jnp.zeros((0, k), jnp.int32)
-  return (chunking.concat_rows([distances for distances, _ in results], num_queries),
-          chunking.concat_rows([indices for _, indices in results], num_queries))
+  return (
+    chunking.concat_rows([distances for distances, _ in results], num_queries),
+    chunking.concat_rows([indices for _, indices in results], num_queries),
+  )
 
 
 @functools.lru_cache(maxsize=16)
@@ -85,8 +97,13 @@ def _sharded_search(mesh: Mesh, num_codes: int, shard_rows: int, block_rows: int
     return merge_topk(gathered_distances, gathered_indices, k, top_distance)
 
   replicated = PartitionSpec()
-  mapped = jax.shard_map(local_topk, mesh=mesh, in_specs=(replicated, PartitionSpec(_AXIS, None)),
-                         out_specs=(replicated, replicated), check_vma=False)
+  mapped = jax.shard_map(
+    local_topk,
+    mesh=mesh,
+    in_specs=(replicated, PartitionSpec(_AXIS, None)),
+    out_specs=(replicated, replicated),
+    check_vma=False,
+  )
   return jax.jit(mapped, compiler_options=chunking.compiler_options())
 
 
@@ -95,8 +112,16 @@ def _shard_topk(queries, shard, num_valid, k, block_rows, top_distance):
   block_rows = min(shard.shape[0], block_rows)
   best = None
   for start in range(0, shard.shape[0], block_rows):
-    distances, indices = block_topk(queries, queries, shard, shard, start, block_rows,
-                                    jnp.clip(num_valid - start, 0, block_rows), k)
+    distances, indices = block_topk(
+      queries,
+      queries,
+      shard,
+      shard,
+      start,
+      block_rows,
+      jnp.clip(num_valid - start, 0, block_rows),
+      k,
+    )
     new = distances, indices + start
     best = new if best is None else append_topk(best, new, k, top_distance)
   return best
