@@ -30,26 +30,32 @@ import sys
 import tempfile
 import time
 
-from common import ROOT, machine, write_results
-
 import numpy as np
 from PIL import Image
 
 import jaxhash
+from common import ROOT, machine, write_results
 
 
 def read_idx(name: str) -> np.ndarray:
   """An IDX file shipped in the package (uint8 data; header: magic, then one uint32 per dim)."""
-  data = gzip.decompress((importlib.resources.files("jaxhash.data") / "embedded" / name).read_bytes())
+  data = gzip.decompress(
+    (importlib.resources.files("jaxhash.data") / "embedded" / name).read_bytes()
+  )
   ndim = data[3]
-  shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
+  shape = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
   return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
 
 
 def cli(*args: str) -> tuple[subprocess.CompletedProcess, float]:
   t0 = time.perf_counter()
-  proc = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
-                        env={**os.environ, "PYTHONPATH": ROOT})
+  proc = subprocess.run(
+    [sys.executable, "-m", *args],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    env={**os.environ, "PYTHONPATH": ROOT},
+  )
   if proc.returncode:
     sys.exit(f"{' '.join(args[:1])} failed:\n{proc.stderr}")
   return proc, time.perf_counter() - t0
@@ -72,8 +78,9 @@ def main() -> None:
   workdir = os.path.abspath(args.workdir)
   payload = {"machine": machine(), "workdir": os.path.relpath(workdir, ROOT)}
   if not os.path.isfile(os.path.join(workdir, "results.json")):
-    _, payload["train_seconds"] = cli("jaxhash.train", "--config", "configs/dlbhc_mnist.py",
-                                      "--workdir", workdir)
+    _, payload["train_seconds"] = cli(
+      "jaxhash.train", "--config", "configs/dlbhc_mnist.py", "--workdir", workdir
+    )
 
   # 1. The API alone.
   images = read_idx("t10k-images-idx3-ubyte.gz")
@@ -88,9 +95,11 @@ def main() -> None:
   index.add(codes)
   held_out = np.loadtxt(os.path.join(workdir, "splits", "query.txt"), dtype=np.int64, comments="#")
   payload["api"] = {
-      "step": hasher.step, "bits": hasher.bits,
-      "precision@10_all_10000": precision_at_10(index, codes, labels, np.arange(len(images))),
-      "precision@10_1000_held_out": precision_at_10(index, codes, labels, held_out)}
+    "step": hasher.step,
+    "bits": hasher.bits,
+    "precision@10_all_10000": precision_at_10(index, codes, labels, np.arange(len(images))),
+    "precision@10_1000_held_out": precision_at_10(index, codes, labels, held_out),
+  }
 
   # 2. The commands over a folder of PNG files.
   with tempfile.TemporaryDirectory() as tmp:
@@ -110,15 +119,25 @@ def main() -> None:
       for line in proc.stdout.strip().splitlines():
         record = json.loads(line)
         found = [r["path"] for r in record["results"] if r["path"] != record["query"] or k == 10]
-        counts.append(sum(os.path.dirname(p) == os.path.dirname(record["query"]) for p in found[:10]))
+        counts.append(
+          sum(os.path.dirname(p) == os.path.dirname(record["query"]) for p in found[:10])
+        )
       same[k] = (float(np.mean(counts)), search_seconds, len(counts))
   payload["commands"] = {
-      "images": 2000, "queries": same[10][2], "index_seconds": index_seconds,
-      "search_seconds": same[10][1],
-      "same_folder_in_top10": same[10][0], "same_folder_in_top10_self_excluded": same[11][0]}
-  bars = {"api_precision@10_at_least_0.95": min(payload["api"]["precision@10_all_10000"],
-                                                payload["api"]["precision@10_1000_held_out"]) >= 0.95,
-          "commands_same_folder_at_least_9_of_10": same[11][0] >= 9 and same[10][0] >= 9}
+    "images": 2000,
+    "queries": same[10][2],
+    "index_seconds": index_seconds,
+    "search_seconds": same[10][1],
+    "same_folder_in_top10": same[10][0],
+    "same_folder_in_top10_self_excluded": same[11][0],
+  }
+  bars = {
+    "api_precision@10_at_least_0.95": min(
+      payload["api"]["precision@10_all_10000"], payload["api"]["precision@10_1000_held_out"]
+    )
+    >= 0.95,
+    "commands_same_folder_at_least_9_of_10": same[11][0] >= 9 and same[10][0] >= 9,
+  }
   payload["bars_hold"] = bars
   print(write_results("api_search", payload))
   if not all(bars.values()):

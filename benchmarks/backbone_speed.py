@@ -20,6 +20,7 @@ import sys
 import time
 
 import numpy as np
+
 from common import ROOT, machine, write_results
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -37,8 +38,8 @@ def main() -> None:
 
   import jax
   import torch
-  import torch_backbones
 
+  import torch_backbones
   from jaxhash.models import get_backbone
   from jaxhash.models.weights import convert, read_state_dict
 
@@ -57,8 +58,10 @@ def main() -> None:
     x_jax = jax.device_put(x)
     x_torch = torch.from_numpy(x.transpose(0, 3, 1, 2).copy())
     x_torch = x_torch.contiguous(memory_format=torch.channels_last)
-    runs = {f"jaxhash {impl}": lambda f=forwards[impl]: jax.block_until_ready(f(variables, x_jax))
-            for impl in args.impls}
+    runs = {
+      f"jaxhash {impl}": lambda f=forwards[impl]: jax.block_until_ready(f(variables, x_jax))
+      for impl in args.impls
+    }
     runs["torch"] = lambda: reference(x_torch)[0]
     outputs, compile_seconds = {}, {}
     with torch.no_grad():
@@ -75,17 +78,34 @@ def main() -> None:
     want = outputs["torch"]
     for name, seconds in times.items():
       median = statistics.median(seconds)
-      rows.append({"size": size, "implementation": name, "images_per_sec": args.batch / median,
-                   "batch_seconds_median": median, "batch_seconds_min": min(seconds),
-                   "first_call_seconds": compile_seconds[name],
-                   "max_diff_vs_torch_relative":
-                       f"{np.abs(outputs[name] - want).max() / np.abs(want).max():.1e}"})
-      print(f"{size:4d} px  {name:18s} {args.batch / median:8.1f} images/s  "
-            f"(median {median:.3f} s, first call {compile_seconds[name]:.1f} s)", flush=True)
+      relative = np.abs(outputs[name] - want).max() / np.abs(want).max()
+      rows.append(
+        {
+          "size": size,
+          "implementation": name,
+          "images_per_sec": args.batch / median,
+          "batch_seconds_median": median,
+          "batch_seconds_min": min(seconds),
+          "first_call_seconds": compile_seconds[name],
+          "max_diff_vs_torch_relative": f"{relative:.1e}",
+        }
+      )
+      print(
+        f"{size:4d} px  {name:18s} {args.batch / median:8.1f} images/s  "
+        f"(median {median:.3f} s, first call {compile_seconds[name]:.1f} s)",
+        flush=True,
+      )
 
-  payload = {"machine": machine(), "model": "efficientnet_lite0 (features, inference)",
-             "batch": args.batch, "repeats": args.repeats, "torch_threads": args.threads,
-             "torch_memory_format": "channels_last", "dtype": "float32", "runs": rows}
+  payload = {
+    "machine": machine(),
+    "model": "efficientnet_lite0 (features, inference)",
+    "batch": args.batch,
+    "repeats": args.repeats,
+    "torch_threads": args.threads,
+    "torch_memory_format": "channels_last",
+    "dtype": "float32",
+    "runs": rows,
+  }
   print(write_results(args.name, payload))
 
 

@@ -52,7 +52,7 @@ def synthetic(seed: int = 0) -> dict:
   prototypes = rng.integers(0, 2, (CLASSES, BITS), dtype=np.uint8)
   flip_rates = np.zeros((CLASSES, BITS))
   for c in range(CLASSES):
-    flip_rates[c, rng.permutation(BITS)[:len(UNSTABLE_BITS)]] = UNSTABLE_BITS
+    flip_rates[c, rng.permutation(BITS)[: len(UNSTABLE_BITS)]] = UNSTABLE_BITS
   centers = rng.normal(0, 1, (CLASSES, FEATURES)).astype(np.float32)
   out = {}
   for name, m in (("query", QUERIES), ("database", DATABASE)):
@@ -102,7 +102,7 @@ def legacy_evaluate(query, database, spec) -> dict:
       hit_precision = (precision[:, :depth] * top[:, :depth]).sum(axis=1)
       add(mode, f"map@{r}", np.where(found > 0, hit_precision / np.maximum(found, 1), 0.0))
     for k in spec.precision_at:
-      add(mode, f"precision@{k}", top[:, :min(k, n)].sum(axis=1) / float(min(k, n)))
+      add(mode, f"precision@{k}", top[:, : min(k, n)].sum(axis=1) / float(min(k, n)))
 
   labels_db = database.labels.astype(np.float32).T
   for start in range(0, num_queries, max(1, 2**24 // n)):
@@ -113,20 +113,25 @@ def legacy_evaluate(query, database, spec) -> dict:
     ranking_metrics("codes", np.take_along_axis(rel, order, axis=1))
     retrieved = (distances <= spec.radius).sum(axis=1)
     hits, total = ((distances <= spec.radius) & rel).sum(axis=1), rel.sum(axis=1)
-    add("codes", f"precision@radius{spec.radius}",
-        np.where(retrieved > 0, hits / np.maximum(retrieved, 1), 0.0))
-    add("codes", f"recall@radius{spec.radius}",
-        np.where(total > 0, hits / np.maximum(total, 1), 0.0))
+    add(
+      "codes",
+      f"precision@radius{spec.radius}",
+      np.where(retrieved > 0, hits / np.maximum(retrieved, 1), 0.0),
+    )
+    add(
+      "codes", f"recall@radius{spec.radius}", np.where(total > 0, hits / np.maximum(total, 1), 0.0)
+    )
     if query.features is not None:
       qf, df = jnp.asarray(query.features[sl]), jnp.asarray(database.features)
       squared = jnp.sum(qf**2, axis=1, keepdims=True) - 2.0 * qf @ df.T + jnp.sum(df**2, axis=1)
-      head = order[:, :min(spec.rerank_pool, n)]
+      head = order[:, : min(spec.rerank_pool, n)]
       keys = np.take_along_axis(np.asarray(squared), head, axis=1)
       head = np.take_along_axis(head, np.argsort(keys, axis=1, kind="stable"), axis=1)
-      fine = np.concatenate([head, order[:, head.shape[1]:]], axis=1)
+      fine = np.concatenate([head, order[:, head.shape[1] :]], axis=1)
       ranking_metrics("rerank", np.take_along_axis(rel, fine, axis=1))
-  return {mode: {k: v / num_queries for k, v in values.items()}
-          for mode, values in sums.items() if values}
+  return {
+    mode: {k: v / num_queries for k, v in values.items()} for mode, values in sums.items() if values
+  }
 
 
 def timed(function, *args):
@@ -140,8 +145,13 @@ def run_case(name, data, rounds, check) -> dict:
   database = evaluation.Encoded(data["database_words"], data["database_labels"])
   spec = evaluation.EvalSpec(nbits=BITS, rerank=False)
   to_pm = lambda words: unpack_bits(words, BITS).astype(np.float32) * 2 - 1  # noqa: E731
-  ref_args = (to_pm(query.words), to_pm(database.words), query.labels.astype(np.float32),
-              database.labels.astype(np.float32), DATABASE)
+  ref_args = (
+    to_pm(query.words),
+    to_pm(database.words),
+    query.labels.astype(np.float32),
+    database.labels.astype(np.float32),
+    DATABASE,
+  )
   evaluation.evaluate(query, database, spec)  # compile
   ours, refs = [], []
   for _ in range(rounds):  # alternating
@@ -151,8 +161,13 @@ def run_case(name, data, rounds, check) -> dict:
     refs.append(seconds)
     print(f"{name}: jaxhash {ours[-1]:.2f} s, reference {refs[-1]:.1f} s", flush=True)
   distinct = np.unique(np.concatenate([query.words, pack_bits(query.labels)], axis=1), axis=0)
-  row = {"case": name, "distinct queries": len(distinct), "jaxhash s": min(ours),
-         "reference s": min(refs), "ratio": min(ours) / min(refs)}
+  row = {
+    "case": name,
+    "distinct queries": len(distinct),
+    "jaxhash s": min(ours),
+    "reference s": min(refs),
+    "ratio": min(ours) / min(refs),
+  }
   row.update({k: result["codes"][k] for k in MAP_KEYS})
   row["reference map@all"] = ref_map
   if check:
@@ -161,48 +176,76 @@ def run_case(name, data, rounds, check) -> dict:
 
 
 def compare(ours: dict, legacy: dict) -> dict:
-  diffs = [(abs(ours[mode][k] - v), f"{ours[mode][k]:.4f}" == f"{v:.4f}")
-           for mode in legacy for k, v in legacy[mode].items()]
-  return {"figures checked": len(diffs), "max abs diff": max(d for d, _ in diffs),
-          "equal at 4 decimals": all(same for _, same in diffs)}
+  diffs = [
+    (abs(ours[mode][k] - v), f"{ours[mode][k]:.4f}" == f"{v:.4f}")
+    for mode in legacy
+    for k, v in legacy[mode].items()
+  ]
+  return {
+    "figures checked": len(diffs),
+    "max abs diff": max(d for d, _ in diffs),
+    "equal at 4 decimals": all(same for _, same in diffs),
+  }
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--rounds", type=int, default=2, help="alternating timings per case")
-  parser.add_argument("--no-check", dest="check", action="store_false",
-                      help="skip the comparison with the pre-package evaluation")
-  parser.add_argument("--codes", help="npz of a trained run's codes instead of the generator "
-                      "(results then go to evaluation_codes.json)")
+  parser.add_argument(
+    "--no-check",
+    dest="check",
+    action="store_false",
+    help="skip the comparison with the pre-package evaluation",
+  )
+  parser.add_argument(
+    "--codes",
+    help="npz of a trained run's codes instead of the generator "
+    "(results then go to evaluation_codes.json)",
+  )
   args = parser.parse_args()
   data = dict(np.load(args.codes)) if args.codes else synthetic()
   source = args.codes or "generator fitted to a trained DLBHC run (seed 0)"
   rng = np.random.default_rng(1)
-  random_labels = {**data, "query_labels": np.eye(CLASSES, dtype=np.uint8)[
-      rng.integers(0, CLASSES, QUERIES)]}
+  random_labels = {
+    **data,
+    "query_labels": np.eye(CLASSES, dtype=np.uint8)[rng.integers(0, CLASSES, QUERIES)],
+  }
   # The class-labels figures are checked with the re-ranking run below, which includes them.
-  rows = [run_case("class labels", data, args.rounds, check=False),
-          run_case("random query labels", random_labels, args.rounds, args.check)]
+  rows = [
+    run_case("class labels", data, args.rounds, check=False),
+    run_case("random query labels", random_labels, args.rounds, args.check),
+  ]
 
-  query, database = (evaluation.Encoded(data[f"{name}_words"], data[f"{name}_labels"],
-                                        data[f"{name}_features"]) for name in ("query", "database"))
+  query, database = (
+    evaluation.Encoded(data[f"{name}_words"], data[f"{name}_labels"], data[f"{name}_features"])
+    for name in ("query", "database")
+  )
   spec = evaluation.EvalSpec(nbits=BITS)
   evaluation.evaluate(query, database, spec)  # compile
   result, total = timed(evaluation.evaluate, query, database, spec)
-  rerank = {"jaxhash rerank s": result["seconds"]["rerank"], "jaxhash total s": total,
-            "map@all": result["rerank"]["map@all"], "map@1000": result["rerank"]["map@1000"]}
+  rerank = {
+    "jaxhash rerank s": result["seconds"]["rerank"],
+    "jaxhash total s": total,
+    "map@all": result["rerank"]["map@all"],
+    "map@1000": result["rerank"]["map@1000"],
+  }
   if args.check:
     legacy, seconds = timed(legacy_evaluate, query, database, spec)
     rerank.update({"pre-package total s (codes + rerank)": seconds, **compare(result, legacy)})
   print(f"coarse-to-fine: {rerank}", flush=True)
   checks = [r for r in rows + [rerank] if "equal at 4 decimals" in r]
   holds = all(r["ratio"] <= BAR for r in rows) and all(r["equal at 4 decimals"] for r in checks)
-  payload = {"machine": machine(), "codes": source,
-             "reference BLAS threads": os.environ["OPENBLAS_NUM_THREADS"],
-             "shape": f"{QUERIES} queries x {DATABASE} database, {BITS} bits, {CLASSES} classes",
-             "bar": f"jaxhash / reference <= {BAR} in every case, figures equal to the pre-package "
-                    "evaluation's where compared", "bar_holds": holds,
-             "cases": rows, "coarse_to_fine": rerank}
+  payload = {
+    "machine": machine(),
+    "codes": source,
+    "reference BLAS threads": os.environ["OPENBLAS_NUM_THREADS"],
+    "shape": f"{QUERIES} queries x {DATABASE} database, {BITS} bits, {CLASSES} classes",
+    "bar": f"jaxhash / reference <= {BAR} in every case, figures equal to the pre-package "
+    "evaluation's where compared",
+    "bar_holds": holds,
+    "cases": rows,
+    "coarse_to_fine": rerank,
+  }
   print(write_results("evaluation_codes" if args.codes else "evaluation", payload))
   print(f"bar ({payload['bar']}): {'holds' if holds else 'MISSED'}")
   return 0 if holds else 1

@@ -6,14 +6,14 @@
 Both indexes hold the codes before the timed searches: FAISS copies them at ``add``, jaxhash's
 ``HammingIndex`` lays them out (``prepare_codes``: a padded copy and byte columns) at its first
 search after ``add``; that one-off cost is timed separately (``prepare_ms``, beside FAISS's
-``add_ms``). Both run on the same codes in one process, alternating, ``--threads`` cores each (FAISS through
-``omp_set_num_threads``; XLA and jaxhash's query-chunk threads use the process's cores, so run it
-under ``taskset -c 0-1`` for a 2-core comparison on a larger machine). The figure is the best of
-``--repeats`` (least disturbed by other load); medians are recorded too. Distances must agree
-exactly with FAISS; FAISS breaks ties differently, so indices are checked against a numpy
-brute force with a stable sort on a subset of queries. Writes ``benchmarks/results/<name>.json``
-and ``.md`` (``benchmarks/common.py``), with the bars: ratio <= 1.0 at every row, <= 0.25
-at Q=1,000 and 64 bits.
+``add_ms``). Both run on the same codes in one process, alternating, ``--threads`` cores each (FAISS
+through ``omp_set_num_threads``; XLA and jaxhash's query-chunk threads use the process's cores, so
+run it under ``taskset -c 0-1`` for a 2-core comparison on a larger machine). The figure is the best
+of ``--repeats`` (least disturbed by other load); medians are recorded too. Distances must agree
+exactly with FAISS; FAISS breaks ties differently, so indices are checked against a numpy brute
+force with a stable sort on a subset of queries. Writes ``benchmarks/results/<name>.json`` and
+``.md`` (``benchmarks/common.py``), with the bars: ratio <= 1.0 at every row, <= 0.25 at Q=1,000 and
+64 bits.
 Other benchmark scripts import the helpers defined here.
 """
 
@@ -89,26 +89,37 @@ def compare(nbits, args, rng, faiss) -> list[dict]:
     subset = slice(0, args.check_queries)
     reference = stable_brute_force(queries[subset], database, args.k)
     row = {
-        "bits": nbits, "Q": num_queries, "N": args.codes, "k": args.k,
-        "prepare_ms": prepare_ms, "faiss_add_ms": add_ms,
-        "jaxhash_best_ms": 1e3 * min(jaxhash_times),
-        "jaxhash_median_ms": 1e3 * statistics.median(jaxhash_times),
-        "faiss_best_ms": 1e3 * min(faiss_times),
-        "faiss_median_ms": 1e3 * statistics.median(faiss_times),
-        "ratio_best": min(jaxhash_times) / min(faiss_times),
-        "ratio_median": statistics.median(jaxhash_times) / statistics.median(faiss_times),
-        "distances_equal_faiss": bool((distances == faiss_distances).all()),
-        "queries_checked_vs_stable_brute_force": len(reference[0]),
-        "equal_stable_brute_force": bool((indices[subset] == reference[1]).all()
-                                         and (distances[subset] == reference[0]).all()),
+      "bits": nbits,
+      "Q": num_queries,
+      "N": args.codes,
+      "k": args.k,
+      "prepare_ms": prepare_ms,
+      "faiss_add_ms": add_ms,
+      "jaxhash_best_ms": 1e3 * min(jaxhash_times),
+      "jaxhash_median_ms": 1e3 * statistics.median(jaxhash_times),
+      "faiss_best_ms": 1e3 * min(faiss_times),
+      "faiss_median_ms": 1e3 * statistics.median(faiss_times),
+      "ratio_best": min(jaxhash_times) / min(faiss_times),
+      "ratio_median": statistics.median(jaxhash_times) / statistics.median(faiss_times),
+      "distances_equal_faiss": bool((distances == faiss_distances).all()),
+      "queries_checked_vs_stable_brute_force": len(reference[0]),
+      "equal_stable_brute_force": bool(
+        (indices[subset] == reference[1]).all() and (distances[subset] == reference[0]).all()
+      ),
     }
     row["bar"] = 0.25 if (nbits, num_queries) == (64, 1000) else 1.0
-    row["holds"] = bool(row["ratio_best"] <= row["bar"] and row["distances_equal_faiss"]
-                        and row["equal_stable_brute_force"])
-    print(f"{nbits:4d} bits  Q={num_queries:>6,}  jaxhash {row['jaxhash_best_ms']:9.2f} ms  "
-          f"faiss {row['faiss_best_ms']:9.2f} ms  ratio {row['ratio_best']:.2f} "
-          f"(median {row['ratio_median']:.2f}, bar {row['bar']})  exact "
-          f"{row['distances_equal_faiss'] and row['equal_stable_brute_force']}", flush=True)
+    row["holds"] = bool(
+      row["ratio_best"] <= row["bar"]
+      and row["distances_equal_faiss"]
+      and row["equal_stable_brute_force"]
+    )
+    print(
+      f"{nbits:4d} bits  Q={num_queries:>6,}  jaxhash {row['jaxhash_best_ms']:9.2f} ms  "
+      f"faiss {row['faiss_best_ms']:9.2f} ms  ratio {row['ratio_best']:.2f} "
+      f"(median {row['ratio_median']:.2f}, bar {row['bar']})  exact "
+      f"{row['distances_equal_faiss'] and row['equal_stable_brute_force']}",
+      flush=True,
+    )
     rows.append(row)
   return rows
 
@@ -126,19 +137,32 @@ def main():
   parser.add_argument("--name", default="hamming_cpu", help="results file name")
   args = parser.parse_args()
   import faiss  # a benchmark dependency only: pip install faiss-cpu
+
   faiss.omp_set_num_threads(args.threads)
   info = machine()
   rng = np.random.default_rng(args.seed)
   rows = [row for nbits in args.bits for row in compare(nbits, args, rng, faiss)]
   command = "python benchmarks/bench_hamming_cpu.py " + " ".join(
-      f"--{name.replace('_', '-')} {' '.join(map(str, value)) if isinstance(value, list) else value}"
-      for name, value in vars(args).items())
+    f"--{name.replace('_', '-')} {' '.join(map(str, value)) if isinstance(value, list) else value}"
+    for name, value in vars(args).items()
+  )
   holds = all(r["holds"] for r in rows)
-  print(write_results(args.name, {
-      "command": command, "machine": info, "faiss_threads": args.threads,
-      "load_average_1min_at_end": os.getloadavg()[0], "all_bars_hold": holds, "results": rows}))
-  print(f"bars (ratio <= 1.0, <= 0.25 at 64 bits and Q = 1,000; exact): "
-        f"{'hold' if holds else 'MISSED'}")
+  print(
+    write_results(
+      args.name,
+      {
+        "command": command,
+        "machine": info,
+        "faiss_threads": args.threads,
+        "load_average_1min_at_end": os.getloadavg()[0],
+        "all_bars_hold": holds,
+        "results": rows,
+      },
+    )
+  )
+  print(
+    f"bars (ratio <= 1.0, <= 0.25 at 64 bits and Q = 1,000; exact): {'hold' if holds else 'MISSED'}"
+  )
   return 0 if holds else 1
 
 

@@ -3,7 +3,7 @@ searched with 100,000 queries (k = 10), with the time of each stage and the peak
 
   python benchmarks/bench_index_load.py            # N = 10,000,000, Q = 100,000, k = 10
   python benchmarks/bench_index_load.py --small    # N = 100,000, Q = 1,000: a quick check
-  python benchmarks/bench_index_load.py --queries 1000  # all 10M codes, fewer queries (minutes less)
+  python benchmarks/bench_index_load.py --queries 1000  # all 10M codes, fewer queries (faster)
 
 Peak memory is the process's maximum resident set size (``resource.getrusage``), which includes
 the JAX runtime; the bar is < 4 GB. Writes benchmarks/results/index_load[_small][_<Q>q].{json,md}.
@@ -18,10 +18,9 @@ import sys
 import tempfile
 import time
 
-from common import machine, write_results
-
 import numpy as np
 
+from common import machine, write_results
 from jaxhash.retrieval import HammingIndex
 
 BITS, K = 64, 10
@@ -47,10 +46,18 @@ def main() -> None:
   stages = []
 
   def stage(name, started, **extra):
-    stages.append({"stage": name, "seconds": time.perf_counter() - started,
-                   "peak_rss_gib": peak_bytes() / 2**30, **extra})
-    print(f"{name}: {stages[-1]['seconds']:.1f} s, peak RSS {stages[-1]['peak_rss_gib']:.2f} GiB",
-          flush=True)
+    stages.append(
+      {
+        "stage": name,
+        "seconds": time.perf_counter() - started,
+        "peak_rss_gib": peak_bytes() / 2**30,
+        **extra,
+      }
+    )
+    print(
+      f"{name}: {stages[-1]['seconds']:.1f} s, peak RSS {stages[-1]['peak_rss_gib']:.2f} GiB",
+      flush=True,
+    )
 
   t0 = time.perf_counter()
   index = HammingIndex(BITS)
@@ -70,22 +77,38 @@ def main() -> None:
     stage("load", t0)
 
   queries = random_codes(rng, q)
-  queries[:len(kept)] = kept
+  queries[: len(kept)] = kept
   t0 = time.perf_counter()
   distances, ids = index.search(queries, K)
   stage("search", t0, queries=q, k=K)
-  found = bool((distances[:len(kept), 0] == 0).all()
-               and (ids[:len(kept), 0] == np.arange(0, n, n // 100)[:len(kept)]).all())
+  found = bool(
+    (distances[: len(kept), 0] == 0).all()
+    and (ids[: len(kept), 0] == np.arange(0, n, n // 100)[: len(kept)]).all()
+  )
 
   peak = peak_bytes()
-  payload = {"machine": machine(), "n": n, "bits": BITS, "queries": q, "k": K,
-             "peak_rss_bytes": peak, "peak_under_4_gib": peak < PEAK_LIMIT_BYTES,
-             "stored_codes_found_at_distance_0": found, "stages": stages}
+  payload = {
+    "machine": machine(),
+    "n": n,
+    "bits": BITS,
+    "queries": q,
+    "k": K,
+    "peak_rss_bytes": peak,
+    "peak_under_4_gib": peak < PEAK_LIMIT_BYTES,
+    "stored_codes_found_at_distance_0": found,
+    "stages": stages,
+  }
   name = "index_load" + ("_small" if args.small else "") + (f"_{q}q" if q != default_q else "")
   print(write_results(name, payload))
   if peak >= PEAK_LIMIT_BYTES or not found:
-    sys.exit("bar missed: " + ("peak memory >= 4 GiB" if peak >= PEAK_LIMIT_BYTES else
-                               "a stored code was not found at distance 0"))
+    sys.exit(
+      "bar missed: "
+      + (
+        "peak memory >= 4 GiB"
+        if peak >= PEAK_LIMIT_BYTES
+        else "a stored code was not found at distance 0"
+      )
+    )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import sys
 import time
 
 import common
-from jaxhash import published, report, trainer
+from jaxhash import published, run_results, trainer
 from jaxhash.data.image_folder import prepare_cifar10
 
 VARIANT = "paper_cpu"
@@ -39,29 +39,37 @@ def run(method: str, bits: int, protocol: str, overrides: dict) -> tuple[dict, d
   training and evaluation timed apart."""
   workdir = os.path.join(common.ROOT, ROOT, f"{method}_{protocol}_{bits}")
   shutil.rmtree(workdir, ignore_errors=True)
-  config = common.load_config(f"configs/{method}_cifar10.py", f"{VARIANT},bits={bits}",
-                              {**overrides, "data.protocol": protocol,
-                               "eval.classifier_baseline": method == "dlbhc"})
+  config = common.load_config(
+    f"configs/{method}_cifar10.py",
+    f"{VARIANT},bits={bits}",
+    {**overrides, "data.protocol": protocol, "eval.classifier_baseline": method == "dlbhc"},
+  )
   t0 = time.perf_counter()
   exp = trainer.build_experiment(config)
   t_data = time.perf_counter()
   shard_times = []
-  state = trainer.train(exp, workdir, stream=sys.stderr,
-                        on_shard=lambda i: shard_times.append(time.perf_counter()))
+  state = trainer.train(
+    exp, workdir, stream=sys.stderr, on_shard=lambda i: shard_times.append(time.perf_counter())
+  )
   t_train = time.perf_counter()
   results = trainer.evaluate(exp, state, workdir, sys.stderr)
-  report.write_results(workdir, results)
+  run_results.write_results(workdir, results)
   t_eval = time.perf_counter()
   cache_end = shard_times[-1] if shard_times else t_data  # none computed: the cache was reused
   row = {
-      "method": method, "protocol": protocol, "bits": bits,
-      "map@1000": results["codes"]["map@1000"], "map@all": results["codes"]["map@all"],
-      "rerank map@1000": results.get("rerank", {}).get("map@1000"),
-      "rerank map@all": results.get("rerank", {}).get("map@all"),
-      "published map@1000": _published(method, protocol, bits),
-      "steps": int(state.step), "load data s": round(t_data - t0, 1),
-      "caching s": round(cache_end - t_data, 1), "training s": round(t_train - cache_end, 1),
-      "evaluation s": round(t_eval - t_train, 1),
+    "method": method,
+    "protocol": protocol,
+    "bits": bits,
+    "map@1000": results["codes"]["map@1000"],
+    "map@all": results["codes"]["map@all"],
+    "rerank map@1000": results.get("rerank", {}).get("map@1000"),
+    "rerank map@all": results.get("rerank", {}).get("map@all"),
+    "published map@1000": _published(method, protocol, bits),
+    "steps": int(state.step),
+    "load data s": round(t_data - t0, 1),
+    "caching s": round(cache_end - t_data, 1),
+    "training s": round(t_train - cache_end, 1),
+    "evaluation s": round(t_eval - t_train, 1),
   }
   return row, results
 
@@ -74,35 +82,56 @@ def _published(method: str, protocol: str, bits: int) -> float | None:
 def classifier_row(protocol: str, bits: int, results: dict) -> dict:
   """Sablayrolles et al.'s baseline from a DLBHC run: the database ranked by predicted class."""
   baseline = results["classifier"]
-  return {"method": "classifier", "protocol": protocol, "bits": baseline.get("bits"),
-          "map@1000": baseline["map@1000"], "map@all": baseline["map@all"],
-          "query accuracy": baseline["accuracy"], "from": f"the dlbhc {bits}-bit run"}
+  return {
+    "method": "classifier",
+    "protocol": protocol,
+    "bits": baseline.get("bits"),
+    "map@1000": baseline["map@1000"],
+    "map@all": baseline["map@all"],
+    "query accuracy": baseline["accuracy"],
+    "from": f"the dlbhc {bits}-bit run",
+  }
 
 
 def missed(rows: list[dict]) -> list[str]:
   """The DLBHC rows below the paper's mAP@1000 (the bar)."""
-  return [f"dlbhc {r['bits']} bits: {r['map@1000']:.4f} < {r['published map@1000']:.4f}"
-          for r in rows if r["method"] == "dlbhc" and r.get("published map@1000") is not None
-          and r["map@1000"] < r["published map@1000"]]
+  return [
+    f"dlbhc {r['bits']} bits: {r['map@1000']:.4f} < {r['published map@1000']:.4f}"
+    for r in rows
+    if r["method"] == "dlbhc"
+    and r.get("published map@1000") is not None
+    and r["map@1000"] < r["published map@1000"]
+  ]
 
 
 def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--tarball", default="../shared/data/cifar10/cifar10-jpg.tar.gz")
-  parser.add_argument("--cifar-dir", default="/tmp/cifar10", help="where the JPEG tree and list files go")
+  parser.add_argument(
+    "--cifar-dir", default="/tmp/cifar10", help="where the JPEG tree and list files go"
+  )
   parser.add_argument("--bits", type=int, nargs="+", default=[12, 32, 48])
-  parser.add_argument("--set", action="append", default=[],
-                      help="config override KEY=VALUE for every run (smaller smoke runs)")
+  parser.add_argument(
+    "--set",
+    action="append",
+    default=[],
+    help="config override KEY=VALUE for every run (smaller smoke runs)",
+  )
   parser.add_argument("--name", default="cifar10_paper_protocol", help="results file name")
   args = parser.parse_args()
   load_before, t0 = os.getloadavg()[0], time.perf_counter()
   data_dir = prepare_cifar10(args.tarball, args.cifar_dir)
   cache_dir = os.path.join(common.ROOT, ROOT, "features")
   shutil.rmtree(cache_dir, ignore_errors=True)  # time the caching too
-  overrides = {"data.dir": data_dir, "data.feature_cache_dir": cache_dir, **common.parse_set(args.set)}
+  overrides = {
+    "data.dir": data_dir,
+    "data.feature_cache_dir": cache_dir,
+    **common.parse_set(args.set),
+  }
   rows = []
-  plan = [(m, b, PAPER) for m in METHODS for b in args.bits] + [(m, max(args.bits), UNSEEN)
-                                                                 for m in METHODS]
+  plan = [(m, b, PAPER) for m in METHODS for b in args.bits] + [
+    (m, max(args.bits), UNSEEN) for m in METHODS
+  ]
   for method, bits, protocol in plan:
     row, results = run(method, bits, protocol, overrides)
     rows.append(row)
@@ -112,23 +141,31 @@ def main() -> int:
   config = common.load_config("configs/dlbhc_cifar10.py", VARIANT, overrides)
   sets = "".join(f" --config.{k}={v}" for k, v in overrides.items())
   payload = {
-      "benchmark": "python benchmarks/cifar10_paper_protocol.py" + "".join(
-          f" --set {s}" for s in args.set) + ("" if args.bits == [12, 32, 48] else
-                                              " --bits " + " ".join(map(str, args.bits))),
-      "commands": [f"python -m jaxhash.train --config configs/{m}_cifar10.py:{VARIANT},bits=B{sets}"
-                   f" [--config.data.protocol={UNSEEN}]" for m in METHODS],
-      "protocols": {PAPER: "10,000 test queries; the 50,000 training images train and are the "
-                           "database; mAP@1000 and @all",
-                    UNSEEN: "trained on the training images of classes 0-6; 3,000 test queries "
-                            "of classes 7-9 against their 15,000 training images"},
-      "backbone": f"{config.model.backbone} ({config.model.init_weights} ImageNet weights)",
-      "input size": f"{config.data.image_size}x{config.data.image_size}",
-      "trained": f"the last {config.model.trainable} stages + the method's head; batch norm "
-                 f"{'frozen' if config.model.freeze_batch_norm else 'trained'}",
-      "epochs": config.train.num_epochs, "batch size": config.train.batch_size,
-      "wall seconds": round(time.perf_counter() - t0, 1),
-      "load average before": load_before, "load average after": os.getloadavg()[0],
-      "machine": common.machine(), "rows": rows,
+    "benchmark": "python benchmarks/cifar10_paper_protocol.py"
+    + "".join(f" --set {s}" for s in args.set)
+    + ("" if args.bits == [12, 32, 48] else " --bits " + " ".join(map(str, args.bits))),
+    "commands": [
+      f"python -m jaxhash.train --config configs/{m}_cifar10.py:{VARIANT},bits=B{sets}"
+      f" [--config.data.protocol={UNSEEN}]"
+      for m in METHODS
+    ],
+    "protocols": {
+      PAPER: "10,000 test queries; the 50,000 training images train and are the "
+      "database; mAP@1000 and @all",
+      UNSEEN: "trained on the training images of classes 0-6; 3,000 test queries "
+      "of classes 7-9 against their 15,000 training images",
+    },
+    "backbone": f"{config.model.backbone} ({config.model.init_weights} ImageNet weights)",
+    "input size": f"{config.data.image_size}x{config.data.image_size}",
+    "trained": f"the last {config.model.trainable} stages + the method's head; batch norm "
+    f"{'frozen' if config.model.freeze_batch_norm else 'trained'}",
+    "epochs": config.train.num_epochs,
+    "batch size": config.train.batch_size,
+    "wall seconds": round(time.perf_counter() - t0, 1),
+    "load average before": load_before,
+    "load average after": os.getloadavg()[0],
+    "machine": common.machine(),
+    "rows": rows,
   }
   print(common.write_results(args.name, payload))
   failures = missed(rows)

@@ -47,7 +47,11 @@ def timed_run(config, workdir: str) -> dict:
   workdir = workdir if os.path.isabs(workdir) else os.path.join(ROOT, workdir)
   t0 = time.perf_counter()
   results = train_and_evaluate(config, workdir)
-  return {**results, "wall_seconds": time.perf_counter() - t0, "workdir": os.path.relpath(workdir, ROOT)}
+  return {
+    **results,
+    "wall_seconds": time.perf_counter() - t0,
+    "workdir": os.path.relpath(workdir, ROOT),
+  }
 
 
 def parse_set(items: list[str]) -> dict:
@@ -75,7 +79,7 @@ def read_metrics(workdir: str) -> list[dict]:
 
 
 def _cpu() -> dict:
-  """The CPU model and the vector extensions speed figures depend on (AVX2 vs AVX-512 differ a lot)."""
+  """The CPU model and the vector extensions speed depends on (AVX2 vs AVX-512 differ a lot)."""
   model, flags = platform.processor(), set()
   if os.path.exists("/proc/cpuinfo"):
     with open("/proc/cpuinfo") as f:
@@ -85,7 +89,9 @@ def _cpu() -> dict:
           model = value.strip()
         elif key.strip() == "flags" and not flags:
           flags = set(value.split())
-  vector = sorted(f for f in flags if f in ("avx", "avx2", "fma", "popcnt") or f.startswith("avx512"))
+  vector = sorted(
+    f for f in flags if f in ("avx", "avx2", "fma", "popcnt") or f.startswith("avx512")
+  )
   return {"cpu": model, "vector_extensions": vector, "cores_available": environment.cpu_cores()}
 
 
@@ -94,10 +100,16 @@ def _commit() -> str:
   import subprocess
 
   try:
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                          check=True).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
-                           capture_output=True, text=True, check=True).stdout.strip()
+    head = subprocess.run(
+      ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+      ["git", "status", "--porcelain", "--untracked-files=no"],
+      cwd=ROOT,
+      capture_output=True,
+      text=True,
+      check=True,
+    ).stdout.strip()
   except (OSError, subprocess.CalledProcessError):
     return ""
   return head + ("+dirty" if dirty else "")
@@ -120,9 +132,15 @@ def machine() -> dict:
   """Where and from what a figure was measured: commit, CPU, load, versions, JAX backend."""
   import jax
 
-  return {"commit": _commit(), **_cpu(), "load_average_1min": os.getloadavg()[0],
-          "platform": platform.platform(), "versions": _versions(), "backend": jax.default_backend(),
-          "devices": [d.device_kind for d in jax.devices()]}
+  return {
+    "commit": _commit(),
+    **_cpu(),
+    "load_average_1min": os.getloadavg()[0],
+    "platform": platform.platform(),
+    "versions": _versions(),
+    "backend": jax.default_backend(),
+    "devices": [d.device_kind for d in jax.devices()],
+  }
 
 
 def _cell(value) -> str:

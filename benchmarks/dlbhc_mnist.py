@@ -14,8 +14,8 @@ import shutil
 from common import load_config, machine, timed_run, write_results
 
 RUNS = {
-    "default": ("", {}),
-    "full": ("full", {}),
+  "default": ("", {}),
+  "full": ("full", {}),
 }
 
 
@@ -34,18 +34,35 @@ def main():
     workdir = f"runs/bench/dlbhc_mnist_{name}"
     shutil.rmtree(workdir, ignore_errors=True)
     run = timed_run(config, workdir)
-    command = " ".join(["python -m jaxhash.train --config configs/dlbhc_mnist.py" + (f":{variant}" if variant else ""),
-                        *(f"--config.{k}={v}" for k, v in overrides.items())])
-    rows.append({
-        "run": name, "command": command, "protocol": run["protocol"], "bits": run["bits"], "queries": run["num_queries"],
-        "database": run["num_database"], "steps": run["step"],
-        "codes map@all": run["codes"]["map@all"], "codes map@1000": run["codes"]["map@1000"],
+    command = " ".join(
+      [
+        "python -m jaxhash.train --config configs/dlbhc_mnist.py"
+        + (f":{variant}" if variant else ""),
+        *(f"--config.{k}={v}" for k, v in overrides.items()),
+      ]
+    )
+    rows.append(
+      {
+        "run": name,
+        "command": command,
+        "protocol": run["protocol"],
+        "bits": run["bits"],
+        "queries": run["num_queries"],
+        "database": run["num_database"],
+        "steps": run["step"],
+        "codes map@all": run["codes"]["map@all"],
+        "codes map@1000": run["codes"]["map@1000"],
         **{f"codes {k}": v for k, v in run["codes"].items() if k.startswith("hashnet_map@")},
         "codes precision@radius2": run["codes"]["precision@radius2"],
-        "rerank map@all": run["rerank"]["map@all"], "rerank precision@100": run["rerank"]["precision@100"],
+        "rerank map@all": run["rerank"]["map@all"],
+        "rerank precision@100": run["rerank"]["precision@100"],
         "seconds": run["wall_seconds"],
-    })
-    print(f"{name}: codes mAP@all {run['codes']['map@all']:.4f} in {run['wall_seconds']:.0f} s", flush=True)
+      }
+    )
+    print(
+      f"{name}: codes mAP@all {run['codes']['map@all']:.4f} in {run['wall_seconds']:.0f} s",
+      flush=True,
+    )
   print(write_results("dlbhc_mnist", {"machine": machine(), "runs": rows}))
 
 

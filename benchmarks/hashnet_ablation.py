@@ -15,19 +15,21 @@ import argparse
 import os
 import shutil
 
+from hashnet_mnist import CONFIG, VARIANT
+from hashnet_mnist import WORKDIR as MAIN_WORKDIR
+
 import common
-from hashnet_mnist import CONFIG, VARIANT, WORKDIR as MAIN_WORKDIR
 
 VARIANTS = [  # (name, continuation, weighting)
-    ("continuation + balanced (HashNet)", True, "balanced"),
-    ("fixed β = 1 + balanced", False, "balanced"),
-    ("continuation + uniform", True, "uniform"),
-    ("fixed β = 1 + uniform", False, "uniform"),
+  ("continuation + balanced (HashNet)", True, "balanced"),
+  ("fixed β = 1 + balanced", False, "balanced"),
+  ("continuation + uniform", True, "uniform"),
+  ("fixed β = 1 + uniform", False, "uniform"),
 ]
 
 
 def workdir_for(continuation: bool, weighting: str, retrain: bool) -> tuple[str, bool]:
-  """(workdir, reused): the main benchmark's finished run for the default variant, else a fresh one."""
+  """(workdir, reused): the main benchmark's finished run for the default variant, or a new one."""
   if continuation and weighting == "balanced" and not retrain:
     if os.path.exists(os.path.join(common.ROOT, MAIN_WORKDIR, "results.json")):
       return MAIN_WORKDIR, True
@@ -43,20 +45,39 @@ def main() -> None:
   args = parser.parse_args()
   rows = []
   for name, continuation, weighting in VARIANTS:
-    config = common.load_config(CONFIG, VARIANT, {"data.dir": args.data_dir, "method.continuation": continuation,
-                                                  "method.weighting": weighting})
+    config = common.load_config(
+      CONFIG,
+      VARIANT,
+      {
+        "data.dir": args.data_dir,
+        "method.continuation": continuation,
+        "method.weighting": weighting,
+      },
+    )
     workdir, reused = workdir_for(continuation, weighting, args.retrain)
     run = common.timed_run(config, workdir)
     last = common.read_metrics(workdir)[-1]
-    rows.append({"variant": name, "map@all": run["codes"]["map@all"], "map@1000": run["codes"]["map@1000"],
-                 "precision@radius2": run["codes"]["precision@radius2"], "final beta": last["beta"],
-                 "final loss": last["loss"],
-                 "train+eval seconds": "reused" if reused else round(run["wall_seconds"], 1),
-                 "flags": f"--config.method.continuation={continuation} --config.method.weighting={weighting}"})
+    rows.append(
+      {
+        "variant": name,
+        "map@all": run["codes"]["map@all"],
+        "map@1000": run["codes"]["map@1000"],
+        "precision@radius2": run["codes"]["precision@radius2"],
+        "final beta": last["beta"],
+        "final loss": last["loss"],
+        "train+eval seconds": "reused" if reused else round(run["wall_seconds"], 1),
+        "flags": f"--config.method.continuation={continuation} "
+        f"--config.method.weighting={weighting}",
+      }
+    )
     print(f"{name}: map@all {run['codes']['map@all']:.4f}", flush=True)
   payload = {
-      "command": f"python -m jaxhash.train --config {CONFIG}:{VARIANT} --config.data.dir={args.data_dir} FLAGS",
-      "bits": 48, "protocol": "mnist", "machine": common.machine(), "runs": rows,
+    "command": f"python -m jaxhash.train --config {CONFIG}:{VARIANT} "
+    f"--config.data.dir={args.data_dir} FLAGS",
+    "bits": 48,
+    "protocol": "mnist",
+    "machine": common.machine(),
+    "runs": rows,
   }
   print(common.write_results("hashnet_ablation", payload))
 

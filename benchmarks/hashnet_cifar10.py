@@ -7,7 +7,8 @@ not the paper's setting: the AlexNet recipe from ImageNet weights is the config'
 accelerator. Writes
 benchmarks/results/hashnet_cifar10.json and .md.
 
-  python benchmarks/hashnet_cifar10.py [--tarball data/cifar10-jpg.tar.gz] [--cifar-dir runs/cifar10]
+  python benchmarks/hashnet_cifar10.py [--tarball data/cifar10-jpg.tar.gz] \
+      [--cifar-dir runs/cifar10]
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ WORKDIR = "runs/bench/hashnet_cifar10"
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--tarball", default="data/cifar10-jpg.tar.gz")
-  parser.add_argument("--cifar-dir", default="runs/cifar10", help="where the JPEG tree and list files go")
+  parser.add_argument(
+    "--cifar-dir", default="runs/cifar10", help="where the JPEG tree and list files go"
+  )
   args = parser.parse_args()
   t0 = time.perf_counter()
   data_dir = prepare_cifar10(args.tarball, args.cifar_dir)
@@ -37,13 +40,20 @@ def main() -> None:
   run = common.timed_run(config, WORKDIR)
   records = common.read_metrics(WORKDIR)
   payload = {
-      "command": f"python -m jaxhash.train --config {CONFIG}:{VARIANT} --config.data.dir={data_dir}",
-      "bits": run["bits"], "protocol": run["protocol"], "queries": run["num_queries"],
-      "database": run["num_database"], "backbone": config.model.backbone, "steps": run["step"],
-      "final beta": records[-1]["beta"], "final loss": records[-1]["loss"],
-      "prepare_seconds": round(prepare_seconds, 1), "wall_seconds": round(run["wall_seconds"], 1),
-      "machine": common.machine(), "workdir": run["workdir"],
-      "metrics": [{"metric": k, "codes": v} for k, v in run["codes"].items()],
+    "command": f"python -m jaxhash.train --config {CONFIG}:{VARIANT} --config.data.dir={data_dir}",
+    "bits": run["bits"],
+    "protocol": run["protocol"],
+    "queries": run["num_queries"],
+    "database": run["num_database"],
+    "backbone": config.model.backbone,
+    "steps": run["step"],
+    "final beta": records[-1]["beta"],
+    "final loss": records[-1]["loss"],
+    "prepare_seconds": round(prepare_seconds, 1),
+    "wall_seconds": round(run["wall_seconds"], 1),
+    "machine": common.machine(),
+    "workdir": run["workdir"],
+    "metrics": [{"metric": k, "codes": v} for k, v in run["codes"].items()],
   }
   print(common.write_results("hashnet_cifar10", payload))
 

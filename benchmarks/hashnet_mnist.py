@@ -24,8 +24,11 @@ BAR = 0.99
 def curve(workdir: str, every: int = 500) -> list[dict]:
   """β and loss from metrics.jsonl at every ``every`` steps and the last step."""
   records = common.read_metrics(workdir)
-  return [{"step": r["step"], "beta": r["beta"], "loss": r["loss"], "learning_rate": r["learning_rate"]}
-          for r in records if r["step"] % every == 0 or r is records[-1]]
+  return [
+    {"step": r["step"], "beta": r["beta"], "loss": r["loss"], "learning_rate": r["learning_rate"]}
+    for r in records
+    if r["step"] % every == 0 or r is records[-1]
+  ]
 
 
 def main() -> int:
@@ -36,13 +39,20 @@ def main() -> int:
   shutil.rmtree(os.path.join(common.ROOT, WORKDIR), ignore_errors=True)  # time a fresh run
   run = common.timed_run(config, WORKDIR)
   payload = {
-      "command": f"python -m jaxhash.train --config {CONFIG}:{VARIANT} --config.data.dir={args.data_dir}",
-      "bits": run["bits"], "protocol": run["protocol"], "queries": run["num_queries"],
-      "database": run["num_database"], "steps": run["step"],
-      "wall_seconds": round(run["wall_seconds"], 1), "bar": f"map@all >= {BAR}",
-      "passed": run["codes"]["map@all"] >= BAR, "machine": common.machine(), "workdir": run["workdir"],
-      "metrics": [{"metric": k, "codes": v} for k, v in run["codes"].items()],
-      "curve": curve(WORKDIR),
+    "command": f"python -m jaxhash.train --config {CONFIG}:{VARIANT} "
+    f"--config.data.dir={args.data_dir}",
+    "bits": run["bits"],
+    "protocol": run["protocol"],
+    "queries": run["num_queries"],
+    "database": run["num_database"],
+    "steps": run["step"],
+    "wall_seconds": round(run["wall_seconds"], 1),
+    "bar": f"map@all >= {BAR}",
+    "passed": run["codes"]["map@all"] >= BAR,
+    "machine": common.machine(),
+    "workdir": run["workdir"],
+    "metrics": [{"metric": k, "codes": v} for k, v in run["codes"].items()],
+    "curve": curve(WORKDIR),
   }
   print(common.write_results("hashnet_mnist", payload))
   print(f"bar ({payload['bar']}): {'holds' if payload['passed'] else 'MISSED'}")

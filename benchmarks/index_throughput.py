@@ -49,8 +49,19 @@ def _peak_rss(who=resource.RUSAGE_SELF) -> int:
 
 def _report(side: str, size: int, seconds: float, bits: np.ndarray, out: str, **extra) -> None:
   np.save(os.path.join(out, f"{side}_{size}.npy"), bits)
-  print(json.dumps({"side": side, "size": size, "seconds": seconds, "images": len(bits),
-                    "images_per_sec": len(bits) / seconds, "peak_rss_bytes": _peak_rss(), **extra}))
+  print(
+    json.dumps(
+      {
+        "side": side,
+        "size": size,
+        "seconds": seconds,
+        "images": len(bits),
+        "images_per_sec": len(bits) / seconds,
+        "peak_rss_bytes": _peak_rss(),
+        **extra,
+      }
+    )
+  )
 
 
 def jaxhash_worker(args, paths, latent) -> None:
@@ -65,26 +76,52 @@ def jaxhash_worker(args, paths, latent) -> None:
   from jaxhash.retrieval import unpack_bits
 
   size = args.size
-  config = load_config("configs/dlbhc_cifar10.py", f"lite0_cpu,bits={BITS}", {
-      "data.image_size": size, "data.protocol": "cifar10-2",
-      "model.init_weights": os.path.join(args.out, "lite0.npz")})
+  config = load_config(
+    "configs/dlbhc_cifar10.py",
+    f"lite0_cpu,bits={BITS}",
+    {
+      "data.image_size": size,
+      "data.protocol": "cifar10-2",
+      "model.init_weights": os.path.join(args.out, "lite0.npz"),
+    },
+  )
   shape = (size, size, 3)
-  stand_in = Dataset("stand_in", np.zeros((16, *shape), np.uint8), one_hot(np.arange(16) % 10, 10),
-                     {"train": np.arange(16), "test": np.arange(16)})  # sizes the network only
+  stand_in = Dataset(
+    "stand_in",
+    np.zeros((16, *shape), np.uint8),
+    one_hot(np.arange(16) % 10, 10),
+    {"train": np.arange(16), "test": np.arange(16)},
+  )  # sizes the network only
   exp = trainer.build_experiment(config, stand_in)
   params, batch_stats = trainer.init_variables(exp)
-  params["head"]["latent"] = {"kernel": jax.numpy.asarray(latent["kernel"]),
-                              "bias": jax.numpy.asarray(latent["bias"])}
-  hasher = Hasher("(benchmark)", config, run_files.ModelInfo(10, shape), exp.model,
-                  {"params": params, "batch_stats": batch_stats}, 0, exp.mesh)
+  params["head"]["latent"] = {
+    "kernel": jax.numpy.asarray(latent["kernel"]),
+    "bias": jax.numpy.asarray(latent["bias"]),
+  }
+  hasher = Hasher(
+    "(benchmark)",
+    config,
+    run_files.ModelInfo(10, shape),
+    exp.model,
+    {"params": params, "batch_stats": batch_stats},
+    0,
+    exp.mesh,
+  )
   if args.memory_budget:
     hasher.memory_budget = args.memory_budget << 20
   start = time.perf_counter()
   index, skipped = build_index(hasher, paths)
   seconds = time.perf_counter() - start
   assert not skipped and list(index.ids) == paths
-  _report("jaxhash", size, seconds, unpack_bits(index.codes, BITS), args.out,
-          batch=hasher.batch_size, memory_budget_bytes=hasher.memory_budget)
+  _report(
+    "jaxhash",
+    size,
+    seconds,
+    unpack_bits(index.codes, BITS),
+    args.out,
+    batch=hasher.batch_size,
+    memory_budget_bytes=hasher.memory_budget,
+  )
 
 
 def pytorch_worker(args, paths, latent) -> None:
@@ -93,7 +130,6 @@ def pytorch_worker(args, paths, latent) -> None:
 
   sys.path.insert(0, os.path.join(ROOT, "tests"))
   import torch_backbones
-
   from jaxhash.models.efficientnet import MEAN, STD
 
   class Files(torch.utils.data.Dataset):
@@ -114,30 +150,56 @@ def pytorch_worker(args, paths, latent) -> None:
   mean = torch.tensor(MEAN).view(1, 3, 1, 1) * 255
   std = torch.tensor(STD).view(1, 3, 1, 1) * 255
   start = time.perf_counter()
-  loader = torch.utils.data.DataLoader(Files(), batch_size=args.torch_batch,
-                                       num_workers=args.workers)
+  loader = torch.utils.data.DataLoader(
+    Files(), batch_size=args.torch_batch, num_workers=args.workers
+  )
   bits = []
   with torch.inference_mode():
     for images in loader:
       x = ((images.permute(0, 3, 1, 2).float() - mean) / std).contiguous(
-          memory_format=torch.channels_last)
+        memory_format=torch.channels_last
+      )
       bits.append((torch.sigmoid(net(x)[0] @ kernel + bias) > 0.5).numpy())
   seconds = time.perf_counter() - start
   del loader  # its worker processes end here, so their peak memory is counted below
-  _report("pytorch", args.size, seconds, np.concatenate(bits), args.out,
-          batch=args.torch_batch, worker_peak_rss_bytes=_peak_rss(resource.RUSAGE_CHILDREN))
+  _report(
+    "pytorch",
+    args.size,
+    seconds,
+    np.concatenate(bits),
+    args.out,
+    batch=args.torch_batch,
+    worker_peak_rss_bytes=_peak_rss(resource.RUSAGE_CHILDREN),
+  )
 
 
 def _run(side: str, size: int, args, files: str) -> dict:
-  command = [sys.executable, os.path.abspath(__file__), "--worker", side, "--size", str(size),
-             "--files", files, "--out", args.out, "--workers", str(args.workers),
-             "--torch-batch", str(args.torch_batch), "--memory-budget", str(args.memory_budget)]
+  command = [
+    sys.executable,
+    os.path.abspath(__file__),
+    "--worker",
+    side,
+    "--size",
+    str(size),
+    "--files",
+    files,
+    "--out",
+    args.out,
+    "--workers",
+    str(args.workers),
+    "--torch-batch",
+    str(args.torch_batch),
+    "--memory-budget",
+    str(args.memory_budget),
+  ]
   done = subprocess.run(command, cwd=ROOT, stdout=subprocess.PIPE, text=True, check=True)
   row = json.loads(done.stdout.strip().splitlines()[-1])
   row["load_average_1min"] = os.getloadavg()[0]
-  print(f"{size:4d} px  {side:8s} {row['images_per_sec']:7.1f} images/s  "
-        f"peak RSS {row['peak_rss_bytes'] / 1e9:.2f} GB  (load {row['load_average_1min']:.1f})",
-        flush=True)
+  print(
+    f"{size:4d} px  {side:8s} {row['images_per_sec']:7.1f} images/s  "
+    f"peak RSS {row['peak_rss_bytes'] / 1e9:.2f} GB  (load {row['load_average_1min']:.1f})",
+    flush=True,
+  )
   return row
 
 
@@ -149,15 +211,17 @@ def _prepare(args) -> str:
 
   root = prepare_cifar10(args.tarball, args.cifar_dir)
   every = list_images(os.path.join(root, "test"))
-  paths = every[::max(1, len(every) // args.images)][:args.images]
+  paths = every[:: max(1, len(every) // args.images)][: args.images]
   files = os.path.join(args.out, "files.txt")
   with open(files, "w") as f:
     f.write("".join(f"{path}\n" for path in paths))
   np.savez(os.path.join(args.out, "lite0.npz"), **read_state_dict("efficientnet_lite0"))
   rng = np.random.default_rng(0)
-  np.savez(os.path.join(args.out, "latent.npz"),
-           kernel=rng.normal(0, 1 / np.sqrt(1280), (1280, BITS)).astype(np.float32),
-           bias=np.zeros(BITS, np.float32))
+  np.savez(
+    os.path.join(args.out, "latent.npz"),
+    kernel=rng.normal(0, 1 / np.sqrt(1280), (1280, BITS)).astype(np.float32),
+    bias=np.zeros(BITS, np.float32),
+  )
   return files
 
 
@@ -166,13 +230,22 @@ def main(argv=None) -> int:
   parser.add_argument("--images", type=int, default=3000)
   parser.add_argument("--sizes", type=int, nargs="+", default=[96, 224])
   parser.add_argument("--rounds", type=int, default=3, help="runs per side and size, alternating")
-  parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
-                      help="DataLoader worker processes (jaxhash decodes in as many threads as cores)")
+  parser.add_argument(
+    "--workers",
+    type=int,
+    default=len(os.sched_getaffinity(0)),
+    help="DataLoader worker processes (jaxhash decodes in as many threads as cores)",
+  )
   parser.add_argument("--torch-batch", type=int, default=64)
-  parser.add_argument("--memory-budget", type=int, default=0,
-                      help="jaxhash's Hasher.memory_budget in MiB (default: the library's)")
-  parser.add_argument("--tarball", default=os.path.join(ROOT, "..", "shared", "data", "cifar10",
-                                                        "cifar10-jpg.tar.gz"))
+  parser.add_argument(
+    "--memory-budget",
+    type=int,
+    default=0,
+    help="jaxhash's Hasher.memory_budget in MiB (default: the library's)",
+  )
+  parser.add_argument(
+    "--tarball", default=os.path.join(ROOT, "..", "shared", "data", "cifar10", "cifar10-jpg.tar.gz")
+  )
   parser.add_argument("--cifar-dir", default="/tmp/cifar10")
   parser.add_argument("--name", default="index_throughput")
   parser.add_argument("--worker", choices=["jaxhash", "pytorch"], help=argparse.SUPPRESS)
@@ -194,34 +267,56 @@ def main(argv=None) -> int:
     runs = []
     for size in args.sizes:
       for r in range(args.rounds):
-        for side in (("jaxhash", "pytorch") if r % 2 == 0 else ("pytorch", "jaxhash")):
+        for side in ("jaxhash", "pytorch") if r % 2 == 0 else ("pytorch", "jaxhash"):
           runs.append({"round": r, **_run(side, size, args, files)})
-      ours, theirs = (np.load(os.path.join(args.out, f"{side}_{size}.npy"))
-                      for side in ("jaxhash", "pytorch"))
+      ours, theirs = (
+        np.load(os.path.join(args.out, f"{side}_{size}.npy")) for side in ("jaxhash", "pytorch")
+      )
       runs[-1]["bits_equal_other_side"] = float((ours == theirs).mean())
 
   sizes = []
   for size in args.sizes:
-    rows = {side: [r for r in runs if r["size"] == size and r["side"] == side]
-            for side in ("jaxhash", "pytorch")}
+    rows = {
+      side: [r for r in runs if r["size"] == size and r["side"] == side]
+      for side in ("jaxhash", "pytorch")
+    }
     median = {side: statistics.median(r["images_per_sec"] for r in rows[side]) for side in rows}
     peak = {side: max(r["peak_rss_bytes"] for r in rows[side]) for side in rows}
-    row = {"size": size, "jaxhash_images_per_sec": median["jaxhash"],
-           "pytorch_images_per_sec": median["pytorch"],
-           "ratio": median["jaxhash"] / median["pytorch"],
-           "jaxhash_peak_rss_gb": peak["jaxhash"] / 1e9, "pytorch_peak_rss_gb": peak["pytorch"] / 1e9,
-           "pytorch_worker_peak_rss_gb": max(r["worker_peak_rss_bytes"] for r in rows["pytorch"]) / 1e9,
-           "jaxhash_batch": rows["jaxhash"][0]["batch"],
-           "bits_equal": next(r["bits_equal_other_side"] for r in runs[::-1] if r["size"] == size)}
-    row["holds"] = bool(row["ratio"] >= 1.0 and (size != RSS_BAR_SIZE or peak["jaxhash"] <= RSS_BAR_BYTES))
+    row = {
+      "size": size,
+      "jaxhash_images_per_sec": median["jaxhash"],
+      "pytorch_images_per_sec": median["pytorch"],
+      "ratio": median["jaxhash"] / median["pytorch"],
+      "jaxhash_peak_rss_gb": peak["jaxhash"] / 1e9,
+      "pytorch_peak_rss_gb": peak["pytorch"] / 1e9,
+      "pytorch_worker_peak_rss_gb": max(r["worker_peak_rss_bytes"] for r in rows["pytorch"]) / 1e9,
+      "jaxhash_batch": rows["jaxhash"][0]["batch"],
+      "bits_equal": next(r["bits_equal_other_side"] for r in runs[::-1] if r["size"] == size),
+    }
+    row["holds"] = bool(
+      row["ratio"] >= 1.0 and (size != RSS_BAR_SIZE or peak["jaxhash"] <= RSS_BAR_BYTES)
+    )
     sizes.append(row)
   holds = bool(sizes) and all(row["holds"] for row in sizes)
-  print(write_results(args.name, {
-      "machine": info, "images": args.images, "rounds": args.rounds, "workers": args.workers,
-      "torch_batch": args.torch_batch, "model": "efficientnet_lite0 (ImageNet), float32, 48-bit DLBHC",
-      "bar": f"jaxhash / pytorch median images/s >= 1.0 at every size; jaxhash peak RSS <= 2 GB "
-             f"at {RSS_BAR_SIZE} px", "load_average_1min_at_end": os.getloadavg()[0],
-      "all_bars_hold": holds, "sizes": sizes, "runs": runs}))
+  print(
+    write_results(
+      args.name,
+      {
+        "machine": info,
+        "images": args.images,
+        "rounds": args.rounds,
+        "workers": args.workers,
+        "torch_batch": args.torch_batch,
+        "model": "efficientnet_lite0 (ImageNet), float32, 48-bit DLBHC",
+        "bar": f"jaxhash / pytorch median images/s >= 1.0 at every size; jaxhash peak RSS <= 2 GB "
+        f"at {RSS_BAR_SIZE} px",
+        "load_average_1min_at_end": os.getloadavg()[0],
+        "all_bars_hold": holds,
+        "sizes": sizes,
+        "runs": runs,
+      },
+    )
+  )
   print(f"bars: {'hold' if holds else 'MISSED'}")
   return 0 if holds else 1
 

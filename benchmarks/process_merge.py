@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_hamming_cpu import random_words  # noqa: E402
+
 from common import ROOT, machine, write_results  # noqa: E402
 
 
@@ -56,8 +57,10 @@ def timed(name: str, call, repeats: int, sync) -> dict:
     start = time.perf_counter()
     call()
     seconds.append(time.perf_counter() - start)
-  return {f"{name}_best_ms": min(seconds) * 1e3,
-          f"{name}_median_ms": float(np.median(seconds)) * 1e3}
+  return {
+    f"{name}_best_ms": min(seconds) * 1e3,
+    f"{name}_median_ms": float(np.median(seconds)) * 1e3,
+  }
 
 
 def worker(args) -> None:
@@ -79,21 +82,38 @@ def worker(args) -> None:
   for count in args.queries:
     queries = random_words(np.random.default_rng([args.seed, 99, count]), count, args.bits)
     found = local_topk(queries, local, args.k)
-    row = {"processes": args.processes, "codes_per_process": args.codes, "queries": count,
-           "k": args.k, "bits": args.bits, "merge_bytes_per_process": count * args.k * 8,
-           "layout_bytes_per_code": layout / args.codes}
+    row = {
+      "processes": args.processes,
+      "codes_per_process": args.codes,
+      "queries": count,
+      "k": args.k,
+      "bits": args.bits,
+      "merge_bytes_per_process": count * args.k * 8,
+      "layout_bytes_per_code": layout / args.codes,
+    }
     row.update(timed("local", lambda: local_topk(queries, local, args.k), args.repeats, sync))
-    row.update(timed("merge", lambda: merge_processes(*found, sizes, args.k, 32 * queries.shape[1]),
-                     args.repeats, sync))
+    row.update(
+      timed(
+        "merge",
+        lambda: merge_processes(*found, sizes, args.k, 32 * queries.shape[1]),
+        args.repeats,
+        sync,
+      )
+    )
     row.update(timed("total", lambda: process_topk(queries, local, args.k), args.repeats, sync))
     rows.append(row)
     if index == 0:
-      print(f"Q={count:>5}  local {row['local_best_ms']:8.2f} ms  merge "
-            f"{row['merge_best_ms']:7.2f} ms  total {row['total_best_ms']:8.2f} ms", flush=True)
+      print(
+        f"Q={count:>5}  local {row['local_best_ms']:8.2f} ms  merge "
+        f"{row['merge_best_ms']:7.2f} ms  total {row['total_best_ms']:8.2f} ms",
+        flush=True,
+      )
   if index == 0:
-    command = (f"python benchmarks/process_merge.py --processes {args.processes} --codes "
-               f"{args.codes} --queries {' '.join(map(str, args.queries))} --bits {args.bits} "
-               f"--k {args.k} --repeats {args.repeats} --seed {args.seed} --name {args.name}")
+    command = (
+      f"python benchmarks/process_merge.py --processes {args.processes} --codes "
+      f"{args.codes} --queries {' '.join(map(str, args.queries))} --bits {args.bits} "
+      f"--k {args.k} --repeats {args.repeats} --seed {args.seed} --name {args.name}"
+    )
     print(write_results(args.name, {"machine": machine(), "command": command, "rows": rows}))
 
 
@@ -104,9 +124,21 @@ def main() -> None:
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))
     address = f"127.0.0.1:{s.getsockname()[1]}"
-  workers = [subprocess.Popen([sys.executable, os.path.abspath(__file__), *sys.argv[1:],
-                               "--coordinator_address", address, "--process_id", str(i)], cwd=ROOT)
-             for i in range(args.processes)]
+  workers = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        os.path.abspath(__file__),
+        *sys.argv[1:],
+        "--coordinator_address",
+        address,
+        "--process_id",
+        str(i),
+      ],
+      cwd=ROOT,
+    )
+    for i in range(args.processes)
+  ]
   status = max(w.wait() for w in workers)
   sys.exit(status)
 

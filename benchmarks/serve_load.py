@@ -33,26 +33,33 @@ import tempfile
 import time
 import urllib.request
 
-from common import ROOT, machine, write_results
-
 import numpy as np
 from PIL import Image
 
 import jaxhash
+from common import ROOT, machine, write_results
 from jaxhash.data.sources import embedded_mnist
 
 K, DISTINCT, ROUNDS = 10, 200, 4
 
 
 def http_request(port: int, body: bytes, boundary: str) -> bytes:
-  head = (f"POST /search?k={K} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: multipart/"
-          f"form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n")
+  head = (
+    f"POST /search?k={K} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: multipart/"
+    f"form-data; boundary={boundary}\r\nContent-Length: {len(body)}\r\n\r\n"
+  )
   return head.encode() + body
 
 
 def multipart(data: bytes, boundary: str) -> bytes:
-  return (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"q.png\"\r\n"
-          f"Content-Type: image/png\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
+  return (
+    (
+      f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="q.png"\r\n'
+      f"Content-Type: image/png\r\n\r\n"
+    ).encode()
+    + data
+    + f"\r\n--{boundary}--\r\n".encode()
+  )
 
 
 async def read_response(reader) -> tuple[int, bytes]:
@@ -112,9 +119,13 @@ def get_json(port: int, path: str) -> dict:
 
 
 def start_server(index_path: str, port: int) -> subprocess.Popen:
-  server = subprocess.Popen([sys.executable, "-m", "jaxhash.serve", "--index", index_path, "--port",
-                             str(port)], cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT},
-                            stderr=subprocess.PIPE, text=True)
+  server = subprocess.Popen(
+    [sys.executable, "-m", "jaxhash.serve", "--index", index_path, "--port", str(port)],
+    cwd=ROOT,
+    env={**os.environ, "PYTHONPATH": ROOT},
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   deadline = time.monotonic() + 600
   while time.monotonic() < deadline:
     if server.poll() is not None:
@@ -132,7 +143,7 @@ def in_process(hasher, index, paths: list[str], order: list[int], batch: int):
   """``(seconds, results per distinct query)``: the queries' encode + search in batches."""
   found, started = {}, time.perf_counter()
   for start in range(0, len(order), batch):
-    queries = order[start:start + batch]
+    queries = order[start : start + batch]
     distances, ids = index.search(hasher.encode([paths[q] for q in queries]), K)
     for q, d, i in zip(queries, distances.tolist(), ids.tolist()):
       found[q] = list(zip(i, d))
@@ -147,8 +158,19 @@ def main() -> None:
   args = parser.parse_args()
   workdir = os.path.abspath(args.workdir)
   if not os.path.isfile(os.path.join(workdir, "results.json")):
-    subprocess.run([sys.executable, "-m", "jaxhash.train", "--config", "configs/dlbhc_mnist.py",
-                    "--workdir", workdir], cwd=ROOT, check=True)
+    subprocess.run(
+      [
+        sys.executable,
+        "-m",
+        "jaxhash.train",
+        "--config",
+        "configs/dlbhc_mnist.py",
+        "--workdir",
+        workdir,
+      ],
+      cwd=ROOT,
+      check=True,
+    )
   hasher = jaxhash.load(workdir)
   mnist = embedded_mnist()
   with tempfile.TemporaryDirectory() as tmp:
@@ -161,22 +183,23 @@ def main() -> None:
     index_path = os.path.join(tmp, "digits.jhi")
     index.save(index_path)
 
-    queries = paths[::len(paths) // DISTINCT][:DISTINCT]
+    queries = paths[:: len(paths) // DISTINCT][:DISTINCT]
     boundary = "jaxhashbenchmarkboundary"
     port = free_port()
-    requests = [http_request(port, multipart(open(p, "rb").read(), boundary), boundary)
-                for p in queries]
+    requests = [
+      http_request(port, multipart(open(p, "rb").read(), boundary), boundary) for p in queries
+    ]
     order = [i % len(queries) for i in range(args.requests)]
     server = start_server(index_path, port)
     try:  # warm both sides, then alternate rounds of each, so that both meet the same load
-      run(load(port, requests, order[:4 * args.clients], args.clients))
-      in_process(hasher, index, queries, order[:4 * args.clients], args.clients)
+      run(load(port, requests, order[: 4 * args.clients], args.clients))
+      in_process(hasher, index, queries, order[: 4 * args.clients], args.clients)
       seconds = baseline_seconds = 0.0
       latencies, answers, expected = [], [], {}
       # Rounds of whole batches: no in-process batch of another size is compiled while timed.
       step = -(-args.requests // (ROUNDS * args.clients)) * args.clients
       for start in range(0, args.requests, step):
-        part = order[start:start + step]
+        part = order[start : start + step]
         took, times, got = run(load(port, requests, part, args.clients))
         seconds, latencies, answers = seconds + took, latencies + times, answers + got
         took, found = in_process(hasher, index, queries, part, args.clients)
@@ -189,25 +212,40 @@ def main() -> None:
 
   failures = []
   for i, answer in enumerate(answers):
-    ok = isinstance(answer, tuple) and answer[0] == 200 and [
-        (r["path"], r["distance"]) for r in json.loads(answer[1])["results"]] == expected[order[i]]
+    ok = (
+      isinstance(answer, tuple)
+      and answer[0] == 200
+      and [(r["path"], r["distance"]) for r in json.loads(answer[1])["results"]]
+      == expected[order[i]]
+    )
     if not ok:
       failures.append(answer if not isinstance(answer, tuple) else answer[0])
   rps, baseline_qps = args.requests / seconds, args.requests / baseline_seconds
   payload = {
-      "machine": machine(), "workdir": os.path.relpath(workdir, ROOT), "items": len(index),
-      "bits": hasher.bits, "k": K, "requests": args.requests, "clients": args.clients,
-      "distinct_queries": len(queries), "failures": len(failures),
-      "failure_examples": [str(f) for f in failures[:5]],
-      "seconds": round(seconds, 3), "requests_per_s": round(rps, 1),
-      "latency_ms": {f"p{q}": round(float(np.percentile(latencies, q)) * 1e3, 2)
-                     for q in (50, 90, 99)},
-      "server_mean_batch": stats["mean_batch"],
-      "in_process": {"what": f"Hasher.encode(image files) + HammingIndex.search(k={K}), batches of "
-                             f"{args.clients}, in {ROUNDS} rounds alternating with the server's",
-                     "seconds": round(baseline_seconds, 3),
-                     "queries_per_s": round(baseline_qps, 1)},
-      "ratio_to_in_process": round(rps / baseline_qps, 3)}
+    "machine": machine(),
+    "workdir": os.path.relpath(workdir, ROOT),
+    "items": len(index),
+    "bits": hasher.bits,
+    "k": K,
+    "requests": args.requests,
+    "clients": args.clients,
+    "distinct_queries": len(queries),
+    "failures": len(failures),
+    "failure_examples": [str(f) for f in failures[:5]],
+    "seconds": round(seconds, 3),
+    "requests_per_s": round(rps, 1),
+    "latency_ms": {
+      f"p{q}": round(float(np.percentile(latencies, q)) * 1e3, 2) for q in (50, 90, 99)
+    },
+    "server_mean_batch": stats["mean_batch"],
+    "in_process": {
+      "what": f"Hasher.encode(image files) + HammingIndex.search(k={K}), batches of "
+      f"{args.clients}, in {ROUNDS} rounds alternating with the server's",
+      "seconds": round(baseline_seconds, 3),
+      "queries_per_s": round(baseline_qps, 1),
+    },
+    "ratio_to_in_process": round(rps / baseline_qps, 3),
+  }
   bars = {"no_failed_requests": not failures, "ratio_at_least_0.5": rps / baseline_qps >= 0.5}
   payload["bars_hold"] = bars
   print(write_results("serve_load", payload))

@@ -35,7 +35,7 @@ import numpy as np
 
 import common
 import transfer_cifar10
-from jaxhash import evaluation, published, report, trainer
+from jaxhash import evaluation, published, run_results, trainer
 from jaxhash.data import protocols
 from jaxhash.data.image_folder import prepare_cifar10
 from jaxhash.data.loader import load_dataset
@@ -60,20 +60,30 @@ def run(config, dataset, workdir: str) -> dict:
   state = trainer.train(exp, workdir, stream=sys.stderr)
   t_fit = time.perf_counter()
   results = trainer.evaluate(exp, state, workdir, sys.stderr)
-  report.write_results(workdir, results)
-  return {"method": config.method.name, "bits": config.method.bits,
-          "map@1000": results["codes"]["map@1000"], "map@all": results["codes"]["map@all"],
-          "fit or train s": round(t_fit - t0, 1),
-          "evaluation s": round(time.perf_counter() - t_fit, 1)}, exp, state
+  run_results.write_results(workdir, results)
+  return (
+    {
+      "method": config.method.name,
+      "bits": config.method.bits,
+      "map@1000": results["codes"]["map@1000"],
+      "map@all": results["codes"]["map@all"],
+      "fit or train s": round(t_fit - t0, 1),
+      "evaluation s": round(time.perf_counter() - t_fit, 1),
+    },
+    exp,
+    state,
+  )
 
 
 def measure(words: np.ndarray, exp, bits: int) -> dict:
   """mAP@1000 and mAP@all of codes for every image (dataset order), as the runs are measured."""
   spec = evaluation.EvalSpec(nbits=bits, map_at=(1000, "all"), rerank=False)
   split, labels = exp.split, exp.dataset.labels
-  results = evaluation.evaluate(evaluation.Encoded(words[split.query], labels[split.query]),
-                                evaluation.Encoded(words[split.database], labels[split.database]),
-                                spec)
+  results = evaluation.evaluate(
+    evaluation.Encoded(words[split.query], labels[split.query]),
+    evaluation.Encoded(words[split.database], labels[split.database]),
+    spec,
+  )
   return {"map@1000": results["codes"]["map@1000"], "map@all": results["codes"]["map@all"]}
 
 
@@ -106,7 +116,8 @@ def faiss_itq_steps(train: np.ndarray, features: np.ndarray, bits: int, iteratio
 
   mean = train.mean(axis=0)
   unit = lambda x: np.ascontiguousarray(
-      (x - mean) / np.linalg.norm(x - mean, axis=1, keepdims=True), np.float32)
+    (x - mean) / np.linalg.norm(x - mean, axis=1, keepdims=True), np.float32
+  )
   pca = faiss.PCAMatrix(train.shape[1], bits)
   pca.have_bias = False  # as ITQTransform sets it
   pca.train(unit(train))
@@ -129,7 +140,7 @@ def faiss_itq_steps(train: np.ndarray, features: np.ndarray, bits: int, iteratio
     r = u @ vt
   shipped = [loss(itq_matrix(k)) for k in range(LOSS_ITERATIONS + 1)]
   codes = pack_bits(pca.apply(unit(features)) @ r.T >= 0)
-  return codes, {"procrustes": procrustes[:LOSS_ITERATIONS + 1], "faiss ITQMatrix": shipped}
+  return codes, {"procrustes": procrustes[: LOSS_ITERATIONS + 1], "faiss ITQMatrix": shipped}
 
 
 def jaxhash_codes(name: str, train: np.ndarray, features: np.ndarray, bits: int, seed: int):
@@ -163,14 +174,28 @@ def peer_rows(exp, features: np.ndarray, bits_list, seeds: int) -> tuple[list[di
   train = np.ascontiguousarray(features[exp.split.train], np.float32)
   rows, losses = [], {}
   for bits in bits_list:
-    ours = lambda name, count: [measure(jaxhash_codes(name, train, features, bits, s), exp, bits)
-                                for s in range(count)]
-    rows.append(compare("lsh", bits, ours("lsh", seeds), [
-        measure(faiss_codes("lsh", train, features, bits, s), exp, bits) for s in range(seeds)],
-        "IndexLSH(d, bits) after CenteringTransform"))
+    ours = lambda name, count: [
+      measure(jaxhash_codes(name, train, features, bits, s), exp, bits) for s in range(count)
+    ]
+    rows.append(
+      compare(
+        "lsh",
+        bits,
+        ours("lsh", seeds),
+        [measure(faiss_codes("lsh", train, features, bits, s), exp, bits) for s in range(seeds)],
+        "IndexLSH(d, bits) after CenteringTransform",
+      )
+    )
     itq = ours("itq", min(seeds, ITQ_SEEDS))
-    rows.append(compare("itq", bits, itq, [measure(faiss_codes("itq", train, features, bits, 0),
-                                                   exp, bits)], SHIPPED))
+    rows.append(
+      compare(
+        "itq",
+        bits,
+        itq,
+        [measure(faiss_codes("itq", train, features, bits, 0), exp, bits)],
+        SHIPPED,
+      )
+    )
     codes, trajectory = faiss_itq_steps(train, features, bits)
     rows.append(compare("itq", bits, itq, [measure(codes, exp, bits)], CORRECTED))
     if bits == 32 or not losses:
@@ -182,8 +207,10 @@ def context() -> tuple[list[dict], list[str]]:
   """The published CIFAR-10 figures of the shallow methods (``jaxhash.published``) and their
   sources, each once."""
   figures = [f for f in published.FIGURES if f.method in SHALLOW and f.protocol == "cifar10"]
-  rows = [{"method": f.method, "bits": f.bits, "published mAP": f.value, "features": f.features}
-          for f in figures]
+  rows = [
+    {"method": f.method, "bits": f.bits, "published mAP": f.value, "features": f.features}
+    for f in figures
+  ]
   return rows, sorted({f"{published.SOURCES[f.source]}; {f.checked}" for f in figures})
 
 
@@ -192,14 +219,15 @@ def paper_table(rows: list[dict], published_rows: list[dict]) -> list[dict]:
   published GIST figures in their own column."""
   by_method: dict[str, dict] = {}
   for row in rows:
-    line = by_method.setdefault(row["method"], {"method": report.METHODS[row["method"]]})
+    line = by_method.setdefault(row["method"], {"method": run_results.METHODS[row["method"]]})
     line[f"{row['bits']} bits"] = f"{row['map@1000']:.4f} / {row['map@all']:.4f}"
   for figure in published_rows:
     line = by_method.get(figure["method"])
     if line is not None:
       cell = line.get("published, GIST features (bits: mAP)", "")
       line["published, GIST features (bits: mAP)"] = (
-          f"{cell}{', ' if cell else ''}{figure['bits']}: {figure['published mAP']:.3f}")
+        f"{cell}{', ' if cell else ''}{figure['bits']}: {figure['published mAP']:.3f}"
+      )
   return list(by_method.values())
 
 
@@ -210,21 +238,35 @@ def bars(rows: list[dict], peers: list[dict], deep_bits) -> list[dict]:
   for bits in sorted(b for m, b in at if m == "itq" and ("lsh", b) in at):
     for key in ("map@1000", "map@all"):
       itq, lsh = at["itq", bits][key], at["lsh", bits][key]
-      out.append({"bar": f"ITQ >= LSH at {bits} bits ({key})", "figures": f"{itq:.4f} vs {lsh:.4f}",
-                  "holds": itq >= lsh})
+      out.append(
+        {
+          "bar": f"ITQ >= LSH at {bits} bits ({key})",
+          "figures": f"{itq:.4f} vs {lsh:.4f}",
+          "holds": itq >= lsh,
+        }
+      )
   for peer in (p for p in peers if p["faiss"] != SHIPPED):
     gap = peer["difference map@1000"]
-    out.append({"bar": f"{peer['method'].upper()} {peer['bits']} bits within {TOLERANCE} mAP@1000 "
-                       f"of FAISS's {peer['faiss']}", "figures": f"{gap:+.4f}",
-                "holds": abs(gap) <= TOLERANCE})
+    out.append(
+      {
+        "bar": f"{peer['method'].upper()} {peer['bits']} bits within {TOLERANCE} mAP@1000 "
+        f"of FAISS's {peer['faiss']}",
+        "figures": f"{gap:+.4f}",
+        "holds": abs(gap) <= TOLERANCE,
+      }
+    )
   if 48 in deep_bits:
     shallow = [r for r in rows if r["method"] in SHALLOW and r["bits"] == 48]
     for deep in [r for r in rows if r["method"] not in SHALLOW and r["bits"] == 48]:
       for key in ("map@1000", "map@all"):
         best = max(shallow, key=lambda r: r[key])
-        out.append({"bar": f"{deep['method']} above every shallow method at 48 bits ({key})",
-                    "figures": f"{deep[key]:.4f} vs {best['method']} {best[key]:.4f}",
-                    "holds": deep[key] > best[key]})
+        out.append(
+          {
+            "bar": f"{deep['method']} above every shallow method at 48 bits ({key})",
+            "figures": f"{deep[key]:.4f} vs {best['method']} {best[key]:.4f}",
+            "holds": deep[key] > best[key],
+          }
+        )
   return out
 
 
@@ -232,38 +274,56 @@ def itq_note(peers: list[dict], losses: dict) -> str:
   """Why FAISS's ITQ as shipped is compared but is not a bar, from the figures measured."""
   shipped = [p["difference map@1000"] for p in peers if p["faiss"] == SHIPPED]
   rises = sum(b > a for a, b in zip(losses["faiss ITQMatrix"], losses["faiss ITQMatrix"][1:]))
-  return (f"FAISS's ITQ as shipped is {min(shipped):.4f} .. {max(shipped):.4f} mAP@1000 below "
-          f"jaxhash's. Its ITQMatrix.train sets the rotation to U V from the SVD U S Vt of B^T V, "
-          f"where the paper's Procrustes step is U Vt: at {losses['bits']} bits its quantisation "
-          f"loss rises in {rises} of its first {len(losses['faiss ITQMatrix']) - 1} iterations "
-          "(table below), while the Procrustes step from the same start never raises it. The bar "
-          "is checked against FAISS's own steps (centring, L2 normalisation, PCAMatrix, the same "
-          "initial rotation) with that one step corrected.")
+  return (
+    f"FAISS's ITQ as shipped is {min(shipped):.4f} .. {max(shipped):.4f} mAP@1000 below "
+    f"jaxhash's. Its ITQMatrix.train sets the rotation to U V from the SVD U S Vt of B^T V, "
+    f"where the paper's Procrustes step is U Vt: at {losses['bits']} bits its quantisation "
+    f"loss rises in {rises} of its first {len(losses['faiss ITQMatrix']) - 1} iterations "
+    "(table below), while the Procrustes step from the same start never raises it. The bar "
+    "is checked against FAISS's own steps (centring, L2 normalisation, PCAMatrix, the same "
+    "initial rotation) with that one step corrected."
+  )
 
 
 def public_command(parser, args) -> str:
   """The command as a reader reruns it: the options that change what is measured, without the
   data paths of the measuring machine."""
-  options = [f"--{name} {getattr(args, name.replace('-', '_'))}"
-             for name in ("bits", "methods", "deep-bits", "seeds")
-             if getattr(args, name.replace("-", "_")) != parser.get_default(name.replace("-", "_"))]
-  return " ".join(["python benchmarks/shallow_cifar10.py", *options,
-                   *(["--reuse-cache"] if args.reuse_cache else [])])
+  options = [
+    f"--{name} {getattr(args, name.replace('-', '_'))}"
+    for name in ("bits", "methods", "deep-bits", "seeds")
+    if getattr(args, name.replace("-", "_")) != parser.get_default(name.replace("-", "_"))
+  ]
+  return " ".join(
+    [
+      "python benchmarks/shallow_cifar10.py",
+      *options,
+      *(["--reuse-cache"] if args.reuse_cache else []),
+    ]
+  )
 
 
 def main() -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--tarball", default="data/cifar10-jpg.tar.gz")
-  parser.add_argument("--cifar-dir", default="runs/cifar10",
-                      help="where the JPEG tree and list files go")
+  parser.add_argument(
+    "--cifar-dir", default="runs/cifar10", help="where the JPEG tree and list files go"
+  )
   parser.add_argument("--bits", default="16,32,48,64", help="code lengths of the shallow methods")
   parser.add_argument("--methods", default=",".join(SHALLOW))
-  parser.add_argument("--deep-bits", default="48",
-                      help="code lengths of DLBHC and HashNet (none: '')")
-  parser.add_argument("--seeds", type=int, default=10,
-                      help="LSH seeds of the FAISS comparison (its mAP moves ~0.01 between seeds)")
-  parser.add_argument("--reuse-cache", action="store_true",
-                      help="keep an existing feature cache (the timing then leaves caching out)")
+  parser.add_argument(
+    "--deep-bits", default="48", help="code lengths of DLBHC and HashNet (none: '')"
+  )
+  parser.add_argument(
+    "--seeds",
+    type=int,
+    default=10,
+    help="LSH seeds of the FAISS comparison (its mAP moves ~0.01 between seeds)",
+  )
+  parser.add_argument(
+    "--reuse-cache",
+    action="store_true",
+    help="keep an existing feature cache (the timing then leaves caching out)",
+  )
   args = parser.parse_args()
   bits_list = [int(b) for b in args.bits.split(",")]
   deep_bits = [int(b) for b in args.deep_bits.split(",") if b]
@@ -292,7 +352,7 @@ def main() -> int:
   del features
   timing["faiss comparison s"] = round(time.perf_counter() - t_peer, 1)
   t_deep = time.perf_counter()
-  for name, path in transfer_cifar10.CONFIGS:
+  for _, path in transfer_cifar10.CONFIGS:
     for bits in deep_bits:
       config = common.load_config(path, f"{transfer_cifar10.VARIANT},bits={bits}", overrides)
       row, _, _ = run(config, dataset, os.path.join(root, config.name))
@@ -302,23 +362,28 @@ def main() -> int:
   checked = bars(rows, peers, deep_bits)
   published_rows, sources = context()
   payload = {
-      "benchmark": public_command(parser, args),
-      "protocol": first.data.protocol,
-      "features": f"{first.model.backbone} ({first.model.init_weights} ImageNet weights), "
-                  f"{first.data.image_size}x{first.data.image_size} input, the pooled 1280-d "
-                  "output",
-      "wall seconds": round(time.perf_counter() - t0, 1), **timing,
-      "load average before": load_before, "load average after": os.getloadavg()[0],
-      "machine": common.machine(), "all bars hold": all(b["holds"] for b in checked),
-      "faiss ITQ as shipped": itq_note(peers, losses),
-      "published figures": "context, not bars: " + " | ".join(sources),
-      "mAP@1000 / mAP@all": paper_table(rows, published_rows),
-      "rows": rows, "faiss": peers, "bars": checked,
-      "ITQ quantisation loss per image by iteration": [
-          {"iteration": i, "Procrustes step (U Vt)": f"{a:.4f}",
-           "FAISS ITQMatrix (U V)": f"{b:.4f}"}
-          for i, (a, b) in enumerate(zip(losses["procrustes"], losses["faiss ITQMatrix"]))],
-      "published (context)": published_rows,
+    "benchmark": public_command(parser, args),
+    "protocol": first.data.protocol,
+    "features": f"{first.model.backbone} ({first.model.init_weights} ImageNet weights), "
+    f"{first.data.image_size}x{first.data.image_size} input, the pooled 1280-d "
+    "output",
+    "wall seconds": round(time.perf_counter() - t0, 1),
+    **timing,
+    "load average before": load_before,
+    "load average after": os.getloadavg()[0],
+    "machine": common.machine(),
+    "all bars hold": all(b["holds"] for b in checked),
+    "faiss ITQ as shipped": itq_note(peers, losses),
+    "published figures": "context, not bars: " + " | ".join(sources),
+    "mAP@1000 / mAP@all": paper_table(rows, published_rows),
+    "rows": rows,
+    "faiss": peers,
+    "bars": checked,
+    "ITQ quantisation loss per image by iteration": [
+      {"iteration": i, "Procrustes step (U Vt)": f"{a:.4f}", "FAISS ITQMatrix (U V)": f"{b:.4f}"}
+      for i, (a, b) in enumerate(zip(losses["procrustes"], losses["faiss ITQMatrix"]))
+    ],
+    "published (context)": published_rows,
   }
   print(common.write_results("shallow_cifar10", payload))
   missed = [b["bar"] for b in checked if not b["holds"]]

@@ -1,8 +1,8 @@
-"""Training throughput: jaxhash's whole training step against PyTorch's, same network, batch and data.
+"""Training throughput: jaxhash's whole training step against PyTorch's (same network, batch, data).
 
     python benchmarks/train_throughput.py                        # CPU: the LeNet main job's step
     python benchmarks/train_throughput.py --case alexnet         # accelerator: HashNet, AlexNet
-    python benchmarks/train_throughput.py --case alexnet --small # that code at a CPU smoke-test size
+    python benchmarks/train_throughput.py --case alexnet --small # that code, at a CPU test size
     python benchmarks/train_throughput.py --case efficientnet    # CPU: EfficientNet-Lite0 at 96²
 
 Cases:
@@ -26,8 +26,9 @@ held on the device as uint8, the batches' positions from the host), the jitted s
 inside them), ``config.train.steps_per_call`` steps per call (10 by default) as the trainer runs
 them, and the metrics fetched every ``config.train.log_every`` steps as the loop logs them.
 PyTorch's side holds the same uint8 images as one tensor on its device, indexes a shuffled batch
-(the same permutation), augments and normalises it there, and runs the same network channels-last with
-``torch.optim.SGD`` on the same learning-rate schedule, fetching the mean loss as often.
+(the same permutation), augments and normalises it there, and runs the same network
+channels-last with ``torch.optim.SGD`` on the same learning-rate schedule, fetching the mean loss
+as often.
 On the CPU, PyTorch gets as many threads as JAX's CPU client uses (the cores this process may run
 on). Both run in this one process, in alternating rounds of ``--steps`` steps after ``--warmup``
 steps each; images/s go to ``benchmarks/results/train_throughput[_case][_small].{json,md}`` with
@@ -86,11 +87,14 @@ class JaxhashLoop:
 
   def __init__(self, exp: trainer.Experiment):
     config = exp.config
-    self.batches = TrainBatches(exp.dataset, exp.split.train, config.train.batch_size, config.seed,
-                                exp.mesh)
+    self.batches = TrainBatches(
+      exp.dataset, exp.split.train, config.train.batch_size, config.seed, exp.mesh
+    )
     steps = trainer.total_steps(config, self.batches.steps_per_epoch)
     optimizer, schedule = make_optimizer(config.optim, steps)
-    self.state = jax.device_put(trainer.initial_state(exp, optimizer), parallel.replicated(exp.mesh))
+    self.state = jax.device_put(
+      trainer.initial_state(exp, optimizer), parallel.replicated(exp.mesh)
+    )
     self.train_steps = trainer.make_train_steps(exp, optimizer, schedule, self.batches.take)
     self.per_call = trainer.steps_per_call(config, self.batches)
     self.log_every, self.step, self.window = config.train.log_every, 0, []
@@ -139,8 +143,12 @@ class TorchLoop:
     backbone = [p for p in self.net.parameters() if id(p) not in head_ids]
     self.multipliers = (1.0, optim.head_lr_multiplier)
     self.optimizer = torch.optim.SGD(
-        [{"params": backbone}, {"params": head}], lr=optim.learning_rate,
-        momentum=optim.momentum, nesterov=optim.nesterov, weight_decay=optim.weight_decay)
+      [{"params": backbone}, {"params": head}],
+      lr=optim.learning_rate,
+      momentum=optim.momentum,
+      nesterov=optim.nesterov,
+      weight_decay=optim.weight_decay,
+    )
     total = trainer.total_steps(config, self.steps_per_epoch)
     schedule = learning_rate_schedule(optim, total)
     self.rates = np.asarray(jax.vmap(schedule)(jnp.arange(total + 1)))  # jaxhash's schedule
@@ -152,7 +160,7 @@ class TorchLoop:
     if epoch != self._epoch:  # the permutation TrainBatches draws
       order = np.random.default_rng([self.seed, epoch]).permutation(self.num)
       self._epoch, self._permutation = epoch, self.torch.from_numpy(order).to(self.device)
-    return self._permutation[within * self.batch_size:(within + 1) * self.batch_size]
+    return self._permutation[within * self.batch_size : (within + 1) * self.batch_size]
 
   def _inputs(self, images):
     """uint8 NHWC -> float NCHW in channels-last memory, augmented as jaxhash's ``preprocess``."""
@@ -206,9 +214,17 @@ def _torch_lenet_dlbhc(bits: int, num_classes: int, channels: int, size: int):
       super().__init__()
       side = ((size - 4) // 2 - 4) // 2
       self.backbone = tnn.Sequential(
-          tnn.Conv2d(channels, 20, 5), tnn.MaxPool2d(2), tnn.Conv2d(20, 50, 5), tnn.MaxPool2d(2),
-          tnn.Flatten(), tnn.Linear(50 * side * side, 500), tnn.ReLU())
-      self.head = tnn.Sequential(tnn.Linear(500, bits), tnn.Sigmoid(), tnn.Linear(bits, num_classes))
+        tnn.Conv2d(channels, 20, 5),
+        tnn.MaxPool2d(2),
+        tnn.Conv2d(20, 50, 5),
+        tnn.MaxPool2d(2),
+        tnn.Flatten(),
+        tnn.Linear(50 * side * side, 500),
+        tnn.ReLU(),
+      )
+      self.head = tnn.Sequential(
+        tnn.Linear(500, bits), tnn.Sigmoid(), tnn.Linear(bits, num_classes)
+      )
 
     def forward(self, x):
       return self.head(self.backbone(x))
@@ -217,7 +233,7 @@ def _torch_lenet_dlbhc(bits: int, num_classes: int, channels: int, size: int):
 
 
 def _dlbhc_loss(logits, labels, step):
-  """DLBHC's softmax cross-entropy against the label distribution, as ``dlbhc.classification_loss``."""
+  """DLBHC's softmax cross-entropy on label distributions, as ``dlbhc.classification_loss``."""
   import torch
 
   del step
@@ -241,15 +257,30 @@ def _torch_alexnet_hashnet(bits: int):
     def __init__(self):
       super().__init__()
       self.features = tnn.Sequential(
-          tnn.Conv2d(3, 64, 11, 4, 2), tnn.ReLU(inplace=True), tnn.MaxPool2d(3, 2),
-          tnn.Conv2d(64, 192, 5, padding=2), tnn.ReLU(inplace=True), tnn.MaxPool2d(3, 2),
-          tnn.Conv2d(192, 384, 3, padding=1), tnn.ReLU(inplace=True),
-          tnn.Conv2d(384, 256, 3, padding=1), tnn.ReLU(inplace=True),
-          tnn.Conv2d(256, 256, 3, padding=1), tnn.ReLU(inplace=True), tnn.MaxPool2d(3, 2),
-          tnn.AdaptiveAvgPool2d(6), tnn.Flatten())
+        tnn.Conv2d(3, 64, 11, 4, 2),
+        tnn.ReLU(inplace=True),
+        tnn.MaxPool2d(3, 2),
+        tnn.Conv2d(64, 192, 5, padding=2),
+        tnn.ReLU(inplace=True),
+        tnn.MaxPool2d(3, 2),
+        tnn.Conv2d(192, 384, 3, padding=1),
+        tnn.ReLU(inplace=True),
+        tnn.Conv2d(384, 256, 3, padding=1),
+        tnn.ReLU(inplace=True),
+        tnn.Conv2d(256, 256, 3, padding=1),
+        tnn.ReLU(inplace=True),
+        tnn.MaxPool2d(3, 2),
+        tnn.AdaptiveAvgPool2d(6),
+        tnn.Flatten(),
+      )
       self.classifier = tnn.Sequential(
-          tnn.Dropout(0.5), tnn.Linear(256 * 36, 4096), tnn.ReLU(inplace=True),
-          tnn.Dropout(0.5), tnn.Linear(4096, 4096), tnn.ReLU(inplace=True))
+        tnn.Dropout(0.5),
+        tnn.Linear(256 * 36, 4096),
+        tnn.ReLU(inplace=True),
+        tnn.Dropout(0.5),
+        tnn.Linear(4096, 4096),
+        tnn.ReLU(inplace=True),
+      )
       self.head = tnn.Linear(4096, bits)
       tnn.init.normal_(self.head.weight, 0.0, 0.01)
       tnn.init.zeros_(self.head.bias)
@@ -292,28 +323,45 @@ def alexnet_case(args) -> Case:
   if args.small:  # 99² crops still pool to AlexNet's 6×6 grid
     overrides.update({"train.batch_size": 8, "data.image_size": 112, "data.crop": 99})
     size, count = 112, args.images or 32
-  config = load_config("configs/hashnet_imagenet100.py", None, {**overrides, **dict(args.overrides)})
+  config = load_config(
+    "configs/hashnet_imagenet100.py", None, {**overrides, **dict(args.overrides)}
+  )
   rng = np.random.default_rng(config.seed)
   images = rng.integers(0, 256, (count, size, size, 3), dtype=np.uint8)
   labels = one_hot(rng.integers(0, 100, count), 100)
-  dataset = Dataset("random_imagenet100", images, labels,
-                    {"train": np.arange(count), "test": np.arange(1), "database": np.arange(1)})
+  dataset = Dataset(
+    "random_imagenet100",
+    images,
+    labels,
+    {"train": np.arange(count), "test": np.arange(1), "database": np.arange(1)},
+  )
   exp = trainer.build_experiment(config, dataset)
-  return Case("alexnet", exp, lambda: _torch_alexnet_hashnet(config.method.bits),
-              _hashnet_loss(config.method, config.train.num_steps), bar=1.3)
+  return Case(
+    "alexnet",
+    exp,
+    lambda: _torch_alexnet_hashnet(config.method.bits),
+    _hashnet_loss(config.method, config.train.num_steps),
+    bar=1.3,
+  )
 
 
 def _torch_lite0_dlbhc(bits: int, num_classes: int):
   """The parity tests' EfficientNet-Lite0 (tests/torch_backbones.py) under DLBHC's head."""
   import torch.nn as tnn
+
   import torch_backbones  # tests/, on the path below
 
   class Network(tnn.Module):
     def __init__(self):
       super().__init__()
       self.backbone = torch_backbones.EfficientNetLite0()
-      self.backbone._dropout, self.backbone._fc = tnn.Identity(), tnn.Identity()  # pooled features only
-      self.head = tnn.Sequential(tnn.Linear(1280, bits), tnn.Sigmoid(), tnn.Linear(bits, num_classes))
+      self.backbone._dropout, self.backbone._fc = (
+        tnn.Identity(),
+        tnn.Identity(),
+      )  # pooled features only
+      self.head = tnn.Sequential(
+        tnn.Linear(1280, bits), tnn.Sigmoid(), tnn.Linear(bits, num_classes)
+      )
 
     def forward(self, x):
       return self.head(self.backbone(x)[0])
@@ -326,16 +374,29 @@ def efficientnet_case(args) -> Case:
   float32, on random uint8 images; both sides start from random weights (speed does not depend on
   them). The CPU recipe (``lite0_cpu``) trains only stage7 on cached activations instead."""
   size, count = 96, args.images or 512
-  overrides = {"data.image_size": size, "model.dtype": "float32", "model.init_weights": "",
-               "train.batch_size": 64}
+  overrides = {
+    "data.image_size": size,
+    "model.dtype": "float32",
+    "model.init_weights": "",
+    "train.batch_size": 64,
+  }
   config = load_config("configs/dlbhc_cifar10.py", "lite0", {**overrides, **dict(args.overrides)})
   rng = np.random.default_rng(config.seed)
   images = rng.integers(0, 256, (count, size, size, 3), dtype=np.uint8)
   labels = one_hot(rng.integers(0, 10, count), 10)
-  dataset = Dataset("random_cifar10", images, labels, {"train": np.arange(count), "test": np.arange(1)})
+  dataset = Dataset(
+    "random_cifar10", images, labels, {"train": np.arange(count), "test": np.arange(1)}
+  )
   exp = trainer.build_experiment(config, dataset)
-  return Case("efficientnet", exp, lambda: _torch_lite0_dlbhc(config.method.bits, 10), _dlbhc_loss,
-              bar=1.0, steps=20, warmup=10)
+  return Case(
+    "efficientnet",
+    exp,
+    lambda: _torch_lite0_dlbhc(config.method.bits, 10),
+    _dlbhc_loss,
+    bar=1.0,
+    steps=20,
+    warmup=10,
+  )
 
 
 CASES = {"lenet": lenet_case, "alexnet": alexnet_case, "efficientnet": efficientnet_case}
@@ -363,12 +424,16 @@ def measure(case: Case, args) -> dict:
   threads = environment.cpu_cores()
   torch_device = "cuda" if backend == "gpu" else "cpu"
   if torch_device == "cuda" and not torch.cuda.is_available():
-    raise RuntimeError("JAX runs on a GPU but this torch has no CUDA; install a CUDA build of torch.")
+    raise RuntimeError(
+      "JAX runs on a GPU but this torch has no CUDA; install a CUDA build of torch."
+    )
   if torch_device == "cpu":
     torch.set_num_threads(threads)
   torch.backends.cudnn.benchmark = True
   sides = {"jaxhash": JaxhashLoop(case.exp)}
-  precisions = args.torch_precision or (["float32", "bfloat16"] if torch_device == "cuda" else ["float32"])
+  precisions = args.torch_precision or (
+    ["float32", "bfloat16"] if torch_device == "cuda" else ["float32"]
+  )
   for precision in precisions:
     sides[f"pytorch_{precision}"] = TorchLoop(case, torch_device, precision)
   batch = case.exp.config.train.batch_size
@@ -379,35 +444,64 @@ def measure(case: Case, args) -> dict:
 
   rounds, names = [], list(sides)
   for r in range(args.rounds):
-    for name in (names if r % 2 == 0 else names[::-1]):  # alternate the order against drift
+    for name in names if r % 2 == 0 else names[::-1]:  # alternate the order against drift
       t0 = time.perf_counter()
       sides[name].run(args.steps)
       seconds = time.perf_counter() - t0
-      rounds.append({"round": r, "side": name, "images_per_sec": args.steps * batch / seconds,
-                     "load_average_1min": os.getloadavg()[0], "loss": sides[name].last_loss})
-      print(f"round {r} {name}: {rounds[-1]['images_per_sec']:.0f} images/s "
-            f"(load {rounds[-1]['load_average_1min']:.2f})", flush=True)
+      rounds.append(
+        {
+          "round": r,
+          "side": name,
+          "images_per_sec": args.steps * batch / seconds,
+          "load_average_1min": os.getloadavg()[0],
+          "loss": sides[name].last_loss,
+        }
+      )
+      print(
+        f"round {r} {name}: {rounds[-1]['images_per_sec']:.0f} images/s "
+        f"(load {rounds[-1]['load_average_1min']:.2f})",
+        flush=True,
+      )
 
   summary = []
   for name in names:
     rates = [row["images_per_sec"] for row in rounds if row["side"] == name]
-    summary.append({"side": name, "best_images_per_sec": max(rates),
-                    "median_images_per_sec": statistics.median(rates)})
+    summary.append(
+      {
+        "side": name,
+        "best_images_per_sec": max(rates),
+        "median_images_per_sec": statistics.median(rates),
+      }
+    )
   ours = summary[0]
-  ratios = [{"against": row["side"],
-             "best_ratio": ours["best_images_per_sec"] / row["best_images_per_sec"],
-             "median_ratio": ours["median_images_per_sec"] / row["median_images_per_sec"]}
-            for row in summary[1:]]
+  ratios = [
+    {
+      "against": row["side"],
+      "best_ratio": ours["best_images_per_sec"] / row["best_images_per_sec"],
+      "median_ratio": ours["median_images_per_sec"] / row["median_images_per_sec"],
+    }
+    for row in summary[1:]
+  ]
   holds = ratios[0]["median_ratio"] >= case.bar
   return {
-      "case": case.name, "config": case.exp.config.name, "batch_size": batch,
-      "input": "x".join(map(str, case.exp.dataset.image_shape)), "crop": case.exp.config.data.crop,
-      "jax_backend": backend, "torch_device": torch_device,
-      "torch_threads": torch.get_num_threads() if torch_device == "cpu" else None,
-      "cpu_threads_available": threads, "warmup_steps": args.warmup, "steps_per_round": args.steps,
-      "jaxhash_steps_per_call": sides["jaxhash"].per_call,
-      "rounds_per_side": args.rounds, "bar": f"jaxhash / {ratios[0]['against']} median >= {case.bar}",
-      "bar_holds": holds, "summary": summary, "ratios": ratios, "rounds": rounds,
+    "case": case.name,
+    "config": case.exp.config.name,
+    "batch_size": batch,
+    "input": "x".join(map(str, case.exp.dataset.image_shape)),
+    "crop": case.exp.config.data.crop,
+    "jax_backend": backend,
+    "torch_device": torch_device,
+    "torch_threads": torch.get_num_threads() if torch_device == "cpu" else None,
+    "cpu_threads_available": threads,
+    "warmup_steps": args.warmup,
+    "steps_per_round": args.steps,
+    "jaxhash_steps_per_call": sides["jaxhash"].per_call,
+    "rounds_per_side": args.rounds,
+    "bar": f"jaxhash / {ratios[0]['against']} median >= {case.bar}",
+    "bar_holds": holds,
+    "summary": summary,
+    "ratios": ratios,
+    "rounds": rounds,
   }
 
 
@@ -415,15 +509,31 @@ def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--case", choices=sorted(CASES), default="lenet")
   parser.add_argument("--small", action="store_true", help="alexnet at a CPU smoke-test size")
-  parser.add_argument("--steps", type=int, help="steps per round (default: the case's, 300 for lenet)")
+  parser.add_argument(
+    "--steps", type=int, help="steps per round (default: the case's, 300 for lenet)"
+  )
   parser.add_argument("--rounds", type=int, default=5, help="rounds per side, alternating")
-  parser.add_argument("--warmup", type=int, help="steps before timing (default: the case's, 30 for lenet)")
-  parser.add_argument("--images", type=int, default=0,
-                      help="alexnet, efficientnet: random images to draw from")
-  parser.add_argument("--torch-precision", action="append", choices=["float32", "bfloat16"],
-                      help="PyTorch's precisions (default: float32, and bfloat16 on a GPU)")
-  parser.add_argument("--set", dest="overrides", action="append", type=_override, default=[],
-                      metavar="KEY=VALUE", help="config override, e.g. --set train.log_every=100")
+  parser.add_argument(
+    "--warmup", type=int, help="steps before timing (default: the case's, 30 for lenet)"
+  )
+  parser.add_argument(
+    "--images", type=int, default=0, help="alexnet, efficientnet: random images to draw from"
+  )
+  parser.add_argument(
+    "--torch-precision",
+    action="append",
+    choices=["float32", "bfloat16"],
+    help="PyTorch's precisions (default: float32, and bfloat16 on a GPU)",
+  )
+  parser.add_argument(
+    "--set",
+    dest="overrides",
+    action="append",
+    type=_override,
+    default=[],
+    metavar="KEY=VALUE",
+    help="config override, e.g. --set train.log_every=100",
+  )
   args = parser.parse_args(argv)
   if (args.steps is not None and args.steps < 1) or args.rounds < 1 or (args.warmup or 0) < 0:
     parser.error("--steps and --rounds must be positive and --warmup non-negative.")
@@ -432,9 +542,11 @@ def main(argv=None) -> int:
   args.warmup = case.warmup if args.warmup is None else args.warmup
   per_call = case.exp.config.train.steps_per_call
   if args.steps % per_call or args.warmup % per_call:  # else a timed round compiles a new length
-    parser.error(f"--steps and --warmup must be multiples of train.steps_per_call ({per_call}), "
-                 "so that the warm-up compiles every call the rounds make; or change it with "
-                 "--set train.steps_per_call=N.")
+    parser.error(
+      f"--steps and --warmup must be multiples of train.steps_per_call ({per_call}), "
+      "so that the warm-up compiles every call the rounds make; or change it with "
+      "--set train.steps_per_call=N."
+    )
   result = measure(case, args)
   name = "train_throughput" + ("" if args.case == "lenet" else f"_{args.case}")
   name += "_small" if args.small else ""

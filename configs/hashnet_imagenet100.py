@@ -9,7 +9,8 @@ Start from ImageNet weights (a torchvision AlexNet .pth or .npz), as the paper d
 Other code lengths: --config configs/hashnet_imagenet100.py:bits=64. Reports mAP@1000.
 """
 
-from jaxhash.config import base_config, parse_config_arg
+from jaxhash.config import base_config
+from jaxhash.config_files import parse_config_arg
 from jaxhash.methods.hashnet import use_released_recipe
 
 

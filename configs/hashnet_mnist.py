@@ -9,7 +9,8 @@ Ablations: --config.method.continuation=False (fixed β = 1), --config.method.we
 Learning rate 0.03: on full MNIST (5 epochs) mAP@all was 0.989 at 0.01 and 0.992 at 0.03.
 """
 
-from jaxhash.config import base_config, parse_config_arg
+from jaxhash.config import base_config
+from jaxhash.config_files import parse_config_arg
 from jaxhash.presets import mnist_lenet
 
 

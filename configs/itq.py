@@ -16,7 +16,8 @@ benchmark's Lite0 runs (benchmarks/shallow_cifar10.py):
   python -m jaxhash.train --config configs/itq.py:cifar10,method=sdh --config.data.dir=CIFAR10
 """
 
-from jaxhash.config import base_config, parse_config_arg
+from jaxhash.config import base_config
+from jaxhash.config_files import parse_config_arg
 from jaxhash.methods import METHODS
 from jaxhash.presets import pretrained_cached
 
@@ -28,9 +29,11 @@ def get_config(arg=None):
   method = values["method"]
   fitted = sorted(name for name, m in METHODS.items() if m.fit is not None)
   if method not in fitted:
-    raise ValueError(f"configs/itq.py:method={method}: this config fits the shallow methods "
-                     f"{fitted}; the deep ones have their own configs (configs/dlbhc_*.py, "
-                     "configs/hashnet_*.py).")
+    raise ValueError(
+      f"configs/itq.py:method={method}: this config fits the shallow methods "
+      f"{fitted}; the deep ones have their own configs (configs/dlbhc_*.py, "
+      "configs/hashnet_*.py)."
+    )
   c = base_config(method)
   c.method.bits = values["bits"]
   c.name = f"{method}{'_cifar10' if variants else ''}_{c.method.bits}"

@@ -1,4 +1,4 @@
-"""A tiny CPU config for tests: two training steps on 3,000 embedded MNIST images, 16-bit DLBHC codes.
+"""A tiny CPU config for tests: two training steps on 3,000 embedded MNIST images, 16-bit DLBHC.
 
   python -m jaxhash.train --config configs/test.py --workdir runs/test
 Variants: ``configs/test.py:hashnet`` trains HashNet instead of DLBHC.
@@ -6,7 +6,8 @@ The learning rate is constant, so runs of any length (``:steps=N``, ``--extend``
 compiled train step: the tests compile it once rather than once per step count.
 """
 
-from jaxhash.config import base_config, parse_config_arg
+from jaxhash.config import base_config
+from jaxhash.config_files import parse_config_arg
 
 
 def get_config(arg=None):

@@ -56,8 +56,10 @@ class _AsyncioNoise(logging.Filter):
 
   def filter(self, record: logging.LogRecord) -> bool:
     message = record.getMessage().lower()
-    return VERBOSE or not ("was never retrieved" in message
-                           and any(name in message for name in ("orbax", "tensorstore", "ocdbt")))
+    return VERBOSE or not (
+      "was never retrieved" in message
+      and any(name in message for name in ("orbax", "tensorstore", "ocdbt"))
+    )
 
 
 def _from_orbax(unraisable) -> bool:
@@ -78,6 +80,7 @@ def _quiet_unraisable(previous):
   def hook(unraisable):
     if VERBOSE or not _from_orbax(unraisable):
       previous(unraisable)
+
   hook.jaxhash_quiet = True
   return hook
 
@@ -92,8 +95,9 @@ def _install_quiet_hooks() -> None:
   if not getattr(sys.unraisablehook, "jaxhash_quiet", False):
     sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
   if not VERBOSE:  # orbax's array-metadata read, abandoned when a damaged checkpoint fails early
-    warnings.filterwarnings("ignore", r"coroutine 'Store\._get_array_metadatas' was never awaited",
-                            RuntimeWarning)
+    warnings.filterwarnings(
+      "ignore", r"coroutine 'Store\._get_array_metadatas' was never awaited", RuntimeWarning
+    )
 
 
 def state_digest(state) -> tuple[str, bool]:
@@ -126,9 +130,12 @@ def _write_error(step: int, directory: str, error: BaseException) -> OSError:
   else:
     reason = _first_line(error)
   number = int(code.group(1)) if code else getattr(error, "errno", None) or errno.EIO
-  return OSError(number, f"saving checkpoint {step} in {directory} failed ({reason}); the "
-                         "checkpoints saved before it are kept: free disk space or fix permissions, "
-                         "then rerun the same command to resume")
+  return OSError(
+    number,
+    f"saving checkpoint {step} in {directory} failed ({reason}); the "
+    "checkpoints saved before it are kept: free disk space or fix permissions, "
+    "then rerun the same command to resume",
+  )
 
 
 def _bad_metadata(step_dir: str) -> str | None:
@@ -159,13 +166,17 @@ class IncompatibleCheckpoint(ValueError):
 def _shapes(tree) -> dict[str, tuple]:
   """Leaf path -> shape, with dict keys, attributes and indices written alike (orbax records
   namedtuples and dataclasses as dicts)."""
+
   def name(key):
     for attr in ("key", "name", "idx"):
       if hasattr(key, attr):
         return str(getattr(key, attr))
     return str(key)
-  return {"/".join(map(name, path)): tuple(leaf.shape)
-          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+  return {
+    "/".join(map(name, path)): tuple(leaf.shape)
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]
+  }
 
 
 def _restore_target(saved: dict, abstract_state, where: str):
@@ -178,18 +189,24 @@ def _restore_target(saved: dict, abstract_state, where: str):
   target, absent = abstract_state, {}
   if dataclasses.is_dataclass(abstract_state) and isinstance(saved, dict):
     fields = [f.name for f in dataclasses.fields(abstract_state)]
-    absent = {name: getattr(abstract_state, name) for name in fields
-              if name not in saved and not jax.tree.leaves(getattr(abstract_state, name))}
+    absent = {
+      name: getattr(abstract_state, name)
+      for name in fields
+      if name not in saved and not jax.tree.leaves(getattr(abstract_state, name))
+    }
     target = {name: getattr(abstract_state, name) for name in fields if name not in absent}
   want, have = _shapes(target), _shapes(saved)
   if want != have:
     differing = sorted(set(want) ^ set(have)) or sorted(k for k in want if want[k] != have[k])
     key = differing[0]
-    detail = (f"{key}: saved {have[key] if key in have else 'absent'}, "
-              f"expected {want[key] if key in want else 'absent'}")
+    detail = (
+      f"{key}: saved {have[key] if key in have else 'absent'}, "
+      f"expected {want[key] if key in want else 'absent'}"
+    )
     raise IncompatibleCheckpoint(
-        f"{where} was saved for another model ({len(differing)} arrays differ, e.g. {detail}); "
-        "evaluate it with the config it was trained with, or train in another --workdir.")
+      f"{where} was saved for another model ({len(differing)} arrays differ, e.g. {detail}); "
+      "evaluate it with the config it was trained with, or train in another --workdir."
+    )
   return target, absent
 
 
@@ -247,10 +264,12 @@ class Checkpointer:
       if isinstance(digests, dict):
         return digests, None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-      return {}, (f"{self._digests_path} is unreadable ({_first_line(e)}); checkpoints are not "
-                  "verified")
-    return {}, (f"{self._digests_path} is not a mapping of steps to digests; checkpoints are not "
-                "verified")
+      return {}, (
+        f"{self._digests_path} is unreadable ({_first_line(e)}); checkpoints are not verified"
+      )
+    return {}, (
+      f"{self._digests_path} is not a mapping of steps to digests; checkpoints are not verified"
+    )
 
   def _write_digests(self, digests: dict) -> None:
     if distributed.is_writer():
@@ -261,9 +280,11 @@ class Checkpointer:
       raise RuntimeError("this Checkpointer is read-only")
     if self._manager is None:
       self._manager = ocp.CheckpointManager(
-          self.directory,
-          options=ocp.CheckpointManagerOptions(max_to_keep=self._max_to_keep, create=True,
-                                               cleanup_tmp_directories=True))
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+          max_to_keep=self._max_to_keep, create=True, cleanup_tmp_directories=True
+        ),
+      )
     return self._manager
 
   def save(self, step: int, state) -> None:
@@ -271,7 +292,8 @@ class Checkpointer:
     digest, finite = state_digest(state)
     if not finite:
       raise FloatingPointError(
-          f"the state at step {step} holds non-finite values; it is not saved.")
+        f"the state at step {step} holds non-finite values; it is not saved."
+      )
     self.wait()
     keep = {str(s) for s in self.steps()} | {str(step)}
     digests = {k: v for k, v in self._digests()[0].items() if k in keep}
@@ -313,13 +335,16 @@ class Checkpointer:
       skipped.append(f"checkpoint {step} in {self.directory} is damaged ({why})")
     else:
       listed = "; ".join(f"{step}: {why}" for step, why in problems)
-      raise ValueError(f"no intact checkpoint in {self.directory} ({listed}); restore the files "
-                       "from a backup or start again in another --workdir.")
+      raise ValueError(
+        f"no intact checkpoint in {self.directory} ({listed}); restore the files "
+        "from a backup or start again in another --workdir."
+      )
     if set_aside_damaged:
       older = {s: _bad_metadata(self._step_dir(s)) for s in steps if s < step}
       older = {s: why for s, why in older.items() if why}
-      skipped += [f"checkpoint {s} in {self.directory} is damaged ({why})"
-                  for s, why in older.items()]
+      skipped += [
+        f"checkpoint {s} in {self.directory} is damaged ({why})" for s, why in older.items()
+      ]
       self._set_aside([s for s, _ in problems] + list(older), digests)
       distributed.barrier("checkpoints-set-aside")
     return Restored(step, state, tuple(skipped), verified=note is None and str(step) in digests)
@@ -336,7 +361,9 @@ class Checkpointer:
         saved = reader.metadata(path).item_metadata.tree
       except Exception as e:  # noqa: BLE001 - damaged files surface as many kinds of error
         return f"unreadable: {_first_line(e, 160)}", None
-      target, absent = _restore_target(saved, abstract_state, f"checkpoint {step} in {self.directory}")
+      target, absent = _restore_target(
+        saved, abstract_state, f"checkpoint {step} in {self.directory}"
+      )
       try:
         state = reader.restore(path, target)
       except Exception as e:  # noqa: BLE001

@@ -39,13 +39,17 @@ def parse_flags(argv: list[str]) -> None:
     traced = any(line.startswith("Traceback") for line in lines)
     message = f"{lines[0]} {lines[-1]}" if traced else lines[0]
     raise ValueError(message) from None
-  except (AttributeError, KeyError) as e:  # ml_collections: an override names a key the config lacks
+  except (
+    AttributeError,
+    KeyError,
+  ) as e:  # ml_collections: an override names a key the config lacks
     text = str(e).replace("\\", "")
     key = re.search(r"[A-Za-z_]\w*", text)
     hint = re.search(r"Did you mean (\"\w+\")", text)
     raise ValueError(
-        f"unknown config key {key.group(0) if key else text!r} in a --config.* override"
-        f"{f'; did you mean {hint.group(1)}?' if hint else ''} (the config file lists every key)") from None
+      f"unknown config key {key.group(0) if key else text!r} in a --config.* override"
+      f"{f'; did you mean {hint.group(1)}?' if hint else ''} (the config file lists every key)"
+    ) from None
 
 
 HELP_FLAGS = ("--help", "-h", "-help", "--helpshort", "--helpfull")
@@ -67,8 +71,14 @@ def shadowing_folder() -> str | None:
 INTERRUPTED = "interrupted; the last checkpoint is kept and the same command resumes from it."
 
 
-def run(main, argv: list[str] | None = None, usage=None, prepare=None, parse=parse_flags,
-        interrupted: str = INTERRUPTED) -> int:
+def run(
+  main,
+  argv: list[str] | None = None,
+  usage=None,
+  prepare=None,
+  parse=parse_flags,
+  interrupted: str = INTERRUPTED,
+) -> int:
   """Calls ``main()`` after parsing ``argv``; returns the process exit status.
 
   With ``--help`` (or ``-h``) it prints ``usage(argv)`` instead and returns 0. ``prepare(argv)``,
@@ -79,8 +89,11 @@ def run(main, argv: list[str] | None = None, usage=None, prepare=None, parse=par
   argv = sys.argv if argv is None else argv
   folder = shadowing_folder()
   if folder:
-    print(f"error: the folder {folder} hides the installed jaxhash package; run the command from "
-          f"another folder, e.g. cd {os.path.relpath(folder)}", file=sys.stderr)
+    print(
+      f"error: the folder {folder} hides the installed jaxhash package; run the command from "
+      f"another folder, e.g. cd {os.path.relpath(folder)}",
+      file=sys.stderr,
+    )
     return 2
   debug = "--debug" in argv
   if usage is not None and any(arg in HELP_FLAGS for arg in argv[1:]):

@@ -38,13 +38,13 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.data.flip = False  # random horizontal flips in training
   c.data.mean = (0.5,)  # per-channel normalisation of [0, 1] pixels
   c.data.std = (0.5,)
-  c.data.feature_cache_dir = ""  # frozen-prefix activations (default: <workdir>/features); shareable
+  c.data.feature_cache_dir = ""  # frozen-prefix activations (default <workdir>/features); shareable
   c.data.query_fraction = 0.1  # protocol custom, one image set: the share drawn as queries ...
   c.data.train_fraction = 1.0  # ... and the share of the rest (the database) that trains
 
   c.model = ml_collections.ConfigDict()
   c.model.backbone = "lenet"
-  c.model.init_weights = ""  # backbone weights: a .pth/.npz/.safetensors state_dict, or a packaged name
+  c.model.init_weights = ""  # backbone weights: .pth/.npz/.safetensors state_dict or packaged name
   c.model.trainable = "all"  # all | head | N (the last N stages); the frozen prefix is cached
   c.model.freeze_batch_norm = False  # keep batch-norm statistics fixed (small fine-tuning batches)
   c.model.dtype = "float32"  # float32 | bfloat16: the backbone's activations
@@ -68,7 +68,7 @@ def base_config(method: str) -> ml_collections.ConfigDict:
   c.train.log_every = 50
   # Calls end at log and checkpoint steps: keep those multiples of it, for one compiled call.
   c.train.steps_per_call = 10  # training steps per executable call when the images are in memory
-  c.train.skip_nonfinite = False  # skip (and count) steps with a non-finite loss or update; else stop
+  c.train.skip_nonfinite = False  # skip (and count) steps with a non-finite loss/update; else stop
 
   c.eval = ml_collections.ConfigDict()
   c.eval.batch_size = 500
@@ -92,8 +92,10 @@ def parse_int_list(text: str, key: str, allow_all: bool = False) -> tuple:
     elif token.isdigit() and int(token) > 0:
       values.append(int(token))
     else:
-      raise ValueError(f"config.{key}={text!r}: {token!r} is not a positive integer"
-                       f"{' or all' if allow_all else ''}.")
+      raise ValueError(
+        f"config.{key}={text!r}: {token!r} is not a positive integer"
+        f"{' or all' if allow_all else ''}."
+      )
   return tuple(values)
 
 
@@ -129,11 +131,17 @@ def validate(config) -> None:
   if config.data.source not in SOURCES:
     raise ValueError(f"config.data.source={config.data.source!r}: use one of {', '.join(SOURCES)}.")
   if config.model.backbone not in BACKBONES:
-    raise ValueError(f"config.model.backbone={config.model.backbone!r}: choose one of {sorted(BACKBONES)}.")
+    raise ValueError(
+      f"config.model.backbone={config.model.backbone!r}: choose one of {sorted(BACKBONES)}."
+    )
   frozen_stages(config)
-  if get_method(config.method.name).fit is not None and str(config.model.trainable).strip() != "head":
-    raise ValueError(f"config.model.trainable={config.model.trainable!r}: {config.method.name} is "
-                     "fitted on the frozen backbone's features, not trained; use trainable=head.")
+  if (
+    get_method(config.method.name).fit is not None and str(config.model.trainable).strip() != "head"
+  ):
+    raise ValueError(
+      f"config.model.trainable={config.model.trainable!r}: {config.method.name} is "
+      "fitted on the frozen backbone's features, not trained; use trainable=head."
+    )
   if config.model.dtype not in ("float32", "bfloat16"):
     raise ValueError(f"config.model.dtype={config.model.dtype!r}: use float32 or bfloat16.")
   optim.check_names(config.optim)
@@ -141,8 +149,10 @@ def validate(config) -> None:
   parse_int_list(config.eval.precision_at, "eval.precision_at")
   map_at(config)
   if config.eval.classifier_baseline and not get_method(config.method.name).classifies:
-    raise ValueError(f"config.eval.classifier_baseline=True needs a method with a classifier head "
-                     f"(dlbhc); {config.method.name} has none: set it to False.")
+    raise ValueError(
+      f"config.eval.classifier_baseline=True needs a method with a classifier head "
+      f"(dlbhc); {config.method.name} has none: set it to False."
+    )
 
 
 def frozen_stages(config) -> int:
@@ -153,42 +163,47 @@ def frozen_stages(config) -> int:
     return 0
   stages = getattr(BACKBONES.get(backbone), "STAGES", None)
   if text != "head" and not (text.isdigit() and int(text) > 0):
-    raise ValueError(f"config.model.trainable={value!r}: use all, head, or a number N > 0 of last "
-                     "stages to train.")
+    raise ValueError(
+      f"config.model.trainable={value!r}: use all, head, or a number N > 0 of last stages to train."
+    )
   if stages is None:
-    raise ValueError(f"config.model.trainable={value!r} needs a backbone with stages; "
-                     f"{backbone!r} has none: use trainable=all.")
+    raise ValueError(
+      f"config.model.trainable={value!r} needs a backbone with stages; "
+      f"{backbone!r} has none: use trainable=all."
+    )
   if text == "head":
     return len(stages)
   if int(text) > len(stages):
-    raise ValueError(f"config.model.trainable={value!r}: {backbone} has only {len(stages)} stages "
-                     f"({', '.join(stages)}).")
+    raise ValueError(
+      f"config.model.trainable={value!r}: {backbone} has only {len(stages)} stages "
+      f"({', '.join(stages)})."
+    )
   return len(stages) - int(text)
 
 
 # (key, lowest allowed, whether the lowest itself is allowed, what the value means when it matters)
 _RANGES = (
-    ("seed", 0, True, ""),
-    ("data.limit", 0, True, " (0 = every image)"),
-    ("data.image_size", 0, True, " (0 keeps the native size)"),
-    ("data.crop", 0, True, " (0 = no crop)"),
-    ("data.pad", 0, True, ""),
-    ("optim.learning_rate", 0, False, ""),
-    ("optim.momentum", 0, True, " (0 = plain SGD)"),
-    ("optim.weight_decay", 0, True, ""),
-    ("optim.head_lr_multiplier", 0, False, ""),
-    ("optim.decay_every", 0, True, " (0 = a third of the training)"),
-    ("optim.decay_factor", 0, False, ""),
-    ("train.batch_size", 0, False, ""),
-    ("train.num_steps", 0, True, " (0 = use train.num_epochs)"),
-    ("train.num_epochs", 0, True, ""),
-    ("train.checkpoint_every", 0, False, ""),
-    ("train.log_every", 0, False, ""),
-    ("train.steps_per_call", 0, False, ""),
-    ("eval.batch_size", 0, False, ""),
-    ("eval.radius", 0, True, ""),
-    ("eval.rerank_pool", 0, False, ""),
-    ("eval.rerank_radius", -1, True, " (-1 = use eval.rerank_pool)"),
+  ("seed", 0, True, ""),
+  ("data.limit", 0, True, " (0 = every image)"),
+  ("data.image_size", 0, True, " (0 keeps the native size)"),
+  ("data.crop", 0, True, " (0 = no crop)"),
+  ("data.pad", 0, True, ""),
+  ("optim.learning_rate", 0, False, ""),
+  ("optim.momentum", 0, True, " (0 = plain SGD)"),
+  ("optim.weight_decay", 0, True, ""),
+  ("optim.head_lr_multiplier", 0, False, ""),
+  ("optim.decay_every", 0, True, " (0 = a third of the training)"),
+  ("optim.decay_factor", 0, False, ""),
+  ("train.batch_size", 0, False, ""),
+  ("train.num_steps", 0, True, " (0 = use train.num_epochs)"),
+  ("train.num_epochs", 0, True, ""),
+  ("train.checkpoint_every", 0, False, ""),
+  ("train.log_every", 0, False, ""),
+  ("train.steps_per_call", 0, False, ""),
+  ("eval.batch_size", 0, False, ""),
+  ("eval.radius", 0, True, ""),
+  ("eval.rerank_pool", 0, False, ""),
+  ("eval.rerank_radius", -1, True, " (-1 = use eval.rerank_pool)"),
 )
 
 
@@ -197,41 +212,32 @@ def _check_ranges(config) -> None:
   for key, low, inclusive, meaning in _RANGES:
     section, _, name = key.rpartition(".")
     value = (config[section] if section else config)[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value \
-        or value in (float("inf"), float("-inf")):
+    if (
+      isinstance(value, bool)
+      or not isinstance(value, (int, float))
+      or value != value
+      or value in (float("inf"), float("-inf"))
+    ):
       raise ValueError(f"config.{key}={value!r} is not a finite number.")
     if value < low or (value == low and not inclusive):
-      raise ValueError(f"config.{key}={value!r} must be {'>=' if inclusive else '>'} {low}{meaning}.")
+      raise ValueError(
+        f"config.{key}={value!r} must be {'>=' if inclusive else '>'} {low}{meaning}."
+      )
   if config.optim.momentum >= 1:
     raise ValueError(f"config.optim.momentum={config.optim.momentum!r} must be below 1.")
   if config.train.num_steps == 0 and config.train.num_epochs == 0:
-    raise ValueError("config.train.num_steps and config.train.num_epochs are both 0: set one of them.")
+    raise ValueError(
+      "config.train.num_steps and config.train.num_epochs are both 0: set one of them."
+    )
   if config.data.crop and config.data.image_size and config.data.crop > config.data.image_size:
-    raise ValueError(f"config.data.crop={config.data.crop} is larger than "
-                     f"config.data.image_size={config.data.image_size}.")
+    raise ValueError(
+      f"config.data.crop={config.data.crop} is larger than "
+      f"config.data.image_size={config.data.image_size}."
+    )
   mean, std = tuple(config.data.mean), tuple(config.data.std)
   if not mean or len(mean) != len(std):
-    raise ValueError(f"config.data.mean={mean} and config.data.std={std} need one value per channel each.")
+    raise ValueError(
+      f"config.data.mean={mean} and config.data.std={std} need one value per channel each."
+    )
   if not all(isinstance(v, (int, float)) and v > 0 for v in std):
     raise ValueError(f"config.data.std={std} must be positive.")
-
-
-def parse_config_arg(arg: str | None, variants: tuple[str, ...] = (),
-                     settings: dict | None = None) -> tuple[set, dict]:
-  """Parses the text after ``:`` in ``--config x.py:full,bits=64``.
-
-  Returns the named variants ({"full"}) and ``settings`` updated with the ``key=value`` items
-  ({"bits": 64}); a variant or key the config does not know is an error that lists the known ones.
-  """
-  names, values = set(), dict(settings or {})
-  for token in (t.strip() for t in (arg or "").split(",") if t.strip()):
-    key, sep, value = token.partition("=")
-    if sep and key.strip() in values:
-      value = value.strip()
-      values[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
-    elif not sep and token in variants:
-      names.add(token)
-    else:
-      raise ValueError(f"unknown config variant or setting {token!r}; this config knows the variants "
-                       f"{list(variants) or 'none'} and the settings {[f'{k}=N' for k in values] or 'none'}.")
-  return names, values

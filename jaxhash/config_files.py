@@ -24,7 +24,10 @@ def find_config(path: str) -> str:
   path = os.path.expanduser(path)
   candidates = [path]
   if not os.path.isabs(path):
-    candidates += [os.path.join(REPOSITORY, path), os.path.join(REPOSITORY_CONFIGS, os.path.basename(path))]
+    candidates += [
+      os.path.join(REPOSITORY, path),
+      os.path.join(REPOSITORY_CONFIGS, os.path.basename(path)),
+    ]
   for candidate in candidates:
     if os.path.isfile(candidate):
       return os.path.abspath(candidate)
@@ -32,17 +35,22 @@ def find_config(path: str) -> str:
     known = ", ".join(f"configs/{name}" for name in repository_configs())
     where = f"nor in the repository's {REPOSITORY_CONFIGS} ({known})"
   else:
-    where = ("and this jaxhash was installed without its configs/ folder (clone the repository "
-             "and pass the path of one of its configs/*.py files)")
-  raise FileNotFoundError(f"config file {path} not found in the working directory {os.getcwd()} "
-                          f"{where}.")
+    where = (
+      "and this jaxhash was installed without its configs/ folder (clone the repository "
+      "and pass the path of one of its configs/*.py files)"
+    )
+  raise FileNotFoundError(
+    f"config file {path} not found in the working directory {os.getcwd()} {where}."
+  )
 
 
 def repository_configs() -> list[str]:
   """File names of the repository's config files (empty when jaxhash is installed without them)."""
   if not os.path.isdir(REPOSITORY_CONFIGS):
     return []
-  return sorted(n for n in os.listdir(REPOSITORY_CONFIGS) if n.endswith(".py") and not n.startswith("_"))
+  return sorted(
+    n for n in os.listdir(REPOSITORY_CONFIGS) if n.endswith(".py") and not n.startswith("_")
+  )
 
 
 def load_module(path: str):
@@ -59,7 +67,8 @@ def load_config(spec: str, overrides: Mapping[str, Any] | None = None):
   """``get_config(variant)`` of ``"configs/x.py[:variant]"``, then dotted ``overrides``.
 
   Like ``--config configs/x.py:variant --config.a.b=v``: the result is locked, and an unknown
-  key is an error. Example: ``load_config("configs/dlbhc_mnist.py:bits=64", {"train.num_steps": 10})``.
+  key is an error. Example:
+  ``load_config("configs/dlbhc_mnist.py:bits=64", {"train.num_steps": 10})``.
   """
   path, _, arg = spec.partition(":")
   config = load_module(path).get_config(arg or None).unlock()
@@ -75,3 +84,27 @@ def load_config(spec: str, overrides: Mapping[str, Any] | None = None):
     # A string field takes a number as written (trainable=3), as the command line's flags do.
     node[leaf] = str(value) if isinstance(node[leaf], str) and not isinstance(value, str) else value
   return config.lock()
+
+
+def parse_config_arg(
+  arg: str | None, variants: tuple[str, ...] = (), settings: dict | None = None
+) -> tuple[set, dict]:
+  """Parses the text after ``:`` in ``--config x.py:full,bits=64``.
+
+  Returns the named variants ({"full"}) and ``settings`` updated with the ``key=value`` items
+  ({"bits": 64}); a variant or key the config does not know is an error that lists the known ones.
+  """
+  names, values = set(), dict(settings or {})
+  for token in (t.strip() for t in (arg or "").split(",") if t.strip()):
+    key, sep, value = token.partition("=")
+    if sep and key.strip() in values:
+      value = value.strip()
+      values[key.strip()] = int(value) if value.lstrip("-").isdigit() else value
+    elif not sep and token in variants:
+      names.add(token)
+    else:
+      raise ValueError(
+        f"unknown config variant or setting {token!r}; this config knows the variants "
+        f"{list(variants) or 'none'} and the settings {[f'{k}=N' for k in values] or 'none'}."
+      )
+  return names, values

@@ -50,8 +50,9 @@ class ProcessSpec:
 
   @property
   def requested(self) -> bool:
-    return self.auto or any(v is not None for v in (self.coordinator_address, self.num_processes,
-                                                    self.process_id))
+    return self.auto or any(
+      v is not None for v in (self.coordinator_address, self.num_processes, self.process_id)
+    )
 
   def resolved(self) -> tuple[str, int, int, list | None]:
     """(address, count, id, local device ids), checked; ``auto`` asks JAX's cluster detection
@@ -62,29 +63,35 @@ class ProcessSpec:
       from jax._src import clusters  # what jax.distributed.initialize() calls; needed before it
 
       address, count, index, devices = clusters.ClusterEnv.auto_detect_unset_distributed_params(
-          address, count, index, None, None, INIT_TIMEOUT)
+        address, count, index, None, None, INIT_TIMEOUT
+      )
       if None in (address, count, index):
-        raise ValueError("--distributed found no cluster environment (SLURM, Open MPI, Kubernetes "
-                         "or Cloud TPU); pass --coordinator_address HOST:PORT --num_processes N "
-                         "--process_id I instead.")
+        raise ValueError(
+          "--distributed found no cluster environment (SLURM, Open MPI, Kubernetes "
+          "or Cloud TPU); pass --coordinator_address HOST:PORT --num_processes N "
+          "--process_id I instead."
+        )
     elif None in (address, count, index):
-      raise ValueError("several processes need all of --coordinator_address HOST:PORT, "
-                       "--num_processes N and --process_id I (or --distributed on a cluster).")
+      raise ValueError(
+        "several processes need all of --coordinator_address HOST:PORT, "
+        "--num_processes N and --process_id I (or --distributed on a cluster)."
+      )
     if not re.fullmatch(r"\S+:\d+", address):
       raise ValueError(f"--coordinator_address {address!r} must be HOST:PORT, e.g. 10.0.0.1:1234.")
     if count < 1 or not 0 <= index < count:
-      raise ValueError(f"--process_id {index} must be in 0..{count - 1} for --num_processes "
-                       f"{count}.")
+      raise ValueError(
+        f"--process_id {index} must be in 0..{count - 1} for --num_processes {count}."
+      )
     return address, count, index, devices
 
 
 FLAG_HELP = {
-    "coordinator_address": "HOST:PORT of process 0, which all processes connect to (several "
-                           "processes).",
-    "num_processes": "Number of processes of the run (several processes).",
-    "process_id": "This process's number, 0..N-1 (several processes).",
-    "distributed": "Several processes: JAX's cluster detection (SLURM, Open MPI, Kubernetes, Cloud "
-                   "TPU) fills in the three flags above.",
+  "coordinator_address": "HOST:PORT of process 0, which all processes connect to (several "
+  "processes).",
+  "num_processes": "Number of processes of the run (several processes).",
+  "process_id": "This process's number, 0..N-1 (several processes).",
+  "distributed": "Several processes: JAX's cluster detection (SLURM, Open MPI, Kubernetes, Cloud "
+  "TPU) fills in the three flags above.",
 }
 
 
@@ -101,16 +108,18 @@ def define_absl_flags():
 
 def add_arguments(parser) -> None:
   """The process flags for argparse CLIs (index); ``spec_from_args`` reads them back."""
-  parser.add_argument("--coordinator_address", metavar="HOST:PORT",
-                      help=FLAG_HELP["coordinator_address"])
+  parser.add_argument(
+    "--coordinator_address", metavar="HOST:PORT", help=FLAG_HELP["coordinator_address"]
+  )
   parser.add_argument("--num_processes", type=int, metavar="N", help=FLAG_HELP["num_processes"])
   parser.add_argument("--process_id", type=int, metavar="I", help=FLAG_HELP["process_id"])
   parser.add_argument("--distributed", action="store_true", help=FLAG_HELP["distributed"])
 
 
 def spec_from_args(args) -> ProcessSpec:
-  return ProcessSpec(args.coordinator_address, args.num_processes, args.process_id,
-                     args.distributed)
+  return ProcessSpec(
+    args.coordinator_address, args.num_processes, args.process_id, args.distributed
+  )
 
 
 class _Run:
@@ -164,7 +173,7 @@ class _Run:
     """Takes in the store's entries; a peer's error stops this process with it."""
     now = self._contact = time.monotonic()
     for key, value in entries:
-      kind, _, peer = key[len(_PREFIX):].partition("/")
+      kind, _, peer = key[len(_PREFIX) :].partition("/")
       if not peer.isdigit() or int(peer) == self.index:
         continue
       peer = int(peer)
@@ -179,9 +188,13 @@ class _Run:
           self._exit(1, f"error: {line}", publish=f"stopped because {line}")
 
   def _lost(self, peer: int, why: str) -> None:
-    self._exit(1, f"error: lost {self.name(peer)} ({why}: it was killed, crashed or its host is "
-                  f"unreachable); start all {self.count} processes again with the same commands "
-                  "(training resumes from its last checkpoint).", publish="")
+    self._exit(
+      1,
+      f"error: lost {self.name(peer)} ({why}: it was killed, crashed or its host is "
+      f"unreachable); start all {self.count} processes again with the same commands "
+      "(training resumes from its last checkpoint).",
+      publish="",
+    )
 
   def _set(self, key: str, value: str) -> None:
     with contextlib.suppress(Exception):
@@ -283,8 +296,9 @@ def barrier(name: str) -> None:
   from jax._src import distributed as jax_distributed
 
   _barriers[name] = _barriers.get(name, 0) + 1
-  jax_distributed.global_state.client.wait_at_barrier(f"{_PREFIX}{name}/{_barriers[name]}",
-                                                      _BARRIER_MS)
+  jax_distributed.global_state.client.wait_at_barrier(
+    f"{_PREFIX}{name}/{_barriers[name]}", _BARRIER_MS
+  )
 
 
 def start(spec: ProcessSpec, workdir: str | None = None, debug: bool = False, stream=None) -> None:
@@ -306,15 +320,21 @@ def start(spec: ProcessSpec, workdir: str | None = None, debug: bool = False, st
   import jax
 
   try:
-    jax.distributed.initialize(address, count, index, local_device_ids=local_devices,
-                               initialization_timeout=INIT_TIMEOUT,
-                               heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT)
+    jax.distributed.initialize(
+      address,
+      count,
+      index,
+      local_device_ids=local_devices,
+      initialization_timeout=INIT_TIMEOUT,
+      heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT,
+    )
   except Exception as e:  # noqa: BLE001 - the runtime raises several kinds for one cause
     raise ConnectionError(
-        f"process {index} of {count} could not join the coordinator at {address} "
-        f"({_first_line(e)}); "
-        f"start all {count} processes within {INIT_TIMEOUT} s of each other, with process 0 "
-        "reachable at that address.") from None
+      f"process {index} of {count} could not join the coordinator at {address} "
+      f"({_first_line(e)}); "
+      f"start all {count} processes within {INIT_TIMEOUT} s of each other, with process 0 "
+      "reachable at that address."
+    ) from None
   from jax._src import distributed as jax_distributed  # the runtime's client: its key-value store
 
   _run = _Run(jax_distributed.global_state.client, address, count, index)
@@ -337,8 +357,9 @@ def _check_shared(workdir: str, token: str) -> None:
   path = rundir.process_lock_path(workdir, 0)
   if rundir.lock_token(path) != expected:
     raise ValueError(
-        f"{workdir} is not process 0's run directory ({path} does not hold process 0's token): "
-        "every process needs the same run directory, on a filesystem they all share.")
+      f"{workdir} is not process 0's run directory ({path} does not hold process 0's token): "
+      "every process needs the same run directory, on a filesystem they all share."
+    )
 
 
 def end(status: int, line: str = "", detail: str = "") -> int:

@@ -37,9 +37,17 @@ def make_encoder(model, method, data_config, start: int = 0, classifier: bool = 
   return encode
 
 
-def encode_indices(encoder, variables, images, indices: np.ndarray, batch_size: int,
-                   with_features: bool, sharding=None, label: str = "encoding",
-                   stream=None) -> tuple[np.ndarray, np.ndarray | None]:
+def encode_indices(
+  encoder,
+  variables,
+  images,
+  indices: np.ndarray,
+  batch_size: int,
+  with_features: bool,
+  sharding=None,
+  label: str = "encoding",
+  stream=None,
+) -> tuple[np.ndarray, np.ndarray | None]:
   """Packed codes uint32 (len(indices), W) and, if asked, float32 features of the given images.
 
   An encoder that gives several codes (``make_encoder(classifier=True)``) gets packed codes in the
@@ -56,8 +64,9 @@ def encode_indices(encoder, variables, images, indices: np.ndarray, batch_size: 
       if sharding is None:
         batch = images[rows]
       else:
-        batch = parallel.global_batch(images[rows[parallel.local_rows(sharding, rows.shape)]],
-                                      sharding, batch_size)
+        batch = parallel.global_batch(
+          images[rows[parallel.local_rows(sharding, rows.shape)]], sharding, batch_size
+        )
       bits, feats = encoder(variables, batch)
       codes.append(jax.tree.map(lambda b: pack_bits(parallel.to_host(b)[:valid]), bits))
       if with_features:

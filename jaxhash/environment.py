@@ -23,8 +23,12 @@ def describe() -> dict:
     except metadata.PackageNotFoundError:
       pass
   devices = jax.local_devices()
-  return {**versions, "backend": jax.default_backend(), "device_count": len(devices),
-          "devices": sorted({d.device_kind for d in devices})}
+  return {
+    **versions,
+    "backend": jax.default_backend(),
+    "device_count": len(devices),
+    "devices": sorted({d.device_kind for d in devices}),
+  }
 
 
 def cpu_cores() -> int:

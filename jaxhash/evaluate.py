@@ -21,14 +21,20 @@ import sys
 import ml_collections
 from absl import flags
 
-from jaxhash import cli, distributed, plots, report, rundir
+from jaxhash import cli, distributed, plots, run_results, rundir
 from jaxhash.config import DATA_LOCATIONS
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by jaxhash.train.")
-_OUT = flags.DEFINE_string("out", None, "Write results.json/.md and plots/ here instead of into "
-                           "the run directory (refused when DIR already holds results or is "
-                           "inside a run directory).")
-_EVAL = flags.DEFINE_multi_string("set", [], "Evaluation override KEY=VALUE of config.eval, e.g. radius=3.")
+_OUT = flags.DEFINE_string(
+  "out",
+  None,
+  "Write results.json/.md and plots/ here instead of into "
+  "the run directory (refused when DIR already holds results or is "
+  "inside a run directory).",
+)
+_EVAL = flags.DEFINE_multi_string(
+  "set", [], "Evaluation override KEY=VALUE of config.eval, e.g. radius=3."
+)
 flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
 _PROCESSES = distributed.define_absl_flags()
 
@@ -50,14 +56,16 @@ def take_config_overrides(argv: list[str]) -> list[str]:
   while i < len(argv):
     arg = argv[i]
     if arg.startswith(_PREFIX):
-      key, sep, value = arg[len(_PREFIX):].partition("=")
+      key, sep, value = arg[len(_PREFIX) :].partition("=")
       if not sep and i + 1 < len(argv):
         i, value = i + 1, argv[i + 1]
       if not _settable(key):
-        raise ValueError(f"{_PREFIX}{key}: evaluate changes only evaluation settings "
-                         "(--config.eval.KEY=VALUE) and the data's location "
-                         "(--config.data.dir=DIR); the other keys are the trained run's, so train "
-                         "a new run to change them.")
+        raise ValueError(
+          f"{_PREFIX}{key}: evaluate changes only evaluation settings "
+          "(--config.eval.KEY=VALUE) and the data's location "
+          "(--config.data.dir=DIR); the other keys are the trained run's, so train "
+          "a new run to change them."
+        )
       _overrides.append(f"{key}={value}")
     else:
       rest.append(arg)
@@ -74,32 +82,54 @@ def load_run_config(workdir: str, overrides=()) -> ml_collections.ConfigDict:
     key = key if "." in key else f"eval.{key}"
     section, _, name = key.partition(".")
     if not sep or not _settable(key) or name not in config[section]:
-      raise ValueError(f"evaluation setting {item!r}: use KEY=VALUE with KEY one of {sorted(config.eval)}.")
+      raise ValueError(
+        f"evaluation setting {item!r}: use KEY=VALUE with KEY one of {sorted(config.eval)}."
+      )
     current = config[section][name]
     try:
-      config[section][name] = ((value.lower() in ("1", "true", "yes")) if isinstance(current, bool)
-                               else type(current)(value))
+      config[section][name] = (
+        (value.lower() in ("1", "true", "yes"))
+        if isinstance(current, bool)
+        else type(current)(value)
+      )
     except ValueError:
-      raise ValueError(f"evaluation setting {item!r}: {value!r} is not a {type(current).__name__} "
-                       f"like the recorded {key}={current!r}.") from None
+      raise ValueError(
+        f"evaluation setting {item!r}: {value!r} is not a {type(current).__name__} "
+        f"like the recorded {key}={current!r}."
+      ) from None
   return config.lock()
 
 
 def usage(argv: list[str]) -> str:
   from jaxhash import usage as help_text
 
-  lines = [__doc__.strip(), "", "Flags:",
-           *help_text.flag_lines(["workdir", "out", "set", "debug", "coordinator_address",
-                                  "num_processes", "process_id", "distributed"]),
-           f"  --{'config.eval.KEY':<12} An evaluation setting below, e.g. --config.eval.radius=3.",
-           f"  --{'config.data.dir':<12} Where the run's data is now, when it has moved (the split's "
-           "fingerprint checks that it is the same data).", ""]
+  lines = [
+    __doc__.strip(),
+    "",
+    "Flags:",
+    *help_text.flag_lines(
+      [
+        "workdir",
+        "out",
+        "set",
+        "debug",
+        "coordinator_address",
+        "num_processes",
+        "process_id",
+        "distributed",
+      ]
+    ),
+    f"  --{'config.eval.KEY':<12} An evaluation setting below, e.g. --config.eval.radius=3.",
+    f"  --{'config.data.dir':<12} Where the run's data is now, when it has moved (the split's "
+    "fingerprint checks that it is the same data).",
+    "",
+  ]
   workdir = next((a.split("=", 1)[1] for a in argv if a.startswith("--workdir=")), None)
   if workdir is None and "--workdir" in argv[:-1]:
     workdir = argv[argv.index("--workdir") + 1]
   docs = help_text.key_docs()
   try:
-    values = help_text.flatten(rundir.load_config(workdir)) if workdir else None
+    values = rundir.flatten(rundir.load_config(workdir)) if workdir else None
     source = f"this run's ({workdir})"
   except (ValueError, FileNotFoundError) as error:
     lines += [f"(could not read the run: {error})", ""]
@@ -107,12 +137,14 @@ def usage(argv: list[str]) -> str:
   if values is None:
     from jaxhash import config as config_lib
 
-    values, source = help_text.flatten(config_lib.base_config("dlbhc")), "the defaults (DLBHC)"
+    values, source = rundir.flatten(config_lib.base_config("dlbhc")), "the defaults (DLBHC)"
   settable = {k: v for k, v in values.items() if k.startswith("eval.")}
   lines += [f"Evaluation settings, {source} values (set with --config.eval.KEY=VALUE):"]
   lines += help_text.key_lines(settable, docs)
-  lines += ["", f"The other config keys, {source} values (fixed by training: train a new run to "
-            "change them):"]
+  lines += [
+    "",
+    f"The other config keys, {source} values (fixed by training: train a new run to change them):",
+  ]
   lines += help_text.key_lines({k: v for k, v in values.items() if k not in settable}, docs)
   return "\n".join(lines)
 
@@ -145,11 +177,13 @@ def main() -> None:
     results = trainer.evaluate(exp, state, workdir)
     if writer:
       os.makedirs(out, exist_ok=True)
-      report.write_results(out, results)
+      run_results.write_results(out, results)
       if exp.config.eval.plots:  # beside the results they draw: out/plots
         plots.write_plots_safely(workdir, results, exp.dataset, out)
-  print(f"{report.summary(results)}\n\n{report.markdown_table(results)}\n\n"
-        f"written to {out}/results.json{distributed.by_whom()}")
+  print(
+    f"{run_results.summary(results)}\n\n{run_results.markdown_table(results)}\n\n"
+    f"written to {out}/results.json{distributed.by_whom()}"
+  )
 
 
 if __name__ == "__main__":

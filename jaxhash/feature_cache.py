@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 from jaxhash import parallel
+from jaxhash.arith import ceil_div
 from jaxhash.data.batches import ShuffledPositions
 from jaxhash.io_utils import atomic_write_bytes, atomic_write_text
 
@@ -74,19 +75,27 @@ class FeatureCache:
   (dataset index, flipped) pairs in cache order.
   """
 
-  def __init__(self, directory: str, fields: dict, num_images: int, flipped: np.ndarray,
-               shard_size: int = 2048, batch_size: int = 256):
+  def __init__(
+    self,
+    directory: str,
+    fields: dict,
+    num_images: int,
+    flipped: np.ndarray,
+    shard_size: int = 2048,
+    batch_size: int = 256,
+  ):
     self.fields = dict(fields)
     self.directory = os.path.join(directory, cache_key(self.fields))
     self.num_images, self.flipped = num_images, np.asarray(flipped, dtype=np.int64)
     self.shard_size, self.batch_size = shard_size, batch_size
     rows = len(self.flipped) + num_images
-    self.num_shards = -(-rows // shard_size)
+    self.num_shards = ceil_div(rows, shard_size)
 
   def _rows(self, i: int) -> tuple[np.ndarray, np.ndarray]:
     """(dataset indices, flipped) of shard ``i``."""
-    index = np.arange(i * self.shard_size, min((i + 1) * self.shard_size,
-                                               self.num_images + len(self.flipped)))
+    index = np.arange(
+      i * self.shard_size, min((i + 1) * self.shard_size, self.num_images + len(self.flipped))
+    )
     flipped = index >= self.num_images
     index[flipped] = self.flipped[index[flipped] - self.num_images]
     return index, flipped
@@ -112,8 +121,11 @@ class FeatureCache:
     if manifest.get("fields") != self.fields or manifest.get("num_shards") != self.num_shards:
       raise ValueError("not a manifest of this cache's key and size")
     shards, shape = manifest.get("shards"), manifest.get("row_shape")
-    if not isinstance(shards, dict) or not set(shards) <= {str(i) for i in range(self.num_shards)} \
-        or not all(isinstance(v, str) for v in shards.values()):
+    if (
+      not isinstance(shards, dict)
+      or not set(shards) <= {str(i) for i in range(self.num_shards)}
+      or not all(isinstance(v, str) for v in shards.values())
+    ):
       raise ValueError("malformed shard list")
     if not shards:
       return manifest
@@ -125,16 +137,26 @@ class FeatureCache:
     return manifest
 
   def _write_manifest(self, shards: dict, shape) -> None:
-    atomic_write_text(os.path.join(self.directory, MANIFEST), json.dumps(
-        {"fields": self.fields, "num_shards": self.num_shards, "shard_size": self.shard_size,
-         "row_shape": list(shape) if shape is not None else None,
-         "shards": {str(k): v for k, v in sorted(shards.items())}}, indent=1, sort_keys=True))
+    atomic_write_text(
+      os.path.join(self.directory, MANIFEST),
+      json.dumps(
+        {
+          "fields": self.fields,
+          "num_shards": self.num_shards,
+          "shard_size": self.shard_size,
+          "row_shape": list(shape) if shape is not None else None,
+          "shards": {str(k): v for k, v in sorted(shards.items())},
+        },
+        indent=1,
+        sort_keys=True,
+      ),
+    )
 
   def _compute(self, prefix, images, i: int) -> np.ndarray:
     index, flipped = self._rows(i)
     out = []
     for start in range(0, len(index), self.batch_size):
-      rows, flips = index[start:start + self.batch_size], flipped[start:start + self.batch_size]
+      rows, flips = index[start : start + self.batch_size], flipped[start : start + self.batch_size]
       valid = len(rows)
       pad = self.batch_size - valid
       batch = images[np.concatenate([rows, np.full(pad, rows[0])]) if pad else rows]
@@ -154,14 +176,17 @@ class FeatureCache:
       if i not in shards:
         todo.append(i)
       elif not os.path.isfile(path) or _sha256(open(path, "rb").read()) != shards[i]:
-        stream.write(f"feature cache: shard {i} of {self.directory} is damaged or missing; "
-                     "recomputing it\n")
+        stream.write(
+          f"feature cache: shard {i} of {self.directory} is damaged or missing; recomputing it\n"
+        )
         del shards[i]
         todo.append(i)
     if todo:
       done = self.num_shards - len(todo)
-      stream.write(f"feature cache: computing {len(todo)} of {self.num_shards} shards into "
-                   f"{self.directory}{f' (resuming; {done} kept)' if done else ''}\n")
+      stream.write(
+        f"feature cache: computing {len(todo)} of {self.num_shards} shards into "
+        f"{self.directory}{f' (resuming; {done} kept)' if done else ''}\n"
+      )
     for i in todo:
       block = self._compute(prefix, images, i)
       buffer = io.BytesIO()
@@ -183,8 +208,8 @@ class FeatureCache:
     for i in range(self.num_shards):
       start = i * self.shard_size
       block = np.load(_shard_path(self.directory, i))
-      rows[start:start + len(block)] = block
-    return rows[:self.num_images], rows[self.num_images:]
+      rows[start : start + len(block)] = block
+    return rows[: self.num_images], rows[self.num_images :]
 
 
 class CachedBatches:
@@ -195,8 +220,16 @@ class CachedBatches:
 
   on_device = True
 
-  def __init__(self, plain: np.ndarray, flipped: np.ndarray, train: np.ndarray, labels: np.ndarray,
-               batch_size: int, seed: int, mesh):
+  def __init__(
+    self,
+    plain: np.ndarray,
+    flipped: np.ndarray,
+    train: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    seed: int,
+    mesh,
+  ):
     parallel.check_batch_size(batch_size, mesh, "train.batch_size")
     self._positions = ShuffledPositions(len(train), batch_size, seed)
     self.batch_size, self.seed = batch_size, seed
@@ -212,8 +245,12 @@ class CachedBatches:
     device; per step, the batch's positions in them and each image's orientation (1: flipped)."""
     steps = range(first, first + count)
     positions = np.stack([self._positions(step) for step in steps])
-    flips = np.stack([np.random.default_rng([self.seed, step, 1]).integers(
-        0, self._orientations, self.batch_size) for step in steps]).astype(np.int32)
+    flips = np.stack(
+      [
+        np.random.default_rng([self.seed, step, 1]).integers(0, self._orientations, self.batch_size)
+        for step in steps
+      ]
+    ).astype(np.int32)
     return (self._acts, self._labels), jax.device_put((positions, flips), self._everywhere)
 
   def take(self, shared: tuple, step: tuple) -> tuple[jax.Array, jax.Array]:

@@ -25,13 +25,17 @@ def fit_state(exp, state, features: np.ndarray, steps: int):
   config = exp.config
   train = exp.split.train
   t0 = time.perf_counter()
-  head, metrics = exp.method.fit(jnp.asarray(features[train], jnp.float32),
-                                 jnp.asarray(exp.dataset.labels[train]), config.method,
-                                 jax.random.key(config.seed))
+  head, metrics = exp.method.fit(
+    jnp.asarray(features[train], jnp.float32),
+    jnp.asarray(exp.dataset.labels[train]),
+    config.method,
+    jax.random.key(config.seed),
+  )
   expected = jax.tree.map(jnp.shape, state.params["head"])
   if jax.tree.map(jnp.shape, head) != expected:
-    raise AssertionError(f"{exp.method.name}.fit returned {jax.tree.map(jnp.shape, head)}, "
-                         f"not the head's {expected}")
+    raise AssertionError(
+      f"{exp.method.name}.fit returned {jax.tree.map(jnp.shape, head)}, not the head's {expected}"
+    )
   head = jax.tree.map(lambda new, old: np.asarray(new, old.dtype), head, state.params["head"])
   # Laid out as the rest of the state (replicated over the run's mesh, every process's devices).
   head, step = parallel.put_replicated((head, np.asarray(steps, np.int32)), exp.mesh)
@@ -41,8 +45,10 @@ def fit_state(exp, state, features: np.ndarray, steps: int):
 
 def fit(exp, workdir: str, state, features: np.ndarray, steps: int, checkpointer, stream):
   """Fits, logs the fit's metrics to metrics.jsonl and saves the checkpoint; returns the state."""
-  stream.write(f"fitting {exp.method.name} ({exp.config.method.bits} bits) on the features of "
-               f"{len(exp.split.train)} training images\n")
+  stream.write(
+    f"fitting {exp.method.name} ({exp.config.method.bits} bits) on the features of "
+    f"{len(exp.split.train)} training images\n"
+  )
   state, metrics = fit_state(exp, state, features, steps)
   log = metrics_log.MetricsWriter(workdir, enabled=distributed.is_writer())
   try:

@@ -31,11 +31,12 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from jaxhash import parallel, run_files, rundir
+from jaxhash import model_state, parallel, run_files, rundir
 from jaxhash.data.decode import read_rgb8, to_rgb8
 from jaxhash.encode import encode_indices, make_encoder
 from jaxhash.methods import get_method
 from jaxhash.progress import SILENT
+from jaxhash.retrieval.codes import num_words
 
 _MIN_BATCH = 8  # smaller requests are padded up to this; larger ones to a power of two
 
@@ -43,8 +44,16 @@ _MIN_BATCH = 8  # smaller requests are padded up to this; larger ones to a power
 class Hasher:
   """Encodes images with a trained run's network. Build one with :func:`load`."""
 
-  def __init__(self, workdir: str, config: ml_collections.ConfigDict, info: run_files.ModelInfo,
-               model, variables, step: int, mesh):
+  def __init__(
+    self,
+    workdir: str,
+    config: ml_collections.ConfigDict,
+    info: run_files.ModelInfo,
+    model,
+    variables,
+    step: int,
+    mesh,
+  ):
     self.workdir, self.config, self.step = workdir, config, step
     self.image_shape = info.image_shape
     self._method = get_method(config.method.name)
@@ -65,7 +74,8 @@ class Hasher:
 
   @functools.cached_property
   def fingerprint(self) -> str:
-    """SHA-256 (first 16 hex digits) of the parameters and batch-norm statistics: equal only for the same trained model."""
+    """SHA-256 (first 16 hex digits) of the parameters and batch-norm statistics: equal only for
+    the same trained model."""
     digest = hashlib.sha256()
     for leaf in jax.tree.leaves(self._variables):
       digest.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
@@ -78,8 +88,10 @@ class Hasher:
     return tuple(jax.eval_shape(self._encoder, self._variables, one)[1].shape[1:])
 
   def __repr__(self) -> str:
-    return (f"Hasher({self.workdir!r}: {self.method}, {self.bits} bits, step {self.step}, "
-            f"input {'x'.join(map(str, self.image_shape))})")
+    return (
+      f"Hasher({self.workdir!r}: {self.method}, {self.bits} bits, step {self.step}, "
+      f"input {'x'.join(map(str, self.image_shape))})"
+    )
 
   def encode(self, images, progress: bool = False) -> np.ndarray:
     """Packed codes, uint32 ``(N, ceil(bits / 32))``, of ``images`` (see :meth:`prepare`).
@@ -97,12 +109,20 @@ class Hasher:
     images = _as_batch(images)
     n = len(images)
     if n == 0:
-      return (np.zeros((0, -(-self.bits // 32)), np.uint32),
-              np.zeros((0, *self._feature_shape), np.float32) if features else None)
-    return encode_indices(self._encoder, self._variables, _Prepared(self, images), np.arange(n),
-                          self.batch_size_for(n), features,
-                          sharding=parallel.batch_sharded(self._mesh),
-                          stream=None if progress else SILENT)
+      return (
+        np.zeros((0, num_words(self.bits)), np.uint32),
+        np.zeros((0, *self._feature_shape), np.float32) if features else None,
+      )
+    return encode_indices(
+      self._encoder,
+      self._variables,
+      _Prepared(self, images),
+      np.arange(n),
+      self.batch_size_for(n),
+      features,
+      sharding=parallel.batch_sharded(self._mesh),
+      stream=None if progress else SILENT,
+    )
 
   def prepare(self, images) -> np.ndarray:
     """uint8 ``(N, H, W, C)`` in the run's input shape from any of:
@@ -140,8 +160,9 @@ class Hasher:
     they are; more than ``max_pixels`` pixels is a DecompressionBombError."""
     with Image.open(io.BytesIO(data)) as image:
       if max_pixels and image.width * image.height > max_pixels:
-        raise Image.DecompressionBombError(f"{image.width}x{image.height} pixels, more than the "
-                                           f"{max_pixels:,} allowed")
+        raise Image.DecompressionBombError(
+          f"{image.width}x{image.height} pixels, more than the {max_pixels:,} allowed"
+        )
       image.load()
       return self._conform(to_rgb8(image, "the image"))
 
@@ -151,10 +172,16 @@ class Hasher:
       image = to_rgb8(image)
     else:
       array = np.asarray(image)
-      if array.dtype != np.uint8 or array.ndim not in (2, 3) or (
-          array.ndim == 3 and array.shape[2] not in (1, 3, 4)) or 0 in array.shape:
-        raise ValueError(f"an image must be uint8 (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) with "
-                         f"H, W >= 1; got {array.dtype} {array.shape}.")
+      if (
+        array.dtype != np.uint8
+        or array.ndim not in (2, 3)
+        or (array.ndim == 3 and array.shape[2] not in (1, 3, 4))
+        or 0 in array.shape
+      ):
+        raise ValueError(
+          f"an image must be uint8 (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) with "
+          f"H, W >= 1; got {array.dtype} {array.shape}."
+        )
       image = Image.fromarray(array[..., 0] if array.ndim == 3 and array.shape[2] == 1 else array)
     height, width, channels = self.image_shape
     image = image.convert("L" if channels == 1 else "RGB")
@@ -165,7 +192,7 @@ class Hasher:
 
   @property
   def batch_size(self) -> int:
-    """Most images encoded at once: the run's ``eval.batch_size``, or fewer to fit ``memory_budget``."""
+    """Most images encoded at once: the run's ``eval.batch_size``, fewer for ``memory_budget``."""
     return self.batch_size_for(self.config.eval.batch_size)
 
   def batch_size_for(self, n: int) -> int:
@@ -194,13 +221,17 @@ class Hasher:
     return batch
 
   def _working_bytes(self, batch: int) -> int | None:
-    spec = jax.ShapeDtypeStruct((batch, *self.image_shape), np.uint8,
-                                sharding=parallel.batch_sharded(self._mesh))
+    spec = jax.ShapeDtypeStruct(
+      (batch, *self.image_shape), np.uint8, sharding=parallel.batch_sharded(self._mesh)
+    )
     analysis = self._encoder.lower(self._variables, spec).compile().memory_analysis()
     if analysis is None:  # a backend without memory accounting
       return None
-    return (analysis.temp_size_in_bytes + analysis.output_size_in_bytes
-            + batch * int(np.prod(self.image_shape)))
+    return (
+      analysis.temp_size_in_bytes
+      + analysis.output_size_in_bytes
+      + batch * int(np.prod(self.image_shape))
+    )
 
 
 class _Prepared:
@@ -232,16 +263,25 @@ def _as_batch(images):
   if not isinstance(images, np.ndarray):
     return list(images)
   if images.dtype != np.uint8:
-    raise ValueError(f"images must be uint8 (0..255); got {images.dtype}. Convert [0, 1] floats "
-                     "with np.clip(x * 255, 0, 255).astype(np.uint8).")
-  if images.ndim not in (3, 4) or 0 in images.shape[1:] or (
-      images.ndim == 4 and images.shape[3] not in (1, 3, 4)):
-    raise ValueError(f"images must be (N, H, W, C) with C = 1, 3 or 4, or (N, H, W), and H, W >= 1; "
-                     f"got shape {images.shape}.")
+    raise ValueError(
+      f"images must be uint8 (0..255); got {images.dtype}. Convert [0, 1] floats "
+      "with np.clip(x * 255, 0, 255).astype(np.uint8)."
+    )
+  if (
+    images.ndim not in (3, 4)
+    or 0 in images.shape[1:]
+    or (images.ndim == 4 and images.shape[3] not in (1, 3, 4))
+  ):
+    raise ValueError(
+      f"images must be (N, H, W, C) with C = 1, 3 or 4, or (N, H, W), and H, W >= 1; "
+      f"got shape {images.shape}."
+    )
   if images.ndim == 3 and images.shape[2] in (1, 3, 4):
-    raise ValueError(f"images of shape {images.shape} look like one (H, W, C) image rather than "
-                     f"{images.shape[0]} grayscale images of width {images.shape[2]}; pass a "
-                     "batch: images[None], or a list of images.")
+    raise ValueError(
+      f"images of shape {images.shape} look like one (H, W, C) image rather than "
+      f"{images.shape[0]} grayscale images of width {images.shape[2]}; pass a "
+      "batch: images[None], or a list of images."
+    )
   return images
 
 
@@ -252,12 +292,12 @@ def load(workdir: str | os.PathLike) -> Hasher:
   checkpoint; never the training data. A Hasher encodes on this process's own devices, also in a
   run of several processes (each encodes the images it is given).
   """
-  from jaxhash import trainer
-
   workdir = os.fspath(workdir)
   config = rundir.load_config(workdir)
   info = run_files.read_model_info(workdir, config)
-  model = trainer.build_model(config, info.num_classes)
+  model = model_state.build_model(config, info.num_classes)
   mesh = parallel.data_mesh(jax.local_devices())
-  state = trainer.restore_state(workdir, trainer.abstract_state(config, model, info.image_shape, mesh))
+  state = model_state.restore_state(
+    workdir, model_state.abstract_state(config, model, info.image_shape, mesh)
+  )
   return Hasher(workdir, config.lock(), info, model, state.variables, int(state.step), mesh)

@@ -32,14 +32,16 @@ AHEAD = 2  # batches decoded ahead of the one being encoded
 class Encoded(NamedTuple):
   """One batch of files: the paths of those read and their codes (and features), and the
   ``(path, error)`` of those that could not be read, in the files' order."""
+
   paths: list[str]
   codes: np.ndarray
   features: np.ndarray | None
   errors: list[tuple[str, Exception]]
 
 
-def encode_files(hasher, paths: Sequence[str], *, features: bool = False,
-                 workers: int | None = None) -> Iterator[Encoded]:
+def encode_files(
+  hasher, paths: Sequence[str], *, features: bool = False, workers: int | None = None
+) -> Iterator[Encoded]:
   """Codes of the image files ``paths``, read with ``hasher.read_image``, one batch at a time.
 
   A file that ``read_image`` cannot read (ValueError, FileNotFoundError) is reported in its
@@ -54,9 +56,17 @@ def encode_files(hasher, paths: Sequence[str], *, features: bool = False,
   pool = concurrent.futures.ThreadPoolExecutor(workers or cpu_cores(), "decode")
 
   def submit(start: int) -> None:
-    chunk, images = list(paths[start:start + batch]), ring[start // batch % len(ring)]
-    pending.append((chunk, images, [pool.submit(_decode_into, hasher.read_image, path, images, row)
-                                    for row, path in enumerate(chunk)]))
+    chunk, images = list(paths[start : start + batch]), ring[start // batch % len(ring)]
+    pending.append(
+      (
+        chunk,
+        images,
+        [
+          pool.submit(_decode_into, hasher.read_image, path, images, row)
+          for row, path in enumerate(chunk)
+        ],
+      )
+    )
 
   try:
     for start in itertools.islice(starts, len(ring)):
@@ -66,8 +76,12 @@ def encode_files(hasher, paths: Sequence[str], *, features: bool = False,
       errors = [future.result() for future in decoded]
       codes, feats = hasher.encode_with_features(images, features=features)
       kept = np.flatnonzero([error is None for error in errors])
-      yield Encoded([chunk[i] for i in kept], codes[kept], None if feats is None else feats[kept],
-                    [(path, error) for path, error in zip(chunk, errors) if error is not None])
+      yield Encoded(
+        [chunk[i] for i in kept],
+        codes[kept],
+        None if feats is None else feats[kept],
+        [(path, error) for path, error in zip(chunk, errors) if error is not None],
+      )
       start = next(starts, None)  # the consumer is done with this batch's array: reuse it
       if start is not None:
         submit(start)
@@ -75,8 +89,9 @@ def encode_files(hasher, paths: Sequence[str], *, features: bool = False,
     pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _decode_into(read: Callable[[str], np.ndarray], path: str, images: np.ndarray,
-                 row: int) -> Exception | None:
+def _decode_into(
+  read: Callable[[str], np.ndarray], path: str, images: np.ndarray, row: int
+) -> Exception | None:
   try:
     images[row] = read(path)
   except (ValueError, FileNotFoundError) as error:

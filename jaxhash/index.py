@@ -42,8 +42,9 @@ def list_images(source: str, root: str | None = None) -> list[str]:
   if os.path.isdir(source):
     paths = find_images(source)
     if not paths:
-      raise ValueError(f"no images found under {source}; it should hold image files (jpg, png, ...) "
-                       "at any depth.")
+      raise ValueError(
+        f"no images found under {source}; it should hold image files (jpg, png, ...) at any depth."
+      )
     return [os.path.abspath(p) for p in paths]
   if not os.path.isfile(source):
     raise FileNotFoundError(f"--images {source}: no such folder or list file.")
@@ -58,8 +59,10 @@ def list_images(source: str, root: str | None = None) -> list[str]:
         if tokens[0]:
           paths.append(os.path.abspath(os.path.join(base, " ".join(tokens))))
   except UnicodeDecodeError:
-    raise ValueError(f"--images {source} is neither a folder nor a text list of image paths "
-                     "(it is not UTF-8 text).") from None
+    raise ValueError(
+      f"--images {source} is neither a folder nor a text list of image paths "
+      "(it is not UTF-8 text)."
+    ) from None
   if not paths:
     raise ValueError(f"list file {source} names no images; write one image path per line.")
   return paths
@@ -67,12 +70,18 @@ def list_images(source: str, root: str | None = None) -> list[str]:
 
 def run_record(hasher) -> dict:
   """What an index records about the run its codes came from (``HammingIndex.run``)."""
-  return {"workdir": os.path.abspath(hasher.workdir), "step": hasher.step, "method": hasher.method,
-          "bits": hasher.bits, "fingerprint": hasher.fingerprint}
+  return {
+    "workdir": os.path.abspath(hasher.workdir),
+    "step": hasher.step,
+    "method": hasher.method,
+    "bits": hasher.bits,
+    "fingerprint": hasher.fingerprint,
+  }
 
 
-def build_index(hasher, paths: list[str], *, features: bool = False, strict: bool = False,
-                stream=None):
+def build_index(
+  hasher, paths: list[str], *, features: bool = False, strict: bool = False, stream=None
+):
   """``(HammingIndex, skipped)``: the images' codes with their paths as ids; ``skipped`` lists
   ``(path, reason)`` of images that could not be read (``strict``: the first one raises).
   Progress and skipped images are reported on ``stream`` when one is given (the command's
@@ -97,19 +106,35 @@ def build_index(hasher, paths: list[str], *, features: bool = False, strict: boo
 
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
-      prog="python -m jaxhash.index", description=__doc__.split("\n\n", 1)[0],
-      epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--workdir", required=True, help="run directory written by python -m jaxhash.train")
-  p.add_argument("--images", required=True, metavar="DIR_OR_LIST",
-                 help="folder of images (any depth) or a text file of image paths")
+    prog="python -m jaxhash.index",
+    description=__doc__.split("\n\n", 1)[0],
+    epilog=__doc__.split("\n\n", 2)[2],
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
+  p.add_argument(
+    "--workdir", required=True, help="run directory written by python -m jaxhash.train"
+  )
+  p.add_argument(
+    "--images",
+    required=True,
+    metavar="DIR_OR_LIST",
+    help="folder of images (any depth) or a text file of image paths",
+  )
   p.add_argument("--out", required=True, metavar="FILE.jhi", help="index file to write")
-  p.add_argument("--root", help="list files: folder their relative paths start from (default: the "
-                 "list file's folder)")
-  p.add_argument("--features", action="store_true",
-                 help="also store fc7 features, for jaxhash.search --rerank")
+  p.add_argument(
+    "--root",
+    help="list files: folder their relative paths start from (default: the list file's folder)",
+  )
+  p.add_argument(
+    "--features", action="store_true", help="also store fc7 features, for jaxhash.search --rerank"
+  )
   p.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
-  p.add_argument("--shard", metavar="I/N", type=shard_arg,
-                 help="write shard I of N (0..N-1): only the I-th of N blocks of the images")
+  p.add_argument(
+    "--shard",
+    metavar="I/N",
+    type=shard_arg,
+    help="write shard I of N (0..N-1): only the I-th of N blocks of the images",
+  )
   distributed.add_arguments(p)
   p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
   return p
@@ -122,8 +147,10 @@ def check_out(path: str) -> None:
 
   rundir.check_outside_runs(path, "--out")
   if os.path.lexists(path) and not is_index_file(path):
-    raise ValueError(f"--out {path} exists and is not a jaxhash index (it does not start with "
-                     f"{MAGIC.decode()}), so it is not replaced; name a new file, e.g. images.jhi.")
+    raise ValueError(
+      f"--out {path} exists and is not a jaxhash index (it does not start with "
+      f"{MAGIC.decode()}), so it is not replaced; name a new file, e.g. images.jhi."
+    )
 
 
 def shard_arg(text: str) -> tuple[int, int]:
@@ -143,28 +170,43 @@ def gather_index(index, hasher, paths: list[str], first: int):
   from jaxhash.retrieval.index_set import shard_record
 
   features = index.features
-  shape = np.array([len(index), first, 0 if features is None else features.shape[1],
-                    int(shard_record(0, 1, 0, paths)["listing"][:7], 16)], np.int32)
+  shape = np.array(
+    [
+      len(index),
+      first,
+      0 if features is None else features.shape[1],
+      int(shard_record(0, 1, 0, paths)["listing"][:7], 16),
+    ],
+    np.int32,
+  )
   shapes = np.asarray(multihost_utils.process_allgather(shape))
   if len(set(shapes[:, 3])) > 1:
-    raise ValueError("the processes list different images (compare their --images and --root); "
-                     "every process must see the same images, on a shared filesystem.")
+    raise ValueError(
+      "the processes list different images (compare their --images and --root); "
+      "every process must see the same images, on a shared filesystem."
+    )
   rows, dim = int(shapes[:, 0].max()), int(shapes[:, 2].max())
   position = {path: i for i, path in enumerate(paths)}
-  local = (np.zeros((rows, index.codes.shape[1]), np.uint32), np.zeros(rows, np.int32),
-           np.zeros((rows, dim), np.float32))
-  local[0][:len(index)] = index.codes
-  local[1][:len(index)] = [position[i] for i in index.ids]
+  local = (
+    np.zeros((rows, index.codes.shape[1]), np.uint32),
+    np.zeros(rows, np.int32),
+    np.zeros((rows, dim), np.float32),
+  )
+  local[0][: len(index)] = index.codes
+  local[1][: len(index)] = [position[i] for i in index.ids]
   if features is not None:
-    local[2][:len(index)] = features
+    local[2][: len(index)] = features
   codes, kept, feats = (np.asarray(a) for a in multihost_utils.process_allgather(local))
   if not distributed.is_writer():
     return None
   whole = HammingIndex(index.nbits, run=run_record(hasher))
   for p, count in enumerate(shapes[:, 0]):
     if count:
-      whole.add(codes[p, :count], ids=[paths[i] for i in kept[p, :count]],
-                features=feats[p, :count] if dim else None)
+      whole.add(
+        codes[p, :count],
+        ids=[paths[i] for i in kept[p, :count]],
+        features=feats[p, :count] if dim else None,
+      )
   return whole
 
 
@@ -175,15 +217,18 @@ def _run(args) -> None:
   check_out(args.out)
   spec = distributed.spec_from_args(args)
   if args.shard and spec.requested:
-    raise ValueError("--shard writes one part per job, the process flags one index from several "
-                     "processes: use one or the other.")
+    raise ValueError(
+      "--shard writes one part per job, the process flags one index from several "
+      "processes: use one or the other."
+    )
   distributed.start(spec, debug=args.debug)
   paths = list_images(args.images, args.root)
   part = args.shard or (distributed.process_index(), distributed.process_count())
   first, stop = shard_bounds(*part, len(paths))
   hasher = jaxhash.load(args.workdir)
-  index, skipped = build_index(hasher, paths[first:stop], features=args.features,
-                               strict=args.strict, stream=sys.stderr)
+  index, skipped = build_index(
+    hasher, paths[first:stop], features=args.features, strict=args.strict, stream=sys.stderr
+  )
   if args.shard:
     index.shard = shard_record(*args.shard, first, paths)
   elif distributed.active():
@@ -193,21 +238,34 @@ def _run(args) -> None:
   if index is not None:
     index.save(args.out)
   block = f"{stop - first} of {len(paths)} images"
-  what = (f"shard {part[0]}/{part[1]} ({block})" if args.shard else
-          f"its block ({block})" if index is None else f"{len(index)} images")
-  print(f"indexed {what} ({hasher.bits}-bit {hasher.method} codes"
-        f"{', with features' if args.features else ''}) from {hasher.workdir} step {hasher.step} "
-        f"into {args.out}{distributed.by_whom()}")
+  what = (
+    f"shard {part[0]}/{part[1]} ({block})"
+    if args.shard
+    else f"its block ({block})"
+    if index is None
+    else f"{len(index)} images"
+  )
+  print(
+    f"indexed {what} ({hasher.bits}-bit {hasher.method} codes"
+    f"{', with features' if args.features else ''}) from {hasher.workdir} step {hasher.step} "
+    f"into {args.out}{distributed.by_whom()}"
+  )
   if skipped:
-    print(f"{len(skipped)} of {stop - first} images could not be read and were skipped (listed "
-          "above).", file=sys.stderr)
+    print(
+      f"{len(skipped)} of {stop - first} images could not be read and were skipped (listed above).",
+      file=sys.stderr,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
   args = parser().parse_args(argv)
-  return cli.run(lambda: _run(args), ["index", *(["--debug"] if args.debug else [])], parse=None,
-                 interrupted="interrupted; nothing was written (an index file is written only "
-                 "when indexing is done).")
+  return cli.run(
+    lambda: _run(args),
+    ["index", *(["--debug"] if args.debug else [])],
+    parse=None,
+    interrupted="interrupted; nothing was written (an index file is written only "
+    "when indexing is done).",
+  )
 
 
 if __name__ == "__main__":

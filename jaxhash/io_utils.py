@@ -9,8 +9,13 @@ import secrets
 import stat
 from typing import BinaryIO
 
-_KINDS = {stat.S_IFIFO: "a named pipe", stat.S_IFDIR: "a folder", stat.S_IFCHR: "a device",
-          stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket"}
+_KINDS = {
+  stat.S_IFIFO: "a named pipe",
+  stat.S_IFDIR: "a folder",
+  stat.S_IFCHR: "a device",
+  stat.S_IFBLK: "a device",
+  stat.S_IFSOCK: "a socket",
+}
 
 
 def write_error(error: OSError, path: str) -> OSError:
@@ -74,8 +79,10 @@ def open_regular(path: str, what: str = "file") -> BinaryIO:
   if not stat.S_ISREG(mode):
     os.close(fd)
     kind = _KINDS.get(stat.S_IFMT(mode), "a special file")
-    raise ValueError(f"{what} {path!r} is {kind}, not a regular file, so it is not read; remove it "
-                     "or pass a regular file.")
+    raise ValueError(
+      f"{what} {path!r} is {kind}, not a regular file, so it is not read; remove it "
+      "or pass a regular file."
+    )
   os.set_blocking(fd, True)
   return os.fdopen(fd, "rb")
 

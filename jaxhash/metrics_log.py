@@ -41,11 +41,15 @@ def _parse(path: str) -> tuple[list[dict], str | None, bool]:
         raise ValueError('not an object with an integer "step"')
     except ValueError as e:  # includes JSON and UTF-8 decoding errors
       if lineno == len(lines) + 1:
-        note = (f"dropped the torn last line of {path} (line {lineno}, {len(line)} bytes; left by a "
-                "crash or a full disk during an append)")
+        note = (
+          f"dropped the torn last line of {path} (line {lineno}, {len(line)} bytes; left by a "
+          "crash or a full disk during an append)"
+        )
         break
-      raise ValueError(f"{path}:{lineno}: not a metrics record ({e}); delete that line (the "
-                       "log is not needed to resume).") from None
+      raise ValueError(
+        f"{path}:{lineno}: not a metrics record ({e}); delete that line (the "
+        "log is not needed to resume)."
+      ) from None
     records.append(record)
   return records, note, bool(last)
 

@@ -26,11 +26,15 @@ _RUNTIME = re.compile(rb"coordination|preemption|distributed|client\.(h|cc)|serv
 
 def lost_coordinator_line(index: int, count: int, address: str) -> str:
   if index == 0:
-    return ("error: JAX's distributed runtime stopped this process (rerun with --debug to see its "
-            f"log); start all {count} processes again with the same commands.")
-  return (f"error: lost process 0 of {count}, the coordinator at {address} (its connection closed: "
-          f"it was killed, crashed or its host is unreachable); start all {count} processes again "
-          "with the same commands (training resumes from its last checkpoint).")
+    return (
+      "error: JAX's distributed runtime stopped this process (rerun with --debug to see its "
+      f"log); start all {count} processes again with the same commands."
+    )
+  return (
+    f"error: lost process 0 of {count}, the coordinator at {address} (its connection closed: "
+    f"it was killed, crashed or its host is unreachable); start all {count} processes again "
+    "with the same commands (training resumes from its last checkpoint)."
+  )
 
 
 def filter_stream(source, sink, fatal_line: str) -> None:
@@ -63,13 +67,25 @@ def redirect(index: int, count: int, address: str, debug: bool = False) -> None:
   sys.stderr.flush()
   kept = os.dup(2)
   read, write = os.pipe()
-  subprocess.Popen([sys.executable, "-m", "jaxhash.native_stderr", str(index), str(count), address],
-                   stdin=read, stdout=kept, stderr=kept, close_fds=True, start_new_session=True)
+  subprocess.Popen(
+    [sys.executable, "-m", "jaxhash.native_stderr", str(index), str(count), address],
+    stdin=read,
+    stdout=kept,
+    stderr=kept,
+    close_fds=True,
+    start_new_session=True,
+  )
   os.close(read)
   os.dup2(write, 2)
   os.close(write)
-  sys.stderr = open(kept, "w", buffering=1, encoding=sys.stderr.encoding,  # noqa: SIM115
-                    errors=sys.stderr.errors, closefd=False)
+  sys.stderr = open(
+    kept,
+    "w",
+    buffering=1,
+    encoding=sys.stderr.encoding,  # noqa: SIM115
+    errors=sys.stderr.errors,
+    closefd=False,
+  )
   _redirected = True
 
 

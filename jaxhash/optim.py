@@ -21,7 +21,9 @@ def _constant(optim_config, total_steps: int) -> optax.Schedule:
 def _step(optim_config, total_steps: int) -> optax.Schedule:
   """Multiplied by ``decay_factor`` every ``decay_every`` steps (default: a third of the run)."""
   every = optim_config.decay_every or max(total_steps // 3, 1)
-  boundaries = {step: optim_config.decay_factor for step in range(every, max(total_steps, every) + 1, every)}
+  boundaries = {
+    step: optim_config.decay_factor for step in range(every, max(total_steps, every) + 1, every)
+  }
   return optax.piecewise_constant_schedule(optim_config.learning_rate, boundaries)
 
 
@@ -32,8 +34,8 @@ def _cosine(optim_config, total_steps: int) -> optax.Schedule:
 def _sgd(optim_config, rate: optax.Schedule) -> optax.GradientTransformation:
   """Caffe's SGD: weight decay added to the gradient, then (Nesterov) momentum."""
   return optax.chain(
-      optax.add_decayed_weights(optim_config.weight_decay),
-      optax.sgd(rate, momentum=optim_config.momentum or None, nesterov=optim_config.nesterov),
+    optax.add_decayed_weights(optim_config.weight_decay),
+    optax.sgd(rate, momentum=optim_config.momentum or None, nesterov=optim_config.nesterov),
   )
 
 
@@ -63,17 +65,22 @@ def _param_group(params) -> dict:
   """``{"backbone": "backbone", "head": "head"}``: the group of each top-level key. Any other key
   is an error, for a renamed group would silently lose the head's larger rate."""
   if sorted(params) != sorted(PARAM_GROUPS):
-    raise ValueError(f"the optimizer expects parameters under the keys {list(PARAM_GROUPS)}, got "
-                     f"{sorted(params)}; the head's learning-rate multiplier depends on them.")
+    raise ValueError(
+      f"the optimizer expects parameters under the keys {list(PARAM_GROUPS)}, got "
+      f"{sorted(params)}; the head's learning-rate multiplier depends on them."
+    )
   return {name: name for name in params}
 
 
-def make_optimizer(optim_config, total_steps: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
+def make_optimizer(
+  optim_config, total_steps: int
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
   """Returns the optimizer over ``{"backbone": ..., "head": ...}`` params and its base schedule;
   the head's rate is ``head_lr_multiplier`` times the schedule."""
   schedule = learning_rate_schedule(optim_config, total_steps)
   build = OPTIMIZERS[optim_config.optimizer]
   head = lambda count: optim_config.head_lr_multiplier * schedule(count)
-  tx = optax.multi_transform({"backbone": build(optim_config, schedule), "head": build(optim_config, head)},
-                             _param_group)
+  tx = optax.multi_transform(
+    {"backbone": build(optim_config, schedule), "head": build(optim_config, head)}, _param_group
+  )
   return tx, schedule

@@ -14,6 +14,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxhash.arith import round_up
+
 BATCH_AXIS = "data"
 
 
@@ -39,13 +41,15 @@ def check_batch_size(batch_size: int, mesh: Mesh, key: str) -> None:
   devices = mesh.devices.size
   if batch_size % devices:
     raise ValueError(
-        f"config.{key}={batch_size} does not split over {devices} devices; use a multiple of {devices}.")
+      f"config.{key}={batch_size} does not split over {devices} devices; use a multiple of "
+      f"{devices}."
+    )
 
 
 def round_up_to_devices(batch_size: int, mesh: Mesh) -> int:
   """Evaluation batches are padded anyway, so they grow to split evenly instead of failing."""
   devices = mesh.devices.size
-  return -(-batch_size // devices) * devices
+  return round_up(batch_size, devices)
 
 
 def put_replicated(tree, mesh: Mesh):
@@ -59,18 +63,22 @@ def put_replicated(tree, mesh: Mesh):
 
 def local_rows(sharding: NamedSharding, shape: tuple, axis: int = 0) -> slice:
   """The rows along ``axis`` of a global array of ``shape`` that this process's devices hold."""
-  spans = {index[axis].indices(shape[axis])[:2]
-           for index in sharding.addressable_devices_indices_map(shape).values()}
+  spans = {
+    index[axis].indices(shape[axis])[:2]
+    for index in sharding.addressable_devices_indices_map(shape).values()
+  }
   start, stop = min(a for a, _ in spans), max(b for _, b in spans)
   if sum(b - a for a, b in spans) != stop - start:
-    raise ValueError("this process's devices hold rows that are not one block; build the mesh "
-                     "with jaxhash.parallel.data_mesh.")
+    raise ValueError(
+      "this process's devices hold rows that are not one block; build the mesh "
+      "with jaxhash.parallel.data_mesh."
+    )
   return slice(start, stop)
 
 
 def global_batch(local: np.ndarray, sharding: NamedSharding, rows: int, axis: int = 0):
   """The global array of ``rows`` rows along ``axis`` whose rows ``local_rows`` are ``local``."""
-  shape = (*local.shape[:axis], rows, *local.shape[axis + 1:])
+  shape = (*local.shape[:axis], rows, *local.shape[axis + 1 :])
   return jax.make_array_from_process_local_data(sharding, local, shape)
 
 

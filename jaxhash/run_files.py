@@ -38,8 +38,10 @@ def read_model_info(workdir: str, config) -> ModelInfo:
         info = json.load(f)
         return ModelInfo(int(info["num_classes"]), tuple(int(d) for d in info["image_shape"]))
       except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{path} is damaged ({error}); run python -m jaxhash.evaluate --workdir "
-                         f"{workdir} once to record it again.") from None
+        raise ValueError(
+          f"{path} is damaged ({error}); run python -m jaxhash.evaluate --workdir "
+          f"{workdir} once to record it again."
+        ) from None
   return _infer(workdir, config)
 
 
@@ -49,15 +51,19 @@ def _latest_array_shapes(workdir: str) -> dict[str, tuple[int, ...]]:
   import jax
   import orbax.checkpoint as ocp
 
-  manager = ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
-                                  item_handlers=ocp.StandardCheckpointHandler())
+  manager = ocp.CheckpointManager(
+    os.path.abspath(os.path.join(workdir, "checkpoints")),
+    item_handlers=ocp.StandardCheckpointHandler(),
+  )
   try:
     step = manager.latest_step()
     if step is None:
       return {}
     metadata = manager.item_metadata(step)
-    return {".".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape)
-            for path, leaf in jax.tree_util.tree_flatten_with_path(dict(metadata))[0]}
+    return {
+      ".".join(str(getattr(k, "key", k)) for k in path): tuple(leaf.shape)
+      for path, leaf in jax.tree_util.tree_flatten_with_path(dict(metadata))[0]
+    }
   finally:
     manager.close()
 
@@ -72,8 +78,9 @@ def _infer(workdir: str, config) -> ModelInfo:
     shape = (32, 32, 3)
   else:
     raise FileNotFoundError(
-        f"{workdir} was trained before jaxhash recorded {MODEL_FILE}, and its input image size "
-        f"cannot be told from its config; run python -m jaxhash.evaluate --workdir {workdir} "
-        "once (it reads the data) to record it.")
+      f"{workdir} was trained before jaxhash recorded {MODEL_FILE}, and its input image size "
+      f"cannot be told from its config; run python -m jaxhash.evaluate --workdir {workdir} "
+      "once (it reads the data) to record it."
+    )
   classifier = _latest_array_shapes(workdir).get("params.head.classifier.bias")
   return ModelInfo(int(classifier[0]) if classifier else 0, shape)  # 0: no classifier (HashNet)

@@ -46,8 +46,16 @@ RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 
 FREE_PREFIXES = ("eval.",)
-BOOKKEEPING = ("name", "train.log_every", "train.checkpoint_every", "train.steps_per_call",
-               "data.dir", "data.image_root", "data.tfds_data_dir", "data.feature_cache_dir")
+BOOKKEEPING = (
+  "name",
+  "train.log_every",
+  "train.checkpoint_every",
+  "train.steps_per_call",
+  "data.dir",
+  "data.image_root",
+  "data.tfds_data_dir",
+  "data.feature_cache_dir",
+)
 LENGTH = ("train.num_steps", "train.num_epochs")
 RECOVERY = ("optim.learning_rate", "train.skip_nonfinite")
 
@@ -58,14 +66,16 @@ def read_json(path: str):
     with open(path, "rb") as f:
       return json.loads(f.read().decode("utf-8"))
   except (UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise ValueError(f"{path} is not valid JSON ({e}); restore it from a backup or use another "
-                     "--workdir.") from None
+    raise ValueError(
+      f"{path} is not valid JSON ({e}); restore it from a backup or use another --workdir."
+    ) from None
 
 
 def _is_run(directory: str) -> bool:
   return os.path.isfile(os.path.join(directory, CONFIG_FILE)) and (
-      os.path.isfile(os.path.join(directory, RUN_FILE))
-      or os.path.isdir(os.path.join(directory, "checkpoints")))
+    os.path.isfile(os.path.join(directory, RUN_FILE))
+    or os.path.isdir(os.path.join(directory, "checkpoints"))
+  )
 
 
 def enclosing_run(path: str) -> str | None:
@@ -84,15 +94,17 @@ def check_outside_runs(path: str, flag: str, own: str | None = None) -> None:
   commands (train; evaluate, which passes ``own``, its run directory itself)."""
   run = enclosing_run(path)
   if run is not None and not (own and os.path.realpath(path) == os.path.realpath(own)):
-    raise ValueError(f"{flag} {path} is inside the run directory {run}, which holds only the files "
-                     "its training and evaluation write; write it outside the run.")
+    raise ValueError(
+      f"{flag} {path} is inside the run directory {run}, which holds only the files "
+      "its training and evaluation write; write it outside the run."
+    )
 
 
-def flatten(tree: dict, prefix: str = "") -> dict:
-  """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+def flatten(tree, prefix: str = "") -> dict:
+  """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``, in key order; ``tree``: a dict or a ConfigDict."""
   flat = {}
   for key, value in tree.items():
-    if isinstance(value, dict):
+    if hasattr(value, "items"):
       flat.update(flatten(value, f"{prefix}{key}."))
     else:
       flat[f"{prefix}{key}"] = value
@@ -127,10 +139,15 @@ def recorded_config(workdir: str) -> dict | None:
   if not os.path.exists(path):
     return None
   recorded = read_json(path)
-  if not isinstance(recorded, dict) or not isinstance(recorded.get("method"), dict) \
-      or "name" not in recorded["method"]:
-    raise ValueError(f"{path} is not a jaxhash run config (no method.name); restore it from a "
-                     "backup or use another --workdir.")
+  if (
+    not isinstance(recorded, dict)
+    or not isinstance(recorded.get("method"), dict)
+    or "name" not in recorded["method"]
+  ):
+    raise ValueError(
+      f"{path} is not a jaxhash run config (no method.name); restore it from a "
+      "backup or use another --workdir."
+    )
   return {**_defaults(recorded["method"]["name"]), **flatten(recorded)}
 
 
@@ -140,8 +157,10 @@ def load_config(workdir: str):
 
   flat = recorded_config(workdir)
   if flat is None:
-    raise FileNotFoundError(f"{os.path.join(workdir, CONFIG_FILE)} not found; --workdir must be a "
-                            "directory written by jaxhash.train.")
+    raise FileNotFoundError(
+      f"{os.path.join(workdir, CONFIG_FILE)} not found; --workdir must be a "
+      "directory written by jaxhash.train."
+    )
   return ml_collections.ConfigDict(_unflatten(flat))
 
 
@@ -173,7 +192,9 @@ def _run_events(workdir: str) -> list[dict]:
     return []
   run = read_json(path)
   if not isinstance(run, dict) or not isinstance(run.get("history"), list):
-    raise ValueError(f"{path} has no history list; restore it from a backup or use another --workdir.")
+    raise ValueError(
+      f"{path} has no history list; restore it from a backup or use another --workdir."
+    )
   return run["history"]
 
 
@@ -182,9 +203,14 @@ def last_event(workdir: str) -> dict | None:
   return events[-1] if events else None
 
 
-def check(workdir: str, config, steps_of: Callable[[dict], int], extend: bool = False,
-          has_checkpoints: bool = False) -> Plan:
-  """Compares ``config`` with the run recorded in ``workdir``; raises ValueError on a refused change.
+def check(
+  workdir: str,
+  config,
+  steps_of: Callable[[dict], int],
+  extend: bool = False,
+  has_checkpoints: bool = False,
+) -> Plan:
+  """Compares ``config`` with the run recorded in ``workdir``: ValueError for a refused change.
 
   Reads only. ``steps_of(flat_config)`` is the number of training steps a config asks for.
   """
@@ -193,11 +219,14 @@ def check(workdir: str, config, steps_of: Callable[[dict], int], extend: bool = 
   recorded = recorded_config(workdir)
   if recorded is None:
     if has_checkpoints:
-      raise ValueError(f"{workdir} holds checkpoints but no {CONFIG_FILE}, so its run cannot be "
-                       "checked against this config; use another --workdir.")
+      raise ValueError(
+        f"{workdir} holds checkpoints but no {CONFIG_FILE}, so its run cannot be "
+        "checked against this config; use another --workdir."
+      )
     return Plan(workdir, requested, True, (), None, steps_of(flat_new))
-  differing = [Change(k, recorded[k], v) for k, v in flat_new.items()
-               if k in recorded and recorded[k] != v]
+  differing = [
+    Change(k, recorded[k], v) for k, v in flat_new.items() if k in recorded and recorded[k] != v
+  ]
   differing += [Change(k, None, v) for k, v in flat_new.items() if k not in recorded]
   old_steps, new_steps = steps_of(recorded), steps_of(flat_new)
   refused, accepted, notes = [], [], []
@@ -215,18 +244,26 @@ def check(workdir: str, config, steps_of: Callable[[dict], int], extend: bool = 
     else:
       refused.append(change)
   if any(c.key in LENGTH for c in refused):
-    notes.append(f"that is {old_steps} -> {new_steps} training steps"
-                 + ("; pass --extend to train this run longer" if new_steps > old_steps else ""))
+    notes.append(
+      f"that is {old_steps} -> {new_steps} training steps"
+      + ("; pass --extend to train this run longer" if new_steps > old_steps else "")
+    )
   if any(c.key in RECOVERY for c in refused):
-    notes.append("a learning rate may only be lowered, or train.skip_nonfinite set, after a "
-                 "non-finite stop")
+    notes.append(
+      "a learning rate may only be lowered, or train.skip_nonfinite set, after a non-finite stop"
+    )
   if refused:
     raise ValueError(
-        f"{workdir} holds a run of another config: {', '.join(map(str, refused))}"
-        f"{''.join(f' ({n})' for n in notes)}; a run directory holds one run: use another "
-        "--workdir for these settings.")
-  to_record = _unflatten({k: recorded[k] if k.startswith(FREE_PREFIXES) and k in recorded else v
-                          for k, v in flat_new.items()})
+      f"{workdir} holds a run of another config: {', '.join(map(str, refused))}"
+      f"{''.join(f' ({n})' for n in notes)}; a run directory holds one run: use another "
+      "--workdir for these settings."
+    )
+  to_record = _unflatten(
+    {
+      k: recorded[k] if k.startswith(FREE_PREFIXES) and k in recorded else v
+      for k, v in flat_new.items()
+    }
+  )
   return Plan(workdir, to_record, False, tuple(accepted), old_steps, new_steps)
 
 
@@ -242,34 +279,47 @@ def _recovery_allowed(workdir: str, change: Change) -> bool:
 
 def record_event(workdir: str, event: str, **fields) -> None:
   """Appends one event to ``run.json`` (written atomically)."""
-  entry = {"event": event, "time": datetime.datetime.now(datetime.timezone.utc)
-           .isoformat(timespec="seconds"), **fields}
-  atomic_write_text(os.path.join(workdir, RUN_FILE),
-                    json.dumps({"history": [*_run_events(workdir), entry]}, indent=1) + "\n")
+  entry = {
+    "event": event,
+    "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    **fields,
+  }
+  atomic_write_text(
+    os.path.join(workdir, RUN_FILE),
+    json.dumps({"history": [*_run_events(workdir), entry]}, indent=1) + "\n",
+  )
 
 
 def commit(plan: Plan, step: int) -> None:
   """Writes what a checked plan changes: config.json (new run or accepted changes) and run.json."""
   if not plan.new_run and not plan.changes:
     return
-  atomic_write_text(os.path.join(plan.workdir, CONFIG_FILE), json.dumps(plan.config, indent=2) + "\n")
+  atomic_write_text(
+    os.path.join(plan.workdir, CONFIG_FILE), json.dumps(plan.config, indent=2) + "\n"
+  )
   if plan.new_run:
     record_event(plan.workdir, "created", steps=plan.new_steps)
     return
   fields = {"changes": [dataclasses.asdict(c) for c in plan.changes], "at_step": step}
   if plan.new_steps != plan.old_steps:
-    record_event(plan.workdir, "extended", from_steps=plan.old_steps, to_steps=plan.new_steps, **fields)
+    record_event(
+      plan.workdir, "extended", from_steps=plan.old_steps, to_steps=plan.new_steps, **fields
+    )
   else:
     record_event(plan.workdir, "changed", **fields)
 
 
 def _busy(workdir: str, path: str, fd: int) -> BlockingIOError:
   holder = os.pread(fd, 32, 0).decode("ascii", "replace").split()
-  who = (f"process {holder[0]} (lock file {path})" if holder else
-         f"a run of several processes (lock files {path}.process-*)")
+  who = (
+    f"process {holder[0]} (lock file {path})"
+    if holder
+    else f"a run of several processes (lock files {path}.process-*)"
+  )
   return BlockingIOError(
-      errno.EWOULDBLOCK, f"{workdir} is in use by {who}; wait for it to finish or stop it, or use "
-      "another --workdir.")
+    errno.EWOULDBLOCK,
+    f"{workdir} is in use by {who}; wait for it to finish or stop it, or use another --workdir.",
+  )
 
 
 def ensure_free(workdir: str) -> None:
@@ -364,8 +414,10 @@ def hold_process_lock(workdir: str, index: int, token: str) -> None:
     os.makedirs(workdir, exist_ok=True)
   except OSError as e:
     raise write_error(e, workdir) from e
-  for path, mode in ((os.path.join(workdir, LOCK_FILE), fcntl.LOCK_SH),
-                     (process_lock_path(workdir, index), fcntl.LOCK_EX)):
+  for path, mode in (
+    (os.path.join(workdir, LOCK_FILE), fcntl.LOCK_SH),
+    (process_lock_path(workdir, index), fcntl.LOCK_EX),
+  ):
     try:
       fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as e:

@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import optax
 
 
-def continuation_schedule(init_value: float = 1.0, gamma: float = 0.005, power: float = 0.5,
-                          step_size: int = 200) -> optax.Schedule:
+def continuation_schedule(
+  init_value: float = 1.0, gamma: float = 0.005, power: float = 0.5, step_size: int = 200
+) -> optax.Schedule:
   """β(count) = init_value · (1 + gamma · t)^power with t = step_size · ⌊count / step_size⌋.
 
   HashNet's continuation (its ScaleTanH layer): β is raised in steps every ``step_size`` updates,
@@ -23,7 +24,9 @@ def continuation_schedule(init_value: float = 1.0, gamma: float = 0.005, power: 
   if not init_value > 0:
     raise ValueError(f"continuation init_value={init_value!r} must be positive.")
   if gamma < 0 or power < 0:
-    raise ValueError(f"continuation gamma={gamma!r} and power={power!r} must be >= 0 (β must not decrease).")
+    raise ValueError(
+      f"continuation gamma={gamma!r} and power={power!r} must be >= 0 (β must not decrease)."
+    )
   if int(step_size) != step_size or step_size < 1:
     raise ValueError(f"continuation step_size={step_size!r} must be a positive integer.")
   step_size = int(step_size)

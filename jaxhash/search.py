@@ -43,18 +43,28 @@ def hasher_for(index, workdir: str | None = None):
     workdir = run["workdir"]
   hasher = jaxhash.load(workdir)
   if hasher.bits != index.nbits:
-    raise ValueError(f"{workdir} makes {hasher.bits}-bit codes but the index holds {index.nbits}-bit "
-                     "codes; pass the --workdir of the run that built the index.")
+    raise ValueError(
+      f"{workdir} makes {hasher.bits}-bit codes but the index holds {index.nbits}-bit "
+      "codes; pass the --workdir of the run that built the index."
+    )
   if run.get("fingerprint") and run["fingerprint"] != hasher.fingerprint:
     raise ValueError(
-        f"the index was built with {run.get('workdir')} at step {run.get('step')}, but {workdir} "
-        f"(step {hasher.step}) is another model, so its codes are not comparable; rebuild the "
-        "index with python -m jaxhash.index, or pass the --workdir that built it.")
+      f"the index was built with {run.get('workdir')} at step {run.get('step')}, but {workdir} "
+      f"(step {hasher.step}) is another model, so its codes are not comparable; rebuild the "
+      "index with python -m jaxhash.index, or pass the --workdir that built it."
+    )
   return hasher
 
 
-def search_images(index, hasher, images, k: int = 10, radius: int | None = None,
-                  rerank: bool = False, feature_distances: bool = False) -> list[list[dict]]:
+def search_images(
+  index,
+  hasher,
+  images,
+  k: int = 10,
+  radius: int | None = None,
+  rerank: bool = False,
+  feature_distances: bool = False,
+) -> list[list[dict]]:
   """Per query, ``[{"rank": 1, "path": id, "distance": d}, ...]`` nearest first.
 
   ``images`` as ``Hasher.encode`` takes them. ``radius`` keeps results within that Hamming
@@ -64,21 +74,27 @@ def search_images(index, hasher, images, k: int = 10, radius: int | None = None,
   if len(index) == 0:
     raise ValueError("the index is empty.")
   if rerank and index.features is None:
-    raise ValueError("--rerank needs features in the index; build it with python -m jaxhash.index "
-                     "--features.")
+    raise ValueError(
+      "--rerank needs features in the index; build it with python -m jaxhash.index --features."
+    )
   codes, features = hasher.encode_with_features(images, features=rerank)
   k = min(k, len(index))
   if rerank:
-    distances, by, ids = index.rerank_search(codes, features, k,
-                                             pool=max(k, hasher.config.eval.rerank_pool))
+    distances, by, ids = index.rerank_search(
+      codes, features, k, pool=max(k, hasher.config.eval.rerank_pool)
+    )
   else:
     (distances, ids), by = index.search(codes, k), None
   results = []
   for q, (row_distances, row_ids) in enumerate(zip(distances, ids)):
-    row = [{"path": i.item() if isinstance(i, np.generic) else i, "distance": int(d),
-            **({"feature_distance": round(float(by[q, j]), 4)}
-               if rerank and feature_distances else {})}
-           for j, (d, i) in enumerate(zip(row_distances, row_ids))]
+    row = [
+      {
+        "path": i.item() if isinstance(i, np.generic) else i,
+        "distance": int(d),
+        **({"feature_distance": round(float(by[q, j]), 4)} if rerank and feature_distances else {}),
+      }
+      for j, (d, i) in enumerate(zip(row_distances, row_ids))
+    ]
     row = [r for r in row if radius is None or r["distance"] <= radius]
     results.append([{"rank": rank, **r} for rank, r in enumerate(row, 1)])
   return results
@@ -147,16 +163,27 @@ def _thumbnail(path, size: int):
 
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
-      prog="python -m jaxhash.search", description=__doc__.split("\n\n", 1)[0],
-      epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    prog="python -m jaxhash.search",
+    description=__doc__.split("\n\n", 1)[0],
+    epilog=__doc__.split("\n\n", 2)[2],
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   p.add_argument("images", nargs="*", metavar="IMAGE", help="query image files")
-  p.add_argument("--index", required=True, nargs="+", metavar="FILE.jhi",
-                 help="index file from jaxhash.index, or all the shard files of one")
-  p.add_argument("--workdir", help="run that encodes the queries (default: the one the index records)")
+  p.add_argument(
+    "--index",
+    required=True,
+    nargs="+",
+    metavar="FILE.jhi",
+    help="index file from jaxhash.index, or all the shard files of one",
+  )
+  p.add_argument(
+    "--workdir", help="run that encodes the queries (default: the one the index records)"
+  )
   p.add_argument("-k", "--k", type=int, default=10, help="results per query (default: 10)")
   p.add_argument("--radius", type=int, help="keep only results within this Hamming distance")
-  p.add_argument("--rerank", action="store_true", help="re-rank by fc7 features (index built with "
-                 "--features)")
+  p.add_argument(
+    "--rerank", action="store_true", help="re-rank by fc7 features (index built with --features)"
+  )
   p.add_argument("--json", action="store_true", help="one JSON object per query line")
   p.add_argument("--gallery", metavar="OUT.png", help="draw the queries and their results here")
   p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
@@ -188,16 +215,20 @@ def _run(args) -> None:
   if args.gallery:
     image_format = check_gallery(args.gallery, [*args.index, *args.images], index.ids)
   hasher = hasher_for(index, args.workdir)
-  results = search_images(index, hasher, args.images, args.k, args.radius, args.rerank,
-                          feature_distances=args.rerank)
+  results = search_images(
+    index, hasher, args.images, args.k, args.radius, args.rerank, feature_distances=args.rerank
+  )
   for query, found in zip(args.images, results):
     if args.json:
       print(json.dumps({"query": query, "results": found}))
     else:
       print(f"{shown(query)}: {len(found)} result{'s' if len(found) != 1 else ''}")
       for r in found:
-        distance = (f"feature distance {r['feature_distance']:>9.4f}  hamming {r['distance']:>3}"
-                    if "feature_distance" in r else f"distance {r['distance']:>3}")
+        distance = (
+          f"feature distance {r['feature_distance']:>9.4f}  hamming {r['distance']:>3}"
+          if "feature_distance" in r
+          else f"distance {r['distance']:>3}"
+        )
         print(f"  {r['rank']:>3}  {distance}  {shown(r['path'])}")
   if args.gallery:
     buffer = io.BytesIO()
@@ -224,16 +255,24 @@ def check_gallery(path: str, inputs: list[str], ids) -> str:
     raise ValueError(f"--gallery {path}: name an image file, e.g. gallery.png.")
   rundir.check_outside_runs(path, "--gallery")
   real = os.path.realpath(path)
-  if real in {os.path.realpath(p) for p in inputs} or not {real, os.path.abspath(path)}.isdisjoint(ids):
-    raise ValueError(f"--gallery {path} is one of the images or files the search reads, so it is "
-                     "not overwritten; name a new file, e.g. gallery.png.")
+  if real in {os.path.realpath(p) for p in inputs} or not {real, os.path.abspath(path)}.isdisjoint(
+    ids
+  ):
+    raise ValueError(
+      f"--gallery {path} is one of the images or files the search reads, so it is "
+      "not overwritten; name a new file, e.g. gallery.png."
+    )
   return Image.EXTENSION[extension]
 
 
 def main(argv: list[str] | None = None) -> int:
   args = parser().parse_args(argv)
-  return cli.run(lambda: _run(args), ["search", *(["--debug"] if args.debug else [])], parse=None,
-                 interrupted="interrupted.")
+  return cli.run(
+    lambda: _run(args),
+    ["search", *(["--debug"] if args.debug else [])],
+    parse=None,
+    interrupted="interrupted.",
+  )
 
 
 if __name__ == "__main__":

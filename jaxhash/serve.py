@@ -25,21 +25,31 @@ from jaxhash import cli
 
 def parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(
-      prog="python -m jaxhash.serve", description=__doc__.split("\n\n", 1)[0],
-      epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    prog="python -m jaxhash.serve",
+    description=__doc__.split("\n\n", 1)[0],
+    epilog=__doc__.split("\n\n", 2)[2],
+    formatter_class=argparse.RawDescriptionHelpFormatter,
+  )
   p.add_argument("--index", required=True, metavar="FILE.jhi", help="index file from jaxhash.index")
-  p.add_argument("--workdir",
-                 help="run that encodes the queries (default: the one the index records)")
+  p.add_argument(
+    "--workdir", help="run that encodes the queries (default: the one the index records)"
+  )
   p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
   p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
   p.add_argument("--writable", action="store_true", help="allow POST /items and DELETE /items/{id}")
-  p.add_argument("--items", metavar="DIR",
-                 help="where added images are stored (default: FILE.items)")
+  p.add_argument(
+    "--items", metavar="DIR", help="where added images are stored (default: FILE.items)"
+  )
   p.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body (default: 8)")
-  p.add_argument("--max-batch", type=int, default=64,
-                 help="most queries encoded together (default: 64)")
-  p.add_argument("--batch-window-ms", type=float, default=2.0,
-                 help="how long a batch waits for more queries (default: 2)")
+  p.add_argument(
+    "--max-batch", type=int, default=64, help="most queries encoded together (default: 64)"
+  )
+  p.add_argument(
+    "--batch-window-ms",
+    type=float,
+    default=2.0,
+    help="how long a batch waits for more queries (default: 2)",
+  )
   p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
   return p
 
@@ -52,21 +62,32 @@ def _listen(host: str, port: int) -> socket.socket:
     sock.bind(info[4])
     sock.listen(1024)
   except OSError as error:
-    raise OSError(error.errno, f"cannot listen on {host}:{port} ({error.strerror or error}); pass "
-                  "another --port or --host.") from None
+    raise OSError(
+      error.errno,
+      f"cannot listen on {host}:{port} ({error.strerror or error}); pass another --port or --host.",
+    ) from None
   return sock
 
 
-def make_app(index: str, workdir: str | None = None, *, writable: bool = False,
-             items: str | None = None, max_body_mb: float = 8.0, max_batch: int = 64,
-             batch_window_ms: float = 2.0):
+def make_app(
+  index: str,
+  workdir: str | None = None,
+  *,
+  writable: bool = False,
+  items: str | None = None,
+  max_body_mb: float = 8.0,
+  max_batch: int = 64,
+  batch_window_ms: float = 2.0,
+):
   """The service's ASGI app over ``index``, warmed up: what the command serves (the tests too).
   The engine starts and stops with the app's lifespan."""
   try:
     from jaxhash.service.app import create_app
   except ModuleNotFoundError as error:
-    raise ImportError(f"python -m jaxhash.serve needs the serve extra ({error.name} is not "
-                      "installed): pip install \"jaxhash[serve]\".") from None
+    raise ImportError(
+      f"python -m jaxhash.serve needs the serve extra ({error.name} is not "
+      'installed): pip install "jaxhash[serve]".'
+    ) from None
   from jaxhash.search import hasher_for
   from jaxhash.service.catalog import Catalog
   from jaxhash.service.engine import Engine
@@ -77,17 +98,24 @@ def make_app(index: str, workdir: str | None = None, *, writable: bool = False,
   if batch_window_ms < 0:
     raise ValueError(f"--batch-window-ms {batch_window_ms} must be >= 0.")
   catalog = Catalog(index, items, writable=writable)
-  engine = Engine(hasher_for(catalog.index, workdir), catalog, max_batch=max_batch,
-                  window=batch_window_ms / 1e3)
+  engine = Engine(
+    hasher_for(catalog.index, workdir), catalog, max_batch=max_batch, window=batch_window_ms / 1e3
+  )
   engine.warm_up()
   return create_app(engine, max_body=int(max_body_mb * 2**20))
 
 
 def _run(args) -> None:
   sock = _listen(args.host, args.port)
-  app = make_app(args.index, args.workdir, writable=args.writable, items=args.items,
-                 max_body_mb=args.max_body_mb, max_batch=args.max_batch,
-                 batch_window_ms=args.batch_window_ms)
+  app = make_app(
+    args.index,
+    args.workdir,
+    writable=args.writable,
+    items=args.items,
+    max_body_mb=args.max_body_mb,
+    max_batch=args.max_batch,
+    batch_window_ms=args.batch_window_ms,
+  )
   import uvicorn
 
   # The run, the index and JAX's caches live as long as the server: frozen, the garbage collector
@@ -96,11 +124,18 @@ def _run(args) -> None:
   host, port = sock.getsockname()[:2]
   engine = app.engine
   url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
-  print(f"serving {len(engine.catalog)} items ({engine.hasher!r}"
-        f"{', writable' if args.writable else ''}) at {url}", file=sys.stderr, flush=True)
+  print(
+    f"serving {len(engine.catalog)} items ({engine.hasher!r}"
+    f"{', writable' if args.writable else ''}) at {url}",
+    file=sys.stderr,
+    flush=True,
+  )
   try:
-    uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, proxy_headers=False,
-                                  timeout_graceful_shutdown=5)).run(sockets=[sock])
+    uvicorn.Server(
+      uvicorn.Config(
+        app, log_level="warning", access_log=False, proxy_headers=False, timeout_graceful_shutdown=5
+      )
+    ).run(sockets=[sock])
   except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C (SIGINT) it stopped on: a normal stop
     pass
   print("stopped.", file=sys.stderr)

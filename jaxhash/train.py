@@ -19,13 +19,18 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from jaxhash import cli, distributed, report
+from jaxhash import cli, distributed, run_results, rundir
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file, e.g. configs/dlbhc_mnist.py[:variant].",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file(
+  "config", None, "Config file, e.g. configs/dlbhc_mnist.py[:variant].", lock_config=True
+)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config name>).")
-_EXTEND = flags.DEFINE_bool("extend", False, "Train an existing run to a larger train.num_steps or "
-                            "num_epochs (the schedule is recomputed; recorded in run.json).")
+_EXTEND = flags.DEFINE_bool(
+  "extend",
+  False,
+  "Train an existing run to a larger train.num_steps or "
+  "num_epochs (the schedule is recomputed; recorded in run.json).",
+)
 flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
 _PROCESSES = distributed.define_absl_flags()
 PROCESS_FLAGS = ["coordinator_address", "num_processes", "process_id", "distributed"]
@@ -40,7 +45,7 @@ def find_config_arg(argv: list[str]) -> list[str]:
     if arg == "--config" and i + 1 < len(argv):
       at, value = i + 1, argv[i + 1]
     elif arg.startswith("--config="):
-      at, value = i, arg[len("--config="):]
+      at, value = i, arg[len("--config=") :]
     else:
       continue
     path, sep, variant = value.partition(":")
@@ -52,9 +57,14 @@ def find_config_arg(argv: list[str]) -> list[str]:
 def usage(argv: list[str]) -> str:
   from jaxhash import usage as help_text
 
-  lines = [__doc__.strip(), "", "Flags:",
-           *help_text.flag_lines(["config", "workdir", "extend", "debug", *PROCESS_FLAGS]),
-           f"  --{'config.KEY':<12} Any config key below, e.g. --config.method.bits=64.", ""]
+  lines = [
+    __doc__.strip(),
+    "",
+    "Flags:",
+    *help_text.flag_lines(["config", "workdir", "extend", "debug", *PROCESS_FLAGS]),
+    f"  --{'config.KEY':<12} Any config key below, e.g. --config.method.bits=64.",
+    "",
+  ]
   try:
     argv = find_config_arg(argv)
     cli.parse_flags(argv)
@@ -62,14 +72,16 @@ def usage(argv: list[str]) -> str:
     lines += [f"(could not load the config: {error})", ""]
   config = _CONFIG.value if flags.FLAGS.is_parsed() else None
   if config is None:
-    return "\n".join(lines + help_text.repository_configs_text() + [""] + help_text.base_keys_text())
+    return "\n".join(
+      lines + help_text.repository_configs_text() + [""] + help_text.base_keys_text()
+    )
   path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":")[0]
   from jaxhash.config_files import load_module
 
   shown = os.path.relpath(path)
   lines += help_text.config_file_text(path if shown.startswith("..") else shown, load_module(path))
   lines += ["", "Config keys and their values in this config (set any with --config.KEY=VALUE):"]
-  lines += help_text.key_lines(help_text.flatten(config), help_text.key_docs())
+  lines += help_text.key_lines(rundir.flatten(config), help_text.key_docs())
   return "\n".join(lines)
 
 
@@ -83,11 +95,15 @@ def main() -> None:
 
   results = train_and_evaluate(config, workdir, extend=_EXTEND.value)
   if results is None:  # images without labels: nothing to measure
-    print(f"\n{workdir} is ready: python -m jaxhash.index --workdir {workdir} --images DIR "
-          f"--out F.jhi{distributed.by_whom()}")
+    print(
+      f"\n{workdir} is ready: python -m jaxhash.index --workdir {workdir} --images DIR "
+      f"--out F.jhi{distributed.by_whom()}"
+    )
     return
-  print(f"\n{report.summary(results)}\n\n{report.markdown_table(results)}\n\n"
-        f"written to {workdir}/results.json{distributed.by_whom()}")
+  print(
+    f"\n{run_results.summary(results)}\n\n{run_results.markdown_table(results)}\n\n"
+    f"written to {workdir}/results.json{distributed.by_whom()}"
+  )
 
 
 if __name__ == "__main__":

@@ -21,10 +21,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxhash import (
+  checkpoint,
+  distributed,
+  environment,
+  evaluation,
+  fitting,
+  metrics_log,
+  parallel,
+  plots,
+  run_files,
+  run_results,
+  rundir,
+)
 from jaxhash import config as config_lib
 from jaxhash import feature_cache as feature_cache_lib
-from jaxhash import checkpoint, distributed, environment, evaluation, fitting, metrics_log
-from jaxhash import parallel, plots, report, run_files, rundir
 from jaxhash.checkpoint import Checkpointer
 from jaxhash.data import protocols
 from jaxhash.data.augment import preprocess
@@ -34,10 +45,16 @@ from jaxhash.data.loader import load_dataset
 from jaxhash.encode import encode_indices, make_encoder
 from jaxhash.evaluation import classifier as classifier_baseline
 from jaxhash.methods import HashModel, Method, get_method
-from jaxhash.models import get_backbone
-from jaxhash.models.stages import last_stage_keys
+from jaxhash.model_state import (
+  abstract_state,
+  build_model,
+  make_tx,
+  restore_newest,
+  restore_state,
+  sample_inputs,
+  trainable_mask,
+)
 from jaxhash.models.weights import load_weights
-from jaxhash.optim import make_optimizer
 from jaxhash.progress import Progress
 from jaxhash.state import TrainState
 
@@ -57,9 +74,11 @@ class Experiment:
 
   def split_header(self) -> str:
     """The split files' first line: the dataset by content, not by where it lives."""
-    return (f"protocol {self.protocol.name} seed {self.config.seed} "
-            f"({len(self.dataset.labels)} images, fingerprint "
-            f"{protocols.fingerprint(self.split, self.dataset.labels)})")
+    return (
+      f"protocol {self.protocol.name} seed {self.config.seed} "
+      f"({len(self.dataset.labels)} images, fingerprint "
+      f"{protocols.fingerprint(self.split, self.dataset.labels)})"
+    )
 
 
 def build_experiment(config, dataset: Dataset | None = None) -> Experiment:
@@ -72,31 +91,21 @@ def build_experiment(config, dataset: Dataset | None = None) -> Experiment:
   if dataset is None:
     dataset = load_dataset(config.data, protocol)
   if method.supervised and not dataset.num_classes:
-    raise ValueError(f"{method.name} learns from labels, and the images of {dataset.name} have "
-                     "none (a folder without class folders): sort them into class folders, or use "
-                     "a method that needs no labels (configs/itq.py: lsh, sh, itq).")
+    raise ValueError(
+      f"{method.name} learns from labels, and the images of {dataset.name} have "
+      "none (a folder without class folders): sort them into class folders, or use "
+      "a method that needs no labels (configs/itq.py: lsh, sh, itq)."
+    )
   split = protocols.make_split(protocol, dataset, config.seed, config.data)
   model = build_model(config, dataset.num_classes)
   # Shapes only, nothing computed: a backbone that cannot take this input size (LeNet's pooling
   # needs sides divisible by 4) says so now, before a run writes anything to its workdir.
-  jax.eval_shape(model.init, jax.random.key(0), _sample_inputs(config, dataset.image_shape))
+  jax.eval_shape(model.init, jax.random.key(0), sample_inputs(config, dataset.image_shape))
   mesh = parallel.data_mesh()
   parallel.check_batch_size(config.train.batch_size, mesh, "train.batch_size")  # before any write
-  return Experiment(config, method, protocol, dataset, split, model, mesh,
-                    config_lib.frozen_stages(config))
-
-
-def build_model(config, num_classes: int) -> HashModel:
-  """The network a config describes; ``num_classes`` sizes a classifier head (DLBHC's)."""
-  options = {"dtype": jnp.bfloat16} if config.model.dtype == "bfloat16" else {}
-  backbone = get_backbone(config.model.backbone, freeze_batch_norm=config.model.freeze_batch_norm,
-                          **options)
-  return HashModel(backbone=backbone,
-                   head=get_method(config.method.name).make_head(config.method, num_classes))
-
-
-def _sample_inputs(config, image_shape) -> jax.Array:
-  return preprocess(jnp.zeros((1, *image_shape), jnp.uint8), None, config.data, train=False)
+  return Experiment(
+    config, method, protocol, dataset, split, model, mesh, config_lib.frozen_stages(config)
+  )
 
 
 def init_variables(exp: Experiment) -> tuple[dict, dict]:
@@ -105,96 +114,33 @@ def init_variables(exp: Experiment) -> tuple[dict, dict]:
   Pretrained weights are converted, not initialised: only the small head is traced by ``init``.
   """
   key = jax.random.key(exp.config.seed)
-  inputs = _sample_inputs(exp.config, exp.dataset.image_shape)
+  inputs = sample_inputs(exp.config, exp.dataset.image_shape)
   if not exp.config.model.init_weights:
     variables = jax.jit(exp.model.init)(key, inputs)  # one compile, not one per op
     return variables["params"], variables.get("batch_stats", {})
-  loaded = jax.tree.map(jnp.asarray, load_weights(exp.config.model.init_weights, exp.model.backbone))
+  loaded = jax.tree.map(
+    jnp.asarray, load_weights(exp.config.model.init_weights, exp.model.backbone)
+  )
   features = jax.eval_shape(lambda: exp.model.backbone.apply(loaded, inputs))
   head = jax.jit(exp.model.head.init)(key, jnp.zeros(features.shape, jnp.float32))
   stats = {"backbone": loaded["batch_stats"]} if loaded["batch_stats"] else {}
   return {"backbone": loaded["params"], "head": head["params"]}, stats
 
 
-def trainable_mask(config, model: HashModel, params) -> dict:
-  """``params``' tree of bools: False for the frozen prefix's parameters."""
-  frozen = config_lib.frozen_stages(config)
-  if not frozen:
-    return jax.tree.map(lambda _: True, params)
-  trained = last_stage_keys(model.backbone, len(type(model.backbone).STAGES) - frozen)
-  return {"backbone": {name: jax.tree.map(lambda _, t=name in trained: t, tree)
-                       for name, tree in params["backbone"].items()},
-          "head": jax.tree.map(lambda _: True, params["head"])}
-
-
-def make_tx(config, model: HashModel, total: int) -> tuple[optax.GradientTransformation, optax.Schedule]:
-  """The configured optimizer on the trainable parameters; the frozen ones get no update at all
-  (no weight decay either) and no optimizer state."""
-  optimizer, schedule = make_optimizer(config.optim, total)
-  if not config_lib.frozen_stages(config):
-    return optimizer, schedule
-  labels = lambda params: jax.tree.map(lambda t: "train" if t else "frozen",
-                                       trainable_mask(config, model, params))
-  return optax.multi_transform({"train": optimizer, "frozen": optax.set_to_zero()}, labels), schedule
-
-
 def initial_state(exp: Experiment, optimizer: optax.GradientTransformation) -> TrainState:
   params, batch_stats = init_variables(exp)
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                    opt_state=optimizer.init(params), batch_stats=batch_stats)
-
-
-def abstract_state(config, model: HashModel, image_shape, mesh, optimizer=None) -> TrainState:
-  """Shapes, dtypes and shardings (replicated over ``mesh``) of the TrainState a run of ``config``
-  saves. Nothing is computed or read (``model.init_weights`` sets values, not shapes), so
-  ``jaxhash.load`` needs neither the data nor the weights file."""
-  optimizer = optimizer or make_tx(config, model, 1)[0]
-
-  def init():
-    variables = model.init(jax.random.key(config.seed), _sample_inputs(config, image_shape))
-    params = variables["params"]
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
-                      batch_stats=variables.get("batch_stats", {}))
-
-  return jax.tree.map(
-      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=parallel.replicated(mesh)),
-      jax.eval_shape(init))
-
-
-def _restore(checkpointer: Checkpointer, abstract, stream, set_aside_damaged: bool = False):
-  """The newest intact checkpoint (saying which were skipped and why), or None when there is none."""
-  restored = checkpointer.restore(abstract, set_aside_damaged=set_aside_damaged)
-  if restored is None:
-    return None
-  for line in restored.skipped:
-    stream.write(f"warning: {line}\n")
-  if restored.skipped:
-    stream.write(f"using checkpoint {restored.step}, the newest intact one"
-                 f"{' (the damaged ones are moved to ' + checkpoint.DAMAGED_DIR + '/)' if set_aside_damaged else ''}\n")
-  if not restored.verified:
-    stream.write(f"warning: checkpoint {restored.step} has no recorded digest (saved before jaxhash "
-                 "verified checkpoints); restored unverified\n")
-  return restored.state
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    opt_state=optimizer.init(params),
+    batch_stats=batch_stats,
+  )
 
 
 def restore_trained(exp: Experiment, workdir: str, stream=None) -> TrainState:
   """The newest intact checkpoint of ``workdir``, for evaluation without training."""
   abstract = abstract_state(exp.config, exp.model, exp.dataset.image_shape, exp.mesh)
   return restore_state(workdir, abstract, stream)
-
-
-def restore_state(workdir: str, abstract: TrainState, stream=None) -> TrainState:
-  """The newest intact checkpoint of ``workdir`` shaped like ``abstract`` (see ``abstract_state``).
-
-  The one read-only restore path, for evaluation and ``jaxhash.load``; training resumes in ``train``.
-  """
-  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with jaxhash.train.")
-  with Checkpointer(workdir, read_only=True) as checkpointer:
-    state = _restore(checkpointer, abstract, stream or sys.stderr)
-  if state is None:
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints; train first with jaxhash.train.")
-  return state
 
 
 # What a step checks. A non-finite gradient always shows in the state it updates: the optimizer
@@ -247,8 +193,9 @@ def make_train_steps(exp: Experiment, optimizer: optax.GradientTransformation, s
     def loss_fn(params):
       params = jax.tree.map(lambda p, t: p if t else jax.lax.stop_gradient(p), params, mask)
       variables = {"params": params, "batch_stats": state.batch_stats}
-      apply = functools.partial(exp.model.apply, variables, inputs, train=True, start=start,
-                                rngs={"dropout": dropout_key})
+      apply = functools.partial(
+        exp.model.apply, variables, inputs, train=True, start=start, rngs={"dropout": dropout_key}
+      )
       if update_stats:
         outputs, updates = apply(mutable=["batch_stats"])
         batch_stats = updates["batch_stats"]
@@ -262,21 +209,28 @@ def make_train_steps(exp: Experiment, optimizer: optax.GradientTransformation, s
     params = optax.apply_updates(state.params, updates)
     # A non-finite loss, gradient or new state is never applied; the host reads the flags (bits in
     # the order of NONFINITE) at its next log or checkpoint boundary and stops or counts.
-    flags = jnp.stack([~jnp.isfinite(loss), ~_all_finite((params, batch_stats)),
-                       ~_all_finite(opt_state)])
+    flags = jnp.stack(
+      [~jnp.isfinite(loss), ~_all_finite((params, batch_stats)), ~_all_finite(opt_state)]
+    )
     bad = flags.any()
     keep_old = lambda new, old: jnp.where(bad, old, new)
     params = jax.tree.map(keep_old, params, state.params)
     opt_state = jax.tree.map(keep_old, opt_state, state.opt_state)
     batch_stats = jax.tree.map(keep_old, batch_stats, state.batch_stats)
-    metrics = {"loss": loss, **metrics, "learning_rate": schedule(state.step),
-               "nonfinite": jnp.sum(flags * (2 ** jnp.arange(len(NONFINITE)))).astype(jnp.int32)}
-    return TrainState(step=state.step + 1, params=params, opt_state=opt_state,
-                      batch_stats=batch_stats), metrics
+    metrics = {
+      "loss": loss,
+      **metrics,
+      "learning_rate": schedule(state.step),
+      "nonfinite": jnp.sum(flags * (2 ** jnp.arange(len(NONFINITE)))).astype(jnp.int32),
+    }
+    return TrainState(
+      step=state.step + 1, params=params, opt_state=opt_state, batch_stats=batch_stats
+    ), metrics
 
   def train_steps(state: TrainState, shared, per_step):
-    return jax.lax.scan(lambda carry, arguments: train_step(carry, shared, arguments), state,
-                        per_step)
+    return jax.lax.scan(
+      lambda carry, arguments: train_step(carry, shared, arguments), state, per_step
+    )
 
   return jax.jit(train_steps, donate_argnums=0)
 
@@ -289,12 +243,16 @@ def call_length(step: int, steps: int, steps_per_call: int, every: tuple[int, ..
 
 def step_metrics(stacked: list[dict]) -> list[dict]:
   """The metrics of each step from calls' stacked metrics (fetched to the host)."""
-  return [{k: v[i] for k, v in metrics.items()} for metrics in stacked
-          for i in range(len(metrics["nonfinite"]))]
+  return [
+    {k: v[i] for k, v in metrics.items()}
+    for metrics in stacked
+    for i in range(len(metrics["nonfinite"]))
+  ]
 
 
-def feature_cache(exp: Experiment, workdir: str, state: TrainState, stream,
-                  on_shard=None) -> tuple[np.ndarray, np.ndarray]:
+def feature_cache(
+  exp: Experiment, workdir: str, state: TrainState, stream, on_shard=None
+) -> tuple[np.ndarray, np.ndarray]:
   """The frozen prefix's activations (every image; the flipped training images when the run
   flips), built or reused.
 
@@ -305,27 +263,37 @@ def feature_cache(exp: Experiment, workdir: str, state: TrainState, stream,
   config, backbone = exp.config, exp.model.backbone
   stop = exp.frozen_stages if exp.frozen_stages < len(type(backbone).STAGES) else None
   mask = trainable_mask(exp.config, exp.model, state.params)["backbone"]
-  frozen = {name: tree for name, tree in state.params["backbone"].items()
-            if not jax.tree.leaves(mask[name])[0]}
+  frozen = {
+    name: tree
+    for name, tree in state.params["backbone"].items()
+    if not jax.tree.leaves(mask[name])[0]
+  }
   stats = state.batch_stats.get("backbone", {})
   images = exp.dataset.images
   flipped = exp.split.train if config.data.flip else np.zeros(0, np.int64)
   fields = {
-      "dataset": exp.dataset.name, "num_images": len(exp.dataset.labels),
-      "image_shape": list(exp.dataset.image_shape),
-      "images": (feature_cache_lib.digest_tree(images) if isinstance(images, np.ndarray)
-                 else feature_cache_lib.digest_tree(list(getattr(images, "paths", [])))),
-      "flipped": feature_cache_lib.digest_tree(flipped),
-      "input": {k: config.data[k] for k in ("image_size", "crop")} | {
-          "mean": list(config.data.mean), "std": list(config.data.std)},
-      "backbone": config.model.backbone, "dtype": config.model.dtype,
-      "frozen_stages": exp.frozen_stages,
-      "weights": feature_cache_lib.digest_tree(
-          {"params": frozen, "batch_stats": {k: v for k, v in stats.items() if k in frozen}}),
+    "dataset": exp.dataset.name,
+    "num_images": len(exp.dataset.labels),
+    "image_shape": list(exp.dataset.image_shape),
+    "images": (
+      feature_cache_lib.digest_tree(images)
+      if isinstance(images, np.ndarray)
+      else feature_cache_lib.digest_tree(list(getattr(images, "paths", [])))
+    ),
+    "flipped": feature_cache_lib.digest_tree(flipped),
+    "input": {k: config.data[k] for k in ("image_size", "crop")}
+    | {"mean": list(config.data.mean), "std": list(config.data.std)},
+    "backbone": config.model.backbone,
+    "dtype": config.model.dtype,
+    "frozen_stages": exp.frozen_stages,
+    "weights": feature_cache_lib.digest_tree(
+      {"params": frozen, "batch_stats": {k: v for k, v in stats.items() if k in frozen}}
+    ),
   }
   directory = config.data.feature_cache_dir or os.path.join(workdir, "features")
-  cache = feature_cache_lib.FeatureCache(directory, fields, len(exp.dataset.labels), flipped,
-                                         batch_size=config.eval.batch_size)
+  cache = feature_cache_lib.FeatureCache(
+    directory, fields, len(exp.dataset.labels), flipped, batch_size=config.eval.batch_size
+  )
 
   @jax.jit
   def prefix(variables, images, flip):
@@ -351,13 +319,18 @@ def total_steps(config, steps_per_epoch: int) -> int:
   return _num_steps(config.train.num_steps, config.train.num_epochs, steps_per_epoch)
 
 
-def _check_workdir(exp: Experiment, workdir: str, steps_per_epoch: int, extend: bool) -> rundir.Plan:
+def _check_workdir(
+  exp: Experiment, workdir: str, steps_per_epoch: int, extend: bool
+) -> rundir.Plan:
   """Refuses a changed identity or split; reads only (see ``jaxhash.rundir``)."""
   checkpoints = os.path.join(workdir, "checkpoints")
   plan = rundir.check(
-      workdir, exp.config,
-      lambda flat: _num_steps(flat["train.num_steps"], flat["train.num_epochs"], steps_per_epoch),
-      extend=extend, has_checkpoints=os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)))
+    workdir,
+    exp.config,
+    lambda flat: _num_steps(flat["train.num_steps"], flat["train.num_epochs"], steps_per_epoch),
+    extend=extend,
+    has_checkpoints=os.path.isdir(checkpoints) and bool(os.listdir(checkpoints)),
+  )
   if distributed.is_writer():
     protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
   return plan
@@ -367,8 +340,9 @@ def _window_means(values: list[dict]) -> tuple[dict, int]:
   """Means of a log window's metrics over the applied steps, and the number of skipped steps."""
   applied = [v for v in values if not v["nonfinite"]]
   keys = [k for k in values[0] if k != "nonfinite"]
-  return {k: float(np.mean([v[k] for v in applied])) for k in keys} if applied else {}, \
-      len(values) - len(applied)
+  return {k: float(np.mean([v[k] for v in applied])) for k in keys} if applied else {}, len(
+    values
+  ) - len(applied)
 
 
 def _and(names: list[str]) -> str:
@@ -399,7 +373,9 @@ def _diverged(steps: list[int], records: list[dict]) -> tuple[list[int], dict]:
   return [s for s, loss in losses.items() if not loss <= DIVERGED_FACTOR * abs(reference)], losses
 
 
-def _nonfinite_stop(workdir: str, checkpointer: Checkpointer, step: int, flags: int) -> FloatingPointError:
+def _nonfinite_stop(
+  workdir: str, checkpointer: Checkpointer, step: int, flags: int
+) -> FloatingPointError:
   """Records a non-finite stop in run.json (a lower learning rate is then accepted) and says why.
 
   Checkpoints whose logged loss shows a diverged state are moved to ``diverged_checkpoints/``, so
@@ -408,35 +384,42 @@ def _nonfinite_stop(workdir: str, checkpointer: Checkpointer, step: int, flags: 
   """
   checkpointer.wait()
   if not distributed.is_writer():
-    return FloatingPointError(f"training stopped: non-finite values at step {step}; process 0 says "
-                              "which checkpoints are kept and what to rerun with.")
+    return FloatingPointError(
+      f"training stopped: non-finite values at step {step}; process 0 says "
+      "which checkpoints are kept and what to rerun with."
+    )
   records = metrics_log.read_metrics(workdir)
   diverged, losses = _diverged(checkpointer.steps(), records)
   checkpointer.set_aside_diverged(diverged)
   kept = checkpointer.steps()
   last = kept[-1] if kept else None
   quantities = [name for bit, name in enumerate(NONFINITE) if flags >> bit & 1]
-  rundir.record_event(workdir, "nonfinite_stop", step=step, quantities=quantities, checkpoint=last,
-                      diverged=diverged)
+  rundir.record_event(
+    workdir, "nonfinite_stop", step=step, quantities=quantities, checkpoint=last, diverged=diverged
+  )
   moved = ""
   if diverged:
     first = next(r["first_loss"] for r in records if "first_loss" in r)
-    moved = (f"checkpoint{'s' if len(diverged) > 1 else ''} {_and([str(s) for s in diverged])} had "
-             f"diverged (logged loss {max(losses[s] for s in diverged):.4g}, first step's "
-             f"{first:.4g}) and {'are' if len(diverged) > 1 else 'is'} moved to "
-             f"{checkpoint.DIVERGED_DIR}/; ")
+    moved = (
+      f"checkpoint{'s' if len(diverged) > 1 else ''} {_and([str(s) for s in diverged])} had "
+      f"diverged (logged loss {max(losses[s] for s in diverged):.4g}, first step's "
+      f"{first:.4g}) and {'are' if len(diverged) > 1 else 'is'} moved to "
+      f"{checkpoint.DIVERGED_DIR}/; "
+    )
   if last is None:
     where = "no sane checkpoint is left, so a rerun starts from step 0"
   else:
     where = f"the last checkpoint, step {last}, is finite and kept, and a rerun resumes from it"
   return FloatingPointError(
-      f"training stopped: the {_and(quantities)} became non-finite at step {step}; {moved}{where}: "
-      "rerun with a lower --config.optim.learning_rate, or with --config.train.skip_nonfinite=True "
-      "to skip such steps.")
+    f"training stopped: the {_and(quantities)} became non-finite at step {step}; {moved}{where}: "
+    "rerun with a lower --config.optim.learning_rate, or with --config.train.skip_nonfinite=True "
+    "to skip such steps."
+  )
 
 
-def train(exp: Experiment, workdir: str, stream=None, extend: bool = False,
-          on_shard=None) -> TrainState:
+def train(
+  exp: Experiment, workdir: str, stream=None, extend: bool = False, on_shard=None
+) -> TrainState:
   """Trains (or resumes) to the configured number of steps; returns the final state.
 
   ``extend=True`` lets a run train to a larger number of steps than it was started with
@@ -454,7 +437,7 @@ def train(exp: Experiment, workdir: str, stream=None, extend: bool = False,
     plan = _check_workdir(exp, workdir, max(steps_per_epoch, 1), extend)
     with Checkpointer(workdir) as checkpointer:
       abstract = abstract_state(config, exp.model, exp.dataset.image_shape, exp.mesh, optimizer)
-      state = _restore(checkpointer, abstract, stream, set_aside_damaged=True)
+      state = restore_newest(checkpointer, abstract, stream, set_aside_damaged=True)
       if state is None:
         state = parallel.put_replicated(initial_state(exp, optimizer), exp.mesh)
       start = int(state.step)
@@ -473,15 +456,25 @@ def train(exp: Experiment, workdir: str, stream=None, extend: bool = False,
       if not exp.frozen_stages:
         batches = TrainBatches(exp.dataset, exp.split.train, batch_size, config.seed, exp.mesh)
       else:
-        batches = feature_cache_lib.CachedBatches(cached, flipped, exp.split.train,
-                                                  exp.dataset.labels, batch_size, config.seed,
-                                                  exp.mesh)
+        batches = feature_cache_lib.CachedBatches(
+          cached, flipped, exp.split.train, exp.dataset.labels, batch_size, config.seed, exp.mesh
+        )
       devices, processes = exp.mesh.devices.size, distributed.process_count()
-      stream.write(f"{'resuming' if start else 'training'} {workdir} from step {start} on {devices} "
-                   f"{jax.default_backend()} device{'s' if devices > 1 else ''}"
-                   f"{f' in {processes} processes' if processes > 1 else ''}\n")
-      return _train_loop(exp, workdir, state, make_train_steps(exp, optimizer, schedule, batches.take),
-                         batches, steps, checkpointer, stream)
+      stream.write(
+        f"{'resuming' if start else 'training'} {workdir} from step {start} on {devices} "
+        f"{jax.default_backend()} device{'s' if devices > 1 else ''}"
+        f"{f' in {processes} processes' if processes > 1 else ''}\n"
+      )
+      return _train_loop(
+        exp,
+        workdir,
+        state,
+        make_train_steps(exp, optimizer, schedule, batches.take),
+        batches,
+        steps,
+        checkpointer,
+        stream,
+      )
 
 
 def steps_per_call(config, batches) -> int:
@@ -490,8 +483,16 @@ def steps_per_call(config, batches) -> int:
   return config.train.steps_per_call if batches.on_device else 1
 
 
-def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_steps, batches,
-                steps: int, checkpointer: Checkpointer, stream) -> TrainState:
+def _train_loop(
+  exp: Experiment,
+  workdir: str,
+  state: TrainState,
+  train_steps,
+  batches,
+  steps: int,
+  checkpointer: Checkpointer,
+  stream,
+) -> TrainState:
   config = exp.config
   start = int(state.step)
   per_call = steps_per_call(config, batches)
@@ -532,8 +533,12 @@ def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_steps, b
         means, window_skipped = _window_means(values)
         skipped += window_skipped
         now = time.perf_counter()
-        record = {"step": done, **means, **first_loss(values),
-                  "images_per_sec": len(values) * config.train.batch_size / (now - t_window)}
+        record = {
+          "step": done,
+          **means,
+          **first_loss(values),
+          "images_per_sec": len(values) * config.train.batch_size / (now - t_window),
+        }
         if config.train.skip_nonfinite:
           record["nonfinite_skipped"] = window_skipped
         log.write(record)
@@ -547,8 +552,10 @@ def _train_loop(exp: Experiment, workdir: str, state: TrainState, train_steps, b
     progress.close()
     log.close()
   if skipped:
-    stream.write(f"skipped {skipped} non-finite steps of steps {start + 1}..{steps} "
-                 "(config.train.skip_nonfinite; counted in metrics.jsonl)\n")
+    stream.write(
+      f"skipped {skipped} non-finite steps of steps {start + 1}..{steps} "
+      "(config.train.skip_nonfinite; counted in metrics.jsonl)\n"
+    )
   return state
 
 
@@ -567,16 +574,24 @@ def evaluate(exp: Experiment, state: TrainState, workdir: str | None = None, str
   inputs = exp.dataset.images
   if exp.frozen_stages:
     if workdir is None and not config.data.feature_cache_dir:
-      raise ValueError("evaluating a run with a frozen prefix needs its workdir (its feature cache).")
+      raise ValueError(
+        "evaluating a run with a frozen prefix needs its workdir (its feature cache)."
+      )
     inputs = feature_cache(exp, workdir or "", state, stream or sys.stderr)[0]
   t0 = time.perf_counter()
   encoded, predicted = {}, {}
   for name in ("query", "database"):
     indices = getattr(exp.split, name)
-    words, features = encode_indices(encoder, state.variables, inputs, indices,
-                                     parallel.round_up_to_devices(config.eval.batch_size, exp.mesh),
-                                     with_features=spec.rerank, sharding=parallel.batch_sharded(exp.mesh),
-                                     label=f"encoding {name}")
+    words, features = encode_indices(
+      encoder,
+      state.variables,
+      inputs,
+      indices,
+      parallel.round_up_to_devices(config.eval.batch_size, exp.mesh),
+      with_features=spec.rerank,
+      sharding=parallel.batch_sharded(exp.mesh),
+      label=f"encoding {name}",
+    )
     words, class_words = words if classify else (words, None)
     labels = exp.dataset.labels[indices]
     encoded[name] = evaluation.Encoded(words, labels, features)
@@ -586,15 +601,23 @@ def evaluate(exp: Experiment, state: TrainState, workdir: str | None = None, str
   results["seconds"] = {"encode": encode_seconds, **results["seconds"]}
   if classify:
     t1 = time.perf_counter()
-    results["classifier"] = classifier_baseline.evaluate(predicted["query"], predicted["database"],
-                                                         exp.dataset.num_classes, spec)
+    results["classifier"] = classifier_baseline.evaluate(
+      predicted["query"], predicted["database"], exp.dataset.num_classes, spec
+    )
     results["seconds"]["classifier"] = time.perf_counter() - t1
   results["seconds"]["evaluate"] = time.perf_counter() - t0
-  return {"method": exp.method.name, "bits": config.method.bits, "backbone": config.model.backbone,
-          "protocol": exp.protocol.name,
-          "num_queries": len(exp.split.query), "num_database": len(exp.split.database),
-          "step": int(state.step), "eval": config.eval.to_dict(), **results,
-          "environment": environment.describe()}
+  return {
+    "method": exp.method.name,
+    "bits": config.method.bits,
+    "backbone": config.model.backbone,
+    "protocol": exp.protocol.name,
+    "num_queries": len(exp.split.query),
+    "num_database": len(exp.split.database),
+    "step": int(state.step),
+    "eval": config.eval.to_dict(),
+    **results,
+    "environment": environment.describe(),
+  }
 
 
 def unlabelled(exp: Experiment, stream) -> bool:
@@ -602,9 +625,10 @@ def unlabelled(exp: Experiment, stream) -> bool:
   if exp.dataset.num_classes:
     return False
   (stream or sys.stderr).write(
-      f"evaluation skipped: the images of {exp.dataset.name} have no labels, and retrieval is "
-      "measured by shared labels; index and search them with python -m jaxhash.index and "
-      "jaxhash.search\n")
+    f"evaluation skipped: the images of {exp.dataset.name} have no labels, and retrieval is "
+    "measured by shared labels; index and search them with python -m jaxhash.index and "
+    "jaxhash.search\n"
+  )
   return True
 
 
@@ -626,7 +650,7 @@ def train_and_evaluate(config, workdir: str, stream=None, extend: bool = False) 
     results = evaluate(exp, state, workdir, stream)
     results["seconds"] = {"train": train_seconds, **results["seconds"]}
     if distributed.is_writer():
-      report.write_results(workdir, results)
+      run_results.write_results(workdir, results)
       if exp.config.eval.plots:
         plots.write_plots_safely(workdir, results, exp.dataset)
   return results

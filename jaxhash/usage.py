@@ -15,13 +15,14 @@ from absl import flags
 
 from jaxhash import config as config_lib
 from jaxhash.methods import METHODS
+from jaxhash.rundir import flatten
 
 _COMMENTED_KEY = re.compile(r"^\s*c\.([\w.]+)\s*=.*?#\s*(.+)$")
 _COMMENTED_METHOD_KEY = re.compile(r'^\s*"(\w+)":.*?#\s*(.+)$')
 
 
 def key_docs() -> dict[str, str]:
-  """``{"data.protocol": "see jaxhash.data.protocols.PROTOCOLS", ...}`` from the schema's comments."""
+  """``{"data.protocol": "see jaxhash.data.protocols.PROTOCOLS", ...}``: the schema's comments."""
   docs = {}
   for line in inspect.getsource(config_lib.base_config).splitlines():
     match = _COMMENTED_KEY.match(line)
@@ -35,23 +36,13 @@ def key_docs() -> dict[str, str]:
   return docs
 
 
-def flatten(config, prefix: str = "") -> dict:
-  """``{"train.batch_size": 64, ...}`` of a (nested) ConfigDict, in its key order."""
-  out = {}
-  for key, value in config.items():
-    if hasattr(value, "items"):
-      out.update(flatten(value, f"{prefix}{key}."))
-    else:
-      out[f"{prefix}{key}"] = value
-  return out
-
-
 def key_lines(values: dict, docs: dict, indent: str = "  ") -> list[str]:
   """One aligned line ``key = value    meaning`` per key."""
   cells = [f"{key} = {value!r}" for key, value in values.items()]
   width = min(max((len(c) for c in cells), default=0), 44)
-  return [f"{indent}{cell:<{width}}  {docs.get(key, '')}".rstrip()
-          for cell, key in zip(cells, values)]
+  return [
+    f"{indent}{cell:<{width}}  {docs.get(key, '')}".rstrip() for cell, key in zip(cells, values)
+  ]
 
 
 def flag_lines(names: list[str]) -> list[str]:
@@ -67,20 +58,27 @@ def base_keys_text() -> list[str]:
   """Every key of the base config with its default, method keys per method."""
   docs = key_docs()
   lines = ["Config keys and their defaults (set any with --config.KEY=VALUE):"]
-  common = {k: v for k, v in flatten(config_lib.base_config("dlbhc")).items() if not k.startswith("method.")}
+  common = {
+    k: v for k, v in flatten(config_lib.base_config("dlbhc")).items() if not k.startswith("method.")
+  }
   lines += key_lines(common, docs)
   for name in sorted(METHODS):
     lines.append(f"  method keys of {name}:")
-    lines += key_lines({k: v for k, v in flatten(config_lib.base_config(name)).items()
-                        if k.startswith("method.")}, docs, indent="    ")
+    lines += key_lines(
+      {k: v for k, v in flatten(config_lib.base_config(name)).items() if k.startswith("method.")},
+      docs,
+      indent="    ",
+    )
   return lines
 
 
 def config_file_text(path: str, module) -> list[str]:
   """The config file's docstring (its commands and variants, by convention), indented."""
   doc = textwrap.dedent(inspect.getdoc(module) or "(no docstring)")
-  return [f"Config file {path} (variants and settings go after ':', as its docstring shows):",
-          *("  " + line if line else "" for line in doc.splitlines())]
+  return [
+    f"Config file {path} (variants and settings go after ':', as its docstring shows):",
+    *("  " + line if line else "" for line in doc.splitlines()),
+  ]
 
 
 def repository_configs_text() -> list[str]:

@@ -50,12 +50,12 @@ def pytest_xdist_auto_num_workers(config):
 # `slow` marker; `python -m pytest -m slow` runs them, and .ci/run runs both). Marked here, by node
 # id prefix, so that files other engineers own need no edit.
 SLOW = (
-    "tests/test_train.py::test_sigkill_mid_run_then_resume",  # trains 3,000 steps, SIGKILLs, resumes
-    "tests/test_parallel.py::test_four_devices_match_one",  # 4 simulated devices vs 1, both methods
-    "tests/test_retrieval_sharded.py::test_sharded_equals_plain_on_four_devices",
-    "tests/test_api_notebooks.py::test_quickstart_runs_",  # executing the colab/ notebooks
-    "tests/test_api_notebooks.py::test_search_your_images_runs",
-    "tests/test_api_notebooks.py::test_transfer_runs_both_methods_on_pretrained_lite0",
+  "tests/test_train.py::test_sigkill_mid_run_then_resume",  # trains 3,000 steps, SIGKILLs, resumes
+  "tests/test_parallel.py::test_four_devices_match_one",  # 4 simulated devices vs 1, both methods
+  "tests/test_retrieval_sharded.py::test_sharded_equals_plain_on_four_devices",
+  "tests/test_api_notebooks.py::test_quickstart_runs_",  # executing the colab/ notebooks
+  "tests/test_api_notebooks.py::test_search_your_images_runs",
+  "tests/test_api_notebooks.py::test_transfer_runs_both_methods_on_pretrained_lite0",
 )
 
 
@@ -79,8 +79,14 @@ def test_config():
 
 def run_cli(module: str, *args: str, cwd: str = ROOT, timeout: int = 300):
   env = {**os.environ, "PYTHONPATH": ROOT}
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env, capture_output=True,
-                        text=True, timeout=timeout)
+  return subprocess.run(
+    [sys.executable, "-m", module, *args],
+    cwd=cwd,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=timeout,
+  )
 
 
 def run_main(module: str, *args: str):
@@ -133,7 +139,9 @@ def finished_run_launch(tmp_path_factory):
   with _shared_dir(tmp_path_factory, "finished_run") as (elsewhere, first):
     launch = elsewhere / "launch.json"
     if first:
-      proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", "run", cwd=str(elsewhere))
+      proc = run_cli(
+        "jaxhash.train", "--config", "configs/test.py", "--workdir", "run", cwd=str(elsewhere)
+      )
       launch.write_text(json.dumps([proc.args, proc.returncode, proc.stdout, proc.stderr]))
     proc = subprocess.CompletedProcess(*json.loads(launch.read_text()))
   assert proc.returncode == 0, proc.stderr
@@ -142,7 +150,7 @@ def finished_run_launch(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def finished_run(finished_run_launch):
-  """The finished CLI run of the tiny config; tests that change it work on a copy (shutil.copytree)."""
+  """The finished CLI run of the tiny config; tests that change it work on a copy (copytree)."""
   return finished_run_launch[0]
 
 

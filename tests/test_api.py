@@ -40,17 +40,31 @@ def test_load_reads_no_data_and_reports_the_run(run, monkeypatch):
 
   monkeypatch.setattr(loader, "load_dataset", no_data)
   hasher = jaxhash.load(run)
-  assert (hasher.bits, hasher.method, hasher.step, hasher.image_shape) == (16, "dlbhc", 2, (28, 28, 1))
+  assert (hasher.bits, hasher.method, hasher.step, hasher.image_shape) == (
+    16,
+    "dlbhc",
+    2,
+    (28, 28, 1),
+  )
   assert hasher.config.method.bits == 16 and hasher.config.is_locked
-  assert json.load(open(os.path.join(run, "model.json"))) == {"num_classes": 10, "image_shape": [28, 28, 1]}
+  assert json.load(open(os.path.join(run, "model.json"))) == {
+    "num_classes": 10,
+    "image_shape": [28, 28, 1],
+  }
 
 
 def test_codes_equal_the_evaluation_codes(run, hasher, mnist):
   exp = trainer.build_experiment(load_config("test"))
   state = trainer.restore_trained(exp, run)
   query = exp.split.query[:37]
-  words, features = encode_indices(make_encoder(exp.model, exp.method, exp.config.data), state.variables,
-                                   exp.dataset.images, query, 250, with_features=True)
+  words, features = encode_indices(
+    make_encoder(exp.model, exp.method, exp.config.data),
+    state.variables,
+    exp.dataset.images,
+    query,
+    250,
+    with_features=True,
+  )
   codes, feats = hasher.encode_with_features(mnist.images[query])
   np.testing.assert_array_equal(codes, words)
   np.testing.assert_allclose(feats, features, rtol=1e-5, atol=1e-5)
@@ -61,11 +75,11 @@ def test_codes_equal_the_evaluation_codes(run, hasher, mnist):
 
 @pytest.mark.parametrize("sizes", [[1], [3, 17], [64, 1, 5]])
 def test_batches_of_any_size_give_the_same_codes(hasher, mnist, sizes):
-  images = mnist.images[:sum(sizes)]
+  images = mnist.images[: sum(sizes)]
   whole = hasher.encode(images)
   parts, start = [], 0
   for size in sizes:
-    parts.append(hasher.encode(images[start:start + size]))
+    parts.append(hasher.encode(images[start : start + size]))
     start += size
   np.testing.assert_array_equal(np.concatenate(parts), whole)
 
@@ -73,9 +87,9 @@ def test_batches_of_any_size_give_the_same_codes(hasher, mnist, sizes):
 def test_gray_rgb_paths_and_16_bit_files_give_the_same_codes(hasher, mnist, tmp_path):
   images = mnist.images[:6]
   expected = hasher.encode(images)
-  np.testing.assert_array_equal(hasher.encode(images[..., 0]), expected)                  # (N, H, W)
+  np.testing.assert_array_equal(hasher.encode(images[..., 0]), expected)  # (N, H, W)
   np.testing.assert_array_equal(hasher.encode(np.repeat(images, 3, axis=-1)), expected)  # RGB
-  np.testing.assert_array_equal(hasher.encode(list(images[..., 0])), expected)           # list of arrays
+  np.testing.assert_array_equal(hasher.encode(list(images[..., 0])), expected)  # list of arrays
   paths = []
   for i, image in enumerate(images[..., 0]):
     paths.append(str(tmp_path / f"{i}.png"))
@@ -95,12 +109,15 @@ def test_other_sizes_are_resized_as_list_files_are(hasher, mnist):
   np.testing.assert_array_equal(hasher.encode(big), hasher.encode(resized))
 
 
-@pytest.mark.parametrize("images, message", [
+@pytest.mark.parametrize(
+  "images, message",
+  [
     (np.zeros((2, 28, 28), np.float32), "uint8"),
     (np.zeros((28,), np.uint8), "shape"),
     ("digit.png", "list of image paths"),
     ([np.zeros((28, 28, 2), np.uint8)], "an image must be"),
-])
+  ],
+)
 def test_bad_images_are_clear_errors(hasher, images, message):
   with pytest.raises(ValueError, match=message):
     hasher.encode(images)
@@ -123,8 +140,12 @@ def test_a_run_from_before_model_json_still_loads(run, hasher, mnist, tmp_path):
   old = str(tmp_path / "old")
   shutil.copytree(run, old)
   os.remove(os.path.join(old, run_files.MODEL_FILE))
-  assert run_files.read_model_info(old, rundir.load_config(old)) == run_files.ModelInfo(10, (28, 28, 1))
-  np.testing.assert_array_equal(jaxhash.load(old).encode(mnist.images[:5]), hasher.encode(mnist.images[:5]))
+  assert run_files.read_model_info(old, rundir.load_config(old)) == run_files.ModelInfo(
+    10, (28, 28, 1)
+  )
+  np.testing.assert_array_equal(
+    jaxhash.load(old).encode(mnist.images[:5]), hasher.encode(mnist.images[:5])
+  )
 
 
 def test_fingerprint_tells_models_apart(run, hasher, tmp_path):
@@ -137,10 +158,13 @@ def test_fingerprint_tells_models_apart(run, hasher, tmp_path):
   assert loaded.fingerprint != hasher.fingerprint
 
 
-@pytest.mark.parametrize("setup, error, message", [
+@pytest.mark.parametrize(
+  "setup, error, message",
+  [
     (lambda d: None, FileNotFoundError, "config.json"),
     (lambda d: open(os.path.join(d, "config.json"), "w").write("{"), ValueError, "not valid JSON"),
-])
+  ],
+)
 def test_load_errors_name_the_file(tmp_path, setup, error, message):
   workdir = str(tmp_path / "run")
   os.makedirs(workdir)

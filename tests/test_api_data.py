@@ -54,14 +54,17 @@ def test_find_images_walks_any_depth(tmp_path):
   (tmp_path / "a" / "b" / ".hidden").mkdir(parents=True)
   for name in ("a/1.PNG", "a/b/2.webp", "a/b/.hidden/3.png", "4.txt", "a/.5.png"):
     (tmp_path / name).write_bytes(b"")
-  found = [p[len(str(tmp_path)) + 1:] for p in image_folder.find_images(tmp_path)]
+  found = [p[len(str(tmp_path)) + 1 :] for p in image_folder.find_images(tmp_path)]
   assert found == ["a/1.PNG", "a/b/2.webp"]
 
 
-@pytest.mark.parametrize("make, message", [
+@pytest.mark.parametrize(
+  "make, message",
+  [
     (lambda root: None, "holds no images"),
     (lambda root: (root / "x").mkdir(), "holds no images"),
-])
+  ],
+)
 def test_folders_without_images_are_clear_errors(tmp_path, make, message):
   make(tmp_path)
   with pytest.raises(ValueError, match=message):
@@ -74,7 +77,9 @@ def dataset(groups: dict, classes=4) -> Dataset:
   for name, k in groups.items():
     index[name] = np.arange(start, start + k)
     start += k
-  return Dataset("own", np.zeros((n, 2, 2, 3), np.uint8), one_hot(np.arange(n) % classes, classes), index)
+  return Dataset(
+    "own", np.zeros((n, 2, 2, 3), np.uint8), one_hot(np.arange(n) % classes, classes), index
+  )
 
 
 def data_config(**values):
@@ -97,10 +102,13 @@ def test_custom_fractions_are_seeded_disjoint_and_complete():
   assert not np.array_equal(other.query, split.query)
 
 
-@pytest.mark.parametrize("groups, expect", [
+@pytest.mark.parametrize(
+  "groups, expect",
+  [
     ({"train": 30, "test": 5}, ("train", "test", "train")),
     ({"train": 30, "query": 5, "database": 40}, ("train", "query", "database")),
-])
+  ],
+)
 def test_custom_uses_given_groups(groups, expect):
   ds = dataset(groups)
   split = protocols.make_split(protocols.get_protocol("custom"), ds, 0, data_config())
@@ -110,7 +118,9 @@ def test_custom_uses_given_groups(groups, expect):
 
 def test_custom_errors_name_the_fix():
   with pytest.raises(ValueError, match="one image set"):
-    protocols.make_split(protocols.get_protocol("custom"), dataset({"a": 5, "b": 5}), 0, data_config())
+    protocols.make_split(
+      protocols.get_protocol("custom"), dataset({"a": 5, "b": 5}), 0, data_config()
+    )
   for key, value in (("query_fraction", 1.0), ("train_fraction", 0.0)):
     with pytest.raises(ValueError, match=f"config.data.{key}"):
       protocols.get_protocol("custom").validate(data_config(**{key: value}))
@@ -119,10 +129,16 @@ def test_custom_errors_name_the_fix():
 def test_auto_source_reads_list_files_or_an_image_folder(tmp_path):
   custom = protocols.get_protocol("custom")
   write_class_tree(tmp_path / "photos")
-  assert loader.resolve_source(data_config(protocol="custom", dir=str(tmp_path / "photos")), custom) == "imagefolder"
+  assert (
+    loader.resolve_source(data_config(protocol="custom", dir=str(tmp_path / "photos")), custom)
+    == "imagefolder"
+  )
   (tmp_path / "lists").mkdir()
   (tmp_path / "lists" / "train.txt").write_text("a.png 1\n")
-  assert loader.resolve_source(data_config(protocol="custom", dir=str(tmp_path / "lists")), custom) == "listfile"
+  assert (
+    loader.resolve_source(data_config(protocol="custom", dir=str(tmp_path / "lists")), custom)
+    == "listfile"
+  )
 
 
 @pytest.mark.parametrize("variant, size", [("lenet,size=16", 16), ("size=32", 32)])
@@ -136,16 +152,29 @@ def test_train_on_an_image_folder_then_load_and_encode_its_files(tmp_path, varia
   config.train.num_steps, config.train.batch_size = 2, 8
   config.eval.map_at, config.eval.precision_at, config.eval.rerank_pool = "all", "1,5", 10
   results = trainer.train_and_evaluate(config.lock(), str(tmp_path / "run"))
-  assert results["protocol"] == "custom" and results["num_queries"] == 4 and results["num_database"] == 32
+  assert (
+    results["protocol"] == "custom"
+    and results["num_queries"] == 4
+    and results["num_database"] == 32
+  )
   hasher = jaxhash.load(str(tmp_path / "run"))
   assert hasher.image_shape == (size, size, 3)
   paths = image_folder.find_images(tmp_path / "photos")
   exp = trainer.build_experiment(config.lock())
   state = trainer.restore_trained(exp, str(tmp_path / "run"))
   from jaxhash.encode import encode_indices, make_encoder
-  expected, _ = encode_indices(make_encoder(exp.model, exp.method, exp.config.data), state.variables,
-                               exp.dataset.images, np.arange(len(paths)), 8, with_features=False)
-  np.testing.assert_array_equal(hasher.encode(paths), expected)  # decoded as the source decoded them
+
+  expected, _ = encode_indices(
+    make_encoder(exp.model, exp.method, exp.config.data),
+    state.variables,
+    exp.dataset.images,
+    np.arange(len(paths)),
+    8,
+    with_features=False,
+  )
+  np.testing.assert_array_equal(
+    hasher.encode(paths), expected
+  )  # decoded as the source decoded them
 
 
 def test_cifar10_python_pickles_become_an_image_folder(tmp_path):
@@ -158,6 +187,7 @@ def test_cifar10_python_pickles_become_an_image_folder(tmp_path):
   batches["test_batch"] = 6
   arrays = {}
   with tarfile.open(tmp_path / "cifar-10-python.tar.gz", "w:gz") as archive:
+
     def add(name, content):
       data = pickle.dumps(content)
       info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
@@ -172,5 +202,7 @@ def test_cifar10_python_pickles_become_an_image_folder(tmp_path):
   ds = image_folder.load_image_folder(dest)
   assert sorted(ds.groups) == ["test", "train"] and len(ds.groups["train"]) == 20
   first_test_cat = arrays["test_batch"][0].reshape(3, 32, 32).transpose(1, 2, 0)
-  np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "cifar10/test/cat/0000.png")), first_test_cat)
+  np.testing.assert_array_equal(
+    np.asarray(Image.open(tmp_path / "cifar10/test/cat/0000.png")), first_test_cat
+  )
   assert len(image_folder.find_images(tmp_path / "cifar10" / "train" / "ship")) == 10

@@ -19,12 +19,15 @@ def execute(name: str, cwd: str, env: dict) -> None:
   previous = dict(os.environ)
   os.environ.update({"JAXHASH_SMOKE": "1", "PYTHONPATH": ROOT, **env})  # the kernel inherits them
   try:
-    nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": cwd}}).execute()
+    nbclient.NotebookClient(
+      notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": cwd}}
+    ).execute()
   finally:
     os.environ.clear()
     os.environ.update(previous)
-  errors = [o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+  errors = [
+    o for cell in notebook.cells for o in cell.get("outputs", []) if o.get("output_type") == "error"
+  ]
   assert not errors
 
 
@@ -48,8 +51,11 @@ def test_quickstart_runs_from_the_colab_folder(tmp_path):
 
 
 def test_search_your_images_runs(tmp_path):
-  execute("03_search_your_images.ipynb", str(tmp_path),
-          {"JAXHASH_RUN": str(tmp_path / "run"), "JAXHASH_INDEX": str(tmp_path / "demo.jhi")})
+  execute(
+    "03_search_your_images.ipynb",
+    str(tmp_path),
+    {"JAXHASH_RUN": str(tmp_path / "run"), "JAXHASH_INDEX": str(tmp_path / "demo.jhi")},
+  )
   assert os.path.isfile(tmp_path / "demo.jhi") and os.path.isdir(tmp_path / "demo_images")
 
 

@@ -18,21 +18,31 @@ from jaxhash.models.weights import convert, torch_layout  # noqa: E402
 # name: (reference, Flax options, input size); small fc layers and odd sizes keep it fast and
 # exercise the asymmetric "SAME" padding and the adaptive pooling's overlapping bins.
 CASES = {
-    "alexnet": (lambda: ref.AlexNet(fc_width=64, dropout=0.0),
-                {"fc_width": 64, "dropout_rate": 0.0}, 67),
-    "vgg16": (lambda: ref.VGG16(fc_width=64, dropout=0.0), {"fc_width": 64, "dropout_rate": 0.0},
-              32),
-    "resnet18": (ref.resnet18, {}, 45),
-    # Batch norm on a 2×2 map of a 3-image batch amplifies float32 rounding to ~1e-4 (PyTorch's own
-    # float32 result is that far from float64); 8 images keep both at ~7e-5.
-    "resnet50": (ref.resnet50, {}, 64),
-    # XLA's grouped convolution compiles faster than the CPU default (shifted multiply-adds); the
-    # two are equal (test_models.py), and the photo test checks the default against PyTorch.
-    "efficientnet_lite0": (lambda: ref.EfficientNetLite0(dropout=0.0),
-                           {"dropout_rate": 0.0, "depthwise": "grouped"}, 51),
+  "alexnet": (
+    lambda: ref.AlexNet(fc_width=64, dropout=0.0),
+    {"fc_width": 64, "dropout_rate": 0.0},
+    67,
+  ),
+  "vgg16": (lambda: ref.VGG16(fc_width=64, dropout=0.0), {"fc_width": 64, "dropout_rate": 0.0}, 32),
+  "resnet18": (ref.resnet18, {}, 45),
+  # Batch norm on a 2×2 map of a 3-image batch amplifies float32 rounding to ~1e-4 (PyTorch's own
+  # float32 result is that far from float64); 8 images keep both at ~7e-5.
+  "resnet50": (ref.resnet50, {}, 64),
+  # XLA's grouped convolution compiles faster than the CPU default (shifted multiply-adds); the
+  # two are equal (test_models.py), and the photo test checks the default against PyTorch.
+  "efficientnet_lite0": (
+    lambda: ref.EfficientNetLite0(dropout=0.0),
+    {"dropout_rate": 0.0, "depthwise": "grouped"},
+    51,
+  ),
 }
-FULL_SIZE = {"alexnet": ref.AlexNet, "vgg16": ref.VGG16, "resnet18": ref.resnet18,
-             "resnet50": ref.resnet50, "efficientnet_lite0": ref.EfficientNetLite0}
+FULL_SIZE = {
+  "alexnet": ref.AlexNet,
+  "vgg16": ref.VGG16,
+  "resnet18": ref.resnet18,
+  "resnet50": ref.resnet50,
+  "efficientnet_lite0": ref.EfficientNetLite0,
+}
 
 
 def randomize(module: torch.nn.Module, seed: int) -> None:
@@ -57,8 +67,9 @@ def numpy_state(module: torch.nn.Module) -> dict:
 
 def assert_close(ours, theirs, what):
   ours, theirs = np.asarray(ours, np.float64), np.asarray(theirs, np.float64)
-  np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max(),
-                             err_msg=what)
+  np.testing.assert_allclose(
+    ours, theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max(), err_msg=what
+  )
 
 
 def batch_norm_sizes(module: torch.nn.Module, x) -> dict[str, int]:
@@ -66,8 +77,10 @@ def batch_norm_sizes(module: torch.nn.Module, x) -> dict[str, int]:
   sizes, hooks = {}, []
   for name, m in module.named_modules():
     if isinstance(m, torch.nn.BatchNorm2d):
+
       def hook(m, inputs, out, name=name):
         sizes[name] = inputs[0].numel() // inputs[0].shape[1]
+
       hooks.append(m.register_forward_hook(hook))
   with torch.no_grad():
     module.eval()(x)
@@ -89,12 +102,18 @@ def test_parity(name):
   x_nhwc = jnp.asarray(x.transpose(0, 2, 3, 1))
 
   # One program for both modes; unoptimised, it compiles in about half the time.
-  @functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0,
-                                                "xla_llvm_disable_expensive_passes": True})
+  @functools.partial(
+    jax.jit,
+    compiler_options={
+      "xla_backend_optimization_level": 0,
+      "xla_llvm_disable_expensive_passes": True,
+    },
+  )
   def run(variables, x):
     evaluated = model.apply(variables, x, with_classifier=True)
-    trained, updates = model.apply(variables, x, train=True, with_classifier=True,
-                                   mutable=["batch_stats"])
+    trained, updates = model.apply(
+      variables, x, train=True, with_classifier=True, mutable=["batch_stats"]
+    )
     return evaluated, trained, updates
 
   with torch.no_grad():
@@ -133,8 +152,11 @@ def test_full_size_layout_parity(name):
   """At full size (built on torch's meta device: shapes only), every key and shape matches."""
   with torch.device("meta"):
     torch_model = FULL_SIZE[name]()
-  theirs = {k: tuple(v.shape) for k, v in torch_model.state_dict().items()
-            if not k.endswith("num_batches_tracked")}
+  theirs = {
+    k: tuple(v.shape)
+    for k, v in torch_model.state_dict().items()
+    if not k.endswith("num_batches_tracked")
+  }
   layout = torch_layout(get_backbone(name), classifier=True)
   ours = {key: shape for key, (_, _, shape) in layout.items()}
   assert ours == theirs

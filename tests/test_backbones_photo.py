@@ -35,9 +35,13 @@ def outputs(name: str):
   model = get_backbone(name)
   variables = load_weights(name, model, classifier=True)
   # Unoptimised XLA compiles in half the time; one image runs fast either way.
-  forward = jax.jit(functools.partial(model.apply, with_classifier=True),
-                    compiler_options={"xla_backend_optimization_level": 0,
-                                      "xla_llvm_disable_expensive_passes": True})
+  forward = jax.jit(
+    functools.partial(model.apply, with_classifier=True),
+    compiler_options={
+      "xla_backend_optimization_level": 0,
+      "xla_llvm_disable_expensive_passes": True,
+    },
+  )
   return forward(variables, photo())
 
 
@@ -52,8 +56,10 @@ def test_lite_classifies_the_espresso_photo(name, lite0_outputs):
   features, logits = lite0_outputs if name == "efficientnet_lite0" else outputs(name)
   probabilities = np.asarray(jax.nn.softmax(logits[0]))
   top5 = np.argsort(-probabilities)[:5]
-  print("top-5 (ImageNet index, probability):",
-        [(int(i), round(float(probabilities[i]), 4)) for i in top5])
+  print(
+    "top-5 (ImageNet index, probability):",
+    [(int(i), round(float(probabilities[i]), 4)) for i in top5],
+  )
   assert features.shape == (1, 1280)
   assert top5[0] == ESPRESSO and probabilities[ESPRESSO] > 0.5
 

@@ -13,7 +13,9 @@ import pytest
 pytest.importorskip("torch")
 import torch  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+sys.path.insert(
+  0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+)
 import train_throughput  # noqa: E402
 
 from jaxhash.data.augment import preprocess  # noqa: E402
@@ -29,6 +31,8 @@ def test_train_throughput_case_builds_the_same_network_on_both_sides(name):
   network = case.torch_network().eval()
   with torch.no_grad():
     theirs = network(torch.zeros((2, image_shape[2], *inputs.shape[1:3])))
-  loss_input = ours["logits"] if "logits" in ours else ours["z"]  # what each case's torch loss takes
+  loss_input = (
+    ours["logits"] if "logits" in ours else ours["z"]
+  )  # what each case's torch loss takes
   assert tuple(theirs.shape) == loss_input.shape
   assert list(network.head.parameters())  # the head gets its own learning rate

@@ -8,7 +8,7 @@ import pytest
 from conftest import load_config
 from jaxhash import config as config_lib
 from jaxhash import evaluate as evaluate_cli
-from jaxhash import report, trainer
+from jaxhash import report, run_results, trainer
 from jaxhash.data.augment import preprocess
 from jaxhash.encode import encode_indices, make_encoder
 from jaxhash.evaluation import classifier
@@ -46,23 +46,30 @@ def evaluated(finished_run):
 
 def test_classifier_map_equals_ranking_by_predicted_class(evaluated):
   exp, state, results = evaluated
-  apply = lambda images: exp.model.apply(state.variables,
-                                         preprocess(images, None, exp.config.data, train=False))
+  apply = lambda images: exp.model.apply(
+    state.variables, preprocess(images, None, exp.config.data, train=False)
+  )
   predicted, labels = {}, {}
   for name in ("query", "database"):
     indices = getattr(exp.split, name)
     predicted[name] = np.asarray(apply(exp.dataset.images[indices])["logits"]).argmax(axis=1)
     labels[name] = exp.dataset.labels[indices]
     (_, words), _ = encode_indices(
-        make_encoder(exp.model, exp.method, exp.config.data, classifier=True), state.variables,
-        exp.dataset.images, indices, 250, with_features=False)
+      make_encoder(exp.model, exp.method, exp.config.data, classifier=True),
+      state.variables,
+      exp.dataset.images,
+      indices,
+      250,
+      with_features=False,
+    )
     np.testing.assert_array_equal(unpack_bits(words, 10), np.eye(10)[predicted[name]])
   assert len(set(predicted["database"])) > 1  # the ranking has more than one class to order
   measured = results["classifier"]
   assert measured["bits"] == 10
   for key, r in (("map@all", None), ("map@100", 100)):
-    want = reference_map(predicted["query"], predicted["database"], labels["query"],
-                         labels["database"], r)
+    want = reference_map(
+      predicted["query"], predicted["database"], labels["query"], labels["database"], r
+    )
     assert measured[key] == pytest.approx(want, abs=1e-6), key
   accuracy = labels["query"][np.arange(len(labels["query"])), predicted["query"]].mean()
   assert measured["accuracy"] == pytest.approx(accuracy)
@@ -73,11 +80,14 @@ def test_report_and_results_md_show_the_classifier(evaluated, tmp_path):
   results = evaluated[2]
   table = report.rows([results])
   assert [(row["method"], row["bits"], row["R"]) for row in table] == [
-      ("DLBHC", 16, "all"), ("DLBHC", 16, 100),
-      ("classifier (DLBHC)", 10, "all"), ("classifier (DLBHC)", 10, 100)]
+    ("DLBHC", 16, "all"),
+    ("DLBHC", 16, 100),
+    ("classifier (DLBHC)", 10, "all"),
+    ("classifier (DLBHC)", 10, 100),
+  ]
   assert table[2]["mAP@R"] == results["classifier"]["map@all"] and table[2]["published"] == []
   assert "| classifier (DLBHC) | MNIST t10k | mnist10k | 10 |" in report.markdown(table)
-  report.write_results(str(tmp_path), results)
+  run_results.write_results(str(tmp_path), results)
   text = (tmp_path / "results.md").read_text()
   assert "| metric | codes | rerank | classifier |" in text
   assert f"| accuracy |  |  | {results['classifier']['accuracy']:.4f} |" in text
@@ -88,6 +98,9 @@ def test_classifier_baseline_needs_a_classifier_and_defaults_off():
   assert load_config("test").eval.classifier_baseline is False
   config = load_config("test", "hashnet").unlock()
   config.eval.classifier_baseline = True
-  with pytest.raises(ValueError, match="classifier_baseline=True needs a method with a classifier "
-                                       "head \\(dlbhc\\); hashnet has none"):
+  with pytest.raises(
+    ValueError,
+    match="classifier_baseline=True needs a method with a classifier "
+    "head \\(dlbhc\\); hashnet has none",
+  ):
     config_lib.validate(config)

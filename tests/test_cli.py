@@ -24,17 +24,30 @@ def finished(finished_run_launch):
   return workdir
 
 
-@pytest.mark.parametrize("module, args, expected", [
-    ("jaxhash.train", [], ["--workdir", "data.protocol = 'mnist10k'", "method.weighting", "configs/dlbhc_mnist.py"]),
-    ("jaxhash.train", ["--config", "configs/dlbhc_mnist.py:full"],
-     ["data.protocol = 'mnist'", "Other code lengths", "optim.learning_rate = 0.03"]),
-    ("jaxhash.evaluate", [], ["--out", "--config.eval.KEY", "--config.data.dir", "eval.radius = 2",
-                          "train.batch_size"]),
+@pytest.mark.parametrize(
+  "module, args, expected",
+  [
+    (
+      "jaxhash.train",
+      [],
+      ["--workdir", "data.protocol = 'mnist10k'", "method.weighting", "configs/dlbhc_mnist.py"],
+    ),
+    (
+      "jaxhash.train",
+      ["--config", "configs/dlbhc_mnist.py:full"],
+      ["data.protocol = 'mnist'", "Other code lengths", "optim.learning_rate = 0.03"],
+    ),
+    (
+      "jaxhash.evaluate",
+      [],
+      ["--out", "--config.eval.KEY", "--config.data.dir", "eval.radius = 2", "train.batch_size"],
+    ),
     ("jaxhash.index", [], ["--workdir", "--images", "--features", "--strict"]),
     ("jaxhash.search", [], ["--index", "--radius", "--rerank", "--json", "--gallery", '"rank": 1']),
     ("jaxhash.report", [], ["RUN_DIR...", "--csv", "--plot", "backbone and step"]),
     ("jaxhash.plots", [], ["--workdir", "gallery.png", "bit_balance.png"]),
-])
+  ],
+)
 def test_help_exits_0_and_lists_flags_and_keys(tmp_path, module, args, expected):
   proc = run_cli(module, *args, "--help", cwd=str(tmp_path))
   assert proc.returncode == 0, proc.stderr
@@ -48,8 +61,9 @@ def test_a_folder_named_jaxhash_here_is_one_line_not_a_traceback(tmp_path):
   env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
 
   def run(*args):
-    return subprocess.run([sys.executable, *args], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+      [sys.executable, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
 
   probe = run("-c", "import jaxhash, jaxhash.cli; print(jaxhash.__file__)")
   if probe.returncode or probe.stdout.strip() != "None":
@@ -58,15 +72,23 @@ def test_a_folder_named_jaxhash_here_is_one_line_not_a_traceback(tmp_path):
     proc = run("-m", module, "--help")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.strip().splitlines() == [
-        f"error: the folder {tmp_path / 'jaxhash'} hides the installed jaxhash package; run the "
-        "command from another folder, e.g. cd jaxhash"]
+      f"error: the folder {tmp_path / 'jaxhash'} hides the installed jaxhash package; run the "
+      "command from another folder, e.g. cd jaxhash"
+    ]
 
 
 def test_evaluate_documented_override_and_out_keep_earlier_results(finished, tmp_path):
   before = open(os.path.join(finished, "results.json")).read()
   out = str(tmp_path / "radius3")
-  proc = run_cli("jaxhash.evaluate", "--workdir", finished, "--config.eval.radius=3", "--out", out,
-                 "--config.eval.plots=True")
+  proc = run_cli(
+    "jaxhash.evaluate",
+    "--workdir",
+    finished,
+    "--config.eval.radius=3",
+    "--out",
+    out,
+    "--config.eval.plots=True",
+  )
   assert proc.returncode == 0, proc.stderr
   plots = set(os.listdir(os.path.join(out, "plots")))
   assert {"gallery.png", "pr_curve.png", "training.png"} <= plots
@@ -101,8 +123,16 @@ def test_index_then_search(finished, tmp_path):
   paths = write_digits(tmp_path / "digits")
   (tmp_path / "digits" / "broken.jpg").write_bytes(b"\xff\xd8 not a jpeg")
   out = str(tmp_path / "digits.jhi")
-  proc = run_main("jaxhash.index", "--workdir", finished, "--images", str(tmp_path / "digits"),
-                 "--out", out, "--features")
+  proc = run_main(
+    "jaxhash.index",
+    "--workdir",
+    finished,
+    "--images",
+    str(tmp_path / "digits"),
+    "--out",
+    out,
+    "--features",
+  )
   assert proc.returncode == 0, proc.stderr
   assert "broken.jpg" in proc.stderr and "1 of 61 images could not be read" in proc.stderr
   index = HammingIndex.load(out)
@@ -110,20 +140,36 @@ def test_index_then_search(finished, tmp_path):
   assert index.features.shape == (60, 500) and index.run["workdir"] == os.path.abspath(finished)
 
   queries = paths[:3]
-  proc = run_main("jaxhash.search", "--index", out, *queries, "-k", "5", "--json", "--rerank",
-                 "--gallery", str(tmp_path / "gallery.png"))
+  proc = run_main(
+    "jaxhash.search",
+    "--index",
+    out,
+    *queries,
+    "-k",
+    "5",
+    "--json",
+    "--rerank",
+    "--gallery",
+    str(tmp_path / "gallery.png"),
+  )
   assert proc.returncode == 0, proc.stderr
   lines = [json.loads(line) for line in proc.stdout.strip().splitlines()]
   assert [line["query"] for line in lines] == queries
   for line in lines:
     assert list(line) == ["query", "results"]
     assert [r["rank"] for r in line["results"]] == [1, 2, 3, 4, 5]
-    assert all(set(r) == {"rank", "path", "distance", "feature_distance"} and r["path"] in paths
-               for r in line["results"])
+    assert all(
+      set(r) == {"rank", "path", "distance", "feature_distance"} and r["path"] in paths
+      for r in line["results"]
+    )
     by = [r["feature_distance"] for r in line["results"]]
     assert by == sorted(by), "re-ranked results are ordered by the feature distance they show"
-    assert line["results"][0] == {"rank": 1, "path": line["query"], "distance": 0,
-                                  "feature_distance": 0.0}
+    assert line["results"][0] == {
+      "rank": 1,
+      "path": line["query"],
+      "distance": 0,
+      "feature_distance": 0.0,
+    }
   gallery = np.asarray(Image.open(tmp_path / "gallery.png").convert("RGB")).astype(int)
   assert gallery.shape[1] > 6 * 96
   blue, red = np.array([31, 119, 180]), np.array([255, 0, 0])
@@ -142,17 +188,24 @@ def test_index_then_search(finished, tmp_path):
 def test_index_list_file_strict_and_search_errors(finished, tmp_path):
   paths = write_digits(tmp_path / "digits", count=12)
   listing = tmp_path / "list.txt"
-  listing.write_text("".join(f"{os.path.relpath(p, tmp_path)} 0 1\n" for p in paths) + "missing.png\n")
+  listing.write_text(
+    "".join(f"{os.path.relpath(p, tmp_path)} 0 1\n" for p in paths) + "missing.png\n"
+  )
   out = str(tmp_path / "x.jhi")
-  proc = run_main("jaxhash.index", "--workdir", finished, "--images", str(listing), "--out", out, "--strict")
+  proc = run_main(
+    "jaxhash.index", "--workdir", finished, "--images", str(listing), "--out", out, "--strict"
+  )
   assert proc.returncode == 1 and "missing.png" in proc.stderr and not os.path.exists(out)
   assert len(proc.stderr.strip().splitlines()) == 1
   listing.write_text("".join(f"{os.path.relpath(p, tmp_path)} 0 1\n" for p in paths))
   proc = run_main("jaxhash.index", "--workdir", finished, "--images", str(listing), "--out", out)
   assert proc.returncode == 0, proc.stderr
   assert HammingIndex.load(out).ids.tolist() == paths
-  for args, message in [(["-k", "0"], "at least 1"), (["--rerank"], "--features"),
-                        (["--workdir", str(tmp_path)], "config.json")]:
+  for args, message in [
+    (["-k", "0"], "at least 1"),
+    (["--rerank"], "--features"),
+    (["--workdir", str(tmp_path)], "config.json"),
+  ]:
     proc = run_main("jaxhash.search", "--index", out, paths[0], *args)
     assert proc.returncode == 1 and message in proc.stderr, proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1

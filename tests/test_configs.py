@@ -41,6 +41,26 @@ def test_package_exports_resolve_lazily():
   import subprocess
   import sys
 
-  code = ("import sys, jaxhash; assert 'jax' not in sys.modules; "
-          "[getattr(jaxhash, n) for n in jaxhash.__all__]; print('ok')")
-  assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "ok"
+  code = (
+    "import sys, jaxhash; assert 'jax' not in sys.modules; "
+    "[getattr(jaxhash, n) for n in jaxhash.__all__]; print('ok')"
+  )
+  assert (
+    subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip()
+    == "ok"
+  )
+
+
+def test_a_key_and_its_comment_stay_on_one_line():
+  """--help shows the comment beside ``c.key = value`` as the key's meaning: a statement wrapped
+  over several lines (as a formatter does to a line over 100 columns) would lose it."""
+  import inspect
+  import re
+
+  from jaxhash import usage
+
+  source = inspect.getsource(config_lib.base_config)
+  assert not re.findall(r"^\s*c\.[\w.]+\s*=\s*[(\[{]$", source, re.M)
+  docs = usage.key_docs()
+  for key in ("data.feature_cache_dir", "model.init_weights", "train.skip_nonfinite"):
+    assert docs[key]

@@ -1,4 +1,4 @@
-"""Protocols, split files, the TFDS source (under tfds.testing.mock_data) and on-device augmentation."""
+"""Protocols, split files, the TFDS source (tfds.testing.mock_data) and on-device augmentation."""
 
 import jax
 import ml_collections
@@ -17,7 +17,9 @@ def synthetic(groups: dict, classes=10, seed=0) -> Dataset:
   for name, k in groups.items():
     index[name] = np.arange(start, start + k)
     start += k
-  return Dataset("synthetic", rng.integers(0, 256, (n, 4, 4, 1), dtype=np.uint8), one_hot(ids, classes), index)
+  return Dataset(
+    "synthetic", rng.integers(0, 256, (n, 4, 4, 1), dtype=np.uint8), one_hot(ids, classes), index
+  )
 
 
 def test_mnist10k_split_sizes_classes_and_determinism():
@@ -123,19 +125,21 @@ def test_augment_shapes_and_eval_centre_crop():
 
 def test_random_crops_are_windows_of_the_padded_image():
   images = np.random.default_rng(0).integers(0, 256, (8, 5, 5, 1), dtype=np.uint8)
-  out = np.asarray(augment.preprocess(images, jax.random.key(1), data_config(crop=5, pad=1, flip=True), True))
+  out = np.asarray(
+    augment.preprocess(images, jax.random.key(1), data_config(crop=5, pad=1, flip=True), True)
+  )
   padded = np.pad(images.astype(np.float32) / 255.0, ((0, 0), (1, 1), (1, 1), (0, 0)))
   for i in range(8):
-    windows = [padded[i, y:y + 5, x:x + 5] for y in range(3) for x in range(3)]
+    windows = [padded[i, y : y + 5, x : x + 5] for y in range(3) for x in range(3)]
     windows += [w[:, ::-1] for w in windows]
     assert any(np.allclose(out[i], w) for w in windows)
 
 
-def write_image_tree(root, classes=3, per_split={"train": 8, "test": 4}, size=10, seed=0):
+def write_image_tree(root, classes=3, per_split=(("train", 8), ("test", 4)), size=10, seed=0):
   from PIL import Image
 
   rng = np.random.default_rng(seed)
-  for split, count in per_split.items():
+  for split, count in per_split:
     for c in range(classes):
       directory = root / split / f"class{c}"
       directory.mkdir(parents=True)
@@ -157,16 +161,24 @@ def test_lazy_and_in_memory_images_give_the_same_batches(tmp_path):
   assert not isinstance(lazy.images, np.ndarray)
   train = eager.groups["train"]
   mesh = data_mesh()
-  on_device, from_disk = TrainBatches(eager, train, 5, 0, mesh), TrainBatches(lazy, train, 5, 0, mesh)
+  on_device, from_disk = (
+    TrainBatches(eager, train, 5, 0, mesh),
+    TrainBatches(lazy, train, 5, 0, mesh),
+  )
   take_on_device, take_from_disk = jax.jit(on_device.take), jax.jit(from_disk.take)
   for first in (0, 3):  # steps 3..5 cross an epoch boundary (4 batches per epoch)
-    (shared, per_step), (disk_shared, disk_per_step) = on_device.get(first, 3), from_disk.get(first, 3)
+    (shared, per_step), (disk_shared, disk_per_step) = (
+      on_device.get(first, 3),
+      from_disk.get(first, 3),
+    )
     for i in range(3):  # each step of a three-step call is the batch a one-step call gets
       step = jax.tree.map(lambda x, i=i: x[i], per_step)
       alone = jax.tree.map(lambda x: x[0], on_device.get(first + i)[1])
       jax.tree.map(np.testing.assert_array_equal, step, alone)
-      for a, b in zip(take_on_device(shared, step),
-                      take_from_disk(disk_shared, jax.tree.map(lambda x, i=i: x[i], disk_per_step))):
+      for a, b in zip(
+        take_on_device(shared, step),
+        take_from_disk(disk_shared, jax.tree.map(lambda x, i=i: x[i], disk_per_step)),
+      ):
         np.testing.assert_array_equal(a, b)
 
 
@@ -223,7 +235,7 @@ def write_mnist_idx(directory, train: int, test: int):
   for prefix, part in (("train", slice(0, train)), ("t10k", slice(train, train + test))):
     idx.write_idx(str(directory / f"{prefix}-images-idx3-ubyte"), images[part])
     idx.write_idx(str(directory / f"{prefix}-labels-idx1-ubyte"), classes[part])
-  return ds.labels[:train].argmax(axis=1), ds.labels[train:train + test].argmax(axis=1)
+  return ds.labels[:train].argmax(axis=1), ds.labels[train : train + test].argmax(axis=1)
 
 
 def test_training_end_to_end_on_mnist_unseen(tmp_path):

@@ -1,4 +1,4 @@
-"""Several processes (jax.distributed, gloo on CPU): the same run as one process, stopped in one line.
+"""Several processes (jax.distributed, gloo on CPU): the same run as one process; one-line stops.
 
 The multi-process cases start real processes on this machine (one CPU device each) and are
 marked slow; the pieces they rely on (flags, locks, the stderr filter) are checked quickly here.
@@ -36,10 +36,28 @@ def environment(devices: int = 1) -> dict:
 def start_processes(module: str, *args: str, count: int = 2) -> list[subprocess.Popen]:
   """``python -m module args`` as processes 0..count-1 of one run (on a free local port)."""
   address = f"127.0.0.1:{free_port()}"
-  return [subprocess.Popen([sys.executable, "-m", module, *args, "--coordinator_address", address,
-                            "--num_processes", str(count), "--process_id", str(i)],
-                           cwd=ROOT, env=environment(), stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True) for i in range(count)]
+  return [
+    subprocess.Popen(
+      [
+        sys.executable,
+        "-m",
+        module,
+        *args,
+        "--coordinator_address",
+        address,
+        "--num_processes",
+        str(count),
+        "--process_id",
+        str(i),
+      ],
+      cwd=ROOT,
+      env=environment(),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(count)
+  ]
 
 
 def run_processes(module: str, *args: str, timeout: int = 600) -> list[subprocess.CompletedProcess]:
@@ -49,12 +67,20 @@ def run_processes(module: str, *args: str, timeout: int = 600) -> list[subproces
 
 
 def run_one_process(module: str, *args: str, devices: int = 1) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=environment(devices),
-                        capture_output=True, text=True, timeout=600)
+  return subprocess.run(
+    [sys.executable, "-m", module, *args],
+    cwd=ROOT,
+    env=environment(devices),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
 
 
 def losses(workdir) -> list[tuple[int, float]]:
-  return [(r["step"], r["loss"]) for r in map(json.loads, open(os.path.join(workdir, "metrics.jsonl")))]
+  return [
+    (r["step"], r["loss"]) for r in map(json.loads, open(os.path.join(workdir, "metrics.jsonl")))
+  ]
 
 
 def results(path) -> dict:
@@ -64,7 +90,9 @@ def results(path) -> dict:
 def assert_same_training(a, b) -> None:
   """Every logged loss within 1e-5 relative; the final codes mAP@all within 1e-4."""
   assert [s for s, _ in losses(a)] == [s for s, _ in losses(b)]
-  np.testing.assert_allclose([l for _, l in losses(a)], [l for _, l in losses(b)], rtol=1e-5)
+  np.testing.assert_allclose(
+    [loss for _, loss in losses(a)], [loss for _, loss in losses(b)], rtol=1e-5
+  )
   assert abs(results(a)["codes"]["map@all"] - results(b)["codes"]["map@all"]) <= 1e-4
 
 
@@ -72,16 +100,39 @@ def assert_same_training(a, b) -> None:
 
 
 def test_process_flags_must_come_together_in_one_line(tmp_path):
-  proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", str(tmp_path / "run"),
-                 "--num_processes", "2")
+  proc = run_cli(
+    "jaxhash.train",
+    "--config",
+    "configs/test.py",
+    "--workdir",
+    str(tmp_path / "run"),
+    "--num_processes",
+    "2",
+  )
   assert proc.returncode == 1
-  assert proc.stderr.strip() == ("error: several processes need all of --coordinator_address "
-                                 "HOST:PORT, --num_processes N and --process_id I (or --distributed "
-                                 "on a cluster).")
+  assert proc.stderr.strip() == (
+    "error: several processes need all of --coordinator_address "
+    "HOST:PORT, --num_processes N and --process_id I (or --distributed "
+    "on a cluster)."
+  )
   assert not (tmp_path / "run").exists()
-  proc = run_main("jaxhash.index", "--workdir", "run", "--images", "x", "--out", "x.jhi",
-                  "--shard", "0/2", "--coordinator_address", "h:1", "--num_processes", "2",
-                  "--process_id", "0")
+  proc = run_main(
+    "jaxhash.index",
+    "--workdir",
+    "run",
+    "--images",
+    "x",
+    "--out",
+    "x.jhi",
+    "--shard",
+    "0/2",
+    "--coordinator_address",
+    "h:1",
+    "--num_processes",
+    "2",
+    "--process_id",
+    "0",
+  )
   assert proc.returncode == 1 and "use one or the other" in proc.stderr
 
 
@@ -98,18 +149,33 @@ time.sleep(60)
 
 
 def hold(who: str, workdir) -> subprocess.Popen:
-  proc = subprocess.Popen([sys.executable, "-c", _HOLD, who, str(workdir)], cwd=ROOT,
-                          env=environment(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  proc = subprocess.Popen(
+    [sys.executable, "-c", _HOLD, who, str(workdir)],
+    cwd=ROOT,
+    env=environment(),
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   assert proc.stdout.readline().strip() == "held", proc.stderr.read()
   return proc
 
 
 def try_lock(who: str, workdir) -> str:
   """The error line of taking ``who``'s lock (a process id, or "single"), or "" when it is taken."""
-  script = (f"from jaxhash import rundir\nwith rundir.locked({str(workdir)!r}): pass" if who == "single"
-            else f"from jaxhash import rundir\nrundir.hold_process_lock({str(workdir)!r}, {who}, 't')")
-  proc = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=environment(),
-                        capture_output=True, text=True, timeout=60)
+  script = (
+    f"from jaxhash import rundir\nwith rundir.locked({str(workdir)!r}): pass"
+    if who == "single"
+    else f"from jaxhash import rundir\nrundir.hold_process_lock({str(workdir)!r}, {who}, 't')"
+  )
+  proc = subprocess.run(
+    [sys.executable, "-c", script],
+    cwd=ROOT,
+    env=environment(),
+    capture_output=True,
+    text=True,
+    timeout=60,
+  )
   return "" if proc.returncode == 0 else proc.stderr.strip().splitlines()[-1]
 
 
@@ -117,10 +183,14 @@ def test_the_run_lock_is_per_run_and_a_process_id_runs_once(tmp_path):
   workdir = tmp_path / "run"
   holder = hold("1", workdir)
   try:
-    assert f"in use by process {holder.pid} (lock file {workdir}/.lock.process-1)" in try_lock("1", workdir)
+    assert f"in use by process {holder.pid} (lock file {workdir}/.lock.process-1)" in try_lock(
+      "1", workdir
+    )
     assert try_lock("0", workdir) == ""  # another process of the same run
-    assert (f"in use by a run of several processes (lock files {workdir}/.lock.process-*)"
-            in try_lock("single", workdir))
+    assert (
+      f"in use by a run of several processes (lock files {workdir}/.lock.process-*)"
+      in try_lock("single", workdir)
+    )
   finally:
     holder.kill()
     holder.wait()
@@ -134,22 +204,28 @@ def test_the_run_lock_is_per_run_and_a_process_id_runs_once(tmp_path):
 
 
 def test_native_stderr_keeps_other_output_and_turns_the_runtime_abort_into_one_line():
-  text = (b"plain native output\n"
-          b"E1207 08:55:37.847272   22456 coordination_service_agent.cc:289] Polled an error\n"
-          b"Additional GRPC error information from remote target coordination_service\n"
-          b"W1207 08:55:37.900000   22456 cpu_compiler.cc:10] a compiler warning\n"
-          b"continued warning\n"
-          b"F1207 08:55:37.847316   22456 client.h:80] " + native_stderr.FATAL + b". absl::Status\n"
-          b"*** Check failure stack trace: ***\n    @     0x7fc10c90cd5b  (unknown)\n")
+  text = (
+    b"plain native output\n"
+    b"E1207 08:55:37.847272   22456 coordination_service_agent.cc:289] Polled an error\n"
+    b"Additional GRPC error information from remote target coordination_service\n"
+    b"W1207 08:55:37.900000   22456 cpu_compiler.cc:10] a compiler warning\n"
+    b"continued warning\n"
+    b"F1207 08:55:37.847316   22456 client.h:80] " + native_stderr.FATAL + b". absl::Status\n"
+    b"*** Check failure stack trace: ***\n    @     0x7fc10c90cd5b  (unknown)\n"
+  )
   sink = io.BytesIO()
-  native_stderr.filter_stream(io.BytesIO(text), sink, native_stderr.lost_coordinator_line(1, 2, "h:1"))
+  native_stderr.filter_stream(
+    io.BytesIO(text), sink, native_stderr.lost_coordinator_line(1, 2, "h:1")
+  )
   lines = sink.getvalue().decode().splitlines()
-  assert lines == ["plain native output",
-                   "W1207 08:55:37.900000   22456 cpu_compiler.cc:10] a compiler warning",
-                   "continued warning",
-                   "error: lost process 0 of 2, the coordinator at h:1 (its connection closed: it "
-                   "was killed, crashed or its host is unreachable); start all 2 processes again "
-                   "with the same commands (training resumes from its last checkpoint)."]
+  assert lines == [
+    "plain native output",
+    "W1207 08:55:37.900000   22456 cpu_compiler.cc:10] a compiler warning",
+    "continued warning",
+    "error: lost process 0 of 2, the coordinator at h:1 (its connection closed: it "
+    "was killed, crashed or its host is unreachable); start all 2 processes again "
+    "with the same commands (training resumes from its last checkpoint).",
+  ]
 
 
 # --- several processes ------------------------------------------------------------------------
@@ -159,12 +235,15 @@ def test_native_stderr_keeps_other_output_and_turns_the_runtime_abort_into_one_l
 @pytest.mark.parametrize("arg", ["steps=4", "hashnet,steps=4"])
 def test_two_processes_train_and_evaluate_as_one_process_with_two_devices(tmp_path, arg):
   two, one = str(tmp_path / "two"), str(tmp_path / "one")
-  for proc in run_processes("jaxhash.train", "--config", f"configs/test.py:{arg}", "--workdir", two):
+  for proc in run_processes(
+    "jaxhash.train", "--config", f"configs/test.py:{arg}", "--workdir", two
+  ):
     assert proc.returncode == 0, proc.stderr
     assert "on 2 cpu devices in 2 processes" in proc.stderr
   assert "by process 0 (this is process 1 of 2)" in proc.stdout
-  proc = run_one_process("jaxhash.train", "--config", f"configs/test.py:{arg}", "--workdir", one,
-                         devices=2)
+  proc = run_one_process(
+    "jaxhash.train", "--config", f"configs/test.py:{arg}", "--workdir", one, devices=2
+  )
   assert proc.returncode == 0, proc.stderr
   assert_same_training(two, one)
   if "hashnet" in arg:
@@ -202,8 +281,12 @@ def assert_one_line(stderr: str, start: str) -> None:
 @pytest.mark.slow
 def test_a_lost_process_stops_the_other_in_one_line_and_a_rerun_resumes(tmp_path):
   workdir, single = str(tmp_path / "two"), str(tmp_path / "one")
-  args = ["--config", "configs/test.py:steps=15", "--config.train.checkpoint_every=5",
-          "--config.train.log_every=5"]
+  args = [
+    "--config",
+    "configs/test.py:steps=15",
+    "--config.train.checkpoint_every=5",
+    "--config.train.log_every=5",
+  ]
   lost_coordinator = kill_after_checkpoint(workdir, 5, 0, [*args, "--workdir", workdir])
   assert_one_line(lost_coordinator, "error: lost process 0 of 2, the coordinator at 127.0.0.1:")
   lost_peer = kill_after_checkpoint(workdir, 10, 1, [*args, "--workdir", workdir])
@@ -251,8 +334,17 @@ _TOPK = textwrap.dedent("""
 @pytest.mark.slow
 def test_process_topk_of_two_processes_equals_the_whole_database():
   address = f"127.0.0.1:{free_port()}"
-  procs = [subprocess.Popen([sys.executable, "-c", _TOPK, address, str(i)], cwd=ROOT, env=environment(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, "-c", _TOPK, address, str(i)],
+      cwd=ROOT,
+      env=environment(),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   for proc in procs:
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
@@ -276,7 +368,8 @@ _DISK_BATCHES = textwrap.dedent("""
       return lazy.images[rows]
   train, mesh = eager.groups["train"], parallel.data_mesh()
   on_device = TrainBatches(eager, train, 6, 0, mesh)
-  from_disk = TrainBatches(types.SimpleNamespace(images=Counted(), labels=lazy.labels), train, 6, 0, mesh)
+  counted = types.SimpleNamespace(images=Counted(), labels=lazy.labels)
+  from_disk = TrainBatches(counted, train, 6, 0, mesh)
   expected_reads = []
   for first in (0, 3):
     (shared, per_step), (_, disk) = on_device.get(first, 2), from_disk.get(first, 2)
@@ -300,9 +393,17 @@ def test_images_read_from_disk_are_read_by_the_process_that_holds_their_rows(tmp
   write_image_tree(tmp_path)
   files = write_list_files(tmp_path)
   address = f"127.0.0.1:{free_port()}"
-  procs = [subprocess.Popen([sys.executable, "-c", _DISK_BATCHES, address, str(i), str(tmp_path),
-                             json.dumps(files)], cwd=ROOT, env=environment(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True) for i in range(2)]
+  procs = [
+    subprocess.Popen(
+      [sys.executable, "-c", _DISK_BATCHES, address, str(i), str(tmp_path), json.dumps(files)],
+      cwd=ROOT,
+      env=environment(),
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   for proc in procs:
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err

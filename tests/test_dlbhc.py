@@ -27,8 +27,12 @@ def test_loss_is_softmax_cross_entropy_and_accuracy():
   logits = jnp.array([[2.0, 0.0, -1.0], [0.0, 3.0, 0.0]])
   labels = jnp.array([[1, 0, 0], [0, 0, 1]], jnp.uint8)
   loss, aux = dlbhc.classification_loss({"logits": logits}, labels, 0, None)
-  expected = np.mean([optax.softmax_cross_entropy_with_integer_labels(logits[0], 0),
-                      optax.softmax_cross_entropy_with_integer_labels(logits[1], 2)])
+  expected = np.mean(
+    [
+      optax.softmax_cross_entropy_with_integer_labels(logits[0], 0),
+      optax.softmax_cross_entropy_with_integer_labels(logits[1], 2),
+    ]
+  )
   np.testing.assert_allclose(loss, expected, rtol=1e-6)
   np.testing.assert_allclose(aux["accuracy"], 0.5)
 
@@ -38,7 +42,9 @@ def test_gradients_reach_backbone_and_are_finite():
   model = HashModel(backbone=LeNet(), head=dlbhc.DLBHCHead(bits=16, num_classes=10))
   x = jax.random.normal(jax.random.key(0), (4, 28, 28, 1))
   labels = jax.nn.one_hot(jnp.arange(4), 10).astype(jnp.uint8)
-  params = jax.jit(model.init)(jax.random.key(1), x)["params"]  # jitted: one compile, not one per op
+  params = jax.jit(model.init)(jax.random.key(1), x)[
+    "params"
+  ]  # jitted: one compile, not one per op
 
   def loss_fn(p):
     return method.loss(model.apply({"params": p}, x), labels, 0, None)[0]

@@ -12,8 +12,10 @@ import pytest
 from conftest import ROOT
 
 PAGES = [os.path.join(ROOT, "README.md"), os.path.join(ROOT, "CONTRIBUTING.md")] + sorted(
-    os.path.join(ROOT, "docs", name) for name in os.listdir(os.path.join(ROOT, "docs"))
-    if name.endswith(".md"))
+  os.path.join(ROOT, "docs", name)
+  for name in os.listdir(os.path.join(ROOT, "docs"))
+  if name.endswith(".md")
+)
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.S | re.M)
 
@@ -35,8 +37,11 @@ def anchors(path: str) -> set[str]:
 def links(path: str) -> list[str]:
   with open(path, encoding="utf-8") as f:
     text = FENCE.sub("", f.read())
-  return [m.group(1) for m in LINK.finditer(text)
-          if not m.group(1).startswith(("http://", "https://", "mailto:"))]
+  return [
+    m.group(1)
+    for m in LINK.finditer(text)
+    if not m.group(1).startswith(("http://", "https://", "mailto:"))
+  ]
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: os.path.relpath(p, ROOT))
@@ -53,10 +58,10 @@ def test_every_relative_link_and_anchor_resolves(page):
 
 
 NARRATIVE = [
-    (re.compile(r"\bissues? \d+", re.I), "a task number"),
-    (re.compile(r"\bsessions?\b", re.I), "an account of working sessions"),
-    (re.compile(r"\.\./shared|/tmp/|/work/"), "a path of a development machine"),
-    (re.compile(r"\bcommits? \(?[0-9a-f]{7,40}\b", re.I), "a commit hash"),
+  (re.compile(r"\bissues? \d+", re.I), "a task number"),
+  (re.compile(r"\bsessions?\b", re.I), "an account of working sessions"),
+  (re.compile(r"\.\./shared|/tmp/|/work/"), "a path of a development machine"),
+  (re.compile(r"\bcommits? \(?[0-9a-f]{7,40}\b", re.I), "a commit hash"),
 ]
 
 
@@ -67,8 +72,12 @@ def test_no_development_narrative(page):
     for number, line in enumerate(f, 1):
       if line.startswith("From `benchmarks/results/"):  # generated provenance names its commit
         continue
-      found += [f"line {number}: {what} ({m.group(0)!r})" for pattern, what in NARRATIVE
-                for m in [pattern.search(line)] if m]
+      found += [
+        f"line {number}: {what} ({m.group(0)!r})"
+        for pattern, what in NARRATIVE
+        for m in [pattern.search(line)]
+        if m
+      ]
   assert not found, f"{os.path.relpath(page, ROOT)}: {found}"
 
 

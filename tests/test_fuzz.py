@@ -20,7 +20,8 @@ import tempfile
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from conftest import load_config
 from jaxhash import feature_cache
@@ -52,8 +53,8 @@ def _check_idx(data: bytes) -> None:
     return
   ndim = data[3]
   assert array.dtype == np.uint8 and array.ndim == ndim
-  assert array.shape == struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-  assert array.tobytes() == data[4 + 4 * ndim:]
+  assert array.shape == struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
+  assert array.tobytes() == data[4 + 4 * ndim :]
 
 
 @FAST
@@ -89,7 +90,7 @@ def test_idx_damaged_gzip_is_refused_naming_the_file(data):
   packed = gzip.compress(_VALID_IDX)
   how = data.draw(st.sampled_from(["truncate", "flip", "random"]))
   if how == "truncate":
-    damaged = packed[:data.draw(st.integers(2, len(packed) - 1))]
+    damaged = packed[: data.draw(st.integers(2, len(packed) - 1))]
   elif how == "flip":
     position = data.draw(st.integers(10, len(packed) - 1))
     damaged = bytearray(packed)
@@ -142,25 +143,28 @@ def test_list_file_random_text(text):
   _check_list(text.encode("utf-8"))
 
 
-_NAME = st.builds("{}/{}.jpg".format, st.text("abcxyz", min_size=1, max_size=6),
-                  st.text("ab09_", min_size=1, max_size=8))
-_LINES = st.lists(st.tuples(_NAME,
-                            st.lists(st.sampled_from("01"), min_size=3, max_size=3)),
-                  min_size=2, max_size=8)
+_NAME = st.builds(
+  "{}/{}.jpg".format,
+  st.text("abcxyz", min_size=1, max_size=6),
+  st.text("ab09_", min_size=1, max_size=8),
+)
+_LINES = st.lists(
+  st.tuples(_NAME, st.lists(st.sampled_from("01"), min_size=3, max_size=3)), min_size=2, max_size=8
+)
 
 
 @FAST
 @given(_LINES, st.data())
 def test_list_file_truncation_loads_a_prefix_or_is_refused(lines, data):
   content = "".join(f"{p} {' '.join(labels)}\n" for p, labels in lines).encode()
-  parsed = _parse(content[:data.draw(st.integers(0, len(content)))])
+  parsed = _parse(content[: data.draw(st.integers(0, len(content)))])
   if parsed is None:
     return
   paths, labels = parsed
   expected = [(p, [int(v) for v in labels]) for p, labels in lines]
   assert len(paths) <= len(lines)
   if len(paths) >= 2:  # a lone shortened line cannot be told from a list with fewer classes
-    assert [(p, list(row)) for p, row in zip(paths, labels)] == expected[:len(paths)]
+    assert [(p, list(row)) for p, row in zip(paths, labels)] == expected[: len(paths)]
 
 
 # ----------------------------------------------------------------------------------- checkpoints
@@ -169,11 +173,15 @@ def test_list_file_truncation_loads_a_prefix_or_is_refused(lines, data):
 @pytest.fixture(scope="module")
 def checkpoint_case(finished_run):
   """The finished tiny run's checkpoints, the digests recorded for them and an abstract state."""
-  from jaxhash import trainer
+  from jaxhash import model_state, trainer
+
   exp = trainer.build_experiment(load_config("test"))
   digests = json.load(open(os.path.join(finished_run, "checkpoint_digests.json")))
-  return finished_run, digests, trainer.abstract_state(exp.config, exp.model,
-                                                       exp.dataset.image_shape, exp.mesh)
+  return (
+    finished_run,
+    digests,
+    model_state.abstract_state(exp.config, exp.model, exp.dataset.image_shape, exp.mesh),
+  )
 
 
 def _files(workdir, step):
@@ -181,8 +189,11 @@ def _files(workdir, step):
   return sorted(os.path.relpath(os.path.join(r, f), top) for r, _, fs in os.walk(top) for f in fs)
 
 
-@settings(max_examples=int(os.environ.get("JAXHASH_FUZZ_EXAMPLES", 12)), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+  max_examples=int(os.environ.get("JAXHASH_FUZZ_EXAMPLES", 12)),
+  deadline=None,
+  suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
 @given(st.data())
 def test_damaged_checkpoint_files_fall_back_or_stop(checkpoint_case, data):
   from jaxhash.checkpoint import Checkpointer, state_digest
@@ -203,11 +214,11 @@ def test_damaged_checkpoint_files_fall_back_or_stop(checkpoint_case, data):
         os.remove(path)
         continue
       if how == "truncate":
-        content = content[:data.draw(st.integers(0, max(len(content) - 1, 0)))]
+        content = content[: data.draw(st.integers(0, max(len(content) - 1, 0)))]
       elif how == "flip" and content:
         start = data.draw(st.integers(0, len(content) - 1))
-        flipped = bytes(b ^ data.draw(st.integers(1, 255)) for b in content[start:start + 64])
-        content = content[:start] + flipped + content[start + len(flipped):]
+        flipped = bytes(b ^ data.draw(st.integers(1, 255)) for b in content[start : start + 64])
+        content = content[:start] + flipped + content[start + len(flipped) :]
       else:
         content = data.draw(st.binary(max_size=256))
       open(path, "wb").write(content)
@@ -234,8 +245,9 @@ def _prefix(images, flip):
 
 
 def _cache(directory) -> feature_cache.FeatureCache:
-  return feature_cache.FeatureCache(directory, {"k": 1}, 37, np.array([3, 5, 8, 13, 21]),
-                                    shard_size=8, batch_size=3)
+  return feature_cache.FeatureCache(
+    directory, {"k": 1}, 37, np.array([3, 5, 8, 13, 21]), shard_size=8, batch_size=3
+  )
 
 
 @pytest.fixture(scope="module")
@@ -262,8 +274,9 @@ def _check_manifest(built_cache, content: bytes) -> tuple[str, str]:
     stream = io.StringIO()
     cache.build(_prefix, _CACHE_IMAGES, stream)
     said = stream.getvalue()
-    assert all(line.startswith("feature cache: ") and cache.directory in line
-               for line in said.splitlines()), said
+    assert all(
+      line.startswith("feature cache: ") and cache.directory in line for line in said.splitlines()
+    ), said
     for loaded, held in zip(cache.load(), expected):
       np.testing.assert_array_equal(loaded, held)
     again = io.StringIO()
@@ -272,8 +285,17 @@ def _check_manifest(built_cache, content: bytes) -> tuple[str, str]:
   return said, manifest
 
 
-@pytest.mark.parametrize("content", [b'{"fields":\n', b"[]", b"null", b"\xff\xfe", b"[" * 100_000,
-                                     b'{"fields": {"k": 1}, "num_shards": 6}'])
+@pytest.mark.parametrize(
+  "content",
+  [
+    b'{"fields":\n',
+    b"[]",
+    b"null",
+    b"\xff\xfe",
+    b"[" * 100_000,
+    b'{"fields": {"k": 1}, "num_shards": 6}',
+  ],
+)
 def test_a_damaged_cache_manifest_is_named_and_rebuilt(built_cache, content):
   said, manifest = _check_manifest(built_cache, content)
   first = said.splitlines()[0]
@@ -292,16 +314,20 @@ def test_cache_manifest_random_bytes(built_cache, content):
 def test_cache_manifest_truncated_or_flipped(built_cache, data):
   content = bytearray(built_cache[1])
   if data.draw(st.booleans()):
-    content = content[:data.draw(st.integers(0, len(content) - 1))]
+    content = content[: data.draw(st.integers(0, len(content) - 1))]
   else:
     content[data.draw(st.integers(0, len(content) - 1))] ^= data.draw(st.integers(1, 255))
   _check_manifest(built_cache, bytes(content))
 
 
-_JSON = st.recursive(st.none() | st.booleans() | st.integers(-2, 8) | st.text(max_size=4),
-                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-                         st.sampled_from(["0", "1", "5", "9", "k", "x"]), inner, max_size=3),
-                     max_leaves=8)
+_JSON = st.recursive(
+  st.none() | st.booleans() | st.integers(-2, 8) | st.text(max_size=4),
+  lambda inner: (
+    st.lists(inner, max_size=3)
+    | st.dictionaries(st.sampled_from(["0", "1", "5", "9", "k", "x"]), inner, max_size=3)
+  ),
+  max_leaves=8,
+)
 
 
 @FAST

@@ -1,4 +1,4 @@
-"""HashNet: the loss against a float64 numpy reference, its invariances and numerics, β, training."""
+"""HashNet: the loss against a float64 numpy reference, its invariances, numerics, β, training."""
 
 import json
 import os
@@ -10,10 +10,11 @@ import ml_collections
 import numpy as np
 import pytest
 from absl.testing import parameterized
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import load_config
-from jaxhash import config as config_lib, trainer
+from jaxhash import config as config_lib
 from jaxhash.methods import get_method, hashnet
 from jaxhash.schedules import continuation_schedule
 
@@ -57,8 +58,12 @@ def reference_loss(z, labels, beta, alpha, weighting):
 
 @pytest.mark.parametrize("weighting", hashnet.WEIGHTINGS)
 @EXAMPLES
-@given(seed=st.integers(0, 2**31), batch=st.sampled_from([2, 5, 12]), classes=st.sampled_from([1, 3, 10]),
-       beta=st.sampled_from([0.5, 1.0, 4.0]))
+@given(
+  seed=st.integers(0, 2**31),
+  batch=st.sampled_from([2, 5, 12]),
+  classes=st.sampled_from([1, 3, 10]),
+  beta=st.sampled_from([0.5, 1.0, 4.0]),
+)
 def test_loss_matches_float64_reference(weighting, seed, batch, classes, beta):
   z, labels = random_batch(seed, batch, 16, classes)
   config = method_config(bits=16, beta0=beta, continuation=False, weighting=weighting)
@@ -69,7 +74,9 @@ def test_loss_matches_float64_reference(weighting, seed, batch, classes, beta):
 
 
 @EXAMPLES
-@given(seed=st.integers(0, 2**31), batch=st.sampled_from([3, 8, 16]), classes=st.sampled_from([2, 10]))
+@given(
+  seed=st.integers(0, 2**31), batch=st.sampled_from([3, 8, 16]), classes=st.sampled_from([2, 10])
+)
 def test_loss_is_invariant_to_permuting_the_batch(seed, batch, classes):
   z, labels = random_batch(seed, batch, 24, classes)
   perm = np.random.default_rng(seed + 1).permutation(batch)
@@ -80,7 +87,6 @@ def test_loss_is_invariant_to_permuting_the_batch(seed, batch, classes):
 
 
 class FiniteTest(chex.TestCase):
-
   @chex.variants(with_jit=True, without_jit=True)
   @parameterized.product(weighting=hashnet.WEIGHTINGS, z_scale=(1e-3, 1.0, 1e4), beta=(1.0, 1e3))
   def test_values_and_gradients_stay_finite(self, weighting, z_scale, beta):
@@ -106,13 +112,20 @@ def test_balanced_weights_give_similar_and_dissimilar_pairs_equal_mass():
   np.testing.assert_allclose(uniform[off], 1.0 / off.sum(), rtol=1e-6)
 
 
-@pytest.mark.parametrize("labels", [np.ones((6, 3), np.int32), np.eye(6, dtype=np.int32)],
-                         ids=["all-similar", "all-dissimilar"])
+@pytest.mark.parametrize(
+  "labels",
+  [np.ones((6, 3), np.int32), np.eye(6, dtype=np.int32)],
+  ids=["all-similar", "all-dissimilar"],
+)
 @pytest.mark.parametrize("weighting", hashnet.WEIGHTINGS)
 def test_batches_with_one_kind_of_pair_average_over_what_they_have(labels, weighting):
   z, _ = random_batch(1, 6, 8, 1)
-  value, _ = hashnet.loss({"z": z}, labels, jnp.int32(0), method_config(bits=8, weighting=weighting))
-  np.testing.assert_allclose(float(value), reference_loss(z, labels, 1.0, 10.0 / 8, "uniform"), rtol=2e-5)
+  value, _ = hashnet.loss(
+    {"z": z}, labels, jnp.int32(0), method_config(bits=8, weighting=weighting)
+  )
+  np.testing.assert_allclose(
+    float(value), reference_loss(z, labels, 1.0, 10.0 / 8, "uniform"), rtol=2e-5
+  )
 
 
 @EXAMPLES
@@ -138,20 +151,27 @@ def test_beta_never_decreases_and_tanh_approaches_sign():
   z = np.array([-2.0, -0.3, -0.05, 0.05, 0.3, 2.0])
   gap = np.abs(np.tanh(np.outer(beta, z)) - np.sign(z))
   assert np.all(np.diff(gap, axis=0) <= 0) and gap[-1].max() < 0.2
-  assert np.all(np.asarray(hashnet.beta_schedule(method_config(continuation=False, beta0=1.0))(steps)) == 1.0)
+  assert np.all(
+    np.asarray(hashnet.beta_schedule(method_config(continuation=False, beta0=1.0))(steps)) == 1.0
+  )
 
 
 def test_codes_are_sign_with_zero_as_one():
   z = jnp.array([[-1.0, 0.0, 1e-8, -1e-8]])
-  np.testing.assert_array_equal(np.asarray(hashnet.binarize({"z": z})), [[False, True, True, False]])
+  np.testing.assert_array_equal(
+    np.asarray(hashnet.binarize({"z": z})), [[False, True, True, False]]
+  )
 
 
-@pytest.mark.parametrize("key, value, message", [
+@pytest.mark.parametrize(
+  "key, value, message",
+  [
     ("weighting", "pairs", "config.method.weighting"),
     ("alpha", -1.0, "config.method.alpha"),
     ("gamma", -0.1, "gamma"),
     ("step_size", 0, "step_size"),
-])
+  ],
+)
 def test_bad_method_config_is_refused_by_validation(key, value, message):
   with pytest.raises(ValueError, match=message):
     get_method("hashnet").validate(method_config(**{key: value}))
@@ -159,17 +179,28 @@ def test_bad_method_config_is_refused_by_validation(key, value, message):
 
 def test_two_training_steps_log_beta_and_loss(finished_hashnet_run):
   workdir, results = finished_hashnet_run  # train_and_evaluate(configs/test.py:hashnet), shared
-  assert results["method"] == "hashnet" and results["step"] == 2 and 0 <= results["codes"]["map@all"] <= 1
+  assert (
+    results["method"] == "hashnet"
+    and results["step"] == 2
+    and 0 <= results["codes"]["map@all"] <= 1
+  )
   log = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   assert [r["step"] for r in log] == [1, 2]
   assert all(r["beta"] == 1.0 and np.isfinite(r["loss"]) for r in log)
 
 
-@pytest.mark.parametrize("name, arg", [
-    ("hashnet_mnist", None), ("hashnet_mnist", "full,bits=64"), ("hashnet_cifar10", None),
-    ("hashnet_cifar10", "cpu"), ("hashnet_imagenet100", None), ("hashnet_nuswide", "bits=32"),
+@pytest.mark.parametrize(
+  "name, arg",
+  [
+    ("hashnet_mnist", None),
+    ("hashnet_mnist", "full,bits=64"),
+    ("hashnet_cifar10", None),
+    ("hashnet_cifar10", "cpu"),
+    ("hashnet_imagenet100", None),
+    ("hashnet_nuswide", "bits=32"),
     ("hashnet_coco", None),
-])
+  ],
+)
 def test_configs_are_valid(name, arg):
   config = load_config(name, arg)
   config_lib.validate(config)

@@ -12,12 +12,12 @@ import threading
 import numpy as np
 import pytest
 from PIL import Image
+from test_reliability import one_line_error, tree_digest
 
 import jaxhash
 from conftest import run_cli, run_main
 from jaxhash.data.listfile import LazyImages
 from jaxhash.retrieval import HammingIndex
-from test_reliability import one_line_error, tree_digest
 
 
 @pytest.fixture(scope="module")
@@ -81,12 +81,15 @@ def fifo_watchdog(path, seconds=30):
 def test_index_out_never_replaces_a_run_file_or_an_image(run_copy, tmp_path):
   images = write_digits(tmp_path / "digits")
   run_before, image_before = tree_digest(run_copy), open(images[2], "rb").read()
-  for out, message in [(os.path.join(run_copy, "config.json"), "inside the run directory"),
-                       (os.path.join(run_copy, "codes.jhi"), "inside the run directory"),
-                       (os.path.join(run_copy, "checkpoints", "x.jhi"), "inside the run directory"),
-                       (images[2], "exists and is not a jaxhash index")]:
-    proc = run_main("jaxhash.index", "--workdir", run_copy, "--images", str(tmp_path / "digits"),
-                    "--out", out)
+  for out, message in [
+    (os.path.join(run_copy, "config.json"), "inside the run directory"),
+    (os.path.join(run_copy, "codes.jhi"), "inside the run directory"),
+    (os.path.join(run_copy, "checkpoints", "x.jhi"), "inside the run directory"),
+    (images[2], "exists and is not a jaxhash index"),
+  ]:
+    proc = run_main(
+      "jaxhash.index", "--workdir", run_copy, "--images", str(tmp_path / "digits"), "--out", out
+    )
     assert proc.returncode == 1 and message in one_line_error(proc), proc.stderr
   assert tree_digest(run_copy) == run_before
   assert open(images[2], "rb").read() == image_before
@@ -97,7 +100,8 @@ def test_index_out_never_replaces_a_run_file_or_an_image(run_copy, tmp_path):
 
 
 def test_search_gallery_never_replaces_an_input_and_is_checked_before_encoding(
-    run_copy, tmp_path, monkeypatch):
+  run_copy, tmp_path, monkeypatch
+):
   images = write_digits(tmp_path / "digits")
   out = tmp_path / "digits.jhi"
   build(run_copy, tmp_path / "digits", out)
@@ -108,11 +112,15 @@ def test_search_gallery_never_replaces_an_input_and_is_checked_before_encoding(
     raise AssertionError("encoded before refusing --gallery")
 
   monkeypatch.setattr(jaxhash.Hasher, "encode_with_features", no_encoding)
-  for gallery, message in [(images[0], "one of the images or files the search reads"),  # a query
-                           (images[5], "one of the images or files the search reads"),  # indexed
-                           (os.path.join(run_copy, "gallery.png"), "inside the run directory"),
-                           (str(tmp_path / "gallery.xyz"), "name an image file")]:
-    proc = run_main("jaxhash.search", "--index", str(out), images[0], images[1], "--gallery", gallery)
+  for gallery, message in [
+    (images[0], "one of the images or files the search reads"),  # a query
+    (images[5], "one of the images or files the search reads"),  # indexed
+    (os.path.join(run_copy, "gallery.png"), "inside the run directory"),
+    (str(tmp_path / "gallery.xyz"), "name an image file"),
+  ]:
+    proc = run_main(
+      "jaxhash.search", "--index", str(out), images[0], images[1], "--gallery", gallery
+    )
     assert proc.returncode == 1 and message in one_line_error(proc), (gallery, proc.stderr)
   assert {p: open(p, "rb").read() for p in before} == before
   assert tree_digest(run_copy) == run_before
@@ -120,7 +128,9 @@ def test_search_gallery_never_replaces_an_input_and_is_checked_before_encoding(
 
 def test_evaluate_out_inside_a_run_is_refused(run_copy):
   before = tree_digest(run_copy)
-  proc = run_cli("jaxhash.evaluate", "--workdir", run_copy, "--out", os.path.join(run_copy, "checkpoints"))
+  proc = run_cli(
+    "jaxhash.evaluate", "--workdir", run_copy, "--out", os.path.join(run_copy, "checkpoints")
+  )
   assert proc.returncode == 1 and "inside the run directory" in one_line_error(proc), proc.stderr
   assert tree_digest(run_copy) == before
 
@@ -133,8 +143,15 @@ def test_a_named_pipe_among_the_images_is_skipped_by_name(finished_run, tmp_path
   pipe = str(tmp_path / "digits" / "pipe.png")
   os.mkfifo(pipe)
   with fifo_watchdog(pipe) as blocked:
-    proc = run_main("jaxhash.index", "--workdir", finished_run, "--images", str(tmp_path / "digits"),
-                    "--out", str(tmp_path / "digits.jhi"))
+    proc = run_main(
+      "jaxhash.index",
+      "--workdir",
+      finished_run,
+      "--images",
+      str(tmp_path / "digits"),
+      "--out",
+      str(tmp_path / "digits.jhi"),
+    )
   assert not blocked and proc.returncode == 0, proc.stderr
   assert f"skipped: image {pipe!r} is a named pipe, not a regular file" in proc.stderr
   assert len(HammingIndex.load(str(tmp_path / "digits.jhi"))) == 6
@@ -159,8 +176,16 @@ def test_gallery_of_an_index_whose_image_became_a_named_pipe(finished_run, tmp_p
   os.remove(images[3])
   os.mkfifo(images[3])
   with fifo_watchdog(images[3]) as blocked:
-    proc = run_main("jaxhash.search", "--index", str(tmp_path / "digits.jhi"), images[0], "-k", "6",
-                    "--gallery", str(tmp_path / "gallery.png"))
+    proc = run_main(
+      "jaxhash.search",
+      "--index",
+      str(tmp_path / "digits.jhi"),
+      images[0],
+      "-k",
+      "6",
+      "--gallery",
+      str(tmp_path / "gallery.png"),
+    )
   assert not blocked and proc.returncode == 0, proc.stderr
   assert Image.open(tmp_path / "gallery.png").size[0] > 6 * 96
 
@@ -176,8 +201,9 @@ def test_training_refuses_a_named_pipe_without_waiting(tmp_path):
 # -------------------------------------------------------------------------------- one decoder
 
 
-def test_a_32_bit_float_tiff_is_refused_everywhere_with_the_training_message(finished_run, hasher,
-                                                                            tmp_path):
+def test_a_32_bit_float_tiff_is_refused_everywhere_with_the_training_message(
+  finished_run, hasher, tmp_path
+):
   tiff = str(tmp_path / "f.tif")
   Image.fromarray(np.full((28, 28), 0.5, np.float32)).save(tiff)
   with pytest.raises(ValueError) as training:
@@ -216,11 +242,19 @@ def test_ctrl_c_during_index_says_nothing_was_written(finished_run, tmp_path, mo
 
   write_digits(tmp_path / "digits")
   monkeypatch.setattr(index, "build_index", interrupt)
-  proc = run_main("jaxhash.index", "--workdir", finished_run, "--images", str(tmp_path / "digits"),
-                  "--out", str(tmp_path / "x.jhi"))
+  proc = run_main(
+    "jaxhash.index",
+    "--workdir",
+    finished_run,
+    "--images",
+    str(tmp_path / "digits"),
+    "--out",
+    str(tmp_path / "x.jhi"),
+  )
   assert proc.returncode == 130 and not os.path.exists(tmp_path / "x.jhi")
-  assert proc.stderr.strip() == ("interrupted; nothing was written (an index file is written only "
-                                 "when indexing is done).")
+  assert proc.stderr.strip() == (
+    "interrupted; nothing was written (an index file is written only when indexing is done)."
+  )
 
 
 def test_search_text_output_escapes_unprintable_ids(finished_run, tmp_path):
@@ -229,34 +263,49 @@ def test_search_text_output_escapes_unprintable_ids(finished_run, tmp_path):
   for old, new in zip(images, ["two\nlines.png", "\x1b[31mred.png", "plain é.png"]):
     os.rename(old, folder / new)
   build(finished_run, folder, tmp_path / "d.jhi")
-  proc = run_main("jaxhash.search", "--index", str(tmp_path / "d.jhi"), str(folder / "plain é.png"),
-                  "-k", "3")
+  proc = run_main(
+    "jaxhash.search", "--index", str(tmp_path / "d.jhi"), str(folder / "plain é.png"), "-k", "3"
+  )
   assert proc.returncode == 0, proc.stderr
   lines = proc.stdout.splitlines()
   assert len(lines) == 4 and "\x1b" not in proc.stdout
   assert any(line.endswith(repr(str(folder / "two\nlines.png"))) for line in lines)
   assert any(line.endswith(repr(str(folder / "\x1b[31mred.png"))) for line in lines)
   assert any(line.endswith(str(folder / "plain é.png")) for line in lines)  # printable: as is
-  proc = run_main("jaxhash.search", "--index", str(tmp_path / "d.jhi"), str(folder / "plain é.png"),
-                  "-k", "3", "--json")
-  assert {r["path"] for r in json.loads(proc.stdout)["results"]} == {str(folder / n) for n in
-                                                                     os.listdir(folder)}
+  proc = run_main(
+    "jaxhash.search",
+    "--index",
+    str(tmp_path / "d.jhi"),
+    str(folder / "plain é.png"),
+    "-k",
+    "3",
+    "--json",
+  )
+  assert {r["path"] for r in json.loads(proc.stdout)["results"]} == {
+    str(folder / n) for n in os.listdir(folder)
+  }
 
 
-@pytest.mark.parametrize("images, message", [
+@pytest.mark.parametrize(
+  "images, message",
+  [
     (np.zeros((28, 28, 1), np.uint8), r"look like one \(H, W, C\) image"),
     (np.zeros((28, 28, 3), np.uint8), r"look like one \(H, W, C\) image"),
     (np.zeros((2, 0, 0), np.uint8), "H, W >= 1"),
     (np.zeros((2, 28, 28, 2), np.uint8), "C = 1, 3 or 4"),
     ([np.zeros((0, 5), np.uint8)], "H, W >= 1"),
-])
+  ],
+)
 def test_encode_refuses_ambiguous_and_empty_image_arrays(hasher, images, message):
   with pytest.raises(ValueError, match=message):
     hasher.encode(images)
 
 
 def test_features_of_no_images_have_the_feature_width(hasher):
-  assert hasher.features([]).shape == (0, *hasher.features(np.zeros((1, 28, 28), np.uint8)).shape[1:])
+  assert hasher.features([]).shape == (
+    0,
+    *hasher.features(np.zeros((1, 28, 28), np.uint8)).shape[1:],
+  )
   assert hasher.encode_with_features(np.zeros((0, 28, 28, 1), np.uint8))[1].shape == (0, 500)
 
 

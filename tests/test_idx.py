@@ -73,4 +73,15 @@ def test_missing_directory_and_file(tmp_path):
 def test_embedded_mnist_is_t10k():
   ds = sources.embedded_mnist()
   assert ds.images.shape == (10000, 28, 28, 1)
-  assert np.bincount(ds.labels.argmax(1)).tolist() == [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+  assert np.bincount(ds.labels.argmax(1)).tolist() == [
+    980,
+    1135,
+    1032,
+    1010,
+    982,
+    892,
+    958,
+    1028,
+    974,
+    1009,
+  ]

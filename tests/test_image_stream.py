@@ -31,8 +31,9 @@ def files(tmp_path_factory):
   return paths, images
 
 
-def test_stream_gives_the_codes_of_encode_in_order_and_reports_unreadable_files(hasher, files,
-                                                                                 monkeypatch):
+def test_stream_gives_the_codes_of_encode_in_order_and_reports_unreadable_files(
+  hasher, files, monkeypatch
+):
   paths, images = files
   monkeypatch.setattr(hasher, "memory_budget", 0)  # the smallest batch (8): several batches
   batches = list(image_stream.encode_files(hasher, paths, features=True, workers=3))
@@ -44,8 +45,9 @@ def test_stream_gives_the_codes_of_encode_in_order_and_reports_unreadable_files(
   assert "cannot decode image" in errors[0][1] and "not found" in errors[1][1]
   codes, features = hasher.encode_with_features(images)
   np.testing.assert_array_equal(np.concatenate([b.codes for b in batches]), codes)
-  np.testing.assert_allclose(np.concatenate([b.features for b in batches]), features, rtol=1e-5,
-                             atol=1e-6)
+  np.testing.assert_allclose(
+    np.concatenate([b.features for b in batches]), features, rtol=1e-5, atol=1e-6
+  )
 
 
 def test_stream_decodes_at_most_the_ring_ahead_of_the_network(hasher, files, monkeypatch):

@@ -39,7 +39,7 @@ def numpy_conv_pool(x, w, b):
   y = np.zeros((n, h - kh + 1, width - kw + 1, o)) + b
   for i in range(kh):
     for j in range(kw):
-      y += np.einsum("nyxc,co->nyxo", x[:, i:i + y.shape[1], j:j + y.shape[2]], w[i, j])
+      y += np.einsum("nyxc,co->nyxo", x[:, i : i + y.shape[1], j : j + y.shape[2]], w[i, j])
   windows = y.reshape(n, y.shape[1] // 2, 2, y.shape[2] // 2, 2, o).transpose(0, 1, 3, 5, 2, 4)
   windows = windows.reshape(*windows.shape[:4], 4)  # row-major order within each window
   return windows.max(axis=-1), windows.argmax(axis=-1)
@@ -51,18 +51,25 @@ def numpy_conv_pool_grads(x, w, first, g):
   kh, kw = w.shape[:2]
   g_conv = np.zeros((n, 2 * ph, 2 * pw, o))
   for k in range(4):
-    g_conv[:, k // 2::2, k % 2::2] = np.where(first == k, g, 0)
+    g_conv[:, k // 2 :: 2, k % 2 :: 2] = np.where(first == k, g, 0)
   dx, dw = np.zeros(x.shape), np.zeros(w.shape)
   for i in range(kh):
     for j in range(kw):
-      dw[i, j] = np.einsum("nyxc,nyxo->co", x[:, i:i + 2 * ph, j:j + 2 * pw], g_conv)
-      dx[:, i:i + 2 * ph, j:j + 2 * pw] += np.einsum("nyxo,co->nyxc", g_conv, w[i, j])
+      dw[i, j] = np.einsum("nyxc,nyxo->co", x[:, i : i + 2 * ph, j : j + 2 * pw], g_conv)
+      dx[:, i : i + 2 * ph, j : j + 2 * pw] += np.einsum("nyxo,co->nyxc", g_conv, w[i, j])
   return dx, dw, g_conv.sum(axis=(0, 1, 2))
 
 
 @settings(max_examples=10, deadline=None)
-@given(st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3), st.integers(1, 4),
-       st.sampled_from([(1, 1), (3, 3), (5, 5), (2, 3)]), st.integers(0, 2**31 - 1))
+@given(
+  st.integers(1, 3),
+  st.integers(1, 3),
+  st.integers(1, 3),
+  st.integers(1, 3),
+  st.integers(1, 4),
+  st.sampled_from([(1, 1), (3, 3), (5, 5), (2, 3)]),
+  st.integers(0, 2**31 - 1),
+)
 def test_conv_pool_matches_numpy(n, half_h, half_w, c, o, kernel, seed):
   rng = np.random.default_rng(seed)
   kh, kw = kernel
@@ -73,7 +80,9 @@ def test_conv_pool_matches_numpy(n, half_h, half_w, c, o, kernel, seed):
   ref_y, first = numpy_conv_pool(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64))
   np.testing.assert_allclose(y, ref_y, rtol=1e-5, atol=1e-5)
   g = rng.normal(size=y.shape).astype(np.float32)
-  refs = numpy_conv_pool_grads(x.astype(np.float64), w.astype(np.float64), first, g.astype(np.float64))
+  refs = numpy_conv_pool_grads(
+    x.astype(np.float64), w.astype(np.float64), first, g.astype(np.float64)
+  )
   for ours, ref in zip(vjp(g), refs):
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-4)
 
@@ -89,7 +98,9 @@ def test_conv_pool_routes_tied_maxima_exactly_as_flax(seed):
   g = rng.integers(-3, 4, (3, 4, 5, 3)).astype(np.float32)
 
   def flax_conv_pool(x, w, b):
-    y = jax.lax.conv_general_dilated(x, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = jax.lax.conv_general_dilated(
+      x, w, (1, 1), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
     return nn.max_pool(y + b, (2, 2), strides=(2, 2))
 
   ours, ours_vjp = jax.vjp(jax.jit(conv_pool), x, w, b)
@@ -109,7 +120,6 @@ def test_lenet_refuses_sizes_it_cannot_pool_naming_the_setting(side):
 
 def test_a_run_lenet_cannot_pool_stops_before_writing_its_workdir(tmp_path):
   from conftest import load_config
-
   from jaxhash import trainer
 
   config = load_config("test").unlock()
@@ -149,5 +159,7 @@ def test_lenet_parts_give_the_same_features_and_close_gradients():
   whole = jax.jit(LeNet(parts=1).apply)(params, x)
   for parts in (3, 5):  # 5 does not divide 12: one part
     np.testing.assert_array_equal(jax.jit(LeNet(parts=parts).apply)(params, x), whole)
-  grad = lambda parts: jax.jit(jax.grad(lambda p: jnp.sum(LeNet(parts=parts).apply(p, x) ** 2)))(params)
+  grad = lambda parts: jax.jit(jax.grad(lambda p: jnp.sum(LeNet(parts=parts).apply(p, x) ** 2)))(
+    params
+  )
   chex.assert_trees_all_close(grad(3), grad(1), rtol=1e-4, atol=1e-5)

@@ -6,7 +6,8 @@ import tempfile
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from jaxhash.data import image_folder, listfile
@@ -56,14 +57,17 @@ def test_parse_multi_hot_and_blank_lines(tmp_path):
   np.testing.assert_array_equal(labels, [[0, 1, 1], [1, 0, 0], [0, 0, 0]])
 
 
-@pytest.mark.parametrize("bad_line, problem", [
+@pytest.mark.parametrize(
+  "bad_line, problem",
+  [
     ("c.jpg", "no labels"),
     ("c.jpg 0 2 0", "not 0 or 1"),
     ("c.jpg 0 1.0 0", "not 0 or 1"),
     ("c.jpg 0 1", "2 labels, but line 1 has 3"),
     ("c.jpg 0 1 0 0", "4 labels, but line 1 has 3"),
     (" 0 1 0", "empty image path"),
-])
+  ],
+)
 def test_malformed_line_names_file_and_line(tmp_path, bad_line, problem):
   path = _write(tmp_path / "bad.txt", f"a.jpg 0 1 0\n\nb.jpg 1 0 0\n{bad_line}\n")
   with pytest.raises(ValueError, match=problem) as info:
@@ -79,18 +83,21 @@ def test_missing_or_empty_list_file(tmp_path):
 
 
 CORRUPTIONS = {
-    "no labels": lambda labels: "x.jpg",
-    "not 0 or 1": lambda labels: "x.jpg " + " ".join(labels[:-1] + ["7"]),
-    "labels, but line": lambda labels: "x.jpg " + " ".join(labels + ["0"]),
-    "empty image path": lambda labels: "\t" + " ".join(labels),
+  "no labels": lambda labels: "x.jpg",
+  "not 0 or 1": lambda labels: "x.jpg " + " ".join(labels[:-1] + ["7"]),
+  "labels, but line": lambda labels: "x.jpg " + " ".join(labels + ["0"]),
+  "empty image path": lambda labels: "\t" + " ".join(labels),
 }
 
 
 @settings(max_examples=40, deadline=None)
-@given(labels=st.integers(2, 6).flatmap(lambda c: st.lists(
-           st.lists(st.integers(0, 1), min_size=c, max_size=c), min_size=2, max_size=12)),
-       blanks=st.lists(st.booleans(), min_size=12, max_size=12),
-       data=st.data())
+@given(
+  labels=st.integers(2, 6).flatmap(
+    lambda c: st.lists(st.lists(st.integers(0, 1), min_size=c, max_size=c), min_size=2, max_size=12)
+  ),
+  blanks=st.lists(st.booleans(), min_size=12, max_size=12),
+  data=st.data(),
+)
 def test_property_round_trip_and_line_numbers(labels, blanks, data):
   lines = []
   for row, blank in zip(labels, blanks):
@@ -136,7 +143,9 @@ def test_image_folder_to_dataset_round_trip(tree):
     if name.endswith(".png"):
       np.testing.assert_array_equal(ds.images[row], pixels[name])
     else:  # lossy: compare against Pillow's own decoding
-      np.testing.assert_array_equal(ds.images[row], np.asarray(Image.open(root / name).convert("RGB")))
+      np.testing.assert_array_equal(
+        ds.images[row], np.asarray(Image.open(root / name).convert("RGB"))
+      )
 
 
 def test_list_files_can_live_apart_from_the_images(tree, tmp_path):
@@ -161,7 +170,9 @@ def test_lazy_and_in_memory_are_identical(tree, monkeypatch):
   np.testing.assert_array_equal(lazy.images[2:11:3], eager.images[2:11:3])
   index = np.array([[5, 0], [17, 5]])
   np.testing.assert_array_equal(lazy.images[index], eager.images[index])
-  np.testing.assert_array_equal(lazy.images[lazy.groups["test"]], eager.images[eager.groups["test"]])
+  np.testing.assert_array_equal(
+    lazy.images[lazy.groups["test"]], eager.images[eager.groups["test"]]
+  )
   np.testing.assert_array_equal(lazy.labels, eager.labels)
 
 
@@ -189,8 +200,8 @@ def _banded(width, height):
   """Red left quarter, blue middle, green right quarter."""
   image = np.zeros((height, width, 3), dtype=np.uint8)
   image[:, : width // 4, 0] = 255
-  image[:, width // 4: width - width // 4, 2] = 255
-  image[:, width - width // 4:, 1] = 255
+  image[:, width // 4 : width - width // 4, 2] = 255
+  image[:, width - width // 4 :, 1] = 255
   return image
 
 

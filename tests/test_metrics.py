@@ -23,9 +23,12 @@ def reference_lists(q_bits, db_bits, q_feat, db_feat, spec):
     order = sorted(range(len(db_bits)), key=lambda j: (dist[j], j))
     fine = None
     if q_feat is not None:
-      size = (int((dist <= spec.rerank_radius).sum()) if spec.rerank_radius >= 0
-              else min(spec.rerank_pool, len(db_bits)))
-      fdist = ((q_feat[i][None, :] - db_feat)**2).sum(axis=1)
+      size = (
+        int((dist <= spec.rerank_radius).sum())
+        if spec.rerank_radius >= 0
+        else min(spec.rerank_pool, len(db_bits))
+      )
+      fdist = ((q_feat[i][None, :] - db_feat) ** 2).sum(axis=1)
       fine = sorted(order[:size], key=lambda j: (fdist[j], order.index(j))) + order[size:]
     out.append((dist, order, fine))
   return out
@@ -49,7 +52,7 @@ def reference_metrics(rel_lists, spec, n):
     out[f"map@{r}"] = np.mean([ap for ap, _ in aps])
     out[f"hashnet_map@{r}"] = np.mean(kept) if kept else 0.0
   for k in spec.precision_at:
-    out[f"precision@{k}"] = np.mean([np.sum(rel[:min(k, n)]) / min(k, n) for rel in rel_lists])
+    out[f"precision@{k}"] = np.mean([np.sum(rel[: min(k, n)]) / min(k, n) for rel in rel_lists])
   return out
 
 
@@ -65,8 +68,12 @@ def reference_evaluate(q_bits, db_bits, q_labels, db_labels, spec, q_feat=None, 
     for radius in range(spec.nbits + 1):
       retrieved = dist <= radius
       hits = (retrieved & rel[i]).sum()
-      per_radius.append((hits / retrieved.sum() if retrieved.any() else 0.0,
-                         hits / rel[i].sum() if rel[i].any() else 0.0))
+      per_radius.append(
+        (
+          hits / retrieved.sum() if retrieved.any() else 0.0,
+          hits / rel[i].sum() if rel[i].any() else 0.0,
+        )
+      )
     precision.append(per_radius[spec.radius][0])
     recall.append(per_radius[spec.radius][1])
     curve_p.append([p for p, _ in per_radius])
@@ -109,8 +116,11 @@ def integer_features(rng, m, dim=3):
 
 
 def run(q_bits, db_bits, q_labels, db_labels, spec, q_feat=None, db_feat=None):
-  return evaluate(Encoded(pack_bits(q_bits), q_labels, q_feat),
-                  Encoded(pack_bits(db_bits), db_labels, db_feat), spec)
+  return evaluate(
+    Encoded(pack_bits(q_bits), q_labels, q_feat),
+    Encoded(pack_bits(db_bits), db_labels, db_feat),
+    spec,
+  )
 
 
 def check_against_reference(got, ref, rerank):
@@ -123,24 +133,39 @@ def check_against_reference(got, ref, rerank):
   shown = got["examples"]["query"]
   assert got["examples"]["codes"] == [ref["top"][i] for i in shown]
   if rerank:
-    np.testing.assert_allclose(got["precision_at_k_curve"]["rerank"], ref["rerank_curve"],
-                               atol=1e-9)
+    np.testing.assert_allclose(
+      got["precision_at_k_curve"]["rerank"], ref["rerank_curve"], atol=1e-9
+    )
     assert got["examples"]["rerank"] == [ref["rerank_top"][i] for i in shown]
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**31), q=st.integers(1, 40), n=st.integers(1, 200),
-       nbits=st.sampled_from([8, 40, 96]), tie_heavy=st.booleans(), multi_label=st.booleans(),
-       absent_class=st.booleans(), pool=st.sampled_from([1, 7, 1000]),
-       rerank_radius=st.sampled_from([-1, 0, 3]))
-def test_evaluate_matches_reference(seed, q, n, nbits, tie_heavy, multi_label, absent_class, pool,
-                                    rerank_radius):
+@given(
+  seed=st.integers(0, 2**31),
+  q=st.integers(1, 40),
+  n=st.integers(1, 200),
+  nbits=st.sampled_from([8, 40, 96]),
+  tie_heavy=st.booleans(),
+  multi_label=st.booleans(),
+  absent_class=st.booleans(),
+  pool=st.sampled_from([1, 7, 1000]),
+  rerank_radius=st.sampled_from([-1, 0, 3]),
+)
+def test_evaluate_matches_reference(
+  seed, q, n, nbits, tie_heavy, multi_label, absent_class, pool, rerank_radius
+):
   rng = np.random.default_rng(seed)
   problem = random_problem(rng, q, n, nbits, 4, tie_heavy, multi_label, absent_class)
   feats = integer_features(rng, q), integer_features(rng, n)
   depth = max(1, n // 3)
-  spec = EvalSpec(nbits=nbits, map_at=("all", depth, n + 5), precision_at=(1, 5, n + 3), radius=2,
-                  rerank_pool=pool, rerank_radius=rerank_radius)
+  spec = EvalSpec(
+    nbits=nbits,
+    map_at=("all", depth, n + 5),
+    precision_at=(1, 5, n + 3),
+    radius=2,
+    rerank_pool=pool,
+    rerank_radius=rerank_radius,
+  )
   got = run(*problem, spec, *feats)
   check_against_reference(got, reference_evaluate(*problem, spec, *feats), rerank=True)
 
@@ -163,8 +188,12 @@ def test_chunk_and_table_boundaries(monkeypatch):
   feats = integer_features(rng, 45), integer_features(rng, 1030)
   spec = EvalSpec(nbits=16, map_at=("all", 100), precision_at=(1, 300), rerank_pool=40)
   got = run(*problem, spec, *feats)
-  assert ranking.query_chunk_size(ranking.prepare_database(
-      pack_bits(problem[1]), pack_bits(problem[3]), 16)) == 8
+  assert (
+    ranking.query_chunk_size(
+      ranking.prepare_database(pack_bits(problem[1]), pack_bits(problem[3]), 16)
+    )
+    == 8
+  )
   check_against_reference(got, reference_evaluate(*problem, spec, *feats), rerank=True)
 
 
@@ -203,17 +232,26 @@ def test_results_layout():
   np.testing.assert_allclose(res["bit_balance"], problem[1].mean(axis=0))
   assert res["examples"]["query"] == [0, 3, 5, 8, 11, 14, 16, 19]
   assert len(res["examples"]["rerank"]) == 8 and len(res["examples"]["codes"][0]) == 10
-  assert set(res) == {"codes", "rerank", "pr_curve", "precision_at_k_curve", "bit_balance",
-                      "examples", "seconds"}
+  assert set(res) == {
+    "codes",
+    "rerank",
+    "pr_curve",
+    "precision_at_k_curve",
+    "bit_balance",
+    "examples",
+    "seconds",
+  }
   no_rerank = run(*problem, EvalSpec(nbits=16, rerank=False))
   assert "rerank" not in no_rerank and "rerank" not in no_rerank["precision_at_k_curve"]
 
 
 def test_empty_sets_are_errors():
   with pytest.raises(ValueError, match="nothing to evaluate"):
-    evaluate(Encoded(np.zeros((0, 1), np.uint32), np.zeros((0, 2), np.uint8)),
-             Encoded(np.zeros((3, 1), np.uint32), np.eye(2, dtype=np.uint8)[[0, 1, 0]]),
-             EvalSpec(nbits=8))
+    evaluate(
+      Encoded(np.zeros((0, 1), np.uint32), np.zeros((0, 2), np.uint8)),
+      Encoded(np.zeros((3, 1), np.uint32), np.eye(2, dtype=np.uint8)[[0, 1, 0]]),
+      EvalSpec(nbits=8),
+    )
 
 
 def test_spec_from_config(test_config):

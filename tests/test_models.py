@@ -10,26 +10,36 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxhash.models import BACKBONES, LeNet, get_backbone
-from jaxhash.models import weights
+from jaxhash.models import BACKBONES, LeNet, get_backbone, weights
 from jaxhash.models.layers import DepthwiseConv, PatchConv, PointwiseConv, batch_norm
 from jaxhash.models.stages import last_stage_keys, stage_keys
 
 # Small variants and sizes, one backbone per family of stage code (ResNet-50 differs from ResNet-18
 # only in its blocks and VGG-16 from AlexNet only in its convs; the parity tests cover those).
-SMALL = {"alexnet": ({"fc_width": 16}, 67), "resnet18": ({}, 32),
-         "efficientnet_lite0": ({"depthwise": "grouped"}, 32)}  # (compiles faster than "shifted")
-FEATURES = {"alexnet": 16, "vgg16": 16, "resnet18": 512, "resnet50": 2048,
-            "efficientnet_lite0": 1280}
-fast_jit = functools.partial(jax.jit, compiler_options={"xla_backend_optimization_level": 0,
-                                                        "xla_llvm_disable_expensive_passes": True})
+SMALL = {
+  "alexnet": ({"fc_width": 16}, 67),
+  "resnet18": ({}, 32),
+  "efficientnet_lite0": ({"depthwise": "grouped"}, 32),
+}  # (compiles faster than "shifted")
+FEATURES = {
+  "alexnet": 16,
+  "vgg16": 16,
+  "resnet18": 512,
+  "resnet50": 2048,
+  "efficientnet_lite0": 1280,
+}
+fast_jit = functools.partial(
+  jax.jit,
+  compiler_options={"xla_backend_optimization_level": 0, "xla_llvm_disable_expensive_passes": True},
+)
 
 
 def random_variables(model, shape, seed=0, classifier=False):
   """Fan-in-scaled random variables from numpy (much faster than compiling ``init``)."""
   rng = np.random.default_rng(seed)
-  abstract = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros(shape),
-                                               with_classifier=classifier))
+  abstract = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jnp.zeros(shape), with_classifier=classifier)
+  )
 
   def fill(path, leaf):
     kind = path[-1].key
@@ -44,8 +54,10 @@ def random_variables(model, shape, seed=0, classifier=False):
 
 def random_state_dict(model, seed=0, classifier=True):
   rng = np.random.default_rng(seed)
-  return {key: rng.standard_normal(shape, dtype=np.float32)
-          for key, (_, _, shape) in weights.torch_layout(model, classifier).items()}
+  return {
+    key: rng.standard_normal(shape, dtype=np.float32)
+    for key, (_, _, shape) in weights.torch_layout(model, classifier).items()
+  }
 
 
 @pytest.mark.parametrize("name", list(SMALL))
@@ -115,13 +127,17 @@ def test_batch_norm_uses_batch_statistics_only_when_training_and_not_frozen(name
 def test_training_moves_the_running_statistics_towards_the_batch():
   x = jnp.asarray(np.random.default_rng(2).normal(size=(4, 8, 8, 3)), jnp.float32)
   norm = lambda frozen: batch_norm("bn", True, frozen, momentum=0.9, epsilon=1e-5, dtype=None)
-  variables = {"params": {"scale": jnp.ones(3), "bias": jnp.zeros(3)},
-               "batch_stats": {"mean": jnp.full(3, 0.5), "var": jnp.full(3, 2.0)}}
-  (y, updated), (y_frozen, unchanged) = fast_jit(lambda v, x: [
-      norm(frozen).apply(v, x, mutable=["batch_stats"]) for frozen in (False, True)])(variables, x)
+  variables = {
+    "params": {"scale": jnp.ones(3), "bias": jnp.zeros(3)},
+    "batch_stats": {"mean": jnp.full(3, 0.5), "var": jnp.full(3, 2.0)},
+  }
+  (y, updated), (y_frozen, unchanged) = fast_jit(
+    lambda v, x: [norm(frozen).apply(v, x, mutable=["batch_stats"]) for frozen in (False, True)]
+  )(variables, x)
   batch_mean = x.mean(axis=(0, 1, 2))
-  np.testing.assert_allclose(updated["batch_stats"]["mean"], 0.9 * 0.5 + 0.1 * batch_mean,
-                             rtol=1e-5)
+  np.testing.assert_allclose(
+    updated["batch_stats"]["mean"], 0.9 * 0.5 + 0.1 * batch_mean, rtol=1e-5
+  )
   np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0, atol=1e-5)
   jax.tree.map(np.testing.assert_array_equal, unchanged["batch_stats"], variables["batch_stats"])
   np.testing.assert_allclose(y_frozen, (x - 0.5) / np.sqrt(2.0 + 1e-5), rtol=1e-5, atol=1e-6)
@@ -136,21 +152,32 @@ def test_bfloat16_activations_keep_float32_params(name):
   assert {leaf.dtype for leaf in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
 
 
-@pytest.mark.parametrize("size,kernel,stride,batch", [(9, 3, 1, 2), (10, 5, 2, 2), (2, 5, 2, 2),
-                                                     (7, 3, 2, 6), (1, 3, 2, 1), (12, 5, 1, 8)])
+@pytest.mark.parametrize(
+  "size,kernel,stride,batch",
+  [(9, 3, 1, 2), (10, 5, 2, 2), (2, 5, 2, 2), (7, 3, 2, 6), (1, 3, 2, 1), (12, 5, 1, 8)],
+)
 def test_shifted_depthwise_equals_the_grouped_convolution(size, kernel, stride, batch):
   rng = np.random.default_rng(size * kernel + stride)
   x = jnp.asarray(rng.normal(size=(batch, size, size + 1, 6)), jnp.float32)
   kernel_weights = jnp.asarray(rng.normal(size=(kernel, kernel, 1, 6)), jnp.float32)
   variables = {"params": {"kernel": kernel_weights}}
-  shifted, grouped = fast_jit(lambda v, x: [DepthwiseConv(kernel, stride, impl=impl).apply(v, x)
-                                            for impl in ("shifted", "grouped")])(variables, x)
+  shifted, grouped = fast_jit(
+    lambda v, x: [
+      DepthwiseConv(kernel, stride, impl=impl).apply(v, x) for impl in ("shifted", "grouped")
+    ]
+  )(variables, x)
   assert shifted.shape == grouped.shape == (batch, -(-size // stride), -(-(size + 1) // stride), 6)
   np.testing.assert_allclose(shifted, grouped, rtol=1e-5, atol=1e-5)
   cotangent = jnp.asarray(rng.normal(size=shifted.shape), jnp.float32)  # the custom gradient too
-  grads = [fast_jit(jax.grad(lambda v, x: jnp.sum(
-      DepthwiseConv(kernel, stride, impl=impl).apply(v, x) * cotangent), argnums=(0, 1)))(variables, x)
-           for impl in ("shifted", "grouped")]
+  grads = [
+    fast_jit(
+      jax.grad(
+        lambda v, x: jnp.sum(DepthwiseConv(kernel, stride, impl=impl).apply(v, x) * cotangent),
+        argnums=(0, 1),
+      )
+    )(variables, x)
+    for impl in ("shifted", "grouped")
+  ]
   chex.assert_trees_all_close(grads[0], grads[1], rtol=1e-4, atol=1e-4)
   with pytest.raises(ValueError, match="depthwise impl 'fast'"):
     DepthwiseConv(kernel, stride, impl="fast").apply(variables, x)
@@ -163,8 +190,16 @@ def test_get_backbone_options():
     get_backbone("lenet", dtype=jnp.bfloat16)
   with pytest.raises(ValueError, match="unknown backbone 'resnet51'"):
     get_backbone("resnet51")
-  assert set(BACKBONES) == {"lenet", "alexnet", "vgg16", "resnet18", "resnet50",
-                            "efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"}
+  assert set(BACKBONES) == {
+    "lenet",
+    "alexnet",
+    "vgg16",
+    "resnet18",
+    "resnet50",
+    "efficientnet_lite0",
+    "efficientnet_lite1",
+    "efficientnet_lite2",
+  }
 
 
 def test_lite_family_scaling_gives_the_published_block_counts_and_widths():
@@ -174,9 +209,19 @@ def test_lite_family_scaling_gives_the_published_block_counts_and_widths():
 
   def blocks_and_channels(cls):
     return [spec[0] for spec in cls.SPECS], [spec[4] for spec in cls.SPECS]
-  assert blocks_and_channels(EfficientNetLite0) == ([1, 2, 2, 3, 3, 4, 1], [16, 24, 40, 80, 112, 192, 320])
-  assert blocks_and_channels(EfficientNetLite1) == ([1, 3, 3, 4, 4, 5, 1], [16, 24, 40, 80, 112, 192, 320])
-  assert blocks_and_channels(EfficientNetLite2) == ([1, 3, 3, 4, 4, 5, 1], [16, 24, 48, 88, 120, 208, 352])
+
+  assert blocks_and_channels(EfficientNetLite0) == (
+    [1, 2, 2, 3, 3, 4, 1],
+    [16, 24, 40, 80, 112, 192, 320],
+  )
+  assert blocks_and_channels(EfficientNetLite1) == (
+    [1, 3, 3, 4, 4, 5, 1],
+    [16, 24, 40, 80, 112, 192, 320],
+  )
+  assert blocks_and_channels(EfficientNetLite2) == (
+    [1, 3, 3, 4, 4, 5, 1],
+    [16, 24, 48, 88, 120, 208, 352],
+  )
 
 
 def test_conversion_transposes_each_kind_of_weight():
@@ -192,8 +237,9 @@ def test_conversion_transposes_each_kind_of_weight():
   assert depthwise[4, 0, 0, 9] == sd["_blocks.3._depthwise_conv.weight"][9, 0, 4, 0]
   np.testing.assert_array_equal(params["_fc"]["kernel"], sd["_fc.weight"].T)
   np.testing.assert_array_equal(params["_bn1"]["scale"], sd["_bn1.weight"])
-  np.testing.assert_array_equal(stats["_blocks_15"]["_bn2"]["var"],
-                                sd["_blocks.15._bn2.running_var"])
+  np.testing.assert_array_equal(
+    stats["_blocks_15"]["_bn2"]["var"], sd["_blocks.15._bn2.running_var"]
+  )
   np.testing.assert_array_equal(stats["_bn0"]["mean"], sd["_bn0.running_mean"])
 
 
@@ -216,10 +262,12 @@ def test_conversion_errors_name_the_keys_and_the_backbone():
   with pytest.raises(ValueError) as error:
     weights.convert(sd, "resnet18", source="r18.pth")
   message = str(error.value)
-  for part in ("r18.pth does not fit backbone 'resnet18'",
-               "missing keys (1): layer1.0.bn1.running_var",
-               "unexpected keys (1): layer1.0.conv3.weight",
-               "conv1.weight (64, 3, 3, 3) (expected (64, 3, 7, 7))"):
+  for part in (
+    "r18.pth does not fit backbone 'resnet18'",
+    "missing keys (1): layer1.0.bn1.running_var",
+    "unexpected keys (1): layer1.0.conv3.weight",
+    "conv1.weight (64, 3, 3, 3) (expected (64, 3, 7, 7))",
+  ):
     assert part in message
   with pytest.raises(ValueError, match="does not fit backbone 'resnet50'.*missing keys"):
     weights.convert(sd, "resnet50")
@@ -268,10 +316,14 @@ def test_pointwise_conv_is_nn_conv_1x1(strides):
   chex.assert_trees_all_close(grad(ours), grad(ref), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("size, kernel, strides", [(12, 3, 2), (11, 3, 2), (9, 3, 1), (10, 5, 2), (7, 3, 3)])
+@pytest.mark.parametrize(
+  "size, kernel, strides", [(12, 3, 2), (11, 3, 2), (9, 3, 1), (10, 5, 2), (7, 3, 3)]
+)
 def test_patch_conv_is_nn_conv_same(size, kernel, strides):
   """Same parameter, outputs and gradients as nn.Conv (SAME padding, odd and even sides)."""
-  x = jnp.asarray(np.random.default_rng(size).normal(size=(2, size, size + 1, 3)).astype(np.float32))
+  x = jnp.asarray(
+    np.random.default_rng(size).normal(size=(2, size, size + 1, 3)).astype(np.float32)
+  )
   ref = nn.Conv(5, (kernel, kernel), strides=strides, padding="SAME", use_bias=False)
   params = ref.init(jax.random.key(1), x)
   grad = lambda model: jax.grad(lambda p, x: jnp.sum(jnp.sin(model.apply(p, x))), (0, 1))(params, x)

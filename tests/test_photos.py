@@ -12,8 +12,15 @@ from conftest import load_config, run_cli
 from jaxhash import trainer
 from test_api_data import write_class_tree
 
-PLOTS = ["bit_balance.png", "gallery.png", "gallery_rerank.png", "pr_curve.png",
-         "precision_at_k.png", "radius.png", "training.png"]
+PLOTS = [
+  "bit_balance.png",
+  "gallery.png",
+  "gallery_rerank.png",
+  "pr_curve.png",
+  "precision_at_k.png",
+  "radius.png",
+  "training.png",
+]
 
 
 def train_on_photos(base, size: int) -> str:
@@ -68,8 +75,9 @@ def test_evaluate_a_run_whose_data_moved(run96, tmp_path):
   gone = run_cli("jaxhash.evaluate", "--workdir", run, cwd=str(tmp_path))
   assert gone.returncode == 1 and "does not exist" in gone.stderr, gone.stderr
   assert len(gone.stderr.strip().splitlines()) == 1
-  found = run_cli("jaxhash.evaluate", "--workdir", "run", "--config.data.dir=moved",
-                  cwd=str(tmp_path))
+  found = run_cli(
+    "jaxhash.evaluate", "--workdir", "run", "--config.data.dir=moved", cwd=str(tmp_path)
+  )
   assert found.returncode == 0, found.stderr
   assert sorted(os.listdir(os.path.join(run, "plots"))) == PLOTS
 

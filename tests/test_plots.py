@@ -31,17 +31,37 @@ def results_dict(bits=16, n_query=12, n_db=40, rerank=True, extras=True, rerank_
   hits = np.cumsum(rng.integers(0, 5, bits + 1))
   precision = np.linspace(0.9, 0.1, bits + 1)
   results = {
-      "method": "dlbhc", "bits": bits, "protocol": "mnist10k", "num_queries": n_query,
-      "num_database": n_db, "step": 10,
-      "codes": {"map@all": 0.8, "map@1000": 0.82, "precision@1": 0.9, "precision@10": 0.85,
-                "precision@radius2": 0.7, "recall@radius2": 0.3},
-      "pr_curve": {"radius": list(range(bits + 1)), "precision": precision.tolist(),
-                   "recall": (hits / hits[-1]).tolist()},
-      "seconds": {"encode": 0.1, "codes": 0.1},
+    "method": "dlbhc",
+    "bits": bits,
+    "protocol": "mnist10k",
+    "num_queries": n_query,
+    "num_database": n_db,
+    "step": 10,
+    "codes": {
+      "map@all": 0.8,
+      "map@1000": 0.82,
+      "precision@1": 0.9,
+      "precision@10": 0.85,
+      "precision@radius2": 0.7,
+      "recall@radius2": 0.3,
+    },
+    "pr_curve": {
+      "radius": list(range(bits + 1)),
+      "precision": precision.tolist(),
+      "recall": (hits / hits[-1]).tolist(),
+    },
+    "seconds": {"encode": 0.1, "codes": 0.1},
   }
   if rerank:
-    results["rerank"] = {"map@all": 0.7, "map@1000": 0.71, "precision@1": 0.95, "precision@10": 0.8,
-                         "precision@radius2": 0.7, "recall@radius2": 0.3, "pool_size": 20.0}
+    results["rerank"] = {
+      "map@all": 0.7,
+      "map@1000": 0.71,
+      "precision@1": 0.95,
+      "precision@10": 0.8,
+      "precision@radius2": 0.7,
+      "recall@radius2": 0.3,
+      "pool_size": 20.0,
+    }
   if extras:
     k = list(range(1, n_db + 1))
     codes = np.linspace(0.9, 0.3, n_db)
@@ -61,8 +81,11 @@ def tiny_dataset(n_query=12, n_db=40) -> tuple[Dataset, protocols.Split]:
   classes = np.array([0] * n_query + [0] * 10 + [1] * (n_db - 10))
   images = (np.repeat(classes, 28 * 28) * 200).astype(np.uint8).reshape(-1, 28, 28, 1)
   ds = Dataset("tiny", images, one_hot(classes, 10), {"test": np.arange(len(classes))})
-  split = protocols.Split(train=np.arange(n_query, len(classes)), query=np.arange(n_query),
-                          database=np.arange(n_query, len(classes)))
+  split = protocols.Split(
+    train=np.arange(n_query, len(classes)),
+    query=np.arange(n_query),
+    database=np.arange(n_query, len(classes)),
+  )
   return ds, split
 
 
@@ -73,8 +96,13 @@ def run_dir(tmp_path):
   protocols.save_or_check_split(split, str(tmp_path / "splits"), "protocol test")
   with open(tmp_path / "metrics.jsonl", "w") as f:
     for step in (1, 2, 3):
-      record = {"step": step, "loss": 1.0 / step, "accuracy": 0.3 * step, "learning_rate": 0.1,
-                "images_per_sec": 5.0}
+      record = {
+        "step": step,
+        "loss": 1.0 / step,
+        "accuracy": 0.3 * step,
+        "learning_rate": 0.1,
+        "images_per_sec": 5.0,
+      }
       f.write(json.dumps(record) + "\n")
   return str(tmp_path), ds
 
@@ -83,8 +111,15 @@ def test_all_plots_written_as_pngs(run_dir):
   workdir, ds = run_dir
   written, skipped, failed = plots.write_plots(workdir, results_dict(), ds)
   names = sorted(os.path.basename(p) for p in written)
-  assert names == ["bit_balance.png", "gallery.png", "gallery_rerank.png", "pr_curve.png",
-                   "precision_at_k.png", "radius.png", "training.png"]
+  assert names == [
+    "bit_balance.png",
+    "gallery.png",
+    "gallery_rerank.png",
+    "pr_curve.png",
+    "precision_at_k.png",
+    "radius.png",
+    "training.png",
+  ]
   assert (skipped, failed) == ([], [])
   assert all(_is_png(p) for p in written)
   assert not [f for f in os.listdir(os.path.join(workdir, "plots")) if f.endswith(".tmp")]
@@ -94,8 +129,11 @@ def test_gallery_frames_only_wrong_results(run_dir):
   workdir, ds = run_dir
   results = results_dict()
   # Database positions 0-9 share the queries' class; 10-19 do not.
-  results["examples"] = {"query": results["examples"]["query"], "codes": [list(range(10))] * 8,
-                         "rerank": [list(range(10, 20))] * 8}
+  results["examples"] = {
+    "query": results["examples"]["query"],
+    "codes": [list(range(10))] * 8,
+    "rerank": [list(range(10, 20))] * 8,
+  }
   plots.write_plots(workdir, results, ds)
   right = os.path.join(workdir, "plots", "gallery.png")
   wrong = os.path.join(workdir, "plots", "gallery_rerank.png")
@@ -124,7 +162,11 @@ def test_older_results_get_the_plots_they_have_data_for(run_dir):
   workdir, ds = run_dir
   written, skipped, failed = plots.write_plots(workdir, results_dict(extras=False), ds)
   assert sorted(os.path.basename(p) for p in written) == [
-      "pr_curve.png", "precision_at_k.png", "radius.png", "training.png"]
+    "pr_curve.png",
+    "precision_at_k.png",
+    "radius.png",
+    "training.png",
+  ]
   assert [s.split(" (")[0] for s in skipped] == ["gallery", "bit balance"]
   assert failed == []
 
@@ -147,7 +189,8 @@ def test_write_plots_safely_never_raises(tmp_path, monkeypatch, capsys):
   monkeypatch.setattr(plots, "write_plots", lambda *a: (_ for _ in ()).throw(ImportError("no mpl")))
   assert plots.write_plots_safely(str(tmp_path), results_dict()) == []
   assert capsys.readouterr().err.strip() == (
-      "plots not written (ImportError: no mpl); the results are kept.")
+    "plots not written (ImportError: no mpl); the results are kept."
+  )
 
 
 def test_overlay_pr_curves(tmp_path):
@@ -155,8 +198,9 @@ def test_overlay_pr_curves(tmp_path):
   assert _is_png(plots.overlay_pr_curves([results_dict(), other], str(tmp_path / "pr.png")))
 
 
-def test_training_run_writes_plots_and_a_plot_failure_keeps_results(tmp_path, monkeypatch, capsys,
-                                                                    test_config, finished_run):
+def test_training_run_writes_plots_and_a_plot_failure_keeps_results(
+  tmp_path, monkeypatch, capsys, test_config, finished_run
+):
   import shutil
 
   from jaxhash.trainer import train_and_evaluate
@@ -174,8 +218,9 @@ def test_training_run_writes_plots_and_a_plot_failure_keeps_results(tmp_path, mo
   assert "failed: radius (ZeroDivisionError" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("height, width, channels", [(28, 28, 1), (96, 96, 3), (160, 160, 3),
-                                                     (120, 90, 3)])
+@pytest.mark.parametrize(
+  "height, width, channels", [(28, 28, 1), (96, 96, 3), (160, 160, 3), (120, 90, 3)]
+)
 def test_gallery_fits_images_of_any_size(tmp_path, height, width, channels):
   ds, _ = tiny_dataset()
   images = np.resize(ds.images, (len(ds.labels), height, width, channels))
@@ -204,8 +249,10 @@ def test_gallery_captions_name_the_classes(tmp_path, monkeypatch):
 
 
 def test_overlay_legend_tells_runs_of_one_setting_apart(tmp_path, monkeypatch):
-  runs = [{**results_dict(), "run": name, "backbone": "lenet", "step": step}
-          for name, step in (("runs/a", 10), ("runs/b", 20))]
+  runs = [
+    {**results_dict(), "run": name, "backbone": "lenet", "step": step}
+    for name, step in (("runs/a", 10), ("runs/b", 20))
+  ]
   figures = _drawn_figures(monkeypatch)
   plots.overlay_pr_curves(runs, str(tmp_path / "pr.png"))
   labels = [t.get_text() for t in figures[0].axes[0].get_legend().get_texts()]

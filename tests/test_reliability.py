@@ -1,5 +1,6 @@
 """Faults around a run: changed settings, locks, damaged checkpoints, non-finite training, torn
-logs, full disks. Each case of docs/reliability.md has a test here (fuzzing of inputs is in test_fuzz.py)."""
+logs, full disks. Each case of docs/reliability.md has a test here (fuzzing of inputs is in
+test_fuzz.py)."""
 
 import hashlib
 import json
@@ -10,7 +11,7 @@ import shutil
 import pytest
 
 from conftest import load_config, run_cli
-from jaxhash import rundir, trainer
+from jaxhash import model_state, rundir, trainer
 
 
 def tree_digest(directory) -> dict:
@@ -60,15 +61,21 @@ def requested(**changes):
   return config.lock()
 
 
-@pytest.mark.parametrize("changes, message", [
+@pytest.mark.parametrize(
+  "changes, message",
+  [
     ({"method.bits": 64}, "method.bits 16 -> 64"),
     ({"data.pad": 2}, "data.pad 0 -> 2"),
     ({"optim.momentum": 0.5}, "optim.momentum 0.9 -> 0.5"),
-    ({"optim.learning_rate": 0.001}, "may only be lowered, or train.skip_nonfinite set, after a non-finite stop"),
+    (
+      {"optim.learning_rate": 0.001},
+      "may only be lowered, or train.skip_nonfinite set, after a non-finite stop",
+    ),
     ({"train.batch_size": 32}, "train.batch_size 16 -> 32"),
     ({"train.num_steps": 1}, "train.num_steps 2 -> 1 (that is 2 -> 1 training steps)"),
     ({"train.num_steps": 5}, "pass --extend"),
-])
+  ],
+)
 def test_identity_changes_are_refused_in_one_line(tmp_path, changes, message):
   workdir = recorded_run(tmp_path)
   with pytest.raises(ValueError) as error:
@@ -87,11 +94,16 @@ def test_eval_and_bookkeeping_changes_are_accepted(tmp_path):
   workdir = recorded_run(tmp_path)
   config = requested(**{"eval.radius": 3, "train.log_every": 5, "train.steps_per_call": 5})
   plan = rundir.check(workdir, config, steps_of)
-  assert [str(c) for c in plan.changes] == ["train.log_every 1 -> 5", "train.steps_per_call 10 -> 5"]
+  assert [str(c) for c in plan.changes] == [
+    "train.log_every 1 -> 5",
+    "train.steps_per_call 10 -> 5",
+  ]
   before = open(os.path.join(workdir, "config.json")).read()
   rundir.commit(plan, step=2)
   recorded = json.load(open(os.path.join(workdir, "config.json")))
-  assert recorded["train"]["log_every"] == 5 and recorded["eval"]["radius"] == 2  # eval not recorded
+  assert (
+    recorded["train"]["log_every"] == 5 and recorded["eval"]["radius"] == 2
+  )  # eval not recorded
   assert json.loads(before)["eval"] == recorded["eval"]
   event = json.load(open(os.path.join(workdir, "run.json")))["history"][-1]
   assert event["event"] == "changed" and event["changes"][0]["key"] == "train.log_every"
@@ -125,7 +137,8 @@ def test_lower_learning_rate_is_accepted_only_after_a_non_finite_stop(tmp_path):
   rundir.commit(plan, step=2)
   assert json.load(open(os.path.join(workdir, "config.json")))["optim"]["learning_rate"] == 0.001
   assert rundir.last_event(workdir)["changes"] == [
-      {"key": "optim.learning_rate", "old": 0.01, "new": 0.001}]
+    {"key": "optim.learning_rate", "old": 0.01, "new": 0.001}
+  ]
 
 
 def test_damaged_config_json_is_named(tmp_path):
@@ -146,8 +159,9 @@ def test_changed_bits_on_a_finished_run_leaves_it_intact(tmp_path, finished_run)
   workdir = str(tmp_path / "run")
   shutil.copytree(finished_run, workdir)
   before = tree_digest(workdir)
-  proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", workdir,
-                 "--config.method.bits=64")
+  proc = run_cli(
+    "jaxhash.train", "--config", "configs/test.py", "--workdir", workdir, "--config.method.bits=64"
+  )
   line = one_line_error(proc)
   assert "method.bits 16 -> 64" in line and "--workdir" in line
   assert tree_digest(workdir) == before
@@ -178,8 +192,13 @@ def test_a_busy_workdir_is_refused_naming_the_lock_and_its_holder(tmp_path):
   from conftest import ROOT
 
   workdir = str(tmp_path / "run")
-  holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, workdir], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": ROOT})
+  holder = subprocess.Popen(
+    [sys.executable, "-c", _HOLD_LOCK, workdir],
+    stdin=subprocess.PIPE,
+    stdout=subprocess.PIPE,
+    text=True,
+    env={**os.environ, "PYTHONPATH": ROOT},
+  )
   try:
     assert holder.stdout.readline().strip() == "locked"
     for attempt in (rundir.ensure_free, lambda w: rundir.locked(w).__enter__()):
@@ -222,8 +241,11 @@ def copy_run(finished_run, tmp_path) -> str:
 
 
 def largest_file(workdir, step) -> str:
-  files = [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(workdir, "checkpoints", str(step)))
-           for f in fs]
+  files = [
+    os.path.join(r, f)
+    for r, _, fs in os.walk(os.path.join(workdir, "checkpoints", str(step)))
+    for f in fs
+  ]
   return max(files, key=os.path.getsize)
 
 
@@ -231,7 +253,7 @@ def damage(path, how):
   data = bytearray(open(path, "rb").read())
   middle = len(data) // 2
   if how == "flip":  # small changes to finite floats: only the digest can notice
-    data[middle:middle + 4096] = bytes(b ^ 0x01 for b in data[middle:middle + 4096])
+    data[middle : middle + 4096] = bytes(b ^ 0x01 for b in data[middle : middle + 4096])
   elif how == "truncate":
     data = data[:middle]
   elif how == "empty":
@@ -247,13 +269,18 @@ def restore(exp, workdir):
   return int(state.step), stream.getvalue()
 
 
-@pytest.mark.parametrize("how, message", [
+@pytest.mark.parametrize(
+  "how, message",
+  [
     ("flip", "is damaged ("),  # non-finite or a digest mismatch, depending on the bytes hit
     ("truncate", "is damaged (unreadable: "),
     ("metadata", "default/_METADATA is not valid JSON"),
     ("digest", "its arrays differ from the digest recorded when it was saved"),
-])
-def test_a_damaged_latest_checkpoint_falls_back_saying_so(tmp_path, finished_run, test_exp, how, message):
+  ],
+)
+def test_a_damaged_latest_checkpoint_falls_back_saying_so(
+  tmp_path, finished_run, test_exp, how, message
+):
   workdir = copy_run(finished_run, tmp_path)
   if how == "metadata":
     damage(os.path.join(workdir, "checkpoints", "2", "default", "_METADATA"), "empty")
@@ -286,8 +313,9 @@ def test_a_checkpoint_without_digest_is_restored_unverified(tmp_path, finished_r
   assert step == 2 and "checkpoint 2 has no recorded digest" in said
 
 
-def test_a_checkpoint_saved_before_batch_stats_restores_and_resumes_in_place(tmp_path, finished_run,
-                                                                             test_exp):
+def test_a_checkpoint_saved_before_batch_stats_restores_and_resumes_in_place(
+  tmp_path, finished_run, test_exp
+):
   import io
 
   import orbax.checkpoint as ocp
@@ -314,7 +342,7 @@ def test_a_checkpoint_of_another_model_is_refused_and_never_set_aside(tmp_path, 
 
   workdir = copy_run(finished_run, tmp_path)
   exp = trainer.build_experiment(load_config("test", "bits=8"))
-  abstract = trainer.abstract_state(exp.config, exp.model, exp.dataset.image_shape, exp.mesh)
+  abstract = model_state.abstract_state(exp.config, exp.model, exp.dataset.image_shape, exp.mesh)
   with Checkpointer(workdir) as checkpointer, pytest.raises(IncompatibleCheckpoint) as error:
     checkpointer.restore(abstract, set_aside_damaged=True)
   text = str(error.value)
@@ -337,7 +365,9 @@ def test_resume_past_a_damaged_checkpoint_gives_the_same_results(tmp_path, finis
   assert os.listdir(os.path.join(workdir, "damaged_checkpoints")) == ["2"]
   recorded = json.load(open(os.path.join(finished_run, "results.json")))
   assert results["step"] == 2 and results["codes"] == pytest.approx(recorded["codes"])
-  digests = [json.load(open(os.path.join(d, "checkpoint_digests.json"))) for d in (workdir, finished_run)]
+  digests = [
+    json.load(open(os.path.join(d, "checkpoint_digests.json"))) for d in (workdir, finished_run)
+  ]
   assert digests[0] == digests[1]  # the retrained step 2 is bit-identical to the original
 
 
@@ -364,8 +394,10 @@ def all_checkpoints_finite(workdir) -> list[int]:
   from jaxhash.checkpoint import state_digest
 
   steps = []
-  with ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, "checkpoints")),
-                             options=ocp.CheckpointManagerOptions(read_only=True)) as manager:
+  with ocp.CheckpointManager(
+    os.path.abspath(os.path.join(workdir, "checkpoints")),
+    options=ocp.CheckpointManagerOptions(read_only=True),
+  ) as manager:
     for step in manager.all_steps():
       assert state_digest(manager.restore(step))[1], f"checkpoint {step} is not finite"
       steps.append(step)
@@ -378,8 +410,12 @@ def test_all_finite_finds_one_bad_element_in_any_leaf_and_passes_the_largest_fin
   import numpy as np
 
   largest = float(np.finfo(np.float32).max)
-  tree = {"big": np.full((300, 200), largest, np.float32), "small": np.zeros(3, np.float32),
-          "bf16": jnp.full((4,), -jnp.finfo(jnp.bfloat16).max, jnp.bfloat16), "count": np.int32(7)}
+  tree = {
+    "big": np.full((300, 200), largest, np.float32),
+    "small": np.zeros(3, np.float32),
+    "bf16": jnp.full((4,), -jnp.finfo(jnp.bfloat16).max, jnp.bfloat16),
+    "count": np.int32(7),
+  }
   assert bool(trainer._all_finite(tree))  # no overflow from many large finite values
   for name in ("big", "small", "bf16"):
     leaf = jnp.asarray(tree[name])
@@ -409,8 +445,10 @@ def assert_params_and_optimizer_state_kept(before, after):
   import jax
   import numpy as np
 
-  for old, new in zip(jax.tree.leaves((before.params, before.opt_state)),
-                      jax.tree.leaves((after.params, after.opt_state))):
+  for old, new in zip(
+    jax.tree.leaves((before.params, before.opt_state)),
+    jax.tree.leaves((after.params, after.opt_state)),
+  ):
     np.testing.assert_array_equal(old, new)
 
 
@@ -422,10 +460,13 @@ def test_the_train_step_never_applies_a_non_finite_update(test_exp):
   assert_params_and_optimizer_state_kept(before, after)
 
 
-@pytest.mark.parametrize("optimizer, momentum, shows_in", [
-    ("sgd", 0.9, "optimizer state"), ("sgd", 0.0, "parameters"), ("adam", 0.0, "optimizer state")])
-def test_a_non_finite_gradient_with_a_finite_loss_is_never_applied(test_exp, optimizer, momentum,
-                                                                    shows_in):
+@pytest.mark.parametrize(
+  "optimizer, momentum, shows_in",
+  [("sgd", 0.9, "optimizer state"), ("sgd", 0.0, "parameters"), ("adam", 0.0, "optimizer state")],
+)
+def test_a_non_finite_gradient_with_a_finite_loss_is_never_applied(
+  test_exp, optimizer, momentum, shows_in
+):
   """The step checks loss and new state, not the gradient: a NaN gradient must show in the state."""
   import dataclasses
 
@@ -442,7 +483,9 @@ def test_a_non_finite_gradient_with_a_finite_loss_is_never_applied(test_exp, opt
   assert_params_and_optimizer_state_kept(before, after)
 
 
-def test_learning_rate_1e6_stops_sets_diverged_checkpoints_aside_and_a_lower_rate_finishes(tmp_path):
+def test_learning_rate_1e6_stops_sets_diverged_checkpoints_aside_and_a_lower_rate_finishes(
+  tmp_path,
+):
   workdir = str(tmp_path / "run")
   with pytest.raises(FloatingPointError) as error:
     trainer.train(trainer.build_experiment(diverging_config(checkpoint_every=1)), workdir)
@@ -455,7 +498,10 @@ def test_learning_rate_1e6_stops_sets_diverged_checkpoints_aside_and_a_lower_rat
   # aside; none is resumed from.
   kept = [stop - 2, stop - 1]
   assert f"checkpoints {kept[0]} and {kept[1]} had diverged (logged loss " in text
-  assert "moved to diverged_checkpoints/; no sane checkpoint is left, so a rerun starts from step 0" in text
+  assert (
+    "moved to diverged_checkpoints/; no sane checkpoint is left, so a rerun starts from step 0"
+    in text
+  )
   assert all_checkpoints_finite(workdir) == []
   assert sorted(os.listdir(os.path.join(workdir, "diverged_checkpoints"))) == [str(s) for s in kept]
   assert event["diverged"] == kept and "loss" in event["quantities"]
@@ -463,7 +509,9 @@ def test_learning_rate_1e6_stops_sets_diverged_checkpoints_aside_and_a_lower_rat
   sane.optim.learning_rate = 0.01
   state = trainer.train(trainer.build_experiment(sane.lock()), workdir)
   assert int(state.step) == 8 and all_checkpoints_finite(workdir) == [7, 8]
-  assert rundir.last_event(workdir)["changes"] == [{"key": "optim.learning_rate", "old": 1e6, "new": 0.01}]
+  assert rundir.last_event(workdir)["changes"] == [
+    {"key": "optim.learning_rate", "old": 1e6, "new": 0.01}
+  ]
 
 
 def test_a_non_finite_step_inside_a_call_stops_the_run_at_that_step(tmp_path):
@@ -476,17 +524,24 @@ def test_a_non_finite_step_inside_a_call_stops_the_run_at_that_step(tmp_path):
     with pytest.raises(FloatingPointError, match="became non-finite at step"):
       trainer.train(trainer.build_experiment(config), workdir)
     stops.append(rundir.last_event(workdir)["step"])
-    saved = [int(name) for folder in ("checkpoints", "diverged_checkpoints")
-             if os.path.isdir(os.path.join(workdir, folder))
-             for name in os.listdir(os.path.join(workdir, folder))]
+    saved = [
+      int(name)
+      for folder in ("checkpoints", "diverged_checkpoints")
+      if os.path.isdir(os.path.join(workdir, folder))
+      for name in os.listdir(os.path.join(workdir, folder))
+    ]
     assert all(step < stops[-1] for step in saved), (saved, stops)
   assert stops[0] == stops[1] and stops[0] in (4, 5)
 
 
 def test_a_checkpoint_before_the_divergence_is_kept_and_resumed_from():
   """Judged by the loss logged just after each checkpoint against the first step's loss."""
-  records = [{"step": 1, "loss": 2.3, "first_loss": 2.3}, {"step": 2, "loss": 1.9},
-             {"step": 3, "loss": 40.0}, {"step": 4, "loss": float("nan")}]
+  records = [
+    {"step": 1, "loss": 2.3, "first_loss": 2.3},
+    {"step": 2, "loss": 1.9},
+    {"step": 3, "loss": 40.0},
+    {"step": 4, "loss": float("nan")},
+  ]
   diverged, losses = trainer._diverged([1, 2, 3, 4], records)
   assert diverged == [2, 3, 4] and losses[1] == 1.9 and losses[2] == 40.0 and math.isnan(losses[3])
   assert trainer._diverged([1], records)[0] == []
@@ -494,11 +549,15 @@ def test_a_checkpoint_before_the_divergence_is_kept_and_resumed_from():
 
 
 @pytest.mark.parametrize("steps_per_call, checkpoints", [(1, [7, 8]), (4, [4, 8])])
-def test_skip_nonfinite_counts_skipped_steps_and_keeps_a_finite_state(tmp_path, steps_per_call,
-                                                                       checkpoints):
+def test_skip_nonfinite_counts_skipped_steps_and_keeps_a_finite_state(
+  tmp_path, steps_per_call, checkpoints
+):
   workdir = str(tmp_path / "run")
-  config = diverging_config(skip_nonfinite=True, steps_per_call=steps_per_call,
-                            checkpoint_every=1 if steps_per_call == 1 else 4)
+  config = diverging_config(
+    skip_nonfinite=True,
+    steps_per_call=steps_per_call,
+    checkpoint_every=1 if steps_per_call == 1 else 4,
+  )
   state = trainer.train(trainer.build_experiment(config), workdir)
   assert int(state.step) == 8 and all_checkpoints_finite(workdir) == checkpoints
   from jaxhash.metrics_log import read_metrics
@@ -522,7 +581,10 @@ def test_torn_last_line_is_dropped_with_a_warning_naming_the_file(tmp_path):
   with open(path, "w") as f:
     f.write('{"step": 1, "loss": 2.5}\n{"step": 2, "loss": 2.25}\n{"step": 3, "lo')
   with pytest.warns(RuntimeWarning, match=f"dropped the torn last line of {path}"):
-    assert [r["step"] for r in metrics_log.read_metrics(workdir)] == [1, 2, ]
+    assert [r["step"] for r in metrics_log.read_metrics(workdir)] == [
+      1,
+      2,
+    ]
   notes = metrics_log.trim(workdir, 1)
   assert len(notes) == 1 and path in notes[0]
   assert open(path).read() == '{"step": 1, "loss": 2.5}\n'
@@ -558,8 +620,9 @@ def test_a_torn_metrics_line_does_not_stop_a_resume(tmp_path, finished_run):
   with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
     f.write('{"step": 3, "accuracy": 0.1, "lea')
   stream = io.StringIO()
-  trainer.train(trainer.build_experiment(load_config("test", "steps=3")), workdir, stream=stream,
-                extend=True)
+  trainer.train(
+    trainer.build_experiment(load_config("test", "steps=3")), workdir, stream=stream, extend=True
+  )
   assert "warning: dropped the torn last line of" in stream.getvalue()
   from jaxhash.metrics_log import read_metrics
 
@@ -572,11 +635,22 @@ def test_a_torn_metrics_line_does_not_stop_a_resume(tmp_path, finished_run):
 def test_a_full_disk_keeps_complete_files_and_names_the_path(tmp_path, monkeypatch):
   import errno
 
-  from jaxhash import cli, report
+  from jaxhash import cli, run_results
 
   workdir = str(tmp_path)
-  report.write_results(workdir, {"method": "m", "bits": 8, "protocol": "p", "num_queries": 1,
-                                 "num_database": 1, "step": 1, "seconds": {}, "codes": {"map@all": 0.5}})
+  run_results.write_results(
+    workdir,
+    {
+      "method": "m",
+      "bits": 8,
+      "protocol": "p",
+      "num_queries": 1,
+      "num_database": 1,
+      "step": 1,
+      "seconds": {},
+      "codes": {"map@all": 0.5},
+    },
+  )
   before = tree_digest(workdir)
 
   def no_space(fd):
@@ -584,11 +658,24 @@ def test_a_full_disk_keeps_complete_files_and_names_the_path(tmp_path, monkeypat
 
   monkeypatch.setattr(os, "fsync", no_space)
   with pytest.raises(OSError) as error:
-    report.write_results(workdir, {"method": "m", "bits": 8, "protocol": "p", "num_queries": 1,
-                                   "num_database": 1, "step": 2, "seconds": {}, "codes": {}})
+    run_results.write_results(
+      workdir,
+      {
+        "method": "m",
+        "bits": 8,
+        "protocol": "p",
+        "num_queries": 1,
+        "num_database": 1,
+        "step": 2,
+        "seconds": {},
+        "codes": {},
+      },
+    )
   line = cli.error_line(error.value)
-  assert line == (f"cannot write {workdir}/results.json: No space left on device; free disk space and "
-                  "rerun the same command (complete files are kept).")
+  assert line == (
+    f"cannot write {workdir}/results.json: No space left on device; free disk space and "
+    "rerun the same command (complete files are kept)."
+  )
   assert tree_digest(workdir) == before  # the old results, and no temporary file left
 
 
@@ -606,7 +693,9 @@ def test_a_full_disk_during_a_metrics_append_names_the_log(tmp_path):
   writer._file = FullDisk()
   with pytest.raises(OSError) as error:
     writer.write({"step": 1})
-  assert cli.error_line(error.value).startswith(f"cannot write {tmp_path}/metrics.jsonl: No space left")
+  assert cli.error_line(error.value).startswith(
+    f"cannot write {tmp_path}/metrics.jsonl: No space left"
+  )
 
 
 def test_a_full_disk_when_taking_the_lock_names_the_lock_file(tmp_path, monkeypatch):
@@ -639,8 +728,10 @@ def test_a_permission_error_is_one_line_naming_the_path(tmp_path, monkeypatch):
   monkeypatch.setattr(os, "open", denied)  # creating the temp file beside config.json
   with pytest.raises(PermissionError) as error:
     atomic_write_text(str(tmp_path / "config.json"), "{}")
-  assert cli.error_line(error.value) == (f"cannot write {tmp_path}/config.json: Permission denied; "
-                                         "make it writable or use another --workdir.")
+  assert cli.error_line(error.value) == (
+    f"cannot write {tmp_path}/config.json: Permission denied; "
+    "make it writable or use another --workdir."
+  )
 
 
 _FILE_SIZE_LIMIT = """
@@ -660,34 +751,56 @@ def test_a_failed_checkpoint_write_is_one_line_and_the_rerun_resumes(tmp_path):
   from conftest import ROOT
 
   workdir = str(tmp_path / "run")
-  proc = subprocess.run([sys.executable, "-c", _FILE_SIZE_LIMIT, workdir], cwd=ROOT, capture_output=True,
-                        text=True, timeout=300, env={**os.environ, "PYTHONPATH": ROOT})
+  proc = subprocess.run(
+    [sys.executable, "-c", _FILE_SIZE_LIMIT, workdir],
+    cwd=ROOT,
+    capture_output=True,
+    text=True,
+    timeout=300,
+    env={**os.environ, "PYTHONPATH": ROOT},
+  )
   lines = proc.stderr.strip().splitlines()
   assert proc.returncode == 1 and lines[0].startswith("training ") and len(lines) == 4, proc.stderr
-  assert [l.startswith("step ") for l in lines[1:3]] == [True, True]  # progress, then one error line:
+  assert [line.startswith("step ") for line in lines[1:3]] == [
+    True,
+    True,
+  ]  # progress, then one error line:
   line = lines[3]  # no orbax log records, no "Event loop is closed" tracebacks
-  assert f"saving checkpoint 1 in {workdir}/checkpoints failed (File too large writing {workdir}/" in line
+  assert (
+    f"saving checkpoint 1 in {workdir}/checkpoints failed (File too large writing {workdir}/"
+    in line
+  )
   assert "rerun the same command to resume" in line
   results = trainer.train_and_evaluate(load_config("test"), workdir)
-  assert results["step"] == 2 and sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["1", "2"]
+  assert results["step"] == 2 and sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == [
+    "1",
+    "2",
+  ]
 
 
 # ----------------------------------------------------------------------------------- inputs
 
 
-@pytest.mark.parametrize("key, value, message", [
+@pytest.mark.parametrize(
+  "key, value, message",
+  [
     ("train.num_steps", -5, "config.train.num_steps=-5 must be >= 0 (0 = use train.num_epochs)."),
     ("train.num_epochs", -1.0, "config.train.num_epochs=-1.0 must be >= 0."),
     ("seed", -1, "config.seed=-1 must be >= 0."),
     ("optim.momentum", 1.0, "config.optim.momentum=1.0 must be below 1."),
     ("optim.decay_factor", 0.0, "config.optim.decay_factor=0.0 must be > 0."),
     ("data.pad", -2, "config.data.pad=-2 must be >= 0."),
-    ("eval.rerank_radius", -2, "config.eval.rerank_radius=-2 must be >= -1 (-1 = use eval.rerank_pool)."),
+    (
+      "eval.rerank_radius",
+      -2,
+      "config.eval.rerank_radius=-2 must be >= -1 (-1 = use eval.rerank_pool).",
+    ),
     ("eval.rerank_pool", 0, "config.eval.rerank_pool=0 must be > 0."),
     ("train.steps_per_call", 0, "config.train.steps_per_call=0 must be > 0."),
     ("optim.learning_rate", float("nan"), "config.optim.learning_rate=nan is not a finite number."),
     ("data.std", (0.0,), "config.data.std=(0.0,) must be positive."),
-])
+  ],
+)
 def test_numeric_settings_are_range_checked(key, value, message):
   from jaxhash import config as config_lib
 
@@ -716,7 +829,9 @@ def test_16_bit_grayscale_png_is_scaled_to_8_bits(tmp_path):
 
   gray = (np.arange(64, dtype=np.uint32).reshape(8, 8) * 1000).astype(np.uint16)
   Image.fromarray(gray).save(tmp_path / "g16.png")
-  assert Image.open(tmp_path / "g16.png").mode.startswith("I")  # Pillow's convert would clip to white
+  assert Image.open(tmp_path / "g16.png").mode.startswith(
+    "I"
+  )  # Pillow's convert would clip to white
   decoded = LazyImages([str(tmp_path / "g16.png")])[0]
   np.testing.assert_array_equal(decoded, np.repeat((gray >> 8).astype(np.uint8)[..., None], 3, -1))
 
@@ -728,14 +843,22 @@ def test_32_bit_float_images_are_refused_clearly(tmp_path):
   from jaxhash.data.listfile import LazyImages
 
   Image.fromarray(np.ones((8, 8), np.float32)).save(tmp_path / "f.tif")
-  with pytest.raises(ValueError, match=r"f.tif' has 32-bit float pixels, which have no standard 8-bit"):
+  with pytest.raises(
+    ValueError, match=r"f.tif' has 32-bit float pixels, which have no standard 8-bit"
+  ):
     LazyImages([str(tmp_path / "f.tif")])[0]
 
 
-@pytest.mark.parametrize("content, message", [
-    (b"a.jpg 0 1\n\x89PNG\r\n\x1a\n\x00\xff", r"l.txt:2: not UTF-8 text \(byte 0x89 at offset 10\)"),
+@pytest.mark.parametrize(
+  "content, message",
+  [
+    (
+      b"a.jpg 0 1\n\x89PNG\r\n\x1a\n\x00\xff",
+      r"l.txt:2: not UTF-8 text \(byte 0x89 at offset 10\)",
+    ),
     (b"a.jpg 0 1\nb\x00.jpg 1 0\n", r"l.txt:2: a NUL byte; is this a binary file\?"),
-])
+  ],
+)
 def test_a_binary_list_file_is_named(tmp_path, content, message):
   from jaxhash.data.listfile import parse_list_file
 
@@ -755,7 +878,9 @@ def test_missing_image_hint_names_a_fix_a_config_user_can_apply(tmp_path):
   (tmp_path / "abs.txt").write_text("/home/author/data/train/a.png 1 0\n")
   with pytest.raises(FileNotFoundError) as error:
     load_list_files(str(tmp_path / "root"), {"train": str(tmp_path / "abs.txt")})
-  assert "drop their leading '/home/author/data/' (e.g. sed -i 's|^/home/author/data/||'" in str(error.value)
+  assert "drop their leading '/home/author/data/' (e.g. sed -i 's|^/home/author/data/||'" in str(
+    error.value
+  )
   (tmp_path / "rel.txt").write_text("train/b.png 1 0\n")
   with pytest.raises(FileNotFoundError) as error:
     load_list_files(str(tmp_path / "root"), {"train": str(tmp_path / "rel.txt")})

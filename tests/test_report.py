@@ -9,7 +9,7 @@ import os
 import pytest
 
 from conftest import ROOT, run_cli
-from jaxhash import published, report
+from jaxhash import published, report, run_results
 
 
 def _readme_tables():
@@ -20,18 +20,28 @@ def _readme_tables():
   return module
 
 
-def run_results(method="dlbhc", protocol="cifar10-2", bits=48, map_at=("all", 1000), hashnet=False):
+def fake_results(
+  method="dlbhc", protocol="cifar10-2", bits=48, map_at=("all", 1000), hashnet=False
+):
   codes = {f"map@{r}": 0.5 + 0.01 * i for i, r in enumerate(map_at)}
   if hashnet:
     codes.update({f"hashnet_map@{r}": 0.6 + 0.01 * i for i, r in enumerate(map_at)})
   codes.update({"precision@radius2": 0.4, "recall@radius2": 0.2})
-  return {"method": method, "bits": bits, "protocol": protocol, "num_queries": 10_000,
-          "num_database": 50_000, "step": 5, "codes": codes,
-          "pr_curve": {"radius": [0, 1, 2], "precision": [0.9, 0.8, 0.7],
-                       "recall": [0.1, 0.3, 0.6]}}
+  return {
+    "method": method,
+    "bits": bits,
+    "protocol": protocol,
+    "num_queries": 10_000,
+    "num_database": 50_000,
+    "step": 5,
+    "codes": codes,
+    "pr_curve": {"radius": [0, 1, 2], "precision": [0.9, 0.8, 0.7], "recall": [0.1, 0.3, 0.6]},
+  }
 
 
-@pytest.mark.parametrize("method, protocol, bits, r, value", [
+@pytest.mark.parametrize(
+  "method, protocol, bits, r, value",
+  [
     ("dlbhc", "cifar10-2", 12, 1000, 0.8930),
     ("dlbhc", "cifar10-2", 32, 1000, 0.8972),
     ("dlbhc", "cifar10-2", 48, 1000, 0.8973),
@@ -39,12 +49,15 @@ def run_results(method="dlbhc", protocol="cifar10-2", bits=48, map_at=("all", 10
     ("hashnet", "imagenet100", 48, 1000, 0.6633),
     ("hashnet", "nuswide", 48, 5000, 0.7114),
     ("hashnet", "coco", 48, 5000, 0.7301),
-])
+  ],
+)
 def test_published_figures_match_their_protocol_bits_and_r(method, protocol, bits, r, value):
   assert [f.value for f in published.matching(method, protocol, bits, r)] == [value]
 
 
-@pytest.mark.parametrize("method, protocol, bits, r", [
+@pytest.mark.parametrize(
+  "method, protocol, bits, r",
+  [
     ("dlbhc", "cifar10-2", 48, "all"),  # DLBHC's CIFAR-10 figure is mAP@1000
     ("dlbhc", "cifar10", 48, 1000),  # another split of CIFAR-10
     ("dlbhc", "mnist10k", 48, "all"),  # the embedded t10k protocol is not the paper's MNIST
@@ -53,7 +66,8 @@ def test_published_figures_match_their_protocol_bits_and_r(method, protocol, bit
     ("hashnet", "imagenet100", 48, 5000),
     ("hashnet", "cifar10-2", 48, 1000),  # the HashNet paper has no CIFAR-10 figure
     ("dlbhc", "imagenet100", 48, 1000),
-])
+  ],
+)
 def test_other_runs_get_no_published_figure(method, protocol, bits, r):
   assert published.matching(method, protocol, bits, r) == []
 
@@ -68,8 +82,13 @@ def test_every_published_figure_names_a_source_and_convention():
 
 
 def test_markdown_table_puts_the_published_figure_beside_the_matching_row():
-  table = report.rows([run_results(), run_results("hashnet", "imagenet100", map_at=(1000,),
-                                                  hashnet=True), run_results(protocol="mnist10k")])
+  table = report.rows(
+    [
+      fake_results(),
+      fake_results("hashnet", "imagenet100", map_at=(1000,), hashnet=True),
+      fake_results(protocol="mnist10k"),
+    ]
+  )
   text = report.markdown(table)
   lines = [line for line in text.splitlines() if " | DLBHC | CIFAR-10 |" in line]
   assert [line.split(" | ")[9] for line in lines] == ["all", "1000"]
@@ -84,17 +103,21 @@ def test_markdown_table_puts_the_published_figure_beside_the_matching_row():
 
 
 def test_rows_of_one_setting_name_their_run_backbone_and_step():
-  runs = [{**run_results(), "run": "runs/a", "backbone": "lenet", "step": 100},
-          {**run_results(), "run": "runs/b", "backbone": "efficientnet_lite0", "step": 2000}]
+  runs = [
+    {**fake_results(), "run": "runs/a", "backbone": "lenet", "step": 100},
+    {**fake_results(), "run": "runs/b", "backbone": "efficientnet_lite0", "step": 2000},
+  ]
   lines = report.markdown(report.rows(runs)).splitlines()
   assert lines[0].startswith("| run | backbone | step | method |")
-  for start in ("| runs/a | lenet | 100 | DLBHC | CIFAR-10 |",
-                "| runs/b | efficientnet_lite0 | 2,000 |"):
+  for start in (
+    "| runs/a | lenet | 100 | DLBHC | CIFAR-10 |",
+    "| runs/b | efficientnet_lite0 | 2,000 |",
+  ):
     assert sum(line.startswith(start) for line in lines) == 2
 
 
 def test_csv_has_full_precision_and_one_line_per_published_figure():
-  text = report.csv_text(report.rows([run_results(), run_results(protocol="mnist")]))
+  text = report.csv_text(report.rows([fake_results(), fake_results(protocol="mnist")]))
   rows = list(csv.DictReader(io.StringIO(text)))
   assert len(rows) == 4
   by = {(r["protocol"], r["R"]): r for r in rows}
@@ -106,8 +129,8 @@ def test_csv_has_full_precision_and_one_line_per_published_figure():
 
 
 def test_write_results_keeps_json_and_markdown(tmp_path):
-  results = {**run_results(), "seconds": {"codes": 1.0}}
-  report.write_results(str(tmp_path), results)
+  results = {**fake_results(), "seconds": {"codes": 1.0}}
+  run_results.write_results(str(tmp_path), results)
   with open(tmp_path / "results.json") as f:
     assert json.load(f) == results
   assert "| map@1000 | 0.5100 |" in (tmp_path / "results.md").read_text()
@@ -115,7 +138,7 @@ def test_write_results_keeps_json_and_markdown(tmp_path):
 
 @pytest.fixture(scope="module")
 def two_runs(finished_run, finished_hashnet_run):
-  """A tiny DLBHC and a tiny HashNet run (configs/test.py): the session's finished runs, read only."""
+  """A tiny DLBHC and a tiny HashNet run (configs/test.py): the session's finished runs."""
   return [finished_run, finished_hashnet_run[0]]
 
 
@@ -127,8 +150,13 @@ def test_report_cli_over_a_dlbhc_and_a_hashnet_run(two_runs, tmp_path):
   assert lines[0].startswith("| run | backbone | step | method | dataset | protocol | bits |")
   # One row per R of the test config's mAP@R (all, 100), each naming its run.
   for run, method in zip(two_runs, ("DLBHC", "HashNet")):
-    assert sum(line.startswith(f"| {run} | lenet | 2 | {method} | MNIST t10k | mnist10k | 16 |")
-               for line in lines) == 2, lines
+    assert (
+      sum(
+        line.startswith(f"| {run} | lenet | 2 | {method} | MNIST t10k | mnist10k | 16 |")
+        for line in lines
+      )
+      == 2
+    ), lines
   assert os.path.getsize(out) > 10_000
   csv_proc = run_cli("jaxhash.report", *two_runs, "--csv")
   assert len(list(csv.DictReader(io.StringIO(csv_proc.stdout)))) == 4
@@ -147,8 +175,10 @@ def test_readme_and_docs_tables_equal_the_results_files():
   for page in tables.pages():
     with open(page, encoding="utf-8") as f:
       _, stale = tables.update(f.read())
-    assert stale == [], (f"{page}: blocks {stale} differ from benchmarks/results; run "
-                         "python benchmarks/readme_tables.py")
+    assert stale == [], (
+      f"{page}: blocks {stale} differ from benchmarks/results; run "
+      "python benchmarks/readme_tables.py"
+    )
   with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
     assert "<!-- results: summary -->" in f.read()
   with open(os.path.join(ROOT, "docs", "results.md"), encoding="utf-8") as f:
@@ -176,15 +206,23 @@ def test_readme_check_catches_an_edited_figure(tmp_path):
 
 
 def test_commands_are_shown_without_the_measuring_machines_paths():
-  command = "python -m jaxhash.train --config configs/x.py --config.data.dir=../somewhere/data/mnist/"
+  command = (
+    "python -m jaxhash.train --config configs/x.py --config.data.dir=../somewhere/data/mnist/"
+  )
   assert _readme_tables().public_command(command).endswith("--config.data.dir=MNIST")
 
 
 def test_provenance_names_commit_cpu_and_versions():
   tables = _readme_tables()
-  machine = {"commit": "f67c9ab9f3b5+dirty", "cpu": "AMD EPYC", "vector_extensions": ["avx2"],
-             "cores_available": 2, "load_average_1min": 2.39, "backend": "cpu",
-             "versions": {"python": "3.11.7", "jax": "0.10.2", "numpy": "2.4.6"}}
+  machine = {
+    "commit": "f67c9ab9f3b5+dirty",
+    "cpu": "AMD EPYC",
+    "vector_extensions": ["avx2"],
+    "cores_available": 2,
+    "load_average_1min": 2.39,
+    "backend": "cpu",
+    "versions": {"python": "3.11.7", "jax": "0.10.2", "numpy": "2.4.6"},
+  }
   text = tables.provenance("x", machine)
   assert "commit f67c9ab (uncommitted changes)" in text and "AMD EPYC (2 cores, AVX2" in text
   assert "jax 0.10.2" in text
@@ -208,19 +246,29 @@ def test_the_shallow_table_renders_what_its_benchmark_writes(tmp_path, monkeypat
   monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
   import shallow_cifar10 as bench
 
-  rows = [{"method": m, "bits": 32, "map@1000": v, "map@all": v / 2} for m, v in
-          (("lsh", 0.25), ("itq", 0.45))]
+  rows = [
+    {"method": m, "bits": 32, "map@1000": v, "map@all": v / 2}
+    for m, v in (("lsh", 0.25), ("itq", 0.45))
+  ]
   measured = lambda v: [{"map@1000": v, "map@all": v / 2}]
-  peers = [bench.compare("lsh", 32, measured(0.25), measured(0.24), "IndexLSH(d, bits)"),
-           bench.compare("itq", 32, measured(0.45), measured(0.43), bench.SHIPPED),
-           bench.compare("itq", 32, measured(0.45), measured(0.45), bench.CORRECTED)]
+  peers = [
+    bench.compare("lsh", 32, measured(0.25), measured(0.24), "IndexLSH(d, bits)"),
+    bench.compare("itq", 32, measured(0.45), measured(0.43), bench.SHIPPED),
+    bench.compare("itq", 32, measured(0.45), measured(0.45), bench.CORRECTED),
+  ]
   losses = {"bits": 32, "procrustes": [2.0, 1.9], "faiss ITQMatrix": [2.0, 2.1]}
   published_rows, _ = bench.context()
-  payload = {"benchmark": "python benchmarks/shallow_cifar10.py", "protocol": "cifar10",
-             "features": "stand-in features", "machine": {},
-             "faiss ITQ as shipped": bench.itq_note(peers, losses),
-             "mAP@1000 / mAP@all": bench.paper_table(rows, published_rows), "rows": rows,
-             "faiss": peers, "bars": bench.bars(rows, peers, [])}
+  payload = {
+    "benchmark": "python benchmarks/shallow_cifar10.py",
+    "protocol": "cifar10",
+    "features": "stand-in features",
+    "machine": {},
+    "faiss ITQ as shipped": bench.itq_note(peers, losses),
+    "mAP@1000 / mAP@all": bench.paper_table(rows, published_rows),
+    "rows": rows,
+    "faiss": peers,
+    "bars": bench.bars(rows, peers, []),
+  }
   (tmp_path / "shallow_cifar10.json").write_text(json.dumps(payload))
   text = _readme_tables().render("shallow_cifar10", str(tmp_path))
   assert "| 32 bits |" in text and "0.4500 / 0.2250" in text

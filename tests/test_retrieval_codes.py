@@ -2,9 +2,16 @@
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from jaxhash.retrieval import from_faiss_bytes, hamming_distances, pack_bits, to_faiss_bytes, unpack_bits
+from jaxhash.retrieval import (
+  from_faiss_bytes,
+  hamming_distances,
+  pack_bits,
+  to_faiss_bytes,
+  unpack_bits,
+)
 from jaxhash.retrieval.codes import check_words
 
 nbits_strategy = st.integers(8, 1024)
@@ -40,7 +47,9 @@ def test_bit_order_is_documented_order():
   bits = np.zeros((1, 72), np.uint8)
   bits[0, [0, 9, 33, 71]] = 1
   np.testing.assert_array_equal(pack_bits(bits), [[1 | 1 << 9, 1 << 1, 1 << 7]])
-  np.testing.assert_array_equal(to_faiss_bytes(pack_bits(bits), 72), [[1, 2, 0, 0, 2, 0, 0, 0, 128]])
+  np.testing.assert_array_equal(
+    to_faiss_bytes(pack_bits(bits), 72), [[1, 2, 0, 0, 2, 0, 0, 0, 128]]
+  )
 
 
 def test_plus_minus_one_codes_pack_like_zero_one():
@@ -77,11 +86,14 @@ def test_hamming_distance_is_a_metric(seed, nbits):
   assert (d[:, None, :] <= d[:, :, None] + d[None, :, :]).all()  # d(i,k) <= d(i,j) + d(j,k)
 
 
-@pytest.mark.parametrize("words, message", [
+@pytest.mark.parametrize(
+  "words, message",
+  [
     (np.zeros((3, 2), np.int32), "uint32"),
     (np.zeros(3, np.uint32), "uint32"),
     (np.zeros((3, 33), np.uint32), "1 to 32"),
-])
+  ],
+)
 def test_check_words_rejects_bad_arrays(words, message):
   with pytest.raises(ValueError, match=message):
     check_words(words, "db_words")

@@ -10,8 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jaxhash.retrieval import HammingIndex, hamming_topk, pack_bits
-from jaxhash.retrieval import index_file
+from jaxhash.retrieval import HammingIndex, hamming_topk, index_file, pack_bits
 
 
 def random_bits(seed, n, nbits):
@@ -22,8 +21,8 @@ def random_bits(seed, n, nbits):
 def index():
   bits = random_bits(0, 300, 40)
   built = HammingIndex(40)
-  built.add(bits[:100])                                   # 0/1 bits, default ids
-  built.add(2 * bits[100:].astype(np.int8) - 1, ids=np.arange(200) + 5000)   # +-1 bits, own ids
+  built.add(bits[:100])  # 0/1 bits, default ids
+  built.add(2 * bits[100:].astype(np.int8) - 1, ids=np.arange(200) + 5000)  # +-1 bits, own ids
   return built
 
 
@@ -39,7 +38,9 @@ def test_search_matches_topk_with_ids(index):
 
 def test_packed_and_bit_queries_agree(index):
   queries = random_bits(2, 3, 40)
-  assert all((a == b).all() for a, b in zip(index.search(queries, 5), index.search(pack_bits(queries), 5)))
+  assert all(
+    (a == b).all() for a, b in zip(index.search(queries, 5), index.search(pack_bits(queries), 5))
+  )
 
 
 def test_range_search_reports_ids(index):
@@ -47,7 +48,9 @@ def test_range_search_reports_ids(index):
   result = index.range_search(queries, 14)
   d, ids = index.search(queries, 300)
   for j in range(4):
-    np.testing.assert_array_equal(result.indices[result.lims[j]:result.lims[j + 1]], ids[j][d[j] <= 14])
+    np.testing.assert_array_equal(
+      result.indices[result.lims[j] : result.lims[j + 1]], ids[j][d[j] <= 14]
+    )
 
 
 @pytest.mark.parametrize("with_ids", [True, False])
@@ -70,7 +73,9 @@ def _corrupt(path, edit):
   open(path, "wb").write(bytes(edit(data)))
 
 
-@pytest.mark.parametrize("edit, problem", [
+@pytest.mark.parametrize(
+  "edit, problem",
+  [
     (lambda data: data[:-3], "truncated"),
     (lambda data: data[:20], "truncated"),
     (lambda data: data + b"\0", "trailing"),
@@ -78,7 +83,8 @@ def _corrupt(path, edit):
     (lambda data: data[:12] + bytes([data[12] ^ 1]) + data[13:], "checksum"),  # nbits field
     (lambda data: data[:8] + (7).to_bytes(4, "little") + data[12:], "version 7"),
     (lambda data: b"PK" + data[2:], "not a jaxhash index"),
-])
+  ],
+)
 def test_damaged_files_fail_clearly(index, tmp_path, edit, problem):
   path = str(tmp_path / "codes.jxh")
   index.save(path)
@@ -94,16 +100,21 @@ def test_header_layout_is_as_documented(index, tmp_path):
   data = open(path, "rb").read()
   assert data[:8] == index_file.MAGIC
   assert int.from_bytes(data[8:12], "little") == index_file.FORMAT_VERSION
-  assert int.from_bytes(data[12:16], "little") == 40 and int.from_bytes(data[16:24], "little") == 300
+  assert (
+    int.from_bytes(data[12:16], "little") == 40 and int.from_bytes(data[16:24], "little") == 300
+  )
   assert int.from_bytes(data[24:28], "little") == 1  # integer ids, no features, no metadata
   assert len(data) == index_file.HEADER_SIZE + 300 * (2 * 4 + 8)
 
 
-@pytest.mark.parametrize("codes, message", [
+@pytest.mark.parametrize(
+  "codes, message",
+  [
     (np.zeros((3, 41)), "40-bit codes"),
     (np.full((3, 40), 2), "0/1"),
     (np.full((3, 2), 1 << 9, np.uint32), "above bit 40"),
-])
+  ],
+)
 def test_bad_codes_are_clear_errors(codes, message):
   with pytest.raises(ValueError, match=message):
     HammingIndex(40).add(codes)
@@ -122,10 +133,16 @@ def _string_index(with_features=True, n=120, nbits=24, seed=7):
   paths = [f"photos/é{i}/img {i}.png" for i in range(n)]  # non-ASCII and spaces survive
   features = rng.normal(size=(n, 5)).astype(np.float32) if with_features else None
   half = n // 2
-  index.add(random_bits(seed, half, nbits), ids=paths[:half],
-            features=None if features is None else features[:half])
-  index.add(random_bits(seed + 1, n - half, nbits), ids=paths[half:],
-            features=None if features is None else features[half:])
+  index.add(
+    random_bits(seed, half, nbits),
+    ids=paths[:half],
+    features=None if features is None else features[:half],
+  )
+  index.add(
+    random_bits(seed + 1, n - half, nbits),
+    ids=paths[half:],
+    features=None if features is None else features[half:],
+  )
   return index, paths, features
 
 
@@ -149,7 +166,9 @@ def test_rerank_orders_the_hamming_pool_by_feature_distance():
   queries = random_bits(11, 3, 24)
   query_features = np.random.default_rng(3).normal(size=(3, 5)).astype(np.float32)
   d, ids = index.search(queries, 5, features=query_features, pool=20)
-  pool_d, pool_positions = (np.asarray(a) for a in hamming_topk(pack_bits(queries), index.codes, 20))
+  pool_d, pool_positions = (
+    np.asarray(a) for a in hamming_topk(pack_bits(queries), index.codes, 20)
+  )
   for q in range(3):  # numpy reference: stable sort of the 20-candidate pool by squared distance
     squared = ((features[pool_positions[q]] - query_features[q]) ** 2).sum(1)
     order = np.argsort(squared, kind="stable")[:5]
@@ -159,7 +178,8 @@ def test_rerank_orders_the_hamming_pool_by_feature_distance():
 
 def test_rerank_of_overflowing_features_keeps_the_pool_in_hamming_order():
   """A diverged model's fc7 features (1e30) overflow float32 distances: no crash, no id from
-  outside the pool, and the overflowed candidates keep their Hamming order behind the finite ones."""
+  outside the pool, and the overflowed candidates keep their Hamming order behind the finite
+  ones."""
   from jaxhash.evaluation.rerank import Reranker
 
   features = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32)
@@ -177,10 +197,10 @@ def test_rerank_of_overflowing_features_keeps_the_pool_in_hamming_order():
 def test_int_ids_after_default_ids_and_growth_keep_everything():
   index = HammingIndex(16)
   bits = random_bits(12, 1000, 16)
-  index.add(bits[:3])                                  # positions 0..2
-  index.add(bits[3:10], ids=np.arange(7) + 100)        # explicit ids from now on
-  for start in range(10, 1000, 99):                    # many small adds: amortised growth
-    index.add(bits[start:start + 99])
+  index.add(bits[:3])  # positions 0..2
+  index.add(bits[3:10], ids=np.arange(7) + 100)  # explicit ids from now on
+  for start in range(10, 1000, 99):  # many small adds: amortised growth
+    index.add(bits[start : start + 99])
   assert len(index) == 1000
   np.testing.assert_array_equal(index.codes, pack_bits(bits))
   ids = index.ids
@@ -188,18 +208,42 @@ def test_int_ids_after_default_ids_and_growth_keep_everything():
   np.testing.assert_array_equal(ids[10:], np.arange(10, 1000))
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda i: (i.add(random_bits(0, 2, 16), ids=["a", "b"]), i.add(random_bits(0, 1, 16))), "string ids"),
-    (lambda i: (i.add(random_bits(0, 2, 16)), i.add(random_bits(0, 1, 16), ids=["c"])), "integer ids"),
+@pytest.mark.parametrize(
+  "build, message",
+  [
+    (
+      lambda i: (i.add(random_bits(0, 2, 16), ids=["a", "b"]), i.add(random_bits(0, 1, 16))),
+      "string ids",
+    ),
+    (
+      lambda i: (i.add(random_bits(0, 2, 16)), i.add(random_bits(0, 1, 16), ids=["c"])),
+      "integer ids",
+    ),
     (lambda i: i.add(random_bits(0, 2, 16), ids=["a", 3]), "all integers or all strings"),
-    (lambda i: (i.add(random_bits(0, 2, 16), features=np.ones((2, 3))), i.add(random_bits(0, 1, 16))),
-     "holds features"),
-    (lambda i: (i.add(random_bits(0, 2, 16)), i.add(random_bits(0, 1, 16), features=np.ones((1, 3)))),
-     "without features"),
+    (
+      lambda i: (
+        i.add(random_bits(0, 2, 16), features=np.ones((2, 3))),
+        i.add(random_bits(0, 1, 16)),
+      ),
+      "holds features",
+    ),
+    (
+      lambda i: (
+        i.add(random_bits(0, 2, 16)),
+        i.add(random_bits(0, 1, 16), features=np.ones((1, 3))),
+      ),
+      "without features",
+    ),
     (lambda i: i.add(random_bits(0, 2, 16), features=np.ones((3, 3))), "one row per code"),
-    (lambda i: (i.add(random_bits(0, 2, 16)), i.search(random_bits(0, 1, 16), 1, features=np.ones((1, 3)))),
-     "no features"),
-])
+    (
+      lambda i: (
+        i.add(random_bits(0, 2, 16)),
+        i.search(random_bits(0, 1, 16), 1, features=np.ones((1, 3))),
+      ),
+      "no features",
+    ),
+  ],
+)
 def test_inconsistent_ids_and_features_are_clear_errors(build, message):
   with pytest.raises(ValueError, match=message):
     build(HammingIndex(16))
@@ -229,6 +273,7 @@ def test_version_1_files_still_load(tmp_path, with_ids):
 # Whatever the bytes, load either returns an index or raises ValueError: never another exception,
 # a hang, or an index that differs from what was saved.
 
+
 def _reseal(data: bytes) -> bytes:
   """Recomputes the version 2 checksum, so the fuzzed fields are parsed, not just rejected."""
   fields_end, header_end = 48, index_file.HEADER_SIZE
@@ -254,7 +299,9 @@ def _load_or_value_error(tmp_path, data: bytes, name: str):
     return None
 
 
-_FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+_FUZZ = settings(
+  max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 
 @_FUZZ
@@ -286,21 +333,23 @@ def test_fuzz_resealed_fields_raise_only_value_errors(tmp_path, saved_bytes, dat
     position = data.draw(st.integers(12, len(damaged) - 1).filter(lambda p: not 48 <= p < 80))
     damaged[position] = data.draw(st.integers(0, 255))
   if data.draw(st.booleans()):
-    damaged = damaged[:data.draw(st.integers(80, len(damaged)))]
+    damaged = damaged[: data.draw(st.integers(80, len(damaged)))]
   _load_or_value_error(tmp_path, _reseal(bytes(damaged)), "resealed.jhi")
 
 
 def test_resealed_defects_name_the_problem(tmp_path, saved_bytes):
   def field(data, offset, fmt, value):
-    return data[:offset] + struct.pack(fmt, value) + data[offset + struct.calcsize(fmt):]
+    return data[:offset] + struct.pack(fmt, value) + data[offset + struct.calcsize(fmt) :]
 
   cases = {
-      "flags": field(saved_bytes, 24, "<I", 3),                       # int and string ids
-      "inconsistent": field(saved_bytes, 28, "<I", 0),                # features flag, dimension 0
-      "code length": field(saved_bytes, 12, "<I", 2),                 # 2-bit codes, same size
+    "flags": field(saved_bytes, 24, "<I", 3),  # int and string ids
+    "inconsistent": field(saved_bytes, 28, "<I", 0),  # features flag, dimension 0
+    "code length": field(saved_bytes, 12, "<I", 2),  # 2-bit codes, same size
   }
   offsets_at = index_file.HEADER_SIZE + 9 * 4  # after 9 codes of one word
-  cases["partition"] = saved_bytes[:offsets_at + 8] + struct.pack("<Q", 10**6) + saved_bytes[offsets_at + 16:]
+  cases["partition"] = (
+    saved_bytes[: offsets_at + 8] + struct.pack("<Q", 10**6) + saved_bytes[offsets_at + 16 :]
+  )
   meta_len = struct.unpack_from("<Q", saved_bytes, 40)[0]
   cases["metadata"] = saved_bytes[:-meta_len] + b"{" * meta_len
   for problem, data in cases.items():

@@ -4,7 +4,8 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jaxhash.retrieval import count_within_radius, hamming_range_search, pack_bits
 
@@ -25,19 +26,27 @@ def brute_force(query_bits, db_bits, radius):
 
 
 @settings(max_examples=12, deadline=None)
-@given(seed=st.integers(0, 2**16), nbits=st.sampled_from([16, 48, 130]),
-       radius=st.integers(0, 12), density=st.sampled_from([0.05, 0.2]))
+@given(
+  seed=st.integers(0, 2**16),
+  nbits=st.sampled_from([16, 48, 130]),
+  radius=st.integers(0, 12),
+  density=st.sampled_from([0.05, 0.2]),
+)
 def test_range_search_matches_brute_force(seed, nbits, radius, density):
-  queries, database = random_bits(seed, 6, nbits, density), random_bits(seed + 1, 150, nbits, density)
+  queries, database = (
+    random_bits(seed, 6, nbits, density),
+    random_bits(seed + 1, 150, nbits, density),
+  )
   q, db = pack_bits(queries), pack_bits(database)
   result = hamming_range_search(q, db, radius, max_results=150)
   expected = brute_force(queries, database, radius)
-  np.testing.assert_array_equal(np.asarray(count_within_radius(q, db, radius)),
-                                [len(indices) for indices, _ in expected])
+  np.testing.assert_array_equal(
+    np.asarray(count_within_radius(q, db, radius)), [len(indices) for indices, _ in expected]
+  )
   assert result.lims[0] == 0 and len(result.lims) == 7 and not result.truncated.any()
   for j, (indices, distances) in enumerate(expected):
-    np.testing.assert_array_equal(result.indices[result.lims[j]:result.lims[j + 1]], indices)
-    np.testing.assert_array_equal(result.distances[result.lims[j]:result.lims[j + 1]], distances)
+    np.testing.assert_array_equal(result.indices[result.lims[j] : result.lims[j + 1]], indices)
+    np.testing.assert_array_equal(result.distances[result.lims[j] : result.lims[j + 1]], distances)
 
 
 def test_cap_keeps_nearest_and_reports_truncation():
@@ -48,7 +57,7 @@ def test_cap_keeps_nearest_and_reports_truncation():
   for j, (indices, _) in enumerate(expected):
     assert result.truncated[j] == (len(indices) > 10)
     assert result.counts[j] == len(indices)
-    np.testing.assert_array_equal(result.indices[result.lims[j]:result.lims[j + 1]], indices[:10])
+    np.testing.assert_array_equal(result.indices[result.lims[j] : result.lims[j + 1]], indices[:10])
   with pytest.raises(ValueError, match="max_results=10"):
     hamming_range_search(pack_bits(queries), pack_bits(database), 3, max_results=10, strict=True)
 
@@ -71,5 +80,6 @@ def test_bad_radius_is_a_clear_error(radius):
 @pytest.mark.parametrize("max_results", [0, 2.5, True])
 def test_bad_max_results_is_a_clear_error(max_results):
   with pytest.raises(ValueError, match="max_results"):
-    hamming_range_search(np.zeros((1, 1), np.uint32), np.zeros((5, 1), np.uint32), 1,
-                         max_results=max_results)
+    hamming_range_search(
+      np.zeros((1, 1), np.uint32), np.zeros((5, 1), np.uint32), 1, max_results=max_results
+    )

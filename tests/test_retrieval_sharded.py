@@ -34,7 +34,8 @@ def test_sharded_equals_plain_on_four_devices():
   env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
   env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-  completed = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True,
-                             text=True, timeout=300)
+  completed = subprocess.run(
+    [sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, timeout=300
+  )
   assert completed.returncode == 0, completed.stderr[-3000:]
   assert "sharded == plain" in completed.stdout

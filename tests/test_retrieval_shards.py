@@ -1,4 +1,4 @@
-"""An index built in shards (``jaxhash.index --shard I/N``) searches like the index built in one piece."""
+"""An index built in shards (``jaxhash.index --shard I/N``) searches like one built in one piece."""
 
 import subprocess
 import sys
@@ -34,15 +34,20 @@ def data():
   return codes, ids, features, whole, queries, rng.normal(size=(100, 6)).astype(np.float32)
 
 
-@pytest.mark.parametrize("count, k", [(1, 10), (2, 400), (3, 1), (7, 10),
-                                      (500, 10)])  # 500: more shards than codes, some empty
+@pytest.mark.parametrize(
+  "count, k", [(1, 10), (2, 400), (3, 1), (7, 10), (500, 10)]
+)  # 500: more shards than codes, some empty
 def test_shards_search_like_the_whole_index(data, count, k):
   codes, ids, features, whole, queries, query_features = data
   shards = IndexSet(shards_of(codes, ids, features, count)[::-1])  # any order given
   assert len(shards) == len(whole)
-  for found, expected in [(shards.search(queries, k), whole.search(queries, k)),
-                          (shards.search(queries, k, features=query_features, pool=50),
-                           whole.search(queries, k, features=query_features, pool=50))]:
+  for found, expected in [
+    (shards.search(queries, k), whole.search(queries, k)),
+    (
+      shards.search(queries, k, features=query_features, pool=50),
+      whole.search(queries, k, features=query_features, pool=50),
+    ),
+  ]:
     np.testing.assert_array_equal(found[0], expected[0])
     np.testing.assert_array_equal(found[1], expected[1])
 
@@ -72,15 +77,32 @@ def test_a_set_that_is_not_one_whole_index_is_refused(data, tmp_path):
 def test_shards_built_by_two_processes_give_the_whole_index_results(finished_run, tmp_path):
   """The bar: ``--shard 0/2`` and ``--shard 1/2`` in two processes, searched as a set, give exactly
   the results (distances and paths, ties included) of the index built in one piece, 100 queries."""
+  from test_cli import write_digits
+
   import jaxhash
   from jaxhash.search import search_images
-  from test_cli import write_digits
 
   paths = write_digits(tmp_path / "digits", 300)
   args = ["--workdir", finished_run, "--images", str(tmp_path / "digits"), "--features"]
-  jobs = [subprocess.Popen([sys.executable, "-m", "jaxhash.index", *args, "--shard", f"{i}/2",
-                            "--out", str(tmp_path / f"part{i}.jhi")], cwd=ROOT,
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+  jobs = [
+    subprocess.Popen(
+      [
+        sys.executable,
+        "-m",
+        "jaxhash.index",
+        *args,
+        "--shard",
+        f"{i}/2",
+        "--out",
+        str(tmp_path / f"part{i}.jhi"),
+      ],
+      cwd=ROOT,
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+    for i in range(2)
+  ]
   proc = run_main("jaxhash.index", *args, "--out", str(tmp_path / "whole.jhi"))
   assert proc.returncode == 0, proc.stderr
   for job in jobs:
@@ -93,12 +115,22 @@ def test_shards_built_by_two_processes_give_the_whole_index_results(finished_run
   queries = paths[::3]
   assert len(queries) == 100
   for rerank in (False, True):
-    assert (search_images(shards, hasher, queries, 20, rerank=rerank)
-            == search_images(whole, hasher, queries, 20, rerank=rerank))
-  found = run_main("jaxhash.search", "--index", str(tmp_path / "part0.jhi"),
-                   str(tmp_path / "part1.jhi"), *paths[:3], "--json", "-k", "30")
-  expected = run_main("jaxhash.search", "--index", str(tmp_path / "whole.jhi"), *paths[:3], "--json",
-                      "-k", "30")
+    assert search_images(shards, hasher, queries, 20, rerank=rerank) == search_images(
+      whole, hasher, queries, 20, rerank=rerank
+    )
+  found = run_main(
+    "jaxhash.search",
+    "--index",
+    str(tmp_path / "part0.jhi"),
+    str(tmp_path / "part1.jhi"),
+    *paths[:3],
+    "--json",
+    "-k",
+    "30",
+  )
+  expected = run_main(
+    "jaxhash.search", "--index", str(tmp_path / "whole.jhi"), *paths[:3], "--json", "-k", "30"
+  )
   assert found.returncode == 0, found.stderr
   assert found.stdout == expected.stdout
 
@@ -106,8 +138,10 @@ def test_shards_built_by_two_processes_give_the_whole_index_results(finished_run
 def test_search_takes_the_jhi_files_after_the_first_index_as_more_shards():
   from jaxhash.search import split_index_args
 
-  assert split_index_args(["a.jhi", "b.JHI", "q.png"], ["r.png"]) == (["a.jhi", "b.JHI"],
-                                                                       ["q.png", "r.png"])
+  assert split_index_args(["a.jhi", "b.JHI", "q.png"], ["r.png"]) == (
+    ["a.jhi", "b.JHI"],
+    ["q.png", "r.png"],
+  )
   assert split_index_args(["index.bin"], ["q.png"]) == (["index.bin"], ["q.png"])
   with pytest.raises(ValueError, match="at least one query image"):
     split_index_args(["a.jhi", "b.jhi"], [])

@@ -7,12 +7,20 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from jaxhash.retrieval import (MAX_K, HammingIndex, hamming_topk, merge_topk, pack_bits,
-                               prepare_codes, stream_topk)
+from jaxhash.retrieval import (
+  MAX_K,
+  HammingIndex,
+  hamming_topk,
+  merge_topk,
+  pack_bits,
+  prepare_codes,
+  stream_topk,
+  views,
+)
 from jaxhash.retrieval.block_topk import BIN_SIZE, block_topk
-from jaxhash.retrieval import views
 from jaxhash.retrieval.chunking import compiler_options, query_chunks
 
 
@@ -33,12 +41,18 @@ def assert_topk_equal(result, expected):
 
 
 @settings(max_examples=12, deadline=None)  # each example compiles its own shapes
-@given(seed=st.integers(0, 2**16), nbits=st.sampled_from([8, 40, 64, 128, 1000]),
-       num_codes=st.sampled_from([1, 31, 32, 33, 97, 300, 2500]),
-       density=st.sampled_from([0.5, 0.03]), num_queries=st.sampled_from([5, 40]),
-       prepared=st.booleans(), data=st.data())
-def test_topk_matches_stable_brute_force(seed, nbits, num_codes, density, num_queries, prepared,
-                                         data):
+@given(
+  seed=st.integers(0, 2**16),
+  nbits=st.sampled_from([8, 40, 64, 128, 1000]),
+  num_codes=st.sampled_from([1, 31, 32, 33, 97, 300, 2500]),
+  density=st.sampled_from([0.5, 0.03]),
+  num_queries=st.sampled_from([5, 40]),
+  prepared=st.booleans(),
+  data=st.data(),
+)
+def test_topk_matches_stable_brute_force(
+  seed, nbits, num_codes, density, num_queries, prepared, data
+):
   # Small k with 2,500 codes (2,048 in place: 2 groups of 32 bins, then a tail) selects bins
   # through groups. On CPU 5 queries read 64-bit words in pass 1 (byte columns when prepared), a
   # chunk of 32 reads bytes. A prepared database is zero-padded instead of having a tail.
@@ -88,8 +102,9 @@ def test_blocks_in_a_loop_then_a_tail(num_codes, num_queries):
   queries = random_bits(4, num_queries, 64, 0.05)
   database = random_bits(5, num_codes, 64, 0.05)
   expected = reference_topk(queries, database, 30)
-  assert_topk_equal(hamming_topk(pack_bits(queries), pack_bits(database), 30, db_chunk=1024),
-                    expected)
+  assert_topk_equal(
+    hamming_topk(pack_bits(queries), pack_bits(database), 30, db_chunk=1024), expected
+  )
   for db_chunk in (1024, None):  # padding in a block of its own group, or in a longer block
     prepared = prepare_codes(pack_bits(database), db_chunk=db_chunk)
     assert_topk_equal(hamming_topk(pack_bits(queries), prepared, 30), expected)
@@ -164,8 +179,7 @@ class BlockTopkTest(chex.TestCase):
     # k=10 selects among 4 bins directly; k=2 among 96 bins through 3 groups of 32 bins.
     for num_bins, k in ((4, 10), (96, 2)):
       queries, block = random_bits(8, 8, 48, 0.2), random_bits(9, num_bins * BIN_SIZE, 48, 0.2)
-      kernel = self.variant(
-          lambda q, b, n, k=k: block_topk(q, q, b, b, 0, b.shape[0], n, k))
+      kernel = self.variant(lambda q, b, n, k=k: block_topk(q, q, b, b, 0, b.shape[0], n, k))
       for num_valid in (num_bins * BIN_SIZE, 70, 1):
         distances, indices = kernel(pack_bits(queries), pack_bits(block), jnp.int32(num_valid))
         found = min(k, num_valid)
@@ -185,8 +199,9 @@ def test_merge_of_ordered_lists_is_topk_of_union(seed, sizes):
   all_distances, all_indices = np.concatenate(distances)[None], np.concatenate(indices)[None]
   k = min(5, all_distances.shape[1])
   order = np.lexsort((all_indices[0], all_distances[0]))[:k]
-  merged = merge_topk(jnp.asarray(all_distances, jnp.int32), jnp.asarray(all_indices, jnp.int32),
-                      k, 64)
+  merged = merge_topk(
+    jnp.asarray(all_distances, jnp.int32), jnp.asarray(all_indices, jnp.int32), k, 64
+  )
   np.testing.assert_array_equal(np.asarray(merged[0])[0], all_distances[0][order])
   np.testing.assert_array_equal(np.asarray(merged[1])[0], all_indices[0][order])
 
@@ -198,7 +213,9 @@ def hlo_computations(text: str) -> dict[str, str]:
 
 
 @pytest.mark.skipif(jax.default_backend() != "cpu", reason="checks the XLA CPU compilation")
-@pytest.mark.parametrize("num_words", [2, 4])  # unrolled over a bin's codes (64 bits), reduced (128)
+@pytest.mark.parametrize(
+  "num_words", [2, 4]
+)  # unrolled over a bin's codes (64 bits), reduced (128)
 def test_first_pass_is_one_fusion_that_stores_no_distances(num_words):
   """Speed depends on pass 1 fusing: XOR, popcount and bin minima of the bytes in one loop that
   writes one value per (bin, query), and on no array of all distances being stored."""
@@ -206,20 +223,39 @@ def test_first_pass_is_one_fusion_that_stores_no_distances(num_words):
   words = jnp.zeros((num_codes, num_words), jnp.uint32)
   queries = jnp.zeros((num_queries, num_words), jnp.uint32)
   kernel = lambda q, pq, b, pb: block_topk(q, pq, b, pb, 0, num_codes, num_codes, 3)
-  compiled = jax.jit(kernel, compiler_options=compiler_options()).lower(
-      queries, jnp.zeros((num_queries, num_bytes), jnp.uint8), words,
-      jnp.zeros((num_codes, num_bytes), jnp.uint8)).compile()
+  compiled = (
+    jax.jit(kernel, compiler_options=compiler_options())
+    .lower(
+      queries,
+      jnp.zeros((num_queries, num_bytes), jnp.uint8),
+      words,
+      jnp.zeros((num_codes, num_bytes), jnp.uint8),
+    )
+    .compile()
+  )
   text = compiled.as_text()
   computations = hlo_computations(text)
-  stored_in = [re.search(r"^ENTRY %([\w.-]+)", text, re.M)[1], *re.findall(r"body=%([\w.-]+)", text)]
+  stored_in = [
+    re.search(r"^ENTRY %([\w.-]+)", text, re.M)[1],
+    *re.findall(r"body=%([\w.-]+)", text),
+  ]
   stored = {name: computations[name] for name in stored_in}  # the entry and the loop bodies
-  shapes = [[int(n) for n in dims.split(",")] for body in stored.values()
-            for dims in re.findall(r"\w+\[([\d,]+)\]", body)]
+  shapes = [
+    [int(n) for n in dims.split(",")]
+    for body in stored.values()
+    for dims in re.findall(r"\w+\[([\d,]+)\]", body)
+  ]
   assert max(np.prod(shape) for shape in shapes) < num_codes * num_queries
-  byte_popcounts = [name for name, body in computations.items() if re.search(r"u8\[[\d,]*\]\S* popcnt", body)]
+  byte_popcounts = [
+    name for name, body in computations.items() if re.search(r"u8\[[\d,]*\]\S* popcnt", body)
+  ]
   assert len(byte_popcounts) == 1, byte_popcounts  # one loop reads the byte views
-  calls = [line for body in stored.values() for line in body.splitlines()
-           if re.search(f"calls=%{re.escape(byte_popcounts[0])}\\b(?!\\.)", line)]
+  calls = [
+    line
+    for body in stored.values()
+    for line in body.splitlines()
+    if re.search(f"calls=%{re.escape(byte_popcounts[0])}\\b(?!\\.)", line)
+  ]
   assert len(calls) == 1 and f"u8[{num_codes // BIN_SIZE},{num_queries}]" in calls[0], calls
 
 
@@ -230,11 +266,18 @@ def test_column_pass_loops_over_bins_with_queries_inner():
   num_queries, num_codes = 8, 256 * BIN_SIZE  # 8 groups of bins for k=3: bins through groups
   words, queries = jnp.zeros((num_codes, 4), jnp.uint32), jnp.zeros((num_queries, 4), jnp.uint32)
   kernel = lambda q, pq, b, pb: block_topk(q, pq, b, pb, 0, num_codes, num_codes, 3, columns=True)
-  compiled = jax.jit(kernel, compiler_options=compiler_options()).lower(
-      queries, jnp.zeros((num_queries, 16), jnp.uint8), words,
-      jnp.zeros((16, num_codes), jnp.uint8)).compile()
+  compiled = (
+    jax.jit(kernel, compiler_options=compiler_options())
+    .lower(
+      queries, jnp.zeros((num_queries, 16), jnp.uint8), words, jnp.zeros((16, num_codes), jnp.uint8)
+    )
+    .compile()
+  )
   entry = compiled.as_text().split("ENTRY", 1)[1]
-  fusions = [line for line in entry.splitlines() if "%pb" in line and " = " in line
-             and "parameter(" not in line]
+  fusions = [
+    line
+    for line in entry.splitlines()
+    if "%pb" in line and " = " in line and "parameter(" not in line
+  ]
   assert len(fusions) == 1, fusions
   assert f"= u8[{num_codes // BIN_SIZE},{num_queries}]{{1,0}}" in fusions[0], fusions[0]

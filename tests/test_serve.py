@@ -46,8 +46,16 @@ def indexed(finished_run, tmp_path_factory):
   folder = tmp_path_factory.mktemp("served")
   paths = write_digits(folder / "digits", range(48))
   out = str(folder / "digits.jhi")
-  proc = run_main("jaxhash.index", "--workdir", finished_run, "--images", str(folder / "digits"),
-                  "--out", out, "--features")
+  proc = run_main(
+    "jaxhash.index",
+    "--workdir",
+    finished_run,
+    "--images",
+    str(folder / "digits"),
+    "--out",
+    out,
+    "--features",
+  )
   assert proc.returncode == 0, proc.stderr
   return out, paths
 
@@ -76,9 +84,11 @@ def post_image(client, path, **params):
 def test_search_ranks_as_the_search_command(client, indexed):
   index, paths = indexed
   queries = paths[::6]
-  for args, params in [(["-k", "5"], {"k": 5}),
-                       (["-k", "7", "--rerank"], {"k": 7, "rerank": "true"}),
-                       (["-k", "48", "--radius", "3"], {"k": 48, "radius": 3})]:
+  for args, params in [
+    (["-k", "5"], {"k": 5}),
+    (["-k", "7", "--rerank"], {"k": 7, "rerank": "true"}),
+    (["-k", "48", "--radius", "3"], {"k": 48, "radius": 3}),
+  ]:
     expected = cli_results(index, queries, *args)
     for query, want in zip(queries, expected):
       answer = post_image(client, query, **params)
@@ -118,7 +128,7 @@ def test_health_stats_page_and_openapi(client):
   assert stats["items"] == 48 and stats["bits"] == 16
   page = client.get("/")
   assert page.status_code == 200 and "page.js" in page.text and "http" not in page.text.lower()
-  assert "fetch(\"/search" in client.get("/page.js").text
+  assert 'fetch("/search' in client.get("/page.js").text
   described = client.get("/openapi.json").json()["paths"]
   assert {"/search", "/items/{item_id}/image", "/stats"} <= set(described)
 
@@ -136,39 +146,44 @@ def bad_requests(path):
   typed = lambda body, kind: {"content": body, "headers": {"content-type": kind}}  # noqa: E731
   multipart = "multipart/form-data"
   return [
-      ("POST", "/search", {"content": b"plain text, not an image"}, 400, "not an image"),
-      ("POST", "/search", image(png[:len(png) // 2]), 400, "truncated"),
-      ("POST", "/search", image(b"GIF89a\x01\x00\x01\x00" + b"\x00" * 20), 400, "image"),
-      ("POST", "/search", image(bomb_png()), 400, "too large"),
-      ("POST", "/search", {"content": b""}, 400, "empty"),
-      ("POST", "/search", image(b""), 400, "empty"),
-      ("POST", "/search", {"content": b"\x89PNG" + b"\x00" * 300_000}, 413, "limit"),
-      ("POST", "/search", {"files": {"other": ("q.png", png, "image/png")}}, 400, "'image'"),
-      ("POST", "/search", {"files": [("image", ("a.png", png)), ("image", ("b.png", png))]}, 400,
-       "one image"),
-      ("POST", "/search", typed(b"--x\r\nbroken", multipart + "; boundary=y"), 400, "multipart"),
-      ("POST", "/search", typed(b"x", multipart), 400, "boundary"),
-      ("POST", "/search?k=0", image(png), 400, "k=0"),
-      ("POST", "/search?k=1001", image(png), 400, "1 to 1000"),
-      ("POST", "/search?k=ten", image(png), 400, "not an integer"),
-      ("POST", "/search?radius=-1", image(png), 400, "radius"),
-      ("POST", "/search?rerank=maybe", image(png), 400, "rerank"),
-      ("POST", "/search", typed(b"{not json", "application/json"), 400, "JSON"),
-      ("POST", "/search", {"json": {"codes": [[1, 0]]}}, 400, "16-bit"),
-      ("POST", "/search", {"json": {"codes": [[2**33]]}}, 400, "uint32"),
-      ("POST", "/search", {"json": {"ids": ["nope"]}}, 404, "no item"),
-      ("POST", "/search", {"json": {"ids": []}}, 400, "non-empty"),
-      ("POST", "/search?rerank=true", {"json": {"codes": [[0]]}}, 400, "rerank"),
-      ("GET", "/search", {}, 405, "use POST"),
-      ("PUT", "/health", {}, 405, "use GET"),
-      ("GET", "/items/nope/image", {}, 404, "no item"),
-      ("GET", "/items/%2e%2e/image", {}, 404, "no item"),
-      ("GET", "/items/..%2F..%2Fetc%2Fpasswd/image", {}, 404, "no route"),
-      ("GET", "/items/../../../etc/passwd", {}, 404, "no route"),
-      ("GET", "/%2e%2e/%2e%2e/etc/passwd", {}, 404, "no route"),
-      ("GET", "/page.js/../../../etc/passwd", {}, 404, "no route"),
-      ("POST", "/items", image(png), 403, "--writable"),
-      ("DELETE", "/items/nope", {}, 403, "--writable"),
+    ("POST", "/search", {"content": b"plain text, not an image"}, 400, "not an image"),
+    ("POST", "/search", image(png[: len(png) // 2]), 400, "truncated"),
+    ("POST", "/search", image(b"GIF89a\x01\x00\x01\x00" + b"\x00" * 20), 400, "image"),
+    ("POST", "/search", image(bomb_png()), 400, "too large"),
+    ("POST", "/search", {"content": b""}, 400, "empty"),
+    ("POST", "/search", image(b""), 400, "empty"),
+    ("POST", "/search", {"content": b"\x89PNG" + b"\x00" * 300_000}, 413, "limit"),
+    ("POST", "/search", {"files": {"other": ("q.png", png, "image/png")}}, 400, "'image'"),
+    (
+      "POST",
+      "/search",
+      {"files": [("image", ("a.png", png)), ("image", ("b.png", png))]},
+      400,
+      "one image",
+    ),
+    ("POST", "/search", typed(b"--x\r\nbroken", multipart + "; boundary=y"), 400, "multipart"),
+    ("POST", "/search", typed(b"x", multipart), 400, "boundary"),
+    ("POST", "/search?k=0", image(png), 400, "k=0"),
+    ("POST", "/search?k=1001", image(png), 400, "1 to 1000"),
+    ("POST", "/search?k=ten", image(png), 400, "not an integer"),
+    ("POST", "/search?radius=-1", image(png), 400, "radius"),
+    ("POST", "/search?rerank=maybe", image(png), 400, "rerank"),
+    ("POST", "/search", typed(b"{not json", "application/json"), 400, "JSON"),
+    ("POST", "/search", {"json": {"codes": [[1, 0]]}}, 400, "16-bit"),
+    ("POST", "/search", {"json": {"codes": [[2**33]]}}, 400, "uint32"),
+    ("POST", "/search", {"json": {"ids": ["nope"]}}, 404, "no item"),
+    ("POST", "/search", {"json": {"ids": []}}, 400, "non-empty"),
+    ("POST", "/search?rerank=true", {"json": {"codes": [[0]]}}, 400, "rerank"),
+    ("GET", "/search", {}, 405, "use POST"),
+    ("PUT", "/health", {}, 405, "use GET"),
+    ("GET", "/items/nope/image", {}, 404, "no item"),
+    ("GET", "/items/%2e%2e/image", {}, 404, "no item"),
+    ("GET", "/items/..%2F..%2Fetc%2Fpasswd/image", {}, 404, "no route"),
+    ("GET", "/items/../../../etc/passwd", {}, 404, "no route"),
+    ("GET", "/%2e%2e/%2e%2e/etc/passwd", {}, 404, "no route"),
+    ("GET", "/page.js/../../../etc/passwd", {}, 404, "no route"),
+    ("POST", "/items", image(png), 403, "--writable"),
+    ("DELETE", "/items/nope", {}, 403, "--writable"),
   ]
 
 
@@ -241,16 +256,20 @@ def test_writable_adds_and_deletes_are_saved(indexed, tmp_path):
 
 
 def test_importing_jaxhash_does_not_import_the_server_stack():
-  code = ("import sys, jaxhash, jaxhash.search, jaxhash.index; jaxhash.HammingIndex; "
-          "print([m for m in sys.modules "
-          "       if m.split('.')[0] in ('fastapi', 'starlette', 'uvicorn')])")
+  code = (
+    "import sys, jaxhash, jaxhash.search, jaxhash.index; jaxhash.HammingIndex; "
+    "print([m for m in sys.modules "
+    "       if m.split('.')[0] in ('fastapi', 'starlette', 'uvicorn')])"
+  )
   proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
   assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr
 
 
 def test_command_errors_are_one_line(indexed, tmp_path):
   usage = run_main("jaxhash.serve", "--help")
-  assert usage.returncode == 0 and all(f in usage.stdout for f in ("--index", "--writable", "--host"))
+  assert usage.returncode == 0 and all(
+    f in usage.stdout for f in ("--index", "--writable", "--host")
+  )
   proc = run_main("jaxhash.serve", "--index", str(tmp_path / "missing.jhi"))
   assert proc.returncode == 1 and "missing.jhi not found" in proc.stderr
   assert len(proc.stderr.strip().splitlines()) == 1
@@ -281,8 +300,12 @@ def request(port, method, path, body=None, timeout=30):
 
 def start_server(index, port, *args):
   server = subprocess.Popen(
-      [sys.executable, "-m", "jaxhash.serve", "--index", index, "--port", str(port), *args],
-      cwd=ROOT, env={**os.environ, "PYTHONPATH": ROOT}, stderr=subprocess.PIPE, text=True)
+    [sys.executable, "-m", "jaxhash.serve", "--index", index, "--port", str(port), *args],
+    cwd=ROOT,
+    env={**os.environ, "PYTHONPATH": ROOT},
+    stderr=subprocess.PIPE,
+    text=True,
+  )
   for _ in range(600):
     assert server.poll() is None, server.stderr.read()
     try:
@@ -342,8 +365,9 @@ def test_sigkill_during_adds_keeps_every_acknowledged_image(indexed, tmp_path):
   finally:
     server.send_signal(signal.SIGINT)
     assert server.wait(timeout=60) == 0
-  print(f"acknowledged before SIGKILL: {len(acknowledged)}; "
-        f"items after restart: {items - 48} added")
+  print(
+    f"acknowledged before SIGKILL: {len(acknowledged)}; items after restart: {items - 48} added"
+  )
 
 
 BROWSER = ("/usr/bin/chromium", "/usr/bin/chromedriver")
@@ -352,15 +376,26 @@ BROWSER = ("/usr/bin/chromium", "/usr/bin/chromedriver")
 @pytest.fixture
 def browser(tmp_path):
   if not all(os.path.exists(path) for path in BROWSER):
-    pytest.skip("Debian's chromium and chromium-driver are not installed (apt-get install chromium "
-                "chromium-driver; .ci/run installs them)")
+    pytest.skip(
+      "Debian's chromium and chromium-driver are not installed (apt-get install chromium "
+      "chromium-driver; .ci/run installs them)"
+    )
   webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
   options = webdriver.ChromeOptions()
   options.binary_location = BROWSER[0]
-  for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               "--disable-dev-shm-usage", "--window-size=1100,800",
-               f"--user-data-dir={tmp_path / 'chromium'}"):
+  for flag in (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1100,800",
+    f"--user-data-dir={tmp_path / 'chromium'}",
+  ):
     options.add_argument(flag)
   driver = webdriver.Chrome(service=webdriver.ChromeService(BROWSER[1]), options=options)
   yield driver
@@ -409,16 +444,23 @@ def test_browser_page_shows_the_api_results(browser, live_server, indexed, tmp_p
 
   grid = WebDriverWait(browser, 60).until(shown)
   with open(query, "rb") as f:
-    api = urllib.request.urlopen(urllib.request.Request(
-        live_server + "/search?k=8", data=f.read(), method="POST"), timeout=30)
+    api = urllib.request.urlopen(
+      urllib.request.Request(live_server + "/search?k=8", data=f.read(), method="POST"), timeout=30
+    )
   assert grid == [(r["id"], r["path"], r["distance"]) for r in json.load(api)["results"]]
   browser.save_screenshot(str(tmp_path / "search_page.png"))
   print(f"screenshot: {tmp_path / 'search_page.png'}")
 
   browser.find_elements(By.CSS_SELECTOR, ".result")[3].click()  # search with a result
   clicked = grid[3][0]
-  api = urllib.request.urlopen(urllib.request.Request(
-      live_server + "/search?k=8", data=json.dumps({"ids": [clicked]}).encode(), method="POST",
-      headers={"Content-Type": "application/json"}), timeout=30)
+  api = urllib.request.urlopen(
+    urllib.request.Request(
+      live_server + "/search?k=8",
+      data=json.dumps({"ids": [clicked]}).encode(),
+      method="POST",
+      headers={"Content-Type": "application/json"},
+    ),
+    timeout=30,
+  )
   expected = [(r["id"], r["path"], r["distance"]) for r in json.load(api)["results"][0]]
   WebDriverWait(browser, 60).until(lambda d: shown(d) == expected)

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jaxhash.methods import METHODS, itq, itq_cca, sh
 
@@ -24,8 +25,9 @@ def codes(name: str, config, features, labels=None, seed=0) -> np.ndarray:
   """bool (N, bits) codes of ``features`` from ``name`` fitted on them."""
   method = METHODS[name]
   params, _ = method.fit(jnp.asarray(features), labels, config, jax.random.key(seed))
-  return np.asarray(method.binarize(method.make_head(config, 0).apply({"params": params},
-                                                                      jnp.asarray(features))))
+  return np.asarray(
+    method.binarize(method.make_head(config, 0).apply({"params": params}, jnp.asarray(features)))
+  )
 
 
 def clustered(seed: int, n: int = 240, dim: int = 12, classes: int = 4):
@@ -77,8 +79,9 @@ def test_sh_codes_are_balanced_on_centred_uniform_data(data_seed):
 def test_every_method_is_deterministic_under_its_seed(name):
   features, labels = clustered(0)
   config = method_config(name, 12, **({"anchors": 60} if name == "sdh" else {}))
-  fit = lambda seed: METHODS[name].fit(jnp.asarray(features), jnp.asarray(labels), config,
-                                       jax.random.key(seed))[0]
+  fit = lambda seed: METHODS[name].fit(
+    jnp.asarray(features), jnp.asarray(labels), config, jax.random.key(seed)
+  )[0]
   chex.assert_trees_all_equal(fit(3), fit(3))
   if name != "sh":  # SH draws nothing
     assert not np.array_equal(fit(3)["projection"], fit(4)["projection"])
@@ -107,7 +110,7 @@ def test_itq_cca_directions_solve_the_canonical_correlation_problem():
   ridge = lambda c: c + 1e-4 * np.trace(c) / len(c) * np.eye(len(c))
   cxx, cyy, cxy = ridge(x.T @ x / len(x)), ridge(y.T @ y / len(y)), x.T @ y / len(x)
   lhs = np.linalg.solve(cxx, cxy @ np.linalg.solve(cyy, cxy.T)) @ w
-  np.testing.assert_allclose(lhs, w * r ** 2, atol=2e-3)
+  np.testing.assert_allclose(lhs, w * r**2, atol=2e-3)
   np.testing.assert_allclose(np.linalg.norm(w, axis=0), 1.0, rtol=1e-5)
   assert 1.0 > r[0] >= r[1] >= r[2] > 0.9  # separable clusters: three strong correlations
 
@@ -123,11 +126,20 @@ def test_supervised_methods_give_each_class_its_own_code(name):
   assert distances[same].mean() < 0.25 * distances[~same].mean()
 
 
-@pytest.mark.parametrize("name, message", [
-    ("itq", "onto 16 directions, more than they have"), ("itq_cca", "more than they have"),
-    ("sdh", "anchors=1000 exceeds the 240 training images")])
+@pytest.mark.parametrize(
+  "name, message",
+  [
+    ("itq", "onto 16 directions, more than they have"),
+    ("itq_cca", "more than they have"),
+    ("sdh", "anchors=1000 exceeds the 240 training images"),
+  ],
+)
 def test_impossible_fits_are_one_line_errors(name, message):
   features, labels = clustered(0, dim=12)
   with pytest.raises(ValueError, match=message):
-    METHODS[name].fit(jnp.asarray(features), jnp.asarray(labels),
-                      method_config(name, 16 if name != "sdh" else 8), jax.random.key(0))
+    METHODS[name].fit(
+      jnp.asarray(features),
+      jnp.asarray(labels),
+      method_config(name, 16 if name != "sdh" else 8),
+      jax.random.key(0),
+    )

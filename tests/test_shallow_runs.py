@@ -8,14 +8,14 @@ import os
 import numpy as np
 import pytest
 from PIL import Image
+from test_transfer import Tiny
 
 import jaxhash
 from conftest import load_config, run_cli, run_main
 from jaxhash import config as config_lib
-from jaxhash import report, trainer
+from jaxhash import report, run_results, trainer
 from jaxhash.data import image_folder
 from jaxhash.models import BACKBONES
-from test_transfer import Tiny
 
 
 @pytest.fixture
@@ -83,13 +83,17 @@ def test_a_fitted_labelled_run_is_an_ordinary_run(tiny, tmp_path):
   results = trainer.train_and_evaluate(config, workdir, io.StringIO())
   assert (results["method"], results["step"], results["num_database"]) == ("sdh", 1, 27)
   assert 0 < results["codes"]["map@all"] <= 1
-  assert [row["method"] for row in report.rows([report.load_results(workdir)])] == ["SDH", "SDH"]
+  assert [row["method"] for row in report.rows([run_results.load_results(workdir)])] == [
+    "SDH",
+    "SDH",
+  ]
   hasher = jaxhash.load(workdir)
   assert (hasher.method, hasher.bits) == ("sdh", 8)
   assert hasher.encode([str(tmp_path / "photos" / "class1" / "00003.png")]).shape == (1, 1)
   exp = trainer.build_experiment(config)
-  plain, flipped = trainer.feature_cache(exp, workdir, trainer.restore_trained(exp, workdir),
-                                         io.StringIO())
+  plain, flipped = trainer.feature_cache(
+    exp, workdir, trainer.restore_trained(exp, workdir), io.StringIO()
+  )
   assert plain.shape == (30, 8) and flipped.shape == (0, 8)  # a fit uses no flipped images
 
 
@@ -117,8 +121,15 @@ def test_the_two_commands_on_a_flat_folder_with_lite0(tmp_path):
   """The documented path with the packaged Lite0 weights: train (fit), index, search; exit 0."""
   write_images(tmp_path / "photos", 24)
   photos, workdir, index = str(tmp_path / "photos"), str(tmp_path / "run"), str(tmp_path / "p.jhi")
-  proc = run_cli("jaxhash.train", "--config", "configs/itq.py", f"--config.data.dir={photos}",
-                 "--workdir", workdir, "--config.eval.plots=False")
+  proc = run_cli(
+    "jaxhash.train",
+    "--config",
+    "configs/itq.py",
+    f"--config.data.dir={photos}",
+    "--workdir",
+    workdir,
+    "--config.eval.plots=False",
+  )
   assert proc.returncode == 0 and "evaluation skipped" in proc.stderr, proc.stderr
   proc = run_cli("jaxhash.index", "--workdir", workdir, "--images", photos, "--out", index)
   assert proc.returncode == 0, proc.stderr

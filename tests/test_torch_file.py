@@ -31,17 +31,17 @@ def test_packaged_weights_equal_torch_load(name):
 def saved_by_torch(torch):
   base = torch.arange(60, dtype=torch.float32).reshape(6, 10)
   return {
-      "transposed": base.t(),  # non-contiguous
-      "strided": base[1:4, 2:9:3],  # an offset into a shared storage, and steps
-      "row": base[5],
-      "int64": torch.arange(-3, 4, dtype=torch.int64) * 2 ** 40,
-      "float16": torch.randn(3, 4, generator=torch.Generator().manual_seed(0)).half(),
-      "bfloat16": torch.tensor([[1.5, -2.25, 3e38]]).bfloat16(),
-      "bool": torch.tensor([True, False, True]),
-      "uint8": torch.arange(250, 256, dtype=torch.uint8),
-      "scalar": torch.tensor(3.5),
-      "empty": torch.zeros(0, 3),
-      "parameter": torch.nn.Parameter(torch.ones(2, 2)),
+    "transposed": base.t(),  # non-contiguous
+    "strided": base[1:4, 2:9:3],  # an offset into a shared storage, and steps
+    "row": base[5],
+    "int64": torch.arange(-3, 4, dtype=torch.int64) * 2**40,
+    "float16": torch.randn(3, 4, generator=torch.Generator().manual_seed(0)).half(),
+    "bfloat16": torch.tensor([[1.5, -2.25, 3e38]]).bfloat16(),
+    "bool": torch.tensor([True, False, True]),
+    "uint8": torch.arange(250, 256, dtype=torch.uint8),
+    "scalar": torch.tensor(3.5),
+    "empty": torch.zeros(0, 3),
+    "parameter": torch.nn.Parameter(torch.ones(2, 2)),
   }
 
 
@@ -49,8 +49,11 @@ def saved_by_torch(torch):
 def test_views_offsets_and_dtypes_equal_torch_load(tmp_path, zip_format):
   torch = pytest.importorskip("torch")
   path = str(tmp_path / "w.pt")
-  torch.save({"state_dict": saved_by_torch(torch), "epoch": 7, "names": ["a", "b"]}, path,
-             _use_new_zipfile_serialization=zip_format)
+  torch.save(
+    {"state_dict": saved_by_torch(torch), "epoch": 7, "names": ["a", "b"]},
+    path,
+    _use_new_zipfile_serialization=zip_format,
+  )
   ours = torch_file.load(path)
   reference = torch.load(path, weights_only=True)
   assert ours["epoch"] == 7 and ours["names"] == ["a", "b"]
@@ -103,8 +106,9 @@ def malicious_plain(path, marker):
   path.write_bytes(pickle.dumps(Payload(marker)))
 
 
-@pytest.mark.parametrize("write", [malicious_zip, malicious_legacy, malicious_plain],
-                         ids=["zip", "legacy", "plain-pickle"])
+@pytest.mark.parametrize(
+  "write", [malicious_zip, malicious_legacy, malicious_plain], ids=["zip", "legacy", "plain-pickle"]
+)
 def test_a_malicious_pickle_is_refused_before_it_runs(tmp_path, write):
   path, marker = tmp_path / "evil.pth", tmp_path / "pwned"
   write(path, marker)

@@ -10,7 +10,8 @@ import time
 
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import ROOT, load_config, run_cli
 from jaxhash import trainer
@@ -33,8 +34,13 @@ def test_two_steps_then_resume_does_not_retrain(tmp_path, test_config, finished_
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["1", "2"]
   log = [json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))]
   assert [r["step"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
-  split = [np.loadtxt(os.path.join(workdir, "splits", f"{n}.txt"), dtype=int) for n in ("query", "database")]
-  assert len(split[0]) == 1000 and len(split[1]) == 2000 and not set(split[0]) & set(split[1])  # data.limit
+  split = [
+    np.loadtxt(os.path.join(workdir, "splits", f"{n}.txt"), dtype=int)
+    for n in ("query", "database")
+  ]
+  assert (
+    len(split[0]) == 1000 and len(split[1]) == 2000 and not set(split[0]) & set(split[1])
+  )  # data.limit
   assert (tmp_path / "run" / "results.md").read_text().startswith("# Results")
 
   again = trainer.train_and_evaluate(test_config, workdir)  # finished: evaluate only
@@ -46,7 +52,9 @@ def test_two_steps_then_resume_does_not_retrain(tmp_path, test_config, finished_
 def test_extend_continues_from_checkpoint_and_is_recorded(tmp_path, finished_run):
   workdir = copy_of(finished_run, tmp_path)  # trained to 2 steps (configs/test.py:steps=2)
   longer = load_config("test", "steps=4")
-  with pytest.raises(ValueError, match=r"train.num_steps 2 -> 4 \(that is 2 -> 4 training steps; pass --extend"):
+  with pytest.raises(
+    ValueError, match=r"train.num_steps 2 -> 4 \(that is 2 -> 4 training steps; pass --extend"
+  ):
     trainer.train(trainer.build_experiment(longer), workdir)
   state = trainer.train(trainer.build_experiment(longer), workdir, extend=True)
   assert int(state.step) == 4
@@ -55,7 +63,9 @@ def test_extend_continues_from_checkpoint_and_is_recorded(tmp_path, finished_run
   assert json.load(open(os.path.join(workdir, "config.json")))["train"]["num_steps"] == 4
   history = json.load(open(os.path.join(workdir, "run.json")))["history"]
   assert [e["event"] for e in history] == ["created", "extended"]
-  assert history[1]["from_steps"] == 2 and history[1]["to_steps"] == 4 and history[1]["at_step"] == 2
+  assert (
+    history[1]["from_steps"] == 2 and history[1]["to_steps"] == 4 and history[1]["at_step"] == 2
+  )
   restored = trainer.restore_trained(trainer.build_experiment(longer), workdir)
   assert int(restored.step) == 4
 
@@ -80,7 +90,11 @@ def test_several_steps_per_call_train_as_one_step_per_call(tmp_path):
   finals, logs = [], []
   for per_call in (1, 3):
     config = load_config("test", "steps=8").unlock()
-    config.train.steps_per_call, config.train.log_every, config.train.checkpoint_every = per_call, 4, 4
+    config.train.steps_per_call, config.train.log_every, config.train.checkpoint_every = (
+      per_call,
+      4,
+      4,
+    )
     workdir = str(tmp_path / f"run{per_call}")
     finals.append(jax.device_get(trainer.train(trainer.build_experiment(config.lock()), workdir)))
     logs.append([json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))])
@@ -109,8 +123,14 @@ def test_workdir_of_another_seed_or_split_is_refused(tmp_path, test_config, fini
 def test_cli_train_then_evaluate(tmp_path):
   # The override is one that keeps the model (a new code length would compile a new network).
   workdir = str(tmp_path / "cli")
-  proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", workdir,
-                 "--config.train.checkpoint_every=2")
+  proc = run_cli(
+    "jaxhash.train",
+    "--config",
+    "configs/test.py",
+    "--workdir",
+    workdir,
+    "--config.train.checkpoint_every=2",
+  )
   assert proc.returncode == 0, proc.stderr
   assert "| map@all |" in proc.stdout and "step 2/2" in proc.stderr
   assert json.load(open(os.path.join(workdir, "config.json")))["train"]["checkpoint_every"] == 2
@@ -120,12 +140,18 @@ def test_cli_train_then_evaluate(tmp_path):
   assert "precision@radius3" in json.load(open(os.path.join(workdir, "results.json")))["codes"]
 
 
-@pytest.mark.parametrize("args, message", [
+@pytest.mark.parametrize(
+  "args, message",
+  [
     (["--config.train.batch_sise=8"], "batch_sise"),
     (["--config.method.bits=0"], "bits=0 is not a valid code length"),
-    (["--config.data.protocol=mnist", "--config.data.dir=/nonexistent/mnist"], "/nonexistent/mnist"),
+    (
+      ["--config.data.protocol=mnist", "--config.data.dir=/nonexistent/mnist"],
+      "/nonexistent/mnist",
+    ),
     (["--config", "configs/missing.py"], "missing.py"),
-])
+  ],
+)
 def test_cli_errors_are_one_line_and_keep_checkpoints(tmp_path, finished_run, args, message):
   workdir = str(tmp_path / "run")
   shutil.copytree(finished_run, workdir)
@@ -147,19 +173,41 @@ def test_cli_truncated_idx_file(tmp_path):
   write_mnist_dir(data, n=40, gz=False)
   path = data / "t10k-images-idx3-ubyte"
   path.write_bytes(path.read_bytes()[:-100])
-  proc = run_cli("jaxhash.train", "--config", "configs/test.py", "--workdir", str(tmp_path / "run"),
-                 "--config.data.protocol=mnist", f"--config.data.dir={data}")
+  proc = run_cli(
+    "jaxhash.train",
+    "--config",
+    "configs/test.py",
+    "--workdir",
+    str(tmp_path / "run"),
+    "--config.data.protocol=mnist",
+    f"--config.data.dir={data}",
+  )
   assert proc.returncode != 0
-  assert proc.stderr.strip().count("\n") == 0 and "truncated" in proc.stderr and "t10k-images" in proc.stderr
+  assert (
+    proc.stderr.strip().count("\n") == 0
+    and "truncated" in proc.stderr
+    and "t10k-images" in proc.stderr
+  )
   assert not (tmp_path / "run").exists()
 
 
 def test_sigkill_mid_run_then_resume(tmp_path):
   workdir = tmp_path / "run"
-  args = [sys.executable, "-m", "jaxhash.train", "--config", "configs/test.py:steps=3000",
-          "--workdir", str(workdir), "--config.train.checkpoint_every=100", "--config.train.log_every=100"]
+  args = [
+    sys.executable,
+    "-m",
+    "jaxhash.train",
+    "--config",
+    "configs/test.py:steps=3000",
+    "--workdir",
+    str(workdir),
+    "--config.train.checkpoint_every=100",
+    "--config.train.log_every=100",
+  ]
   env = {**os.environ, "PYTHONPATH": ROOT}
-  proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  proc = subprocess.Popen(
+    args, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+  )
   deadline = time.time() + 120
   while time.time() < deadline and proc.poll() is None:
     ckpts = workdir / "checkpoints"

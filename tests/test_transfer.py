@@ -14,7 +14,7 @@ import pytest
 
 from conftest import load_config
 from jaxhash import config as config_lib
-from jaxhash import feature_cache, trainer
+from jaxhash import feature_cache, model_state, trainer
 from jaxhash.checkpoint import Checkpointer
 from jaxhash.models import BACKBONES
 from jaxhash.models.layers import batch_norm
@@ -53,9 +53,15 @@ def tiny_config(steps=4, trainable="1", freeze=False):
   return c.lock()
 
 
-@pytest.mark.parametrize("trainable, message", [
-    ("some", "use all, head, or a number"), ("0", "use all, head, or a number"),
-    ("10", "has only 9 stages"), ("head@lenet", "needs a backbone with stages")])
+@pytest.mark.parametrize(
+  "trainable, message",
+  [
+    ("some", "use all, head, or a number"),
+    ("0", "use all, head, or a number"),
+    ("10", "has only 9 stages"),
+    ("head@lenet", "needs a backbone with stages"),
+  ],
+)
 def test_trainable_is_validated_with_one_line(trainable, message):
   c = load_config("test").unlock()
   c.model.backbone = "efficientnet_lite0"
@@ -82,13 +88,15 @@ def _prefix(images, flip):
 def test_cache_resumes_after_a_kill_identical_and_recomputes_a_damaged_shard(tmp_path):
   images = np.random.default_rng(0).integers(0, 256, (37, 3, 4, 2), dtype=np.uint8)
   train = np.array([3, 5, 8, 13, 21])
-  make = lambda d: feature_cache.FeatureCache(str(tmp_path / d), {"k": 1}, 37, train,
-                                              shard_size=8, batch_size=3)
+  make = lambda d: feature_cache.FeatureCache(
+    str(tmp_path / d), {"k": 1}, 37, train, shard_size=8, batch_size=3
+  )
   make("whole").build(_prefix, images, io.StringIO())
 
   def kill(i):
     if i == 2:
       raise KeyboardInterrupt
+
   with pytest.raises(KeyboardInterrupt):
     make("killed").build(_prefix, images, io.StringIO(), on_shard=kill)
   stream = io.StringIO()
@@ -109,22 +117,28 @@ def test_cache_resumes_after_a_kill_identical_and_recomputes_a_damaged_shard(tmp
   resumed.build(_prefix, images, stream)
   assert stream.getvalue().count("\n") == 2 and "shard 4 of" in stream.getvalue()
   np.testing.assert_array_equal(resumed.load()[0], whole[0])
-  assert make("other").directory != feature_cache.FeatureCache(
-      str(tmp_path / "other"), {"k": 2}, 37, train).directory  # another key, another cache
+  assert (
+    make("other").directory
+    != feature_cache.FeatureCache(str(tmp_path / "other"), {"k": 2}, 37, train).directory
+  )  # another key, another cache
 
 
 def test_frozen_prefix_gets_no_update_and_batch_stats_train(tiny, tmp_path):
   exp = trainer.build_experiment(tiny_config(steps=3))
   state = trainer.train(exp, str(tmp_path / "run"), stream=io.StringIO())
-  first = trainer.initial_state(exp, trainer.make_tx(exp.config, exp.model, 3)[0])
+  first = trainer.initial_state(exp, model_state.make_tx(exp.config, exp.model, 3)[0])
   p0, p1 = first.params["backbone"], state.params["backbone"]
   s0, s1 = first.batch_stats["backbone"], state.batch_stats["backbone"]
-  jax.tree.map(np.testing.assert_array_equal, (p1["conv"], p1["bn0"], s1["bn0"]),
-               (p0["conv"], p0["bn0"], s0["bn0"]))
+  jax.tree.map(
+    np.testing.assert_array_equal,
+    (p1["conv"], p1["bn0"], s1["bn0"]),
+    (p0["conv"], p0["bn0"], s0["bn0"]),
+  )
   assert not np.allclose(p1["fc"]["kernel"], p0["fc"]["kernel"])
   assert not np.allclose(s1["bn1"]["mean"], s0["bn1"]["mean"])
   assert jax.tree.leaves(state.opt_state) and all(  # no optimizer state for frozen parameters
-      leaf.shape != p0["conv"]["kernel"].shape for leaf in jax.tree.leaves(state.opt_state))
+    leaf.shape != p0["conv"]["kernel"].shape for leaf in jax.tree.leaves(state.opt_state)
+  )
 
   frozen = trainer.build_experiment(tiny_config(steps=3, freeze=True))
   state = trainer.train(frozen, str(tmp_path / "frozen_bn"), stream=io.StringIO())
@@ -139,6 +153,7 @@ def test_run_killed_while_caching_and_while_training_ends_identical(tiny, tmp_pa
   def kill_cache(i):
     if i == 1:
       raise KeyboardInterrupt
+
   with pytest.raises(KeyboardInterrupt):
     trainer.train(trainer.build_experiment(config), workdir, io.StringIO(), on_shard=kill_cache)
 
@@ -148,6 +163,7 @@ def test_run_killed_while_caching_and_while_training_ends_identical(tiny, tmp_pa
     save(self, step, state)
     if step == 2:
       raise KeyboardInterrupt
+
   monkeypatch.setattr(Checkpointer, "save", kill_after_two)
   with pytest.raises(KeyboardInterrupt):
     trainer.train(trainer.build_experiment(config), workdir, io.StringIO())
@@ -167,7 +183,9 @@ def test_cached_flips_follow_data_flip_and_a_cache_without_them_serves_every_spl
     config.data.flip, config.data.feature_cache_dir = flip, cache_dir
     exp = trainer.build_experiment(config.lock())
     if other_split:  # the same images and weights, another training set
-      exp = dataclasses.replace(exp, split=dataclasses.replace(exp.split, train=exp.split.train[1:]))
+      exp = dataclasses.replace(
+        exp, split=dataclasses.replace(exp.split, train=exp.split.train[1:])
+      )
     trainer.train(exp, str(tmp_path / name), stream=io.StringIO())
     return exp
 

@@ -17,16 +17,30 @@ class AlexNet(nn.Module):
   def __init__(self, fc_width=4096, dropout=0.5, num_classes=1000):
     super().__init__()
     self.features = nn.Sequential(
-        nn.Conv2d(3, 64, 11, 4, 2), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Conv2d(64, 192, 5, 1, 2), nn.ReLU(), nn.MaxPool2d(3, 2),
-        nn.Conv2d(192, 384, 3, 1, 1), nn.ReLU(),
-        nn.Conv2d(384, 256, 3, 1, 1), nn.ReLU(),
-        nn.Conv2d(256, 256, 3, 1, 1), nn.ReLU(), nn.MaxPool2d(3, 2))
+      nn.Conv2d(3, 64, 11, 4, 2),
+      nn.ReLU(),
+      nn.MaxPool2d(3, 2),
+      nn.Conv2d(64, 192, 5, 1, 2),
+      nn.ReLU(),
+      nn.MaxPool2d(3, 2),
+      nn.Conv2d(192, 384, 3, 1, 1),
+      nn.ReLU(),
+      nn.Conv2d(384, 256, 3, 1, 1),
+      nn.ReLU(),
+      nn.Conv2d(256, 256, 3, 1, 1),
+      nn.ReLU(),
+      nn.MaxPool2d(3, 2),
+    )
     self.avgpool = nn.AdaptiveAvgPool2d(6)
     self.classifier = nn.Sequential(
-        nn.Dropout(dropout), nn.Linear(256 * 36, fc_width), nn.ReLU(),
-        nn.Dropout(dropout), nn.Linear(fc_width, fc_width), nn.ReLU(),
-        nn.Linear(fc_width, num_classes))
+      nn.Dropout(dropout),
+      nn.Linear(256 * 36, fc_width),
+      nn.ReLU(),
+      nn.Dropout(dropout),
+      nn.Linear(fc_width, fc_width),
+      nn.ReLU(),
+      nn.Linear(fc_width, num_classes),
+    )
 
   def forward(self, x):
     x = torch.flatten(self.avgpool(self.features(x)), 1)
@@ -38,8 +52,26 @@ class VGG16(nn.Module):
   def __init__(self, fc_width=4096, dropout=0.5, num_classes=1000):
     super().__init__()
     layers, channels = [], 3
-    for width in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
-                  512, 512, 512, "M"):
+    for width in (
+      64,
+      64,
+      "M",
+      128,
+      128,
+      "M",
+      256,
+      256,
+      256,
+      "M",
+      512,
+      512,
+      512,
+      "M",
+      512,
+      512,
+      512,
+      "M",
+    ):
       if width == "M":
         layers.append(nn.MaxPool2d(2, 2))
       else:
@@ -48,9 +80,14 @@ class VGG16(nn.Module):
     self.features = nn.Sequential(*layers)
     self.avgpool = nn.AdaptiveAvgPool2d(7)
     self.classifier = nn.Sequential(
-        nn.Linear(512 * 49, fc_width), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(fc_width, fc_width), nn.ReLU(), nn.Dropout(dropout),
-        nn.Linear(fc_width, num_classes))
+      nn.Linear(512 * 49, fc_width),
+      nn.ReLU(),
+      nn.Dropout(dropout),
+      nn.Linear(fc_width, fc_width),
+      nn.ReLU(),
+      nn.Dropout(dropout),
+      nn.Linear(fc_width, num_classes),
+    )
 
   def forward(self, x):
     x = torch.flatten(self.avgpool(self.features(x)), 1)
@@ -134,8 +171,9 @@ class SameConv2d(nn.Conv2d):
 
   def forward(self, x):
     pads = []
-    for size, kernel, stride in zip(reversed(x.shape[2:]), reversed(self.kernel_size),
-                                    reversed(self.stride)):
+    for size, kernel, stride in zip(
+      reversed(x.shape[2:]), reversed(self.kernel_size), reversed(self.stride)
+    ):
       total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
       pads += [total // 2, total - total // 2]
     return super().forward(F.pad(x, pads) if any(pads) else x)
@@ -171,8 +209,14 @@ class EfficientNetLite0(nn.Module):
     self._bn0 = _bn(32)
     blocks, inp = [], 32
     for repeats, kernel, stride, expand, out in (
-        (1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80), (3, 5, 1, 6, 112),
-        (4, 5, 2, 6, 192), (1, 3, 1, 6, 320)):
+      (1, 3, 1, 1, 16),
+      (2, 3, 2, 6, 24),
+      (2, 5, 2, 6, 40),
+      (3, 3, 2, 6, 80),
+      (3, 5, 1, 6, 112),
+      (4, 5, 2, 6, 192),
+      (1, 3, 1, 6, 320),
+    ):
       for j in range(repeats):
         blocks.append(MBConvBlock(inp, out, kernel, stride if j == 0 else 1, expand))
         inp = out

@@ -24,11 +24,11 @@ def _random_crop_and_flip(image, key, crop: int, flip: bool):
 def _centre_crop(images, crop: int):
   h, w = images.shape[1:3]
   top, left = (h - crop) // 2, (w - crop) // 2
-  return images[:, top:top + crop, left:left + crop]
+  return images[:, top : top + crop, left : left + crop]
 
 
 def preprocess(images, key, data_config, train: bool):
-  """uint8 (N, H, W, C) -> float32 (N, crop, crop, C), normalised by ``data.mean`` / ``data.std``."""
+  """uint8 (N, H, W, C) -> float32 (N, crop, crop, C), minus ``data.mean``, over ``data.std``."""
   x = images.astype(jnp.float32) / 255.0
   crop, pad, flip = data_config.crop, data_config.pad, data_config.flip
   if train and (crop or flip):

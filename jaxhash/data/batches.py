@@ -34,8 +34,10 @@ class ShuffledPositions:
 
   def __init__(self, num: int, batch_size: int, seed: int):
     if num < batch_size:
-      raise ValueError(f"the training set has {num} images, fewer than config.train.batch_size="
-                       f"{batch_size}; lower the batch size.")
+      raise ValueError(
+        f"the training set has {num} images, fewer than config.train.batch_size="
+        f"{batch_size}; lower the batch size."
+      )
     self.num, self.batch_size, self.seed = num, batch_size, seed
     self.steps_per_epoch = num // batch_size
     self._epoch, self._permutation = -1, None
@@ -45,7 +47,9 @@ class ShuffledPositions:
     if epoch != self._epoch:
       self._epoch = epoch
       self._permutation = np.random.default_rng([self.seed, epoch]).permutation(self.num)
-    return self._permutation[within * self.batch_size:(within + 1) * self.batch_size].astype(np.int32)
+    return self._permutation[within * self.batch_size : (within + 1) * self.batch_size].astype(
+      np.int32
+    )
 
 
 class TrainBatches:
@@ -80,23 +84,26 @@ class TrainBatches:
     mine = parallel.local_rows(self._stacked_sharding, positions.shape, axis=1)
     rows = self._indices[positions[:, mine]]
     local = (np.stack([self._images[r] for r in rows]), self._labels[rows])
-    return (), tuple(parallel.global_batch(part, self._stacked_sharding, self.batch_size, axis=1)
-                     for part in local)
+    return (), tuple(
+      parallel.global_batch(part, self._stacked_sharding, self.batch_size, axis=1) for part in local
+    )
 
   def take(self, shared: tuple, step: tuple) -> tuple[jax.Array, jax.Array]:
     """(uint8 images, multi-hot labels) of one step's batch from ``get``'s arguments; traced."""
     if self.on_device:
       (images, labels), (positions,) = shared, step
       # In bounds by construction: "clip" spares jnp.take's per-element bounds select.
-      step = (jnp.take(images, positions, axis=0, mode="clip"),
-              jnp.take(labels, positions, axis=0, mode="clip"))
+      step = (
+        jnp.take(images, positions, axis=0, mode="clip"),
+        jnp.take(labels, positions, axis=0, mode="clip"),
+      )
     return jax.lax.with_sharding_constraint(step, (self._sharding, self._sharding))
 
 
 def eval_rows(indices: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
   """Yields (exactly ``batch_size`` image indices, the tail padded; number of real ones in it)."""
   for start in range(0, len(indices), batch_size):
-    rows = indices[start:start + batch_size]
+    rows = indices[start : start + batch_size]
     valid = len(rows)
     if valid < batch_size:
       rows = np.concatenate([rows, np.full(batch_size - valid, rows[0])])

@@ -29,10 +29,13 @@ class Dataset:
     if len(self.images.shape) != 4:
       raise ValueError(f"{self.name}: images must be (N, H, W, C); got shape {self.images.shape}.")
     if self.labels.ndim != 2:
-      raise ValueError(f"{self.name}: labels must be multi-hot (N, classes); got {self.labels.shape}.")
+      raise ValueError(
+        f"{self.name}: labels must be multi-hot (N, classes); got {self.labels.shape}."
+      )
     if self.classes is not None and len(self.classes) != self.labels.shape[1]:
-      raise ValueError(f"{self.name}: {len(self.classes)} class names for {self.labels.shape[1]} "
-                       "label columns.")
+      raise ValueError(
+        f"{self.name}: {len(self.classes)} class names for {self.labels.shape[1]} label columns."
+      )
     for group, idx in self.groups.items():
       if len(idx) and (idx.min() < 0 or idx.max() >= n):
         raise ValueError(f"{self.name}: group {group!r} has indices outside [0, {n}).")
@@ -54,7 +57,11 @@ def first_of_each_group(ds: Dataset, limit: int) -> Dataset:
   (the run's ``splits/*.txt`` among them) count within the cut dataset, in the source's order.
   """
   firsts = {name: np.asarray(idx)[:limit] for name, idx in ds.groups.items()}
-  keep = np.unique(np.concatenate(list(firsts.values()))) if firsts else np.arange(min(limit, len(ds.labels)))
+  keep = (
+    np.unique(np.concatenate(list(firsts.values())))
+    if firsts
+    else np.arange(min(limit, len(ds.labels)))
+  )
   groups = {name: np.searchsorted(keep, idx).astype(np.int64) for name, idx in firsts.items()}
   return Dataset(ds.name, ds.images[keep], ds.labels[keep], groups, ds.classes)
 
@@ -67,8 +74,11 @@ def one_hot(class_ids, num_classes: int) -> np.ndarray:
   return out
 
 
-def concatenate(name: str, parts: Mapping[str, tuple[np.ndarray, np.ndarray]],
-                classes: tuple[str, ...] | None = None) -> Dataset:
+def concatenate(
+  name: str,
+  parts: Mapping[str, tuple[np.ndarray, np.ndarray]],
+  classes: tuple[str, ...] | None = None,
+) -> Dataset:
   """Joins in-memory splits ``{group: (images, labels)}`` into one Dataset with those groups."""
   images, labels, groups, start = [], [], {}, 0
   for group, (imgs, labs) in parts.items():

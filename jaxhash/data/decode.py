@@ -35,7 +35,9 @@ def open_image(path: str | os.PathLike) -> Image.Image:
       with Image.open(f) as image:
         image.load()
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-      raise ValueError(f"cannot decode image {path!r} ({e}); re-encode it as JPEG or PNG.") from None
+      raise ValueError(
+        f"cannot decode image {path!r} ({e}); re-encode it as JPEG or PNG."
+      ) from None
   return image
 
 
@@ -51,7 +53,9 @@ def to_rgb8(image: Image.Image, what: str = "a PIL image") -> Image.Image:
     gray = (np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8)
     return Image.fromarray(gray, "L").convert("RGB")
   if image.mode in ("I", "F"):
-    raise ValueError(f"{what} has 32-bit {'float' if image.mode == 'F' else 'integer'} pixels, "
-                     "which have no standard 8-bit scale; convert it to an 8- or 16-bit PNG or a "
-                     "JPEG.")
+    raise ValueError(
+      f"{what} has 32-bit {'float' if image.mode == 'F' else 'integer'} pixels, "
+      "which have no standard 8-bit scale; convert it to an 8- or 16-bit PNG or a "
+      "JPEG."
+    )
   return image.convert("RGB")

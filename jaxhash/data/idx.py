@@ -8,6 +8,7 @@ Everything is checked before it is used, so a truncated or foreign file fails wi
 from __future__ import annotations
 
 import gzip
+import importlib.resources
 import math
 import os
 import struct
@@ -29,7 +30,9 @@ def _read_bytes(path: str) -> bytes:
     with opener(path, "rb") as f:
       return f.read()
   except (EOFError, OSError, zlib.error) as e:
-    raise ValueError(f"{path}: the gzip stream is damaged or truncated ({e}); re-copy the file.") from None
+    raise ValueError(
+      f"{path}: the gzip stream is damaged or truncated ({e}); re-copy the file."
+    ) from None
 
 
 def parse_idx(data: bytes, path: str = "<bytes>") -> np.ndarray:
@@ -39,8 +42,9 @@ def parse_idx(data: bytes, path: str = "<bytes>") -> np.ndarray:
   zero, dtype, ndim = struct.unpack(">HBB", data[:4])
   if zero != 0 or dtype != _UINT8_TYPE or not 1 <= ndim <= 4:
     raise ValueError(
-        f"{path}: bad IDX magic number 0x{data[:4].hex()} (expected 0x0000080D with D = 1..4 "
-        "dimensions of uint8 data); is this an MNIST-format file?")
+      f"{path}: bad IDX magic number 0x{data[:4].hex()} (expected 0x0000080D with D = 1..4 "
+      "dimensions of uint8 data); is this an MNIST-format file?"
+    )
   header_len = 4 + 4 * ndim
   if len(data) < header_len:
     raise ValueError(f"{path}: truncated IDX header ({len(data)} of {header_len} bytes).")
@@ -50,8 +54,9 @@ def parse_idx(data: bytes, path: str = "<bytes>") -> np.ndarray:
   if payload != expected:
     what = "truncated" if payload < expected else "longer than its header says"
     raise ValueError(
-        f"{path}: IDX file is {what}: dimensions {shape} need {expected} bytes of data, "
-        f"found {payload}; re-copy the file.")
+      f"{path}: IDX file is {what}: dimensions {shape} need {expected} bytes of data, "
+      f"found {payload}; re-copy the file."
+    )
   return np.frombuffer(data, dtype=np.uint8, offset=header_len).reshape(shape).copy()
 
 
@@ -63,7 +68,9 @@ def read_idx(path: str) -> np.ndarray:
 def write_idx(path: str, array: np.ndarray) -> None:
   """Writes a uint8 array as a raw IDX file (for tests and for exporting subsets)."""
   array = np.ascontiguousarray(array, dtype=np.uint8)
-  header = struct.pack(">HBB", 0, _UINT8_TYPE, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+  header = struct.pack(">HBB", 0, _UINT8_TYPE, array.ndim) + struct.pack(
+    f">{array.ndim}I", *array.shape
+  )
   with open(path, "wb") as f:
     f.write(header + array.tobytes())
 
@@ -79,16 +86,27 @@ def read_mnist_split(directory: str, prefix: str) -> tuple[np.ndarray, np.ndarra
     found = [p for p in (base + ".gz", base) if os.path.isfile(p)]
     if not found:
       raise FileNotFoundError(
-          f"MNIST file {base}[.gz] not found in {directory}; point config.data.dir at a directory "
-          "holding the four MNIST IDX files.")
+        f"MNIST file {base}[.gz] not found in {directory}; point config.data.dir at a directory "
+        "holding the four MNIST IDX files."
+      )
     paths.append(found[0])
   images, labels = read_idx(paths[0]), read_idx(paths[1])
   if images.ndim != 3:
-    raise ValueError(f"{paths[0]}: expected 3 dimensions (N, rows, cols), got shape {images.shape}.")
+    raise ValueError(
+      f"{paths[0]}: expected 3 dimensions (N, rows, cols), got shape {images.shape}."
+    )
   if labels.ndim != 1:
     raise ValueError(f"{paths[1]}: expected 1 dimension (N,), got shape {labels.shape}.")
   if len(images) != len(labels):
-    raise ValueError(f"{paths[0]} has {len(images)} images but {paths[1]} has {len(labels)} labels.")
+    raise ValueError(
+      f"{paths[0]} has {len(images)} images but {paths[1]} has {len(labels)} labels."
+    )
   if labels.max(initial=0) > 9:
     raise ValueError(f"{paths[1]}: label {labels.max()} is out of range 0..9.")
   return images[..., None], labels
+
+
+def read_embedded_mnist() -> tuple[np.ndarray, np.ndarray]:
+  """MNIST t10k (Y. LeCun, C. Cortes, C. J. C. Burges; CC BY-SA 3.0), shipped with the package in
+  ``jaxhash/data/embedded``: images and class ids as :func:`read_mnist_split` returns them."""
+  return read_mnist_split(str(importlib.resources.files("jaxhash.data") / "embedded"), "t10k")

@@ -28,17 +28,32 @@ from typing import Sequence
 
 import numpy as np
 
+from jaxhash.data import idx
 from jaxhash.io_utils import atomic_write_text
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm",
-                    ".pgm", ".pbm")
+IMAGE_EXTENSIONS = (
+  ".jpg",
+  ".jpeg",
+  ".png",
+  ".bmp",
+  ".gif",
+  ".tif",
+  ".tiff",
+  ".webp",
+  ".ppm",
+  ".pgm",
+  ".pbm",
+)
 SINGLE_GROUP = "all"  # the group of a root/<class>/* tree
 CIFAR10_SPLITS = ("train", "test")
 CIFAR10_IMAGES = 60_000
 
 
-def write_list_files(root: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-                     splits: Sequence[str] | None = None) -> dict[str, str]:
+def write_list_files(
+  root: str | os.PathLike,
+  out_dir: str | os.PathLike | None = None,
+  splits: Sequence[str] | None = None,
+) -> dict[str, str]:
   """Writes ``<split>.txt`` per split and ``classes.txt`` into ``out_dir`` (default ``root``).
 
   ``splits`` defaults to every subdirectory of ``root``. Returns ``{split: list-file path}``.
@@ -48,12 +63,14 @@ def write_list_files(root: str | os.PathLike, out_dir: str | os.PathLike | None 
 
 
 def scan(root: str | os.PathLike, splits: Sequence[str] | None = None):
-  """(sorted class names, {split: list-file lines}) of a root/<split>/<class>/ tree; writes nothing."""
+  """(sorted class names, {split: list-file lines}) of a root/<split>/<class>/ tree; no writes."""
   root = os.fspath(root)
   _check_root(root)
   splits = list(splits) if splits is not None else _subdirs(root)
   if not splits:
-    raise ValueError(f"{root!r} has no split directories; lay it out as root/<split>/<class>/*.jpg.")
+    raise ValueError(
+      f"{root!r} has no split directories; lay it out as root/<split>/<class>/*.jpg."
+    )
   class_dirs = {split: _class_dirs(root, split) for split in splits}
   classes = sorted(set().union(*class_dirs.values()))
   lines = {split: _split_lines(root, split, classes) for split in splits}
@@ -68,8 +85,10 @@ def scan_tree(root: str | os.PathLike) -> tuple[list[str], dict[str, tuple[list[
   flat = _images_in(root)
   if flat:
     if len(find_images(root)) > len(flat):
-      raise ValueError(f"{root!r} holds images both directly and in subfolders; put them all in "
-                       "class folders (labelled) or all directly in it (no labels).")
+      raise ValueError(
+        f"{root!r} holds images both directly and in subfolders; put them all in "
+        "class folders (labelled) or all directly in it (no labels)."
+      )
     return [], {SINGLE_GROUP: (flat, [])}
   subdirs = _subdirs(root)
   if any(_images_in(os.path.join(root, d)) for d in subdirs):
@@ -78,8 +97,10 @@ def scan_tree(root: str | os.PathLike) -> tuple[list[str], dict[str, tuple[list[
   else:
     groups = {split: split for split in subdirs if _subdirs(os.path.join(root, split))}
     if not groups:
-      raise ValueError(f"{root!r} holds no images in root/<class>/ or root/<split>/<class>/; put "
-                       f"each class's images ({', '.join(IMAGE_EXTENSIONS)}) in its own folder.")
+      raise ValueError(
+        f"{root!r} holds no images in root/<class>/ or root/<split>/<class>/; put "
+        f"each class's images ({', '.join(IMAGE_EXTENSIONS)}) in its own folder."
+      )
     classes = sorted(set().union(*(_class_dirs(root, split) for split in groups.values())))
   entries = {}
   for group, prefix in groups.items():
@@ -124,8 +145,10 @@ def find_images(root: str | os.PathLike) -> list[str]:
 
 def _check_root(root: str) -> None:
   if not os.path.isdir(root):
-    raise FileNotFoundError(f"image folder {root!r} does not exist; pass a directory of images "
-                            "(root/<class>/*.jpg or root/<split>/<class>/*.jpg).")
+    raise FileNotFoundError(
+      f"image folder {root!r} does not exist; pass a directory of images "
+      "(root/<class>/*.jpg or root/<split>/<class>/*.jpg)."
+    )
 
 
 def _subdirs(directory: str) -> list[str]:
@@ -146,12 +169,15 @@ def _images_in(directory: str) -> list[str]:
 def _class_dirs(root: str, split: str) -> list[str]:
   split_dir = os.path.join(root, split)
   if not os.path.isdir(split_dir):
-    raise FileNotFoundError(f"split directory {split_dir!r} does not exist; pass splits that are "
-                            f"subdirectories of {root!r}.")
+    raise FileNotFoundError(
+      f"split directory {split_dir!r} does not exist; pass splits that are "
+      f"subdirectories of {root!r}."
+    )
   if _images_in(split_dir):
     raise ValueError(
-        f"{split_dir!r} holds images directly, but images go in root/<split>/<class>/; for a tree "
-        f"root/<class>/*.jpg pass its parent as root and splits=[{split!r}].")
+      f"{split_dir!r} holds images directly, but images go in root/<split>/<class>/; for a tree "
+      f"root/<class>/*.jpg pass its parent as root and splits=[{split!r}]."
+    )
   classes = _subdirs(split_dir)
   if not classes:
     raise ValueError(f"{split_dir!r} has no class directories; put images in {split_dir}/<class>/.")
@@ -166,12 +192,16 @@ def _split_lines(root: str, split: str, classes: list[str]) -> list[str]:
     for name in _images_in(os.path.join(root, split, cls)):
       path = f"{split}/{cls}/{name}"
       if any(c.isspace() for c in path):
-        raise ValueError(f"{os.path.join(root, path)!r} has whitespace in its path, which list "
-                         "files cannot hold; rename it, or train on the folder directly "
-                         "(config.data.dir=ROOT reads image folders).")
+        raise ValueError(
+          f"{os.path.join(root, path)!r} has whitespace in its path, which list "
+          "files cannot hold; rename it, or train on the folder directly "
+          "(config.data.dir=ROOT reads image folders)."
+        )
       lines.append(f"{path} {one_hot}\n")
   if not lines:
-    raise ValueError(f"{os.path.join(root, split)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)}).")
+    raise ValueError(
+      f"{os.path.join(root, split)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})."
+    )
   return lines
 
 
@@ -200,16 +230,20 @@ def prepare_cifar10(tarball: str | os.PathLike, dest: str | os.PathLike) -> str:
   classes, lines = scan(dest, CIFAR10_SPLITS)
   found = sum(len(split_lines) for split_lines in lines.values())
   if found != CIFAR10_IMAGES:
-    raise ValueError(f"{dest!r} holds {found} CIFAR-10 images, not {CIFAR10_IMAGES}; delete it and "
-                     "run again to re-extract.")
+    raise ValueError(
+      f"{dest!r} holds {found} CIFAR-10 images, not {CIFAR10_IMAGES}; delete it and "
+      "run again to re-extract."
+    )
   _write(dest, classes, lines)
   return dest
 
 
 def _extract_into_place(tarball: str, dest: str) -> None:
   if not os.path.isfile(tarball):
-    raise FileNotFoundError(f"CIFAR-10 tarball {tarball!r} not found; pass the path of a tarball "
-                            "of train/<class>/*.jpg and test/<class>/*.jpg (see docs/data.md).")
+    raise FileNotFoundError(
+      f"CIFAR-10 tarball {tarball!r} not found; pass the path of a tarball "
+      "of train/<class>/*.jpg and test/<class>/*.jpg (see docs/data.md)."
+    )
   parent = os.path.dirname(os.path.abspath(dest))
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(dest)}.extract-")
@@ -221,8 +255,9 @@ def _extract_into_place(tarball: str, dest: str) -> None:
       os.rename(tmp, dest)  # also replaces an empty dest
     except OSError:
       if not os.path.isdir(os.path.join(dest, CIFAR10_SPLITS[0])):  # else a concurrent run won
-        raise ValueError(f"{dest!r} exists and is not a CIFAR-10 tree; remove it or choose an "
-                         "empty directory.") from None
+        raise ValueError(
+          f"{dest!r} exists and is not a CIFAR-10 tree; remove it or choose an empty directory."
+        ) from None
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
 
@@ -244,13 +279,16 @@ def cifar10_from_python(tarball: str | os.PathLike, dest: str | os.PathLike) -> 
   if os.path.isdir(os.path.join(dest, "train")):
     return dest
   if not os.path.isfile(tarball):
-    raise FileNotFoundError(f"{tarball!r} not found; download cifar-10-python.tar.gz from "
-                            "https://www.cs.toronto.edu/~kriz/cifar.html.")
+    raise FileNotFoundError(
+      f"{tarball!r} not found; download cifar-10-python.tar.gz from "
+      "https://www.cs.toronto.edu/~kriz/cifar.html."
+    )
   parent = os.path.dirname(os.path.abspath(dest))
   os.makedirs(parent, exist_ok=True)
   tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(dest)}.convert-")
   try:
     with tarfile.open(tarball) as archive:
+
       def batch(name):
         member = next((m for m in archive.getmembers() if m.name.endswith("/" + name)), None)
         if member is None:
@@ -263,7 +301,9 @@ def cifar10_from_python(tarball: str | os.PathLike, dest: str | os.PathLike) -> 
         counts = [0] * len(classes)
         for name in names:
           content = batch(name)
-          images = np.asarray(content[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+          images = (
+            np.asarray(content[b"data"], np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+          )
           for image, label in zip(images, content[b"labels"]):
             folder = os.path.join(tmp, split, classes[label])
             os.makedirs(folder, exist_ok=True)
@@ -282,27 +322,34 @@ def write_mnist_digits(dest: str | os.PathLike, count: int | None = None) -> int
   with the main job's run. Returns how many were written."""
   from PIL import Image
 
-  from jaxhash.data.sources import embedded_mnist
-
-  mnist = embedded_mnist()
-  count = len(mnist.labels) if count is None else min(count, len(mnist.labels))
+  images, labels = idx.read_embedded_mnist()
+  count = len(labels) if count is None else min(count, len(labels))
   for i in range(count):
-    folder = os.path.join(os.fspath(dest), str(int(mnist.labels[i].argmax())))
+    folder = os.path.join(os.fspath(dest), str(int(labels[i])))
     os.makedirs(folder, exist_ok=True)
-    Image.fromarray(mnist.images[i, :, :, 0]).save(os.path.join(folder, f"{i:05d}.png"))
+    Image.fromarray(images[i, :, :, 0]).save(os.path.join(folder, f"{i:05d}.png"))
   return count
 
 
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(
-      prog="python -m jaxhash.data.image_folder",
-      description="Write list files (path 0 1 0 ...) for an image-folder tree root/<split>/<class>/.")
+    prog="python -m jaxhash.data.image_folder",
+    description="Write list files (path 0 1 0 ...) for an image-folder tree root/<split>/<class>/.",
+  )
   parser.add_argument("root", help="directory holding <split>/<class>/*.jpg|png")
-  parser.add_argument("--mnist-digits", action="store_true", help="instead write the package's "
-                      "10,000 MNIST t10k images as ROOT/<digit>/NNNNN.png: a demo folder to index "
-                      "and search")
-  parser.add_argument("--cifar10-python", metavar="TARBALL", help="first write the official "
-                      "cifar-10-python.tar.gz into ROOT as train/<class>/*.png, test/<class>/*.png")
+  parser.add_argument(
+    "--mnist-digits",
+    action="store_true",
+    help="instead write the package's "
+    "10,000 MNIST t10k images as ROOT/<digit>/NNNNN.png: a demo folder to index "
+    "and search",
+  )
+  parser.add_argument(
+    "--cifar10-python",
+    metavar="TARBALL",
+    help="first write the official "
+    "cifar-10-python.tar.gz into ROOT as train/<class>/*.png, test/<class>/*.png",
+  )
   parser.add_argument("--out", help="where to write <split>.txt and classes.txt (default: ROOT)")
   parser.add_argument("--splits", nargs="+", help="split directories (default: all of ROOT's)")
   args = parser.parse_args(argv)

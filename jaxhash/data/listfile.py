@@ -51,8 +51,9 @@ def parse_list_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
   path = os.fspath(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(
-        f"list file {path!r} not found; pass the path of a file of lines 'image.jpg 0 1 0 ...' "
-        "(write one from an image-folder tree with python -m jaxhash.data.image_folder).")
+      f"list file {path!r} not found; pass the path of a file of lines 'image.jpg 0 1 0 ...' "
+      "(write one from an image-folder tree with python -m jaxhash.data.image_folder)."
+    )
   paths, label_text, num_classes, first_line = [], [], None, 0
   with open(path, "rb") as f:
     data = f.read()
@@ -60,9 +61,13 @@ def parse_list_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     text = data.decode("utf-8")
   except UnicodeDecodeError as e:
     lineno = data.count(b"\n", 0, e.start) + 1
-    raise ValueError(f"{path}:{lineno}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset "
-                     f"{e.start}); a list file holds lines 'image.jpg 0 1 0 ...'.") from None
-  for lineno, line in enumerate(text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1):
+    raise ValueError(
+      f"{path}:{lineno}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset "
+      f"{e.start}); a list file holds lines 'image.jpg 0 1 0 ...'."
+    ) from None
+  for lineno, line in enumerate(
+    text.replace("\r\n", "\n").replace("\r", "\n").split("\n"), start=1
+  ):
     if not line.strip():
       continue
     image, labels = _parse_line(line, f"{path}:{lineno}")
@@ -70,12 +75,15 @@ def parse_list_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
       num_classes, first_line = len(labels), lineno
     elif len(labels) != num_classes:
       raise ValueError(
-          f"{path}:{lineno}: {len(labels)} labels, but line {first_line} has {num_classes}; "
-          "every line needs one 0/1 per class.")
+        f"{path}:{lineno}: {len(labels)} labels, but line {first_line} has {num_classes}; "
+        "every line needs one 0/1 per class."
+      )
     paths.append(image)
     label_text.append("".join(labels))
   if not paths:
-    raise ValueError(f"list file {path!r} has no entries; fill it with lines 'image.jpg 0 1 0 ...'.")
+    raise ValueError(
+      f"list file {path!r} has no entries; fill it with lines 'image.jpg 0 1 0 ...'."
+    )
   digits = np.frombuffer("".join(label_text).encode("ascii"), dtype=np.uint8) - ord("0")
   return paths, digits.reshape(len(paths), num_classes)
 
@@ -83,18 +91,23 @@ def parse_list_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
 def _parse_line(line: str, where: str) -> tuple[str, list[str]]:
   """Splits one line into its path and 0/1 label tokens, or raises naming what is wrong."""
   if line[0].isspace():
-    raise ValueError(f"{where}: empty image path (the line starts with whitespace); "
-                     "each line is 'path 0 1 0 ...' with the path first.")
+    raise ValueError(
+      f"{where}: empty image path (the line starts with whitespace); "
+      "each line is 'path 0 1 0 ...' with the path first."
+    )
   if "\x00" in line:
-    raise ValueError(f"{where}: a NUL byte; is this a binary file? A list file holds lines "
-                     "'image.jpg 0 1 0 ...'.")
+    raise ValueError(
+      f"{where}: a NUL byte; is this a binary file? A list file holds lines 'image.jpg 0 1 0 ...'."
+    )
   image, *labels = line.split()
   if not labels:
     raise ValueError(f"{where}: no labels after {image!r}; append one 0/1 per class.")
   for position, token in enumerate(labels, start=1):
     if token not in ("0", "1"):
-      raise ValueError(f"{where}: label {position} is {token!r}, not 0 or 1; labels are a "
-                       "multi-hot vector of 0/1 integers.")
+      raise ValueError(
+        f"{where}: label {position} is {token!r}, not 0 or 1; labels are a "
+        "multi-hot vector of 0/1 integers."
+      )
   return image, labels
 
 
@@ -104,6 +117,7 @@ def _parse_line(line: str, where: str) -> tuple[str, list[str]]:
 @dataclasses.dataclass(frozen=True)
 class _Decoder:
   """Path -> uint8 (H, W, 3); picklable so process workers can run it."""
+
   resize: int | None
   resize_mode: str
   image_shape: tuple[int, int, int]
@@ -115,8 +129,9 @@ class _Decoder:
     array = np.asarray(image, dtype=np.uint8)
     if array.shape != self.image_shape:
       raise ValueError(
-          f"image {path!r} is {array.shape[1]}x{array.shape[0]} but the first image is "
-          f"{self.image_shape[1]}x{self.image_shape[0]}; pass resize=N to bring every image to NxN.")
+        f"image {path!r} is {array.shape[1]}x{array.shape[0]} but the first image is "
+        f"{self.image_shape[1]}x{self.image_shape[0]}; pass resize=N to bring every image to NxN."
+      )
     return array
 
   def block(self, paths: Sequence[str]) -> np.ndarray:
@@ -142,9 +157,12 @@ def _resize(image: Image.Image, size: int, mode: str) -> Image.Image:
 
 
 def _check_resize(resize, resize_mode: str) -> None:
-  if resize is not None and (isinstance(resize, bool) or not isinstance(resize, (int, np.integer))
-                             or resize <= 0):
-    raise ValueError(f"resize={resize!r}: use a positive int (e.g. 256), or None for the native size.")
+  if resize is not None and (
+    isinstance(resize, bool) or not isinstance(resize, (int, np.integer)) or resize <= 0
+  ):
+    raise ValueError(
+      f"resize={resize!r}: use a positive int (e.g. 256), or None for the native size."
+    )
   if resize_mode not in RESIZE_MODES:
     raise ValueError(f"resize_mode={resize_mode!r}: use one of {', '.join(RESIZE_MODES)}.")
 
@@ -165,8 +183,13 @@ class LazyImages:
   dtype = np.dtype(np.uint8)
   ndim = 4
 
-  def __init__(self, paths: Sequence[str], resize: int | None = None, resize_mode: str = "stretch",
-               workers: int | None = None):
+  def __init__(
+    self,
+    paths: Sequence[str],
+    resize: int | None = None,
+    resize_mode: str = "stretch",
+    workers: int | None = None,
+  ):
     _check_resize(resize, resize_mode)
     if not paths:
       raise ValueError("LazyImages needs at least one image path.")
@@ -189,8 +212,10 @@ class LazyImages:
       return self._decode(np.arange(len(self))[key])
     index = np.asarray(key)
     if index.dtype.kind not in "iu":
-      raise TypeError(f"LazyImages takes an int, a slice or an integer index array, not {key!r}; "
-                      "convert a boolean mask with np.flatnonzero.")
+      raise TypeError(
+        f"LazyImages takes an int, a slice or an integer index array, not {key!r}; "
+        "convert a boolean mask with np.flatnonzero."
+      )
     n = len(self)
     if index.size and (index.min() < -n or index.max() >= n):
       raise IndexError(f"index out of range for {n} images.")
@@ -220,10 +245,12 @@ class LazyImages:
     chunks = [self.paths[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
     out = np.empty(self.shape, dtype=np.uint8)
     context = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context) as pool, \
-        Stage("decoding", len(self)) as stage:
+    with (
+      concurrent.futures.ProcessPoolExecutor(self.workers, mp_context=context) as pool,
+      Stage("decoding", len(self)) as stage,
+    ):
       for start, block in zip(bounds, pool.map(self._decoder.block, chunks)):
-        out[start:start + len(block)] = block
+        out[start : start + len(block)] = block
         stage.advance(len(block))
     return out
 
@@ -232,16 +259,16 @@ class LazyImages:
 
 
 def load_list_files(
-    root: str | os.PathLike,
-    list_files: Mapping[str, str | os.PathLike],
-    *,
-    name: str | None = None,
-    resize: int | None = None,
-    resize_mode: str = "stretch",
-    in_memory: bool | None = None,
-    max_in_memory_bytes: int = DEFAULT_MAX_IN_MEMORY_BYTES,
-    strip_prefix: str = "",
-    workers: int | None = None,
+  root: str | os.PathLike,
+  list_files: Mapping[str, str | os.PathLike],
+  *,
+  name: str | None = None,
+  resize: int | None = None,
+  resize_mode: str = "stretch",
+  in_memory: bool | None = None,
+  max_in_memory_bytes: int = DEFAULT_MAX_IN_MEMORY_BYTES,
+  strip_prefix: str = "",
+  workers: int | None = None,
 ) -> Dataset:
   """One Dataset from list files ``{group: path}``; image paths are resolved against ``root``.
 
@@ -257,21 +284,37 @@ def load_list_files(
   _check_resize(resize, resize_mode)
   if not os.path.isdir(root):
     raise FileNotFoundError(
-        f"image root {root!r} does not exist; pass the directory that the list files' image paths "
-        "are relative to.")
+      f"image root {root!r} does not exist; pass the directory that the list files' image paths "
+      "are relative to."
+    )
   if not list_files:
     raise ValueError("no list files given; pass e.g. {'train': 'train.txt', 'test': 'test.txt'}.")
   paths, labels, groups = _merge_groups(root, list_files, strip_prefix)
-  return images_dataset(name or os.path.basename(os.path.abspath(root)), paths, labels, groups,
-                        resize=resize, resize_mode=resize_mode, in_memory=in_memory,
-                        max_in_memory_bytes=max_in_memory_bytes, workers=workers)
+  return images_dataset(
+    name or os.path.basename(os.path.abspath(root)),
+    paths,
+    labels,
+    groups,
+    resize=resize,
+    resize_mode=resize_mode,
+    in_memory=in_memory,
+    max_in_memory_bytes=max_in_memory_bytes,
+    workers=workers,
+  )
 
 
-def images_dataset(name: str, paths: Sequence[str], labels: np.ndarray,
-                   groups: Mapping[str, np.ndarray], *, resize: int | None = None,
-                   resize_mode: str = "stretch", in_memory: bool | None = None,
-                   max_in_memory_bytes: int = DEFAULT_MAX_IN_MEMORY_BYTES,
-                   workers: int | None = None) -> Dataset:
+def images_dataset(
+  name: str,
+  paths: Sequence[str],
+  labels: np.ndarray,
+  groups: Mapping[str, np.ndarray],
+  *,
+  resize: int | None = None,
+  resize_mode: str = "stretch",
+  in_memory: bool | None = None,
+  max_in_memory_bytes: int = DEFAULT_MAX_IN_MEMORY_BYTES,
+  workers: int | None = None,
+) -> Dataset:
   """A Dataset of the images at ``paths`` (what every list or folder of image files becomes).
 
   The images are decoded into one ndarray when ``in_memory`` is True, or when it is None and they
@@ -299,8 +342,9 @@ def _merge_groups(root: str, list_files: Mapping[str, str | os.PathLike], strip_
       num_classes, first_file = group_labels.shape[1], list_path
     elif group_labels.shape[1] != num_classes:
       raise ValueError(
-          f"{list_path!r} has {group_labels.shape[1]} labels per line but {first_file!r} has "
-          f"{num_classes}; list files of one dataset must share the class vector.")
+        f"{list_path!r} has {group_labels.shape[1]} labels per line but {first_file!r} has "
+        f"{num_classes}; list files of one dataset must share the class vector."
+      )
     index = np.empty(len(names), dtype=np.int64)
     for i, name in enumerate(names):
       path = _resolve_image(root, name, strip_prefix)
@@ -310,8 +354,10 @@ def _merge_groups(root: str, list_files: Mapping[str, str | os.PathLike], strip_
         owner.append(list_path)
         listed.append(name)
       elif not np.array_equal(labels[row], group_labels[i]):
-        raise ValueError(f"{name!r} has different labels in {owner[row]!r} and {list_path!r}; "
-                         "fix one of the two lines.")
+        raise ValueError(
+          f"{name!r} has different labels in {owner[row]!r} and {list_path!r}; "
+          "fix one of the two lines."
+        )
       index[i] = row
     groups[group] = index
   paths = list(row_of)
@@ -327,18 +373,20 @@ def _find_list_file(root: str, list_path: str | os.PathLike, group: str) -> str:
   if os.path.isfile(under_root):
     return under_root
   raise FileNotFoundError(
-      f"list file {list_path!r} for group {group!r} is neither in the working directory nor under "
-      f"the image root {root!r}; pass its full path.")
+    f"list file {list_path!r} for group {group!r} is neither in the working directory nor under "
+    f"the image root {root!r}; pass its full path."
+  )
 
 
 def _resolve_image(root: str, name: str, strip_prefix: str) -> str:
   if strip_prefix and name.startswith(strip_prefix):
-    name = name[len(strip_prefix):]
+    name = name[len(strip_prefix) :]
   return os.path.join(root, name)
 
 
-def _check_images_exist(paths: list[str], owner: list[str], listed: list[str], root: str,
-                        strip_prefix: str) -> None:
+def _check_images_exist(
+  paths: list[str], owner: list[str], listed: list[str], root: str, strip_prefix: str
+) -> None:
   """Fails before any decoding, naming the first missing image and how many are missing."""
   missing = [i for i, path in enumerate(paths) if not os.path.isfile(path)]
   if not missing:
@@ -347,13 +395,17 @@ def _check_images_exist(paths: list[str], owner: list[str], listed: list[str], r
   hint = "check that the image root is the directory the paths are relative to"
   if os.path.isabs(listed[first]) and not strip_prefix:
     prefix = _droppable_prefix(root, listed[first])
-    hint = (f"the list files hold absolute paths: drop their leading {prefix!r} (e.g. sed -i "
-            f"'s|^{prefix}||' on each list file)" if prefix else
-            "the list files hold absolute paths: rewrite them relative to the image root")
+    hint = (
+      f"the list files hold absolute paths: drop their leading {prefix!r} (e.g. sed -i "
+      f"'s|^{prefix}||' on each list file)"
+      if prefix
+      else "the list files hold absolute paths: rewrite them relative to the image root"
+    )
     hint += " or, from Python, pass strip_prefix to jaxhash.data.listfile.load_list_files"
   raise FileNotFoundError(
-      f"{len(missing)} of {len(paths)} listed images are missing under the image root {root!r}, "
-      f"first {paths[first]!r} (listed in {owner[first]!r}); {hint}.")
+    f"{len(missing)} of {len(paths)} listed images are missing under the image root {root!r}, "
+    f"first {paths[first]!r} (listed in {owner[first]!r}); {hint}."
+  )
 
 
 def _droppable_prefix(root: str, listed: str) -> str | None:

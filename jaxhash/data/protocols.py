@@ -64,7 +64,9 @@ def _per_class_sample(ds: Dataset, pool: np.ndarray, per_class: int, rng) -> np.
     members = pool[classes == c]
     if len(members) < per_class:
       raise ValueError(
-          f"{ds.name}: class {c} has {len(members)} items, fewer than the {per_class} the protocol needs.")
+        f"{ds.name}: class {c} has {len(members)} items, fewer than the {per_class} the "
+        "protocol needs."
+      )
     chosen.append(rng.choice(members, per_class, replace=False))
   return np.sort(np.concatenate(chosen))
 
@@ -85,7 +87,7 @@ def _test_queries_train_database(ds: Dataset, rng, data_config) -> Split:
 
 
 def _cifar10_sampled(ds: Dataset, rng, data_config) -> Split:
-  """1,000 test queries and 5,000 train images (100 / 500 per class); database = the other 54,000."""
+  """1,000 test queries, 5,000 train images (100 / 500 per class); database: the other 54,000."""
   del data_config
   query = _per_class_sample(ds, ds.groups["test"], 100, rng)
   train = _per_class_sample(ds, ds.groups["train"], 500, rng)
@@ -98,17 +100,21 @@ def _unseen_classes(ds: Dataset, rng, data_config) -> Split:
   others (module docstring)."""
   del rng, data_config
   if not (ds.labels.sum(axis=1) == 1).all():
-    raise ValueError(f"{ds.name}: the unseen-class protocols need single-label data (one class per "
-                     "image); use another protocol for multi-label data.")
+    raise ValueError(
+      f"{ds.name}: the unseen-class protocols need single-label data (one class per "
+      "image); use another protocol for multi-label data."
+    )
   num_seen = seen_classes(ds.num_classes)
   seen = ds.labels.argmax(axis=1) < num_seen
   train, test = ds.groups["train"], ds.groups["test"]
   split = Split(train=train[seen[train]], query=test[~seen[test]], database=train[~seen[train]])
   empty = [name for name in SPLIT_NAMES if not len(getattr(split, name))]
   if empty:
-    raise ValueError(f"{ds.name}: the unseen-class split (classes 0-{num_seen - 1} of "
-                     f"{ds.num_classes} seen) leaves the {' and '.join(empty)} set empty; the data "
-                     "needs images of both the seen and the unseen classes (check config.data.limit).")
+    raise ValueError(
+      f"{ds.name}: the unseen-class split (classes 0-{num_seen - 1} of "
+      f"{ds.num_classes} seen) leaves the {' and '.join(empty)} set empty; the data "
+      "needs images of both the seen and the unseen classes (check config.data.limit)."
+    )
   return split
 
 
@@ -131,16 +137,21 @@ def _custom(ds: Dataset, rng, data_config) -> Split:
   query_group = "query" if "query" in ds.groups else "test"
   if "train" in ds.groups and query_group in ds.groups:
     train = ds.groups["train"]
-    return Split(train=train, query=ds.groups[query_group], database=ds.groups.get("database", train))
+    return Split(
+      train=train, query=ds.groups[query_group], database=ds.groups.get("database", train)
+    )
   if len(ds.groups) != 1:
     raise ValueError(
-        f"protocol custom needs one image set (split by config.data.query_fraction) or the groups "
-        f"train and test (or query), optionally database; data source {ds.name!r} has "
-        f"{sorted(ds.groups)}.")
+      f"protocol custom needs one image set (split by config.data.query_fraction) or the groups "
+      f"train and test (or query), optionally database; data source {ds.name!r} has "
+      f"{sorted(ds.groups)}."
+    )
   (everything,) = ds.groups.values()
   if len(everything) < 2:
-    raise ValueError(f"{ds.name}: {len(everything)} image(s) cannot be split into queries and a "
-                     "database; add images.")
+    raise ValueError(
+      f"{ds.name}: {len(everything)} image(s) cannot be split into queries and a "
+      "database; add images."
+    )
   shuffled = rng.permutation(everything)
   num_queries = min(max(1, round(data_config.query_fraction * len(shuffled))), len(shuffled) - 1)
   database = np.sort(shuffled[num_queries:])
@@ -151,33 +162,41 @@ def _custom(ds: Dataset, rng, data_config) -> Split:
 
 def _check_fractions(data_config) -> None:
   if not 0 < data_config.query_fraction < 1:
-    raise ValueError(f"config.data.query_fraction={data_config.query_fraction!r} must be between 0 "
-                     "and 1 (the share of images drawn as queries).")
+    raise ValueError(
+      f"config.data.query_fraction={data_config.query_fraction!r} must be between 0 "
+      "and 1 (the share of images drawn as queries)."
+    )
   if not 0 < data_config.train_fraction <= 1:
-    raise ValueError(f"config.data.train_fraction={data_config.train_fraction!r} must be in (0, 1] "
-                     "(the share of the database that trains the model).")
+    raise ValueError(
+      f"config.data.train_fraction={data_config.train_fraction!r} must be in (0, 1] "
+      "(the share of the database that trains the model)."
+    )
 
 
 PROTOCOLS = {
-    p.name: p
-    for p in (
-        Protocol("mnist10k", ("test",), None, ("all", 1000), _held_out_queries),
-        Protocol("mnist", ("train", "test"), "mnist", ("all", 1000), _test_queries_train_database),
-        Protocol("cifar10", ("train", "test"), "cifar10", ("all", 1000), _cifar10_sampled),
-        Protocol("cifar10-2", ("train", "test"), "cifar10", ("all", 1000), _test_queries_train_database),
-        Protocol("mnist-unseen", ("train", "test"), "mnist", ("all", 1000), _unseen_classes),
-        Protocol("cifar10-unseen", ("train", "test"), "cifar10", ("all", 1000), _unseen_classes),
-        Protocol("imagenet100", ("train", "test", "database"), None, (1000,), _released_lists),
-        Protocol("nuswide", ("train", "test", "database"), None, (5000,), _released_lists),
-        Protocol("coco", ("train", "test", "database"), None, (5000,), _released_lists),
-        Protocol("custom", (), None, ("all", 1000), _custom, _check_fractions),
-    )
+  p.name: p
+  for p in (
+    Protocol("mnist10k", ("test",), None, ("all", 1000), _held_out_queries),
+    Protocol("mnist", ("train", "test"), "mnist", ("all", 1000), _test_queries_train_database),
+    Protocol("cifar10", ("train", "test"), "cifar10", ("all", 1000), _cifar10_sampled),
+    Protocol(
+      "cifar10-2", ("train", "test"), "cifar10", ("all", 1000), _test_queries_train_database
+    ),
+    Protocol("mnist-unseen", ("train", "test"), "mnist", ("all", 1000), _unseen_classes),
+    Protocol("cifar10-unseen", ("train", "test"), "cifar10", ("all", 1000), _unseen_classes),
+    Protocol("imagenet100", ("train", "test", "database"), None, (1000,), _released_lists),
+    Protocol("nuswide", ("train", "test", "database"), None, (5000,), _released_lists),
+    Protocol("coco", ("train", "test", "database"), None, (5000,), _released_lists),
+    Protocol("custom", (), None, ("all", 1000), _custom, _check_fractions),
+  )
 }
 
 
 def get_protocol(name: str) -> Protocol:
   if name not in PROTOCOLS:
-    raise ValueError(f"unknown protocol {name!r} (config.data.protocol); choose one of {sorted(PROTOCOLS)}.")
+    raise ValueError(
+      f"unknown protocol {name!r} (config.data.protocol); choose one of {sorted(PROTOCOLS)}."
+    )
   return PROTOCOLS[name]
 
 
@@ -186,8 +205,9 @@ def make_split(protocol: Protocol, ds: Dataset, seed: int, data_config=None) -> 
   missing = [g for g in protocol.groups if g not in ds.groups]
   if missing:
     raise ValueError(
-        f"protocol {protocol.name!r} needs the {missing} split(s), which data source {ds.name!r} "
-        f"does not have (it has {sorted(ds.groups)}); check config.data.source and config.data.dir.")
+      f"protocol {protocol.name!r} needs the {missing} split(s), which data source {ds.name!r} "
+      f"does not have (it has {sorted(ds.groups)}); check config.data.source and config.data.dir."
+    )
   split = protocol.make_split(ds, np.random.default_rng(seed), data_config)
   return Split(*(np.asarray(getattr(split, n), dtype=np.int64) for n in SPLIT_NAMES))
 
@@ -222,9 +242,10 @@ def save_or_check_split(split: Split, directory: str, header: str) -> None:
       with open(path) as f:
         if f.read() != text:
           raise ValueError(
-              f"{path} holds a different {name} split ({header} now); this workdir was made with "
-              "another protocol, seed or dataset (data that moved must be the same images): use a "
-              "new --workdir.")
+            f"{path} holds a different {name} split ({header} now); this workdir was made with "
+            "another protocol, seed or dataset (data that moved must be the same images): use a "
+            "new --workdir."
+          )
     else:
       atomic_write_text(path, text)
 
@@ -235,6 +256,8 @@ def load_split(directory: str) -> Split:
   for name in SPLIT_NAMES:
     path = os.path.join(directory, f"{name}.txt")
     if not os.path.isfile(path):
-      raise FileNotFoundError(f"split file {path} is missing; was this workdir trained with jaxhash.train?")
+      raise FileNotFoundError(
+        f"split file {path} is missing; was this workdir trained with jaxhash.train?"
+      )
     arrays.append(np.loadtxt(path, dtype=np.int64, comments="#", ndmin=1))
   return Split(*arrays)

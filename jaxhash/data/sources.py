@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
 import os
 
 import numpy as np
@@ -25,18 +24,18 @@ MNIST_CLASSES = 10
 
 
 def embedded_mnist() -> Dataset:
-  """MNIST t10k (Y. LeCun, C. Cortes, C. J. C. Burges; CC BY-SA 3.0), shipped with the package."""
-  directory = importlib.resources.files("jaxhash.data") / "embedded"
-  images, labels = idx.read_mnist_split(str(directory), "t10k")
+  """MNIST t10k shipped with the package (:func:`jaxhash.data.idx.read_embedded_mnist`)."""
+  images, labels = idx.read_embedded_mnist()
   return concatenate("mnist10k", {"test": (images, one_hot(labels, MNIST_CLASSES))})
 
 
 def idx_directory(directory: str, groups=("train", "test")) -> Dataset:
-  """MNIST-format IDX files in ``directory``; ``train`` reads ``train-*``, ``test`` reads ``t10k-*``."""
+  """MNIST-format IDX files in ``directory``: ``train`` reads ``train-*``, ``test`` ``t10k-*``."""
   if not os.path.isdir(directory):
     raise FileNotFoundError(
-        f"data directory {directory!r} does not exist; set config.data.dir to a directory holding "
-        "the four MNIST IDX files (train-images-idx3-ubyte.gz, ...; see docs/data.md).")
+      f"data directory {directory!r} does not exist; set config.data.dir to a directory holding "
+      "the four MNIST IDX files (train-images-idx3-ubyte.gz, ...; see docs/data.md)."
+    )
   prefixes = {"train": "train", "test": "t10k"}
   parts = {}
   for group in groups:
@@ -51,17 +50,19 @@ def tfds_dataset(name: str, splits, data_dir: str | None = None) -> Dataset:
     import tensorflow_datasets as tfds  # heavy; only this source needs it
   except ImportError:
     raise ImportError(
-        "the tfds source needs tensorflow-datasets: pip install 'jaxhash[tfds]', or set "
-        "config.data.dir to read local files instead.") from None
+      "the tfds source needs tensorflow-datasets: pip install 'jaxhash[tfds]', or set "
+      "config.data.dir to read local files instead."
+    ) from None
   parts = {}
   for split in splits:
     try:
       source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
     except Exception as e:  # TFDS raises assorted types for a missing or unprepared dataset
       raise FileNotFoundError(
-          f"TFDS dataset {name!r} split {split!r} is not available offline ({type(e).__name__}: "
-          f"{str(e).splitlines()[0] if str(e) else ''}); prepare it with tfds first or set "
-          "config.data.dir to local files.") from None
+        f"TFDS dataset {name!r} split {split!r} is not available offline ({type(e).__name__}: "
+        f"{str(e).splitlines()[0] if str(e) else ''}); prepare it with tfds first or set "
+        "config.data.dir to local files."
+      ) from None
     records = [source[i] for i in range(len(source))]  # (the mock's __getitems__ is broken)
     images = np.stack([np.asarray(r["image"], dtype=np.uint8) for r in records])
     class_ids = np.array([int(r["label"]) for r in records], dtype=np.int64)
@@ -76,8 +77,9 @@ def list_files(directory: str, groups, image_root: str | None, image_size: int |
 
   if not os.path.isdir(directory):
     raise FileNotFoundError(
-        f"data directory {directory!r} does not exist; set config.data.dir to the directory that "
-        "holds the list files (train.txt, test.txt, database.txt).")
+      f"data directory {directory!r} does not exist; set config.data.dir to the directory that "
+      "holds the list files (train.txt, test.txt, database.txt)."
+    )
   files = {g: os.path.join(directory, f"{g}.txt") for g in groups}
   ds = listfile.load_list_files(image_root or directory, files, resize=image_size)
   return dataclasses.replace(ds, classes=_class_names(directory, ds.num_classes))
@@ -100,6 +102,7 @@ def image_folder(directory: str, image_size: int | None) -> Dataset:
 
   if not os.path.isdir(directory):
     raise FileNotFoundError(
-        f"data directory {directory!r} does not exist; set config.data.dir to an image folder "
-        "laid out as root/<class>/*.jpg or root/<split>/<class>/*.jpg.")
+      f"data directory {directory!r} does not exist; set config.data.dir to an image folder "
+      "laid out as root/<class>/*.jpg or root/<split>/<class>/*.jpg."
+    )
   return load_image_folder(directory, image_size)

@@ -9,3 +9,5 @@ puts them together into the results.json layout.
 """
 
 from jaxhash.evaluation.evaluator import Encoded, EvalSpec, evaluate
+
+__all__ = ["Encoded", "EvalSpec", "evaluate"]

@@ -48,13 +48,13 @@ class EvalSpec:
   def from_config(cls, config) -> EvalSpec:
     """The evaluation a run's ``config.method.bits`` and ``config.eval`` ask for."""
     return cls(
-        nbits=config.method.bits,
-        map_at=config_lib.map_at(config),
-        precision_at=config_lib.parse_int_list(config.eval.precision_at, "eval.precision_at"),
-        radius=config.eval.radius,
-        rerank=config.eval.rerank,
-        rerank_pool=config.eval.rerank_pool,
-        rerank_radius=config.eval.rerank_radius,
+      nbits=config.method.bits,
+      map_at=config_lib.map_at(config),
+      precision_at=config_lib.parse_int_list(config.eval.precision_at, "eval.precision_at"),
+      radius=config.eval.radius,
+      rerank=config.eval.rerank,
+      rerank_pool=config.eval.rerank_pool,
+      rerank_radius=config.eval.rerank_radius,
     )
 
 
@@ -63,13 +63,19 @@ def evaluate(query: Encoded, database: Encoded, spec: EvalSpec) -> dict:
   ``bit_balance``, ``examples`` and ``seconds``."""
   num_queries, n = len(query.words), len(database.words)
   if num_queries == 0 or n == 0:
-    raise ValueError(f"nothing to evaluate: {num_queries} queries and {n} database codes; "
-                     "both sets need at least one image.")
+    raise ValueError(
+      f"nothing to evaluate: {num_queries} queries and {n} database codes; "
+      "both sets need at least one image."
+    )
   t0 = time.perf_counter()
   query_bits, db_bits = metrics.label_bits(query.labels), metrics.label_bits(database.labels)
   _, first, inverse, weights = np.unique(  # each distinct (code, labels) query is ranked once
-      np.concatenate([query.words, query_bits], axis=1), axis=0, return_index=True,
-      return_inverse=True, return_counts=True)
+    np.concatenate([query.words, query_bits], axis=1),
+    axis=0,
+    return_index=True,
+    return_inverse=True,
+    return_counts=True,
+  )
   inverse = inverse.reshape(-1)
   rerank_on = spec.rerank and query.features is not None and database.features is not None
   db = ranking.prepare_database(database.words, db_bits, spec.nbits)
@@ -93,12 +99,16 @@ def evaluate(query: Encoded, database: Encoded, spec: EvalSpec) -> dict:
     order = np.argsort(inverse, kind="stable")  # queries with neighbouring codes share pool codes
     fine = np.empty((num_queries, depth), np.int32)
     fine[order] = Reranker(database.features).rerank(
-        ranked.top[inverse[order]], sizes[order], np.asarray(query.features)[order])
+      ranked.top[inverse[order]], sizes[order], np.asarray(query.features)[order]
+    )
     fine_rel = metrics.ranked_relevance(query_bits, db_bits, fine)
     # Past the pool the order is the codes' order, so AP@all changes only by the pool's terms.
     width = int(sizes.max(initial=0))
-    ap_all = (ranked.ap_sums[inverse] + metrics.average_precision_sums(fine_rel, width)[0]
-              - metrics.average_precision_sums(ranked_rel[inverse], width)[0])
+    ap_all = (
+      ranked.ap_sums[inverse]
+      + metrics.average_precision_sums(fine_rel, width)[0]
+      - metrics.average_precision_sums(ranked_rel[inverse], width)[0]
+    )
     results["rerank"] = _ranking_metrics(fine_rel, ap_all, ranked.relevant_counts[inverse], spec, n)
     results["rerank"]["pool_size"] = float(sizes.mean())
     # The pool is a set, not an order: the radius metrics are the same in both modes.
@@ -132,14 +142,21 @@ def _rank(db: ranking.Database, query_words, query_bits, depth: int) -> ranking.
   parts = []
   with Stage("ranking", len(query_words), "queries") as stage:
     for s in range(0, len(query_words), step):
-      parts.append(ranking.rank_chunk(db, query_words[s:s + step], query_bits[s:s + step], depth))
+      parts.append(
+        ranking.rank_chunk(db, query_words[s : s + step], query_bits[s : s + step], depth)
+      )
       stage.advance(len(parts[-1].ap_sums))
-  return ranking.ChunkRanking(*(np.concatenate([getattr(p, f.name) for p in parts])
-                                for f in dataclasses.fields(ranking.ChunkRanking)))
+  return ranking.ChunkRanking(
+    *(
+      np.concatenate([getattr(p, f.name) for p in parts])
+      for f in dataclasses.fields(ranking.ChunkRanking)
+    )
+  )
 
 
-def _ranking_metrics(ranked_rel, ap_all_sums, relevant_counts, spec: EvalSpec, n: int,
-                     weights=None) -> dict:
+def _ranking_metrics(
+  ranked_rel, ap_all_sums, relevant_counts, spec: EvalSpec, n: int, weights=None
+) -> dict:
   """mAP@R in both conventions and precision@k from ranked lists (AP@all from its own sums)."""
   out = {}
   for r in spec.map_at:
@@ -150,6 +167,7 @@ def _ranking_metrics(ranked_rel, ap_all_sums, relevant_counts, spec: EvalSpec, n
     both = metrics.mean_average_precision(ap_sums, found, weights)
     out[f"map@{r}"], out[f"hashnet_map@{r}"] = both["map"], both["hashnet_map"]
   for k in spec.precision_at:
-    out[f"precision@{k}"] = float(np.average(metrics.precision_at(ranked_rel, min(k, n)),
-                                             weights=weights))
+    out[f"precision@{k}"] = float(
+      np.average(metrics.precision_at(ranked_rel, min(k, n)), weights=weights)
+    )
   return out

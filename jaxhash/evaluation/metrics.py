@@ -74,8 +74,10 @@ def mean_average_precision(ap_sums: np.ndarray, num_relevant: np.ndarray, weight
   ap = np.where(found, ap_sums / np.maximum(num_relevant, 1), 0.0)
   weights = np.ones(len(ap)) if weights is None else weights
   kept = np.sum(weights * found)
-  return {"map": float(np.sum(weights * ap) / np.sum(weights)),
-          "hashnet_map": float(np.sum(weights * ap) / kept) if kept else 0.0}
+  return {
+    "map": float(np.sum(weights * ap) / np.sum(weights)),
+    "hashnet_map": float(np.sum(weights * ap) / kept) if kept else 0.0,
+  }
 
 
 def precision_at(ranked_rel: np.ndarray, k: int) -> np.ndarray:
@@ -93,20 +95,21 @@ def curve_ks(num_codes: int) -> list[int]:
 
 def precision_curve(ranked_rel: np.ndarray, ks: list[int], weights=None) -> list[float]:
   """Mean precision@k over queries for each k in ``ks`` (each at most the list length)."""
-  hits = np.cumsum(ranked_rel[:, :ks[-1]], axis=1, dtype=np.int64)
+  hits = np.cumsum(ranked_rel[:, : ks[-1]], axis=1, dtype=np.int64)
   values = hits[:, np.asarray(ks) - 1] / np.asarray(ks)
   return np.average(values, axis=0, weights=weights).tolist()
 
 
-def within_radius(counts: np.ndarray, relevant_counts: np.ndarray, radius: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def within_radius(
+  counts: np.ndarray, relevant_counts: np.ndarray, radius: int
+) -> tuple[np.ndarray, np.ndarray]:
   """Per query precision and recall of the codes within Hamming ``radius``.
 
   ``counts`` and ``relevant_counts`` ``(Q, bits + 1)``: codes (relevant codes) at each distance.
   A query that retrieves nothing has precision 0; one with no relevant item, recall 0.
   """
-  retrieved = counts[:, :radius + 1].sum(axis=1)
-  hits = relevant_counts[:, :radius + 1].sum(axis=1)
+  retrieved = counts[:, : radius + 1].sum(axis=1)
+  hits = relevant_counts[:, : radius + 1].sum(axis=1)
   total = relevant_counts.sum(axis=1)
   precision = np.where(retrieved > 0, hits / np.maximum(retrieved, 1), 0.0)
   recall = np.where(total > 0, hits / np.maximum(total, 1), 0.0)
@@ -120,6 +123,8 @@ def pr_curve(counts: np.ndarray, relevant_counts: np.ndarray, weights=None) -> d
   total = hits[:, -1:]
   precision = np.where(n > 0, hits / np.maximum(n, 1), 0.0)
   recall = np.where(total > 0, hits / np.maximum(total, 1), 0.0)
-  return {"radius": list(range(counts.shape[1])),
-          "precision": np.average(precision, axis=0, weights=weights).tolist(),
-          "recall": np.average(recall, axis=0, weights=weights).tolist()}
+  return {
+    "radius": list(range(counts.shape[1])),
+    "precision": np.average(precision, axis=0, weights=weights).tolist(),
+    "recall": np.average(recall, axis=0, weights=weights).tolist(),
+  }

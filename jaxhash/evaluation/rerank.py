@@ -13,7 +13,6 @@ neighbouring codes share about 2,200 pool codes instead of 32,000.
 
 from __future__ import annotations
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -28,7 +27,7 @@ def pool_sizes(counts: np.ndarray, num_codes: int, pool: int, radius: int) -> np
   ``counts`` ``(Q, bits + 1)``: the codes at each distance.
   """
   if radius >= 0:
-    return counts[:, :radius + 1].sum(axis=1)
+    return counts[:, : radius + 1].sum(axis=1)
   return np.full(counts.shape[0], min(pool, num_codes))
 
 
@@ -50,8 +49,9 @@ class Reranker:
     out = ranked.copy()
     for start in range(0, len(ranked), QUERY_CHUNK):
       rows = slice(start, start + QUERY_CHUNK)
-      out[rows, :width] = self._rerank_chunk(ranked[rows, :width], sizes[rows],
-                                             query_features[rows])
+      out[rows, :width] = self._rerank_chunk(
+        ranked[rows, :width], sizes[rows], query_features[rows]
+      )
     return out
 
   def _rerank_chunk(self, pools: np.ndarray, sizes: np.ndarray, query_features: np.ndarray):
@@ -61,9 +61,14 @@ class Reranker:
     union = np.pad(union, (0, _power_of_two(len(union), 256) - len(union)))
     pad = ((0, QUERY_CHUNK - q), (0, _power_of_two(width, 8) - width))
     order = _pool_order(
-        jnp.asarray(np.pad(query_features, (pad[0], (0, 0)))), self.features, self.squared_norms,
-        jnp.asarray(union), jnp.asarray(np.pad(columns.reshape(q, width), pad)),
-        jnp.asarray(np.pad(pools, pad)), jnp.asarray(np.pad(sizes, pad[0])))
+      jnp.asarray(np.pad(query_features, (pad[0], (0, 0)))),
+      self.features,
+      self.squared_norms,
+      jnp.asarray(union),
+      jnp.asarray(np.pad(columns.reshape(q, width), pad)),
+      jnp.asarray(np.pad(pools, pad)),
+      jnp.asarray(np.pad(sizes, pad[0])),
+    )
     return np.take_along_axis(pools, np.asarray(order)[:q, :width], axis=1)
 
 
@@ -76,8 +81,11 @@ def _pool_order(query_features, db_features, squared_norms, union, columns, pool
   """Per query, the pool positions sorted by (squared feature distance, Hamming position)."""
   dots = query_features @ db_features[union].T
   # The formula of the pre-package evaluation (q.q - 2 q.d + d.d), so near-ties order alike.
-  keys = (jnp.sum(query_features**2, axis=1, keepdims=True)
-          - 2.0 * jnp.take_along_axis(dots, columns, axis=1) + squared_norms[pools])
+  keys = (
+    jnp.sum(query_features**2, axis=1, keepdims=True)
+    - 2.0 * jnp.take_along_axis(dots, columns, axis=1)
+    + squared_norms[pools]
+  )
   # Features of a diverged model overflow float32 (inf - inf = nan): such keys count as infinitely
   # far, and a stable sort keeps them in Hamming order, ahead of the positions outside the pool.
   in_pool = lax.iota(jnp.int32, pools.shape[1]) < sizes[:, None]

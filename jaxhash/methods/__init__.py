@@ -7,11 +7,25 @@ features, ``jaxhash.methods.shallow``): LSH, SH, ITQ; with labels, ITQ-CCA and S
 from jaxhash.methods import dlbhc, hashnet, itq, itq_cca, lsh, sdh, sh
 from jaxhash.methods.base import HashModel, Method
 
-METHODS = {m.name: m for m in (dlbhc.METHOD, hashnet.METHOD, lsh.METHOD, sh.METHOD, itq.METHOD,
-                               itq_cca.METHOD, sdh.METHOD)}
+__all__ = ["HashModel", "METHODS", "Method", "get_method"]
+
+METHODS = {
+  m.name: m
+  for m in (
+    dlbhc.METHOD,
+    hashnet.METHOD,
+    lsh.METHOD,
+    sh.METHOD,
+    itq.METHOD,
+    itq_cca.METHOD,
+    sdh.METHOD,
+  )
+}
 
 
 def get_method(name: str) -> Method:
   if name not in METHODS:
-    raise ValueError(f"unknown method {name!r} (config.method.name); choose one of {sorted(METHODS)}.")
+    raise ValueError(
+      f"unknown method {name!r} (config.method.name); choose one of {sorted(METHODS)}."
+    )
   return METHODS[name]

@@ -25,8 +25,10 @@ class Method:
   make_head: Callable[[ml_collections.ConfigDict, int], nn.Module]
   # (outputs, multi-hot labels, step, method config) -> (scalar loss, dict of scalar metrics);
   # None for a fitted method.
-  loss: Callable[[Outputs, jax.Array, jax.Array, ml_collections.ConfigDict],
-                 tuple[jax.Array, dict]] | None
+  loss: (
+    Callable[[Outputs, jax.Array, jax.Array, ml_collections.ConfigDict], tuple[jax.Array, dict]]
+    | None
+  )
   # outputs -> bool codes (N, bits).
   binarize: Callable[[Outputs], jax.Array]
   # method section of the config, with its defaults.
@@ -37,8 +39,9 @@ class Method:
   classifies: bool = False
   # Shallow methods: (float32 features (N, D) of the training images, their multi-hot labels
   # (N, C), method config, PRNG key) -> (the head's params, dict of scalar metrics).
-  fit: Callable[[jax.Array, jax.Array, ml_collections.ConfigDict, jax.Array],
-                tuple[dict, dict]] | None = None
+  fit: (
+    Callable[[jax.Array, jax.Array, ml_collections.ConfigDict, jax.Array], tuple[dict, dict]] | None
+  ) = None
   supervised: bool = True  # needs labels to train or fit; False: any folder of images will do
 
 

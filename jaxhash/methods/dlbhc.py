@@ -1,8 +1,9 @@
 """DLBHC (Lin, Yang, Hsiao, Chen, CVPR 2015 Workshops): a sigmoid latent layer learns the codes.
 
-A latent layer H of ``bits`` sigmoid units sits between fc7 and the classifier, and the whole network
-is trained with softmax cross-entropy only (point-wise: no pairs, no code-specific loss); the code
-is H > 0.5. Retrieval can re-rank a Hamming candidate pool by fc7 distance (``jaxhash.rerank``).
+A latent layer H of ``bits`` sigmoid units sits between fc7 and the classifier, and the whole
+network is trained with softmax cross-entropy only (point-wise: no pairs, no code-specific loss);
+the code is H > 0.5. Retrieval can re-rank a Hamming candidate pool by fc7 distance
+(``jaxhash.rerank``).
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ def defaults() -> dict:
 
 
 METHOD = Method(
-    name="dlbhc",
-    make_head=lambda config, num_classes: DLBHCHead(bits=config.bits, num_classes=num_classes),
-    loss=classification_loss,
-    binarize=binarize,
-    defaults=defaults,
-    classifies=True,
+  name="dlbhc",
+  make_head=lambda config, num_classes: DLBHCHead(bits=config.bits, num_classes=num_classes),
+  loss=classification_loss,
+  binarize=binarize,
+  defaults=defaults,
+  classifies=True,
 )

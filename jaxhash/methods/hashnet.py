@@ -2,7 +2,8 @@
 
 Hash layer: fc7 -> Dense(bits) -> z, and h = tanh(β·z) in the loss. β grows during training
 (``jaxhash.schedules.continuation_schedule``, evaluated from ``state.step``), so h approaches the
-code sign(z) and the network learns codes without a quantization loss. Codes: z >= 0 (sign, 0 -> +1).
+code sign(z) and the network learns codes without a quantization loss. Codes: z >= 0
+(sign, 0 -> +1).
 
 Loss: the weighted pairwise maximum likelihood of the paper. With θ_ij = α·⟨h_i, h_j⟩ (α = 10/bits
 by default, as in the released code) and s_ij = 1 when the multi-hot labels share a class, the
@@ -20,7 +21,8 @@ c_ij = 1) gives the few similar pairs the same total mass as the many dissimilar
 weights every pair alike. Weights are normalised to sum to 1 over the batch's pairs, so both losses
 are on the scale of a mean pair loss, and a batch without similar (or without dissimilar) pairs just
 averages over the pairs it has. Not reproduced from the PyTorch release: its fixed
-``class_num`` factor in place of these weights, and θ scaled by α inside the exponent but not in s·θ.
+``class_num`` factor in place of these weights, and θ scaled by α inside the exponent but not in
+s·θ.
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ def pair_weights(similar: jax.Array, weighting: str) -> jax.Array:
   elif weighting == "balanced":
     n_similar = jnp.sum(similar & off_diagonal)
     n_dissimilar = jnp.sum(~similar & off_diagonal)
-    weights = jnp.where(similar, 1.0 / jnp.maximum(n_similar, 1), 1.0 / jnp.maximum(n_dissimilar, 1))
+    weights = jnp.where(
+      similar, 1.0 / jnp.maximum(n_similar, 1), 1.0 / jnp.maximum(n_dissimilar, 1)
+    )
     weights = jnp.where(off_diagonal, weights, 0.0)
   else:
     raise ValueError(f"config.method.weighting={weighting!r}: use one of {WEIGHTINGS}.")
@@ -123,20 +127,26 @@ def make_head(config, num_classes: int) -> HashNetHead:
 
 def defaults() -> dict:
   return {
-      "name": "hashnet",
-      "bits": 48,
-      "alpha": 0.0,  # θ = α·⟨h_i, h_j⟩; 0 means 10 / bits
-      "weighting": "balanced",  # balanced (the paper's |S|/|S1|, |S|/|S0|) | uniform
-      "continuation": True,  # False: fixed β = beta0
-      "beta0": 1.0,
-      "gamma": 0.005,
-      "power": 0.5,
-      "step_size": 200,  # β = beta0 · (1 + gamma · t)^power, t = step_size · ⌊step / step_size⌋
+    "name": "hashnet",
+    "bits": 48,
+    "alpha": 0.0,  # θ = α·⟨h_i, h_j⟩; 0 means 10 / bits
+    "weighting": "balanced",  # balanced (the paper's |S|/|S1|, |S|/|S0|) | uniform
+    "continuation": True,  # False: fixed β = beta0
+    "beta0": 1.0,
+    "gamma": 0.005,
+    "power": 0.5,
+    "step_size": 200,  # β = beta0 · (1 + gamma · t)^power, t = step_size · ⌊step / step_size⌋
   }
 
 
-METHOD = Method(name="hashnet", make_head=make_head, loss=loss, binarize=binarize, defaults=defaults,
-                validate=validate)
+METHOD = Method(
+  name="hashnet",
+  make_head=make_head,
+  loss=loss,
+  binarize=binarize,
+  defaults=defaults,
+  validate=validate,
+)
 
 
 def use_released_recipe(config, learning_rate: float):

@@ -22,8 +22,13 @@ import jax
 import jax.numpy as jnp
 
 from jaxhash.methods.base import Method
-from jaxhash.methods.shallow import (ProjectionHead, binarize, check_bits, principal_components,
-                                     signs)
+from jaxhash.methods.shallow import (
+  ProjectionHead,
+  binarize,
+  check_bits,
+  principal_components,
+  signs,
+)
 
 
 def random_rotation(key, bits: int) -> jax.Array:
@@ -58,9 +63,10 @@ def rotation(v: jax.Array, key: jax.Array, iterations: int) -> tuple[jax.Array, 
 def fit_rotation(mean, projection, features, key, iterations: int):
   """The head's parameters for ``projection`` followed by ITQ's rotation (ITQ and ITQ-CCA)."""
   r, losses = rotation((features - mean) @ projection, key, iterations)
-  return ({"mean": mean, "projection": projection @ r,
-           "offset": jnp.zeros(r.shape[1], jnp.float32)},
-          {"quantisation_loss": float(losses[-1]) / len(features)})
+  return (
+    {"mean": mean, "projection": projection @ r, "offset": jnp.zeros(r.shape[1], jnp.float32)},
+    {"quantisation_loss": float(losses[-1]) / len(features)},
+  )
 
 
 def fit(features, labels, config, key):
@@ -78,12 +84,19 @@ def validate(config) -> None:
 
 def defaults() -> dict:
   return {
-      "name": "itq",
-      "bits": 48,
-      "iterations": 50,  # alternations of the B-step and the R-step (the paper's 50)
+    "name": "itq",
+    "bits": 48,
+    "iterations": 50,  # alternations of the B-step and the R-step (the paper's 50)
   }
 
 
-METHOD = Method(name="itq", make_head=lambda config, num_classes: ProjectionHead(config.bits),
-                loss=None, binarize=binarize, defaults=defaults, validate=validate, fit=fit,
-                supervised=False)
+METHOD = Method(
+  name="itq",
+  make_head=lambda config, num_classes: ProjectionHead(config.bits),
+  loss=None,
+  binarize=binarize,
+  defaults=defaults,
+  validate=validate,
+  fit=fit,
+  supervised=False,
+)

@@ -36,8 +36,9 @@ def _regularised_covariance(x: jax.Array, regularisation: float) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames="bits")
-def canonical_directions(x: jax.Array, y: jax.Array, bits: int,
-                         regularisation: float) -> tuple[jax.Array, jax.Array]:
+def canonical_directions(
+  x: jax.Array, y: jax.Array, bits: int, regularisation: float
+) -> tuple[jax.Array, jax.Array]:
   """The ``bits`` leading canonical directions of centred ``x`` (D, bits), of unit length (as
   MATLAB's ``eig`` returns them to the released code), and their correlations, largest first."""
   whiten_x = _inverse_sqrt(_regularised_covariance(x, regularisation))
@@ -55,9 +56,11 @@ def fit(features, labels, config, key):
   mean = features.mean(axis=0)
   labels = labels.astype(jnp.float32)
   directions, correlations = canonical_directions(
-      features - mean, labels - labels.mean(axis=0), config.bits, config.regularisation)
-  params, metrics = itq.fit_rotation(mean, directions * correlations, features, key,
-                                     config.iterations)
+    features - mean, labels - labels.mean(axis=0), config.bits, config.regularisation
+  )
+  params, metrics = itq.fit_rotation(
+    mean, directions * correlations, features, key, config.iterations
+  )
   return params, {**metrics, "largest_correlation": float(correlations[0])}
 
 
@@ -69,12 +72,19 @@ def validate(config) -> None:
 
 def defaults() -> dict:
   return {
-      "name": "itq_cca",
-      "bits": 48,
-      "iterations": 50,  # ITQ's alternations after CCA (the paper's 50)
-      "regularisation": 1e-4,  # added to both covariances' diagonals, times their mean variance
+    "name": "itq_cca",
+    "bits": 48,
+    "iterations": 50,  # ITQ's alternations after CCA (the paper's 50)
+    "regularisation": 1e-4,  # added to both covariances' diagonals, times their mean variance
   }
 
 
-METHOD = Method(name="itq_cca", make_head=lambda config, num_classes: ProjectionHead(config.bits),
-                loss=None, binarize=binarize, defaults=defaults, validate=validate, fit=fit)
+METHOD = Method(
+  name="itq_cca",
+  make_head=lambda config, num_classes: ProjectionHead(config.bits),
+  loss=None,
+  binarize=binarize,
+  defaults=defaults,
+  validate=validate,
+  fit=fit,
+)

@@ -21,13 +21,19 @@ def fit(features, labels, config, key):
   del labels  # unsupervised
   mean = features.mean(axis=0)
   projection = jax.random.normal(key, (features.shape[1], config.bits), jnp.float32)
-  return {"mean": mean, "projection": projection,
-          "offset": jnp.zeros(config.bits, jnp.float32)}, {}
+  return {"mean": mean, "projection": projection, "offset": jnp.zeros(config.bits, jnp.float32)}, {}
 
 
 def defaults() -> dict:
   return {"name": "lsh", "bits": 48}
 
 
-METHOD = Method(name="lsh", make_head=lambda config, num_classes: ProjectionHead(config.bits),
-                loss=None, binarize=binarize, defaults=defaults, fit=fit, supervised=False)
+METHOD = Method(
+  name="lsh",
+  make_head=lambda config, num_classes: ProjectionHead(config.bits),
+  loss=None,
+  binarize=binarize,
+  defaults=defaults,
+  fit=fit,
+  supervised=False,
+)

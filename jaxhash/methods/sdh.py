@@ -40,11 +40,11 @@ def _ridge(x: jax.Array, targets: jax.Array, penalty: float) -> jax.Array:
 def _bit_sweep(b: jax.Array, q: jax.Array, w: jax.Array) -> jax.Array:
   """One pass of discrete cyclic coordinate descent over the bits (the B-step's update)."""
 
-  def update(l, carry):
+  def update(bit, carry):
     b, bw = carry  # bw = B W, kept up to date as bits change
-    others = bw - jnp.outer(b[:, l], w[l])
-    new = signs(q[:, l] - others @ w[l])
-    return b.at[:, l].set(new), others + jnp.outer(new, w[l])
+    others = bw - jnp.outer(b[:, bit], w[bit])
+    new = signs(q[:, bit] - others @ w[bit])
+    return b.at[:, bit].set(new), others + jnp.outer(new, w[bit])
 
   return jax.lax.fori_loop(0, b.shape[1], update, (b, b @ w))[0]
 
@@ -58,6 +58,7 @@ def discrete_hashing(phi, y, b, penalty, penalty_f, nu, iterations: int, sweeps:
       b, _, count = carry
       new = _bit_sweep(b, q, w)
       return new, jnp.any(new != b), count + 1
+
     start = (b, jnp.array(True), jnp.array(0))
     return jax.lax.while_loop(lambda c: c[1] & (c[2] < sweeps), sweep, start)[0]
 
@@ -65,8 +66,9 @@ def discrete_hashing(phi, y, b, penalty, penalty_f, nu, iterations: int, sweeps:
     w = _ridge(b, y, penalty)
     p = _ridge(phi, b, penalty_f)
     b = b_step(b, y @ w.T + nu * phi @ p, w)
-    objective = (jnp.sum((y - b @ w) ** 2) + penalty * jnp.sum(w ** 2)
-                 + nu * jnp.sum((b - phi @ p) ** 2))
+    objective = (
+      jnp.sum((y - b @ w) ** 2) + penalty * jnp.sum(w**2) + nu * jnp.sum((b - phi @ p) ** 2)
+    )
     return b, objective
 
   b, objectives = jax.lax.scan(iteration, b, None, length=iterations)
@@ -76,18 +78,29 @@ def discrete_hashing(phi, y, b, penalty, penalty_f, nu, iterations: int, sweeps:
 def fit(features, labels, config, key):
   n = len(features)
   if config.anchors > n:
-    raise ValueError(f"config.method.anchors={config.anchors} exceeds the {n} training images it "
-                     f"draws them from; set --config.method.anchors to at most {n}.")
+    raise ValueError(
+      f"config.method.anchors={config.anchors} exceeds the {n} training images it "
+      f"draws them from; set --config.method.anchors to at most {n}."
+    )
   anchor_key, code_key = jax.random.split(key)
   anchors = features[jax.random.choice(anchor_key, n, (config.anchors,), replace=False)]
   width = jnp.mean(jnp.sqrt(squared_distances(features, anchors).min(axis=1)))
   phi = kernel_features(features, anchors, width)
   b0 = signs(jax.random.normal(code_key, (n, config.bits), jnp.float32))
   projection, _, objectives = discrete_hashing(
-      phi, labels.astype(jnp.float32), b0, config.penalty, config.penalty_f, config.nu,
-      config.iterations, config.sweeps)
-  return ({"anchors": anchors, "width": width, "projection": projection},
-          {"objective": float(objectives[-1]) / n})
+    phi,
+    labels.astype(jnp.float32),
+    b0,
+    config.penalty,
+    config.penalty_f,
+    config.nu,
+    config.iterations,
+    config.sweeps,
+  )
+  return (
+    {"anchors": anchors, "width": width, "projection": projection},
+    {"objective": float(objectives[-1]) / n},
+  )
 
 
 def validate(config) -> None:
@@ -101,17 +114,23 @@ def validate(config) -> None:
 
 def defaults() -> dict:
   return {
-      "name": "sdh",
-      "bits": 48,
-      "anchors": 1000,  # training images drawn as the Gaussian kernel's anchors
-      "iterations": 5,  # G-, F- and B-steps
-      "sweeps": 10,  # at most this many passes over the bits per B-step
-      "penalty": 1.0,  # λ: ridge penalty of the label classifier W (G-step)
-      "penalty_f": 0.01,  # λ_F: ridge penalty of the hash function P (F-step)
-      "nu": 1e-5,  # ν: weight of |B - F(X)|² in the B-step
+    "name": "sdh",
+    "bits": 48,
+    "anchors": 1000,  # training images drawn as the Gaussian kernel's anchors
+    "iterations": 5,  # G-, F- and B-steps
+    "sweeps": 10,  # at most this many passes over the bits per B-step
+    "penalty": 1.0,  # λ: ridge penalty of the label classifier W (G-step)
+    "penalty_f": 0.01,  # λ_F: ridge penalty of the hash function P (F-step)
+    "nu": 1e-5,  # ν: weight of |B - F(X)|² in the B-step
   }
 
 
-METHOD = Method(name="sdh",
-                make_head=lambda config, num_classes: AnchorHead(config.bits, config.anchors),
-                loss=None, binarize=binarize, defaults=defaults, validate=validate, fit=fit)
+METHOD = Method(
+  name="sdh",
+  make_head=lambda config, num_classes: AnchorHead(config.bits, config.anchors),
+  loss=None,
+  binarize=binarize,
+  defaults=defaults,
+  validate=validate,
+  fit=fit,
+)

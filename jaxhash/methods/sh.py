@@ -41,14 +41,23 @@ def fit(features, labels, config, key):
   projected = (features - mean) @ directions
   low, high = projected.min(axis=0), projected.max(axis=0)
   which, omega = modes(low, high, config.bits)
-  return {"mean": mean, "projection": directions[:, which] * omega,
-          "offset": low[which] * omega}, {}
+  return {
+    "mean": mean,
+    "projection": directions[:, which] * omega,
+    "offset": low[which] * omega,
+  }, {}
 
 
 def defaults() -> dict:
   return {"name": "sh", "bits": 48}
 
 
-METHOD = Method(name="sh",
-                make_head=lambda config, num_classes: ProjectionHead(config.bits, periodic=True),
-                loss=None, binarize=binarize, defaults=defaults, fit=fit, supervised=False)
+METHOD = Method(
+  name="sh",
+  make_head=lambda config, num_classes: ProjectionHead(config.bits, periodic=True),
+  loss=None,
+  binarize=binarize,
+  defaults=defaults,
+  fit=fit,
+  supervised=False,
+)

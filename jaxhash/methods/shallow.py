@@ -55,14 +55,15 @@ class AnchorHead(nn.Module):
 
 def squared_distances(x: jax.Array, anchors: jax.Array) -> jax.Array:
   """|x_i - a_j|² (N, m), through the Gram matrix (one product, no (N, m, D) difference)."""
-  squared = (jnp.sum(x * x, axis=1, keepdims=True) - 2 * x @ anchors.T
-             + jnp.sum(anchors * anchors, axis=1))
+  squared = (
+    jnp.sum(x * x, axis=1, keepdims=True) - 2 * x @ anchors.T + jnp.sum(anchors * anchors, axis=1)
+  )
   return jnp.maximum(squared, 0.0)
 
 
 def kernel_features(x: jax.Array, anchors: jax.Array, width: jax.Array) -> jax.Array:
   """exp(-|x - a_j|² / (2 width²)) for each anchor a_j, then a column of ones: (N, m + 1)."""
-  phi = jnp.exp(-squared_distances(x, anchors) / (2 * width ** 2))
+  phi = jnp.exp(-squared_distances(x, anchors) / (2 * width**2))
   return jnp.concatenate([phi, jnp.ones((len(x), 1), phi.dtype)], axis=1)
 
 
@@ -87,5 +88,7 @@ def principal_components(centred: jax.Array, count: int) -> tuple[jax.Array, jax
 def check_bits(name: str, bits: int, dim: int) -> None:
   """Methods that keep ``bits`` principal or canonical directions need bits <= dim."""
   if bits > dim:
-    raise ValueError(f"config.method.bits={bits}: {name} projects the {dim}-dimensional features "
-                     f"onto {bits} directions, more than they have; use at most {dim} bits.")
+    raise ValueError(
+      f"config.method.bits={bits}: {name} projects the {dim}-dimensional features "
+      f"onto {bits} directions, more than they have; use at most {dim} bits."
+    )

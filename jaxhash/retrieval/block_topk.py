@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jaxhash.arith import ceil_div
 from jaxhash.retrieval import keys
 
 BIN_SIZE = 32
@@ -44,8 +45,9 @@ def distance_dtype(num_words: int):
   return jnp.uint8 if max_distance(num_words) < 255 else jnp.uint16
 
 
-def code_query_distances(query_words: jax.Array, block_words: jax.Array,
-                         dtype=jnp.uint16) -> jax.Array:
+def code_query_distances(
+  query_words: jax.Array, block_words: jax.Array, dtype=jnp.uint16
+) -> jax.Array:
   """``(N, Q)`` Hamming distances in ``dtype``, codes outer and queries inner.
 
   The codes may be given as uint32 words or as any other unsigned view of the same bits (uint8
@@ -53,9 +55,13 @@ def code_query_distances(query_words: jax.Array, block_words: jax.Array,
   reduce over codes (bin minima, counts) fuse with it into one loop that never stores a distance.
   """
   queries_t = query_words.T
-  return functools.reduce(jnp.add, [
+  return functools.reduce(
+    jnp.add,
+    [
       lax.population_count(block_words[:, j, None] ^ queries_t[None, j, :]).astype(dtype)
-      for j in range(block_words.shape[1])])
+      for j in range(block_words.shape[1])
+    ],
+  )
 
 
 def valid_rows(num_rows: int, num_valid) -> jax.Array | None:
@@ -67,8 +73,11 @@ def valid_rows(num_rows: int, num_valid) -> jax.Array | None:
 
 def _padding_in_last_group(num_rows: int, num_valid) -> bool:
   """Whether the invalid rows (static count) all lie in the last ROW_MULTIPLE of a longer block."""
-  return (isinstance(num_valid, int) and num_rows - ROW_MULTIPLE <= num_valid < num_rows
-          and num_rows > ROW_MULTIPLE)
+  return (
+    isinstance(num_valid, int)
+    and num_rows - ROW_MULTIPLE <= num_valid < num_rows
+    and num_rows > ROW_MULTIPLE
+  )
 
 
 def bin_minima(query_words, block_words, num_valid, dtype) -> jax.Array:
@@ -80,8 +89,12 @@ def bin_minima(query_words, block_words, num_valid, dtype) -> jax.Array:
   num_rows = block_words.shape[0]
   if _padding_in_last_group(num_rows, num_valid):
     split = num_rows - ROW_MULTIPLE
-    return jnp.concatenate([bin_minima(query_words, block_words[:split], split, dtype),
-                            bin_minima(query_words, block_words[split:], num_valid - split, dtype)])
+    return jnp.concatenate(
+      [
+        bin_minima(query_words, block_words[:split], split, dtype),
+        bin_minima(query_words, block_words[split:], num_valid - split, dtype),
+      ]
+    )
   valid = valid_rows(block_words.shape[0], num_valid)
   if valid is None and block_words.dtype == jnp.uint8 and block_words.shape[1] <= UNROLL_BYTES:
     return _unrolled_bin_minima(query_words, block_words, dtype)
@@ -108,13 +121,14 @@ def _unrolled_bin_minima(query_bytes, block_bytes, dtype) -> jax.Array:
   """
   codes = block_bytes.reshape(-1, BIN_SIZE, block_bytes.shape[1])
   num_bins = codes.shape[0]
-  half = -(-num_bins // 2)
+  half = ceil_div(num_bins, 2)
 
   def write_half(number, minima):
     start = number * (num_bins - half)
     bins = lax.dynamic_slice_in_dim(codes, start, half)
-    half_minima = functools.reduce(jnp.minimum, [
-        code_query_distances(query_bytes, bins[:, i], dtype) for i in range(BIN_SIZE)])
+    half_minima = functools.reduce(
+      jnp.minimum, [code_query_distances(query_bytes, bins[:, i], dtype) for i in range(BIN_SIZE)]
+    )
     return lax.dynamic_update_slice_in_dim(minima, half_minima, start, 0)
 
   return lax.fori_loop(0, 2, write_half, jnp.zeros((num_bins, query_bytes.shape[0]), dtype))
@@ -128,20 +142,37 @@ def column_bin_minima(query_bytes, columns, num_valid, dtype) -> jax.Array:
   num_rows = columns.shape[1]
   if _padding_in_last_group(num_rows, num_valid):  # as in bin_minima
     split = num_rows - ROW_MULTIPLE
-    return jnp.concatenate([
+    return jnp.concatenate(
+      [
         column_bin_minima(query_bytes, columns[:, :split], split, dtype),
-        column_bin_minima(query_bytes, columns[:, split:], num_valid - split, dtype)])
-  distances = functools.reduce(jnp.add, [
+        column_bin_minima(query_bytes, columns[:, split:], num_valid - split, dtype),
+      ]
+    )
+  distances = functools.reduce(
+    jnp.add,
+    [
       lax.population_count(columns[j][:, None] ^ query_bytes[None, :, j]).astype(dtype)
-      for j in range(columns.shape[0])])  # (N, Q)
+      for j in range(columns.shape[0])
+    ],
+  )  # (N, Q)
   valid = valid_rows(columns.shape[1], num_valid)
   if valid is not None:
     distances = jnp.where(valid, distances, jnp.iinfo(dtype).max)
   return distances.reshape(-1, BIN_SIZE, distances.shape[1]).min(axis=1)
 
 
-def block_topk(query_words, pass_queries, db_words, pass_words, start, num_rows: int, num_valid,
-               k: int, *, columns: bool = False):
+def block_topk(
+  query_words,
+  pass_queries,
+  db_words,
+  pass_words,
+  start,
+  num_rows: int,
+  num_valid,
+  k: int,
+  *,
+  columns: bool = False,
+):
   """Exact top-``k`` of each query among ``num_valid`` codes from row ``start`` of the database.
 
   Args:
@@ -184,8 +215,9 @@ def best_bins(minima: jax.Array, k: int, top: int) -> tuple[jax.Array, jax.Array
   candidates = groups[best_groups, :, jnp.arange(num_queries)[:, None]]  # (Q, k, BIN_SIZE)
   candidates = _beyond_bound(candidates.astype(jnp.int32), group_minimum[:, -1:, None], top)
   bins = best_groups[:, :, None] * BIN_SIZE + lax.iota(jnp.int32, BIN_SIZE)
-  return _smallest(_order_keys(candidates.reshape(num_queries, -1), bins.reshape(num_queries, -1),
-                               top), k, top)
+  return _smallest(
+    _order_keys(candidates.reshape(num_queries, -1), bins.reshape(num_queries, -1), top), k, top
+  )
 
 
 def _beyond_bound(distances, bound, top: int):
@@ -211,7 +243,7 @@ def _smallest_rows(distances, k: int, top: int) -> tuple[jax.Array, jax.Array]:
 
 
 def _order_keys(distances, ids, top: int) -> jax.Array:
-  """int32 order keys (``keys.py``) of (distance, id); distances above ``top`` tie at ``top + 1``."""
+  """int32 order keys (``keys.py``) of (distance, id); distances over ``top`` tie at ``top + 1``."""
   capped = jnp.minimum(distances.astype(jnp.int32), top + 1)
   return keys.encode(capped, jnp.broadcast_to(ids, capped.shape), keys.index_shift(top))
 
@@ -227,14 +259,18 @@ def _best_codes(query_words, db_words, start, bins, bound, num_valid, k: int, to
   num_queries, num_words = query_words.shape
   take_bin = lambda row: lax.dynamic_slice(db_words, (row, jnp.int32(0)), (BIN_SIZE, num_words))
   codes = jax.vmap(jax.vmap(take_bin))(start + bins * BIN_SIZE)  # (Q, bins, BIN_SIZE, W)
-  distances = jnp.sum(lax.population_count(codes ^ query_words[:, None, None, :]), axis=-1,
-                      dtype=jnp.int32)
+  distances = jnp.sum(
+    lax.population_count(codes ^ query_words[:, None, None, :]), axis=-1, dtype=jnp.int32
+  )
   if bound is not None:
     distances = _beyond_bound(distances, bound[:, :, None], top)
   indices = bins[:, :, None] * BIN_SIZE + lax.iota(jnp.int32, BIN_SIZE)
   shift = keys.index_shift(top)
-  candidates = jnp.where(indices < num_valid, keys.encode(distances, indices, shift),
-                         keys.encode(jnp.int32(top + 1), jnp.int32(0), shift))
+  candidates = jnp.where(
+    indices < num_valid,
+    keys.encode(distances, indices, shift),
+    keys.encode(jnp.int32(top + 1), jnp.int32(0), shift),
+  )
   best, _ = keys.smallest(candidates.reshape(num_queries, -1), min(k, candidates[0].size))
   return _pad_missing(*keys.decode(best, shift), k, top)
 

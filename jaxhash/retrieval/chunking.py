@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxhash.arith import round_up
 from jaxhash.environment import cpu_cores
 from jaxhash.retrieval import keys, views
 from jaxhash.retrieval.block_topk import BIN_SIZE, ROW_MULTIPLE, max_distance
@@ -31,12 +32,8 @@ _BLOCK_ROWS = 1 << 20  # default codes per block; keeps a chunk's bin minima at 
 _CANDIDATE_BYTES = 256 << 20  # bound on a query chunk's gathered candidate codes
 
 
-def round_up(value: int, multiple: int) -> int:
-  return -(-value // multiple) * multiple
-
-
 def query_chunk_size(requested: int | None, k: int, num_words: int) -> int:
-  """Most queries per chunk: 128 on CPU (cache-resident minima), 1,024 elsewhere; fewer for big k."""
+  """Most queries per chunk: 128 on CPU (cache-resident minima), 1,024 elsewhere; fewer at big k."""
   if requested is not None:
     return _positive(requested, "query_chunk", "queries")
   default = 128 if views.on_cpu() else 1024
@@ -59,7 +56,7 @@ def query_chunks(num_queries: int, most: int) -> list[tuple[int, int]]:
 
 def padded_rows(array, start: int, size: int):
   """Rows ``[start, start + size)`` of a NumPy or JAX array, zero rows past its end."""
-  rows = array[start:start + size]
+  rows = array[start : start + size]
   if rows.shape[0] == size:
     return rows
   pad = ((0, size - rows.shape[0]), (0, 0))
@@ -71,6 +68,7 @@ class Blocks(NamedTuple):
   ``rest_rows`` (both multiples of ROW_MULTIPLE, read in place) of which ``rest_valid`` are codes
   (fewer only in a zero-padded array, see ``prepare_padded``), then ``tail_rows`` rows copied to a
   zero-padded tail array, of which ``tail_valid`` are codes."""
+
   block_rows: int
   num_blocks: int
   rest_rows: int
@@ -90,6 +88,7 @@ class Blocks(NamedTuple):
 class Part(NamedTuple):
   """One database array ready to search: ``{dtype: (words, tail)}`` views of its codes and of its
   zero-padded tail (None without one), for uint32 and the types pass 1 reads; and the plan."""
+
   views: dict
   blocks: Blocks
 
@@ -122,9 +121,13 @@ def prepare(words, rows_per_block: int, dtypes: Iterable = ()) -> Part:
   if tail_valid:
     pad = np.pad if isinstance(words, np.ndarray) else jnp.pad
     tail = pad(words[main:], ((0, tail_rows - tail_valid), (0, 0)))
-  as_views = {np.dtype(dtype): (views.as_view(words, dtype), None if tail is None
-                                else views.as_view(tail, dtype))
-              for dtype in {np.dtype(np.uint32), *dtypes}}
+  as_views = {
+    np.dtype(dtype): (
+      views.as_view(words, dtype),
+      None if tail is None else views.as_view(tail, dtype),
+    )
+    for dtype in {np.dtype(np.uint32), *dtypes}
+  }
   return Part(as_views, Blocks(rows_per_block, num_blocks, rest, tail_rows, tail_valid, rest))
 
 
@@ -138,12 +141,14 @@ def prepare_padded(words, rows_per_block: int, dtypes: Iterable = ()) -> Part:
   if not rest:  # the padding goes in the rest block, so every full block is all codes
     num_blocks, rest = num_blocks - 1, rows_per_block
   words = jnp.pad(jnp.asarray(words), ((0, padded_rows - num_codes), (0, 0)))
-  as_views = {np.dtype(dtype): (views.as_view(words, dtype), None)
-              for dtype in {np.dtype(np.uint32), *dtypes}}
+  as_views = {
+    np.dtype(dtype): (views.as_view(words, dtype), None) for dtype in {np.dtype(np.uint32), *dtypes}
+  }
   if views.on_cpu():
     as_views[views.COLUMNS] = (views.byte_columns(words), None)
-  return Part(as_views, Blocks(rows_per_block, num_blocks, rest, 0, 0,
-                               rest - (padded_rows - num_codes)))
+  return Part(
+    as_views, Blocks(rows_per_block, num_blocks, rest, 0, 0, rest - (padded_rows - num_codes))
+  )
 
 
 def fold_blocks(plan: Blocks, visit: Callable, combine: Callable):
@@ -153,8 +158,14 @@ def fold_blocks(plan: Blocks, visit: Callable, combine: Callable):
   if plan.num_blocks:
     result = visit(False, 0, plan.block_rows, plan.block_rows)
     if plan.num_blocks > 1:
-      result = lax.fori_loop(1, plan.num_blocks, lambda b, acc: combine(
-          acc, visit(False, b * plan.block_rows, plan.block_rows, plan.block_rows)), result)
+      result = lax.fori_loop(
+        1,
+        plan.num_blocks,
+        lambda b, acc: combine(
+          acc, visit(False, b * plan.block_rows, plan.block_rows, plan.block_rows)
+        ),
+        result,
+      )
   later = []
   if plan.rest_rows:
     later.append(visit(False, plan.num_blocks * plan.block_rows, plan.rest_rows, plan.rest_valid))
@@ -165,16 +176,18 @@ def fold_blocks(plan: Blocks, visit: Callable, combine: Callable):
   return result
 
 
-def parts(chunks: Iterable, num_words: int, rows_per_block: int, dtypes: Iterable = ()
-          ) -> Iterator[tuple[int, Part]]:
+def parts(
+  chunks: Iterable, num_words: int, rows_per_block: int, dtypes: Iterable = ()
+) -> Iterator[tuple[int, Part]]:
   """``(offset, Part)`` for each non-empty database chunk, checked, in order."""
   offset = 0
   for number, chunk in enumerate(chunks):
     chunk = check_words(chunk, f"database chunk {number}", num_words)
     if offset + chunk.shape[0] > MAX_CODES:
       raise ValueError(
-          f"the database has more than {MAX_CODES} codes (indices are int32); "
-          "split it and search the parts separately.")
+        f"the database has more than {MAX_CODES} codes (indices are int32); "
+        "split it and search the parts separately."
+      )
     if chunk.shape[0]:
       yield offset, prepare(chunk, rows_per_block, dtypes)
     offset += chunk.shape[0]
@@ -188,7 +201,9 @@ def map_chunks(function: Callable[[int], object], num_chunks: int, parallel: boo
     return [function(j) for j in range(num_chunks)]
   with concurrent.futures.ThreadPoolExecutor(workers) as pool:
     # Each thread waits for its own result: dispatch alone would queue the chunks on one stream.
-    futures = [pool.submit(lambda j: jax.block_until_ready(function(j)), j) for j in range(num_chunks)]
+    futures = [
+      pool.submit(lambda j: jax.block_until_ready(function(j)), j) for j in range(num_chunks)
+    ]
     return [future.result() for future in futures]
 
 

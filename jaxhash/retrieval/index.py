@@ -25,14 +25,14 @@ class _Rows:
     need = self._n + len(rows)
     if need > len(self._data):
       grown = np.empty((max(need, 2 * len(self._data)), *self._data.shape[1:]), self._data.dtype)
-      grown[:self._n] = self._data[:self._n]
+      grown[: self._n] = self._data[: self._n]
       self._data = grown
-    self._data[self._n:need] = rows
+    self._data[self._n : need] = rows
     self._n = need
 
   @property
   def view(self) -> np.ndarray:
-    return self._data[:self._n]
+    return self._data[: self._n]
 
 
 class HammingIndex:
@@ -121,8 +121,9 @@ class HammingIndex:
         self._features = _Rows(new_features.shape[1:], np.float32)
       self._features.append(new_features)
 
-  def search(self, queries, k: int, *, features=None,
-             pool: int = DEFAULT_RERANK_POOL) -> tuple[np.ndarray, np.ndarray]:
+  def search(
+    self, queries, k: int, *, features=None, pool: int = DEFAULT_RERANK_POOL
+  ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest codes per query: int32 Hamming distances and ids, each ``(Q, k)``.
 
     With ``features`` (the queries' float ``(Q, D)`` features), the ``max(pool, k)`` nearest codes
@@ -145,8 +146,9 @@ class HammingIndex:
     queries = self._as_words(queries, "queries")
     features = check_rerank_features(features, queries.shape[0], self.features)
     distances, positions = self.search_positions(queries, min(max(pool, k), self.ntotal))
-    distances, by, positions = rerank(distances, positions, self._features.view[positions],
-                                      features, k)
+    distances, by, positions = rerank(
+      distances, positions, self._features.view[positions], features, k
+    )
     return distances, by, self.ids_at(positions)
 
   def search_positions(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -154,19 +156,26 @@ class HammingIndex:
     distances, positions = hamming_topk(self._as_words(queries, "queries"), self._search_codes(), k)
     return np.asarray(distances), np.asarray(positions)
 
-  def range_search(self, queries, radius: int, *, max_results: int = DEFAULT_MAX_RESULTS,
-                   strict: bool = False) -> RangeSearchResult:
+  def range_search(
+    self, queries, radius: int, *, max_results: int = DEFAULT_MAX_RESULTS, strict: bool = False
+  ) -> RangeSearchResult:
     """All codes within ``radius`` per query (CSR, ids in ``indices``); see hamming_range_search."""
-    result = hamming_range_search(self._as_words(queries, "queries"), self._words.view, radius,
-                                  max_results=max_results, strict=strict)
+    result = hamming_range_search(
+      self._as_words(queries, "queries"),
+      self._words.view,
+      radius,
+      max_results=max_results,
+      strict=strict,
+    )
     return result._replace(indices=self.ids_at(np.asarray(result.indices)))
 
   def save(self, path: str) -> None:
     """Writes the index to one checksummed file, atomically (see ``index_file``)."""
     ids = self._ids if isinstance(self._ids, list) or self._ids is None else self._ids.view
     metadata = {key: value for key, value in (("run", self.run), ("shard", self.shard)) if value}
-    index_file.write_index(path, index_file.IndexContents(self.nbits, self._words.view, ids,
-                                                          self.features, metadata))
+    index_file.write_index(
+      path, index_file.IndexContents(self.nbits, self._words.view, ids, self.features, metadata)
+    )
 
   @classmethod
   def load(cls, path: str) -> HammingIndex:
@@ -227,9 +236,12 @@ class HammingIndex:
     if self.ntotal and self._features is None:
       raise ValueError("this index was built without features; add features with every call.")
     dim = self._features.view.shape[1] if self._features is not None else None
-    if features.ndim != 2 or features.shape[0] != n or (dim is not None and features.shape[1] != dim):
-      raise ValueError(f"features must be float ({n}, {dim or 'D'}), one row per code; got "
-                       f"{features.shape}.")
+    if (
+      features.ndim != 2 or features.shape[0] != n or (dim is not None and features.shape[1] != dim)
+    ):
+      raise ValueError(
+        f"features must be float ({n}, {dim or 'D'}), one row per code; got {features.shape}."
+      )
     return features
 
   def _as_words(self, codes, name: str) -> np.ndarray:
@@ -244,33 +256,41 @@ class HammingIndex:
       spare_bits = 32 * words_per_code - self.nbits
       if spare_bits and (codes[:, -1] >> (32 - spare_bits)).any():
         raise ValueError(
-            f"{name} has bits set above bit {self.nbits}: these words were not packed from "
-            f"{self.nbits}-bit codes.")
+          f"{name} has bits set above bit {self.nbits}: these words were not packed from "
+          f"{self.nbits}-bit codes."
+        )
       return check_words(codes, name, words_per_code)
     raise ValueError(
-        f"{name} must be {self.nbits}-bit codes: bits of shape (n, {self.nbits}) or packed uint32 "
-        f"words of shape (n, {words_per_code}); got {codes.dtype} {codes.shape}.")
+      f"{name} must be {self.nbits}-bit codes: bits of shape (n, {self.nbits}) or packed uint32 "
+      f"words of shape (n, {words_per_code}); got {codes.dtype} {codes.shape}."
+    )
 
 
 def check_rerank_features(features, num_queries: int, held: np.ndarray | None) -> np.ndarray:
   """The queries' features as float32 ``(Q, D)``, checked against the index's (``held``)."""
   if held is None:
-    raise ValueError("this index holds no features to re-rank with; build it with features "
-                     "(python -m jaxhash.index --features).")
+    raise ValueError(
+      "this index holds no features to re-rank with; build it with features "
+      "(python -m jaxhash.index --features)."
+    )
   features = np.asarray(features, np.float32)
   if features.shape != (num_queries, held.shape[1]):
-    raise ValueError(f"features must be ({num_queries}, {held.shape[1]}), one row per query; got "
-                     f"{features.shape}.")
+    raise ValueError(
+      f"features must be ({num_queries}, {held.shape[1]}), one row per query; got {features.shape}."
+    )
   return features
 
 
-def rerank(distances: np.ndarray, positions: np.ndarray, candidates: np.ndarray,
-           features: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def rerank(
+  distances: np.ndarray, positions: np.ndarray, candidates: np.ndarray, features: np.ndarray, k: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """The first ``k`` of each query's Hamming pool reordered by Euclidean distance between its
   ``candidates``' features ``(Q, depth, D)`` and the query's; ties keep the Hamming order.
   Returns ``(hamming distances, feature distances, positions)`` in the new order."""
   squared = np.sum((candidates - features[:, None, :]) ** 2, axis=-1)
   order = np.argsort(squared, axis=1, kind="stable")[:, :k]
-  return (np.take_along_axis(distances, order, axis=1),
-          np.sqrt(np.take_along_axis(squared, order, axis=1)),
-          np.take_along_axis(positions, order, axis=1))
+  return (
+    np.take_along_axis(distances, order, axis=1),
+    np.sqrt(np.take_along_axis(squared, order, axis=1)),
+    np.take_along_axis(positions, order, axis=1),
+  )

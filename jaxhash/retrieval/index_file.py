@@ -19,8 +19,8 @@ Format version 2 (written now; little-endian):
                 the string ids' UTF-8 blob (S bytes);
                 metadata: a UTF-8 JSON object (M bytes), e.g. the run the codes came from.
 
-Version 1 (the first format, still read): the same magic, version, bits, count and flags (bit 0 only) in
-bytes 0..27, the SHA-256 in 28..59, then codes and optional int64 ids.
+Version 1 (the first format, still read): the same magic, version, bits, count and flags (bit 0
+only) in bytes 0..27, the SHA-256 in 28..59, then codes and optional int64 ids.
 
 The checksum covers the header fields too, so any altered byte is detected; the declared sizes
 catch truncation before the checksum is computed. Every defect is a ValueError naming the file.
@@ -76,11 +76,14 @@ def write_index(path: str, contents: IndexContents) -> None:
   if features is not None:
     flags, dim = flags | _FEATURES, features.shape[1]
     parts.append(np.ascontiguousarray(features, dtype="<f4").tobytes())
-  metadata = json.dumps(contents.metadata, sort_keys=True).encode("utf-8") if contents.metadata else b""
+  metadata = (
+    json.dumps(contents.metadata, sort_keys=True).encode("utf-8") if contents.metadata else b""
+  )
   parts += [blob, metadata]
   payload = b"".join(parts)
-  fields = _FIELDS.pack(MAGIC, FORMAT_VERSION, contents.nbits, count, flags, dim, len(blob),
-                        len(metadata))
+  fields = _FIELDS.pack(
+    MAGIC, FORMAT_VERSION, contents.nbits, count, flags, dim, len(blob), len(metadata)
+  )
   atomic_write_bytes(path, b"".join([fields, _digest(fields, payload), payload]))
 
 
@@ -99,19 +102,26 @@ def read_index(path: str) -> IndexContents:
     with open_regular(path, "index file") as f:  # a named pipe is refused, never waited on
       data = f.read()
   except FileNotFoundError:
-    raise FileNotFoundError(f"index file {path} not found; build one with python -m jaxhash.index "
-                            "or HammingIndex.save.") from None
+    raise FileNotFoundError(
+      f"index file {path} not found; build one with python -m jaxhash.index or HammingIndex.save."
+    ) from None
   if len(data) < _PREFIX.size:
     _fail(path, f"is truncated: {len(data)} bytes, shorter than any index header")
   magic, version = _PREFIX.unpack_from(data)
   if magic != MAGIC:
-    _fail(path, f"is not a jaxhash index (magic bytes {magic!r}, expected {MAGIC!r})",
-          fix="check the path: it should be a file written by HammingIndex.save")
+    _fail(
+      path,
+      f"is not a jaxhash index (magic bytes {magic!r}, expected {MAGIC!r})",
+      fix="check the path: it should be a file written by HammingIndex.save",
+    )
   if version == 1:
     return _read_v1(path, data)
   if version != FORMAT_VERSION:
-    _fail(path, f"has index format version {version}; this jaxhash reads versions 1 and "
-          f"{FORMAT_VERSION}", fix="re-create the index with this version of jaxhash")
+    _fail(
+      path,
+      f"has index format version {version}; this jaxhash reads versions 1 and {FORMAT_VERSION}",
+      fix="re-create the index with this version of jaxhash",
+    )
   return _read_v2(path, data)
 
 
@@ -124,14 +134,18 @@ def _read_v2(path: str, data: bytes) -> IndexContents:
   if bool(flags & _FEATURES) != (dim > 0) or (not flags & _STRING_IDS and text_bytes):
     _fail(path, "has inconsistent header fields (feature dimension or string-id size)")
   words_per_code = num_words(max(nbits, 1))
-  sizes = [count * 4 * words_per_code,
-           count * 8 if flags & _INT_IDS else (count + 1) * 8 if flags & _STRING_IDS else 0,
-           count * dim * 4, text_bytes, meta_bytes]
+  sizes = [
+    count * 4 * words_per_code,
+    count * 8 if flags & _INT_IDS else (count + 1) * 8 if flags & _STRING_IDS else 0,
+    count * dim * 4,
+    text_bytes,
+    meta_bytes,
+  ]
   _check_size(path, len(data), HEADER_SIZE + sum(sizes))
   _check_digest(path, data, _FIELDS.size, HEADER_SIZE)
   _check_nbits(path, nbits)
   starts = np.cumsum([HEADER_SIZE] + sizes).tolist()
-  section = lambda i: memoryview(data)[starts[i]:starts[i + 1]]
+  section = lambda i: memoryview(data)[starts[i] : starts[i + 1]]
   words = np.frombuffer(section(0), "<u4").reshape(count, words_per_code).astype(np.uint32)
   _check_spare_bits(path, nbits, words)
   ids = None
@@ -166,7 +180,9 @@ def _read_v1(path: str, data: bytes) -> IndexContents:
     _fail(path, f"is truncated: {len(data)} bytes, shorter than the {HEADER_SIZE_V1}-byte header")
   _, _, nbits, count, flags = _FIELDS_V1.unpack_from(data)
   words_per_code = num_words(max(nbits, 1))
-  _check_size(path, len(data), HEADER_SIZE_V1 + count * (4 * words_per_code + (8 if flags & 1 else 0)))
+  _check_size(
+    path, len(data), HEADER_SIZE_V1 + count * (4 * words_per_code + (8 if flags & 1 else 0))
+  )
   _check_digest(path, data, _FIELDS_V1.size, HEADER_SIZE_V1)
   _check_nbits(path, nbits)
   payload = memoryview(data)[HEADER_SIZE_V1:]

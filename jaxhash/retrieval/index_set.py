@@ -62,8 +62,9 @@ class IndexSet:
     held = [s.features for s, _ in self._filled]
     return None if not held or held[0] is None else held
 
-  def search(self, queries, k: int, *, features=None,
-             pool: int = DEFAULT_RERANK_POOL) -> tuple[np.ndarray, np.ndarray]:
+  def search(
+    self, queries, k: int, *, features=None, pool: int = DEFAULT_RERANK_POOL
+  ) -> tuple[np.ndarray, np.ndarray]:
     """What ``HammingIndex.search`` returns for the index built in one piece."""
     check_k(k, self.ntotal)
     if features is None:
@@ -89,10 +90,12 @@ class IndexSet:
   def search_positions(self, queries, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The top ``k`` by (distance, position in the whole index): int32 distances, int64
     positions."""
-    lists = [(part.search_positions(queries, min(k, len(part))), offset)
-             for part, offset in self._filled]
-    return merge_parts([d for (d, _), _ in lists], [p.astype(np.int64) + o for (_, p), o in lists],
-                       k, self.nbits)
+    lists = [
+      (part.search_positions(queries, min(k, len(part))), offset) for part, offset in self._filled
+    ]
+    return merge_parts(
+      [d for (d, _), _ in lists], [p.astype(np.int64) + o for (_, p), o in lists], k, self.nbits
+    )
 
   def ids_at(self, positions: np.ndarray) -> np.ndarray:
     """The ids of the codes at whole-index ``positions``."""
@@ -113,32 +116,44 @@ def _ordered(shards: list[HammingIndex], names: list[str]) -> list[HammingIndex]
   records = [s.shard for s in shards]
   for name, record in zip(names, records):
     if not isinstance(record, dict):
-      raise ValueError(f"{name} is not a shard of an index built in parts (python -m jaxhash.index "
-                       "--shard I/N); search it alone.")
+      raise ValueError(
+        f"{name} is not a shard of an index built in parts (python -m jaxhash.index "
+        "--shard I/N); search it alone."
+      )
   first = records[0]
   for name, shard, record in zip(names, shards, records):
     if (record.get("count"), record.get("listing")) != (first.get("count"), first.get("listing")):
-      raise ValueError(f"{name} and {names[0]} are shards of different listings or shard counts; "
-                       "pass the shards of one index.")
+      raise ValueError(
+        f"{name} and {names[0]} are shards of different listings or shard counts; "
+        "pass the shards of one index."
+      )
     if shard.nbits != shards[0].nbits or shard.run != shards[0].run:
-      raise ValueError(f"{name} and {names[0]} were built by different runs or code lengths; "
-                       "pass the shards of one index.")
+      raise ValueError(
+        f"{name} and {names[0]} were built by different runs or code lengths; "
+        "pass the shards of one index."
+      )
   filled = [(name, shard) for name, shard in zip(names, shards) if len(shard)]
   for name, shard in filled:
     if (shard.features is None) != (filled[0][1].features is None):
-      raise ValueError(f"{name} and {filled[0][0]}: only one holds features; build every shard "
-                       "with or without --features.")
+      raise ValueError(
+        f"{name} and {filled[0][0]}: only one holds features; build every shard "
+        "with or without --features."
+      )
   found: dict[int, str] = {}
   for name, record in zip(names, records):
     if record["index"] in found:
-      raise ValueError(f"{found[record['index']]} and {name} are both shard "
-                       f"{record['index']}/{first['count']}; pass each shard once.")
+      raise ValueError(
+        f"{found[record['index']]} and {name} are both shard "
+        f"{record['index']}/{first['count']}; pass each shard once."
+      )
     found[record["index"]] = name
   missing = sorted(set(range(first["count"])) - set(found))
   if missing:
-    raise ValueError(f"shard{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} of "
-                     f"{first['count']} {'are' if len(missing) > 1 else 'is'} missing; pass all "
-                     f"{first['count']} shard files to --index.")
+    raise ValueError(
+      f"shard{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} of "
+      f"{first['count']} {'are' if len(missing) > 1 else 'is'} missing; pass all "
+      f"{first['count']} shard files to --index."
+    )
   order = sorted(range(len(shards)), key=lambda i: records[i]["index"])
   return [shards[i] for i in order]
 
@@ -149,6 +164,8 @@ def load_index(paths: list[str]) -> HammingIndex | IndexSet:
     return IndexSet.load(paths)
   index = HammingIndex.load(paths[0])
   if index.shard and index.shard.get("count", 1) > 1:
-    raise ValueError(f"{paths[0]} is shard {index.shard['index']} of {index.shard['count']}; pass "
-                     f"all {index.shard['count']} shard files of its index to --index.")
+    raise ValueError(
+      f"{paths[0]} is shard {index.shard['index']} of {index.shard['count']}; pass "
+      f"all {index.shard['count']} shard files of its index to --index."
+    )
   return index

@@ -22,8 +22,9 @@ def merge_topk(distances: jax.Array, indices: jax.Array, k: int, max_distance: i
   shift = keys.index_shift(max_distance)
   if num_entries > 1 << shift:
     raise ValueError(
-        f"cannot merge {num_entries} partial results per query at {max_distance} bits "
-        f"(at most {1 << shift}); use a smaller k or fewer shards.")
+      f"cannot merge {num_entries} partial results per query at {max_distance} bits "
+      f"(at most {1 << shift}); use a smaller k or fewer shards."
+    )
   positions = jnp.arange(num_entries, dtype=jnp.int32)[None, :]
   best, _ = keys.smallest(keys.encode(distances, positions, shift), k)
   best_distances, best_positions = keys.decode(best, shift)
@@ -32,8 +33,12 @@ def merge_topk(distances: jax.Array, indices: jax.Array, k: int, max_distance: i
 
 def append_topk(best, new, k: int, max_distance: int):
   """Merges list ``new`` into the running top-k ``best``; every index in ``new`` must be larger."""
-  return merge_topk(jnp.concatenate([best[0], new[0]], axis=1),
-                    jnp.concatenate([best[1], new[1]], axis=1), k, max_distance)
+  return merge_topk(
+    jnp.concatenate([best[0], new[0]], axis=1),
+    jnp.concatenate([best[1], new[1]], axis=1),
+    k,
+    max_distance,
+  )
 
 
 def merge_parts(distances: list, indices: list, k: int, max_distance: int):

@@ -56,14 +56,19 @@ def local_topk(queries: np.ndarray, local, k: int) -> tuple[np.ndarray, np.ndarr
   return distances, positions
 
 
-def merge_processes(distances: np.ndarray, positions: np.ndarray, sizes: np.ndarray, k: int,
-                    max_distance: int) -> tuple[np.ndarray, np.ndarray]:
+def merge_processes(
+  distances: np.ndarray, positions: np.ndarray, sizes: np.ndarray, k: int, max_distance: int
+) -> tuple[np.ndarray, np.ndarray]:
   """Every process's ``local_topk`` gathered in process order and merged: the global top-k."""
   from jax.experimental import multihost_utils
 
   gathered_distances, gathered_positions = (
-      np.asarray(a) for a in multihost_utils.process_allgather((distances, positions)))
+    np.asarray(a) for a in multihost_utils.process_allgather((distances, positions))
+  )
   offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-  return merge_parts(list(gathered_distances),
-                     [p.astype(np.int64) + o for p, o in zip(gathered_positions, offsets)],
-                     k, max_distance)
+  return merge_parts(
+    list(gathered_distances),
+    [p.astype(np.int64) + o for p, o in zip(gathered_positions, offsets)],
+    k,
+    max_distance,
+  )

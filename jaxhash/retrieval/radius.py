@@ -12,8 +12,12 @@ import numpy as np
 from jax import lax
 
 from jaxhash.retrieval import chunking, views
-from jaxhash.retrieval.block_topk import (code_query_distances, distance_dtype, max_distance,
-                                          valid_rows)
+from jaxhash.retrieval.block_topk import (
+  code_query_distances,
+  distance_dtype,
+  max_distance,
+  valid_rows,
+)
 from jaxhash.retrieval.codes import check_words
 from jaxhash.retrieval.topk import MAX_K, hamming_topk
 
@@ -28,6 +32,7 @@ class RangeSearchResult(NamedTuple):
   when query q had more than ``max_results`` codes within the radius and only the nearest
   ``max_results`` are listed; ``counts`` holds the true numbers within the radius.
   """
+
   lims: np.ndarray
   distances: np.ndarray
   indices: np.ndarray
@@ -61,16 +66,22 @@ def count_within_radius(query_words, db_words, radius: int) -> jax.Array:
   counts = [jnp.zeros(size, jnp.int32) for _, size in chunks]
   for _, part in chunking.parts([database], num_words, chunking.block_rows(num_words), dtypes):
     counts = chunking.map_chunks(
-        lambda j: counts[j] + _count_part(chunking.padded_rows(queries, *chunks[j]), part, radius),
-        len(chunks))
+      lambda j: counts[j] + _count_part(chunking.padded_rows(queries, *chunks[j]), part, radius),
+      len(chunks),
+    )
   if not chunks:
     return jnp.zeros(0, jnp.int32)
   return chunking.concat_rows(counts, num_queries)
 
 
-def hamming_range_search(query_words, db_words, radius: int, *,
-                         max_results: int = DEFAULT_MAX_RESULTS, strict: bool = False
-                         ) -> RangeSearchResult:
+def hamming_range_search(
+  query_words,
+  db_words,
+  radius: int,
+  *,
+  max_results: int = DEFAULT_MAX_RESULTS,
+  strict: bool = False,
+) -> RangeSearchResult:
   """All database codes within Hamming distance ``radius`` of each query, nearest first.
 
   "Within" includes the radius (distance <= radius, as in "Hamming radius 2" in the hashing
@@ -82,16 +93,21 @@ def hamming_range_search(query_words, db_words, radius: int, *,
   """
   queries = check_words(query_words, "query_words")
   database = check_words(db_words, "db_words", queries.shape[1])
-  if isinstance(max_results, bool) or not isinstance(max_results, (int, np.integer)) \
-      or not 1 <= max_results <= MAX_K:
+  if (
+    isinstance(max_results, bool)
+    or not isinstance(max_results, (int, np.integer))
+    or not 1 <= max_results <= MAX_K
+  ):
     raise ValueError(f"max_results={max_results} is out of range: use 1 to {MAX_K}.")
   counts = np.asarray(count_within_radius(queries, database, radius))
   kept = np.minimum(counts, max_results)
   truncated = counts > max_results
   if truncated.any():
-    message = (f"{int(truncated.sum())} of {len(counts)} queries have more than "
-               f"max_results={max_results} codes within radius {radius} (up to {counts.max()}); "
-               "only the nearest are listed (see .truncated). Raise max_results or lower the radius.")
+    message = (
+      f"{int(truncated.sum())} of {len(counts)} queries have more than "
+      f"max_results={max_results} codes within radius {radius} (up to {counts.max()}); "
+      "only the nearest are listed (see .truncated). Raise max_results or lower the radius."
+    )
     if strict:
       raise ValueError(message)
     warnings.warn(message, RuntimeWarning, stacklevel=2)

@@ -27,7 +27,8 @@ def check_k(k, num_codes: int | None = None) -> int:
     raise ValueError(f"k={k} is out of range: ask for 1 to {MAX_K} results per query.")
   if num_codes is not None and k > num_codes:
     raise ValueError(
-        f"k={k} is larger than the database ({num_codes} codes): use k <= {num_codes}.")
+      f"k={k} is larger than the database ({num_codes} codes): use k <= {num_codes}."
+    )
   return k
 
 
@@ -44,8 +45,10 @@ class PreparedCodes:
     words = check_words(words, "db_words")
     self.num_codes, self.num_words = words.shape
     if self.num_codes > chunking.MAX_CODES:
-      raise ValueError(f"the database has more than {chunking.MAX_CODES} codes (indices are "
-                       "int32); split it and search the parts separately.")
+      raise ValueError(
+        f"the database has more than {chunking.MAX_CODES} codes (indices are "
+        "int32); split it and search the parts separately."
+      )
     rows = chunking.block_rows(self.num_words, db_chunk)
     dtypes = {views.pass_dtype(size, self.num_words) for size in (1, views.FEW_QUERIES + 1)}
     self.part = chunking.prepare_padded(words, rows, dtypes)
@@ -56,8 +59,9 @@ def prepare_codes(db_words, *, db_chunk: int | None = None) -> PreparedCodes:
   return PreparedCodes(db_words, db_chunk=db_chunk)
 
 
-def hamming_topk(query_words, db_words, k: int, *, query_chunk: int | None = None,
-                 db_chunk: int | None = None) -> tuple[jax.Array, jax.Array]:
+def hamming_topk(
+  query_words, db_words, k: int, *, query_chunk: int | None = None, db_chunk: int | None = None
+) -> tuple[jax.Array, jax.Array]:
   """The ``k`` nearest database codes of each query, exactly, by (Hamming distance, index).
 
   Args:
@@ -84,8 +88,9 @@ def hamming_topk(query_words, db_words, k: int, *, query_chunk: int | None = Non
     raise ValueError("db_chunk is fixed when a database is prepared: pass it to prepare_codes.")
   if queries.shape[1] != db_words.num_words:
     raise ValueError(
-        f"query_words has {queries.shape[1]} words per code but the prepared database has "
-        f"{db_words.num_words}: queries and database must be packed from codes of the same length.")
+      f"query_words has {queries.shape[1]} words per code but the prepared database has "
+      f"{db_words.num_words}: queries and database must be packed from codes of the same length."
+    )
   k = check_k(k, db_words.num_codes)
   chunks = _query_chunks(queries, k, query_chunk)
   num_queries = queries.shape[0]
@@ -95,8 +100,14 @@ def hamming_topk(query_words, db_words, k: int, *, query_chunk: int | None = Non
   return _search(queries, [(0, db_words.part)], k, chunks)
 
 
-def stream_topk(query_words, db_chunks: Iterable, k: int, *, query_chunk: int | None = None,
-                db_chunk: int | None = None) -> tuple[jax.Array, jax.Array]:
+def stream_topk(
+  query_words,
+  db_chunks: Iterable,
+  k: int,
+  *,
+  query_chunk: int | None = None,
+  db_chunk: int | None = None,
+) -> tuple[jax.Array, jax.Array]:
   """:func:`hamming_topk` over a database given as consecutive chunks, read once, in order.
 
   ``db_chunks`` is any iterable of uint32 ``(n_i, W)`` arrays (for example memory-mapped slices of
@@ -129,16 +140,21 @@ def _search(queries, parts: Iterable, k: int, chunks: list[tuple[int, int]]):
   parallel = num_queries > views.FEW_QUERIES
   for offset, part in parts:
     best = chunking.map_chunks(
-        lambda j: _search_part(chunking.padded_rows(queries, *chunks[j]), part, offset, best[j], k),
-        len(chunks), parallel)
+      lambda j: _search_part(chunking.padded_rows(queries, *chunks[j]), part, offset, best[j], k),
+      len(chunks),
+      parallel,
+    )
     num_codes = offset + part.num_codes
   if num_codes < k:
     raise ValueError(
-        f"k={k} is larger than the database ({num_codes} codes streamed): use k <= {num_codes}.")
+      f"k={k} is larger than the database ({num_codes} codes streamed): use k <= {num_codes}."
+    )
   if not chunks:
     return jnp.zeros((0, k), jnp.int32), jnp.zeros((0, k), jnp.int32)
-  return (chunking.concat_rows([distances for distances, _ in best], num_queries),
-          chunking.concat_rows([indices for _, indices in best], num_queries))
+  return (
+    chunking.concat_rows([distances for distances, _ in best], num_queries),
+    chunking.concat_rows([indices for _, indices in best], num_queries),
+  )
 
 
 def _search_part(queries, part: chunking.Part, offset: int, best, k: int):
@@ -147,21 +163,42 @@ def _search_part(queries, part: chunking.Part, offset: int, best, k: int):
   columns = kind == views.COLUMNS
   step = chunking.search_jit(_search_blocks, ("plan", "k", "columns"))
   with views.x64(kind):
-    return step(queries, queries if columns else views.as_view(queries, kind),
-                *part.views[np.dtype(np.uint32)], *part.views[kind], np.int32(offset), best,
-                plan=part.blocks, k=k, columns=columns)
+    return step(
+      queries,
+      queries if columns else views.as_view(queries, kind),
+      *part.views[np.dtype(np.uint32)],
+      *part.views[kind],
+      np.int32(offset),
+      best,
+      plan=part.blocks,
+      k=k,
+      columns=columns,
+    )
 
 
-def _search_blocks(queries, pass_queries, words, tail, pass_words, pass_tail, offset, best, *,
-                   plan: chunking.Blocks, k: int, columns: bool):
+def _search_blocks(
+  queries,
+  pass_queries,
+  words,
+  tail,
+  pass_words,
+  pass_tail,
+  offset,
+  best,
+  *,
+  plan: chunking.Blocks,
+  k: int,
+  columns: bool,
+):
   top = max_distance(queries.shape[1])
   if columns:
     pass_queries = views.code_bytes(pass_queries)
 
   def visit(in_tail, start, num_rows, num_valid):
     source, view, first = (tail, pass_tail, plan.tail_start) if in_tail else (words, pass_words, 0)
-    distances, indices = block_topk(queries, pass_queries, source, view, start, num_rows,
-                                    num_valid, k, columns=columns)
+    distances, indices = block_topk(
+      queries, pass_queries, source, view, start, num_rows, num_valid, k, columns=columns
+    )
     return distances, indices + (first + start)
 
   distances, indices = chunking.fold_blocks(plan, visit, lambda a, b: append_topk(a, b, k, top))

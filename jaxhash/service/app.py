@@ -42,11 +42,20 @@ def create_app(engine, *, max_body: int = 8 << 20, max_k: int = search_route.MAX
     yield
     engine.stop()
 
-  app = FastAPI(title="jaxhash search", version="1", lifespan=lifespan, docs_url=None,
-                redoc_url=None, description="Search an index of images by image, code or item id.")
-  page = {route: (resources.files("jaxhash.service") / "page" / ("index.html" if route == "/" else
-                                                                  route[1:])).read_bytes()
-          for route in _PAGE}
+  app = FastAPI(
+    title="jaxhash search",
+    version="1",
+    lifespan=lifespan,
+    docs_url=None,
+    redoc_url=None,
+    description="Search an index of images by image, code or item id.",
+  )
+  page = {
+    route: (
+      resources.files("jaxhash.service") / "page" / ("index.html" if route == "/" else route[1:])
+    ).read_bytes()
+    for route in _PAGE
+  }
 
   @app.get("/items/{item_id}/image", summary="The image of an indexed item")
   async def item_image(item_id: str):
@@ -54,29 +63,40 @@ def create_app(engine, *, max_body: int = 8 << 20, max_k: int = search_route.MAX
     try:
       data = await run_in_threadpool(_read, path)
     except OSError:
-      raise RequestError(404, f"the image of item {item_id!r} ({path}) can no longer be read; "
-                         "rebuild the index or delete the item.") from None
+      raise RequestError(
+        404,
+        f"the image of item {item_id!r} ({path}) can no longer be read; "
+        "rebuild the index or delete the item.",
+      ) from None
     kind = mimetypes.guess_type(path)[0] or ""
     kind = kind if kind.startswith("image/") else "application/octet-stream"
-    return Response(data, media_type=kind,
-                    headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "max-age=3600"})
+    return Response(
+      data,
+      media_type=kind,
+      headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "max-age=3600"},
+    )
 
   @app.post("/items", status_code=201, summary="Add images (--writable servers)")
   async def add_items(request: Request, id: str | None = None):  # noqa: A002 - the API's name
     """Multipart fields ``image`` (one or more) and optionally ``id`` (one per image), or the raw
     bytes of one image with ``?id=``. Ids default to the image's SHA-256 (16 hex digits)."""
     require_writable()
-    data = uploads.images(request.headers.get("content-type", ""), await request.body(),
-                          many=True, raw_id=id)
+    data = uploads.images(
+      request.headers.get("content-type", ""), await request.body(), many=True, raw_id=id
+    )
     images = []
-    for number, (item_id, content) in enumerate(data, 1):
+    for number, (_, content) in enumerate(data, 1):
       name = f"image {number}" if len(data) > 1 else "the uploaded file"
       images.append(await uploads.decode(hasher, content, name))
-    files = [(item_id or digest_id(content), uploads.extension(content), content)
-             for item_id, content in data]
+    files = [
+      (item_id or digest_id(content), uploads.extension(content), content)
+      for item_id, content in data
+    ]
     paths = await asyncio.wrap_future(engine.add(files, np.stack(images)))
-    return JSONResponse({"added": [{"id": f[0], "path": p} for f, p in zip(files, paths)],
-                         "items": len(catalog)}, status_code=201)
+    return JSONResponse(
+      {"added": [{"id": f[0], "path": p} for f, p in zip(files, paths)], "items": len(catalog)},
+      status_code=201,
+    )
 
   @app.delete("/items/{item_id}", summary="Delete an item (--writable servers)")
   async def delete_item(item_id: str):
@@ -91,18 +111,27 @@ def create_app(engine, *, max_body: int = 8 << 20, max_k: int = search_route.MAX
   @app.get("/stats", summary="Items, code length, run, uptime, requests, search latency")
   async def get_stats():
     run = catalog.index.run or {}
-    return {"items": len(catalog), "bits": hasher.bits, "method": hasher.method,
-            "run": hasher.workdir, "step": hasher.step, "index": catalog.path,
-            "writable": catalog.writable, "features": catalog.index.features is not None,
-            "built_step": run.get("step"), **stats.snapshot()}
+    return {
+      "items": len(catalog),
+      "bits": hasher.bits,
+      "method": hasher.method,
+      "run": hasher.workdir,
+      "step": hasher.step,
+      "index": catalog.path,
+      "writable": catalog.writable,
+      "features": catalog.index.features is not None,
+      "built_step": run.get("step"),
+      **stats.snapshot(),
+    }
 
   for route, kind in _PAGE.items():
     app.add_api_route(route, _static(page[route], kind), methods=["GET"], include_in_schema=False)
 
   def require_writable() -> None:
     if not catalog.writable:
-      raise RequestError(403, "this server is read-only; start it with --writable to add or "
-                         "delete items.")
+      raise RequestError(
+        403, "this server is read-only; start it with --writable to add or delete items."
+      )
 
   search = SearchRoute(engine, max_k)
   # Service sends POST /search to the handler before FastAPI; this route makes FastAPI's router
@@ -150,6 +179,7 @@ def _read(path: str) -> bytes:
 def _static(content: bytes, kind: str):
   async def serve_page():
     return Response(content, media_type=kind)
+
   return serve_page
 
 
@@ -161,12 +191,15 @@ def _install_error_handlers(app: FastAPI) -> None:
   @app.exception_handler(HTTPException)
   async def http_error(request: Request, error: HTTPException):
     if error.status_code == 404:
-      message = (f"no route {request.url.path}; the API is POST /search, GET /items/{{id}}/image, "
-                 "GET /health, GET /stats (see /openapi.json), and the web page is at /.")
+      message = (
+        f"no route {request.url.path}; the API is POST /search, GET /items/{{id}}/image, "
+        "GET /health, GET /stats (see /openapi.json), and the web page is at /."
+      )
     elif error.status_code == 405:
       allowed = (error.headers or {}).get("Allow", "")
-      message = (f"{request.method} is not allowed on {request.url.path}; use "
-                 f"{allowed or 'another method'}.")
+      message = (
+        f"{request.method} is not allowed on {request.url.path}; use {allowed or 'another method'}."
+      )
     else:
       message = f"{error.detail}; check the request."
     return JSONResponse({"error": message}, status_code=error.status_code, headers=error.headers)
@@ -175,11 +208,18 @@ def _install_error_handlers(app: FastAPI) -> None:
   async def invalid(_, error: RequestValidationError):
     first = error.errors()[0]
     where = ".".join(str(part) for part in first["loc"][1:]) or "the request"
-    return JSONResponse({"error": f"{where}={first.get('input')!r}: {first['msg']}; see "
-                         "/openapi.json for the parameters."}, status_code=400)
+    return JSONResponse(
+      {
+        "error": f"{where}={first.get('input')!r}: {first['msg']}; see "
+        "/openapi.json for the parameters."
+      },
+      status_code=400,
+    )
 
   @app.exception_handler(Exception)
   async def bug(_, error: Exception):
     logging.getLogger("jaxhash.serve").error("internal error", exc_info=error)
-    return JSONResponse({"error": "internal error (a bug, logged by the server); please report "
-                         "it with the request."}, status_code=500)
+    return JSONResponse(
+      {"error": "internal error (a bug, logged by the server); please report it with the request."},
+      status_code=500,
+    )

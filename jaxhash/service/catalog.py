@@ -46,8 +46,10 @@ class Catalog:
     """(Re)reads the index file: at start, and after a save failed, to drop unsaved changes."""
     index = HammingIndex.load(self.path)
     if index.ntotal and not isinstance(index.ids[0], str):
-      raise ValueError(f"{self.path} holds integer ids, not image paths; serve an index built by "
-                       "python -m jaxhash.index.")
+      raise ValueError(
+        f"{self.path} holds integer ids, not image paths; serve an index built by "
+        "python -m jaxhash.index."
+      )
     self.index = index
     self._index_ids()
 
@@ -68,8 +70,9 @@ class Catalog:
     try:
       return self._paths[item_id]
     except KeyError:
-      raise RequestError(404, f"no item has id {item_id!r}; ids are those search results "
-                         "report.") from None
+      raise RequestError(
+        404, f"no item has id {item_id!r}; ids are those search results report."
+      ) from None
 
   def position(self, item_id: str) -> int:
     self.path_of(item_id)
@@ -81,8 +84,9 @@ class Catalog:
     ids = [item_id for item_id, _, _ in files]
     for item_id in ids:
       if item_id in self._paths or ids.count(item_id) > 1:
-        raise RequestError(409, f"id {item_id!r} is already taken; choose another id or delete "
-                           "that item first.")
+        raise RequestError(
+          409, f"id {item_id!r} is already taken; choose another id or delete that item first."
+        )
     paths = [os.path.join(self.folder, item_id + extension) for item_id, extension, _ in files]
     for path, (_, _, data) in zip(paths, files):
       atomic_write_bytes(path, data)
@@ -97,8 +101,11 @@ class Catalog:
     index = HammingIndex(self.index.nbits, run=self.index.run)
     features = self.index.features
     if keep.any():  # an emptied index holds no ids, so that string ids can be added to it again
-      index.add(self.index.codes[keep], ids=self.index.ids[keep].tolist(),
-                features=None if features is None else features[keep])
+      index.add(
+        self.index.codes[keep],
+        ids=self.index.ids[keep].tolist(),
+        features=None if features is None else features[keep],
+      )
     self.index = index
     self._index_ids()
     return path
@@ -122,6 +129,8 @@ class Catalog:
       fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
       lock.close()
-      raise ValueError(f"another --writable server is serving {self.path}; stop it, or serve "
-                       "read-only (without --writable).") from None
+      raise ValueError(
+        f"another --writable server is serving {self.path}; stop it, or serve "
+        "read-only (without --writable)."
+      ) from None
     return lock

@@ -66,8 +66,12 @@ class Engine:
     if len(self.catalog):
       size = 1
       while size <= self._max_batch:
-        search_images(self.catalog.index, self.hasher,
-                      np.zeros((size, *self.hasher.image_shape), np.uint8), _rounded(10))
+        search_images(
+          self.catalog.index,
+          self.hasher,
+          np.zeros((size, *self.hasher.image_shape), np.uint8),
+          _rounded(10),
+        )
         size *= 2
 
   def search_image(self, image: np.ndarray, k: int, radius: int | None, rerank: bool):
@@ -87,8 +91,9 @@ class Engine:
 
   def delete(self, item_id: str):
     """A future of the deleted item's path, set once the index without it is saved."""
-    return self._submit(_Job(lambda: self.catalog.delete(item_id), change=True,
-                             saved=self.catalog.discard_upload))
+    return self._submit(
+      _Job(lambda: self.catalog.delete(item_id), change=True, saved=self.catalog.discard_upload)
+    )
 
   def _submit(self, job: _Job):
     self._queue.put(job)
@@ -108,8 +113,11 @@ class Engine:
           item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
         except queue.Empty:
           break
-        if item is None or type(item) is not type(first) or (
-            isinstance(item, _Job) and item.change != first.change):
+        if (
+          item is None
+          or type(item) is not type(first)
+          or (isinstance(item, _Job) and item.change != first.change)
+        ):
           held = item
           break
         group.append(item)
@@ -139,15 +147,22 @@ class Engine:
         self._check_searchable(rerank)
         images = np.stack([q.image for q in group])
         padding = np.zeros((_rounded(len(group)) - len(group), *images.shape[1:]), np.uint8)
-        found = search_images(self.catalog.index, self.hasher, np.concatenate([images, padding]),
-                              k if rerank else _rounded(k), None, rerank)
+        found = search_images(
+          self.catalog.index,
+          self.hasher,
+          np.concatenate([images, padding]),
+          k if rerank else _rounded(k),
+          None,
+          rerank,
+        )
       except Exception as error:
         for query in group:
           query.future.set_exception(error)
         continue
       for query, rows in zip(group, found):
-        query.future.set_result(self._rows([(r["distance"], r["path"]) for r in rows],
-                                           query.k, query.radius))
+        query.future.set_result(
+          self._rows([(r["distance"], r["path"]) for r in rows], query.k, query.radius)
+        )
 
   def _run_changes(self, jobs: list[_Job]) -> None:
     results = {}
@@ -176,7 +191,8 @@ class Engine:
 
   def _add(self, files, images: np.ndarray) -> list[str]:
     codes, features = self.hasher.encode_with_features(
-        images, features=self.catalog.index.features is not None)
+      images, features=self.catalog.index.features is not None
+    )
     return self.catalog.add(files, codes, features)
 
   def _search_stored(self, k, radius, rerank, codes, item_ids) -> list[list[dict]]:
@@ -188,29 +204,37 @@ class Engine:
       if rerank:
         features = index.features[positions]
     elif rerank:
-      raise RequestError(400, "rerank needs the query's features: search with an image or with "
-                         "ids, not with codes.")
+      raise RequestError(
+        400, "rerank needs the query's features: search with an image or with ids, not with codes."
+      )
     try:
-      distances, ids = index.search(codes, min(k if rerank else _rounded(k), len(index)),
-                                    features=features,
-                                    pool=max(k, self.hasher.config.eval.rerank_pool))
+      distances, ids = index.search(
+        codes,
+        min(k if rerank else _rounded(k), len(index)),
+        features=features,
+        pool=max(k, self.hasher.config.eval.rerank_pool),
+      )
     except ValueError as error:
       raise RequestError(400, str(error)) from None
-    return [self._rows(list(zip(d.tolist(), i.tolist())), k, radius)
-            for d, i in zip(distances, ids)]
+    return [
+      self._rows(list(zip(d.tolist(), i.tolist())), k, radius) for d, i in zip(distances, ids)
+    ]
 
   def _check_searchable(self, rerank: bool) -> None:
     if not len(self.catalog):
       raise RequestError(409, "the index is empty; add images with POST /items first.")
     if rerank and self.catalog.index.features is None:
-      raise RequestError(400, "rerank needs features in the index; build it with python -m "
-                         "jaxhash.index --features.")
+      raise RequestError(
+        400, "rerank needs features in the index; build it with python -m jaxhash.index --features."
+      )
 
   def _rows(self, found: list[tuple[int, str]], k: int, radius: int | None) -> list[dict]:
     """The first k of ``(distance, path)`` nearest first, within ``radius``, as result rows."""
     kept = [(d, p) for d, p in found[:k] if radius is None or d <= radius]
-    return [{"rank": r + 1, "id": self.catalog.item_id(p), "path": p, "distance": int(d)}
-            for r, (d, p) in enumerate(kept)]
+    return [
+      {"rank": r + 1, "id": self.catalog.item_id(p), "path": p, "distance": int(d)}
+      for r, (d, p) in enumerate(kept)
+    ]
 
 
 def _rounded(k: int) -> int:

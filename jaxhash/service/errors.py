@@ -14,7 +14,15 @@ class RequestError(Exception):
 
 async def send_json(send, status: int, payload: dict, headers: tuple = ()) -> None:
   body = json.dumps(payload).encode("utf-8")
-  await send({"type": "http.response.start", "status": status, "headers": [
-      (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-      *headers]})
+  await send(
+    {
+      "type": "http.response.start",
+      "status": status,
+      "headers": [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *headers,
+      ],
+    }
+  )
   await send({"type": "http.response.body", "body": body})

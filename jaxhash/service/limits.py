@@ -43,6 +43,13 @@ class BodyLimit:
     await self.app(scope, replay, send)
 
   async def _refuse(self, send):
-    await send_json(send, 413, {"error": f"the request body is larger than the server's limit of "
-                                f"{self.limit:,} bytes; send a smaller image, or start the server "
-                                "with a larger --max-body-mb."}, ((b"connection", b"close"),))
+    await send_json(
+      send,
+      413,
+      {
+        "error": f"the request body is larger than the server's limit of "
+        f"{self.limit:,} bytes; send a smaller image, or start the server "
+        "with a larger --max-body-mb."
+      },
+      ((b"connection", b"close"),),
+    )

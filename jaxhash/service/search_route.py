@@ -22,28 +22,59 @@ from jaxhash.service.errors import RequestError, send_json
 
 MAX_K = 1000
 
-OPENAPI = {"post": {
+OPENAPI = {
+  "post": {
     "summary": "The nearest items of an image, of codes, or of stored items",
-    "description": "Send an image (multipart field `image`, or the raw bytes) for `{\"results\": "
-                   "[{\"rank\", \"id\", \"path\", \"distance\"}, ...], \"bits\", \"took_ms\"}`; or "
-                   "JSON `{\"codes\": [...]}` (bits or packed uint32 words per code) or "
-                   "`{\"ids\": [...]}` for `\"results\"` holding one list per code or id.",
+    "description": 'Send an image (multipart field `image`, or the raw bytes) for `{"results": '
+    '[{"rank", "id", "path", "distance"}, ...], "bits", "took_ms"}`; or '
+    'JSON `{"codes": [...]}` (bits or packed uint32 words per code) or '
+    '`{"ids": [...]}` for `"results"` holding one list per code or id.',
     "parameters": [
-        {"name": "k", "in": "query", "description": "results per query",
-         "schema": {"type": "integer", "default": 10, "minimum": 1, "maximum": MAX_K}},
-        {"name": "radius", "in": "query", "schema": {"type": "integer", "minimum": 0},
-         "description": "keep only results within this Hamming distance"},
-        {"name": "rerank", "in": "query", "schema": {"type": "boolean", "default": False},
-         "description": "re-rank by fc7 features (an index built with --features)"}],
-    "requestBody": {"content": {
-        "multipart/form-data": {"schema": {"type": "object", "properties": {
-            "image": {"type": "string", "format": "binary"}}}},
+      {
+        "name": "k",
+        "in": "query",
+        "description": "results per query",
+        "schema": {"type": "integer", "default": 10, "minimum": 1, "maximum": MAX_K},
+      },
+      {
+        "name": "radius",
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 0},
+        "description": "keep only results within this Hamming distance",
+      },
+      {
+        "name": "rerank",
+        "in": "query",
+        "schema": {"type": "boolean", "default": False},
+        "description": "re-rank by fc7 features (an index built with --features)",
+      },
+    ],
+    "requestBody": {
+      "content": {
+        "multipart/form-data": {
+          "schema": {
+            "type": "object",
+            "properties": {"image": {"type": "string", "format": "binary"}},
+          }
+        },
         "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-        "application/json": {"schema": {"type": "object", "properties": {
-            "codes": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
-            "ids": {"type": "array", "items": {"type": "string"}}}}}}},
-    "responses": {"200": {"description": "the results"},
-                  "4XX": {"description": "{\"error\": \"<the problem>; <the fix>\"}"}}}}
+        "application/json": {
+          "schema": {
+            "type": "object",
+            "properties": {
+              "codes": {"type": "array", "items": {"type": "array", "items": {"type": "integer"}}},
+              "ids": {"type": "array", "items": {"type": "string"}},
+            },
+          }
+        },
+      }
+    },
+    "responses": {
+      "200": {"description": "the results"},
+      "4XX": {"description": '{"error": "<the problem>; <the fix>"}'},
+    },
+  }
+}
 
 
 class SearchRoute:
@@ -61,20 +92,26 @@ class SearchRoute:
       payload, status = {"error": error.message}, error.status
     except Exception:  # noqa: BLE001 - a bug: logged, answered 500, and the server carries on
       logging.getLogger("jaxhash.serve").exception("POST /search")
-      payload, status = {"error": "internal error (a bug, logged by the server); please report "
-                         "it with the request."}, 500
+      payload, status = (
+        {
+          "error": "internal error (a bug, logged by the server); please report "
+          "it with the request."
+        },
+        500,
+      )
     await send_json(send, status, payload)
 
   async def _search(self, scope, body: bytes) -> dict:
-    k, radius, rerank = parameters(dict(parse_qsl(scope["query_string"].decode("latin-1"))),
-                                   self.max_k)
+    k, radius, rerank = parameters(
+      dict(parse_qsl(scope["query_string"].decode("latin-1"))), self.max_k
+    )
     content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
     engine = self.engine
     if content_type.startswith("application/json"):
       codes, item_ids = stored_query(body, engine.catalog.index.nbits)
       future = engine.search_stored(k, radius, rerank, codes=codes, item_ids=item_ids)
     else:
-      (_, data), = uploads.images(content_type, body, many=False)
+      ((_, data),) = uploads.images(content_type, body, many=False)
       future = engine.search_image(await uploads.decode(engine.hasher, data), k, radius, rerank)
     return {"results": await asyncio.wrap_future(future), "bits": self.bits}
 
@@ -91,6 +128,7 @@ async def _body(receive) -> bytes:
 
 def parameters(query: dict, max_k: int) -> tuple[int, int | None, bool]:
   """``(k, radius, rerank)`` from the query string, each checked, with the fix when wrong."""
+
   def integer(name, default):
     text = query.get(name)
     if text is None:
@@ -117,12 +155,18 @@ def stored_query(body: bytes, nbits: int):
   try:
     query = json.loads(body)
   except (UnicodeDecodeError, json.JSONDecodeError) as error:
-    raise RequestError(400, f"the JSON body cannot be parsed ({error}); send {{\"codes\": [...]}} "
-                       "or {\"ids\": [...]}.") from None
-  if not isinstance(query, dict) or len(query.keys() & {"codes", "ids"}) != 1 or not isinstance(
-      query.get("codes", query.get("ids")), list) or not query.get("codes", query.get("ids")):
-    raise RequestError(400, "the JSON body must be {\"codes\": [...]} or {\"ids\": [...]}, with a "
-                       "non-empty list.")
+    raise RequestError(
+      400, f'the JSON body cannot be parsed ({error}); send {{"codes": [...]}} or {{"ids": [...]}}.'
+    ) from None
+  if (
+    not isinstance(query, dict)
+    or len(query.keys() & {"codes", "ids"}) != 1
+    or not isinstance(query.get("codes", query.get("ids")), list)
+    or not query.get("codes", query.get("ids"))
+  ):
+    raise RequestError(
+      400, 'the JSON body must be {"codes": [...]} or {"ids": [...]}, with a non-empty list.'
+    )
   if "ids" in query:
     if not all(isinstance(i, str) for i in query["ids"]):
       raise RequestError(400, "ids must be strings, as search results report them.")
@@ -132,8 +176,11 @@ def stored_query(body: bytes, nbits: int):
   except (ValueError, TypeError, OverflowError):
     codes = None
   if codes is None or codes.ndim != 2 or codes.shape[1] not in (nbits, num_words(nbits)):
-    raise RequestError(400, f"codes must be a list of {nbits}-bit codes, each {nbits} bits (0/1) "
-                       f"or {num_words(nbits)} packed uint32 words.")
+    raise RequestError(
+      400,
+      f"codes must be a list of {nbits}-bit codes, each {nbits} bits (0/1) "
+      f"or {num_words(nbits)} packed uint32 words.",
+    )
   if codes.shape[1] == nbits:
     return codes, None
   if (codes < 0).any() or (codes >= 2**32).any():

@@ -24,14 +24,19 @@ class Stats:
 
   def snapshot(self) -> dict:
     latencies = np.array(self._latencies, np.float64)
-    percentiles = ({f"p{q}": round(float(np.percentile(latencies, q)), 3) for q in (50, 90, 99)}
-                   if latencies.size else {})
-    return {"uptime_s": round(time.monotonic() - self.started, 3),
-            "requests": sum(self.requests.values()),
-            "responses_by_status": {str(s): n for s, n in sorted(self.requests.items())},
-            "search_latency_ms": {"last": int(latencies.size), **percentiles},
-            "batches": self.batches,
-            "mean_batch": round(self.batched / self.batches, 3) if self.batches else 0.0}
+    percentiles = (
+      {f"p{q}": round(float(np.percentile(latencies, q)), 3) for q in (50, 90, 99)}
+      if latencies.size
+      else {}
+    )
+    return {
+      "uptime_s": round(time.monotonic() - self.started, 3),
+      "requests": sum(self.requests.values()),
+      "responses_by_status": {str(s): n for s, n in sorted(self.requests.items())},
+      "search_latency_ms": {"last": int(latencies.size), **percentiles},
+      "batches": self.batches,
+      "mean_batch": round(self.batched / self.batches, 3) if self.batches else 0.0,
+    }
 
 
 class CountResponses:

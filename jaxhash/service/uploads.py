@@ -30,27 +30,33 @@ def images(content_type: str, body: bytes, many: bool, raw_id: str | None = None
   their ``id`` fields, or the raw body as one image with ``raw_id``."""
   if not content_type.startswith("multipart/form-data"):
     if not body:
-      raise RequestError(400, "the request body is empty; send an image (multipart field 'image', "
-                         "or the raw bytes).")
+      raise RequestError(
+        400, "the request body is empty; send an image (multipart field 'image', or the raw bytes)."
+      )
     return [(_checked_id(raw_id), body)]
   parts = form_parts(body, content_type)
   files = [data for name, filename, data in parts if name == "image"]
   ids = [_checked_id(data.decode("utf-8", "replace")) for name, _, data in parts if name == "id"]
   if not files:
-    raise RequestError(400, "no multipart field 'image'; send the image as a file field named "
-                       "'image'.")
+    raise RequestError(
+      400, "no multipart field 'image'; send the image as a file field named 'image'."
+    )
   if len(files) > 1 and not many:
     raise RequestError(400, f"{len(files)} images in one search; send one image per request.")
   if ids and len(ids) != len(files):
-    raise RequestError(400, f"{len(ids)} 'id' fields for {len(files)} images; send one id per "
-                       "image, or none.")
+    raise RequestError(
+      400, f"{len(ids)} 'id' fields for {len(files)} images; send one id per image, or none."
+    )
   return [(ids[i] if ids else None, data) for i, data in enumerate(files)]
 
 
 def _checked_id(item_id: str | None) -> str | None:
   if item_id is not None and not ID_PATTERN.fullmatch(item_id):
-    raise RequestError(400, f"id {item_id[:40]!r} is not allowed; use 1 to 128 letters, digits, "
-                       "'.', '_' or '-', starting with a letter or digit.")
+    raise RequestError(
+      400,
+      f"id {item_id[:40]!r} is not allowed; use 1 to 128 letters, digits, "
+      "'.', '_' or '-', starting with a letter or digit.",
+    )
   return item_id
 
 
@@ -58,8 +64,11 @@ def form_parts(body: bytes, content_type: str) -> list[tuple[str, str | None, by
   """``(field name, file name or None, bytes)`` of each part of a multipart/form-data body."""
   _, options = parse_options_header(content_type)
   if not options.get(b"boundary"):
-    raise RequestError(400, "the multipart body declares no boundary; send a multipart/form-data "
-                       "request as an HTTP client builds it.")
+    raise RequestError(
+      400,
+      "the multipart body declares no boundary; send a multipart/form-data "
+      "request as an HTTP client builds it.",
+    )
   parts, headers, chunks, field = [], {}, [], [b""]
 
   def on_header_field(data, start, end):
@@ -77,17 +86,24 @@ def form_parts(body: bytes, content_type: str) -> list[tuple[str, str | None, by
     headers.clear()
     chunks.clear()
 
-  parser = MultipartParser(options[b"boundary"], {
+  parser = MultipartParser(
+    options[b"boundary"],
+    {
       "on_header_field": on_header_field,
       "on_header_value": on_header_value,
       "on_part_data": lambda data, start, end: chunks.append(data[start:end]),
-      "on_part_end": on_part_end})
+      "on_part_end": on_part_end,
+    },
+  )
   try:
     parser.write(body)
     parser.finalize()
   except ValueError as error:  # python-multipart's parse errors
-    raise RequestError(400, f"the multipart body is malformed ({error}); send a "
-                       "multipart/form-data request as an HTTP client builds it.") from None
+    raise RequestError(
+      400,
+      f"the multipart body is malformed ({error}); send a "
+      "multipart/form-data request as an HTTP client builds it.",
+    ) from None
   return parts
 
 
@@ -107,12 +123,15 @@ def _decode(hasher, data: bytes, name: str) -> np.ndarray:
   except Image.DecompressionBombError as error:
     problem = f"is too large ({error}); send a smaller image"
   except UnidentifiedImageError:
-    problem = ("is not an image in a format Pillow reads (PNG, JPEG, GIF, BMP, TIFF, WebP, ...); "
-               "send an image file")
+    problem = (
+      "is not an image in a format Pillow reads (PNG, JPEG, GIF, BMP, TIFF, WebP, ...); "
+      "send an image file"
+    )
   except Exception as error:  # noqa: BLE001 - see the module docstring
     text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
     problem = ("is truncated" if "truncated" in text else "cannot be decoded") + (
-        f" ({text}); send a complete image file")
+      f" ({text}); send a complete image file"
+    )
   raise RequestError(400, f"{name} {problem}.")
 
 
