@@ -155,12 +155,7 @@ def main() -> int:
       UNSEEN: "trained on the training images of classes 0-6; 3,000 test queries "
       "of classes 7-9 against their 15,000 training images",
     },
-    "backbone": f"{config.model.backbone} ({config.model.init_weights} ImageNet weights)",
-    "input size": f"{config.data.image_size}x{config.data.image_size}",
-    "trained": f"the last {config.model.trainable} stages + the method's head; batch norm "
-    f"{'frozen' if config.model.freeze_batch_norm else 'trained'}",
-    "epochs": config.train.num_epochs,
-    "batch size": config.train.batch_size,
+    **common.cached_recipe(config),
     "wall seconds": round(time.perf_counter() - t0, 1),
     "load average before": load_before,
     "load average after": os.getloadavg()[0],

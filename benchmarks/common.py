@@ -54,6 +54,19 @@ def timed_run(config, workdir: str) -> dict:
   }
 
 
+def cached_recipe(config) -> dict:
+  """How a ``presets.pretrained_cached`` run was made, for a results file: backbone, input,
+  trained part and schedule."""
+  return {
+    "backbone": f"{config.model.backbone} ({config.model.init_weights} ImageNet weights)",
+    "input size": f"{config.data.image_size}x{config.data.image_size}",
+    "trained": f"the last {config.model.trainable} stages + the method's head; batch norm "
+    f"{'frozen' if config.model.freeze_batch_norm else 'trained'}",
+    "epochs": config.train.num_epochs,
+    "batch size": config.train.batch_size,
+  }
+
+
 def parse_set(items: list[str]) -> dict:
   """A script's ``--set KEY=VALUE`` overrides: ``["a.b=1", "c=x"]`` -> ``{"a.b": 1, "c": "x"}``
   (ints, then floats, else strings)."""
