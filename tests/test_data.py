@@ -86,6 +86,12 @@ def test_split_files_round_trip_and_refuse_another_split(tmp_path):
   protocols.save_or_check_split(split, str(tmp_path), "header")  # same split: accepted
   with pytest.raises(ValueError, match="different train split"):
     protocols.save_or_check_split(protocols.make_split(proto, ds, seed=1), str(tmp_path), "header")
+  # The same indices under another record (another dataset, or an earlier jaxhash's header):
+  # the message shows what the file records.
+  with pytest.raises(
+    ValueError, match="recorded as 'header' \\(the same image indices\\), not 'v2'"
+  ):
+    protocols.save_or_check_split(split, str(tmp_path), "v2")
 
 
 def test_tfds_source_under_mock_data():

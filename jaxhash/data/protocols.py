@@ -240,12 +240,16 @@ def save_or_check_split(split: Split, directory: str, header: str) -> None:
     text = f"# {header}\n" + "".join(f"{i}\n" for i in indices)
     if os.path.exists(path):
       with open(path) as f:
-        if f.read() != text:
-          raise ValueError(
-            f"{path} holds a different {name} split ({header} now); this workdir was made with "
-            "another protocol, seed or dataset (data that moved must be the same images): use a "
-            "new --workdir."
-          )
+        stored = f.read()
+      if stored != text:
+        recorded, _, body = stored.partition("\n")
+        same = "the same image indices" if body == text.partition("\n")[2] else "other images"
+        raise ValueError(
+          f"{path} holds a different {name} split, recorded as {recorded.lstrip('# ')!r} "
+          f"({same}), not {header!r}; this workdir was made with another protocol, seed or "
+          "dataset, or by an earlier jaxhash (data that moved must be the same images): use a "
+          "new --workdir."
+        )
     else:
       atomic_write_text(path, text)
 
