@@ -2,15 +2,17 @@
 the classifier baseline, and the unseen-class protocol.
 
 Protocol cifar10-2 is DLBHC's: the 10,000 test images are the queries, the 50,000 training images
-are both the training set and the database, mAP@1000 (and @all). Every run uses the configs'
-``paper_cpu`` variant (``jaxhash.presets.pretrained_cached``): ImageNet EfficientNet-Lite weights,
-the frozen prefix computed once into a cache that every run shares (both methods, every code
-length, both protocols: with no flips cached, nothing in it depends on the split), the last stages
-trained on it. The classifier row is Sablayrolles et al.'s baseline (ICASSP 2017): the database
-ranked by the class the DLBHC 48-bit network predicts. The unseen-class rows (protocol
-``cifar10-unseen``) train on seven classes and retrieve among the three others, where a classifier
-cannot help. Fresh workdirs and a fresh cache every time, so caching is timed too. Writes
-benchmarks/results/cifar10_paper_protocol.{json,md}; exits 1 when a DLBHC row misses the paper.
+are both the training set and the database, mAP@1000 (and @all). The recipe is the configs'
+``paper_cpu`` (``jaxhash.presets.paper_cpu``), in two steps per protocol. Fine-tune once: DLBHC at
+the longest code length trains the last stages of ImageNet EfficientNet-Lite0 on a frozen prefix
+computed once into a cache that both protocols share (no flips cached, so nothing in it depends on
+the split). Then every other code length and method (``paper_cpu_head``) starts from that run's
+backbone, frozen and cached whole, and trains its own head. The classifier row is Sablayrolles et
+al.'s baseline (ICASSP 2017): the database ranked by the class the fine-tuned DLBHC network
+predicts. The unseen-class rows (protocol ``cifar10-unseen``) fine-tune on seven classes and
+retrieve among the three others, where a classifier cannot help. Fresh workdirs and fresh caches
+every time, so caching is timed too. Writes benchmarks/results/cifar10_paper_protocol.{json,md};
+exits 1 when a DLBHC row misses the paper or the whole table took more than 90 minutes.
 
   python benchmarks/cifar10_paper_protocol.py [--tarball ../shared/data/cifar10/cifar10-jpg.tar.gz]
       [--cifar-dir /tmp/cifar10] [--bits 12 32 48] [--set train.num_epochs=0.1 ...]
@@ -28,21 +30,31 @@ import common
 from jaxhash import published, run_results, trainer
 from jaxhash.data.image_folder import prepare_cifar10
 
-VARIANT = "paper_cpu"
+VARIANT, HEAD_VARIANT = "paper_cpu", "paper_cpu_head"
+BUDGET_S = 90 * 60  # the whole table, caching included, on two CPU cores
 ROOT = "runs/bench/cifar10_paper_protocol"
 METHODS = ("dlbhc", "hashnet")
 PAPER, UNSEEN = "cifar10-2", "cifar10-unseen"
 
 
-def run(method: str, bits: int, protocol: str, overrides: dict) -> tuple[dict, dict]:
-  """Trains and evaluates one run in a fresh workdir; returns (row, results) with caching,
-  training and evaluation timed apart."""
+def run(
+  method: str, bits: int, protocol: str, overrides: dict, backbone_run: str = ""
+) -> tuple[dict, dict, str]:
+  """Trains and evaluates one run in a fresh workdir: the fine-tuning run, or with
+  ``backbone_run`` a head on that run's frozen backbone. Returns (row, results, workdir) with
+  caching, training and evaluation timed apart."""
   workdir = os.path.join(common.ROOT, ROOT, f"{method}_{protocol}_{bits}")
   shutil.rmtree(workdir, ignore_errors=True)
+  head = {"model.init_weights": backbone_run} if backbone_run else {}
   config = common.load_config(
     f"configs/{method}_cifar10.py",
-    f"{VARIANT},bits={bits}",
-    {**overrides, "data.protocol": protocol, "eval.classifier_baseline": method == "dlbhc"},
+    f"{HEAD_VARIANT if backbone_run else VARIANT},bits={bits}",
+    {
+      **overrides,
+      **head,
+      "data.protocol": protocol,
+      "eval.classifier_baseline": method == "dlbhc" and not backbone_run,
+    },
   )
   t0 = time.perf_counter()
   exp = trainer.build_experiment(config)
@@ -60,6 +72,7 @@ def run(method: str, bits: int, protocol: str, overrides: dict) -> tuple[dict, d
     "method": method,
     "protocol": protocol,
     "bits": bits,
+    "trained": "heads on that backbone" if backbone_run else "last stages fine-tuned",
     "map@1000": results["codes"]["map@1000"],
     "map@all": results["codes"]["map@all"],
     "rerank map@1000": results.get("rerank", {}).get("map@1000"),
@@ -71,7 +84,7 @@ def run(method: str, bits: int, protocol: str, overrides: dict) -> tuple[dict, d
     "training s": round(t_train - cache_end, 1),
     "evaluation s": round(t_eval - t_train, 1),
   }
-  return row, results
+  return row, results, workdir
 
 
 def _published(method: str, protocol: str, bits: int) -> float | None:
@@ -128,16 +141,22 @@ def main() -> int:
     "data.feature_cache_dir": cache_dir,
     **common.parse_set(args.set),
   }
-  rows = []
-  plan = [(m, b, PAPER) for m in METHODS for b in args.bits] + [
-    (m, max(args.bits), UNSEEN) for m in METHODS
-  ]
-  for method, bits, protocol in plan:
-    row, results = run(method, bits, protocol, overrides)
-    rows.append(row)
+  rows, longest = [], max(args.bits)
+  for protocol, bits in ((PAPER, args.bits), (UNSEEN, [longest])):
+    row, results, finetuned = run("dlbhc", longest, protocol, overrides)
+    rows += [row, classifier_row(protocol, longest, results)]
     print(row, flush=True)
-    if method == "dlbhc" and bits == max(args.bits):
-      rows.append(classifier_row(protocol, bits, results))
+    for method, b in [(m, b) for m in METHODS for b in bits if (m, b) != ("dlbhc", longest)]:
+      rows.append(run(method, b, protocol, overrides, backbone_run=finetuned)[0])
+      print(rows[-1], flush=True)
+  rows.sort(
+    key=lambda r: (
+      r["protocol"] != PAPER,
+      (*METHODS, "classifier").index(r["method"]),
+      r["bits"] or 0,
+    )
+  )
+  wall = time.perf_counter() - t0
   config = common.load_config("configs/dlbhc_cifar10.py", VARIANT, overrides)
   sets = "".join(f" --config.{k}={v}" for k, v in overrides.items())
   payload = {
@@ -145,9 +164,13 @@ def main() -> int:
     + "".join(f" --set {s}" for s in args.set)
     + ("" if args.bits == [12, 32, 48] else " --bits " + " ".join(map(str, args.bits))),
     "commands": [
-      f"python -m jaxhash.train --config configs/{m}_cifar10.py:{VARIANT},bits=B{sets}"
-      f" [--config.data.protocol={UNSEEN}]"
-      for m in METHODS
+      f"python -m jaxhash.train --config configs/dlbhc_cifar10.py:{VARIANT},bits={max(args.bits)}"
+      f"{sets} --workdir FINETUNED [--config.data.protocol={UNSEEN}]",
+      *(
+        f"python -m jaxhash.train --config configs/{m}_cifar10.py:{HEAD_VARIANT},bits=B{sets}"
+        f" --config.model.init_weights=FINETUNED [--config.data.protocol={UNSEEN}]"
+        for m in METHODS
+      ),
     ],
     "protocols": {
       PAPER: "10,000 test queries; the 50,000 training images train and are the "
@@ -156,16 +179,21 @@ def main() -> int:
       "of classes 7-9 against their 15,000 training images",
     },
     **common.cached_recipe(config),
-    "wall seconds": round(time.perf_counter() - t0, 1),
+    "heads": f"every other row: its head alone on the fine-tuned backbone, frozen, for "
+    f"{common.load_config('configs/dlbhc_cifar10.py', HEAD_VARIANT, overrides).train.num_epochs}"
+    " epochs",
+    "wall seconds": round(wall, 1),
     "load average before": load_before,
     "load average after": os.getloadavg()[0],
     "machine": common.machine(),
     "rows": rows,
   }
   print(common.write_results(args.name, payload))
-  failures = missed(rows)
+  failures = missed(rows) + (
+    [f"the table took {wall / 60:.1f} minutes, over {BUDGET_S // 60}"] if wall > BUDGET_S else []
+  )
   for failure in failures:
-    print(f"MISSED the paper's figure: {failure}", file=sys.stderr)
+    print(f"MISSED: {failure}", file=sys.stderr)
   return 1 if failures else 0
 
 

