@@ -115,12 +115,12 @@ def paper_cpu(config, head_only: bool = False):
   train and are the database) on two CPU cores, in two steps so that the benchmark's table
   (benchmarks/cifar10_paper_protocol.py) fits in about 90 minutes there.
 
-  Fine-tune once: DLBHC at 48 bits trains Lite0's last four stages at 160² for 2.5 epochs on the
+  Fine-tune once: DLBHC at 48 bits trains Lite0's last four stages at 160² for 4 epochs on the
   cached prefix (no flips: the cache then serves every protocol over the CIFAR-10 images). Then
   ``head_only``: every other code length and method starts from that run's backbone
   (``--config.model.init_weights=RUN``), frozen and cached whole, and trains only its own head
   for 8 epochs, which takes seconds where another fine-tuning would take most of an hour."""
-  pretrained_cached(config, "cifar10-2", 160, "4", 2.5, 4e-4, flip=False)
+  pretrained_cached(config, "cifar10-2", 160, "4", 4.0, 4e-4, flip=False)
   if head_only:
     config.model.trainable, config.train.num_epochs = "head", 8.0
   return config
