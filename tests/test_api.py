@@ -11,7 +11,7 @@ from PIL import Image
 
 import jaxhash
 from conftest import load_config
-from jaxhash import run_files, rundir, trainer
+from jaxhash import experiment, run_files, rundir
 from jaxhash.data import sources
 from jaxhash.encode import encode_indices, make_encoder
 
@@ -54,8 +54,8 @@ def test_load_reads_no_data_and_reports_the_run(run, monkeypatch):
 
 
 def test_codes_equal_the_evaluation_codes(run, hasher, mnist):
-  exp = trainer.build_experiment(load_config("test"))
-  state = trainer.restore_trained(exp, run)
+  exp = experiment.build_experiment(load_config("test"))
+  state = experiment.restore_trained(exp, run)
   query = exp.split.query[:37]
   words, features = encode_indices(
     make_encoder(exp.model, exp.method, exp.config.data),
