@@ -321,30 +321,6 @@ def test_a_checkpoint_without_digest_is_restored_unverified(tmp_path, finished_r
   assert step == 2 and "checkpoint 2 has no recorded digest" in said
 
 
-def test_a_checkpoint_saved_before_batch_stats_restores_and_resumes_in_place(
-  tmp_path, finished_run, test_exp
-):
-  import io
-
-  import orbax.checkpoint as ocp
-
-  workdir = copy_run(finished_run, tmp_path)
-  state = experiment.restore_trained(test_exp, workdir, stream=io.StringIO())
-  for step in (1, 2):  # rewrite both as an older jaxhash saved them: no batch_stats, no digests
-    path = os.path.join(workdir, "checkpoints", str(step), "default")
-    shutil.rmtree(path)
-    with ocp.StandardCheckpointer() as writer:
-      writer.save(path, {"step": state.step, "params": state.params, "opt_state": state.opt_state})
-  os.remove(os.path.join(workdir, "checkpoint_digests.json"))
-  step, said = restore(test_exp, workdir)
-  assert step == 2 and "damaged" not in said
-  stream = io.StringIO()
-  results = trainer.train_and_evaluate(load_config("test"), workdir, stream=stream)
-  assert not os.path.exists(os.path.join(workdir, "damaged_checkpoints")), stream.getvalue()
-  recorded = json.load(open(os.path.join(finished_run, "results.json")))
-  assert results["step"] == 2 and results["codes"] == pytest.approx(recorded["codes"])
-
-
 def test_a_checkpoint_of_another_model_is_refused_and_never_set_aside(tmp_path, finished_run):
   from jaxhash.checkpoint import Checkpointer, IncompatibleCheckpoint
 
