@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -34,7 +33,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxhash import distributed
+from jaxhash import digests, distributed
 from jaxhash.errors import UsageError
 from jaxhash.io_utils import atomic_write_text
 
@@ -103,14 +102,10 @@ def _install_quiet_hooks() -> None:
 
 def state_digest(state) -> tuple[str, bool]:
   """(SHA-256 of every leaf's path, dtype, shape and bytes; whether all floats are finite)."""
-  sha, finite = hashlib.sha256(), True
-  for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(state))[0]:
-    array = np.asarray(leaf)
-    sha.update(f"{jax.tree_util.keystr(path)}|{array.dtype.str}|{array.shape}|".encode())
-    sha.update(np.ascontiguousarray(array).tobytes())
-    if array.dtype.kind in "fc" and not np.isfinite(array).all():
-      finite = False
-  return sha.hexdigest(), finite
+  state = jax.device_get(state)
+  digest = digests.tree_sha256(state, lambda path, leaf: f"{path}|{leaf.dtype.str}|{leaf.shape}|")
+  arrays = [np.asarray(leaf) for leaf in jax.tree.leaves(state)]
+  return digest, all(np.isfinite(a).all() for a in arrays if a.dtype.kind in "fc")
 
 
 def _first_line(error: BaseException, limit: int = 300) -> str:

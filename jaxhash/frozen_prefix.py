@@ -15,11 +15,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxhash import distributed, feature_cache
+from jaxhash import digests, distributed, feature_cache
 from jaxhash.data.augment import preprocess
 from jaxhash.experiment import Experiment
 from jaxhash.model_state import trainable_mask
 from jaxhash.state import TrainState
+
+
+def _identity(tree) -> str:
+  """SHA-256 of arrays' paths, shapes, dtypes and bytes, as the cache key records images, flips
+  and the prefix's weights."""
+  return digests.tree_sha256(tree, lambda path, leaf: f"{path}{leaf.shape}{leaf.dtype}")
 
 
 def cached_features(
@@ -48,17 +54,17 @@ def cached_features(
     "num_images": len(exp.dataset.labels),
     "image_shape": list(exp.dataset.image_shape),
     "images": (
-      feature_cache.digest_tree(images)
+      _identity(images)
       if isinstance(images, np.ndarray)
-      else feature_cache.digest_tree(list(getattr(images, "paths", [])))
+      else _identity(list(getattr(images, "paths", [])))
     ),
-    "flipped": feature_cache.digest_tree(flipped),
+    "flipped": _identity(flipped),
     "input": {k: config.data[k] for k in ("image_size", "crop")}
     | {"mean": list(config.data.mean), "std": list(config.data.std)},
     "backbone": config.model.backbone,
     "dtype": config.model.dtype,
     "frozen_stages": exp.frozen_stages,
-    "weights": feature_cache.digest_tree(
+    "weights": _identity(
       {"params": frozen, "batch_stats": {k: v for k, v in stats.items() if k in frozen}}
     ),
   }

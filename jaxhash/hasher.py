@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import hashlib
 import io
 import os
 
@@ -31,7 +30,7 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from jaxhash import model_state, parallel, run_files, rundir
+from jaxhash import digests, model_state, parallel, run_files, rundir
 from jaxhash.data.decode import read_rgb8, to_rgb8
 from jaxhash.encode import encode_indices, make_encoder
 from jaxhash.errors import UsageError
@@ -77,10 +76,7 @@ class Hasher:
   def fingerprint(self) -> str:
     """SHA-256 (first 16 hex digits) of the parameters and batch-norm statistics: equal only for
     the same trained model."""
-    digest = hashlib.sha256()
-    for leaf in jax.tree.leaves(self._variables):
-      digest.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
-    return digest.hexdigest()[:16]
+    return digests.tree_sha256(self._variables)[: digests.ID_DIGITS]
 
   @functools.cached_property
   def _feature_shape(self) -> tuple[int, ...]:

@@ -27,12 +27,12 @@ file; a file of any other format version is refused.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import struct
 
 import numpy as np
 
+from jaxhash.digests import sha256
 from jaxhash.errors import UsageError
 from jaxhash.io_utils import atomic_write_bytes, open_regular
 from jaxhash.retrieval.codes import check_nbits, num_words
@@ -81,7 +81,7 @@ def write_index(path: str, contents: IndexContents) -> None:
   fields = _FIELDS.pack(
     MAGIC, FORMAT_VERSION, contents.nbits, count, flags, dim, len(blob), len(metadata)
   )
-  atomic_write_bytes(path, b"".join([fields, _digest(fields, payload), payload]))
+  atomic_write_bytes(path, b"".join([fields, sha256(fields, payload), payload]))
 
 
 def is_index_file(path: str) -> bool:
@@ -174,7 +174,7 @@ def _check_size(path: str, actual: int, expected: int) -> None:
 
 def _check_digest(path: str, data: bytes) -> None:
   view = memoryview(data)
-  if _digest(view[: _FIELDS.size], view[HEADER_SIZE:]) != bytes(view[_FIELDS.size : HEADER_SIZE]):
+  if sha256(view[: _FIELDS.size], view[HEADER_SIZE:]) != bytes(view[_FIELDS.size : HEADER_SIZE]):
     _fail(path, "is corrupted: its SHA-256 checksum does not match the contents")
 
 
@@ -189,12 +189,6 @@ def _check_spare_bits(path: str, nbits: int, words: np.ndarray) -> None:
   spare = 32 * words.shape[1] - nbits
   if spare and words.size and (words[:, -1] >> (32 - spare)).any():
     _fail(path, f"has codes with bits set above its code length ({nbits} bits)")
-
-
-def _digest(fields, payload) -> bytes:
-  digest = hashlib.sha256(fields)
-  digest.update(payload)
-  return digest.digest()
 
 
 def _fail(path: str, problem: str, fix: str = "save the index again from its codes") -> None:
