@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -34,7 +33,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxhash import distributed
+from jaxhash import digests, distributed
+from jaxhash.errors import UsageError
 from jaxhash.io_utils import atomic_write_text
 
 DIGESTS_FILE = "checkpoint_digests.json"
@@ -102,14 +102,10 @@ def _install_quiet_hooks() -> None:
 
 def state_digest(state) -> tuple[str, bool]:
   """(SHA-256 of every leaf's path, dtype, shape and bytes; whether all floats are finite)."""
-  sha, finite = hashlib.sha256(), True
-  for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(state))[0]:
-    array = np.asarray(leaf)
-    sha.update(f"{jax.tree_util.keystr(path)}|{array.dtype.str}|{array.shape}|".encode())
-    sha.update(np.ascontiguousarray(array).tobytes())
-    if array.dtype.kind in "fc" and not np.isfinite(array).all():
-      finite = False
-  return sha.hexdigest(), finite
+  state = jax.device_get(state)
+  digest = digests.tree_sha256(state, lambda path, leaf: f"{path}|{leaf.dtype.str}|{leaf.shape}|")
+  arrays = [np.asarray(leaf) for leaf in jax.tree.leaves(state)]
+  return digest, all(np.isfinite(a).all() for a in arrays if a.dtype.kind in "fc")
 
 
 def _first_line(error: BaseException, limit: int = 300) -> str:
@@ -158,7 +154,7 @@ def _bad_metadata(step_dir: str) -> str | None:
   return None
 
 
-class IncompatibleCheckpoint(ValueError):
+class IncompatibleCheckpoint(UsageError):
   """An intact checkpoint whose arrays do not fit the model being restored (another config or
   jaxhash version): not damage, so it is never set aside."""
 
@@ -180,21 +176,13 @@ def _shapes(tree) -> dict[str, tuple]:
 
 
 def _restore_target(saved: dict, abstract_state, where: str):
-  """(what to restore, fields to fill in) for a checkpoint whose recorded tree is ``saved``.
-
-  A dataclass field that an older jaxhash did not save (``batch_stats`` before batch norm existed)
-  is filled in from ``abstract_state`` when it holds no arrays; any other difference raises
+  """What a checkpoint whose recorded tree is ``saved`` is restored into: ``abstract_state``, a
+  dataclass's fields as a dict (as orbax records it). A checkpoint whose arrays differ raises
   ``IncompatibleCheckpoint`` naming the first differing array.
   """
-  target, absent = abstract_state, {}
+  target = abstract_state
   if dataclasses.is_dataclass(abstract_state) and isinstance(saved, dict):
-    fields = [f.name for f in dataclasses.fields(abstract_state)]
-    absent = {
-      name: getattr(abstract_state, name)
-      for name in fields
-      if name not in saved and not jax.tree.leaves(getattr(abstract_state, name))
-    }
-    target = {name: getattr(abstract_state, name) for name in fields if name not in absent}
+    target = {f.name: getattr(abstract_state, f.name) for f in dataclasses.fields(abstract_state)}
   want, have = _shapes(target), _shapes(saved)
   if want != have:
     differing = sorted(set(want) ^ set(have)) or sorted(k for k in want if want[k] != have[k])
@@ -207,7 +195,7 @@ def _restore_target(saved: dict, abstract_state, where: str):
       f"{where} was saved for another model ({len(differing)} arrays differ, e.g. {detail}); "
       "evaluate it with the config it was trained with, or train in another --workdir."
     )
-  return target, absent
+  return target
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,7 +307,7 @@ class Checkpointer:
 
     Damaged newer checkpoints are skipped (and, with ``set_aside_damaged``, moved into
     ``damaged_checkpoints/`` with older ones whose metadata is damaged, so that training can
-    save again). Raises ValueError when every checkpoint is damaged.
+    save again). Raises ``UsageError`` when every checkpoint is damaged.
     """
     steps = self.steps()[::-1]
     if not steps:
@@ -335,7 +323,7 @@ class Checkpointer:
       skipped.append(f"checkpoint {step} in {self.directory} is damaged ({why})")
     else:
       listed = "; ".join(f"{step}: {why}" for step, why in problems)
-      raise ValueError(
+      raise UsageError(
         f"no intact checkpoint in {self.directory} ({listed}); restore the files "
         "from a backup or start again in another --workdir."
       )
@@ -361,9 +349,7 @@ class Checkpointer:
         saved = reader.metadata(path).item_metadata.tree
       except Exception as e:  # noqa: BLE001 - damaged files surface as many kinds of error
         return f"unreadable: {_first_line(e, 160)}", None
-      target, absent = _restore_target(
-        saved, abstract_state, f"checkpoint {step} in {self.directory}"
-      )
+      target = _restore_target(saved, abstract_state, f"checkpoint {step} in {self.directory}")
       try:
         state = reader.restore(path, target)
       except Exception as e:  # noqa: BLE001
@@ -371,7 +357,7 @@ class Checkpointer:
     finally:
       reader.close()
     if target is not abstract_state:
-      state = dataclasses.replace(abstract_state, **state, **absent)
+      state = dataclasses.replace(abstract_state, **state)
     digest, finite = state_digest(state)
     if not finite:
       return "it holds non-finite values", None

@@ -157,24 +157,24 @@ def main() -> None:
     rundir.check_outside_runs(out, "--out", own=_WORKDIR.value)
     if os.path.exists(os.path.join(out, "results.json")):
       raise ValueError(f"{out} already holds results.json; pass another --out to keep it.")
-  from jaxhash import run_files, trainer
+  from jaxhash import experiment, run_evaluation, run_files
   from jaxhash.data import protocols
 
   workdir = _WORKDIR.value
   config = load_run_config(workdir, [*_overrides, *_EVAL.value])
   distributed.start(_PROCESSES(), workdir, debug=flags.FLAGS.debug)
   rundir.ensure_free(workdir)
-  exp = trainer.build_experiment(config)
+  exp = experiment.build_experiment(config)
   writer = distributed.is_writer()
   with rundir.locked(workdir):
-    state = trainer.restore_trained(exp, workdir)
+    state = experiment.restore_trained(exp, workdir)
     if writer:
       protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
     if writer and not os.path.isfile(os.path.join(workdir, run_files.MODEL_FILE)):  # an older run
       run_files.write_model_info(workdir, exp.dataset)
-    if trainer.unlabelled(exp, sys.stderr):
+    if run_evaluation.unlabelled(exp, sys.stderr):
       return
-    results = trainer.evaluate(exp, state, workdir)
+    results = run_evaluation.evaluate(exp, state, workdir)
     if writer:
       os.makedirs(out, exist_ok=True)
       run_results.write_results(out, results)

@@ -26,12 +26,12 @@ labels of the unseen classes, the classifier baseline) and no remapped second nu
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from typing import Any, Callable
 
 import numpy as np
 
+from jaxhash import digests
 from jaxhash.data.dataset import Dataset
 from jaxhash.io_utils import atomic_write_text
 
@@ -218,13 +218,11 @@ def fingerprint(split: Split, labels: np.ndarray) -> str:
   Independent of where the data lives, so a moved data folder gives the same fingerprint and
   other data (another folder, another class order) a different one.
   """
-  digest = hashlib.sha256()
+  chunks = []
   for name in SPLIT_NAMES:
     indices = np.asarray(getattr(split, name), dtype=np.int64)
-    digest.update(name.encode())
-    digest.update(indices.tobytes())
-    digest.update(np.ascontiguousarray(labels[indices]).tobytes())
-  return digest.hexdigest()[:16]
+    chunks += [name.encode(), indices.tobytes(), np.ascontiguousarray(labels[indices]).tobytes()]
+  return digests.hex_id(*chunks)
 
 
 def save_or_check_split(split: Split, directory: str, header: str) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxhash.digests import hex_id
 from jaxhash.retrieval.index import DEFAULT_RERANK_POOL, HammingIndex, check_rerank_features, rerank
 from jaxhash.retrieval.merge import merge_parts
 from jaxhash.retrieval.topk import check_k
@@ -19,9 +20,7 @@ from jaxhash.retrieval.topk import check_k
 
 def shard_record(index: int, count: int, first: int, paths: list[str]) -> dict:
   """What a shard file records (``HammingIndex.shard``): which part of which listing it holds."""
-  import hashlib
-
-  listing = hashlib.sha256("\n".join(paths).encode("utf-8")).hexdigest()[:16]
+  listing = hex_id("\n".join(paths).encode("utf-8"))
   return {"index": index, "count": count, "first": first, "listed": len(paths), "listing": listing}
 
 

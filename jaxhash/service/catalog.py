@@ -16,21 +16,17 @@ atomically (``HammingIndex.save``): a killed server leaves the last saved index,
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import re
 
 import numpy as np
 
+from jaxhash.digests import hex_id
 from jaxhash.io_utils import atomic_write_bytes
 from jaxhash.retrieval import HammingIndex
 from jaxhash.service.errors import RequestError
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-
-def digest_id(data: bytes) -> str:
-  return hashlib.sha256(data).hexdigest()[:16]
 
 
 class Catalog:
@@ -64,7 +60,7 @@ class Catalog:
   def item_id(self, path: str) -> str:
     if os.path.dirname(path) == self.folder:
       return os.path.splitext(os.path.basename(path))[0]
-    return digest_id(path.encode("utf-8"))
+    return hex_id(path.encode("utf-8"))
 
   def path_of(self, item_id: str) -> str:
     try:
