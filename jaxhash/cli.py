@@ -15,6 +15,7 @@ import traceback
 from absl import flags
 
 from jaxhash import distributed
+from jaxhash.errors import UsageError
 
 # Errors that are the user's to fix; anything else is a bug and keeps its traceback. OSError covers
 # a full disk, permissions and a busy workdir (BlockingIOError).
@@ -38,7 +39,7 @@ def parse_flags(argv: list[str]) -> None:
     # A config file that raised while loading: its own error is the last line of the traceback.
     traced = any(line.startswith("Traceback") for line in lines)
     message = f"{lines[0]} {lines[-1]}" if traced else lines[0]
-    raise ValueError(message) from None
+    raise UsageError(message) from None
   except (
     AttributeError,
     KeyError,
@@ -46,7 +47,7 @@ def parse_flags(argv: list[str]) -> None:
     text = str(e).replace("\\", "")
     key = re.search(r"[A-Za-z_]\w*", text)
     hint = re.search(r"Did you mean (\"\w+\")", text)
-    raise ValueError(
+    raise UsageError(
       f"unknown config key {key.group(0) if key else text!r} in a --config.* override"
       f"{f'; did you mean {hint.group(1)}?' if hint else ''} (the config file lists every key)"
     ) from None

@@ -31,6 +31,8 @@ import sys
 import threading
 import time
 
+from jaxhash.errors import UsageError
+
 BEAT = 1.0  # seconds between heartbeats
 PEER_TIMEOUT = 30.0  # seconds without a peer's heartbeat (or an answer from the coordinator)
 HEARTBEAT_TIMEOUT = 100  # JAX's own (its default): it must stay well above PEER_TIMEOUT
@@ -66,20 +68,20 @@ class ProcessSpec:
         address, count, index, None, None, INIT_TIMEOUT
       )
       if None in (address, count, index):
-        raise ValueError(
+        raise UsageError(
           "--distributed found no cluster environment (SLURM, Open MPI, Kubernetes "
           "or Cloud TPU); pass --coordinator_address HOST:PORT --num_processes N "
           "--process_id I instead."
         )
     elif None in (address, count, index):
-      raise ValueError(
+      raise UsageError(
         "several processes need all of --coordinator_address HOST:PORT, "
         "--num_processes N and --process_id I (or --distributed on a cluster)."
       )
     if not re.fullmatch(r"\S+:\d+", address):
-      raise ValueError(f"--coordinator_address {address!r} must be HOST:PORT, e.g. 10.0.0.1:1234.")
+      raise UsageError(f"--coordinator_address {address!r} must be HOST:PORT, e.g. 10.0.0.1:1234.")
     if count < 1 or not 0 <= index < count:
-      raise ValueError(
+      raise UsageError(
         f"--process_id {index} must be in 0..{count - 1} for --num_processes {count}."
       )
     return address, count, index, devices
@@ -356,7 +358,7 @@ def _check_shared(workdir: str, token: str) -> None:
   expected = _run.client.blocking_key_value_get(f"{_PREFIX}token", INIT_TIMEOUT * 1000)
   path = rundir.process_lock_path(workdir, 0)
   if rundir.lock_token(path) != expected:
-    raise ValueError(
+    raise UsageError(
       f"{workdir} is not process 0's run directory ({path} does not hold process 0's token): "
       "every process needs the same run directory, on a filesystem they all share."
     )

@@ -23,6 +23,7 @@ from absl import flags
 
 from jaxhash import cli, distributed, plots, run_results, rundir
 from jaxhash.config import DATA_LOCATIONS
+from jaxhash.errors import UsageError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by jaxhash.train.")
 _OUT = flags.DEFINE_string(
@@ -60,7 +61,7 @@ def take_config_overrides(argv: list[str]) -> list[str]:
       if not sep and i + 1 < len(argv):
         i, value = i + 1, argv[i + 1]
       if not _settable(key):
-        raise ValueError(
+        raise UsageError(
           f"{_PREFIX}{key}: evaluate changes only evaluation settings "
           "(--config.eval.KEY=VALUE) and the data's location "
           "(--config.data.dir=DIR); the other keys are the trained run's, so train "
@@ -82,7 +83,7 @@ def load_run_config(workdir: str, overrides=()) -> ml_collections.ConfigDict:
     key = key if "." in key else f"eval.{key}"
     section, _, name = key.partition(".")
     if not sep or not _settable(key) or name not in config[section]:
-      raise ValueError(
+      raise UsageError(
         f"evaluation setting {item!r}: use KEY=VALUE with KEY one of {sorted(config.eval)}."
       )
     current = config[section][name]
@@ -93,7 +94,7 @@ def load_run_config(workdir: str, overrides=()) -> ml_collections.ConfigDict:
         else type(current)(value)
       )
     except ValueError:
-      raise ValueError(
+      raise UsageError(
         f"evaluation setting {item!r}: {value!r} is not a {type(current).__name__} "
         f"like the recorded {key}={current!r}."
       ) from None
@@ -151,12 +152,12 @@ def usage(argv: list[str]) -> str:
 
 def main() -> None:
   if not _WORKDIR.value:
-    raise ValueError("--workdir is required: the run directory written by jaxhash.train.")
+    raise UsageError("--workdir is required: the run directory written by jaxhash.train.")
   out = _OUT.value or _WORKDIR.value
   if _OUT.value:
     rundir.check_outside_runs(out, "--out", own=_WORKDIR.value)
     if os.path.exists(os.path.join(out, "results.json")):
-      raise ValueError(f"{out} already holds results.json; pass another --out to keep it.")
+      raise UsageError(f"{out} already holds results.json; pass another --out to keep it.")
   from jaxhash import run_files, trainer
   from jaxhash.data import protocols
 

@@ -28,6 +28,7 @@ import sys
 import numpy as np
 
 from jaxhash import cli, distributed, rundir
+from jaxhash.errors import UsageError
 from jaxhash.image_stream import encode_files
 from jaxhash.progress import SILENT, Stage
 
@@ -42,7 +43,7 @@ def list_images(source: str, root: str | None = None) -> list[str]:
   if os.path.isdir(source):
     paths = find_images(source)
     if not paths:
-      raise ValueError(
+      raise UsageError(
         f"no images found under {source}; it should hold image files (jpg, png, ...) at any depth."
       )
     return [os.path.abspath(p) for p in paths]
@@ -59,12 +60,12 @@ def list_images(source: str, root: str | None = None) -> list[str]:
         if tokens[0]:
           paths.append(os.path.abspath(os.path.join(base, " ".join(tokens))))
   except UnicodeDecodeError:
-    raise ValueError(
+    raise UsageError(
       f"--images {source} is neither a folder nor a text list of image paths "
       "(it is not UTF-8 text)."
     ) from None
   if not paths:
-    raise ValueError(f"list file {source} names no images; write one image path per line.")
+    raise UsageError(f"list file {source} names no images; write one image path per line.")
   return paths
 
 
@@ -95,7 +96,7 @@ def build_index(
     for batch in encode_files(hasher, paths, features=features):
       for path, error in batch.errors:
         if strict:
-          raise ValueError(f"{error} (--strict stops at the first unreadable image)")
+          raise UsageError(f"{error} (--strict stops at the first unreadable image)")
         skipped.append((path, str(error)))
         stream.write(f"skipped: {error}\n")
       if batch.paths:
@@ -147,7 +148,7 @@ def check_out(path: str) -> None:
 
   rundir.check_outside_runs(path, "--out")
   if os.path.lexists(path) and not is_index_file(path):
-    raise ValueError(
+    raise UsageError(
       f"--out {path} exists and is not a jaxhash index (it does not start with "
       f"{MAGIC.decode()}), so it is not replaced; name a new file, e.g. images.jhi."
     )
@@ -181,7 +182,7 @@ def gather_index(index, hasher, paths: list[str], first: int):
   )
   shapes = np.asarray(multihost_utils.process_allgather(shape))
   if len(set(shapes[:, 3])) > 1:
-    raise ValueError(
+    raise UsageError(
       "the processes list different images (compare their --images and --root); "
       "every process must see the same images, on a shared filesystem."
     )
@@ -217,7 +218,7 @@ def _run(args) -> None:
   check_out(args.out)
   spec = distributed.spec_from_args(args)
   if args.shard and spec.requested:
-    raise ValueError(
+    raise UsageError(
       "--shard writes one part per job, the process flags one index from several "
       "processes: use one or the other."
     )
@@ -234,7 +235,7 @@ def _run(args) -> None:
   elif distributed.active():
     index = gather_index(index, hasher, paths, first)
   if index is not None and not len(index) and not args.shard:
-    raise ValueError(f"none of the {len(paths)} images could be read; nothing was written.")
+    raise UsageError(f"none of the {len(paths)} images could be read; nothing was written.")
   if index is not None:
     index.save(args.out)
   block = f"{stop - first} of {len(paths)} images"

@@ -28,6 +28,7 @@ import numpy as np
 
 from jaxhash import metrics_log, run_results
 from jaxhash.data import protocols
+from jaxhash.errors import UsageError
 from jaxhash.io_utils import atomic_write_bytes
 
 PLOTS_DIR = "plots"
@@ -150,7 +151,7 @@ def training_curves(records: list[dict], results: dict, path: str) -> str:
   """Loss; accuracy or β; learning rate, each against the step."""
   names = [n for n in ("loss", "accuracy", "beta", "learning_rate") if any(n in r for r in records)]
   if not names:
-    raise ValueError("metrics.jsonl has no loss, accuracy, beta or learning_rate.")
+    raise UsageError("metrics.jsonl has no loss, accuracy, beta or learning_rate.")
   fig = _figure(7, 2.0 * len(names) + 0.6, results, "Training curves (metrics.jsonl)")
   axes = np.atleast_1d(fig.subplots(len(names), 1, sharex=True))
   labels = {"loss": "loss", "accuracy": "accuracy", "beta": "β", "learning_rate": "learning rate"}
@@ -403,12 +404,12 @@ def main() -> None:
   from absl import flags
 
   if not flags.FLAGS.workdir:
-    raise ValueError("--workdir is required: the run directory written by jaxhash.train.")
+    raise UsageError("--workdir is required: the run directory written by jaxhash.train.")
   written, skipped, failed = write_plots(flags.FLAGS.workdir)
   for note in [*written, *(f"skipped {s}" for s in skipped)]:
     print(note)
   if failed:
-    raise ValueError(f"{len(failed)} plot(s) failed: {'; '.join(failed)}")
+    raise UsageError(f"{len(failed)} plot(s) failed: {'; '.join(failed)}")
 
 
 def usage(argv: list[str]) -> str:

@@ -20,6 +20,7 @@ import sys
 from absl import flags
 
 from jaxhash import cli, plots, published, run_results
+from jaxhash.errors import UsageError
 from jaxhash.run_results import DATASETS, METHODS, number
 
 COLUMNS = (
@@ -181,7 +182,7 @@ def csv_text(table: list[dict]) -> str:
 def main() -> None:
   run_dirs = flags.FLAGS(sys.argv)[1:]  # the positional arguments (cli.run parsed the flags)
   if not run_dirs:
-    raise ValueError(
+    raise UsageError(
       "pass one or more run directories: python -m jaxhash.report RUN_DIR... "
       "[--csv] [--plot out.png]"
     )

@@ -30,6 +30,7 @@ import sys
 import numpy as np
 
 from jaxhash import cli, rundir
+from jaxhash.errors import UsageError
 
 
 def hasher_for(index, workdir: str | None = None):
@@ -39,16 +40,16 @@ def hasher_for(index, workdir: str | None = None):
   run = index.run or {}
   if workdir is None:
     if "workdir" not in run:
-      raise ValueError("this index does not record the run that built it; pass --workdir RUN.")
+      raise UsageError("this index does not record the run that built it; pass --workdir RUN.")
     workdir = run["workdir"]
   hasher = jaxhash.load(workdir)
   if hasher.bits != index.nbits:
-    raise ValueError(
+    raise UsageError(
       f"{workdir} makes {hasher.bits}-bit codes but the index holds {index.nbits}-bit "
       "codes; pass the --workdir of the run that built the index."
     )
   if run.get("fingerprint") and run["fingerprint"] != hasher.fingerprint:
-    raise ValueError(
+    raise UsageError(
       f"the index was built with {run.get('workdir')} at step {run.get('step')}, but {workdir} "
       f"(step {hasher.step}) is another model, so its codes are not comparable; rebuild the "
       "index with python -m jaxhash.index, or pass the --workdir that built it."
@@ -72,9 +73,9 @@ def search_images(
   with ``feature_distances`` each result also holds the ``"feature_distance"`` it was ranked by.
   """
   if len(index) == 0:
-    raise ValueError("the index is empty.")
+    raise UsageError("the index is empty.")
   if rerank and index.features is None:
-    raise ValueError(
+    raise UsageError(
       "--rerank needs features in the index; build it with python -m jaxhash.index --features."
     )
   codes, features = hasher.encode_with_features(images, features=rerank)
@@ -154,7 +155,7 @@ def _thumbnail(path, size: int):
     if image.size[0] < size // 2:  # small images (MNIST's 28x28) are scaled up to be seen
       factor = size // max(image.size)
       image = image.resize((image.size[0] * factor, image.size[1] * factor), Image.NEAREST)
-  except (OSError, ValueError):
+  except (OSError, UsageError):
     image = Image.new("RGB", (size, size), "lightgray")
   cell = Image.new("RGB", (size, size), "white")
   cell.paste(image, ((size - image.size[0]) // 2, (size - image.size[1]) // 2))
@@ -198,7 +199,7 @@ def split_index_args(values: list[str], images: list[str]) -> tuple[list[str], l
     count += 1
   images = values[count:] + images
   if not images:
-    raise ValueError("give at least one query image after the index files.")
+    raise UsageError("give at least one query image after the index files.")
   return values[:count], images
 
 
@@ -208,9 +209,9 @@ def _run(args) -> None:
 
   args.index, args.images = split_index_args(args.index, args.images)
   if args.k < 1:
-    raise ValueError(f"-k {args.k}: ask for at least 1 result.")
+    raise UsageError(f"-k {args.k}: ask for at least 1 result.")
   if args.radius is not None and args.radius < 0:
-    raise ValueError(f"--radius {args.radius} must be >= 0.")
+    raise UsageError(f"--radius {args.radius} must be >= 0.")
   index = load_index(args.index)
   if args.gallery:
     image_format = check_gallery(args.gallery, [*args.index, *args.images], index.ids)
@@ -252,13 +253,13 @@ def check_gallery(path: str, inputs: list[str], ids) -> str:
   extension = os.path.splitext(path)[1].lower()
   Image.init()
   if extension not in Image.EXTENSION:
-    raise ValueError(f"--gallery {path}: name an image file, e.g. gallery.png.")
+    raise UsageError(f"--gallery {path}: name an image file, e.g. gallery.png.")
   rundir.check_outside_runs(path, "--gallery")
   real = os.path.realpath(path)
   if real in {os.path.realpath(p) for p in inputs} or not {real, os.path.abspath(path)}.isdisjoint(
     ids
   ):
-    raise ValueError(
+    raise UsageError(
       f"--gallery {path} is one of the images or files the search reads, so it is "
       "not overwritten; name a new file, e.g. gallery.png."
     )

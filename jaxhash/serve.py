@@ -21,6 +21,7 @@ import socket
 import sys
 
 from jaxhash import cli
+from jaxhash.errors import UsageError
 
 
 def parser() -> argparse.ArgumentParser:
@@ -94,9 +95,9 @@ def make_app(
 
   for name, value in [("--max-body-mb", max_body_mb), ("--max-batch", max_batch)]:
     if not value > 0:
-      raise ValueError(f"{name} {value} must be > 0.")
+      raise UsageError(f"{name} {value} must be > 0.")
   if batch_window_ms < 0:
-    raise ValueError(f"--batch-window-ms {batch_window_ms} must be >= 0.")
+    raise UsageError(f"--batch-window-ms {batch_window_ms} must be >= 0.")
   catalog = Catalog(index, items, writable=writable)
   engine = Engine(
     hasher_for(catalog.index, workdir), catalog, max_batch=max_batch, window=batch_window_ms / 1e3

@@ -20,6 +20,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from jaxhash import cli, distributed, run_results, rundir
+from jaxhash.errors import UsageError
 
 _CONFIG = config_flags.DEFINE_config_file(
   "config", None, "Config file, e.g. configs/dlbhc_mnist.py[:variant].", lock_config=True
@@ -87,7 +88,7 @@ def usage(argv: list[str]) -> str:
 
 def main() -> None:
   if flags.FLAGS["config"].present == 0:
-    raise ValueError("--config is required, e.g. --config configs/dlbhc_mnist.py")
+    raise UsageError("--config is required, e.g. --config configs/dlbhc_mnist.py")
   config = _CONFIG.value
   workdir = _WORKDIR.value or os.path.join("runs", config.name or "run")
   distributed.start(_PROCESSES(), workdir, debug=flags.FLAGS.debug)

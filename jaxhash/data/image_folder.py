@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 
 from jaxhash.data import idx
+from jaxhash.errors import UsageError
 from jaxhash.io_utils import atomic_write_text
 
 IMAGE_EXTENSIONS = (
@@ -68,7 +69,7 @@ def scan(root: str | os.PathLike, splits: Sequence[str] | None = None):
   _check_root(root)
   splits = list(splits) if splits is not None else _subdirs(root)
   if not splits:
-    raise ValueError(
+    raise UsageError(
       f"{root!r} has no split directories; lay it out as root/<split>/<class>/*.jpg."
     )
   class_dirs = {split: _class_dirs(root, split) for split in splits}
@@ -85,7 +86,7 @@ def scan_tree(root: str | os.PathLike) -> tuple[list[str], dict[str, tuple[list[
   flat = _images_in(root)
   if flat:
     if len(find_images(root)) > len(flat):
-      raise ValueError(
+      raise UsageError(
         f"{root!r} holds images both directly and in subfolders; put them all in "
         "class folders (labelled) or all directly in it (no labels)."
       )
@@ -97,7 +98,7 @@ def scan_tree(root: str | os.PathLike) -> tuple[list[str], dict[str, tuple[list[
   else:
     groups = {split: split for split in subdirs if _subdirs(os.path.join(root, split))}
     if not groups:
-      raise ValueError(
+      raise UsageError(
         f"{root!r} holds no images in root/<class>/ or root/<split>/<class>/; put "
         f"each class's images ({', '.join(IMAGE_EXTENSIONS)}) in its own folder."
       )
@@ -110,7 +111,7 @@ def scan_tree(root: str | os.PathLike) -> tuple[list[str], dict[str, tuple[list[
       paths += [os.path.join(prefix, cls, name) for name in names]
       ids += [k] * len(names)
     if not paths:
-      raise ValueError(f"{os.path.join(root, prefix)!r} holds no images in its class folders.")
+      raise UsageError(f"{os.path.join(root, prefix)!r} holds no images in its class folders.")
     entries[group] = (paths, ids)
   return classes, entries
 
@@ -174,13 +175,13 @@ def _class_dirs(root: str, split: str) -> list[str]:
       f"subdirectories of {root!r}."
     )
   if _images_in(split_dir):
-    raise ValueError(
+    raise UsageError(
       f"{split_dir!r} holds images directly, but images go in root/<split>/<class>/; for a tree "
       f"root/<class>/*.jpg pass its parent as root and splits=[{split!r}]."
     )
   classes = _subdirs(split_dir)
   if not classes:
-    raise ValueError(f"{split_dir!r} has no class directories; put images in {split_dir}/<class>/.")
+    raise UsageError(f"{split_dir!r} has no class directories; put images in {split_dir}/<class>/.")
   return classes
 
 
@@ -192,14 +193,14 @@ def _split_lines(root: str, split: str, classes: list[str]) -> list[str]:
     for name in _images_in(os.path.join(root, split, cls)):
       path = f"{split}/{cls}/{name}"
       if any(c.isspace() for c in path):
-        raise ValueError(
+        raise UsageError(
           f"{os.path.join(root, path)!r} has whitespace in its path, which list "
           "files cannot hold; rename it, or train on the folder directly "
           "(config.data.dir=ROOT reads image folders)."
         )
       lines.append(f"{path} {one_hot}\n")
   if not lines:
-    raise ValueError(
+    raise UsageError(
       f"{os.path.join(root, split)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})."
     )
   return lines
@@ -230,7 +231,7 @@ def prepare_cifar10(tarball: str | os.PathLike, dest: str | os.PathLike) -> str:
   classes, lines = scan(dest, CIFAR10_SPLITS)
   found = sum(len(split_lines) for split_lines in lines.values())
   if found != CIFAR10_IMAGES:
-    raise ValueError(
+    raise UsageError(
       f"{dest!r} holds {found} CIFAR-10 images, not {CIFAR10_IMAGES}; delete it and "
       "run again to re-extract."
     )
@@ -255,7 +256,7 @@ def _extract_into_place(tarball: str, dest: str) -> None:
       os.rename(tmp, dest)  # also replaces an empty dest
     except OSError:
       if not os.path.isdir(os.path.join(dest, CIFAR10_SPLITS[0])):  # else a concurrent run won
-        raise ValueError(
+        raise UsageError(
           f"{dest!r} exists and is not a CIFAR-10 tree; remove it or choose an empty directory."
         ) from None
   finally:
@@ -292,7 +293,7 @@ def cifar10_from_python(tarball: str | os.PathLike, dest: str | os.PathLike) -> 
       def batch(name):
         member = next((m for m in archive.getmembers() if m.name.endswith("/" + name)), None)
         if member is None:
-          raise ValueError(f"{tarball!r} has no {name}; is it the CIFAR-10 python version?")
+          raise UsageError(f"{tarball!r} has no {name}; is it the CIFAR-10 python version?")
         return pickle.load(io.BytesIO(archive.extractfile(member).read()), encoding="bytes")
 
       classes = [c.decode() for c in batch("batches.meta")[b"label_names"]]
