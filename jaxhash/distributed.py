@@ -97,30 +97,20 @@ FLAG_HELP = {
 }
 
 
-def define_absl_flags():
-  """The process flags for absl CLIs (train, evaluate); returns a function giving the spec."""
+def define_flags(values) -> None:
+  """Defines the process flags in a command's absl ``FlagValues``."""
   from absl import flags
 
-  address = flags.DEFINE_string("coordinator_address", None, FLAG_HELP["coordinator_address"])
-  count = flags.DEFINE_integer("num_processes", None, FLAG_HELP["num_processes"])
-  index = flags.DEFINE_integer("process_id", None, FLAG_HELP["process_id"])
-  auto = flags.DEFINE_bool("distributed", False, FLAG_HELP["distributed"])
-  return lambda: ProcessSpec(address.value, count.value, index.value, auto.value)
+  for name in ("coordinator_address", "num_processes", "process_id"):
+    define = flags.DEFINE_string if name == "coordinator_address" else flags.DEFINE_integer
+    define(name, None, FLAG_HELP[name], flag_values=values)
+  flags.DEFINE_bool("distributed", False, FLAG_HELP["distributed"], flag_values=values)
 
 
-def add_arguments(parser) -> None:
-  """The process flags for argparse CLIs (index); ``spec_from_args`` reads them back."""
-  parser.add_argument(
-    "--coordinator_address", metavar="HOST:PORT", help=FLAG_HELP["coordinator_address"]
-  )
-  parser.add_argument("--num_processes", type=int, metavar="N", help=FLAG_HELP["num_processes"])
-  parser.add_argument("--process_id", type=int, metavar="I", help=FLAG_HELP["process_id"])
-  parser.add_argument("--distributed", action="store_true", help=FLAG_HELP["distributed"])
-
-
-def spec_from_args(args) -> ProcessSpec:
+def process_spec(values) -> ProcessSpec:
+  """The processes that the flags :func:`define_flags` defined ask for."""
   return ProcessSpec(
-    args.coordinator_address, args.num_processes, args.process_id, args.distributed
+    values.coordinator_address, values.num_processes, values.process_id, values.distributed
   )
 
 

@@ -25,8 +25,9 @@ import os
 import sys
 
 import numpy as np
+from absl import flags
 
-from jaxhash import metrics_log, run_results
+from jaxhash import cli, metrics_log, run_results
 from jaxhash.data import protocols
 from jaxhash.errors import UsageError
 from jaxhash.io_utils import atomic_write_bytes
@@ -400,29 +401,24 @@ def write_plots_safely(
   return written
 
 
-def main() -> None:
-  from absl import flags
+def define_flags(argv: list[str]) -> flags.FlagValues:
+  values = cli.new_flags()
+  flags.DEFINE_string("workdir", None, "Run directory with results.json.", flag_values=values)
+  return values
 
-  if not flags.FLAGS.workdir:
-    raise UsageError("--workdir is required: the run directory written by jaxhash.train.")
-  written, skipped, failed = write_plots(flags.FLAGS.workdir)
+
+def run(values: flags.FlagValues) -> None:
+  cli.require(values, "workdir")
+  written, skipped, failed = write_plots(values.workdir)
   for note in [*written, *(f"skipped {s}" for s in skipped)]:
     print(note)
   if failed:
     raise UsageError(f"{len(failed)} plot(s) failed: {'; '.join(failed)}")
 
 
-def usage(argv: list[str]) -> str:
-  from jaxhash import usage as help_text
-
-  return "\n".join([__doc__.strip(), "", "Flags:", *help_text.flag_lines(["workdir", "debug"])])
+def main(argv: list[str] | None = None) -> int:
+  return cli.main(argv, __doc__, define_flags, run)
 
 
-if __name__ == "__main__":  # flags only here: trainer.py imports this module
-  from absl import flags
-
-  from jaxhash import cli
-
-  flags.DEFINE_string("workdir", None, "Run directory with results.json.")
-  flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
-  sys.exit(cli.run(main, usage=usage))
+if __name__ == "__main__":
+  sys.exit(main())

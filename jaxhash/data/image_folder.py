@@ -12,12 +12,13 @@ images are listed by group, class and file name, so a tree read directly and the
 written for it give the same dataset. Images are any format Pillow reads (``IMAGE_EXTENSIONS``).
 ``find_images`` lists the images of a tree of any depth, for indexing.
 
-    python -m jaxhash.data.image_folder ROOT [--out DIR] [--splits train test]   # list files
+    python -m jaxhash.data.image_folder ROOT [--out DIR] [--splits train,test]   # list files
+    python -m jaxhash.data.image_folder ROOT --mnist-digits        # a demo folder of digits
+    python -m jaxhash.data.image_folder ROOT --cifar10-python cifar-10-python.tar.gz
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import shutil
@@ -332,41 +333,55 @@ def write_mnist_digits(dest: str | os.PathLike, count: int | None = None) -> int
   return count
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(
-    prog="python -m jaxhash.data.image_folder",
-    description="Write list files (path 0 1 0 ...) for an image-folder tree root/<split>/<class>/.",
+def define_flags(argv: list[str]):
+  from absl import flags
+
+  from jaxhash import cli
+
+  values = cli.new_flags()
+  flags.DEFINE_bool(
+    "mnist-digits",
+    False,
+    "Instead write the package's 10,000 MNIST t10k images as ROOT/<digit>/NNNNN.png: a demo "
+    "folder to index and search.",
+    flag_values=values,
   )
-  parser.add_argument("root", help="directory holding <split>/<class>/*.jpg|png")
-  parser.add_argument(
-    "--mnist-digits",
-    action="store_true",
-    help="instead write the package's "
-    "10,000 MNIST t10k images as ROOT/<digit>/NNNNN.png: a demo folder to index "
-    "and search",
+  flags.DEFINE_string(
+    "cifar10-python",
+    None,
+    "TARBALL: first write the official cifar-10-python.tar.gz into ROOT as train/<class>/*.png, "
+    "test/<class>/*.png.",
+    flag_values=values,
   )
-  parser.add_argument(
-    "--cifar10-python",
-    metavar="TARBALL",
-    help="first write the official "
-    "cifar-10-python.tar.gz into ROOT as train/<class>/*.png, test/<class>/*.png",
+  flags.DEFINE_string(
+    "out", None, "Where to write <split>.txt and classes.txt (default: ROOT).", flag_values=values
   )
-  parser.add_argument("--out", help="where to write <split>.txt and classes.txt (default: ROOT)")
-  parser.add_argument("--splits", nargs="+", help="split directories (default: all of ROOT's)")
-  args = parser.parse_args(argv)
-  if args.mnist_digits:
-    print(f"{write_mnist_digits(args.root)} images written to {args.root}/<digit>/")
-    return 0
-  try:
-    if args.cifar10_python:
-      cifar10_from_python(args.cifar10_python, args.root)
-    written = write_list_files(args.root, args.out, args.splits)
-  except (ValueError, FileNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  for split, path in written.items():
+  flags.DEFINE_list(
+    "splits",
+    None,
+    "Split directories, comma-separated (default: all of ROOT's).",
+    flag_values=values,
+  )
+  return values
+
+
+def run(values, positional: list[str]) -> None:
+  if len(positional) != 1:
+    raise UsageError("pass one ROOT: the directory holding <split>/<class>/*.jpg|png.")
+  root = positional[0]
+  if values["mnist-digits"].value:
+    print(f"{write_mnist_digits(root)} images written to {root}/<digit>/")
+    return
+  if values["cifar10-python"].value:
+    cifar10_from_python(values["cifar10-python"].value, root)
+  for split, path in write_list_files(root, values.out, values.splits).items():
     print(f"{split}: {path}")
-  return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  from jaxhash import cli  # here: the data modules do not import absl
+
+  return cli.main(argv, __doc__, define_flags, run, args=True)
 
 
 if __name__ == "__main__":
