@@ -38,7 +38,7 @@ def reference_map(query_classes, db_classes, query_labels, db_labels, r=None) ->
 @pytest.fixture(scope="module")
 def evaluated(finished_run):
   """The session's tiny DLBHC run (read only) evaluated again with the classifier baseline."""
-  config = evaluate_cli.load_run_config(finished_run, ["classifier_baseline=True"])
+  config = evaluate_cli.load_run_config(finished_run, {"classifier_baseline": "True"})
   exp = experiment.build_experiment(config)
   state = experiment.restore_trained(exp, finished_run)
   return exp, state, run_evaluation.evaluate(exp, state, finished_run)

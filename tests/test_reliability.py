@@ -725,8 +725,8 @@ _FILE_SIZE_LIMIT = """
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
 resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
-from jaxhash import cli, train
-sys.exit(cli.run(train.main, ["train", "--config", "configs/test.py", "--workdir", sys.argv[1]]))
+from jaxhash import train
+sys.exit(train.main(["--config", "configs/test.py", "--workdir", sys.argv[1]]))
 """
 
 

@@ -22,6 +22,7 @@ import re
 import numpy as np
 
 from jaxhash.digests import hex_id
+from jaxhash.errors import UsageError
 from jaxhash.io_utils import atomic_write_bytes
 from jaxhash.retrieval import HammingIndex
 from jaxhash.service.errors import RequestError
@@ -42,7 +43,7 @@ class Catalog:
     """(Re)reads the index file: at start, and after a save failed, to drop unsaved changes."""
     index = HammingIndex.load(self.path)
     if index.ntotal and not isinstance(index.ids[0], str):
-      raise ValueError(
+      raise UsageError(
         f"{self.path} holds integer ids, not image paths; serve an index built by "
         "python -m jaxhash.index."
       )
@@ -125,7 +126,7 @@ class Catalog:
       fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
       lock.close()
-      raise ValueError(
+      raise UsageError(
         f"another --writable server is serving {self.path}; stop it, or serve "
         "read-only (without --writable)."
       ) from None
