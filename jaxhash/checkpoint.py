@@ -14,14 +14,16 @@ digests and moves damaged or diverged checkpoints aside.
 
 Orbax reports failures of its background writes through threads and asyncio: its log records,
 asyncio's "exception was never retrieved" reports and tensorstore's "Event loop is closed" noise of
-reads and writes still in flight are kept off the screen (``VERBOSE`` shows them; the CLIs set it
-with ``--debug``); a failed save is raised as one ``OSError``, a failed restore as one line.
+reads and writes still in flight are kept off the screen by ``quiet_orbax()``, which the training
+loop and the read-only restore call before they start orbax (``VERBOSE`` shows them; the CLIs set
+it with ``--debug``); a failed save is raised as one ``OSError``, a failed restore as one line.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import json
 import logging
 import os
@@ -76,24 +78,20 @@ def _from_orbax(unraisable) -> bool:
   return any(f"{os.sep}orbax{os.sep}" in f for f in files)
 
 
-def _quiet_unraisable(previous):
+@functools.cache
+def quiet_orbax() -> None:
+  """Keeps orbax's background noise off the screen for the whole process: filters on the absl and
+  asyncio loggers, a ``sys.unraisablehook`` that drops orbax's, and one warnings filter. The first
+  call installs them; later calls do nothing."""
+  logging.getLogger("absl").addFilter(_OrbaxNoise())
+  logging.getLogger("asyncio").addFilter(_AsyncioNoise())
+  previous = sys.unraisablehook
+
   def hook(unraisable):
     if VERBOSE or not _from_orbax(unraisable):
       previous(unraisable)
 
-  hook.jaxhash_quiet = True
-  return hook
-
-
-def _install_quiet_hooks() -> None:
-  absl_logger = logging.getLogger("absl")
-  if not any(isinstance(f, _OrbaxNoise) for f in absl_logger.filters):
-    absl_logger.addFilter(_OrbaxNoise())
-  asyncio_logger = logging.getLogger("asyncio")
-  if not any(isinstance(f, _AsyncioNoise) for f in asyncio_logger.filters):
-    asyncio_logger.addFilter(_AsyncioNoise())
-  if not getattr(sys.unraisablehook, "jaxhash_quiet", False):
-    sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
+  sys.unraisablehook = hook
   if not VERBOSE:  # orbax's array-metadata read, abandoned when a damaged checkpoint fails early
     warnings.filterwarnings(
       "ignore", r"coroutine 'Store\._get_array_metadatas' was never awaited", RuntimeWarning
@@ -115,7 +113,12 @@ def _first_line(error: BaseException, limit: int = 300) -> str:
 
 
 def _write_error(step: int, directory: str, error: BaseException) -> OSError:
-  """One line for a failed save: the OS error and file when tensorstore names them."""
+  """One line for a failed save: the OS error and file when tensorstore names them.
+
+  Orbax passes tensorstore's failure on as it is, and tensorstore's errors carry the OS error code
+  and the file only in their text (no ``errno`` or ``filename``, and orbax has no API for why a
+  save failed), so they are read from it.
+  """
   text = str(error)
   code = re.search(r"os_error_code='(\d+)'", text)
   path = re.search(r'Failed (?:writing|to write)[^"]*"([^"]+)"', text)
@@ -215,7 +218,6 @@ class Checkpointer:
   """
 
   def __init__(self, workdir: str, max_to_keep: int = 2, read_only: bool = False):
-    _install_quiet_hooks()
     self.workdir = workdir
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self._digests_path = os.path.join(workdir, DIGESTS_FILE)
@@ -234,10 +236,8 @@ class Checkpointer:
         raise
 
   def steps(self) -> list[int]:
-    """The saved steps (orbax renames a step's directory to its number once it is complete)."""
-    if not os.path.isdir(self.directory):
-      return []
-    return sorted(int(name) for name in os.listdir(self.directory) if name.isdigit())
+    """The saved steps: those orbax finalized (renamed from their temporary directory)."""
+    return sorted(ocp.step.checkpoint_steps(self.directory))
 
   def _step_dir(self, step: int) -> str:
     return os.path.join(self.directory, str(step))

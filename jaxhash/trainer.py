@@ -23,6 +23,7 @@ import jax
 import numpy as np
 
 from jaxhash import (
+  checkpoint,
   distributed,
   fitting,
   frozen_prefix,
@@ -104,6 +105,7 @@ def train(
   steps = total_steps(config, max(steps_per_epoch, 1))
   optimizer, schedule = make_tx(config, exp.model, steps)
   distributed.lock_run(workdir)
+  checkpoint.quiet_orbax()
   with rundir.locked(workdir):
     plan = _check_workdir(exp, workdir, max(steps_per_epoch, 1), extend)
     with Checkpointer(workdir) as checkpointer:
