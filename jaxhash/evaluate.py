@@ -174,7 +174,8 @@ def run(values: flags.FlagValues) -> None:
     state = experiment.restore_trained(exp, workdir)
     if writer:
       protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
-    if writer and not os.path.isfile(os.path.join(workdir, run_files.MODEL_FILE)):  # an older run
+    # A run whose model.json was lost gets it back (jaxhash.load needs it; its error says so).
+    if writer and not os.path.isfile(os.path.join(workdir, run_files.MODEL_FILE)):
       run_files.write_model_info(workdir, exp.dataset)
     if run_evaluation.unlabelled(exp, sys.stderr):
       return
