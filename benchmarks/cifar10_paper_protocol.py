@@ -27,7 +27,7 @@ import sys
 import time
 
 import common
-from jaxhash import published, run_results, trainer
+from jaxhash import experiment, published, run_evaluation, run_results, trainer
 from jaxhash.data.image_folder import prepare_cifar10
 
 VARIANT, HEAD_VARIANT = "paper_cpu", "paper_cpu_head"
@@ -60,14 +60,14 @@ def run(
     },
   )
   t0 = time.perf_counter()
-  exp = trainer.build_experiment(config)
+  exp = experiment.build_experiment(config)
   t_data = time.perf_counter()
   shard_times = []
   state = trainer.train(
     exp, workdir, stream=sys.stderr, on_shard=lambda i: shard_times.append(time.perf_counter())
   )
   t_train = time.perf_counter()
-  results = trainer.evaluate(exp, state, workdir, sys.stderr)
+  results = run_evaluation.evaluate(exp, state, workdir, sys.stderr)
   run_results.write_results(workdir, results)
   t_eval = time.perf_counter()
   cache_end = shard_times[-1] if shard_times else t_data  # none computed: the cache was reused

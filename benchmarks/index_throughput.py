@@ -69,7 +69,7 @@ def jaxhash_worker(args, paths, latent) -> None:
   import jax
 
   from common import load_config
-  from jaxhash import run_files, trainer
+  from jaxhash import experiment, run_files
   from jaxhash.data.dataset import Dataset, one_hot
   from jaxhash.hasher import Hasher
   from jaxhash.index import build_index
@@ -92,8 +92,8 @@ def jaxhash_worker(args, paths, latent) -> None:
     one_hot(np.arange(16) % 10, 10),
     {"train": np.arange(16), "test": np.arange(16)},
   )  # sizes the network only
-  exp = trainer.build_experiment(config, stand_in)
-  params, batch_stats = trainer.init_variables(exp)
+  exp = experiment.build_experiment(config, stand_in)
+  params, batch_stats = experiment.init_variables(exp)
   params["head"]["latent"] = {
     "kernel": jax.numpy.asarray(latent["kernel"]),
     "bias": jax.numpy.asarray(latent["bias"]),

@@ -795,6 +795,32 @@ def cifar10_paper_protocol(payload: dict) -> list[str]:
   ]
 
 
+def profile_efficientnet_step(payload: dict) -> list[str]:
+  rows = [
+    [
+      r["stage"],
+      r["input"],
+      f"{r['jaxhash ms']:.1f}",
+      f"{r['pytorch ms']:.1f}",
+      f"{r['ratio']:.2f}",
+      f"{100 * r['share of jaxhash']:.0f}%",
+    ]
+    for r in payload["rows"]
+  ]
+  rows.append(
+    [
+      "**sum**",
+      "",
+      f"{payload['total jaxhash ms']:.1f}",
+      f"{payload['total pytorch ms']:.1f}",
+      f"{payload['total jaxhash ms'] / payload['total pytorch ms']:.2f}",
+      "100%",
+    ]
+  )
+  header = ["part", "input", "jaxhash ms", "PyTorch ms", "jaxhash / PyTorch", "share of jaxhash"]
+  return [*_table(header, rows), "", f"{payload['what']}; `{payload['benchmark']}`."]
+
+
 # The README's summary: (results file, row reader) -> rows of
 # (method, dataset, protocol, backbone, bits, R, mAP@R, seconds, benchmark command).
 def _summary_dlbhc_mnist(payload: dict) -> list[tuple]:
@@ -961,6 +987,7 @@ TABLES = {
   "process_merge": process_merge,
   "shallow_cifar10": shallow_cifar10,
   "cifar10_paper_protocol": cifar10_paper_protocol,
+  "profile_efficientnet_step": profile_efficientnet_step,
 }
 # Results files whose benchmark has not been run to completion yet: their blocks say how to fill
 # them instead of failing. Once the file exists it is rendered as any other.

@@ -35,7 +35,15 @@ import numpy as np
 
 import common
 import transfer_cifar10
-from jaxhash import evaluation, published, run_results, trainer
+from jaxhash import (
+  evaluation,
+  experiment,
+  frozen_prefix,
+  published,
+  run_evaluation,
+  run_results,
+  trainer,
+)
 from jaxhash.data import protocols
 from jaxhash.data.image_folder import prepare_cifar10
 from jaxhash.data.loader import load_dataset
@@ -56,10 +64,10 @@ def run(config, dataset, workdir: str) -> dict:
   """Trains (deep) or fits (shallow) ``config`` in a fresh ``workdir`` and evaluates it."""
   shutil.rmtree(workdir, ignore_errors=True)
   t0 = time.perf_counter()
-  exp = trainer.build_experiment(config, dataset)
+  exp = experiment.build_experiment(config, dataset)
   state = trainer.train(exp, workdir, stream=sys.stderr)
   t_fit = time.perf_counter()
-  results = trainer.evaluate(exp, state, workdir, sys.stderr)
+  results = run_evaluation.evaluate(exp, state, workdir, sys.stderr)
   run_results.write_results(workdir, results)
   return (
     {
@@ -347,7 +355,9 @@ def main() -> int:
       print(rows[-1], flush=True)
   timing["shallow runs s (caching included)"] = round(time.perf_counter() - t_data, 1)
   t_peer = time.perf_counter()
-  features = trainer.feature_cache(exp, os.path.join(root, config.name), state, sys.stderr)[0]
+  features = frozen_prefix.cached_features(exp, os.path.join(root, config.name), state, sys.stderr)[
+    0
+  ]
   peers, losses = peer_rows(exp, features.astype(np.float32), bits_list, args.seeds)
   del features
   timing["faiss comparison s"] = round(time.perf_counter() - t_peer, 1)

@@ -22,7 +22,7 @@ Cases:
 
 jaxhash's side is what ``jaxhash.trainer.train`` runs: ``TrainBatches.get(first, count)`` (images
 held on the device as uint8, the batches' positions from the host), the jitted steps of
-``trainer.make_train_steps`` with the state donated (the gather, augmentation and normalisation
+``train_step.make_train_steps`` with the state donated (the gather, augmentation and normalisation
 inside them), ``config.train.steps_per_call`` steps per call (10 by default) as the trainer runs
 them, and the metrics fetched every ``config.train.log_every`` steps as the loop logs them.
 PyTorch's side holds the same uint8 images as one tensor on its device, indexes a shuffled batch
@@ -38,9 +38,9 @@ The ``alexnet`` and ``efficientnet`` cases import nothing from tensorflow-datase
 needs ``ml_collections`` (pure Python; carry its wheel to a machine that lacks it).
 
 Adding a case: write a function ``args -> Case`` that builds the jaxhash ``Experiment`` with
-``trainer.build_experiment`` from a config file plus overrides (and a synthetic ``Dataset`` when the
-real data is not at hand), the same network in ``torch.nn`` with its ``(outputs, labels, step) ->
-loss``, and register it in ``CASES``.
+``experiment.build_experiment`` from a config file plus overrides (and a synthetic ``Dataset``
+when the real data is not at hand), the same network in ``torch.nn`` with its ``(outputs, labels,
+step) -> loss``, and register it in ``CASES``.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ from common import ROOT, load_config, machine, write_results
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))  # the parity tests' torch networks
 
-from jaxhash import environment, parallel, trainer
+from jaxhash import environment, experiment, parallel, train_step, trainer
 from jaxhash.data.batches import TrainBatches
 from jaxhash.data.dataset import Dataset, one_hot
 from jaxhash.methods import hashnet
@@ -71,7 +71,7 @@ from jaxhash.optim import learning_rate_schedule, make_optimizer
 @dataclasses.dataclass
 class Case:
   name: str
-  exp: trainer.Experiment  # jaxhash's experiment: config, data, split, model, method
+  exp: experiment.Experiment  # jaxhash's experiment: config, data, split, model, method
   torch_network: Callable[[], object]  # () -> torch.nn.Module with a ``head`` submodule
   torch_loss: Callable[[object, object, int], object]  # (outputs, multi-hot labels, step) -> loss
   bar: float  # the least jaxhash / PyTorch images/s ratio that passes (against PyTorch float32)
@@ -85,7 +85,7 @@ class Case:
 class JaxhashLoop:
   """``trainer.train``'s per-step work, without checkpoints and files."""
 
-  def __init__(self, exp: trainer.Experiment):
+  def __init__(self, exp: experiment.Experiment):
     config = exp.config
     self.batches = TrainBatches(
       exp.dataset, exp.split.train, config.train.batch_size, config.seed, exp.mesh
@@ -93,9 +93,9 @@ class JaxhashLoop:
     steps = trainer.total_steps(config, self.batches.steps_per_epoch)
     optimizer, schedule = make_optimizer(config.optim, steps)
     self.state = jax.device_put(
-      trainer.initial_state(exp, optimizer), parallel.replicated(exp.mesh)
+      experiment.initial_state(exp, optimizer), parallel.replicated(exp.mesh)
     )
-    self.train_steps = trainer.make_train_steps(exp, optimizer, schedule, self.batches.take)
+    self.train_steps = train_step.make_train_steps(exp, optimizer, schedule, self.batches.take)
     self.per_call = trainer.steps_per_call(config, self.batches)
     self.log_every, self.step, self.window = config.train.log_every, 0, []
     self.last_loss = float("nan")
@@ -108,7 +108,7 @@ class JaxhashLoop:
       self.window.append(metrics)
       self.step += count
       if self.step % self.log_every == 0:
-        values = trainer.step_metrics(jax.device_get(self.window))
+        values = train_step.step_metrics(jax.device_get(self.window))
         self.last_loss = float(np.mean([m["loss"] for m in values]))
         self.window = []
     jax.block_until_ready(self.state)
@@ -243,7 +243,7 @@ def _dlbhc_loss(logits, labels, step):
 
 def lenet_case(args) -> Case:
   config = load_config("configs/dlbhc_mnist.py", None, dict(args.overrides))
-  exp = trainer.build_experiment(config)
+  exp = experiment.build_experiment(config)
   h, _, c = exp.dataset.image_shape
   network = lambda: _torch_lenet_dlbhc(config.method.bits, exp.dataset.num_classes, c, h)
   return Case("lenet", exp, network, _dlbhc_loss, bar=1.0)
@@ -335,7 +335,7 @@ def alexnet_case(args) -> Case:
     labels,
     {"train": np.arange(count), "test": np.arange(1), "database": np.arange(1)},
   )
-  exp = trainer.build_experiment(config, dataset)
+  exp = experiment.build_experiment(config, dataset)
   return Case(
     "alexnet",
     exp,
@@ -387,7 +387,7 @@ def efficientnet_case(args) -> Case:
   dataset = Dataset(
     "random_cifar10", images, labels, {"train": np.arange(count), "test": np.arange(1)}
   )
-  exp = trainer.build_experiment(config, dataset)
+  exp = experiment.build_experiment(config, dataset)
   return Case(
     "efficientnet",
     exp,

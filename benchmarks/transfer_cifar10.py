@@ -21,7 +21,7 @@ import sys
 import time
 
 import common
-from jaxhash import run_results, trainer
+from jaxhash import experiment, run_evaluation, run_results, trainer
 from jaxhash.data.image_folder import prepare_cifar10
 
 CONFIGS = (("dlbhc", "configs/dlbhc_cifar10.py"), ("hashnet", "configs/hashnet_cifar10.py"))
@@ -35,14 +35,14 @@ def run_method(name: str, config_path: str, overrides: dict) -> dict:
   shutil.rmtree(workdir, ignore_errors=True)
   config = common.load_config(config_path, VARIANT, overrides)
   t0 = time.perf_counter()
-  exp = trainer.build_experiment(config)
+  exp = experiment.build_experiment(config)
   t_data = time.perf_counter()
   shard_times = []
   state = trainer.train(
     exp, workdir, stream=sys.stderr, on_shard=lambda i: shard_times.append(time.perf_counter())
   )
   t_train = time.perf_counter()
-  results = trainer.evaluate(exp, state, workdir, sys.stderr)
+  results = run_evaluation.evaluate(exp, state, workdir, sys.stderr)
   run_results.write_results(workdir, results)
   t_eval = time.perf_counter()
   # Caching ends with the last shard this run computed (none: the cache was reused and verified).

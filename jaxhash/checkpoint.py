@@ -14,15 +14,16 @@ digests and moves damaged or diverged checkpoints aside.
 
 Orbax reports failures of its background writes through threads and asyncio: its log records,
 asyncio's "exception was never retrieved" reports and tensorstore's "Event loop is closed" noise of
-reads and writes still in flight are kept off the screen (``VERBOSE`` shows them; the CLIs set it
-with ``--debug``); a failed save is raised as one ``OSError``, a failed restore as one line.
+reads and writes still in flight are kept off the screen by ``quiet_orbax()``, which the training
+loop and the read-only restore call before they start orbax (``VERBOSE`` shows them; the CLIs set
+it with ``--debug``); a failed save is raised as one ``OSError``, a failed restore as one line.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import errno
-import hashlib
+import functools
 import json
 import logging
 import os
@@ -34,7 +35,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from jaxhash import distributed
+from jaxhash import digests, distributed
+from jaxhash.errors import UsageError
 from jaxhash.io_utils import atomic_write_text
 
 DIGESTS_FILE = "checkpoint_digests.json"
@@ -76,24 +78,20 @@ def _from_orbax(unraisable) -> bool:
   return any(f"{os.sep}orbax{os.sep}" in f for f in files)
 
 
-def _quiet_unraisable(previous):
+@functools.cache
+def quiet_orbax() -> None:
+  """Keeps orbax's background noise off the screen for the whole process: filters on the absl and
+  asyncio loggers, a ``sys.unraisablehook`` that drops orbax's, and one warnings filter. The first
+  call installs them; later calls do nothing."""
+  logging.getLogger("absl").addFilter(_OrbaxNoise())
+  logging.getLogger("asyncio").addFilter(_AsyncioNoise())
+  previous = sys.unraisablehook
+
   def hook(unraisable):
     if VERBOSE or not _from_orbax(unraisable):
       previous(unraisable)
 
-  hook.jaxhash_quiet = True
-  return hook
-
-
-def _install_quiet_hooks() -> None:
-  absl_logger = logging.getLogger("absl")
-  if not any(isinstance(f, _OrbaxNoise) for f in absl_logger.filters):
-    absl_logger.addFilter(_OrbaxNoise())
-  asyncio_logger = logging.getLogger("asyncio")
-  if not any(isinstance(f, _AsyncioNoise) for f in asyncio_logger.filters):
-    asyncio_logger.addFilter(_AsyncioNoise())
-  if not getattr(sys.unraisablehook, "jaxhash_quiet", False):
-    sys.unraisablehook = _quiet_unraisable(sys.unraisablehook)
+  sys.unraisablehook = hook
   if not VERBOSE:  # orbax's array-metadata read, abandoned when a damaged checkpoint fails early
     warnings.filterwarnings(
       "ignore", r"coroutine 'Store\._get_array_metadatas' was never awaited", RuntimeWarning
@@ -102,14 +100,10 @@ def _install_quiet_hooks() -> None:
 
 def state_digest(state) -> tuple[str, bool]:
   """(SHA-256 of every leaf's path, dtype, shape and bytes; whether all floats are finite)."""
-  sha, finite = hashlib.sha256(), True
-  for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(state))[0]:
-    array = np.asarray(leaf)
-    sha.update(f"{jax.tree_util.keystr(path)}|{array.dtype.str}|{array.shape}|".encode())
-    sha.update(np.ascontiguousarray(array).tobytes())
-    if array.dtype.kind in "fc" and not np.isfinite(array).all():
-      finite = False
-  return sha.hexdigest(), finite
+  state = jax.device_get(state)
+  digest = digests.tree_sha256(state, lambda path, leaf: f"{path}|{leaf.dtype.str}|{leaf.shape}|")
+  arrays = [np.asarray(leaf) for leaf in jax.tree.leaves(state)]
+  return digest, all(np.isfinite(a).all() for a in arrays if a.dtype.kind in "fc")
 
 
 def _first_line(error: BaseException, limit: int = 300) -> str:
@@ -119,7 +113,12 @@ def _first_line(error: BaseException, limit: int = 300) -> str:
 
 
 def _write_error(step: int, directory: str, error: BaseException) -> OSError:
-  """One line for a failed save: the OS error and file when tensorstore names them."""
+  """One line for a failed save: the OS error and file when tensorstore names them.
+
+  Orbax passes tensorstore's failure on as it is, and tensorstore's errors carry the OS error code
+  and the file only in their text (no ``errno`` or ``filename``, and orbax has no API for why a
+  save failed), so they are read from it.
+  """
   text = str(error)
   code = re.search(r"os_error_code='(\d+)'", text)
   path = re.search(r'Failed (?:writing|to write)[^"]*"([^"]+)"', text)
@@ -158,7 +157,7 @@ def _bad_metadata(step_dir: str) -> str | None:
   return None
 
 
-class IncompatibleCheckpoint(ValueError):
+class IncompatibleCheckpoint(UsageError):
   """An intact checkpoint whose arrays do not fit the model being restored (another config or
   jaxhash version): not damage, so it is never set aside."""
 
@@ -180,21 +179,13 @@ def _shapes(tree) -> dict[str, tuple]:
 
 
 def _restore_target(saved: dict, abstract_state, where: str):
-  """(what to restore, fields to fill in) for a checkpoint whose recorded tree is ``saved``.
-
-  A dataclass field that an older jaxhash did not save (``batch_stats`` before batch norm existed)
-  is filled in from ``abstract_state`` when it holds no arrays; any other difference raises
+  """What a checkpoint whose recorded tree is ``saved`` is restored into: ``abstract_state``, a
+  dataclass's fields as a dict (as orbax records it). A checkpoint whose arrays differ raises
   ``IncompatibleCheckpoint`` naming the first differing array.
   """
-  target, absent = abstract_state, {}
+  target = abstract_state
   if dataclasses.is_dataclass(abstract_state) and isinstance(saved, dict):
-    fields = [f.name for f in dataclasses.fields(abstract_state)]
-    absent = {
-      name: getattr(abstract_state, name)
-      for name in fields
-      if name not in saved and not jax.tree.leaves(getattr(abstract_state, name))
-    }
-    target = {name: getattr(abstract_state, name) for name in fields if name not in absent}
+    target = {f.name: getattr(abstract_state, f.name) for f in dataclasses.fields(abstract_state)}
   want, have = _shapes(target), _shapes(saved)
   if want != have:
     differing = sorted(set(want) ^ set(have)) or sorted(k for k in want if want[k] != have[k])
@@ -207,7 +198,7 @@ def _restore_target(saved: dict, abstract_state, where: str):
       f"{where} was saved for another model ({len(differing)} arrays differ, e.g. {detail}); "
       "evaluate it with the config it was trained with, or train in another --workdir."
     )
-  return target, absent
+  return target
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,7 +218,6 @@ class Checkpointer:
   """
 
   def __init__(self, workdir: str, max_to_keep: int = 2, read_only: bool = False):
-    _install_quiet_hooks()
     self.workdir = workdir
     self.directory = os.path.abspath(os.path.join(workdir, "checkpoints"))
     self._digests_path = os.path.join(workdir, DIGESTS_FILE)
@@ -246,10 +236,8 @@ class Checkpointer:
         raise
 
   def steps(self) -> list[int]:
-    """The saved steps (orbax renames a step's directory to its number once it is complete)."""
-    if not os.path.isdir(self.directory):
-      return []
-    return sorted(int(name) for name in os.listdir(self.directory) if name.isdigit())
+    """The saved steps: those orbax finalized (renamed from their temporary directory)."""
+    return sorted(ocp.step.checkpoint_steps(self.directory))
 
   def _step_dir(self, step: int) -> str:
     return os.path.join(self.directory, str(step))
@@ -319,7 +307,7 @@ class Checkpointer:
 
     Damaged newer checkpoints are skipped (and, with ``set_aside_damaged``, moved into
     ``damaged_checkpoints/`` with older ones whose metadata is damaged, so that training can
-    save again). Raises ValueError when every checkpoint is damaged.
+    save again). Raises ``UsageError`` when every checkpoint is damaged.
     """
     steps = self.steps()[::-1]
     if not steps:
@@ -335,7 +323,7 @@ class Checkpointer:
       skipped.append(f"checkpoint {step} in {self.directory} is damaged ({why})")
     else:
       listed = "; ".join(f"{step}: {why}" for step, why in problems)
-      raise ValueError(
+      raise UsageError(
         f"no intact checkpoint in {self.directory} ({listed}); restore the files "
         "from a backup or start again in another --workdir."
       )
@@ -361,9 +349,7 @@ class Checkpointer:
         saved = reader.metadata(path).item_metadata.tree
       except Exception as e:  # noqa: BLE001 - damaged files surface as many kinds of error
         return f"unreadable: {_first_line(e, 160)}", None
-      target, absent = _restore_target(
-        saved, abstract_state, f"checkpoint {step} in {self.directory}"
-      )
+      target = _restore_target(saved, abstract_state, f"checkpoint {step} in {self.directory}")
       try:
         state = reader.restore(path, target)
       except Exception as e:  # noqa: BLE001
@@ -371,7 +357,7 @@ class Checkpointer:
     finally:
       reader.close()
     if target is not abstract_state:
-      state = dataclasses.replace(abstract_state, **state, **absent)
+      state = dataclasses.replace(abstract_state, **state)
     digest, finite = state_digest(state)
     if not finite:
       return "it holds non-finite values", None

@@ -14,6 +14,7 @@ import ml_collections
 from jaxhash import optim
 from jaxhash.data import protocols
 from jaxhash.data.loader import SOURCES
+from jaxhash.errors import UsageError
 from jaxhash.methods import get_method
 from jaxhash.models import BACKBONES
 from jaxhash.retrieval.codes import check_nbits
@@ -92,7 +93,7 @@ def parse_int_list(text: str, key: str, allow_all: bool = False) -> tuple:
     elif token.isdigit() and int(token) > 0:
       values.append(int(token))
     else:
-      raise ValueError(
+      raise UsageError(
         f"config.{key}={text!r}: {token!r} is not a positive integer"
         f"{' or all' if allow_all else ''}."
       )
@@ -128,31 +129,31 @@ def validate(config) -> None:
   get_method(config.method.name).validate(config.method)
   try:
     check_nbits(config.method.bits)
-  except ValueError as e:
-    raise ValueError(f"config.method.{e}") from None
+  except UsageError as e:
+    raise UsageError(f"config.method.{e}") from None
   protocols.get_protocol(config.data.protocol).validate(config.data)
   if config.data.source not in SOURCES:
-    raise ValueError(f"config.data.source={config.data.source!r}: use one of {', '.join(SOURCES)}.")
+    raise UsageError(f"config.data.source={config.data.source!r}: use one of {', '.join(SOURCES)}.")
   if config.model.backbone not in BACKBONES:
-    raise ValueError(
+    raise UsageError(
       f"config.model.backbone={config.model.backbone!r}: choose one of {sorted(BACKBONES)}."
     )
   frozen_stages(config)
   if (
     get_method(config.method.name).fit is not None and str(config.model.trainable).strip() != "head"
   ):
-    raise ValueError(
+    raise UsageError(
       f"config.model.trainable={config.model.trainable!r}: {config.method.name} is "
       "fitted on the frozen backbone's features, not trained; use trainable=head."
     )
   if config.model.dtype not in ("float32", "bfloat16"):
-    raise ValueError(f"config.model.dtype={config.model.dtype!r}: use float32 or bfloat16.")
+    raise UsageError(f"config.model.dtype={config.model.dtype!r}: use float32 or bfloat16.")
   optim.check_names(config.optim)
   _check_ranges(config)
   parse_int_list(config.eval.precision_at, "eval.precision_at")
   map_at(config)
   if config.eval.classifier_baseline and not get_method(config.method.name).classifies:
-    raise ValueError(
+    raise UsageError(
       f"config.eval.classifier_baseline=True needs a method with a classifier head "
       f"(dlbhc); {config.method.name} has none: set it to False."
     )
@@ -166,18 +167,18 @@ def frozen_stages(config) -> int:
     return 0
   stages = getattr(BACKBONES.get(backbone), "STAGES", None)
   if text != "head" and not (text.isdigit() and int(text) > 0):
-    raise ValueError(
+    raise UsageError(
       f"config.model.trainable={value!r}: use all, head, or a number N > 0 of last stages to train."
     )
   if stages is None:
-    raise ValueError(
+    raise UsageError(
       f"config.model.trainable={value!r} needs a backbone with stages; "
       f"{backbone!r} has none: use trainable=all."
     )
   if text == "head":
     return len(stages)
   if int(text) > len(stages):
-    raise ValueError(
+    raise UsageError(
       f"config.model.trainable={value!r}: {backbone} has only {len(stages)} stages "
       f"({', '.join(stages)})."
     )
@@ -221,26 +222,26 @@ def _check_ranges(config) -> None:
       or value != value
       or value in (float("inf"), float("-inf"))
     ):
-      raise ValueError(f"config.{key}={value!r} is not a finite number.")
+      raise UsageError(f"config.{key}={value!r} is not a finite number.")
     if value < low or (value == low and not inclusive):
-      raise ValueError(
+      raise UsageError(
         f"config.{key}={value!r} must be {'>=' if inclusive else '>'} {low}{meaning}."
       )
   if config.optim.momentum >= 1:
-    raise ValueError(f"config.optim.momentum={config.optim.momentum!r} must be below 1.")
+    raise UsageError(f"config.optim.momentum={config.optim.momentum!r} must be below 1.")
   if config.train.num_steps == 0 and config.train.num_epochs == 0:
-    raise ValueError(
+    raise UsageError(
       "config.train.num_steps and config.train.num_epochs are both 0: set one of them."
     )
   if config.data.crop and config.data.image_size and config.data.crop > config.data.image_size:
-    raise ValueError(
+    raise UsageError(
       f"config.data.crop={config.data.crop} is larger than "
       f"config.data.image_size={config.data.image_size}."
     )
   mean, std = tuple(config.data.mean), tuple(config.data.std)
   if not mean or len(mean) != len(std):
-    raise ValueError(
+    raise UsageError(
       f"config.data.mean={mean} and config.data.std={std} need one value per channel each."
     )
   if not all(isinstance(v, (int, float)) and v > 0 for v in std):
-    raise ValueError(f"config.data.std={std} must be positive.")
+    raise UsageError(f"config.data.std={std} must be positive.")

@@ -12,6 +12,8 @@ import importlib.util
 import os
 from typing import Any, Mapping
 
+from jaxhash.errors import UsageError
+
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REPOSITORY_CONFIGS = os.path.join(REPOSITORY, "configs")
 
@@ -77,10 +79,10 @@ def load_config(spec: str, overrides: Mapping[str, Any] | None = None):
     node = config
     for name in parents:
       if name not in node:
-        raise ValueError(f"unknown config key {key!r}; the config file lists every key.")
+        raise UsageError(f"unknown config key {key!r}; the config file lists every key.")
       node = node[name]
     if leaf not in node:
-      raise ValueError(f"unknown config key {key!r}; the config file lists every key.")
+      raise UsageError(f"unknown config key {key!r}; the config file lists every key.")
     # A string field takes a number as written (trainable=3), as the command line's flags do.
     node[leaf] = str(value) if isinstance(node[leaf], str) and not isinstance(value, str) else value
   return config.lock()
@@ -103,7 +105,7 @@ def parse_config_arg(
     elif not sep and token in variants:
       names.add(token)
     else:
-      raise ValueError(
+      raise UsageError(
         f"unknown config variant or setting {token!r}; this config knows the variants "
         f"{list(variants) or 'none'} and the settings {[f'{k}=N' for k in values] or 'none'}."
       )

@@ -31,6 +31,8 @@ import sys
 import threading
 import time
 
+from jaxhash.errors import UsageError
+
 BEAT = 1.0  # seconds between heartbeats
 PEER_TIMEOUT = 30.0  # seconds without a peer's heartbeat (or an answer from the coordinator)
 HEARTBEAT_TIMEOUT = 100  # JAX's own (its default): it must stay well above PEER_TIMEOUT
@@ -66,20 +68,20 @@ class ProcessSpec:
         address, count, index, None, None, INIT_TIMEOUT
       )
       if None in (address, count, index):
-        raise ValueError(
+        raise UsageError(
           "--distributed found no cluster environment (SLURM, Open MPI, Kubernetes "
           "or Cloud TPU); pass --coordinator_address HOST:PORT --num_processes N "
           "--process_id I instead."
         )
     elif None in (address, count, index):
-      raise ValueError(
+      raise UsageError(
         "several processes need all of --coordinator_address HOST:PORT, "
         "--num_processes N and --process_id I (or --distributed on a cluster)."
       )
     if not re.fullmatch(r"\S+:\d+", address):
-      raise ValueError(f"--coordinator_address {address!r} must be HOST:PORT, e.g. 10.0.0.1:1234.")
+      raise UsageError(f"--coordinator_address {address!r} must be HOST:PORT, e.g. 10.0.0.1:1234.")
     if count < 1 or not 0 <= index < count:
-      raise ValueError(
+      raise UsageError(
         f"--process_id {index} must be in 0..{count - 1} for --num_processes {count}."
       )
     return address, count, index, devices
@@ -95,30 +97,20 @@ FLAG_HELP = {
 }
 
 
-def define_absl_flags():
-  """The process flags for absl CLIs (train, evaluate); returns a function giving the spec."""
+def define_flags(values) -> None:
+  """Defines the process flags in a command's absl ``FlagValues``."""
   from absl import flags
 
-  address = flags.DEFINE_string("coordinator_address", None, FLAG_HELP["coordinator_address"])
-  count = flags.DEFINE_integer("num_processes", None, FLAG_HELP["num_processes"])
-  index = flags.DEFINE_integer("process_id", None, FLAG_HELP["process_id"])
-  auto = flags.DEFINE_bool("distributed", False, FLAG_HELP["distributed"])
-  return lambda: ProcessSpec(address.value, count.value, index.value, auto.value)
+  for name in ("coordinator_address", "num_processes", "process_id"):
+    define = flags.DEFINE_string if name == "coordinator_address" else flags.DEFINE_integer
+    define(name, None, FLAG_HELP[name], flag_values=values)
+  flags.DEFINE_bool("distributed", False, FLAG_HELP["distributed"], flag_values=values)
 
 
-def add_arguments(parser) -> None:
-  """The process flags for argparse CLIs (index); ``spec_from_args`` reads them back."""
-  parser.add_argument(
-    "--coordinator_address", metavar="HOST:PORT", help=FLAG_HELP["coordinator_address"]
-  )
-  parser.add_argument("--num_processes", type=int, metavar="N", help=FLAG_HELP["num_processes"])
-  parser.add_argument("--process_id", type=int, metavar="I", help=FLAG_HELP["process_id"])
-  parser.add_argument("--distributed", action="store_true", help=FLAG_HELP["distributed"])
-
-
-def spec_from_args(args) -> ProcessSpec:
+def process_spec(values) -> ProcessSpec:
+  """The processes that the flags :func:`define_flags` defined ask for."""
   return ProcessSpec(
-    args.coordinator_address, args.num_processes, args.process_id, args.distributed
+    values.coordinator_address, values.num_processes, values.process_id, values.distributed
   )
 
 
@@ -356,7 +348,7 @@ def _check_shared(workdir: str, token: str) -> None:
   expected = _run.client.blocking_key_value_get(f"{_PREFIX}token", INIT_TIMEOUT * 1000)
   path = rundir.process_lock_path(workdir, 0)
   if rundir.lock_token(path) != expected:
-    raise ValueError(
+    raise UsageError(
       f"{workdir} is not process 0's run directory ({path} does not hold process 0's token): "
       "every process needs the same run directory, on a filesystem they all share."
     )

@@ -17,29 +17,15 @@ from __future__ import annotations
 
 import os
 import sys
+from typing import Mapping
 
 import ml_collections
 from absl import flags
+from ml_collections import config_flags
 
 from jaxhash import cli, distributed, plots, run_results, rundir
 from jaxhash.config import DATA_LOCATIONS
-
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory written by jaxhash.train.")
-_OUT = flags.DEFINE_string(
-  "out",
-  None,
-  "Write results.json/.md and plots/ here instead of into "
-  "the run directory (refused when DIR already holds results or is "
-  "inside a run directory).",
-)
-_EVAL = flags.DEFINE_multi_string(
-  "set", [], "Evaluation override KEY=VALUE of config.eval, e.g. radius=3."
-)
-flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
-_PROCESSES = distributed.define_absl_flags()
-
-_PREFIX = "--config."
-_overrides: list[str] = []  # --config.SECTION.KEY=VALUE items, taken out of argv before parsing
+from jaxhash.errors import UsageError
 
 
 def _settable(key: str) -> bool:
@@ -48,133 +34,152 @@ def _settable(key: str) -> bool:
   return bool(name) and (section == "eval" or (section == "data" and name in DATA_LOCATIONS))
 
 
-def take_config_overrides(argv: list[str]) -> list[str]:
-  """Moves ``--config.eval.KEY=VALUE`` and ``--config.data.dir=DIR`` items (also ``--config.KEY
-  VALUE``) into ``_overrides``."""
-  rest, i = [], 0
-  _overrides.clear()
-  while i < len(argv):
-    arg = argv[i]
-    if arg.startswith(_PREFIX):
-      key, sep, value = arg[len(_PREFIX) :].partition("=")
-      if not sep and i + 1 < len(argv):
-        i, value = i + 1, argv[i + 1]
-      if not _settable(key):
-        raise ValueError(
-          f"{_PREFIX}{key}: evaluate changes only evaluation settings "
-          "(--config.eval.KEY=VALUE) and the data's location "
-          "(--config.data.dir=DIR); the other keys are the trained run's, so train "
-          "a new run to change them."
-        )
-      _overrides.append(f"{key}={value}")
-    else:
-      rest.append(arg)
-    i += 1
-  return rest
+def settable_config() -> ml_collections.ConfigDict:
+  """What --config.KEY may set: the base config's ``eval`` and the data's location, typed."""
+  from jaxhash import config as config_lib
+
+  base = config_lib.base_config("dlbhc")
+  return ml_collections.ConfigDict(
+    {"eval": base.eval, "data": {key: base.data[key] for key in DATA_LOCATIONS}}
+  )
 
 
-def load_run_config(workdir: str, overrides=()) -> ml_collections.ConfigDict:
-  """The run's config with ``KEY=VALUE`` overrides of ``config.eval`` (or ``data.KEY=VALUE`` of
-  the data's location), locked."""
+def define_flags(argv: list[str]) -> flags.FlagValues:
+  """evaluate's flags; config_flags reads the --config.KEY overrides to define from ``argv``."""
+  values = cli.new_flags()
+  flags.DEFINE_string(
+    "workdir", None, "Run directory written by jaxhash.train.", flag_values=values
+  )
+  flags.DEFINE_string(
+    "out",
+    None,
+    "Write results.json/.md and plots/ here instead of into the run directory (refused when DIR "
+    "already holds results or is inside a run directory).",
+    flag_values=values,
+  )
+  flags.DEFINE_multi_string(
+    "set", [], "Evaluation override KEY=VALUE of config.eval, e.g. radius=3.", flag_values=values
+  )
+  distributed.define_flags(values)
+  try:
+    config_flags.DEFINE_config_dict(
+      "config",
+      settable_config(),
+      "Evaluation settings and the data's location (the others are fixed by training).",
+      flag_values=values,
+      sys_argv=argv,
+    )
+  except (AttributeError, KeyError) as error:  # ml_collections: a key outside settable_config
+    raise UsageError(
+      f"unknown evaluation setting {cli.unknown_key(error)}: evaluate changes only evaluation "
+      "settings (--config.eval.KEY=VALUE) and the data's location (--config.data.dir=DIR); the "
+      "other keys are the trained run's, so train a new run to change them."
+    ) from None
+  return values
+
+
+def set_items(items: list[str]) -> dict[str, str]:
+  """``{"radius": "3"}`` from ``--set radius=3``."""
+  pairs = [item.partition("=") for item in items]
+  for key, sep, _ in pairs:
+    if not sep:
+      raise UsageError(f"--set {key}: use --set KEY=VALUE, e.g. --set radius=3.")
+  return {key: value for key, _, value in pairs}
+
+
+def load_run_config(workdir: str, settings: Mapping[str, object] = {}) -> ml_collections.ConfigDict:
+  """The run's config with evaluation settings (``{"radius": 3}``, ``{"eval.radius": "3"}``) or
+  the data's location (``{"data.dir": DIR}``) changed, locked. A text value is read as the type
+  of the recorded one."""
   config = rundir.load_config(workdir)
-  for item in overrides:
-    key, sep, value = item.partition("=")
+  for key, value in settings.items():
     key = key if "." in key else f"eval.{key}"
     section, _, name = key.partition(".")
-    if not sep or not _settable(key) or name not in config[section]:
-      raise ValueError(
-        f"evaluation setting {item!r}: use KEY=VALUE with KEY one of {sorted(config.eval)}."
+    if not _settable(key) or name not in config[section]:
+      raise UsageError(
+        f"evaluation setting {key!r}: use KEY=VALUE with KEY one of {sorted(config.eval)}."
       )
     current = config[section][name]
-    try:
-      config[section][name] = (
-        (value.lower() in ("1", "true", "yes"))
-        if isinstance(current, bool)
-        else type(current)(value)
-      )
-    except ValueError:
-      raise ValueError(
-        f"evaluation setting {item!r}: {value!r} is not a {type(current).__name__} "
-        f"like the recorded {key}={current!r}."
-      ) from None
+    if isinstance(value, str) and not isinstance(current, str):
+      try:
+        value = (
+          value.lower() in ("1", "true", "yes")
+          if isinstance(current, bool)
+          else type(current)(value)
+        )
+      except ValueError:
+        raise UsageError(
+          f"evaluation setting {key}={value!r}: {value!r} is not a {type(current).__name__} "
+          f"like the recorded {key}={current!r}."
+        ) from None
+    config[section][name] = value
   return config.lock()
 
 
-def usage(argv: list[str]) -> str:
+def settings_help(argv: list[str]) -> list[str]:
+  """The evaluation settings and the other keys, with the values of the --workdir in ``argv``
+  (or the defaults)."""
   from jaxhash import usage as help_text
 
   lines = [
-    __doc__.strip(),
-    "",
-    "Flags:",
-    *help_text.flag_lines(
-      [
-        "workdir",
-        "out",
-        "set",
-        "debug",
-        "coordinator_address",
-        "num_processes",
-        "process_id",
-        "distributed",
-      ]
-    ),
     f"  --{'config.eval.KEY':<12} An evaluation setting below, e.g. --config.eval.radius=3.",
     f"  --{'config.data.dir':<12} Where the run's data is now, when it has moved (the split's "
     "fingerprint checks that it is the same data).",
     "",
   ]
-  workdir = next((a.split("=", 1)[1] for a in argv if a.startswith("--workdir=")), None)
-  if workdir is None and "--workdir" in argv[:-1]:
-    workdir = argv[argv.index("--workdir") + 1]
   docs = help_text.key_docs()
   try:
-    values = rundir.flatten(rundir.load_config(workdir)) if workdir else None
-    source = f"this run's ({workdir})"
-  except (ValueError, FileNotFoundError) as error:
-    lines += [f"(could not read the run: {error})", ""]
-    values = None
-  if values is None:
+    values = define_flags(argv)
+    cli.parse(values, argv)
+    keys = rundir.flatten(rundir.load_config(values.workdir)) if values.workdir else None
+    source = f"this run's ({values.workdir})"
+  except cli.USER_ERRORS as error:
+    lines += [f"(could not read the run: {cli.error_line(error)})", ""]
+    keys = None
+  if keys is None:
     from jaxhash import config as config_lib
 
-    values, source = rundir.flatten(config_lib.base_config("dlbhc")), "the defaults (DLBHC)"
-  settable = {k: v for k, v in values.items() if k.startswith("eval.")}
+    keys, source = rundir.flatten(config_lib.base_config("dlbhc")), "the defaults (DLBHC)"
+  settable = {k: v for k, v in keys.items() if k.startswith("eval.")}
   lines += [f"Evaluation settings, {source} values (set with --config.eval.KEY=VALUE):"]
   lines += help_text.key_lines(settable, docs)
   lines += [
     "",
     f"The other config keys, {source} values (fixed by training: train a new run to change them):",
   ]
-  lines += help_text.key_lines({k: v for k, v in values.items() if k not in settable}, docs)
-  return "\n".join(lines)
+  return lines + help_text.key_lines({k: v for k, v in keys.items() if k not in settable}, docs)
 
 
-def main() -> None:
-  if not _WORKDIR.value:
-    raise ValueError("--workdir is required: the run directory written by jaxhash.train.")
-  out = _OUT.value or _WORKDIR.value
-  if _OUT.value:
-    rundir.check_outside_runs(out, "--out", own=_WORKDIR.value)
+def run(values: flags.FlagValues) -> None:
+  cli.require(values, "workdir")
+  workdir = values.workdir
+  out = values.out or workdir
+  if values.out:
+    rundir.check_outside_runs(out, "--out", own=workdir)
     if os.path.exists(os.path.join(out, "results.json")):
-      raise ValueError(f"{out} already holds results.json; pass another --out to keep it.")
-  from jaxhash import run_files, trainer
+      raise UsageError(f"{out} already holds results.json; pass another --out to keep it.")
+  from jaxhash import experiment, run_evaluation, run_files
   from jaxhash.data import protocols
 
-  workdir = _WORKDIR.value
-  config = load_run_config(workdir, [*_overrides, *_EVAL.value])
-  distributed.start(_PROCESSES(), workdir, debug=flags.FLAGS.debug)
+  settings = {
+    **config_flags.get_override_values(values["config"]),
+    **set_items(values["set"].value),
+  }
+  config = load_run_config(workdir, settings)
+  distributed.start(distributed.process_spec(values), workdir, debug=values.debug)
   rundir.ensure_free(workdir)
-  exp = trainer.build_experiment(config)
+  exp = experiment.build_experiment(config)
   writer = distributed.is_writer()
   with rundir.locked(workdir):
-    state = trainer.restore_trained(exp, workdir)
+    state = experiment.restore_trained(exp, workdir)
     if writer:
       protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())
-    if writer and not os.path.isfile(os.path.join(workdir, run_files.MODEL_FILE)):  # an older run
+    # A run whose model.json was lost gets it back (jaxhash.load needs it; its error says so).
+    if writer and not os.path.isfile(os.path.join(workdir, run_files.MODEL_FILE)):
       run_files.write_model_info(workdir, exp.dataset)
-    if trainer.unlabelled(exp, sys.stderr):
+    if run_evaluation.unlabelled(exp, sys.stderr):
       return
-    results = trainer.evaluate(exp, state, workdir)
+    results = run_evaluation.evaluate(exp, state, workdir)
     if writer:
       os.makedirs(out, exist_ok=True)
       run_results.write_results(out, results)
@@ -186,5 +191,9 @@ def main() -> None:
   )
 
 
+def main(argv: list[str] | None = None) -> int:
+  return cli.main(argv, __doc__, define_flags, run, more_help=settings_help)
+
+
 if __name__ == "__main__":
-  sys.exit(cli.run(main, usage=usage, prepare=take_config_overrides))
+  sys.exit(main())

@@ -35,16 +35,6 @@ MANIFEST = "manifest.json"
 DTYPE = np.float16
 
 
-def digest_tree(tree) -> str:
-  """sha256 of a pytree's leaves (paths, shapes, dtypes and bytes): the identity of weights."""
-  h = hashlib.sha256()
-  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-    leaf = np.asarray(leaf)
-    h.update(f"{jax.tree_util.keystr(path)}{leaf.shape}{leaf.dtype}".encode())
-    h.update(np.ascontiguousarray(leaf).tobytes())
-  return h.hexdigest()
-
-
 def cache_key(fields: dict) -> str:
   """A short directory name for the identity ``fields`` (JSON-able)."""
   text = json.dumps(fields, sort_keys=True)

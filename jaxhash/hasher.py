@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import functools
-import hashlib
 import io
 import os
 
@@ -31,9 +30,10 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from jaxhash import model_state, parallel, run_files, rundir
+from jaxhash import digests, model_state, parallel, run_files, rundir
 from jaxhash.data.decode import read_rgb8, to_rgb8
 from jaxhash.encode import encode_indices, make_encoder
+from jaxhash.errors import UsageError
 from jaxhash.methods import get_method
 from jaxhash.progress import SILENT
 from jaxhash.retrieval.codes import num_words
@@ -76,10 +76,7 @@ class Hasher:
   def fingerprint(self) -> str:
     """SHA-256 (first 16 hex digits) of the parameters and batch-norm statistics: equal only for
     the same trained model."""
-    digest = hashlib.sha256()
-    for leaf in jax.tree.leaves(self._variables):
-      digest.update(np.ascontiguousarray(jax.device_get(leaf)).tobytes())
-    return digest.hexdigest()[:16]
+    return digests.tree_sha256(self._variables)[: digests.ID_DIGITS]
 
   @functools.cached_property
   def _feature_shape(self) -> tuple[int, ...]:
@@ -178,7 +175,7 @@ class Hasher:
         or (array.ndim == 3 and array.shape[2] not in (1, 3, 4))
         or 0 in array.shape
       ):
-        raise ValueError(
+        raise UsageError(
           f"an image must be uint8 (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) with "
           f"H, W >= 1; got {array.dtype} {array.shape}."
         )
@@ -259,11 +256,11 @@ def default_memory_budget() -> int:
 def _as_batch(images):
   """A checked uint8 array batch, or a list of single images / paths."""
   if isinstance(images, (str, os.PathLike, Image.Image)):
-    raise ValueError("pass a list of image paths (or of images), not a single one: encode([path]).")
+    raise UsageError("pass a list of image paths (or of images), not a single one: encode([path]).")
   if not isinstance(images, np.ndarray):
     return list(images)
   if images.dtype != np.uint8:
-    raise ValueError(
+    raise UsageError(
       f"images must be uint8 (0..255); got {images.dtype}. Convert [0, 1] floats "
       "with np.clip(x * 255, 0, 255).astype(np.uint8)."
     )
@@ -272,12 +269,12 @@ def _as_batch(images):
     or 0 in images.shape[1:]
     or (images.ndim == 4 and images.shape[3] not in (1, 3, 4))
   ):
-    raise ValueError(
+    raise UsageError(
       f"images must be (N, H, W, C) with C = 1, 3 or 4, or (N, H, W), and H, W >= 1; "
       f"got shape {images.shape}."
     )
   if images.ndim == 3 and images.shape[2] in (1, 3, 4):
-    raise ValueError(
+    raise UsageError(
       f"images of shape {images.shape} look like one (H, W, C) image rather than "
       f"{images.shape[0]} grayscale images of width {images.shape[2]}; pass a "
       "batch: images[None], or a list of images."
@@ -288,13 +285,13 @@ def _as_batch(images):
 def load(workdir: str | os.PathLike) -> Hasher:
   """The latest checkpoint of a run written by ``python -m jaxhash.train``, ready to encode.
 
-  Reads ``config.json``, ``model.json`` (or, for older runs, infers its contents) and the latest
-  checkpoint; never the training data. A Hasher encodes on this process's own devices, also in a
-  run of several processes (each encodes the images it is given).
+  Reads ``config.json``, ``model.json`` and the latest checkpoint; never the training data. A
+  Hasher encodes on this process's own devices, also in a run of several processes (each encodes
+  the images it is given).
   """
   workdir = os.fspath(workdir)
   config = rundir.load_config(workdir)
-  info = run_files.read_model_info(workdir, config)
+  info = run_files.read_model_info(workdir)
   model = model_state.build_model(config, info.num_classes)
   mesh = parallel.data_mesh(jax.local_devices())
   state = model_state.restore_state(

@@ -25,6 +25,7 @@ from typing import NamedTuple
 import numpy as np
 
 from jaxhash.environment import cpu_cores
+from jaxhash.errors import UsageError
 
 AHEAD = 2  # batches decoded ahead of the one being encoded
 
@@ -44,7 +45,7 @@ def encode_files(
 ) -> Iterator[Encoded]:
   """Codes of the image files ``paths``, read with ``hasher.read_image``, one batch at a time.
 
-  A file that ``read_image`` cannot read (ValueError, FileNotFoundError) is reported in its
+  A file that ``read_image`` cannot read (UsageError, FileNotFoundError) is reported in its
   batch's ``errors``; other errors propagate. ``workers``: decoding threads (default: the cores).
   """
   if not len(paths):
@@ -94,6 +95,6 @@ def _decode_into(
 ) -> Exception | None:
   try:
     images[row] = read(path)
-  except (ValueError, FileNotFoundError) as error:
+  except (UsageError, FileNotFoundError) as error:
     return error
   return None

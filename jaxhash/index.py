@@ -21,13 +21,14 @@ writes the one index file (docs/distributed.md).
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 import numpy as np
+from absl import flags
 
 from jaxhash import cli, distributed, rundir
+from jaxhash.errors import UsageError
 from jaxhash.image_stream import encode_files
 from jaxhash.progress import SILENT, Stage
 
@@ -42,7 +43,7 @@ def list_images(source: str, root: str | None = None) -> list[str]:
   if os.path.isdir(source):
     paths = find_images(source)
     if not paths:
-      raise ValueError(
+      raise UsageError(
         f"no images found under {source}; it should hold image files (jpg, png, ...) at any depth."
       )
     return [os.path.abspath(p) for p in paths]
@@ -59,12 +60,12 @@ def list_images(source: str, root: str | None = None) -> list[str]:
         if tokens[0]:
           paths.append(os.path.abspath(os.path.join(base, " ".join(tokens))))
   except UnicodeDecodeError:
-    raise ValueError(
+    raise UsageError(
       f"--images {source} is neither a folder nor a text list of image paths "
       "(it is not UTF-8 text)."
     ) from None
   if not paths:
-    raise ValueError(f"list file {source} names no images; write one image path per line.")
+    raise UsageError(f"list file {source} names no images; write one image path per line.")
   return paths
 
 
@@ -95,7 +96,7 @@ def build_index(
     for batch in encode_files(hasher, paths, features=features):
       for path, error in batch.errors:
         if strict:
-          raise ValueError(f"{error} (--strict stops at the first unreadable image)")
+          raise UsageError(f"{error} (--strict stops at the first unreadable image)")
         skipped.append((path, str(error)))
         stream.write(f"skipped: {error}\n")
       if batch.paths:
@@ -104,40 +105,22 @@ def build_index(
   return index, skipped
 
 
-def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-    prog="python -m jaxhash.index",
-    description=__doc__.split("\n\n", 1)[0],
-    epilog=__doc__.split("\n\n", 2)[2],
-    formatter_class=argparse.RawDescriptionHelpFormatter,
+def define_flags(argv: list[str]) -> flags.FlagValues:
+  values = cli.new_flags()
+  for name, help_text in [
+    ("workdir", "Run directory written by python -m jaxhash.train."),
+    ("images", "Folder of images (any depth) or a text file of image paths."),
+    ("out", "Index file FILE.jhi to write."),
+    ("root", "List files: the folder their relative paths start from (default: its folder)."),
+    ("shard", "I/N: write shard I of N (0..N-1), only the I-th of N blocks of the images."),
+  ]:
+    flags.DEFINE_string(name, None, help_text, flag_values=values)
+  flags.DEFINE_bool(
+    "features", False, "Also store fc7 features, for jaxhash.search --rerank.", flag_values=values
   )
-  p.add_argument(
-    "--workdir", required=True, help="run directory written by python -m jaxhash.train"
-  )
-  p.add_argument(
-    "--images",
-    required=True,
-    metavar="DIR_OR_LIST",
-    help="folder of images (any depth) or a text file of image paths",
-  )
-  p.add_argument("--out", required=True, metavar="FILE.jhi", help="index file to write")
-  p.add_argument(
-    "--root",
-    help="list files: folder their relative paths start from (default: the list file's folder)",
-  )
-  p.add_argument(
-    "--features", action="store_true", help="also store fc7 features, for jaxhash.search --rerank"
-  )
-  p.add_argument("--strict", action="store_true", help="stop at the first unreadable image")
-  p.add_argument(
-    "--shard",
-    metavar="I/N",
-    type=shard_arg,
-    help="write shard I of N (0..N-1): only the I-th of N blocks of the images",
-  )
-  distributed.add_arguments(p)
-  p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-  return p
+  flags.DEFINE_bool("strict", False, "Stop at the first unreadable image.", flag_values=values)
+  distributed.define_flags(values)
+  return values
 
 
 def check_out(path: str) -> None:
@@ -147,7 +130,7 @@ def check_out(path: str) -> None:
 
   rundir.check_outside_runs(path, "--out")
   if os.path.lexists(path) and not is_index_file(path):
-    raise ValueError(
+    raise UsageError(
       f"--out {path} exists and is not a jaxhash index (it does not start with "
       f"{MAGIC.decode()}), so it is not replaced; name a new file, e.g. images.jhi."
     )
@@ -157,7 +140,7 @@ def shard_arg(text: str) -> tuple[int, int]:
   """``"I/N"`` -> ``(I, N)`` with 0 <= I < N."""
   index, sep, count = text.partition("/")
   if not (sep and index.isdigit() and count.isdigit() and int(index) < int(count)):
-    raise argparse.ArgumentTypeError(f"{text!r} is not I/N with 0 <= I < N, e.g. 0/4")
+    raise UsageError(f"--shard {text!r} is not I/N with 0 <= I < N, e.g. 0/4.")
   return int(index), int(count)
 
 
@@ -181,7 +164,7 @@ def gather_index(index, hasher, paths: list[str], first: int):
   )
   shapes = np.asarray(multihost_utils.process_allgather(shape))
   if len(set(shapes[:, 3])) > 1:
-    raise ValueError(
+    raise UsageError(
       "the processes list different images (compare their --images and --root); "
       "every process must see the same images, on a shared filesystem."
     )
@@ -210,45 +193,47 @@ def gather_index(index, hasher, paths: list[str], first: int):
   return whole
 
 
-def _run(args) -> None:
+def run(values: flags.FlagValues) -> None:
   import jaxhash
   from jaxhash.retrieval.index_set import shard_bounds, shard_record
 
-  check_out(args.out)
-  spec = distributed.spec_from_args(args)
-  if args.shard and spec.requested:
-    raise ValueError(
+  cli.require(values, "workdir", "images", "out")
+  shard = shard_arg(values.shard) if values.shard else None
+  check_out(values.out)
+  spec = distributed.process_spec(values)
+  if shard and spec.requested:
+    raise UsageError(
       "--shard writes one part per job, the process flags one index from several "
       "processes: use one or the other."
     )
-  distributed.start(spec, debug=args.debug)
-  paths = list_images(args.images, args.root)
-  part = args.shard or (distributed.process_index(), distributed.process_count())
+  distributed.start(spec, debug=values.debug)
+  paths = list_images(values.images, values.root)
+  part = shard or (distributed.process_index(), distributed.process_count())
   first, stop = shard_bounds(*part, len(paths))
-  hasher = jaxhash.load(args.workdir)
+  hasher = jaxhash.load(values.workdir)
   index, skipped = build_index(
-    hasher, paths[first:stop], features=args.features, strict=args.strict, stream=sys.stderr
+    hasher, paths[first:stop], features=values.features, strict=values.strict, stream=sys.stderr
   )
-  if args.shard:
-    index.shard = shard_record(*args.shard, first, paths)
+  if shard:
+    index.shard = shard_record(*shard, first, paths)
   elif distributed.active():
     index = gather_index(index, hasher, paths, first)
-  if index is not None and not len(index) and not args.shard:
-    raise ValueError(f"none of the {len(paths)} images could be read; nothing was written.")
+  if index is not None and not len(index) and not shard:
+    raise UsageError(f"none of the {len(paths)} images could be read; nothing was written.")
   if index is not None:
-    index.save(args.out)
+    index.save(values.out)
   block = f"{stop - first} of {len(paths)} images"
   what = (
     f"shard {part[0]}/{part[1]} ({block})"
-    if args.shard
+    if shard
     else f"its block ({block})"
     if index is None
     else f"{len(index)} images"
   )
   print(
     f"indexed {what} ({hasher.bits}-bit {hasher.method} codes"
-    f"{', with features' if args.features else ''}) from {hasher.workdir} step {hasher.step} "
-    f"into {args.out}{distributed.by_whom()}"
+    f"{', with features' if values.features else ''}) from {hasher.workdir} step {hasher.step} "
+    f"into {values.out}{distributed.by_whom()}"
   )
   if skipped:
     print(
@@ -258,13 +243,13 @@ def _run(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-  args = parser().parse_args(argv)
-  return cli.run(
-    lambda: _run(args),
-    ["index", *(["--debug"] if args.debug else [])],
-    parse=None,
-    interrupted="interrupted; nothing was written (an index file is written only "
-    "when indexing is done).",
+  return cli.main(
+    argv,
+    __doc__,
+    define_flags,
+    run,
+    interrupted="interrupted; nothing was written (an index file is written only when indexing "
+    "is done).",
   )
 
 

@@ -9,6 +9,8 @@ import secrets
 import stat
 from typing import BinaryIO
 
+from jaxhash.errors import UsageError
+
 _KINDS = {
   stat.S_IFIFO: "a named pipe",
   stat.S_IFDIR: "a folder",
@@ -79,7 +81,7 @@ def open_regular(path: str, what: str = "file") -> BinaryIO:
   if not stat.S_ISREG(mode):
     os.close(fd)
     kind = _KINDS.get(stat.S_IFMT(mode), "a special file")
-    raise ValueError(
+    raise UsageError(
       f"{what} {path!r} is {kind}, not a regular file, so it is not read; remove it "
       "or pass a regular file."
     )

@@ -11,6 +11,7 @@ import json
 import os
 import warnings
 
+from jaxhash.errors import UsageError
 from jaxhash.io_utils import atomic_write_text, write_error
 
 FILE = "metrics.jsonl"
@@ -46,7 +47,7 @@ def _parse(path: str) -> tuple[list[dict], str | None, bool]:
           "crash or a full disk during an append)"
         )
         break
-      raise ValueError(
+      raise UsageError(
         f"{path}:{lineno}: not a metrics record ({e}); delete that line (the "
         "log is not needed to resume)."
       ) from None

@@ -122,6 +122,7 @@ def restore_state(workdir: str, abstract: TrainState, stream=None) -> TrainState
     raise FileNotFoundError(
       f"no checkpoint in {workdir}/checkpoints; train first with jaxhash.train."
     )
+  checkpoint.quiet_orbax()
   with Checkpointer(workdir, read_only=True) as checkpointer:
     state = restore_newest(checkpointer, abstract, stream or sys.stderr)
   if state is None:

@@ -11,6 +11,8 @@ from typing import Callable
 
 import optax
 
+from jaxhash.errors import UsageError
+
 PARAM_GROUPS = ("backbone", "head")  # the top-level keys of a HashModel's params
 
 
@@ -53,7 +55,7 @@ def check_names(optim_config) -> None:
     if optim_config[key] not in registry:
       names = list(registry)
       accepted = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
-      raise ValueError(f"config.optim.{key}={optim_config[key]!r}: use {accepted}.")
+      raise UsageError(f"config.optim.{key}={optim_config[key]!r}: use {accepted}.")
 
 
 def learning_rate_schedule(optim_config, total_steps: int) -> optax.Schedule:

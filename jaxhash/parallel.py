@@ -15,6 +15,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxhash.arith import round_up
+from jaxhash.errors import UsageError
 
 BATCH_AXIS = "data"
 
@@ -40,7 +41,7 @@ def check_batch_size(batch_size: int, mesh: Mesh, key: str) -> None:
   """Raises a ValueError naming the config key when a batch does not split evenly over devices."""
   devices = mesh.devices.size
   if batch_size % devices:
-    raise ValueError(
+    raise UsageError(
       f"config.{key}={batch_size} does not split over {devices} devices; use a multiple of "
       f"{devices}."
     )

@@ -25,9 +25,11 @@ import os
 import sys
 
 import numpy as np
+from absl import flags
 
-from jaxhash import metrics_log, run_results
+from jaxhash import cli, metrics_log, run_results
 from jaxhash.data import protocols
+from jaxhash.errors import UsageError
 from jaxhash.io_utils import atomic_write_bytes
 
 PLOTS_DIR = "plots"
@@ -150,7 +152,7 @@ def training_curves(records: list[dict], results: dict, path: str) -> str:
   """Loss; accuracy or β; learning rate, each against the step."""
   names = [n for n in ("loss", "accuracy", "beta", "learning_rate") if any(n in r for r in records)]
   if not names:
-    raise ValueError("metrics.jsonl has no loss, accuracy, beta or learning_rate.")
+    raise UsageError("metrics.jsonl has no loss, accuracy, beta or learning_rate.")
   fig = _figure(7, 2.0 * len(names) + 0.6, results, "Training curves (metrics.jsonl)")
   axes = np.atleast_1d(fig.subplots(len(names), 1, sharex=True))
   labels = {"loss": "loss", "accuracy": "accuracy", "beta": "β", "learning_rate": "learning rate"}
@@ -399,29 +401,24 @@ def write_plots_safely(
   return written
 
 
-def main() -> None:
-  from absl import flags
+def define_flags(argv: list[str]) -> flags.FlagValues:
+  values = cli.new_flags()
+  flags.DEFINE_string("workdir", None, "Run directory with results.json.", flag_values=values)
+  return values
 
-  if not flags.FLAGS.workdir:
-    raise ValueError("--workdir is required: the run directory written by jaxhash.train.")
-  written, skipped, failed = write_plots(flags.FLAGS.workdir)
+
+def run(values: flags.FlagValues) -> None:
+  cli.require(values, "workdir")
+  written, skipped, failed = write_plots(values.workdir)
   for note in [*written, *(f"skipped {s}" for s in skipped)]:
     print(note)
   if failed:
-    raise ValueError(f"{len(failed)} plot(s) failed: {'; '.join(failed)}")
+    raise UsageError(f"{len(failed)} plot(s) failed: {'; '.join(failed)}")
 
 
-def usage(argv: list[str]) -> str:
-  from jaxhash import usage as help_text
-
-  return "\n".join([__doc__.strip(), "", "Flags:", *help_text.flag_lines(["workdir", "debug"])])
+def main(argv: list[str] | None = None) -> int:
+  return cli.main(argv, __doc__, define_flags, run)
 
 
-if __name__ == "__main__":  # flags only here: trainer.py imports this module
-  from absl import flags
-
-  from jaxhash import cli
-
-  flags.DEFINE_string("workdir", None, "Run directory with results.json.")
-  flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
-  sys.exit(cli.run(main, usage=usage))
+if __name__ == "__main__":
+  sys.exit(main())

@@ -20,6 +20,7 @@ import sys
 from absl import flags
 
 from jaxhash import cli, plots, published, run_results
+from jaxhash.errors import UsageError
 from jaxhash.run_results import DATASETS, METHODS, number
 
 COLUMNS = (
@@ -178,32 +179,35 @@ def csv_text(table: list[dict]) -> str:
   return out.getvalue()
 
 
-def main() -> None:
-  run_dirs = flags.FLAGS(sys.argv)[1:]  # the positional arguments (cli.run parsed the flags)
+def define_flags(argv: list[str]) -> flags.FlagValues:
+  values = cli.new_flags()
+  flags.DEFINE_bool("csv", False, "Print CSV instead of a Markdown table.", flag_values=values)
+  flags.DEFINE_string(
+    "plot", None, "Also write the runs' precision-recall curves on one PNG.", flag_values=values
+  )
+  return values
+
+
+def run(values: flags.FlagValues, run_dirs: list[str]) -> None:
   if not run_dirs:
-    raise ValueError(
+    raise UsageError(
       "pass one or more run directories: python -m jaxhash.report RUN_DIR... "
       "[--csv] [--plot out.png]"
     )
   runs = [{**run_results.load_results(path), "run": path} for path in run_dirs]
   table = rows(runs)
-  if flags.FLAGS.csv:
+  if values.csv:
     print(csv_text(table), end="")
   else:
     print(markdown(table))
-  if flags.FLAGS.plot:
-    plots.overlay_pr_curves(runs, flags.FLAGS.plot)
-    print(f"precision-recall curves of {len(runs)} run(s) written to {flags.FLAGS.plot}")
+  if values.plot:
+    plots.overlay_pr_curves(runs, values.plot)
+    print(f"precision-recall curves of {len(runs)} run(s) written to {values.plot}")
 
 
-def usage(argv: list[str]) -> str:
-  from jaxhash import usage as help_text
-
-  return "\n".join([__doc__.strip(), "", "Flags:", *help_text.flag_lines(["csv", "plot", "debug"])])
+def main(argv: list[str] | None = None) -> int:
+  return cli.main(argv, __doc__, define_flags, run, args=True)
 
 
-if __name__ == "__main__":  # flags only here: the tests and benchmarks import this module
-  flags.DEFINE_bool("csv", False, "Print CSV instead of a Markdown table.")
-  flags.DEFINE_string("plot", None, "Also write the runs' precision-recall curves on one PNG.")
-  flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
-  sys.exit(cli.run(main, usage=usage))
+if __name__ == "__main__":
+  sys.exit(main())

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 
+from jaxhash.errors import UsageError
 from jaxhash.io_utils import atomic_write_text
 
 MODES = ("codes", "rerank")
@@ -92,10 +93,10 @@ def load_results(path: str) -> dict:
     try:
       results = json.load(f)
     except json.JSONDecodeError as e:
-      raise ValueError(f"{file} is not valid JSON ({e}); evaluate the run again.") from None
+      raise UsageError(f"{file} is not valid JSON ({e}); evaluate the run again.") from None
   missing = [k for k in ("method", "bits", "protocol", "codes") if k not in results]
   if not isinstance(results, dict) or missing:
-    raise ValueError(f"{file} lacks {missing}; it is not a jaxhash results.json.")
+    raise UsageError(f"{file} lacks {missing}; it is not a jaxhash results.json.")
   return results
 
 

@@ -39,6 +39,7 @@ import json
 import os
 from typing import Callable
 
+from jaxhash.errors import UsageError
 from jaxhash.io_utils import atomic_write_text, write_error
 
 CONFIG_FILE = "config.json"
@@ -66,7 +67,7 @@ def read_json(path: str):
     with open(path, "rb") as f:
       return json.loads(f.read().decode("utf-8"))
   except (UnicodeDecodeError, json.JSONDecodeError) as e:
-    raise ValueError(
+    raise UsageError(
       f"{path} is not valid JSON ({e}); restore it from a backup or use another --workdir."
     ) from None
 
@@ -94,7 +95,7 @@ def check_outside_runs(path: str, flag: str, own: str | None = None) -> None:
   commands (train; evaluate, which passes ``own``, its run directory itself)."""
   run = enclosing_run(path)
   if run is not None and not (own and os.path.realpath(path) == os.path.realpath(own)):
-    raise ValueError(
+    raise UsageError(
       f"{flag} {path} is inside the run directory {run}, which holds only the files "
       "its training and evaluation write; write it outside the run."
     )
@@ -144,7 +145,7 @@ def recorded_config(workdir: str) -> dict | None:
     or not isinstance(recorded.get("method"), dict)
     or "name" not in recorded["method"]
   ):
-    raise ValueError(
+    raise UsageError(
       f"{path} is not a jaxhash run config (no method.name); restore it from a "
       "backup or use another --workdir."
     )
@@ -192,7 +193,7 @@ def _run_events(workdir: str) -> list[dict]:
     return []
   run = read_json(path)
   if not isinstance(run, dict) or not isinstance(run.get("history"), list):
-    raise ValueError(
+    raise UsageError(
       f"{path} has no history list; restore it from a backup or use another --workdir."
     )
   return run["history"]
@@ -219,7 +220,7 @@ def check(
   recorded = recorded_config(workdir)
   if recorded is None:
     if has_checkpoints:
-      raise ValueError(
+      raise UsageError(
         f"{workdir} holds checkpoints but no {CONFIG_FILE}, so its run cannot be "
         "checked against this config; use another --workdir."
       )
@@ -253,7 +254,7 @@ def check(
       "a learning rate may only be lowered, or train.skip_nonfinite set, after a non-finite stop"
     )
   if refused:
-    raise ValueError(
+    raise UsageError(
       f"{workdir} holds a run of another config: {', '.join(map(str, refused))}"
       f"{''.join(f' ({n})' for n in notes)}; a run directory holds one run: use another "
       "--workdir for these settings."

@@ -9,6 +9,8 @@ from __future__ import annotations
 import jax.numpy as jnp
 import optax
 
+from jaxhash.errors import UsageError
+
 
 def continuation_schedule(
   init_value: float = 1.0, gamma: float = 0.005, power: float = 0.5, step_size: int = 200
@@ -22,13 +24,13 @@ def continuation_schedule(
   1.7321
   """
   if not init_value > 0:
-    raise ValueError(f"continuation init_value={init_value!r} must be positive.")
+    raise UsageError(f"continuation init_value={init_value!r} must be positive.")
   if gamma < 0 or power < 0:
-    raise ValueError(
+    raise UsageError(
       f"continuation gamma={gamma!r} and power={power!r} must be >= 0 (β must not decrease)."
     )
   if int(step_size) != step_size or step_size < 1:
-    raise ValueError(f"continuation step_size={step_size!r} must be a positive integer.")
+    raise UsageError(f"continuation step_size={step_size!r} must be a positive integer.")
   step_size = int(step_size)
 
   def schedule(count):

@@ -16,20 +16,21 @@ query (framed blue) beside its results, captioned with their distances, folders 
 (never over a query, an indexed image or the index, nor inside a run directory). The text output
 shows an id holding a newline or another unprintable character quoted, with escapes. ``--index``
 takes the shard files of an index built in parts (``jaxhash.index --shard I/N``) as one index: the
-values after the first that end in .jhi are more shards, the rest query images.
+other arguments that end in .jhi are more shards, the rest query images.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
 import sys
 
 import numpy as np
+from absl import flags
 
 from jaxhash import cli, rundir
+from jaxhash.errors import UsageError
 
 
 def hasher_for(index, workdir: str | None = None):
@@ -39,16 +40,16 @@ def hasher_for(index, workdir: str | None = None):
   run = index.run or {}
   if workdir is None:
     if "workdir" not in run:
-      raise ValueError("this index does not record the run that built it; pass --workdir RUN.")
+      raise UsageError("this index does not record the run that built it; pass --workdir RUN.")
     workdir = run["workdir"]
   hasher = jaxhash.load(workdir)
   if hasher.bits != index.nbits:
-    raise ValueError(
+    raise UsageError(
       f"{workdir} makes {hasher.bits}-bit codes but the index holds {index.nbits}-bit "
       "codes; pass the --workdir of the run that built the index."
     )
   if run.get("fingerprint") and run["fingerprint"] != hasher.fingerprint:
-    raise ValueError(
+    raise UsageError(
       f"the index was built with {run.get('workdir')} at step {run.get('step')}, but {workdir} "
       f"(step {hasher.step}) is another model, so its codes are not comparable; rebuild the "
       "index with python -m jaxhash.index, or pass the --workdir that built it."
@@ -72,9 +73,9 @@ def search_images(
   with ``feature_distances`` each result also holds the ``"feature_distance"`` it was ranked by.
   """
   if len(index) == 0:
-    raise ValueError("the index is empty.")
+    raise UsageError("the index is empty.")
   if rerank and index.features is None:
-    raise ValueError(
+    raise UsageError(
       "--rerank needs features in the index; build it with python -m jaxhash.index --features."
     )
   codes, features = hasher.encode_with_features(images, features=rerank)
@@ -154,72 +155,70 @@ def _thumbnail(path, size: int):
     if image.size[0] < size // 2:  # small images (MNIST's 28x28) are scaled up to be seen
       factor = size // max(image.size)
       image = image.resize((image.size[0] * factor, image.size[1] * factor), Image.NEAREST)
-  except (OSError, ValueError):
+  except (OSError, UsageError):
     image = Image.new("RGB", (size, size), "lightgray")
   cell = Image.new("RGB", (size, size), "white")
   cell.paste(image, ((size - image.size[0]) // 2, (size - image.size[1]) // 2))
   return cell
 
 
-def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-    prog="python -m jaxhash.search",
-    description=__doc__.split("\n\n", 1)[0],
-    epilog=__doc__.split("\n\n", 2)[2],
-    formatter_class=argparse.RawDescriptionHelpFormatter,
+def define_flags(argv: list[str]) -> flags.FlagValues:
+  values = cli.new_flags()
+  flags.DEFINE_string(
+    "index",
+    None,
+    "Index file from jaxhash.index, or the first of its shard files.",
+    flag_values=values,
   )
-  p.add_argument("images", nargs="*", metavar="IMAGE", help="query image files")
-  p.add_argument(
-    "--index",
-    required=True,
-    nargs="+",
-    metavar="FILE.jhi",
-    help="index file from jaxhash.index, or all the shard files of one",
+  flags.DEFINE_string(
+    "workdir",
+    None,
+    "Run that encodes the queries (default: the one the index records).",
+    flag_values=values,
   )
-  p.add_argument(
-    "--workdir", help="run that encodes the queries (default: the one the index records)"
+  flags.DEFINE_integer("k", 10, "Results per query (also -k).", flag_values=values)
+  flags.DEFINE_integer(
+    "radius", None, "Keep only results within this Hamming distance.", flag_values=values
   )
-  p.add_argument("-k", "--k", type=int, default=10, help="results per query (default: 10)")
-  p.add_argument("--radius", type=int, help="keep only results within this Hamming distance")
-  p.add_argument(
-    "--rerank", action="store_true", help="re-rank by fc7 features (index built with --features)"
+  flags.DEFINE_bool(
+    "rerank", False, "Re-rank by fc7 features (index built with --features).", flag_values=values
   )
-  p.add_argument("--json", action="store_true", help="one JSON object per query line")
-  p.add_argument("--gallery", metavar="OUT.png", help="draw the queries and their results here")
-  p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-  return p
+  flags.DEFINE_bool("json", False, "One JSON object per query line.", flag_values=values)
+  flags.DEFINE_string(
+    "gallery", None, "OUT.png: draw the queries and their results here.", flag_values=values
+  )
+  return values
 
 
-def split_index_args(values: list[str], images: list[str]) -> tuple[list[str], list[str]]:
-  """(index files, query images) from ``--index``'s values and the other positional ones: the first
-  value and the .jhi files right after it are index files, the rest query images."""
-  count = 1
-  while count < len(values) and values[count].lower().endswith(".jhi"):
-    count += 1
-  images = values[count:] + images
+def split_index_args(index: str, positional: list[str]) -> tuple[list[str], list[str]]:
+  """(index files, query images): ``--index``'s file and the positional arguments that end in
+  .jhi (the other shards of an index built in parts), then the other positional arguments."""
+  shards = [arg for arg in positional if arg.lower().endswith(".jhi")]
+  images = [arg for arg in positional if not arg.lower().endswith(".jhi")]
   if not images:
-    raise ValueError("give at least one query image after the index files.")
-  return values[:count], images
+    raise UsageError("give at least one query image after the index files.")
+  return [index, *shards], images
 
 
-def _run(args) -> None:
+def run(values: flags.FlagValues, positional: list[str]) -> None:
   from jaxhash.io_utils import atomic_write_bytes
   from jaxhash.retrieval import load_index
 
-  args.index, args.images = split_index_args(args.index, args.images)
-  if args.k < 1:
-    raise ValueError(f"-k {args.k}: ask for at least 1 result.")
-  if args.radius is not None and args.radius < 0:
-    raise ValueError(f"--radius {args.radius} must be >= 0.")
-  index = load_index(args.index)
-  if args.gallery:
-    image_format = check_gallery(args.gallery, [*args.index, *args.images], index.ids)
-  hasher = hasher_for(index, args.workdir)
+  cli.require(values, "index")
+  index_files, images = split_index_args(values.index, positional)
+  if values.k < 1:
+    raise UsageError(f"-k {values.k}: ask for at least 1 result.")
+  if values.radius is not None and values.radius < 0:
+    raise UsageError(f"--radius {values.radius} must be >= 0.")
+  index = load_index(index_files)
+  if values.gallery:
+    image_format = check_gallery(values.gallery, [*index_files, *images], index.ids)
+  hasher = hasher_for(index, values.workdir)
   results = search_images(
-    index, hasher, args.images, args.k, args.radius, args.rerank, feature_distances=args.rerank
+    index, hasher, images, values.k, values.radius, values.rerank, feature_distances=values.rerank
   )
-  for query, found in zip(args.images, results):
-    if args.json:
+  for query, found in zip(images, results):
+    if values.json:
       print(json.dumps({"query": query, "results": found}))
     else:
       print(f"{shown(query)}: {len(found)} result{'s' if len(found) != 1 else ''}")
@@ -230,11 +229,11 @@ def _run(args) -> None:
           else f"distance {r['distance']:>3}"
         )
         print(f"  {r['rank']:>3}  {distance}  {shown(r['path'])}")
-  if args.gallery:
+  if values.gallery:
     buffer = io.BytesIO()
-    draw_gallery(args.images, results).save(buffer, format=image_format)
-    atomic_write_bytes(args.gallery, buffer.getvalue())
-    print(f"gallery written to {args.gallery}", file=sys.stderr)
+    draw_gallery(images, results).save(buffer, format=image_format)
+    atomic_write_bytes(values.gallery, buffer.getvalue())
+    print(f"gallery written to {values.gallery}", file=sys.stderr)
 
 
 def shown(name) -> str:
@@ -252,13 +251,13 @@ def check_gallery(path: str, inputs: list[str], ids) -> str:
   extension = os.path.splitext(path)[1].lower()
   Image.init()
   if extension not in Image.EXTENSION:
-    raise ValueError(f"--gallery {path}: name an image file, e.g. gallery.png.")
+    raise UsageError(f"--gallery {path}: name an image file, e.g. gallery.png.")
   rundir.check_outside_runs(path, "--gallery")
   real = os.path.realpath(path)
   if real in {os.path.realpath(p) for p in inputs} or not {real, os.path.abspath(path)}.isdisjoint(
     ids
   ):
-    raise ValueError(
+    raise UsageError(
       f"--gallery {path} is one of the images or files the search reads, so it is "
       "not overwritten; name a new file, e.g. gallery.png."
     )
@@ -266,13 +265,7 @@ def check_gallery(path: str, inputs: list[str], ids) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-  args = parser().parse_args(argv)
-  return cli.run(
-    lambda: _run(args),
-    ["search", *(["--debug"] if args.debug else [])],
-    parse=None,
-    interrupted="interrupted.",
-  )
+  return cli.main(argv, __doc__, define_flags, run, args=True, interrupted="interrupted.")
 
 
 if __name__ == "__main__":

@@ -15,43 +15,35 @@ Needs the serve extra: pip install "jaxhash[serve]".
 
 from __future__ import annotations
 
-import argparse
 import gc
 import socket
 import sys
 
+from absl import flags
+
 from jaxhash import cli
+from jaxhash.errors import UsageError
 
 
-def parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(
-    prog="python -m jaxhash.serve",
-    description=__doc__.split("\n\n", 1)[0],
-    epilog=__doc__.split("\n\n", 2)[2],
-    formatter_class=argparse.RawDescriptionHelpFormatter,
+def define_flags(argv: list[str]) -> flags.FlagValues:
+  values = cli.new_flags()
+  for name, default, help_text in [
+    ("index", None, "Index file FILE.jhi from jaxhash.index."),
+    ("workdir", None, "Run that encodes the queries (default: the one the index records)."),
+    ("host", "127.0.0.1", "Address to listen on."),
+    ("items", None, "Where added images are stored (default: FILE.items)."),
+  ]:
+    flags.DEFINE_string(name, default, help_text, flag_values=values)
+  flags.DEFINE_integer("port", 8000, "Port to listen on.", flag_values=values)
+  flags.DEFINE_bool(
+    "writable", False, "Allow POST /items and DELETE /items/{id}.", flag_values=values
   )
-  p.add_argument("--index", required=True, metavar="FILE.jhi", help="index file from jaxhash.index")
-  p.add_argument(
-    "--workdir", help="run that encodes the queries (default: the one the index records)"
+  flags.DEFINE_float("max-body-mb", 8.0, "Largest request body, in MB.", flag_values=values)
+  flags.DEFINE_integer("max-batch", 64, "Most queries encoded together.", flag_values=values)
+  flags.DEFINE_float(
+    "batch-window-ms", 2.0, "How long a batch waits for more queries.", flag_values=values
   )
-  p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-  p.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
-  p.add_argument("--writable", action="store_true", help="allow POST /items and DELETE /items/{id}")
-  p.add_argument(
-    "--items", metavar="DIR", help="where added images are stored (default: FILE.items)"
-  )
-  p.add_argument("--max-body-mb", type=float, default=8.0, help="largest request body (default: 8)")
-  p.add_argument(
-    "--max-batch", type=int, default=64, help="most queries encoded together (default: 64)"
-  )
-  p.add_argument(
-    "--batch-window-ms",
-    type=float,
-    default=2.0,
-    help="how long a batch waits for more queries (default: 2)",
-  )
-  p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-  return p
+  return values
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -94,9 +86,9 @@ def make_app(
 
   for name, value in [("--max-body-mb", max_body_mb), ("--max-batch", max_batch)]:
     if not value > 0:
-      raise ValueError(f"{name} {value} must be > 0.")
+      raise UsageError(f"{name} {value} must be > 0.")
   if batch_window_ms < 0:
-    raise ValueError(f"--batch-window-ms {batch_window_ms} must be >= 0.")
+    raise UsageError(f"--batch-window-ms {batch_window_ms} must be >= 0.")
   catalog = Catalog(index, items, writable=writable)
   engine = Engine(
     hasher_for(catalog.index, workdir), catalog, max_batch=max_batch, window=batch_window_ms / 1e3
@@ -105,16 +97,17 @@ def make_app(
   return create_app(engine, max_body=int(max_body_mb * 2**20))
 
 
-def _run(args) -> None:
-  sock = _listen(args.host, args.port)
+def run(values: flags.FlagValues) -> None:
+  cli.require(values, "index")
+  sock = _listen(values.host, values.port)
   app = make_app(
-    args.index,
-    args.workdir,
-    writable=args.writable,
-    items=args.items,
-    max_body_mb=args.max_body_mb,
-    max_batch=args.max_batch,
-    batch_window_ms=args.batch_window_ms,
+    values.index,
+    values.workdir,
+    writable=values.writable,
+    items=values.items,
+    max_body_mb=values["max-body-mb"].value,
+    max_batch=values["max-batch"].value,
+    batch_window_ms=values["batch-window-ms"].value,
   )
   import uvicorn
 
@@ -126,7 +119,7 @@ def _run(args) -> None:
   url = f"http://{f'[{host}]' if ':' in host else host}:{port}/"
   print(
     f"serving {len(engine.catalog)} items ({engine.hasher!r}"
-    f"{', writable' if args.writable else ''}) at {url}",
+    f"{', writable' if values.writable else ''}) at {url}",
     file=sys.stderr,
     flush=True,
   )
@@ -142,8 +135,7 @@ def _run(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-  args = parser().parse_args(argv)
-  return cli.run(lambda: _run(args), ["serve", *(["--debug"] if args.debug else [])], parse=None)
+  return cli.main(argv, __doc__, define_flags, run)
 
 
 if __name__ == "__main__":

@@ -21,19 +21,30 @@ from ml_collections import config_flags
 
 from jaxhash import cli, distributed, run_results, rundir
 
-_CONFIG = config_flags.DEFINE_config_file(
-  "config", None, "Config file, e.g. configs/dlbhc_mnist.py[:variant].", lock_config=True
-)
-_WORKDIR = flags.DEFINE_string("workdir", None, "Run directory (default: runs/<config name>).")
-_EXTEND = flags.DEFINE_bool(
-  "extend",
-  False,
-  "Train an existing run to a larger train.num_steps or "
-  "num_epochs (the schedule is recomputed; recorded in run.json).",
-)
-flags.DEFINE_bool("debug", False, "Show tracebacks for errors.")
-_PROCESSES = distributed.define_absl_flags()
-PROCESS_FLAGS = ["coordinator_address", "num_processes", "process_id", "distributed"]
+
+def define_flags(argv: list[str]) -> flags.FlagValues:
+  """train's flags; config_flags reads the --config.KEY overrides to define from ``argv``."""
+  values = cli.new_flags()
+  config_flags.DEFINE_config_file(
+    "config",
+    None,
+    "Config file, e.g. configs/dlbhc_mnist.py[:variant].",
+    flag_values=values,
+    lock_config=True,
+    sys_argv=argv,
+  )
+  flags.DEFINE_string(
+    "workdir", None, "Run directory (default: runs/<config name>).", flag_values=values
+  )
+  flags.DEFINE_bool(
+    "extend",
+    False,
+    "Train an existing run to a larger train.num_steps or num_epochs (the schedule is "
+    "recomputed; recorded in run.json).",
+    flag_values=values,
+  )
+  distributed.define_flags(values)
+  return values
 
 
 def find_config_arg(argv: list[str]) -> list[str]:
@@ -54,46 +65,38 @@ def find_config_arg(argv: list[str]) -> list[str]:
   return out
 
 
-def usage(argv: list[str]) -> str:
+def config_help(argv: list[str]) -> list[str]:
+  """The config keys with their values in the --config file of ``argv``, or every config file
+  and the base config's keys without one."""
   from jaxhash import usage as help_text
 
-  lines = [
-    __doc__.strip(),
-    "",
-    "Flags:",
-    *help_text.flag_lines(["config", "workdir", "extend", "debug", *PROCESS_FLAGS]),
-    f"  --{'config.KEY':<12} Any config key below, e.g. --config.method.bits=64.",
-    "",
-  ]
+  lines = [f"  --{'config.KEY':<12} Any config key below, e.g. --config.method.bits=64.", ""]
   try:
     argv = find_config_arg(argv)
-    cli.parse_flags(argv)
-  except (ValueError, FileNotFoundError) as error:
-    lines += [f"(could not load the config: {error})", ""]
-  config = _CONFIG.value if flags.FLAGS.is_parsed() else None
-  if config is None:
-    return "\n".join(
-      lines + help_text.repository_configs_text() + [""] + help_text.base_keys_text()
-    )
-  path = config_flags.get_config_filename(flags.FLAGS["config"]).split(":")[0]
+    values = define_flags(argv)
+    cli.parse(values, argv)
+  except cli.USER_ERRORS as error:
+    lines += [f"(could not load the config: {cli.error_line(error)})", ""]
+    values = None
+  if values is None or values.config is None:
+    return lines + help_text.repository_configs_text() + [""] + help_text.base_keys_text()
+  path = config_flags.get_config_filename(values["config"]).split(":")[0]
   from jaxhash.config_files import load_module
 
   shown = os.path.relpath(path)
   lines += help_text.config_file_text(path if shown.startswith("..") else shown, load_module(path))
   lines += ["", "Config keys and their values in this config (set any with --config.KEY=VALUE):"]
-  lines += help_text.key_lines(rundir.flatten(config), help_text.key_docs())
-  return "\n".join(lines)
+  return lines + help_text.key_lines(rundir.flatten(values.config), help_text.key_docs())
 
 
-def main() -> None:
-  if flags.FLAGS["config"].present == 0:
-    raise ValueError("--config is required, e.g. --config configs/dlbhc_mnist.py")
-  config = _CONFIG.value
-  workdir = _WORKDIR.value or os.path.join("runs", config.name or "run")
-  distributed.start(_PROCESSES(), workdir, debug=flags.FLAGS.debug)
+def run(values: flags.FlagValues) -> None:
+  cli.require(values, "config")
+  config = values.config
+  workdir = values.workdir or os.path.join("runs", config.name or "run")
+  distributed.start(distributed.process_spec(values), workdir, debug=values.debug)
   from jaxhash.trainer import train_and_evaluate  # after flag parsing: errors in flags stay quick
 
-  results = train_and_evaluate(config, workdir, extend=_EXTEND.value)
+  results = train_and_evaluate(config, workdir, extend=values.extend)
   if results is None:  # images without labels: nothing to measure
     print(
       f"\n{workdir} is ready: python -m jaxhash.index --workdir {workdir} --images DIR "
@@ -106,5 +109,9 @@ def main() -> None:
   )
 
 
+def main(argv: list[str] | None = None) -> int:
+  return cli.main(argv, __doc__, define_flags, run, prepare=find_config_arg, more_help=config_help)
+
+
 if __name__ == "__main__":
-  sys.exit(cli.run(main, usage=usage, prepare=find_config_arg))
+  sys.exit(main())

@@ -1,5 +1,5 @@
-"""``--help`` text of the train and evaluate CLIs: their flags, every config key with its value and
-meaning, and the config file's variants.
+"""The config part of train's and evaluate's ``--help``: every config key with its value and
+meaning, and the config file's variants (``jaxhash.cli`` prints the flags).
 
 A key's meaning is the comment beside it in ``config.base_config`` or in a method's ``defaults``,
 so the help never drifts from the schema.
@@ -10,8 +10,6 @@ from __future__ import annotations
 import inspect
 import re
 import textwrap
-
-from absl import flags
 
 from jaxhash import config as config_lib
 from jaxhash.methods import METHODS
@@ -43,15 +41,6 @@ def key_lines(values: dict, docs: dict, indent: str = "  ") -> list[str]:
   return [
     f"{indent}{cell:<{width}}  {docs.get(key, '')}".rstrip() for cell, key in zip(cells, values)
   ]
-
-
-def flag_lines(names: list[str]) -> list[str]:
-  lines = []
-  for name in names:
-    flag = flags.FLAGS[name]
-    default = "" if flag.default in (None, False, [], "") else f" (default: {flag.default})"
-    lines.append(f"  --{name:<12} {flag.help}{default}")
-  return lines + [f"  --{'help':<12} Show this help and exit."]
 
 
 def base_keys_text() -> list[str]:

@@ -92,18 +92,16 @@ def run_cli(module: str, *args: str, cwd: str = ROOT, timeout: int = 300):
 def run_main(module: str, *args: str):
   """``module.main(args)`` in this process, as ``run_cli`` would report it (exit status, output).
 
-  For the argparse CLIs (index, search): no interpreter start-up, and the programs this process
-  has compiled already are reused. ``run_cli`` still runs each CLI once as ``python -m``.
+  No interpreter start-up, and the programs this process has compiled already are reused; each
+  command parses into flags of its own, so commands run one after another here as in separate
+  processes. ``run_cli`` still runs each command as ``python -m``.
   """
   import importlib
   import io
 
   out, err = io.StringIO(), io.StringIO()
   with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-    try:
-      status = importlib.import_module(module).main(list(args))
-    except SystemExit as e:  # argparse's usage errors
-      status = e.code if isinstance(e.code, int) else 1
+    status = importlib.import_module(module).main(list(args))
   return subprocess.CompletedProcess([module, *args], status, out.getvalue(), err.getvalue())
 
 

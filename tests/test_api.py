@@ -11,9 +11,10 @@ from PIL import Image
 
 import jaxhash
 from conftest import load_config
-from jaxhash import run_files, rundir, trainer
+from jaxhash import experiment, run_files
 from jaxhash.data import sources
 from jaxhash.encode import encode_indices, make_encoder
+from jaxhash.errors import UsageError
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +55,8 @@ def test_load_reads_no_data_and_reports_the_run(run, monkeypatch):
 
 
 def test_codes_equal_the_evaluation_codes(run, hasher, mnist):
-  exp = trainer.build_experiment(load_config("test"))
-  state = trainer.restore_trained(exp, run)
+  exp = experiment.build_experiment(load_config("test"))
+  state = experiment.restore_trained(exp, run)
   query = exp.split.query[:37]
   words, features = encode_indices(
     make_encoder(exp.model, exp.method, exp.config.data),
@@ -136,16 +137,12 @@ def test_empty_input_gives_empty_codes(hasher):
   assert hasher.encode([]).shape == (0, 1)
 
 
-def test_a_run_from_before_model_json_still_loads(run, hasher, mnist, tmp_path):
+def test_a_run_without_model_json_is_refused_naming_the_fix(run, tmp_path):
   old = str(tmp_path / "old")
   shutil.copytree(run, old)
   os.remove(os.path.join(old, run_files.MODEL_FILE))
-  assert run_files.read_model_info(old, rundir.load_config(old)) == run_files.ModelInfo(
-    10, (28, 28, 1)
-  )
-  np.testing.assert_array_equal(
-    jaxhash.load(old).encode(mnist.images[:5]), hasher.encode(mnist.images[:5])
-  )
+  with pytest.raises(UsageError, match=f"{old} has no model.json; run python -m jaxhash.evaluate"):
+    jaxhash.load(old)
 
 
 def test_fingerprint_tells_models_apart(run, hasher, tmp_path):

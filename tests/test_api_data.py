@@ -7,7 +7,7 @@ from PIL import Image
 
 import jaxhash
 from conftest import load_config
-from jaxhash import trainer
+from jaxhash import experiment, trainer
 from jaxhash.data import image_folder, loader, protocols
 from jaxhash.data.dataset import Dataset, one_hot
 from test_data import write_image_tree
@@ -160,8 +160,8 @@ def test_train_on_an_image_folder_then_load_and_encode_its_files(tmp_path, varia
   hasher = jaxhash.load(str(tmp_path / "run"))
   assert hasher.image_shape == (size, size, 3)
   paths = image_folder.find_images(tmp_path / "photos")
-  exp = trainer.build_experiment(config.lock())
-  state = trainer.restore_trained(exp, str(tmp_path / "run"))
+  exp = experiment.build_experiment(config.lock())
+  state = experiment.restore_trained(exp, str(tmp_path / "run"))
   from jaxhash.encode import encode_indices, make_encoder
 
   expected, _ = encode_indices(

@@ -8,7 +8,7 @@ import pytest
 from conftest import load_config
 from jaxhash import config as config_lib
 from jaxhash import evaluate as evaluate_cli
-from jaxhash import report, run_results, trainer
+from jaxhash import experiment, report, run_evaluation, run_results
 from jaxhash.data.augment import preprocess
 from jaxhash.encode import encode_indices, make_encoder
 from jaxhash.evaluation import classifier
@@ -38,10 +38,10 @@ def reference_map(query_classes, db_classes, query_labels, db_labels, r=None) ->
 @pytest.fixture(scope="module")
 def evaluated(finished_run):
   """The session's tiny DLBHC run (read only) evaluated again with the classifier baseline."""
-  config = evaluate_cli.load_run_config(finished_run, ["classifier_baseline=True"])
-  exp = trainer.build_experiment(config)
-  state = trainer.restore_trained(exp, finished_run)
-  return exp, state, trainer.evaluate(exp, state, finished_run)
+  config = evaluate_cli.load_run_config(finished_run, {"classifier_baseline": "True"})
+  exp = experiment.build_experiment(config)
+  state = experiment.restore_trained(exp, finished_run)
+  return exp, state, run_evaluation.evaluate(exp, state, finished_run)
 
 
 def test_classifier_map_equals_ranking_by_predicted_class(evaluated):

@@ -42,17 +42,71 @@ def finished(finished_run_launch):
       [],
       ["--out", "--config.eval.KEY", "--config.data.dir", "eval.radius = 2", "train.batch_size"],
     ),
-    ("jaxhash.index", [], ["--workdir", "--images", "--features", "--strict"]),
+    ("jaxhash.index", [], ["--workdir", "--images", "--features", "--strict", "--shard"]),
     ("jaxhash.search", [], ["--index", "--radius", "--rerank", "--json", "--gallery", '"rank": 1']),
+    ("jaxhash.serve", [], ["--index", "--port", "(default: 8000)", "--max-body-mb", "/openapi"]),
     ("jaxhash.report", [], ["RUN_DIR...", "--csv", "--plot", "backbone and step"]),
     ("jaxhash.plots", [], ["--workdir", "gallery.png", "bit_balance.png"]),
+    ("jaxhash.data.image_folder", [], ["ROOT", "--mnist-digits", "--cifar10-python", "--splits"]),
   ],
 )
-def test_help_exits_0_and_lists_flags_and_keys(tmp_path, module, args, expected):
-  proc = run_cli(module, *args, "--help", cwd=str(tmp_path))
+def test_help_exits_0_and_lists_flags_and_keys(tmp_path, monkeypatch, module, args, expected):
+  monkeypatch.chdir(tmp_path)  # configs are found from any folder
+  proc = run_main(module, *args, "--help")
   assert proc.returncode == 0, proc.stderr
-  for text in expected:
+  for text in [*expected, "--debug", "--help"]:
     assert text in proc.stdout, (text, proc.stdout)
+
+
+def test_help_as_python_m(tmp_path):
+  proc = run_cli("jaxhash.search", "-h", cwd=str(tmp_path))
+  assert proc.returncode == 0 and "--rerank" in proc.stdout, proc.stderr
+
+
+def _failing_report(monkeypatch, error: Exception):
+  """``python -m jaxhash.report RUN`` whose reading of the run raises ``error``."""
+  from jaxhash import run_results
+
+  def fail(path):
+    raise error
+
+  monkeypatch.setattr(run_results, "load_results", fail)
+
+
+@pytest.mark.parametrize("error", [ValueError("a bug"), TypeError("a bug"), KeyError("a bug")])
+def test_a_bug_keeps_its_traceback(monkeypatch, error):
+  _failing_report(monkeypatch, error)
+  proc = run_main("jaxhash.report", "run")
+  assert proc.returncode == 1 and proc.stdout == ""
+  assert proc.stderr.startswith("Traceback (most recent call last):"), proc.stderr
+  assert "in fail\n" in proc.stderr and f"{type(error).__name__}: " in proc.stderr
+  assert proc.stderr.rstrip().endswith("(traceback above)")
+
+
+def test_a_usage_error_is_one_line_and_debug_shows_its_traceback(monkeypatch):
+  from jaxhash.errors import UsageError
+
+  _failing_report(monkeypatch, UsageError("run is not a run directory; pass one.\ndetail"))
+  proc = run_main("jaxhash.report", "run")
+  assert (proc.returncode, proc.stderr) == (1, "error: run is not a run directory; pass one.\n")
+  proc = run_main("jaxhash.report", "run", "--debug")
+  assert proc.returncode == 1 and "Traceback" in proc.stderr and "UsageError" in proc.stderr
+
+
+@pytest.mark.parametrize(
+  "module, args, message",
+  [
+    ("jaxhash.report", ["--bogus"], "error: Unknown command line flag 'bogus'"),
+    ("jaxhash.search", ["--index", "x.jhi", "-k", "two", "q.png"], "error: flag --k=two: invalid"),
+    ("jaxhash.index", ["--images", "DIR"], "error: --workdir is required: Run directory"),
+    ("jaxhash.plots", ["--workdir", "run", "extra"], "error: unexpected argument 'extra'"),
+    ("jaxhash.train", ["--config", "configs/test.py", "--config.method.bitz=8"], '"bits"'),
+  ],
+)
+def test_a_bad_command_line_is_one_line_and_exit_1(module, args, message):
+  proc = run_main(module, *args)
+  assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
+  assert message in proc.stderr, proc.stderr
 
 
 def test_a_folder_named_jaxhash_here_is_one_line_not_a_traceback(tmp_path):

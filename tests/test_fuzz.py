@@ -173,9 +173,9 @@ def test_list_file_truncation_loads_a_prefix_or_is_refused(lines, data):
 @pytest.fixture(scope="module")
 def checkpoint_case(finished_run):
   """The finished tiny run's checkpoints, the digests recorded for them and an abstract state."""
-  from jaxhash import model_state, trainer
+  from jaxhash import experiment, model_state
 
-  exp = trainer.build_experiment(load_config("test"))
+  exp = experiment.build_experiment(load_config("test"))
   digests = json.load(open(os.path.join(finished_run, "checkpoint_digests.json")))
   return (
     finished_run,

@@ -26,7 +26,7 @@ def _is_png(path: str) -> bool:
 
 
 def results_dict(bits=16, n_query=12, n_db=40, rerank=True, extras=True, rerank_equal=False):
-  """A results.json as trainer.evaluate writes it, with the evalspeed fields when ``extras``."""
+  """A results.json as run_evaluation.evaluate makes it, with evalspeed fields when ``extras``."""
   rng = np.random.default_rng(0)
   hits = np.cumsum(rng.integers(0, 5, bits + 1))
   precision = np.linspace(0.9, 0.1, bits + 1)

@@ -11,7 +11,15 @@ import shutil
 import pytest
 
 from conftest import load_config, run_cli
-from jaxhash import model_state, rundir, trainer
+from jaxhash import (
+  divergence,
+  experiment,
+  model_state,
+  run_evaluation,
+  rundir,
+  train_step,
+  trainer,
+)
 
 
 def tree_digest(directory) -> dict:
@@ -166,9 +174,9 @@ def test_changed_bits_on_a_finished_run_leaves_it_intact(tmp_path, finished_run)
   assert "method.bits 16 -> 64" in line and "--workdir" in line
   assert tree_digest(workdir) == before
   config = rundir.load_config(workdir).lock()
-  exp = trainer.build_experiment(config)
-  state = trainer.restore_trained(exp, workdir)
-  results = trainer.evaluate(exp, state)
+  exp = experiment.build_experiment(config)
+  state = experiment.restore_trained(exp, workdir)
+  results = run_evaluation.evaluate(exp, state)
   recorded = json.load(open(os.path.join(workdir, "results.json")))
   assert results["codes"] == pytest.approx(recorded["codes"])
   assert recorded["eval"] == config.eval.to_dict()
@@ -231,7 +239,7 @@ def test_a_stale_lock_is_taken_over_and_locks_nest_in_one_process(tmp_path):
 
 @pytest.fixture(scope="module")
 def test_exp():
-  return trainer.build_experiment(load_config("test"))
+  return experiment.build_experiment(load_config("test"))
 
 
 def copy_run(finished_run, tmp_path) -> str:
@@ -265,7 +273,7 @@ def restore(exp, workdir):
   import io
 
   stream = io.StringIO()
-  state = trainer.restore_trained(exp, workdir, stream=stream)
+  state = experiment.restore_trained(exp, workdir, stream=stream)
   return int(state.step), stream.getvalue()
 
 
@@ -313,35 +321,11 @@ def test_a_checkpoint_without_digest_is_restored_unverified(tmp_path, finished_r
   assert step == 2 and "checkpoint 2 has no recorded digest" in said
 
 
-def test_a_checkpoint_saved_before_batch_stats_restores_and_resumes_in_place(
-  tmp_path, finished_run, test_exp
-):
-  import io
-
-  import orbax.checkpoint as ocp
-
-  workdir = copy_run(finished_run, tmp_path)
-  state = trainer.restore_trained(test_exp, workdir, stream=io.StringIO())
-  for step in (1, 2):  # rewrite both as an older jaxhash saved them: no batch_stats, no digests
-    path = os.path.join(workdir, "checkpoints", str(step), "default")
-    shutil.rmtree(path)
-    with ocp.StandardCheckpointer() as writer:
-      writer.save(path, {"step": state.step, "params": state.params, "opt_state": state.opt_state})
-  os.remove(os.path.join(workdir, "checkpoint_digests.json"))
-  step, said = restore(test_exp, workdir)
-  assert step == 2 and "damaged" not in said
-  stream = io.StringIO()
-  results = trainer.train_and_evaluate(load_config("test"), workdir, stream=stream)
-  assert not os.path.exists(os.path.join(workdir, "damaged_checkpoints")), stream.getvalue()
-  recorded = json.load(open(os.path.join(finished_run, "results.json")))
-  assert results["step"] == 2 and results["codes"] == pytest.approx(recorded["codes"])
-
-
 def test_a_checkpoint_of_another_model_is_refused_and_never_set_aside(tmp_path, finished_run):
   from jaxhash.checkpoint import Checkpointer, IncompatibleCheckpoint
 
   workdir = copy_run(finished_run, tmp_path)
-  exp = trainer.build_experiment(load_config("test", "bits=8"))
+  exp = experiment.build_experiment(load_config("test", "bits=8"))
   abstract = model_state.abstract_state(exp.config, exp.model, exp.dataset.image_shape, exp.mesh)
   with Checkpointer(workdir) as checkpointer, pytest.raises(IncompatibleCheckpoint) as error:
     checkpointer.restore(abstract, set_aside_damaged=True)
@@ -416,11 +400,11 @@ def test_all_finite_finds_one_bad_element_in_any_leaf_and_passes_the_largest_fin
     "bf16": jnp.full((4,), -jnp.finfo(jnp.bfloat16).max, jnp.bfloat16),
     "count": np.int32(7),
   }
-  assert bool(trainer._all_finite(tree))  # no overflow from many large finite values
+  assert bool(train_step.all_finite(tree))  # no overflow from many large finite values
   for name in ("big", "small", "bf16"):
     leaf = jnp.asarray(tree[name])
     broken = dict(tree, **{name: leaf.reshape(-1).at[-1].set(bad).reshape(leaf.shape)})
-    assert not bool(trainer._all_finite(broken)), name
+    assert not bool(train_step.all_finite(broken)), name
 
 
 def one_step(exp, **optim) -> tuple:
@@ -433,10 +417,10 @@ def one_step(exp, **optim) -> tuple:
 
   optim_config = type(exp.config.optim)(exp.config.optim.to_dict() | optim)
   optimizer, schedule = make_optimizer(optim_config, 10)
-  state = trainer.initial_state(exp, optimizer)
+  state = experiment.initial_state(exp, optimizer)
   before = jax.device_get(state)
   batches = TrainBatches(exp.dataset, exp.split.train, 16, 0, exp.mesh)
-  steps = trainer.make_train_steps(exp, optimizer, schedule, batches.take)
+  steps = train_step.make_train_steps(exp, optimizer, schedule, batches.take)
   state, metrics = steps(state, *batches.get(0))
   return before, state, int(metrics["nonfinite"][0]), float(metrics["loss"][0])
 
@@ -455,7 +439,7 @@ def assert_params_and_optimizer_state_kept(before, after):
 def test_the_train_step_never_applies_a_non_finite_update(test_exp):
   # every update is non-finite; validation would refuse the rate
   before, after, flags, loss = one_step(test_exp, learning_rate=float("inf"))
-  assert flags >> trainer.NONFINITE.index("parameters") & 1  # the new parameters
+  assert flags >> train_step.NONFINITE.index("parameters") & 1  # the new parameters
   assert math.isfinite(loss) and int(after.step) == 1
   assert_params_and_optimizer_state_kept(before, after)
 
@@ -479,7 +463,7 @@ def test_a_non_finite_gradient_with_a_finite_loss_is_never_applied(
 
   exp = dataclasses.replace(test_exp, method=dataclasses.replace(test_exp.method, loss=loss))
   before, after, flags, value = one_step(exp, optimizer=optimizer, momentum=momentum)
-  assert math.isfinite(value) and flags >> trainer.NONFINITE.index(shows_in) & 1
+  assert math.isfinite(value) and flags >> train_step.NONFINITE.index(shows_in) & 1
   assert_params_and_optimizer_state_kept(before, after)
 
 
@@ -488,7 +472,7 @@ def test_learning_rate_1e6_stops_sets_diverged_checkpoints_aside_and_a_lower_rat
 ):
   workdir = str(tmp_path / "run")
   with pytest.raises(FloatingPointError) as error:
-    trainer.train(trainer.build_experiment(diverging_config(checkpoint_every=1)), workdir)
+    trainer.train(experiment.build_experiment(diverging_config(checkpoint_every=1)), workdir)
   text = str(error.value)
   event = rundir.last_event(workdir)
   stop = event["step"]
@@ -507,7 +491,7 @@ def test_learning_rate_1e6_stops_sets_diverged_checkpoints_aside_and_a_lower_rat
   assert event["diverged"] == kept and "loss" in event["quantities"]
   sane = diverging_config(checkpoint_every=1).unlock()
   sane.optim.learning_rate = 0.01
-  state = trainer.train(trainer.build_experiment(sane.lock()), workdir)
+  state = trainer.train(experiment.build_experiment(sane.lock()), workdir)
   assert int(state.step) == 8 and all_checkpoints_finite(workdir) == [7, 8]
   assert rundir.last_event(workdir)["changes"] == [
     {"key": "optim.learning_rate", "old": 1e6, "new": 0.01}
@@ -522,7 +506,7 @@ def test_a_non_finite_step_inside_a_call_stops_the_run_at_that_step(tmp_path):
     workdir = str(tmp_path / f"run{per_call}")
     config = diverging_config(checkpoint_every=4, steps_per_call=per_call)
     with pytest.raises(FloatingPointError, match="became non-finite at step"):
-      trainer.train(trainer.build_experiment(config), workdir)
+      trainer.train(experiment.build_experiment(config), workdir)
     stops.append(rundir.last_event(workdir)["step"])
     saved = [
       int(name)
@@ -542,10 +526,13 @@ def test_a_checkpoint_before_the_divergence_is_kept_and_resumed_from():
     {"step": 3, "loss": 40.0},
     {"step": 4, "loss": float("nan")},
   ]
-  diverged, losses = trainer._diverged([1, 2, 3, 4], records)
+  diverged, losses = divergence.diverged_checkpoints([1, 2, 3, 4], records)
   assert diverged == [2, 3, 4] and losses[1] == 1.9 and losses[2] == 40.0 and math.isnan(losses[3])
-  assert trainer._diverged([1], records)[0] == []
-  assert trainer._diverged([1, 2], [{"step": 2, "loss": 9.0}]) == ([], {})  # resumed: no reference
+  assert divergence.diverged_checkpoints([1], records)[0] == []
+  assert divergence.diverged_checkpoints([1, 2], [{"step": 2, "loss": 9.0}]) == (
+    [],
+    {},
+  )  # resumed: no reference
 
 
 @pytest.mark.parametrize("steps_per_call, checkpoints", [(1, [7, 8]), (4, [4, 8])])
@@ -558,7 +545,7 @@ def test_skip_nonfinite_counts_skipped_steps_and_keeps_a_finite_state(
     steps_per_call=steps_per_call,
     checkpoint_every=1 if steps_per_call == 1 else 4,
   )
-  state = trainer.train(trainer.build_experiment(config), workdir)
+  state = trainer.train(experiment.build_experiment(config), workdir)
   assert int(state.step) == 8 and all_checkpoints_finite(workdir) == checkpoints
   from jaxhash.metrics_log import read_metrics
 
@@ -621,7 +608,7 @@ def test_a_torn_metrics_line_does_not_stop_a_resume(tmp_path, finished_run):
     f.write('{"step": 3, "accuracy": 0.1, "lea')
   stream = io.StringIO()
   trainer.train(
-    trainer.build_experiment(load_config("test", "steps=3")), workdir, stream=stream, extend=True
+    experiment.build_experiment(load_config("test", "steps=3")), workdir, stream=stream, extend=True
   )
   assert "warning: dropped the torn last line of" in stream.getvalue()
   from jaxhash.metrics_log import read_metrics
@@ -738,8 +725,8 @@ _FILE_SIZE_LIMIT = """
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
 resource.setrlimit(resource.RLIMIT_FSIZE, (1_000_000, 1_000_000))
-from jaxhash import cli, train
-sys.exit(cli.run(train.main, ["train", "--config", "configs/test.py", "--workdir", sys.argv[1]]))
+from jaxhash import train
+sys.exit(train.main(["--config", "configs/test.py", "--workdir", sys.argv[1]]))
 """
 
 

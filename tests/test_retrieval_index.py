@@ -1,5 +1,5 @@
 """HammingIndex: bits or packed input, int and string ids, features, search, re-ranking, growth,
-and the checksummed file format (version 2, version 1 still read, fuzzed with hypothesis)."""
+and the checksummed file format (version 2; another version refused; fuzzed with hypothesis)."""
 
 import hashlib
 import os
@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from jaxhash.errors import UsageError
 from jaxhash.retrieval import HammingIndex, hamming_topk, index_file, pack_bits
 
 
@@ -257,16 +258,11 @@ def _v1_file(path, nbits, words, ids=None):
   open(path, "wb").write(fields + digest + payload)
 
 
-@pytest.mark.parametrize("with_ids", [True, False])
-def test_version_1_files_still_load(tmp_path, with_ids):
-  bits = random_bits(13, 50, 40)
-  ids = np.arange(50, dtype=np.int64) * 3 if with_ids else None
+def test_version_1_files_are_refused_naming_the_version(tmp_path):
   path = str(tmp_path / "old.jxh")
-  _v1_file(path, 40, pack_bits(bits), ids)
-  loaded = HammingIndex.load(path)
-  np.testing.assert_array_equal(loaded.codes, pack_bits(bits))
-  assert loaded.ids.tolist() == (ids.tolist() if with_ids else list(range(50)))
-  assert loaded.features is None and loaded.run is None
+  _v1_file(path, 40, pack_bits(random_bits(13, 50, 40)), np.arange(50, dtype=np.int64))
+  with pytest.raises(UsageError, match="has index format version 1; this jaxhash reads version 2"):
+    HammingIndex.load(path)
 
 
 # ------------------------------------------------------------------------------------ fuzzing

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, run_main
+from jaxhash.errors import UsageError
 from jaxhash.retrieval import HammingIndex, IndexSet, load_index, pack_bits
 from jaxhash.retrieval.index_set import shard_bounds
 
@@ -135,13 +136,13 @@ def test_shards_built_by_two_processes_give_the_whole_index_results(finished_run
   assert found.stdout == expected.stdout
 
 
-def test_search_takes_the_jhi_files_after_the_first_index_as_more_shards():
+def test_search_takes_the_other_jhi_arguments_as_more_shards():
   from jaxhash.search import split_index_args
 
-  assert split_index_args(["a.jhi", "b.JHI", "q.png"], ["r.png"]) == (
-    ["a.jhi", "b.JHI"],
+  assert split_index_args("a.jhi", ["b.JHI", "q.png", "r.png", "c.jhi"]) == (
+    ["a.jhi", "b.JHI", "c.jhi"],
     ["q.png", "r.png"],
   )
-  assert split_index_args(["index.bin"], ["q.png"]) == (["index.bin"], ["q.png"])
-  with pytest.raises(ValueError, match="at least one query image"):
-    split_index_args(["a.jhi", "b.jhi"], [])
+  assert split_index_args("index.bin", ["q.png"]) == (["index.bin"], ["q.png"])
+  with pytest.raises(UsageError, match="at least one query image"):
+    split_index_args("a.jhi", ["b.jhi"])

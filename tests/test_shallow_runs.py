@@ -13,7 +13,7 @@ from test_transfer import Tiny
 import jaxhash
 from conftest import load_config, run_cli, run_main
 from jaxhash import config as config_lib
-from jaxhash import report, run_results, trainer
+from jaxhash import experiment, frozen_prefix, report, run_results, trainer
 from jaxhash.data import image_folder
 from jaxhash.models import BACKBONES
 
@@ -72,7 +72,7 @@ def test_flat_folder_gives_codes_an_index_and_search_without_labels(tiny, tmp_pa
 def test_methods_that_learn_from_labels_refuse_a_flat_folder(tiny, tmp_path):
   write_images(tmp_path / "photos", 6)
   with pytest.raises(ValueError, match="itq_cca learns from labels.*class folders"):
-    trainer.build_experiment(shallow_config("method=itq_cca,bits=8", tmp_path / "photos"))
+    experiment.build_experiment(shallow_config("method=itq_cca,bits=8", tmp_path / "photos"))
 
 
 def test_a_fitted_labelled_run_is_an_ordinary_run(tiny, tmp_path):
@@ -90,9 +90,9 @@ def test_a_fitted_labelled_run_is_an_ordinary_run(tiny, tmp_path):
   hasher = jaxhash.load(workdir)
   assert (hasher.method, hasher.bits) == ("sdh", 8)
   assert hasher.encode([str(tmp_path / "photos" / "class1" / "00003.png")]).shape == (1, 1)
-  exp = trainer.build_experiment(config)
-  plain, flipped = trainer.feature_cache(
-    exp, workdir, trainer.restore_trained(exp, workdir), io.StringIO()
+  exp = experiment.build_experiment(config)
+  plain, flipped = frozen_prefix.cached_features(
+    exp, workdir, experiment.restore_trained(exp, workdir), io.StringIO()
   )
   assert plain.shape == (30, 8) and flipped.shape == (0, 8)  # a fit uses no flipped images
 

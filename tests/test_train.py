@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, load_config, run_cli
-from jaxhash import trainer
+from jaxhash import experiment, trainer
 
 
 def copy_of(finished_run, tmp_path) -> str:
@@ -55,8 +55,8 @@ def test_extend_continues_from_checkpoint_and_is_recorded(tmp_path, finished_run
   with pytest.raises(
     ValueError, match=r"train.num_steps 2 -> 4 \(that is 2 -> 4 training steps; pass --extend"
   ):
-    trainer.train(trainer.build_experiment(longer), workdir)
-  state = trainer.train(trainer.build_experiment(longer), workdir, extend=True)
+    trainer.train(experiment.build_experiment(longer), workdir)
+  state = trainer.train(experiment.build_experiment(longer), workdir, extend=True)
   assert int(state.step) == 4
   log = [json.loads(line)["step"] for line in open(os.path.join(workdir, "metrics.jsonl"))]
   assert log == [1, 2, 3, 4]
@@ -66,7 +66,7 @@ def test_extend_continues_from_checkpoint_and_is_recorded(tmp_path, finished_run
   assert (
     history[1]["from_steps"] == 2 and history[1]["to_steps"] == 4 and history[1]["at_step"] == 2
   )
-  restored = trainer.restore_trained(trainer.build_experiment(longer), workdir)
+  restored = experiment.restore_trained(experiment.build_experiment(longer), workdir)
   assert int(restored.step) == 4
 
 
@@ -96,7 +96,9 @@ def test_several_steps_per_call_train_as_one_step_per_call(tmp_path):
       4,
     )
     workdir = str(tmp_path / f"run{per_call}")
-    finals.append(jax.device_get(trainer.train(trainer.build_experiment(config.lock()), workdir)))
+    finals.append(
+      jax.device_get(trainer.train(experiment.build_experiment(config.lock()), workdir))
+    )
     logs.append([json.loads(line) for line in open(os.path.join(workdir, "metrics.jsonl"))])
     assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["4", "8"]
   assert int(finals[1].step) == 8 and [r["step"] for r in logs[1]] == [4, 8]
@@ -112,12 +114,12 @@ def test_workdir_of_another_seed_or_split_is_refused(tmp_path, test_config, fini
   other = load_config("test").unlock()
   other.seed = 1
   with pytest.raises(ValueError, match="another config: seed 0 -> 1"):
-    trainer.train(trainer.build_experiment(other.lock()), workdir)
+    trainer.train(experiment.build_experiment(other.lock()), workdir)
   split = os.path.join(workdir, "splits", "query.txt")
   with open(split, "a") as f:
     f.write("0\n")
   with pytest.raises(ValueError, match="different query split"):
-    trainer.train(trainer.build_experiment(test_config), workdir)
+    trainer.train(experiment.build_experiment(test_config), workdir)
 
 
 def test_cli_train_then_evaluate(tmp_path):

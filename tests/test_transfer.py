@@ -14,7 +14,7 @@ import pytest
 
 from conftest import load_config
 from jaxhash import config as config_lib
-from jaxhash import feature_cache, model_state, trainer
+from jaxhash import experiment, feature_cache, frozen_prefix, model_state, trainer
 from jaxhash.checkpoint import Checkpointer
 from jaxhash.errors import UsageError
 from jaxhash.models import BACKBONES
@@ -125,9 +125,9 @@ def test_cache_resumes_after_a_kill_identical_and_recomputes_a_damaged_shard(tmp
 
 
 def test_frozen_prefix_gets_no_update_and_batch_stats_train(tiny, tmp_path):
-  exp = trainer.build_experiment(tiny_config(steps=3))
+  exp = experiment.build_experiment(tiny_config(steps=3))
   state = trainer.train(exp, str(tmp_path / "run"), stream=io.StringIO())
-  first = trainer.initial_state(exp, model_state.make_tx(exp.config, exp.model, 3)[0])
+  first = experiment.initial_state(exp, model_state.make_tx(exp.config, exp.model, 3)[0])
   p0, p1 = first.params["backbone"], state.params["backbone"]
   s0, s1 = first.batch_stats["backbone"], state.batch_stats["backbone"]
   jax.tree.map(
@@ -141,7 +141,7 @@ def test_frozen_prefix_gets_no_update_and_batch_stats_train(tiny, tmp_path):
     leaf.shape != p0["conv"]["kernel"].shape for leaf in jax.tree.leaves(state.opt_state)
   )
 
-  frozen = trainer.build_experiment(tiny_config(steps=3, freeze=True))
+  frozen = experiment.build_experiment(tiny_config(steps=3, freeze=True))
   state = trainer.train(frozen, str(tmp_path / "frozen_bn"), stream=io.StringIO())
   jax.tree.map(np.testing.assert_array_equal, state.batch_stats["backbone"], s0)
 
@@ -156,7 +156,7 @@ def test_run_killed_while_caching_and_while_training_ends_identical(tiny, tmp_pa
       raise KeyboardInterrupt
 
   with pytest.raises(KeyboardInterrupt):
-    trainer.train(trainer.build_experiment(config), workdir, io.StringIO(), on_shard=kill_cache)
+    trainer.train(experiment.build_experiment(config), workdir, io.StringIO(), on_shard=kill_cache)
 
   save = Checkpointer.save
 
@@ -167,7 +167,7 @@ def test_run_killed_while_caching_and_while_training_ends_identical(tiny, tmp_pa
 
   monkeypatch.setattr(Checkpointer, "save", kill_after_two)
   with pytest.raises(KeyboardInterrupt):
-    trainer.train(trainer.build_experiment(config), workdir, io.StringIO())
+    trainer.train(experiment.build_experiment(config), workdir, io.StringIO())
   monkeypatch.setattr(Checkpointer, "save", save)
   stream = io.StringIO()
   resumed = trainer.train_and_evaluate(config, workdir, stream=stream)
@@ -182,7 +182,7 @@ def test_cached_flips_follow_data_flip_and_a_cache_without_them_serves_every_spl
   def run(name, flip, other_split=False):
     config = tiny_config(steps=2).unlock()
     config.data.flip, config.data.feature_cache_dir = flip, cache_dir
-    exp = trainer.build_experiment(config.lock())
+    exp = experiment.build_experiment(config.lock())
     if other_split:  # the same images and weights, another training set
       exp = dataclasses.replace(
         exp, split=dataclasses.replace(exp.split, train=exp.split.train[1:])
@@ -196,8 +196,10 @@ def test_cached_flips_follow_data_flip_and_a_cache_without_them_serves_every_spl
   assert len(keys) == 1  # the second split reused the first one's cache
   flipped = run("flipped", True)
   assert len(os.listdir(cache_dir)) == 2
-  state = trainer.restore_trained(flipped, str(tmp_path / "flipped"))
-  plain, flips = trainer.feature_cache(flipped, str(tmp_path / "flipped"), state, io.StringIO())
+  state = experiment.restore_trained(flipped, str(tmp_path / "flipped"))
+  plain, flips = frozen_prefix.cached_features(
+    flipped, str(tmp_path / "flipped"), state, io.StringIO()
+  )
   assert len(plain) == len(flipped.dataset.labels) and len(flips) == len(flipped.split.train)
   with open(os.path.join(cache_dir, keys[0], "manifest.json")) as f:
     assert json.load(f)["num_shards"] == -(-len(plain) // 2048)  # no flipped rows
@@ -206,11 +208,11 @@ def test_cached_flips_follow_data_flip_and_a_cache_without_them_serves_every_spl
 def test_a_run_directory_as_init_weights_starts_from_its_trained_backbone(tiny, tmp_path):
   """Fine-tune once, then train heads on the frozen result (``model.init_weights=RUN``)."""
   source = str(tmp_path / "finetuned")
-  tuned = trainer.train(trainer.build_experiment(tiny_config(steps=3)), source, io.StringIO())
+  tuned = trainer.train(experiment.build_experiment(tiny_config(steps=3)), source, io.StringIO())
   config = tiny_config(steps=2, trainable="head").unlock()
   config.model.init_weights = source
-  exp = trainer.build_experiment(config.lock())
-  first = trainer.initial_state(exp, model_state.make_tx(exp.config, exp.model, 2)[0])
+  exp = experiment.build_experiment(config.lock())
+  first = experiment.initial_state(exp, model_state.make_tx(exp.config, exp.model, 2)[0])
   trained = trainer.train(exp, str(tmp_path / "head"), stream=io.StringIO())
   for state in (first, trained):  # starts from the fine-tuned backbone, which stays frozen
     jax.tree.map(np.testing.assert_array_equal, state.params["backbone"], tuned.params["backbone"])
@@ -224,10 +226,10 @@ def test_a_run_directory_as_init_weights_starts_from_its_trained_backbone(tiny, 
 
 def test_a_run_of_another_backbone_as_init_weights_is_refused(tiny, tmp_path, monkeypatch):
   source = str(tmp_path / "finetuned")
-  trainer.train(trainer.build_experiment(tiny_config(steps=1)), source, io.StringIO())
+  trainer.train(experiment.build_experiment(tiny_config(steps=1)), source, io.StringIO())
   monkeypatch.setitem(BACKBONES, "tiny_too", Tiny)
   config = tiny_config(steps=1).unlock()
   config.model.backbone, config.model.init_weights = "tiny_too", source
-  exp = trainer.build_experiment(config.lock())
+  exp = experiment.build_experiment(config.lock())
   with pytest.raises(UsageError, match="is a run of backbone 'tiny', not 'tiny_too'"):
-    trainer.initial_state(exp, model_state.make_tx(exp.config, exp.model, 1)[0])
+    experiment.initial_state(exp, model_state.make_tx(exp.config, exp.model, 1)[0])

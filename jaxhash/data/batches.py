@@ -26,6 +26,7 @@ import numpy as np
 
 from jaxhash import parallel
 from jaxhash.data.dataset import Dataset
+from jaxhash.errors import UsageError
 
 
 class ShuffledPositions:
@@ -34,7 +35,7 @@ class ShuffledPositions:
 
   def __init__(self, num: int, batch_size: int, seed: int):
     if num < batch_size:
-      raise ValueError(
+      raise UsageError(
         f"the training set has {num} images, fewer than config.train.batch_size="
         f"{batch_size}; lower the batch size."
       )

@@ -13,6 +13,8 @@ from typing import Mapping
 
 import numpy as np
 
+from jaxhash.errors import UsageError
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
@@ -25,20 +27,20 @@ class Dataset:
   def __post_init__(self):
     n = len(self.labels)
     if self.images.shape[0] != n:
-      raise ValueError(f"{self.name}: {self.images.shape[0]} images but {n} labels.")
+      raise UsageError(f"{self.name}: {self.images.shape[0]} images but {n} labels.")
     if len(self.images.shape) != 4:
-      raise ValueError(f"{self.name}: images must be (N, H, W, C); got shape {self.images.shape}.")
+      raise UsageError(f"{self.name}: images must be (N, H, W, C); got shape {self.images.shape}.")
     if self.labels.ndim != 2:
-      raise ValueError(
+      raise UsageError(
         f"{self.name}: labels must be multi-hot (N, classes); got {self.labels.shape}."
       )
     if self.classes is not None and len(self.classes) != self.labels.shape[1]:
-      raise ValueError(
+      raise UsageError(
         f"{self.name}: {len(self.classes)} class names for {self.labels.shape[1]} label columns."
       )
     for group, idx in self.groups.items():
       if len(idx) and (idx.min() < 0 or idx.max() >= n):
-        raise ValueError(f"{self.name}: group {group!r} has indices outside [0, {n}).")
+        raise UsageError(f"{self.name}: group {group!r} has indices outside [0, {n}).")
 
   @property
   def num_classes(self) -> int:

@@ -15,6 +15,7 @@ import os
 import numpy as np
 from PIL import Image
 
+from jaxhash.errors import UsageError
 from jaxhash.io_utils import open_regular
 
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
@@ -29,13 +30,13 @@ def open_image(path: str | os.PathLike) -> Image.Image:
   except FileNotFoundError:
     raise FileNotFoundError(f"image {path!r} not found.") from None
   except OSError as e:  # permissions, a symlink loop
-    raise ValueError(f"cannot read image {path!r} ({e.strerror or e}).") from None
+    raise UsageError(f"cannot read image {path!r} ({e.strerror or e}).") from None
   with f:
     try:
       with Image.open(f) as image:
         image.load()
     except (OSError, ValueError, Image.DecompressionBombError) as e:
-      raise ValueError(
+      raise UsageError(
         f"cannot decode image {path!r} ({e}); re-encode it as JPEG or PNG."
       ) from None
   return image
@@ -53,7 +54,7 @@ def to_rgb8(image: Image.Image, what: str = "a PIL image") -> Image.Image:
     gray = (np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8)
     return Image.fromarray(gray, "L").convert("RGB")
   if image.mode in ("I", "F"):
-    raise ValueError(
+    raise UsageError(
       f"{what} has 32-bit {'float' if image.mode == 'F' else 'integer'} pixels, "
       "which have no standard 8-bit scale; convert it to an 8- or 16-bit PNG or a "
       "JPEG."

@@ -16,6 +16,8 @@ import zlib
 
 import numpy as np
 
+from jaxhash.errors import UsageError
+
 _UINT8_TYPE = 0x08
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -30,7 +32,7 @@ def _read_bytes(path: str) -> bytes:
     with opener(path, "rb") as f:
       return f.read()
   except (EOFError, OSError, zlib.error) as e:
-    raise ValueError(
+    raise UsageError(
       f"{path}: the gzip stream is damaged or truncated ({e}); re-copy the file."
     ) from None
 
@@ -38,22 +40,22 @@ def _read_bytes(path: str) -> bytes:
 def parse_idx(data: bytes, path: str = "<bytes>") -> np.ndarray:
   """Parses IDX bytes into a uint8 array, checking the magic number, dimensions and length."""
   if len(data) < 4:
-    raise ValueError(f"{path}: too short to be an IDX file ({len(data)} bytes).")
+    raise UsageError(f"{path}: too short to be an IDX file ({len(data)} bytes).")
   zero, dtype, ndim = struct.unpack(">HBB", data[:4])
   if zero != 0 or dtype != _UINT8_TYPE or not 1 <= ndim <= 4:
-    raise ValueError(
+    raise UsageError(
       f"{path}: bad IDX magic number 0x{data[:4].hex()} (expected 0x0000080D with D = 1..4 "
       "dimensions of uint8 data); is this an MNIST-format file?"
     )
   header_len = 4 + 4 * ndim
   if len(data) < header_len:
-    raise ValueError(f"{path}: truncated IDX header ({len(data)} of {header_len} bytes).")
+    raise UsageError(f"{path}: truncated IDX header ({len(data)} of {header_len} bytes).")
   shape = struct.unpack(f">{ndim}I", data[4:header_len])
   expected = math.prod(shape)  # Python ints: four large dimensions must not wrap around
   payload = len(data) - header_len
   if payload != expected:
     what = "truncated" if payload < expected else "longer than its header says"
-    raise ValueError(
+    raise UsageError(
       f"{path}: IDX file is {what}: dimensions {shape} need {expected} bytes of data, "
       f"found {payload}; re-copy the file."
     )
@@ -92,17 +94,17 @@ def read_mnist_split(directory: str, prefix: str) -> tuple[np.ndarray, np.ndarra
     paths.append(found[0])
   images, labels = read_idx(paths[0]), read_idx(paths[1])
   if images.ndim != 3:
-    raise ValueError(
+    raise UsageError(
       f"{paths[0]}: expected 3 dimensions (N, rows, cols), got shape {images.shape}."
     )
   if labels.ndim != 1:
-    raise ValueError(f"{paths[1]}: expected 1 dimension (N,), got shape {labels.shape}.")
+    raise UsageError(f"{paths[1]}: expected 1 dimension (N,), got shape {labels.shape}.")
   if len(images) != len(labels):
-    raise ValueError(
+    raise UsageError(
       f"{paths[0]} has {len(images)} images but {paths[1]} has {len(labels)} labels."
     )
   if labels.max(initial=0) > 9:
-    raise ValueError(f"{paths[1]}: label {labels.max()} is out of range 0..9.")
+    raise UsageError(f"{paths[1]}: label {labels.max()} is out of range 0..9.")
   return images[..., None], labels
 
 

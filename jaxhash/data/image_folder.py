@@ -12,12 +12,13 @@ images are listed by group, class and file name, so a tree read directly and the
 written for it give the same dataset. Images are any format Pillow reads (``IMAGE_EXTENSIONS``).
 ``find_images`` lists the images of a tree of any depth, for indexing.
 
-    python -m jaxhash.data.image_folder ROOT [--out DIR] [--splits train test]   # list files
+    python -m jaxhash.data.image_folder ROOT [--out DIR] [--splits train,test]   # list files
+    python -m jaxhash.data.image_folder ROOT --mnist-digits        # a demo folder of digits
+    python -m jaxhash.data.image_folder ROOT --cifar10-python cifar-10-python.tar.gz
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import shutil
@@ -29,6 +30,7 @@ from typing import Sequence
 import numpy as np
 
 from jaxhash.data import idx
+from jaxhash.errors import UsageError
 from jaxhash.io_utils import atomic_write_text
 
 IMAGE_EXTENSIONS = (
@@ -68,7 +70,7 @@ def scan(root: str | os.PathLike, splits: Sequence[str] | None = None):
   _check_root(root)
   splits = list(splits) if splits is not None else _subdirs(root)
   if not splits:
-    raise ValueError(
+    raise UsageError(
       f"{root!r} has no split directories; lay it out as root/<split>/<class>/*.jpg."
     )
   class_dirs = {split: _class_dirs(root, split) for split in splits}
@@ -85,7 +87,7 @@ def scan_tree(root: str | os.PathLike) -> tuple[list[str], dict[str, tuple[list[
   flat = _images_in(root)
   if flat:
     if len(find_images(root)) > len(flat):
-      raise ValueError(
+      raise UsageError(
         f"{root!r} holds images both directly and in subfolders; put them all in "
         "class folders (labelled) or all directly in it (no labels)."
       )
@@ -97,7 +99,7 @@ def scan_tree(root: str | os.PathLike) -> tuple[list[str], dict[str, tuple[list[
   else:
     groups = {split: split for split in subdirs if _subdirs(os.path.join(root, split))}
     if not groups:
-      raise ValueError(
+      raise UsageError(
         f"{root!r} holds no images in root/<class>/ or root/<split>/<class>/; put "
         f"each class's images ({', '.join(IMAGE_EXTENSIONS)}) in its own folder."
       )
@@ -110,7 +112,7 @@ def scan_tree(root: str | os.PathLike) -> tuple[list[str], dict[str, tuple[list[
       paths += [os.path.join(prefix, cls, name) for name in names]
       ids += [k] * len(names)
     if not paths:
-      raise ValueError(f"{os.path.join(root, prefix)!r} holds no images in its class folders.")
+      raise UsageError(f"{os.path.join(root, prefix)!r} holds no images in its class folders.")
     entries[group] = (paths, ids)
   return classes, entries
 
@@ -174,13 +176,13 @@ def _class_dirs(root: str, split: str) -> list[str]:
       f"subdirectories of {root!r}."
     )
   if _images_in(split_dir):
-    raise ValueError(
+    raise UsageError(
       f"{split_dir!r} holds images directly, but images go in root/<split>/<class>/; for a tree "
       f"root/<class>/*.jpg pass its parent as root and splits=[{split!r}]."
     )
   classes = _subdirs(split_dir)
   if not classes:
-    raise ValueError(f"{split_dir!r} has no class directories; put images in {split_dir}/<class>/.")
+    raise UsageError(f"{split_dir!r} has no class directories; put images in {split_dir}/<class>/.")
   return classes
 
 
@@ -192,14 +194,14 @@ def _split_lines(root: str, split: str, classes: list[str]) -> list[str]:
     for name in _images_in(os.path.join(root, split, cls)):
       path = f"{split}/{cls}/{name}"
       if any(c.isspace() for c in path):
-        raise ValueError(
+        raise UsageError(
           f"{os.path.join(root, path)!r} has whitespace in its path, which list "
           "files cannot hold; rename it, or train on the folder directly "
           "(config.data.dir=ROOT reads image folders)."
         )
       lines.append(f"{path} {one_hot}\n")
   if not lines:
-    raise ValueError(
+    raise UsageError(
       f"{os.path.join(root, split)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})."
     )
   return lines
@@ -230,7 +232,7 @@ def prepare_cifar10(tarball: str | os.PathLike, dest: str | os.PathLike) -> str:
   classes, lines = scan(dest, CIFAR10_SPLITS)
   found = sum(len(split_lines) for split_lines in lines.values())
   if found != CIFAR10_IMAGES:
-    raise ValueError(
+    raise UsageError(
       f"{dest!r} holds {found} CIFAR-10 images, not {CIFAR10_IMAGES}; delete it and "
       "run again to re-extract."
     )
@@ -255,7 +257,7 @@ def _extract_into_place(tarball: str, dest: str) -> None:
       os.rename(tmp, dest)  # also replaces an empty dest
     except OSError:
       if not os.path.isdir(os.path.join(dest, CIFAR10_SPLITS[0])):  # else a concurrent run won
-        raise ValueError(
+        raise UsageError(
           f"{dest!r} exists and is not a CIFAR-10 tree; remove it or choose an empty directory."
         ) from None
   finally:
@@ -292,7 +294,7 @@ def cifar10_from_python(tarball: str | os.PathLike, dest: str | os.PathLike) -> 
       def batch(name):
         member = next((m for m in archive.getmembers() if m.name.endswith("/" + name)), None)
         if member is None:
-          raise ValueError(f"{tarball!r} has no {name}; is it the CIFAR-10 python version?")
+          raise UsageError(f"{tarball!r} has no {name}; is it the CIFAR-10 python version?")
         return pickle.load(io.BytesIO(archive.extractfile(member).read()), encoding="bytes")
 
       classes = [c.decode() for c in batch("batches.meta")[b"label_names"]]
@@ -331,41 +333,55 @@ def write_mnist_digits(dest: str | os.PathLike, count: int | None = None) -> int
   return count
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(
-    prog="python -m jaxhash.data.image_folder",
-    description="Write list files (path 0 1 0 ...) for an image-folder tree root/<split>/<class>/.",
+def define_flags(argv: list[str]):
+  from absl import flags
+
+  from jaxhash import cli
+
+  values = cli.new_flags()
+  flags.DEFINE_bool(
+    "mnist-digits",
+    False,
+    "Instead write the package's 10,000 MNIST t10k images as ROOT/<digit>/NNNNN.png: a demo "
+    "folder to index and search.",
+    flag_values=values,
   )
-  parser.add_argument("root", help="directory holding <split>/<class>/*.jpg|png")
-  parser.add_argument(
-    "--mnist-digits",
-    action="store_true",
-    help="instead write the package's "
-    "10,000 MNIST t10k images as ROOT/<digit>/NNNNN.png: a demo folder to index "
-    "and search",
+  flags.DEFINE_string(
+    "cifar10-python",
+    None,
+    "TARBALL: first write the official cifar-10-python.tar.gz into ROOT as train/<class>/*.png, "
+    "test/<class>/*.png.",
+    flag_values=values,
   )
-  parser.add_argument(
-    "--cifar10-python",
-    metavar="TARBALL",
-    help="first write the official "
-    "cifar-10-python.tar.gz into ROOT as train/<class>/*.png, test/<class>/*.png",
+  flags.DEFINE_string(
+    "out", None, "Where to write <split>.txt and classes.txt (default: ROOT).", flag_values=values
   )
-  parser.add_argument("--out", help="where to write <split>.txt and classes.txt (default: ROOT)")
-  parser.add_argument("--splits", nargs="+", help="split directories (default: all of ROOT's)")
-  args = parser.parse_args(argv)
-  if args.mnist_digits:
-    print(f"{write_mnist_digits(args.root)} images written to {args.root}/<digit>/")
-    return 0
-  try:
-    if args.cifar10_python:
-      cifar10_from_python(args.cifar10_python, args.root)
-    written = write_list_files(args.root, args.out, args.splits)
-  except (ValueError, FileNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 1
-  for split, path in written.items():
+  flags.DEFINE_list(
+    "splits",
+    None,
+    "Split directories, comma-separated (default: all of ROOT's).",
+    flag_values=values,
+  )
+  return values
+
+
+def run(values, positional: list[str]) -> None:
+  if len(positional) != 1:
+    raise UsageError("pass one ROOT: the directory holding <split>/<class>/*.jpg|png.")
+  root = positional[0]
+  if values["mnist-digits"].value:
+    print(f"{write_mnist_digits(root)} images written to {root}/<digit>/")
+    return
+  if values["cifar10-python"].value:
+    cifar10_from_python(values["cifar10-python"].value, root)
+  for split, path in write_list_files(root, values.out, values.splits).items():
     print(f"{split}: {path}")
-  return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  from jaxhash import cli  # here: the data modules do not import absl
+
+  return cli.main(argv, __doc__, define_flags, run, args=True)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ from PIL import Image
 from jaxhash.data.dataset import Dataset
 from jaxhash.data.decode import open_image, read_rgb8
 from jaxhash.environment import cpu_cores
+from jaxhash.errors import UsageError
 from jaxhash.progress import Stage
 
 RESIZE_MODES = ("stretch", "shorter")
@@ -61,7 +62,7 @@ def parse_list_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     text = data.decode("utf-8")
   except UnicodeDecodeError as e:
     lineno = data.count(b"\n", 0, e.start) + 1
-    raise ValueError(
+    raise UsageError(
       f"{path}:{lineno}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset "
       f"{e.start}); a list file holds lines 'image.jpg 0 1 0 ...'."
     ) from None
@@ -74,14 +75,14 @@ def parse_list_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
     if num_classes is None:
       num_classes, first_line = len(labels), lineno
     elif len(labels) != num_classes:
-      raise ValueError(
+      raise UsageError(
         f"{path}:{lineno}: {len(labels)} labels, but line {first_line} has {num_classes}; "
         "every line needs one 0/1 per class."
       )
     paths.append(image)
     label_text.append("".join(labels))
   if not paths:
-    raise ValueError(
+    raise UsageError(
       f"list file {path!r} has no entries; fill it with lines 'image.jpg 0 1 0 ...'."
     )
   digits = np.frombuffer("".join(label_text).encode("ascii"), dtype=np.uint8) - ord("0")
@@ -91,20 +92,20 @@ def parse_list_file(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
 def _parse_line(line: str, where: str) -> tuple[str, list[str]]:
   """Splits one line into its path and 0/1 label tokens, or raises naming what is wrong."""
   if line[0].isspace():
-    raise ValueError(
+    raise UsageError(
       f"{where}: empty image path (the line starts with whitespace); "
       "each line is 'path 0 1 0 ...' with the path first."
     )
   if "\x00" in line:
-    raise ValueError(
+    raise UsageError(
       f"{where}: a NUL byte; is this a binary file? A list file holds lines 'image.jpg 0 1 0 ...'."
     )
   image, *labels = line.split()
   if not labels:
-    raise ValueError(f"{where}: no labels after {image!r}; append one 0/1 per class.")
+    raise UsageError(f"{where}: no labels after {image!r}; append one 0/1 per class.")
   for position, token in enumerate(labels, start=1):
     if token not in ("0", "1"):
-      raise ValueError(
+      raise UsageError(
         f"{where}: label {position} is {token!r}, not 0 or 1; labels are a "
         "multi-hot vector of 0/1 integers."
       )
@@ -128,7 +129,7 @@ class _Decoder:
       image = _resize(image, self.resize, self.resize_mode)
     array = np.asarray(image, dtype=np.uint8)
     if array.shape != self.image_shape:
-      raise ValueError(
+      raise UsageError(
         f"image {path!r} is {array.shape[1]}x{array.shape[0]} but the first image is "
         f"{self.image_shape[1]}x{self.image_shape[0]}; pass resize=N to bring every image to NxN."
       )
@@ -160,11 +161,11 @@ def _check_resize(resize, resize_mode: str) -> None:
   if resize is not None and (
     isinstance(resize, bool) or not isinstance(resize, (int, np.integer)) or resize <= 0
   ):
-    raise ValueError(
+    raise UsageError(
       f"resize={resize!r}: use a positive int (e.g. 256), or None for the native size."
     )
   if resize_mode not in RESIZE_MODES:
-    raise ValueError(f"resize_mode={resize_mode!r}: use one of {', '.join(RESIZE_MODES)}.")
+    raise UsageError(f"resize_mode={resize_mode!r}: use one of {', '.join(RESIZE_MODES)}.")
 
 
 def _native_shape(path: str) -> tuple[int, int, int]:
@@ -192,7 +193,7 @@ class LazyImages:
   ):
     _check_resize(resize, resize_mode)
     if not paths:
-      raise ValueError("LazyImages needs at least one image path.")
+      raise UsageError("LazyImages needs at least one image path.")
     self.paths = tuple(os.fspath(p) for p in paths)
     image_shape = (resize, resize, 3) if resize else _native_shape(self.paths[0])
     self._decoder = _Decoder(resize, resize_mode, image_shape)
@@ -288,7 +289,7 @@ def load_list_files(
       "are relative to."
     )
   if not list_files:
-    raise ValueError("no list files given; pass e.g. {'train': 'train.txt', 'test': 'test.txt'}.")
+    raise UsageError("no list files given; pass e.g. {'train': 'train.txt', 'test': 'test.txt'}.")
   paths, labels, groups = _merge_groups(root, list_files, strip_prefix)
   return images_dataset(
     name or os.path.basename(os.path.abspath(root)),
@@ -341,7 +342,7 @@ def _merge_groups(root: str, list_files: Mapping[str, str | os.PathLike], strip_
     if num_classes is None:
       num_classes, first_file = group_labels.shape[1], list_path
     elif group_labels.shape[1] != num_classes:
-      raise ValueError(
+      raise UsageError(
         f"{list_path!r} has {group_labels.shape[1]} labels per line but {first_file!r} has "
         f"{num_classes}; list files of one dataset must share the class vector."
       )
@@ -354,7 +355,7 @@ def _merge_groups(root: str, list_files: Mapping[str, str | os.PathLike], strip_
         owner.append(list_path)
         listed.append(name)
       elif not np.array_equal(labels[row], group_labels[i]):
-        raise ValueError(
+        raise UsageError(
           f"{name!r} has different labels in {owner[row]!r} and {list_path!r}; "
           "fix one of the two lines."
         )

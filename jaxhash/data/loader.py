@@ -13,6 +13,7 @@ import os
 from jaxhash.data import sources
 from jaxhash.data.dataset import Dataset, first_of_each_group
 from jaxhash.data.protocols import CUSTOM_GROUPS, Protocol
+from jaxhash.errors import UsageError
 
 SOURCES = ("auto", "embedded", "idx", "tfds", "listfile", "imagefolder")
 
@@ -42,7 +43,7 @@ def resolve_source(data_config, protocol: Protocol) -> str:
     return "listfile" if listed else "imagefolder"
   if protocol.tfds_name:
     return "tfds"
-  raise ValueError(
+  raise UsageError(
     f"protocol {protocol.name!r} reads list files or an image folder: set config.data.dir to a "
     f"directory with {', '.join(g + '.txt' for g in protocol.groups or CUSTOM_GROUPS)}, or to "
     "an image folder root/<class>/* or root/<split>/<class>/*."
@@ -61,14 +62,14 @@ def _load_source(data_config, protocol: Protocol) -> Dataset:
     return sources.embedded_mnist()
   if source == "tfds":
     if not protocol.tfds_name:
-      raise ValueError(
+      raise UsageError(
         f"protocol {protocol.name!r} has no TFDS dataset; use list files in config.data.dir."
       )
     return sources.tfds_dataset(
       protocol.tfds_name, protocol.groups, data_config.tfds_data_dir or None
     )
   if not data_config.dir:
-    raise ValueError(f"config.data.source={source} needs config.data.dir, the directory to read.")
+    raise UsageError(f"config.data.source={source} needs config.data.dir, the directory to read.")
   if source == "idx":
     return sources.idx_directory(data_config.dir, protocol.groups or ("train", "test"))
   if source == "imagefolder":

@@ -26,13 +26,14 @@ labels of the unseen classes, the classifier baseline) and no remapped second nu
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 from typing import Any, Callable
 
 import numpy as np
 
+from jaxhash import digests
 from jaxhash.data.dataset import Dataset
+from jaxhash.errors import UsageError
 from jaxhash.io_utils import atomic_write_text
 
 SPLIT_NAMES = ("train", "query", "database")
@@ -63,7 +64,7 @@ def _per_class_sample(ds: Dataset, pool: np.ndarray, per_class: int, rng) -> np.
   for c in range(ds.num_classes):
     members = pool[classes == c]
     if len(members) < per_class:
-      raise ValueError(
+      raise UsageError(
         f"{ds.name}: class {c} has {len(members)} items, fewer than the {per_class} the "
         "protocol needs."
       )
@@ -100,7 +101,7 @@ def _unseen_classes(ds: Dataset, rng, data_config) -> Split:
   others (module docstring)."""
   del rng, data_config
   if not (ds.labels.sum(axis=1) == 1).all():
-    raise ValueError(
+    raise UsageError(
       f"{ds.name}: the unseen-class protocols need single-label data (one class per "
       "image); use another protocol for multi-label data."
     )
@@ -110,7 +111,7 @@ def _unseen_classes(ds: Dataset, rng, data_config) -> Split:
   split = Split(train=train[seen[train]], query=test[~seen[test]], database=train[~seen[train]])
   empty = [name for name in SPLIT_NAMES if not len(getattr(split, name))]
   if empty:
-    raise ValueError(
+    raise UsageError(
       f"{ds.name}: the unseen-class split (classes 0-{num_seen - 1} of "
       f"{ds.num_classes} seen) leaves the {' and '.join(empty)} set empty; the data "
       "needs images of both the seen and the unseen classes (check config.data.limit)."
@@ -141,14 +142,14 @@ def _custom(ds: Dataset, rng, data_config) -> Split:
       train=train, query=ds.groups[query_group], database=ds.groups.get("database", train)
     )
   if len(ds.groups) != 1:
-    raise ValueError(
+    raise UsageError(
       f"protocol custom needs one image set (split by config.data.query_fraction) or the groups "
       f"train and test (or query), optionally database; data source {ds.name!r} has "
       f"{sorted(ds.groups)}."
     )
   (everything,) = ds.groups.values()
   if len(everything) < 2:
-    raise ValueError(
+    raise UsageError(
       f"{ds.name}: {len(everything)} image(s) cannot be split into queries and a "
       "database; add images."
     )
@@ -162,12 +163,12 @@ def _custom(ds: Dataset, rng, data_config) -> Split:
 
 def _check_fractions(data_config) -> None:
   if not 0 < data_config.query_fraction < 1:
-    raise ValueError(
+    raise UsageError(
       f"config.data.query_fraction={data_config.query_fraction!r} must be between 0 "
       "and 1 (the share of images drawn as queries)."
     )
   if not 0 < data_config.train_fraction <= 1:
-    raise ValueError(
+    raise UsageError(
       f"config.data.train_fraction={data_config.train_fraction!r} must be in (0, 1] "
       "(the share of the database that trains the model)."
     )
@@ -194,7 +195,7 @@ PROTOCOLS = {
 
 def get_protocol(name: str) -> Protocol:
   if name not in PROTOCOLS:
-    raise ValueError(
+    raise UsageError(
       f"unknown protocol {name!r} (config.data.protocol); choose one of {sorted(PROTOCOLS)}."
     )
   return PROTOCOLS[name]
@@ -204,7 +205,7 @@ def make_split(protocol: Protocol, ds: Dataset, seed: int, data_config=None) -> 
   """The protocol's split of ``ds`` drawn from ``seed``; ``data_config`` is ``config.data``."""
   missing = [g for g in protocol.groups if g not in ds.groups]
   if missing:
-    raise ValueError(
+    raise UsageError(
       f"protocol {protocol.name!r} needs the {missing} split(s), which data source {ds.name!r} "
       f"does not have (it has {sorted(ds.groups)}); check config.data.source and config.data.dir."
     )
@@ -218,13 +219,11 @@ def fingerprint(split: Split, labels: np.ndarray) -> str:
   Independent of where the data lives, so a moved data folder gives the same fingerprint and
   other data (another folder, another class order) a different one.
   """
-  digest = hashlib.sha256()
+  chunks = []
   for name in SPLIT_NAMES:
     indices = np.asarray(getattr(split, name), dtype=np.int64)
-    digest.update(name.encode())
-    digest.update(indices.tobytes())
-    digest.update(np.ascontiguousarray(labels[indices]).tobytes())
-  return digest.hexdigest()[:16]
+    chunks += [name.encode(), indices.tobytes(), np.ascontiguousarray(labels[indices]).tobytes()]
+  return digests.hex_id(*chunks)
 
 
 def save_or_check_split(split: Split, directory: str, header: str) -> None:
@@ -244,7 +243,7 @@ def save_or_check_split(split: Split, directory: str, header: str) -> None:
       if stored != text:
         recorded, _, body = stored.partition("\n")
         same = "the same image indices" if body == text.partition("\n")[2] else "other images"
-        raise ValueError(
+        raise UsageError(
           f"{path} holds a different {name} split, recorded as {recorded.lstrip('# ')!r} "
           f"({same}), not {header!r}; this workdir was made with another protocol, seed or "
           "dataset, or by an earlier jaxhash (data that moved must be the same images): use a "

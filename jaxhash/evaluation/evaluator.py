@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from jaxhash import config as config_lib
+from jaxhash.errors import UsageError
 from jaxhash.evaluation import metrics, ranking
 from jaxhash.evaluation.rerank import Reranker, pool_sizes
 from jaxhash.progress import Stage
@@ -63,7 +64,7 @@ def evaluate(query: Encoded, database: Encoded, spec: EvalSpec) -> dict:
   ``bit_balance``, ``examples`` and ``seconds``."""
   num_queries, n = len(query.words), len(database.words)
   if num_queries == 0 or n == 0:
-    raise ValueError(
+    raise UsageError(
       f"nothing to evaluate: {num_queries} queries and {n} database codes; "
       "both sets need at least one image."
     )

@@ -4,6 +4,7 @@ Deep (trained by gradient steps): DLBHC, HashNet. Shallow (fitted on a frozen ba
 features, ``jaxhash.methods.shallow``): LSH, SH, ITQ; with labels, ITQ-CCA and SDH.
 """
 
+from jaxhash.errors import UsageError
 from jaxhash.methods import dlbhc, hashnet, itq, itq_cca, lsh, sdh, sh
 from jaxhash.methods.base import HashModel, Method
 
@@ -25,7 +26,7 @@ METHODS = {
 
 def get_method(name: str) -> Method:
   if name not in METHODS:
-    raise ValueError(
+    raise UsageError(
       f"unknown method {name!r} (config.method.name); choose one of {sorted(METHODS)}."
     )
   return METHODS[name]

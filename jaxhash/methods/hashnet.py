@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxhash.errors import UsageError
 from jaxhash.methods.base import Method
 from jaxhash.presets import alexnet_imagenet_input
 from jaxhash.schedules import continuation_schedule
@@ -71,7 +72,7 @@ def pair_weights(similar: jax.Array, weighting: str) -> jax.Array:
     )
     weights = jnp.where(off_diagonal, weights, 0.0)
   else:
-    raise ValueError(f"config.method.weighting={weighting!r}: use one of {WEIGHTINGS}.")
+    raise UsageError(f"config.method.weighting={weighting!r}: use one of {WEIGHTINGS}.")
   return weights / jnp.maximum(weights.sum(), 1e-12)
 
 
@@ -111,13 +112,13 @@ def binarize(outputs) -> jax.Array:
 def validate(config) -> None:
   """Raises ValueError naming the bad ``config.method`` key."""
   if config.weighting not in WEIGHTINGS:
-    raise ValueError(f"config.method.weighting={config.weighting!r}: use one of {WEIGHTINGS}.")
+    raise UsageError(f"config.method.weighting={config.weighting!r}: use one of {WEIGHTINGS}.")
   if config.alpha < 0:
-    raise ValueError(f"config.method.alpha={config.alpha!r} must be >= 0 (0 means 10 / bits).")
+    raise UsageError(f"config.method.alpha={config.alpha!r} must be >= 0 (0 means 10 / bits).")
   try:
     continuation_schedule(config.beta0, config.gamma, config.power, config.step_size)
-  except ValueError as e:
-    raise ValueError(f"config.method (beta0, gamma, power, step_size): {e}") from None
+  except UsageError as e:
+    raise UsageError(f"config.method (beta0, gamma, power, step_size): {e}") from None
 
 
 def make_head(config, num_classes: int) -> HashNetHead:

@@ -21,6 +21,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from jaxhash.errors import UsageError
 from jaxhash.methods.base import Method
 from jaxhash.methods.shallow import (
   ProjectionHead,
@@ -79,7 +80,7 @@ def fit(features, labels, config, key):
 
 def validate(config) -> None:
   if config.iterations < 1:
-    raise ValueError(f"config.method.iterations={config.iterations!r} must be >= 1.")
+    raise UsageError(f"config.method.iterations={config.iterations!r} must be >= 1.")
 
 
 def defaults() -> dict:

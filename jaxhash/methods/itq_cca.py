@@ -19,6 +19,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from jaxhash.errors import UsageError
 from jaxhash.methods import itq
 from jaxhash.methods.base import Method
 from jaxhash.methods.shallow import ProjectionHead, binarize, check_bits
@@ -67,7 +68,7 @@ def fit(features, labels, config, key):
 def validate(config) -> None:
   itq.validate(config)
   if not config.regularisation > 0:
-    raise ValueError(f"config.method.regularisation={config.regularisation!r} must be > 0.")
+    raise UsageError(f"config.method.regularisation={config.regularisation!r} must be > 0.")
 
 
 def defaults() -> dict:

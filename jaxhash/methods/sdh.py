@@ -27,6 +27,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from jaxhash.errors import UsageError
 from jaxhash.methods.base import Method
 from jaxhash.methods.shallow import AnchorHead, binarize, kernel_features, signs, squared_distances
 
@@ -78,7 +79,7 @@ def discrete_hashing(phi, y, b, penalty, penalty_f, nu, iterations: int, sweeps:
 def fit(features, labels, config, key):
   n = len(features)
   if config.anchors > n:
-    raise ValueError(
+    raise UsageError(
       f"config.method.anchors={config.anchors} exceeds the {n} training images it "
       f"draws them from; set --config.method.anchors to at most {n}."
     )
@@ -106,10 +107,10 @@ def fit(features, labels, config, key):
 def validate(config) -> None:
   for key in ("anchors", "iterations", "sweeps"):
     if config[key] < 1:
-      raise ValueError(f"config.method.{key}={config[key]!r} must be >= 1.")
+      raise UsageError(f"config.method.{key}={config[key]!r} must be >= 1.")
   for key in ("penalty", "penalty_f", "nu"):
     if not config[key] > 0:
-      raise ValueError(f"config.method.{key}={config[key]!r} must be > 0.")
+      raise UsageError(f"config.method.{key}={config[key]!r} must be > 0.")
 
 
 def defaults() -> dict:

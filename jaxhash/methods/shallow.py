@@ -20,6 +20,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from jaxhash.errors import UsageError
+
 _zeros = nn.initializers.zeros
 
 
@@ -88,7 +90,7 @@ def principal_components(centred: jax.Array, count: int) -> tuple[jax.Array, jax
 def check_bits(name: str, bits: int, dim: int) -> None:
   """Methods that keep ``bits`` principal or canonical directions need bits <= dim."""
   if bits > dim:
-    raise ValueError(
+    raise UsageError(
       f"config.method.bits={bits}: {name} projects the {dim}-dimensional features "
       f"onto {bits} directions, more than they have; use at most {dim} bits."
     )

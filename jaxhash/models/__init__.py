@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from jaxhash.errors import UsageError
 from jaxhash.models.alexnet import AlexNet
 from jaxhash.models.efficientnet import EfficientNetLite0, EfficientNetLite1, EfficientNetLite2
 from jaxhash.models.lenet import LeNet
@@ -36,7 +37,7 @@ def get_backbone(name: str, **options):
   it lacks is an error.
   """
   if name not in BACKBONES:
-    raise ValueError(
+    raise UsageError(
       f"unknown backbone {name!r} (config.model.backbone); choose one of {sorted(BACKBONES)}."
     )
   cls = BACKBONES[name]
@@ -45,7 +46,7 @@ def get_backbone(name: str, **options):
     options.pop("freeze_batch_norm", None)
   unknown = sorted(set(options) - fields)
   if unknown:
-    raise ValueError(
+    raise UsageError(
       f"backbone {name!r} has no option {unknown[0]!r}; its options are "
       f"{sorted(fields - {'parent', 'name'})}."
     )

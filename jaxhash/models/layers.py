@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxhash.arith import ceil_div
+from jaxhash.errors import UsageError
 
 
 def adaptive_avg_pool(x: jax.Array, size: int) -> jax.Array:
@@ -205,7 +206,7 @@ def _implementation(impl: str, on_cpu: str, elsewhere: str, layer: str) -> str:
   if impl == "auto":
     return on_cpu if jax.default_backend() == "cpu" else elsewhere
   if impl not in (on_cpu, elsewhere):
-    raise ValueError(f"{layer} impl {impl!r}: choose auto, {on_cpu} or {elsewhere}.")
+    raise UsageError(f"{layer} impl {impl!r}: choose auto, {on_cpu} or {elsewhere}.")
   return impl
 
 

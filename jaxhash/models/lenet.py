@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxhash.arith import round_up
 from jaxhash.environment import cpu_cores
+from jaxhash.errors import UsageError
 
 
 @functools.lru_cache(maxsize=None)
@@ -226,7 +227,7 @@ class LeNet(nn.Module):
     for side in (h, w):
       for _ in self.conv_features:
         if side - 4 < 2 or side % 2:
-          raise ValueError(
+          raise UsageError(
             f"LeNet cannot take {h}×{w} images: each 5×5 convolution must leave even sides for "
             "its 2×2 pooling, which sides of 28 or 32 (any multiple of 4 from 16) do; set "
             "data.crop or data.image_size."

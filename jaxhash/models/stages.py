@@ -18,6 +18,8 @@ from typing import Callable, Sequence
 import jax
 import jax.numpy as jnp
 
+from jaxhash.errors import UsageError
+
 Stage = tuple[str, Callable[[jax.Array], jax.Array]]
 
 
@@ -26,10 +28,10 @@ def stage_index(names: Sequence[str], stage: int | str | None, default: int) -> 
     return default
   if isinstance(stage, str):
     if stage not in names:
-      raise ValueError(f"unknown stage {stage!r}; the stages are {list(names)}.")
+      raise UsageError(f"unknown stage {stage!r}; the stages are {list(names)}.")
     return names.index(stage)
   if not 0 <= stage <= len(names):
-    raise ValueError(f"stage index {stage} is out of range 0..{len(names)} (stages {list(names)}).")
+    raise UsageError(f"stage index {stage} is out of range 0..{len(names)} (stages {list(names)}).")
   return int(stage)
 
 
@@ -75,7 +77,7 @@ def last_stage_keys(backbone, n: int, input_shape=(1, 224, 224, 3)) -> frozenset
   """Top-level variable names of the last ``n`` stages (0: none; ``len(STAGES)``: all)."""
   names = type(backbone).STAGES
   if not 0 <= n <= len(names):
-    raise ValueError(
+    raise UsageError(
       f"cannot train the last {n} stages of {type(backbone).__name__}: it has "
       f"{len(names)} ({list(names)})."
     )

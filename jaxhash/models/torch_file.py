@@ -29,6 +29,8 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
+from jaxhash.errors import UsageError
+
 _MAGIC_NUMBER = 0x1950A86A20F9469CFC6C  # torch.serialization.MAGIC_NUMBER, legacy format
 _PROTOCOL_VERSION = 1001
 _STORAGE_DTYPES = {
@@ -89,7 +91,7 @@ class _Unpickler(pickle.Unpickler):
 
   def find_class(self, module: str, name: str):
     if (module, name) not in _GLOBALS:
-      raise ValueError(
+      raise UsageError(
         f"{self.path}: refusing to load the global {module}.{name}: a weights file "
         "holds only tensors, dicts and numbers (this one may not be safe to load); "
         "save a plain state_dict, or convert it to .safetensors / .npz."
@@ -103,7 +105,7 @@ class _Unpickler(pickle.Unpickler):
       and _text(saved_id[0]) == "storage"
       and isinstance(saved_id[1], _StorageType)
     ):
-      raise ValueError(
+      raise UsageError(
         f"{self.path}: unsupported persistent id {saved_id!r}; only tensor storages "
         "can be read without torch."
       )
@@ -125,7 +127,7 @@ def load(path: str) -> Any:
     with open(path, "rb") as f:
       return _load_legacy(f, path)
   except (pickle.UnpicklingError, EOFError, TypeError, zipfile.BadZipFile) as error:
-    raise ValueError(
+    raise UsageError(
       f"{path} could not be read as a torch file ({error}); the file is damaged."
     ) from None
 
@@ -134,7 +136,7 @@ def _load_zip(path: str) -> Any:
   with zipfile.ZipFile(path) as archive:
     pickles = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
     if len(pickles) != 1:
-      raise ValueError(f"{path} is a zip file but not one torch.save wrote (no <name>/data.pkl).")
+      raise UsageError(f"{path} is a zip file but not one torch.save wrote (no <name>/data.pkl).")
     prefix = pickles[0][: -len("data.pkl")]
     order = "little"
     if f"{prefix}byteorder" in archive.namelist():
@@ -146,7 +148,7 @@ def _load_zip(path: str) -> Any:
       try:
         data = archive.read(f"{prefix}data/{key}")
       except KeyError:
-        raise ValueError(
+        raise UsageError(
           f"{path} lacks the storage {prefix}data/{key}; the file is damaged."
         ) from None
       flat[key] = _storage_array(data, dtype, order, path)
@@ -160,7 +162,7 @@ def _load_legacy(f, path: str) -> Any:
   except (pickle.UnpicklingError, EOFError):  # no pickle at all
     magic = None
   if magic != _MAGIC_NUMBER or header.load() != _PROTOCOL_VERSION:
-    raise ValueError(
+    raise UsageError(
       f"{path} is not a file torch.save wrote (neither its zip nor its legacy "
       "format); give a .pth/.pt state_dict, a .npz or a .safetensors file."
     )
@@ -170,19 +172,19 @@ def _load_legacy(f, path: str) -> Any:
   flat = {}
   for key in map(_text, _Unpickler(f, path).load()):
     if key not in unpickler.storages:
-      raise ValueError(f"{path} stores a storage {key} that no tensor uses; the file is damaged.")
+      raise UsageError(f"{path} stores a storage {key} that no tensor uses; the file is damaged.")
     dtype = unpickler.storages[key]
     numel = int.from_bytes(f.read(8), "little")
     data = f.read(numel * dtype.itemsize)
     if len(data) != numel * dtype.itemsize:
-      raise ValueError(f"{path} ends inside the storage {key}; the file is truncated.")
+      raise UsageError(f"{path} ends inside the storage {key}; the file is truncated.")
     flat[key] = _storage_array(data, dtype, "little", path)
   return _materialize(result, flat, path)
 
 
 def _storage_array(data: bytes, dtype: np.dtype, order: str, path: str) -> np.ndarray:
   if order not in ("little", "big"):
-    raise ValueError(f"{path} records an unknown byte order {order!r}; the file is damaged.")
+    raise UsageError(f"{path} records an unknown byte order {order!r}; the file is damaged.")
   array = np.frombuffer(data, dtype, count=len(data) // dtype.itemsize)
   return array.byteswap() if order != sys.byteorder and dtype.itemsize > 1 else array
 
@@ -200,7 +202,7 @@ def _materialize(obj, storages: dict[str, np.ndarray], path: str):
 
 def _view(tensor: _Tensor, storages: dict[str, np.ndarray], path: str) -> np.ndarray:
   if tensor.key not in storages:
-    raise ValueError(
+    raise UsageError(
       f"{path}: the storage {tensor.key} of a tensor is missing; the file is damaged."
     )
   flat = storages[tensor.key]
@@ -213,7 +215,7 @@ def _view(tensor: _Tensor, storages: dict[str, np.ndarray], path: str) -> np.nda
     or min(tensor.stride, default=0) < 0
     or last >= len(flat)
   ):
-    raise ValueError(
+    raise UsageError(
       f"{path}: a tensor of shape {tensor.size} reaches outside its storage "
       f"{tensor.key} ({len(flat)} elements); the file is damaged."
     )

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxhash.errors import UsageError
 from jaxhash.models import BACKBONES, get_backbone, torch_file
 
 # name -> (Python package, file inside it, PyPI distribution that installs it)
@@ -101,9 +102,9 @@ def read_state_dict(source: str) -> dict[str, np.ndarray]:
     state = torch_file.load(path)
     state = state.get("state_dict", state) if isinstance(state, Mapping) else state
     if not isinstance(state, Mapping):
-      raise ValueError(f"{path} holds a {type(state).__name__}, not a state_dict.")
+      raise UsageError(f"{path} holds a {type(state).__name__}, not a state_dict.")
     return {key: value for key, value in state.items() if isinstance(value, np.ndarray)}
-  raise ValueError(f"{path}: unknown weights format; use .pth/.pt, .npz or .safetensors.")
+  raise UsageError(f"{path}: unknown weights format; use .pth/.pt, .npz or .safetensors.")
 
 
 def torch_name(module: str) -> str:
@@ -157,12 +158,12 @@ def convert(
 ) -> dict[str, dict]:
   """``{"params": ..., "batch_stats": ...}`` (numpy float32) for ``backbone`` from ``state_dict``.
 
-  Raises one ValueError that lists missing and unexpected keys and shape mismatches.
+  Raises one UsageError that lists missing and unexpected keys and shape mismatches.
   """
   name = backbone if isinstance(backbone, str) else type(backbone).__name__
   model = get_backbone(backbone) if isinstance(backbone, str) else backbone
   if not hasattr(model, "CLASSIFIER"):
-    raise ValueError(
+    raise UsageError(
       f"backbone {name!r} has no pretrained layout; choose one of "
       f"{sorted(k for k, v in BACKBONES.items() if hasattr(v, 'CLASSIFIER'))}."
     )
@@ -189,7 +190,7 @@ def convert(
       )
       if keys
     ]
-    raise ValueError(
+    raise UsageError(
       f"{source} does not fit backbone {name!r} (config.model.backbone): {'; '.join(problems)}."
     )
   variables = {"params": {}, "batch_stats": {}}

@@ -23,6 +23,7 @@ from jax import lax
 
 from jaxhash.arith import round_up
 from jaxhash.environment import cpu_cores
+from jaxhash.errors import UsageError
 from jaxhash.retrieval import keys, views
 from jaxhash.retrieval.block_topk import BIN_SIZE, ROW_MULTIPLE, max_distance
 from jaxhash.retrieval.codes import check_words
@@ -184,7 +185,7 @@ def parts(
   for number, chunk in enumerate(chunks):
     chunk = check_words(chunk, f"database chunk {number}", num_words)
     if offset + chunk.shape[0] > MAX_CODES:
-      raise ValueError(
+      raise UsageError(
         f"the database has more than {MAX_CODES} codes (indices are int32); "
         "split it and search the parts separately."
       )
@@ -209,7 +210,7 @@ def map_chunks(function: Callable[[int], object], num_chunks: int, parallel: boo
 
 def _positive(value, name: str, unit: str) -> int:
   if operator.index(value) < 1:
-    raise ValueError(f"{name} must be a positive number of {unit}; got {value}.")
+    raise UsageError(f"{name} must be a positive number of {unit}; got {value}.")
   return operator.index(value)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from jaxhash.arith import ceil_div
+from jaxhash.errors import UsageError
 
 MIN_BITS = 8
 MAX_BITS = 1024
@@ -26,7 +27,7 @@ def num_words(nbits: int) -> int:
 def check_nbits(nbits: int) -> int:
   """Returns ``nbits`` as an int, or raises a ValueError naming the valid range."""
   if isinstance(nbits, bool) or int(nbits) != nbits or not MIN_BITS <= nbits <= MAX_BITS:
-    raise ValueError(
+    raise UsageError(
       f"bits={nbits!r} is not a valid code length: use an integer from {MIN_BITS} to {MAX_BITS}."
     )
   return int(nbits)

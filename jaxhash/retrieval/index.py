@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxhash.errors import UsageError
 from jaxhash.retrieval import index_file
 from jaxhash.retrieval.codes import check_nbits, check_words, num_words, pack_bits
 from jaxhash.retrieval.radius import DEFAULT_MAX_RESULTS, RangeSearchResult, hamming_range_search
@@ -179,7 +180,7 @@ class HammingIndex:
 
   @classmethod
   def load(cls, path: str) -> HammingIndex:
-    """Reads a saved index (format 1 or 2); a damaged or foreign file raises a ValueError."""
+    """Reads a saved index; a damaged or foreign file raises a ``UsageError`` naming it."""
     contents = index_file.read_index(path)
     metadata = contents.metadata
     index = cls(contents.nbits, run=metadata.get("run"), shard=metadata.get("shard"))
@@ -208,38 +209,38 @@ class HammingIndex:
     strings = isinstance(self._ids, list)
     if ids is None:
       if strings:
-        raise ValueError("this index has string ids; pass one id per code to add.")
+        raise UsageError("this index has string ids; pass one id per code to add.")
       return None
     if not isinstance(ids, np.ndarray):
       ids = list(ids)
     if len(ids) != n:
-      raise ValueError(f"ids must be one per code ({n}); got {len(ids)}.")
+      raise UsageError(f"ids must be one per code ({n}); got {len(ids)}.")
     if n and (ids.dtype.kind in "UO" if isinstance(ids, np.ndarray) else isinstance(ids[0], str)):
       if not all(isinstance(i, str) for i in ids):
-        raise ValueError("ids must be all integers or all strings.")
+        raise UsageError("ids must be all integers or all strings.")
       if self.ntotal and not strings:
-        raise ValueError("this index has integer ids; string ids cannot be added to it.")
+        raise UsageError("this index has integer ids; string ids cannot be added to it.")
       return [str(i) for i in ids]
     ids = np.asarray(ids)
     if n and not np.issubdtype(ids.dtype, np.integer):
-      raise ValueError(f"ids must be integers or strings, one per code ({n},); got {ids.dtype}.")
+      raise UsageError(f"ids must be integers or strings, one per code ({n},); got {ids.dtype}.")
     if strings and n:
-      raise ValueError("this index has string ids; integer ids cannot be added to it.")
+      raise UsageError("this index has string ids; integer ids cannot be added to it.")
     return None if strings else ids.astype(np.int64)
 
   def _check_features(self, features, n: int):
     if features is None:
       if self._features is not None and n:
-        raise ValueError("this index holds features; pass them with every add.")
+        raise UsageError("this index holds features; pass them with every add.")
       return None
     features = np.asarray(features, np.float32)
     if self.ntotal and self._features is None:
-      raise ValueError("this index was built without features; add features with every call.")
+      raise UsageError("this index was built without features; add features with every call.")
     dim = self._features.view.shape[1] if self._features is not None else None
     if (
       features.ndim != 2 or features.shape[0] != n or (dim is not None and features.shape[1] != dim)
     ):
-      raise ValueError(
+      raise UsageError(
         f"features must be float ({n}, {dim or 'D'}), one row per code; got {features.shape}."
       )
     return features
@@ -250,17 +251,17 @@ class HammingIndex:
     words_per_code = num_words(self.nbits)
     if codes.ndim == 2 and codes.shape[1] == self.nbits:
       if not np.isin(codes, (-1, 0, 1)).all():
-        raise ValueError(f"{name} given as bits must hold only 0/1, -1/+1 or bools.")
+        raise UsageError(f"{name} given as bits must hold only 0/1, -1/+1 or bools.")
       return pack_bits(codes)
     if codes.ndim == 2 and codes.shape[1] == words_per_code and codes.dtype == np.uint32:
       spare_bits = 32 * words_per_code - self.nbits
       if spare_bits and (codes[:, -1] >> (32 - spare_bits)).any():
-        raise ValueError(
+        raise UsageError(
           f"{name} has bits set above bit {self.nbits}: these words were not packed from "
           f"{self.nbits}-bit codes."
         )
       return check_words(codes, name, words_per_code)
-    raise ValueError(
+    raise UsageError(
       f"{name} must be {self.nbits}-bit codes: bits of shape (n, {self.nbits}) or packed uint32 "
       f"words of shape (n, {words_per_code}); got {codes.dtype} {codes.shape}."
     )
@@ -269,13 +270,13 @@ class HammingIndex:
 def check_rerank_features(features, num_queries: int, held: np.ndarray | None) -> np.ndarray:
   """The queries' features as float32 ``(Q, D)``, checked against the index's (``held``)."""
   if held is None:
-    raise ValueError(
+    raise UsageError(
       "this index holds no features to re-rank with; build it with features "
       "(python -m jaxhash.index --features)."
     )
   features = np.asarray(features, np.float32)
   if features.shape != (num_queries, held.shape[1]):
-    raise ValueError(
+    raise UsageError(
       f"features must be ({num_queries}, {held.shape[1]}), one row per query; got {features.shape}."
     )
   return features

@@ -1,6 +1,6 @@
 """The HammingIndex file: one header plus payload, checksummed, written atomically.
 
-Format version 2 (written now; little-endian):
+Format version 2 (little-endian):
 
   offset  size  field
   0       8     magic ``b"JXHASHIX"``
@@ -19,32 +19,29 @@ Format version 2 (written now; little-endian):
                 the string ids' UTF-8 blob (S bytes);
                 metadata: a UTF-8 JSON object (M bytes), e.g. the run the codes came from.
 
-Version 1 (the first format, still read): the same magic, version, bits, count and flags (bit 0
-only) in bytes 0..27, the SHA-256 in 28..59, then codes and optional int64 ids.
-
 The checksum covers the header fields too, so any altered byte is detected; the declared sizes
-catch truncation before the checksum is computed. Every defect is a ValueError naming the file.
+catch truncation before the checksum is computed. Every defect is a ``UsageError`` naming the
+file; a file of any other format version is refused.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import struct
 
 import numpy as np
 
+from jaxhash.digests import sha256
+from jaxhash.errors import UsageError
 from jaxhash.io_utils import atomic_write_bytes, open_regular
 from jaxhash.retrieval.codes import check_nbits, num_words
 
 MAGIC = b"JXHASHIX"
 FORMAT_VERSION = 2
-_PREFIX = struct.Struct("<8sI")  # magic, version: the same in every version
-_FIELDS_V1 = struct.Struct("<8sIIQI")
+_PREFIX = struct.Struct("<8sI")  # magic, version: read first, to refuse another format by name
 _FIELDS = struct.Struct("<8sIIQIIQQ")
 _DIGEST_SIZE = 32
-HEADER_SIZE_V1 = _FIELDS_V1.size + _DIGEST_SIZE
 HEADER_SIZE = _FIELDS.size + _DIGEST_SIZE
 _INT_IDS, _STRING_IDS, _FEATURES = 1, 2, 4
 
@@ -84,7 +81,7 @@ def write_index(path: str, contents: IndexContents) -> None:
   fields = _FIELDS.pack(
     MAGIC, FORMAT_VERSION, contents.nbits, count, flags, dim, len(blob), len(metadata)
   )
-  atomic_write_bytes(path, b"".join([fields, _digest(fields, payload), payload]))
+  atomic_write_bytes(path, b"".join([fields, sha256(fields, payload), payload]))
 
 
 def is_index_file(path: str) -> bool:
@@ -97,7 +94,7 @@ def is_index_file(path: str) -> bool:
 
 
 def read_index(path: str) -> IndexContents:
-  """Reads a version 1 or 2 file; a ValueError names the file and the defect."""
+  """Reads a version 2 file; a ``UsageError`` names the file and the defect."""
   try:
     with open_regular(path, "index file") as f:  # a named pipe is refused, never waited on
       data = f.read()
@@ -114,18 +111,12 @@ def read_index(path: str) -> IndexContents:
       f"is not a jaxhash index (magic bytes {magic!r}, expected {MAGIC!r})",
       fix="check the path: it should be a file written by HammingIndex.save",
     )
-  if version == 1:
-    return _read_v1(path, data)
   if version != FORMAT_VERSION:
     _fail(
       path,
-      f"has index format version {version}; this jaxhash reads versions 1 and {FORMAT_VERSION}",
+      f"has index format version {version}; this jaxhash reads version {FORMAT_VERSION}",
       fix="re-create the index with this version of jaxhash",
     )
-  return _read_v2(path, data)
-
-
-def _read_v2(path: str, data: bytes) -> IndexContents:
   if len(data) < HEADER_SIZE:
     _fail(path, f"is truncated: {len(data)} bytes, shorter than the {HEADER_SIZE}-byte header")
   _, _, nbits, count, flags, dim, text_bytes, meta_bytes = _FIELDS.unpack_from(data)
@@ -142,7 +133,7 @@ def _read_v2(path: str, data: bytes) -> IndexContents:
     meta_bytes,
   ]
   _check_size(path, len(data), HEADER_SIZE + sum(sizes))
-  _check_digest(path, data, _FIELDS.size, HEADER_SIZE)
+  _check_digest(path, data)
   _check_nbits(path, nbits)
   starts = np.cumsum([HEADER_SIZE] + sizes).tolist()
   section = lambda i: memoryview(data)[starts[i] : starts[i + 1]]
@@ -175,32 +166,15 @@ def _strings(path: str, offsets: np.ndarray, blob: bytes) -> list[str]:
     _fail(path, f"has a string id that is not UTF-8 ({error})")
 
 
-def _read_v1(path: str, data: bytes) -> IndexContents:
-  if len(data) < HEADER_SIZE_V1:
-    _fail(path, f"is truncated: {len(data)} bytes, shorter than the {HEADER_SIZE_V1}-byte header")
-  _, _, nbits, count, flags = _FIELDS_V1.unpack_from(data)
-  words_per_code = num_words(max(nbits, 1))
-  _check_size(
-    path, len(data), HEADER_SIZE_V1 + count * (4 * words_per_code + (8 if flags & 1 else 0))
-  )
-  _check_digest(path, data, _FIELDS_V1.size, HEADER_SIZE_V1)
-  _check_nbits(path, nbits)
-  payload = memoryview(data)[HEADER_SIZE_V1:]
-  words = np.frombuffer(payload, "<u4", count * words_per_code).reshape(count, words_per_code)
-  ids = np.frombuffer(payload, "<i8", offset=count * 4 * words_per_code) if flags & 1 else None
-  words = _check_spare_bits(path, nbits, words.astype(np.uint32))
-  return IndexContents(nbits, words, None if ids is None else ids.astype(np.int64), None, {})
-
-
 def _check_size(path: str, actual: int, expected: int) -> None:
   if actual != expected:
     problem = "is truncated" if actual < expected else "has unexpected trailing bytes"
     _fail(path, f"{problem}: {actual} bytes, the header declares {expected}")
 
 
-def _check_digest(path: str, data: bytes, fields_end: int, header_end: int) -> None:
+def _check_digest(path: str, data: bytes) -> None:
   view = memoryview(data)
-  if _digest(view[:fields_end], view[header_end:]) != bytes(view[fields_end:header_end]):
+  if sha256(view[: _FIELDS.size], view[HEADER_SIZE:]) != bytes(view[_FIELDS.size : HEADER_SIZE]):
     _fail(path, "is corrupted: its SHA-256 checksum does not match the contents")
 
 
@@ -211,18 +185,11 @@ def _check_nbits(path: str, nbits: int) -> None:
     _fail(path, f"declares an invalid code length ({error})")
 
 
-def _check_spare_bits(path: str, nbits: int, words: np.ndarray) -> np.ndarray:
+def _check_spare_bits(path: str, nbits: int, words: np.ndarray) -> None:
   spare = 32 * words.shape[1] - nbits
   if spare and words.size and (words[:, -1] >> (32 - spare)).any():
     _fail(path, f"has codes with bits set above its code length ({nbits} bits)")
-  return words
-
-
-def _digest(fields, payload) -> bytes:
-  digest = hashlib.sha256(fields)
-  digest.update(payload)
-  return digest.digest()
 
 
 def _fail(path: str, problem: str, fix: str = "save the index again from its codes") -> None:
-  raise ValueError(f"index file {path} {problem}; {fix}.")
+  raise UsageError(f"index file {path} {problem}; {fix}.")

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from jaxhash.digests import hex_id
+from jaxhash.errors import UsageError
 from jaxhash.retrieval.index import DEFAULT_RERANK_POOL, HammingIndex, check_rerank_features, rerank
 from jaxhash.retrieval.merge import merge_parts
 from jaxhash.retrieval.topk import check_k
@@ -19,9 +21,7 @@ from jaxhash.retrieval.topk import check_k
 
 def shard_record(index: int, count: int, first: int, paths: list[str]) -> dict:
   """What a shard file records (``HammingIndex.shard``): which part of which listing it holds."""
-  import hashlib
-
-  listing = hashlib.sha256("\n".join(paths).encode("utf-8")).hexdigest()[:16]
+  listing = hex_id("\n".join(paths).encode("utf-8"))
   return {"index": index, "count": count, "first": first, "listed": len(paths), "listing": listing}
 
 
@@ -116,40 +116,40 @@ def _ordered(shards: list[HammingIndex], names: list[str]) -> list[HammingIndex]
   records = [s.shard for s in shards]
   for name, record in zip(names, records):
     if not isinstance(record, dict):
-      raise ValueError(
+      raise UsageError(
         f"{name} is not a shard of an index built in parts (python -m jaxhash.index "
         "--shard I/N); search it alone."
       )
   first = records[0]
   for name, shard, record in zip(names, shards, records):
     if (record.get("count"), record.get("listing")) != (first.get("count"), first.get("listing")):
-      raise ValueError(
+      raise UsageError(
         f"{name} and {names[0]} are shards of different listings or shard counts; "
         "pass the shards of one index."
       )
     if shard.nbits != shards[0].nbits or shard.run != shards[0].run:
-      raise ValueError(
+      raise UsageError(
         f"{name} and {names[0]} were built by different runs or code lengths; "
         "pass the shards of one index."
       )
   filled = [(name, shard) for name, shard in zip(names, shards) if len(shard)]
   for name, shard in filled:
     if (shard.features is None) != (filled[0][1].features is None):
-      raise ValueError(
+      raise UsageError(
         f"{name} and {filled[0][0]}: only one holds features; build every shard "
         "with or without --features."
       )
   found: dict[int, str] = {}
   for name, record in zip(names, records):
     if record["index"] in found:
-      raise ValueError(
+      raise UsageError(
         f"{found[record['index']]} and {name} are both shard "
         f"{record['index']}/{first['count']}; pass each shard once."
       )
     found[record["index"]] = name
   missing = sorted(set(range(first["count"])) - set(found))
   if missing:
-    raise ValueError(
+    raise UsageError(
       f"shard{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} of "
       f"{first['count']} {'are' if len(missing) > 1 else 'is'} missing; pass all "
       f"{first['count']} shard files to --index."
@@ -164,7 +164,7 @@ def load_index(paths: list[str]) -> HammingIndex | IndexSet:
     return IndexSet.load(paths)
   index = HammingIndex.load(paths[0])
   if index.shard and index.shard.get("count", 1) > 1:
-    raise ValueError(
+    raise UsageError(
       f"{paths[0]} is shard {index.shard['index']} of {index.shard['count']}; pass "
       f"all {index.shard['count']} shard files of its index to --index."
     )

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxhash.errors import UsageError
 from jaxhash.retrieval import keys
 
 
@@ -21,7 +22,7 @@ def merge_topk(distances: jax.Array, indices: jax.Array, k: int, max_distance: i
   num_entries = distances.shape[1]
   shift = keys.index_shift(max_distance)
   if num_entries > 1 << shift:
-    raise ValueError(
+    raise UsageError(
       f"cannot merge {num_entries} partial results per query at {max_distance} bits "
       f"(at most {1 << shift}); use a smaller k or fewer shards."
     )

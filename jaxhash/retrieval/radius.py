@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from jaxhash.errors import UsageError
 from jaxhash.retrieval import chunking, views
 from jaxhash.retrieval.block_topk import (
   code_query_distances,
@@ -44,9 +45,9 @@ def check_radius(radius) -> int:
   try:
     radius = operator.index(radius)
   except TypeError:
-    raise ValueError(f"radius must be an integer Hamming distance; got {radius!r}.") from None
+    raise UsageError(f"radius must be an integer Hamming distance; got {radius!r}.") from None
   if radius < 0:
-    raise ValueError(f"radius={radius} is negative; use a radius >= 0.")
+    raise UsageError(f"radius={radius} is negative; use a radius >= 0.")
   return radius
 
 
@@ -98,7 +99,7 @@ def hamming_range_search(
     or not isinstance(max_results, (int, np.integer))
     or not 1 <= max_results <= MAX_K
   ):
-    raise ValueError(f"max_results={max_results} is out of range: use 1 to {MAX_K}.")
+    raise UsageError(f"max_results={max_results} is out of range: use 1 to {MAX_K}.")
   counts = np.asarray(count_within_radius(queries, database, radius))
   kept = np.minimum(counts, max_results)
   truncated = counts > max_results
@@ -109,7 +110,7 @@ def hamming_range_search(
       "only the nearest are listed (see .truncated). Raise max_results or lower the radius."
     )
     if strict:
-      raise ValueError(message)
+      raise UsageError(message)
     warnings.warn(message, RuntimeWarning, stacklevel=2)
   lims = np.concatenate([[0], np.cumsum(kept)]).astype(np.int64)
   width = int(kept.max(initial=0))

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxhash.errors import UsageError
 from jaxhash.retrieval import chunking, views
 from jaxhash.retrieval.block_topk import block_topk, max_distance
 from jaxhash.retrieval.codes import check_words
@@ -22,11 +23,11 @@ def check_k(k, num_codes: int | None = None) -> int:
   try:
     k = operator.index(k)
   except TypeError:
-    raise ValueError(f"k must be an integer number of results; got {k!r}.") from None
+    raise UsageError(f"k must be an integer number of results; got {k!r}.") from None
   if k < 1 or k > MAX_K:
-    raise ValueError(f"k={k} is out of range: ask for 1 to {MAX_K} results per query.")
+    raise UsageError(f"k={k} is out of range: ask for 1 to {MAX_K} results per query.")
   if num_codes is not None and k > num_codes:
-    raise ValueError(
+    raise UsageError(
       f"k={k} is larger than the database ({num_codes} codes): use k <= {num_codes}."
     )
   return k
@@ -45,7 +46,7 @@ class PreparedCodes:
     words = check_words(words, "db_words")
     self.num_codes, self.num_words = words.shape
     if self.num_codes > chunking.MAX_CODES:
-      raise ValueError(
+      raise UsageError(
         f"the database has more than {chunking.MAX_CODES} codes (indices are "
         "int32); split it and search the parts separately."
       )
@@ -146,7 +147,7 @@ def _search(queries, parts: Iterable, k: int, chunks: list[tuple[int, int]]):
     )
     num_codes = offset + part.num_codes
   if num_codes < k:
-    raise ValueError(
+    raise UsageError(
       f"k={k} is larger than the database ({num_codes} codes streamed): use k <= {num_codes}."
     )
   if not chunks:

@@ -21,8 +21,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 
+from jaxhash.digests import hex_id
 from jaxhash.service import search_route, uploads
-from jaxhash.service.catalog import digest_id
 from jaxhash.service.errors import RequestError
 from jaxhash.service.limits import BodyLimit
 from jaxhash.service.search_route import SearchRoute
@@ -89,8 +89,7 @@ def create_app(engine, *, max_body: int = 8 << 20, max_k: int = search_route.MAX
       name = f"image {number}" if len(data) > 1 else "the uploaded file"
       images.append(await uploads.decode(hasher, content, name))
     files = [
-      (item_id or digest_id(content), uploads.extension(content), content)
-      for item_id, content in data
+      (item_id or hex_id(content), uploads.extension(content), content) for item_id, content in data
     ]
     paths = await asyncio.wrap_future(engine.add(files, np.stack(images)))
     return JSONResponse(

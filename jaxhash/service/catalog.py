@@ -16,21 +16,18 @@ atomically (``HammingIndex.save``): a killed server leaves the last saved index,
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import os
 import re
 
 import numpy as np
 
+from jaxhash.digests import hex_id
+from jaxhash.errors import UsageError
 from jaxhash.io_utils import atomic_write_bytes
 from jaxhash.retrieval import HammingIndex
 from jaxhash.service.errors import RequestError
 
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
-
-
-def digest_id(data: bytes) -> str:
-  return hashlib.sha256(data).hexdigest()[:16]
 
 
 class Catalog:
@@ -46,7 +43,7 @@ class Catalog:
     """(Re)reads the index file: at start, and after a save failed, to drop unsaved changes."""
     index = HammingIndex.load(self.path)
     if index.ntotal and not isinstance(index.ids[0], str):
-      raise ValueError(
+      raise UsageError(
         f"{self.path} holds integer ids, not image paths; serve an index built by "
         "python -m jaxhash.index."
       )
@@ -64,7 +61,7 @@ class Catalog:
   def item_id(self, path: str) -> str:
     if os.path.dirname(path) == self.folder:
       return os.path.splitext(os.path.basename(path))[0]
-    return digest_id(path.encode("utf-8"))
+    return hex_id(path.encode("utf-8"))
 
   def path_of(self, item_id: str) -> str:
     try:
@@ -129,7 +126,7 @@ class Catalog:
       fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
       lock.close()
-      raise ValueError(
+      raise UsageError(
         f"another --writable server is serving {self.path}; stop it, or serve "
         "read-only (without --writable)."
       ) from None

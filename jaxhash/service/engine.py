@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from jaxhash.errors import UsageError
 from jaxhash.search import search_images
 from jaxhash.service.errors import RequestError
 from jaxhash.service.stats import Stats
@@ -214,7 +215,7 @@ class Engine:
         features=features,
         pool=max(k, self.hasher.config.eval.rerank_pool),
       )
-    except ValueError as error:
+    except UsageError as error:
       raise RequestError(400, str(error)) from None
     return [
       self._rows(list(zip(d.tolist(), i.tolist())), k, radius) for d, i in zip(distances, ids)
