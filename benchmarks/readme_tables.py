@@ -919,7 +919,7 @@ def summary(results_dir: str) -> list[str]:
     for method, dataset, protocol, backbone, bits, r, value, seconds, command in read(payload):
       figures = published.matching(method, protocol, bits, int(r) if str(r).isdigit() else r)
       cited = ", ".join(
-        f"{f.value:.3f}" + (" (R not stated)" if f.map_at is None else "") for f in figures
+        f"{f.value:.4f}" + (" (R not stated)" if f.map_at is None else "") for f in figures
       )
       script, _, note = command.partition(" (")
       rows.append(
@@ -991,7 +991,7 @@ TABLES = {
 }
 # Results files whose benchmark has not been run to completion yet: their blocks say how to fill
 # them instead of failing. Once the file exists it is rendered as any other.
-PENDING = {"cifar10_paper_protocol": "python benchmarks/cifar10_paper_protocol.py"}
+PENDING = {"profile_efficientnet_step": "python benchmarks/profile_efficientnet_step.py"}
 # Blocks drawn from several results files, each rendered from the results folder.
 COMPOSITE = {"summary": summary, "multiprocess_estimates": multiprocess_estimates}
 
