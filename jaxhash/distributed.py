@@ -270,7 +270,7 @@ def is_writer() -> bool:
 def lock_run(workdir: str) -> None:
   """Holds this process's lock of ``workdir`` when it is one of several that :func:`start` did not
   lock (the library after a plain ``jax.distributed.initialize``); with one process, nothing."""
-  from jaxhash import rundir
+  from jaxhash.run import rundir
 
   if process_count() > 1 and not rundir.is_held(workdir):
     rundir.hold_process_lock(workdir, process_index(), "-")
@@ -303,7 +303,7 @@ def start(spec: ProcessSpec, workdir: str | None = None, debug: bool = False, st
   address, count, index, local_devices = spec.resolved()
   token = secrets.token_hex(8)
   if workdir is not None:
-    from jaxhash import rundir
+    from jaxhash.run import rundir
 
     rundir.hold_process_lock(workdir, index, token)
   from jaxhash import native_stderr
@@ -340,7 +340,7 @@ def start(spec: ProcessSpec, workdir: str | None = None, debug: bool = False, st
 
 def _check_shared(workdir: str, token: str) -> None:
   """Every process must see process 0's run directory: its lock file holds process 0's token."""
-  from jaxhash import rundir
+  from jaxhash.run import rundir
 
   if _run.index == 0:
     _run.client.key_value_set(f"{_PREFIX}token", token)

@@ -138,7 +138,7 @@ def test_process_flags_must_come_together_in_one_line(tmp_path):
 
 _HOLD = """
 import sys, time
-from jaxhash import rundir
+from jaxhash.run import rundir
 if sys.argv[1] == "single":
   with rundir.locked(sys.argv[2]):
     print("held", flush=True); time.sleep(60)
@@ -164,9 +164,9 @@ def hold(who: str, workdir) -> subprocess.Popen:
 def try_lock(who: str, workdir) -> str:
   """The error line of taking ``who``'s lock (a process id, or "single"), or "" when it is taken."""
   script = (
-    f"from jaxhash import rundir\nwith rundir.locked({str(workdir)!r}): pass"
+    f"from jaxhash.run import rundir\nwith rundir.locked({str(workdir)!r}): pass"
     if who == "single"
-    else f"from jaxhash import rundir\nrundir.hold_process_lock({str(workdir)!r}, {who}, 't')"
+    else f"from jaxhash.run import rundir\nrundir.hold_process_lock({str(workdir)!r}, {who}, 't')"
   )
   proc = subprocess.run(
     [sys.executable, "-c", script],

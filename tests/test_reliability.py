@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from conftest import load_config, run_cli
-from jaxhash import (
+from jaxhash.run import (
   divergence,
   experiment,
   model_state,
@@ -186,7 +186,7 @@ def test_changed_bits_on_a_finished_run_leaves_it_intact(tmp_path, finished_run)
 
 _HOLD_LOCK = """
 import sys
-from jaxhash import rundir
+from jaxhash.run import rundir
 with rundir.locked(sys.argv[1]):
   print("locked", flush=True)
   sys.stdin.read()
@@ -322,7 +322,7 @@ def test_a_checkpoint_without_digest_is_restored_unverified(tmp_path, finished_r
 
 
 def test_a_checkpoint_of_another_model_is_refused_and_never_set_aside(tmp_path, finished_run):
-  from jaxhash.checkpoint import Checkpointer, IncompatibleCheckpoint
+  from jaxhash.run.checkpoint import Checkpointer, IncompatibleCheckpoint
 
   workdir = copy_run(finished_run, tmp_path)
   exp = experiment.build_experiment(load_config("test", "bits=8"))
@@ -375,7 +375,7 @@ def diverging_config(**train):
 def all_checkpoints_finite(workdir) -> list[int]:
   import orbax.checkpoint as ocp
 
-  from jaxhash.checkpoint import state_digest
+  from jaxhash.run.checkpoint import state_digest
 
   steps = []
   with ocp.CheckpointManager(
@@ -413,7 +413,7 @@ def one_step(exp, **optim) -> tuple:
   import jax
 
   from jaxhash.data.batches import TrainBatches
-  from jaxhash.optim import make_optimizer
+  from jaxhash.run.optim import make_optimizer
 
   optim_config = type(exp.config.optim)(exp.config.optim.to_dict() | optim)
   optimizer, schedule = make_optimizer(optim_config, 10)
@@ -547,7 +547,7 @@ def test_skip_nonfinite_counts_skipped_steps_and_keeps_a_finite_state(
   )
   state = trainer.train(experiment.build_experiment(config), workdir)
   assert int(state.step) == 8 and all_checkpoints_finite(workdir) == checkpoints
-  from jaxhash.metrics_log import read_metrics
+  from jaxhash.run.metrics_log import read_metrics
 
   log = read_metrics(workdir)
   assert [r["step"] for r in log] == [4, 8]
@@ -561,7 +561,7 @@ def test_skip_nonfinite_counts_skipped_steps_and_keeps_a_finite_state(
 
 
 def test_torn_last_line_is_dropped_with_a_warning_naming_the_file(tmp_path):
-  from jaxhash import metrics_log
+  from jaxhash.run import metrics_log
 
   workdir = str(tmp_path)
   path = os.path.join(workdir, "metrics.jsonl")
@@ -578,7 +578,7 @@ def test_torn_last_line_is_dropped_with_a_warning_naming_the_file(tmp_path):
 
 
 def test_a_whole_last_record_without_newline_is_kept_and_completed(tmp_path):
-  from jaxhash import metrics_log
+  from jaxhash.run import metrics_log
 
   path = os.path.join(tmp_path, "metrics.jsonl")
   with open(path, "w") as f:
@@ -591,7 +591,7 @@ def test_a_whole_last_record_without_newline_is_kept_and_completed(tmp_path):
 
 
 def test_a_bad_line_inside_the_log_names_file_and_line(tmp_path):
-  from jaxhash import metrics_log
+  from jaxhash.run import metrics_log
 
   path = os.path.join(tmp_path, "metrics.jsonl")
   with open(path, "w") as f:
@@ -611,7 +611,7 @@ def test_a_torn_metrics_line_does_not_stop_a_resume(tmp_path, finished_run):
     experiment.build_experiment(load_config("test", "steps=3")), workdir, stream=stream, extend=True
   )
   assert "warning: dropped the torn last line of" in stream.getvalue()
-  from jaxhash.metrics_log import read_metrics
+  from jaxhash.run.metrics_log import read_metrics
 
   assert [r["step"] for r in read_metrics(workdir)] == [1, 2, 3]
 
@@ -622,7 +622,8 @@ def test_a_torn_metrics_line_does_not_stop_a_resume(tmp_path, finished_run):
 def test_a_full_disk_keeps_complete_files_and_names_the_path(tmp_path, monkeypatch):
   import errno
 
-  from jaxhash import cli, run_results
+  from jaxhash import cli
+  from jaxhash.run import run_results
 
   workdir = str(tmp_path)
   run_results.write_results(
@@ -669,7 +670,8 @@ def test_a_full_disk_keeps_complete_files_and_names_the_path(tmp_path, monkeypat
 def test_a_full_disk_during_a_metrics_append_names_the_log(tmp_path):
   import errno
 
-  from jaxhash import cli, metrics_log
+  from jaxhash import cli
+  from jaxhash.run import metrics_log
 
   writer = metrics_log.MetricsWriter(str(tmp_path))
 

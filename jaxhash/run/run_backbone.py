@@ -12,8 +12,9 @@ import os
 import jax
 import numpy as np
 
-from jaxhash import model_state, parallel, run_files, rundir
+from jaxhash import parallel
 from jaxhash.errors import UsageError
+from jaxhash.run import model_state, run_files, rundir
 
 
 def is_run(source: str) -> bool:
