@@ -33,7 +33,7 @@ def backbone_variables(workdir: str, backbone: str) -> dict[str, dict]:
       f"model.init_weights={workdir} is a run of backbone {config.model.backbone!r}, not "
       f"{backbone!r}: set model.backbone={config.model.backbone} or start from another run."
     )
-  info = run_files.read_model_info(workdir, config)
+  info = run_files.read_model_info(workdir)
   model = model_state.build_model(config, info.num_classes)
   mesh = parallel.data_mesh(jax.local_devices())
   abstract = model_state.abstract_state(config, model, info.image_shape, mesh)
