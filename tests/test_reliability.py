@@ -19,6 +19,7 @@ from jaxhash.run import (
   rundir,
   train_step,
   trainer,
+  workdir_lock,
 )
 
 
@@ -186,8 +187,8 @@ def test_changed_bits_on_a_finished_run_leaves_it_intact(tmp_path, finished_run)
 
 _HOLD_LOCK = """
 import sys
-from jaxhash.run import rundir
-with rundir.locked(sys.argv[1]):
+from jaxhash.run import workdir_lock
+with workdir_lock.locked(sys.argv[1]):
   print("locked", flush=True)
   sys.stdin.read()
 """
@@ -209,7 +210,7 @@ def test_a_busy_workdir_is_refused_naming_the_lock_and_its_holder(tmp_path):
   )
   try:
     assert holder.stdout.readline().strip() == "locked"
-    for attempt in (rundir.ensure_free, lambda w: rundir.locked(w).__enter__()):
+    for attempt in (workdir_lock.ensure_free, lambda w: workdir_lock.locked(w).__enter__()):
       with pytest.raises(BlockingIOError) as error:
         attempt(workdir)
       assert f"in use by process {holder.pid} (lock file {workdir}/.lock)" in str(error.value)
@@ -218,7 +219,7 @@ def test_a_busy_workdir_is_refused_naming_the_lock_and_its_holder(tmp_path):
     assert sorted(os.listdir(workdir)) == [".lock"]  # nothing else was written
   finally:
     holder.communicate("")
-  with rundir.locked(workdir):  # released when its holder ended
+  with workdir_lock.locked(workdir):  # released when its holder ended
     assert open(os.path.join(workdir, ".lock")).read() == f"{os.getpid()}\n"
 
 
@@ -227,9 +228,9 @@ def test_a_stale_lock_is_taken_over_and_locks_nest_in_one_process(tmp_path):
   os.makedirs(workdir)
   with open(os.path.join(workdir, ".lock"), "w") as f:
     f.write("999999999\n")  # a holder that died without unlocking
-  with rundir.locked(workdir):
-    with rundir.locked(workdir):  # train() inside train_and_evaluate()
-      rundir.ensure_free(workdir)
+  with workdir_lock.locked(workdir):
+    with workdir_lock.locked(workdir):  # train() inside train_and_evaluate()
+      workdir_lock.ensure_free(workdir)
     assert open(os.path.join(workdir, ".lock")).read() == f"{os.getpid()}\n"
   assert open(os.path.join(workdir, ".lock")).read() == ""
 
@@ -697,11 +698,11 @@ def test_a_full_disk_when_taking_the_lock_names_the_lock_file(tmp_path, monkeypa
 
   monkeypatch.setattr(os, "pwrite", full)
   with pytest.raises(OSError) as error:
-    with rundir.locked(str(tmp_path)):
+    with workdir_lock.locked(str(tmp_path)):
       pass
   assert cli.error_line(error.value).startswith(f"cannot write {tmp_path}/.lock: No space left")
   monkeypatch.undo()
-  with rundir.locked(str(tmp_path)):  # the failed attempt left the lock free
+  with workdir_lock.locked(str(tmp_path)):  # the failed attempt left the lock free
     pass
 
 

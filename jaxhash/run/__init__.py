@@ -10,8 +10,8 @@ The commands at the top of the package (``python -m jaxhash.train``, ``evaluate`
   restore: shared with ``jaxhash.load``), ``optim`` and ``schedules``;
 - the frozen prefix: ``frozen_prefix`` (an experiment's cached activations), ``feature_cache``
   (the cache's checksummed shards), ``run_backbone`` (a trained run's backbone as initial weights);
-- the run directory: ``rundir`` (identity and locking, run.json), ``checkpoint`` (verified
-  checkpoints), ``metrics_log`` (metrics.jsonl), ``run_files`` (model.json);
+- the run directory: ``rundir`` (identity, run.json), ``workdir_lock`` (its lock), ``checkpoint``
+  (verified checkpoints), ``metrics_log`` (metrics.jsonl), ``run_files`` (model.json);
 - the results: ``run_evaluation`` (a trained state measured), ``run_results`` (results.json /
   results.md and the runs' labels).
 

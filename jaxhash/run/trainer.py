@@ -35,6 +35,7 @@ from jaxhash.run import (
   run_files,
   run_results,
   rundir,
+  workdir_lock,
 )
 from jaxhash.run.checkpoint import Checkpointer
 from jaxhash.run.divergence import nonfinite_stop
@@ -105,7 +106,7 @@ def train(
   optimizer, schedule = make_tx(config, exp.model, steps)
   distributed.lock_run(workdir)
   checkpoint.quiet_orbax()
-  with rundir.locked(workdir):
+  with workdir_lock.locked(workdir):
     plan = _check_workdir(exp, workdir, max(steps_per_epoch, 1), extend)
     with Checkpointer(workdir) as checkpointer:
       abstract = abstract_state(config, exp.model, exp.dataset.image_shape, exp.mesh, optimizer)
@@ -238,9 +239,9 @@ def train_and_evaluate(config, workdir: str, stream=None, extend: bool = False) 
   Images without labels are not evaluated (``unlabelled``): None.
   """
   distributed.lock_run(workdir)
-  rundir.ensure_free(workdir)
+  workdir_lock.ensure_free(workdir)
   exp = build_experiment(config)
-  with rundir.locked(workdir):
+  with workdir_lock.locked(workdir):
     t0 = time.perf_counter()
     state = train(exp, workdir, stream=stream, extend=extend)
     train_seconds = time.perf_counter() - t0
