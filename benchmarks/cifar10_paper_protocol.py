@@ -27,8 +27,9 @@ import sys
 import time
 
 import common
-from jaxhash import experiment, published, run_evaluation, run_results, trainer
+from jaxhash import published
 from jaxhash.data.image_folder import prepare_cifar10
+from jaxhash.run import experiment, run_evaluation, run_results, trainer
 
 VARIANT, HEAD_VARIANT = "paper_cpu", "paper_cpu_head"
 BUDGET_S = 90 * 60  # the whole table, caching included, on two CPU cores

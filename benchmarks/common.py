@@ -42,7 +42,7 @@ def timed_run(config, workdir: str) -> dict:
   A workdir that already holds a finished run is only evaluated, so its ``wall_seconds`` is not a
   training time: pass a fresh workdir to time training.
   """
-  from jaxhash.trainer import train_and_evaluate
+  from jaxhash.run.trainer import train_and_evaluate
 
   workdir = workdir if os.path.isabs(workdir) else os.path.join(ROOT, workdir)
   t0 = time.perf_counter()

@@ -69,11 +69,11 @@ def jaxhash_worker(args, paths, latent) -> None:
   import jax
 
   from common import load_config
-  from jaxhash import experiment, run_files
   from jaxhash.data.dataset import Dataset, one_hot
   from jaxhash.hasher import Hasher
   from jaxhash.index import build_index
   from jaxhash.retrieval import unpack_bits
+  from jaxhash.run import experiment, run_files
 
   size = args.size
   config = load_config(

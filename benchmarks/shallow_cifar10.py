@@ -35,20 +35,13 @@ import numpy as np
 
 import common
 import transfer_cifar10
-from jaxhash import (
-  evaluation,
-  experiment,
-  frozen_prefix,
-  published,
-  run_evaluation,
-  run_results,
-  trainer,
-)
+from jaxhash import evaluation, published
 from jaxhash.data import protocols
 from jaxhash.data.image_folder import prepare_cifar10
 from jaxhash.data.loader import load_dataset
 from jaxhash.methods import METHODS
 from jaxhash.retrieval import from_faiss_bytes, pack_bits
+from jaxhash.run import experiment, frozen_prefix, run_evaluation, run_results, trainer
 
 SHALLOW = ("lsh", "sh", "itq", "itq_cca", "sdh")
 CONFIG = "configs/itq.py"

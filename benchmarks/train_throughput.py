@@ -20,8 +20,8 @@ Cases:
   Lite0 (``tests/torch_backbones.py``). 20 steps a round after 10 of warm-up by default. Bar (the
   LeNet one): jaxhash ≥ 1.0× PyTorch on the CPU.
 
-jaxhash's side is what ``jaxhash.trainer.train`` runs: ``TrainBatches.get(first, count)`` (images
-held on the device as uint8, the batches' positions from the host), the jitted steps of
+jaxhash's side is what ``jaxhash.run.trainer.train`` runs: ``TrainBatches.get(first, count)``
+(images held on the device as uint8, the batches' positions from the host), the jitted steps of
 ``train_step.make_train_steps`` with the state donated (the gather, augmentation and normalisation
 inside them), ``config.train.steps_per_call`` steps per call (10 by default) as the trainer runs
 them, and the metrics fetched every ``config.train.log_every`` steps as the loop logs them.
@@ -61,11 +61,12 @@ from common import ROOT, load_config, machine, write_results
 
 sys.path.insert(0, os.path.join(ROOT, "tests"))  # the parity tests' torch networks
 
-from jaxhash import environment, experiment, parallel, train_step, trainer
+from jaxhash import environment, parallel
 from jaxhash.data.batches import TrainBatches
 from jaxhash.data.dataset import Dataset, one_hot
 from jaxhash.methods import hashnet
-from jaxhash.optim import learning_rate_schedule, make_optimizer
+from jaxhash.run import experiment, train_step, trainer
+from jaxhash.run.optim import learning_rate_schedule, make_optimizer
 
 
 @dataclasses.dataclass

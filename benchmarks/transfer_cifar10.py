@@ -21,8 +21,8 @@ import sys
 import time
 
 import common
-from jaxhash import experiment, run_evaluation, run_results, trainer
 from jaxhash.data.image_folder import prepare_cifar10
+from jaxhash.run import experiment, run_evaluation, run_results, trainer
 
 CONFIGS = (("dlbhc", "configs/dlbhc_cifar10.py"), ("hashnet", "configs/hashnet_cifar10.py"))
 VARIANT = "lite0_cpu"

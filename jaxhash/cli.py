@@ -144,7 +144,7 @@ def main(
     return 0
   debug = "--debug" in argv
   if debug:
-    from jaxhash import checkpoint  # shows orbax's own logs and background tracebacks
+    from jaxhash.run import checkpoint  # shows orbax's own logs and background tracebacks
 
     checkpoint.VERBOSE = True
   try:

@@ -11,13 +11,13 @@ import os
 
 import ml_collections
 
-from jaxhash import optim
 from jaxhash.data import protocols
 from jaxhash.data.loader import SOURCES
 from jaxhash.errors import UsageError
 from jaxhash.methods import get_method
 from jaxhash.models import BACKBONES
 from jaxhash.retrieval.codes import check_nbits
+from jaxhash.run import optim
 
 
 def base_config(method: str) -> ml_collections.ConfigDict:
@@ -107,7 +107,7 @@ def map_at(config) -> tuple:
 
 
 # Where the data is, not what it is: stored absolute, and a change is accepted where the split's
-# fingerprint shows the same data (jaxhash.rundir, jaxhash.evaluate).
+# fingerprint shows the same data (jaxhash.run.rundir, jaxhash.evaluate).
 DATA_LOCATIONS = ("dir", "image_root", "tfds_data_dir", "feature_cache_dir")
 
 

@@ -270,10 +270,10 @@ def is_writer() -> bool:
 def lock_run(workdir: str) -> None:
   """Holds this process's lock of ``workdir`` when it is one of several that :func:`start` did not
   lock (the library after a plain ``jax.distributed.initialize``); with one process, nothing."""
-  from jaxhash import rundir
+  from jaxhash.run import workdir_lock
 
-  if process_count() > 1 and not rundir.is_held(workdir):
-    rundir.hold_process_lock(workdir, process_index(), "-")
+  if process_count() > 1 and not workdir_lock.is_held(workdir):
+    workdir_lock.hold_process_lock(workdir, process_index(), "-")
 
 
 def by_whom() -> str:
@@ -303,9 +303,9 @@ def start(spec: ProcessSpec, workdir: str | None = None, debug: bool = False, st
   address, count, index, local_devices = spec.resolved()
   token = secrets.token_hex(8)
   if workdir is not None:
-    from jaxhash import rundir
+    from jaxhash.run import workdir_lock
 
-    rundir.hold_process_lock(workdir, index, token)
+    workdir_lock.hold_process_lock(workdir, index, token)
   from jaxhash import native_stderr
 
   native_stderr.redirect(index, count, address, debug)
@@ -340,14 +340,14 @@ def start(spec: ProcessSpec, workdir: str | None = None, debug: bool = False, st
 
 def _check_shared(workdir: str, token: str) -> None:
   """Every process must see process 0's run directory: its lock file holds process 0's token."""
-  from jaxhash import rundir
+  from jaxhash.run import workdir_lock
 
   if _run.index == 0:
     _run.client.key_value_set(f"{_PREFIX}token", token)
     return
   expected = _run.client.blocking_key_value_get(f"{_PREFIX}token", INIT_TIMEOUT * 1000)
-  path = rundir.process_lock_path(workdir, 0)
-  if rundir.lock_token(path) != expected:
+  path = workdir_lock.process_lock_path(workdir, 0)
+  if workdir_lock.lock_token(path) != expected:
     raise UsageError(
       f"{workdir} is not process 0's run directory ({path} does not hold process 0's token): "
       "every process needs the same run directory, on a filesystem they all share."

@@ -17,7 +17,7 @@ def make_encoder(model, method, data_config, start: int = 0, classifier: bool = 
   """A jitted ``(variables, inputs) -> (bool codes, fc7 features)``.
 
   ``variables``: ``{"params", "batch_stats"}``; ``inputs``: uint8 images, or with ``start`` > 0
-  the activations of the backbone's first ``start`` stages (``jaxhash.feature_cache``).
+  the activations of the backbone's first ``start`` stages (``jaxhash.run.feature_cache``).
   ``classifier``: the codes are a pair, the method's and the one-hot code of the predicted class
   (``jaxhash.evaluation.classifier``, from the head's ``logits``), both from one forward pass.
   """

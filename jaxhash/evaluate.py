@@ -23,9 +23,10 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from jaxhash import cli, distributed, plots, run_results, rundir
+from jaxhash import cli, distributed, plots
 from jaxhash.config import DATA_LOCATIONS
 from jaxhash.errors import UsageError
+from jaxhash.run import run_results, rundir, workdir_lock
 
 
 def _settable(key: str) -> bool:
@@ -158,8 +159,8 @@ def run(values: flags.FlagValues) -> None:
     rundir.check_outside_runs(out, "--out", own=workdir)
     if os.path.exists(os.path.join(out, "results.json")):
       raise UsageError(f"{out} already holds results.json; pass another --out to keep it.")
-  from jaxhash import experiment, run_evaluation, run_files
   from jaxhash.data import protocols
+  from jaxhash.run import experiment, run_evaluation, run_files
 
   settings = {
     **config_flags.get_override_values(values["config"]),
@@ -167,10 +168,10 @@ def run(values: flags.FlagValues) -> None:
   }
   config = load_run_config(workdir, settings)
   distributed.start(distributed.process_spec(values), workdir, debug=values.debug)
-  rundir.ensure_free(workdir)
+  workdir_lock.ensure_free(workdir)
   exp = experiment.build_experiment(config)
   writer = distributed.is_writer()
-  with rundir.locked(workdir):
+  with workdir_lock.locked(workdir):
     state = experiment.restore_trained(exp, workdir)
     if writer:
       protocols.save_or_check_split(exp.split, os.path.join(workdir, "splits"), exp.split_header())

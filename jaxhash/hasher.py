@@ -30,13 +30,14 @@ import ml_collections
 import numpy as np
 from PIL import Image
 
-from jaxhash import digests, model_state, parallel, run_files, rundir
+from jaxhash import digests, parallel
 from jaxhash.data.decode import read_rgb8, to_rgb8
 from jaxhash.encode import encode_indices, make_encoder
 from jaxhash.errors import UsageError
 from jaxhash.methods import get_method
 from jaxhash.progress import SILENT
 from jaxhash.retrieval.codes import num_words
+from jaxhash.run import model_state, run_files, rundir
 
 _MIN_BATCH = 8  # smaller requests are padded up to this; larger ones to a power of two
 

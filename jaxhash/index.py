@@ -27,10 +27,11 @@ import sys
 import numpy as np
 from absl import flags
 
-from jaxhash import cli, distributed, rundir
+from jaxhash import cli, distributed
 from jaxhash.errors import UsageError
 from jaxhash.image_stream import encode_files
 from jaxhash.progress import SILENT, Stage
+from jaxhash.run import rundir
 
 
 def list_images(source: str, root: str | None = None) -> list[str]:

@@ -27,10 +27,11 @@ import sys
 import numpy as np
 from absl import flags
 
-from jaxhash import cli, metrics_log, run_results
+from jaxhash import cli
 from jaxhash.data import protocols
 from jaxhash.errors import UsageError
 from jaxhash.io_utils import atomic_write_bytes
+from jaxhash.run import metrics_log, run_results
 
 PLOTS_DIR = "plots"
 _WRONG, _QUERY, _CODES, _RERANK = "#d62728", "#1f77b4", "#1f77b4", "#ff7f0e"
@@ -316,8 +317,8 @@ def overlay_pr_curves(runs: list[dict], path: str) -> str:
 
 def _load_dataset(workdir: str):
   """The run's dataset, read as its config.json says."""
-  from jaxhash import rundir
   from jaxhash.data.loader import load_dataset
+  from jaxhash.run import rundir
 
   data = rundir.load_config(workdir).data
   return load_dataset(data, protocols.get_protocol(data.protocol))

@@ -8,7 +8,7 @@ radius, the protocol, and the published figure of the same protocol, code length
 (``jaxhash.published``) with its source. A run evaluated with ``eval.classifier_baseline`` adds
 rows "classifier (METHOD)": its database ranked by predicted class, codes of as many bits as
 classes. ``--plot`` overlays the runs' precision-recall curves, each labelled with its run.
-A run's own results.json / results.md: ``jaxhash.run_results``.
+A run's own results.json / results.md: ``jaxhash.run.run_results``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ import sys
 
 from absl import flags
 
-from jaxhash import cli, plots, published, run_results
+from jaxhash import cli, plots, published
 from jaxhash.errors import UsageError
-from jaxhash.run_results import DATASETS, METHODS, number
+from jaxhash.run import run_results
+from jaxhash.run.run_results import DATASETS, METHODS, number
 
 COLUMNS = (
   "run",

@@ -29,8 +29,9 @@ import sys
 import numpy as np
 from absl import flags
 
-from jaxhash import cli, rundir
+from jaxhash import cli
 from jaxhash.errors import UsageError
+from jaxhash.run import rundir
 
 
 def hasher_for(index, workdir: str | None = None):

@@ -19,7 +19,8 @@ import sys
 from absl import flags
 from ml_collections import config_flags
 
-from jaxhash import cli, distributed, run_results, rundir
+from jaxhash import cli, distributed
+from jaxhash.run import run_results, rundir
 
 
 def define_flags(argv: list[str]) -> flags.FlagValues:
@@ -94,7 +95,9 @@ def run(values: flags.FlagValues) -> None:
   config = values.config
   workdir = values.workdir or os.path.join("runs", config.name or "run")
   distributed.start(distributed.process_spec(values), workdir, debug=values.debug)
-  from jaxhash.trainer import train_and_evaluate  # after flag parsing: errors in flags stay quick
+  from jaxhash.run.trainer import (
+    train_and_evaluate,  # after flag parsing: errors in flags stay quick
+  )
 
   results = train_and_evaluate(config, workdir, extend=values.extend)
   if results is None:  # images without labels: nothing to measure

@@ -13,7 +13,7 @@ import textwrap
 
 from jaxhash import config as config_lib
 from jaxhash.methods import METHODS
-from jaxhash.rundir import flatten
+from jaxhash.run.rundir import flatten
 
 _COMMENTED_KEY = re.compile(r"^\s*c\.([\w.]+)\s*=.*?#\s*(.+)$")
 _COMMENTED_METHOD_KEY = re.compile(r'^\s*"(\w+)":.*?#\s*(.+)$')

@@ -155,7 +155,7 @@ def finished_run(finished_run_launch):
 @pytest.fixture(scope="session")
 def finished_hashnet_run(tmp_path_factory):
   """``(workdir, results)``: the tiny config's HashNet variant, trained and evaluated in-process."""
-  from jaxhash import trainer
+  from jaxhash.run import trainer
 
   with _shared_dir(tmp_path_factory, "hashnet") as (folder, first):
     workdir = str(folder / "run")

@@ -11,10 +11,10 @@ from PIL import Image
 
 import jaxhash
 from conftest import load_config
-from jaxhash import experiment, run_files
 from jaxhash.data import sources
 from jaxhash.encode import encode_indices, make_encoder
 from jaxhash.errors import UsageError
+from jaxhash.run import experiment, run_files
 
 
 @pytest.fixture(scope="module")

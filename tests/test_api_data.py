@@ -7,9 +7,9 @@ from PIL import Image
 
 import jaxhash
 from conftest import load_config
-from jaxhash import experiment, trainer
 from jaxhash.data import image_folder, loader, protocols
 from jaxhash.data.dataset import Dataset, one_hot
+from jaxhash.run import experiment, trainer
 from test_data import write_image_tree
 
 

@@ -8,11 +8,12 @@ import pytest
 from conftest import load_config
 from jaxhash import config as config_lib
 from jaxhash import evaluate as evaluate_cli
-from jaxhash import experiment, report, run_evaluation, run_results
+from jaxhash import report
 from jaxhash.data.augment import preprocess
 from jaxhash.encode import encode_indices, make_encoder
 from jaxhash.evaluation import classifier
 from jaxhash.retrieval import unpack_bits
+from jaxhash.run import experiment, run_evaluation, run_results
 
 
 def test_codes_are_the_one_hot_argmax():

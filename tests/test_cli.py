@@ -65,7 +65,7 @@ def test_help_as_python_m(tmp_path):
 
 def _failing_report(monkeypatch, error: Exception):
   """``python -m jaxhash.report RUN`` whose reading of the run raises ``error``."""
-  from jaxhash import run_results
+  from jaxhash.run import run_results
 
   def fail(path):
     raise error

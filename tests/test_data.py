@@ -105,7 +105,7 @@ def test_tfds_source_under_mock_data():
 def test_one_training_step_on_tfds_mnist_under_mock_data(tmp_path):
   tfds = pytest.importorskip("tensorflow_datasets")
   from conftest import load_config
-  from jaxhash import trainer
+  from jaxhash.run import trainer
 
   config = load_config("test", "steps=1").unlock()
   config.data.protocol = "mnist"  # no data.dir: read through tfds.data_source
@@ -190,8 +190,8 @@ def test_lazy_and_in_memory_images_give_the_same_batches(tmp_path):
 
 def test_training_end_to_end_through_list_files(tmp_path):
   from conftest import load_config
-  from jaxhash import trainer
   from jaxhash.data.image_folder import write_list_files
+  from jaxhash.run import trainer
 
   write_image_tree(tmp_path / "images")
   write_list_files(tmp_path / "images")
@@ -248,7 +248,7 @@ def test_training_end_to_end_on_mnist_unseen(tmp_path):
   import json
 
   from conftest import load_config
-  from jaxhash import trainer
+  from jaxhash.run import trainer
 
   (tmp_path / "mnist").mkdir()
   train_classes, test_classes = write_mnist_idx(tmp_path / "mnist", 1200, 400)

@@ -138,11 +138,11 @@ def test_process_flags_must_come_together_in_one_line(tmp_path):
 
 _HOLD = """
 import sys, time
-from jaxhash import rundir
+from jaxhash.run import workdir_lock
 if sys.argv[1] == "single":
-  with rundir.locked(sys.argv[2]):
+  with workdir_lock.locked(sys.argv[2]):
     print("held", flush=True); time.sleep(60)
-rundir.hold_process_lock(sys.argv[2], int(sys.argv[1]), "token")
+workdir_lock.hold_process_lock(sys.argv[2], int(sys.argv[1]), "token")
 print("held", flush=True)
 time.sleep(60)
 """
@@ -164,9 +164,10 @@ def hold(who: str, workdir) -> subprocess.Popen:
 def try_lock(who: str, workdir) -> str:
   """The error line of taking ``who``'s lock (a process id, or "single"), or "" when it is taken."""
   script = (
-    f"from jaxhash import rundir\nwith rundir.locked({str(workdir)!r}): pass"
+    f"from jaxhash.run import workdir_lock\nwith workdir_lock.locked({str(workdir)!r}): pass"
     if who == "single"
-    else f"from jaxhash import rundir\nrundir.hold_process_lock({str(workdir)!r}, {who}, 't')"
+    else "from jaxhash.run import workdir_lock\n"
+    f"workdir_lock.hold_process_lock({str(workdir)!r}, {who}, 't')"
   )
   proc = subprocess.run(
     [sys.executable, "-c", script],

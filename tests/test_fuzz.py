@@ -24,9 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import load_config
-from jaxhash import feature_cache
 from jaxhash.data.idx import parse_idx, read_idx, write_idx
 from jaxhash.data.listfile import parse_list_file
+from jaxhash.run import feature_cache
 
 FAST = settings(max_examples=100, deadline=None)
 
@@ -173,7 +173,7 @@ def test_list_file_truncation_loads_a_prefix_or_is_refused(lines, data):
 @pytest.fixture(scope="module")
 def checkpoint_case(finished_run):
   """The finished tiny run's checkpoints, the digests recorded for them and an abstract state."""
-  from jaxhash import experiment, model_state
+  from jaxhash.run import experiment, model_state
 
   exp = experiment.build_experiment(load_config("test"))
   digests = json.load(open(os.path.join(finished_run, "checkpoint_digests.json")))
@@ -196,7 +196,7 @@ def _files(workdir, step):
 )
 @given(st.data())
 def test_damaged_checkpoint_files_fall_back_or_stop(checkpoint_case, data):
-  from jaxhash.checkpoint import Checkpointer, state_digest
+  from jaxhash.run.checkpoint import Checkpointer, state_digest
 
   run, digests, abstract = checkpoint_case
   steps = data.draw(st.sampled_from([[2], [2], [1, 2]]))  # the latest, sometimes both

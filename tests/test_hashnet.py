@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from conftest import load_config
 from jaxhash import config as config_lib
 from jaxhash.methods import get_method, hashnet
-from jaxhash.schedules import continuation_schedule
+from jaxhash.run.schedules import continuation_schedule
 
 EXAMPLES = settings(max_examples=25, deadline=None)
 

@@ -80,8 +80,8 @@ def _graph():
 
 def test_the_import_graph_is_read():
   graph = _graph()
-  assert "jaxhash.rundir" in graph["jaxhash.index"]
-  assert "jaxhash.rundir" in graph["jaxhash.plots"]  # imported inside a function
+  assert "jaxhash.run.rundir" in graph["jaxhash.index"]
+  assert "jaxhash.run.rundir" in graph["jaxhash.plots"]  # imported inside a function
 
 
 def test_cycle_finder_names_the_cycle():
@@ -103,5 +103,10 @@ def test_load_does_not_import_the_training_modules():
     if node not in seen:
       seen.add(node)
       todo.extend(graph[node])
-  training = {"jaxhash.trainer", "jaxhash.train_step", "jaxhash.divergence", "jaxhash.experiment"}
+  training = {
+    "jaxhash.run.trainer",
+    "jaxhash.run.train_step",
+    "jaxhash.run.divergence",
+    "jaxhash.run.experiment",
+  }
   assert not seen & training

@@ -120,7 +120,7 @@ def test_lenet_refuses_sizes_it_cannot_pool_naming_the_setting(side):
 
 def test_a_run_lenet_cannot_pool_stops_before_writing_its_workdir(tmp_path):
   from conftest import load_config
-  from jaxhash import trainer
+  from jaxhash.run import trainer
 
   config = load_config("test").unlock()
   config.data.crop = 26

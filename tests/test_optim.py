@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxhash import optim
 from jaxhash.config import base_config, validate
+from jaxhash.run import optim
 
 
 def settings(**changes):

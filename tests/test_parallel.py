@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, load_config
-from jaxhash import trainer
+from jaxhash.run import trainer
 
 _FOUR_DEVICES = """
 import json, sys
 import jax
 sys.path.insert(0, {tests!r})
 from conftest import load_config
-from jaxhash import trainer
+from jaxhash.run import trainer
 assert len(jax.devices()) == 4, jax.devices()
 results = trainer.train_and_evaluate(load_config("test", {arg!r}), {workdir!r})
 print(json.dumps(results["codes"]))

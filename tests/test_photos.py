@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from conftest import load_config, run_cli
-from jaxhash import trainer
+from jaxhash.run import trainer
 from test_api_data import write_class_tree
 
 PLOTS = [

@@ -203,7 +203,7 @@ def test_training_run_writes_plots_and_a_plot_failure_keeps_results(
 ):
   import shutil
 
-  from jaxhash.trainer import train_and_evaluate
+  from jaxhash.run.trainer import train_and_evaluate
 
   workdir = tmp_path / "run"  # a copy of the session's trained run: train_and_evaluate evaluates it
   shutil.copytree(finished_run, workdir)

@@ -11,7 +11,7 @@ import shutil
 import pytest
 
 from conftest import load_config, run_cli
-from jaxhash import (
+from jaxhash.run import (
   divergence,
   experiment,
   model_state,
@@ -19,6 +19,7 @@ from jaxhash import (
   rundir,
   train_step,
   trainer,
+  workdir_lock,
 )
 
 
@@ -186,8 +187,8 @@ def test_changed_bits_on_a_finished_run_leaves_it_intact(tmp_path, finished_run)
 
 _HOLD_LOCK = """
 import sys
-from jaxhash import rundir
-with rundir.locked(sys.argv[1]):
+from jaxhash.run import workdir_lock
+with workdir_lock.locked(sys.argv[1]):
   print("locked", flush=True)
   sys.stdin.read()
 """
@@ -209,7 +210,7 @@ def test_a_busy_workdir_is_refused_naming_the_lock_and_its_holder(tmp_path):
   )
   try:
     assert holder.stdout.readline().strip() == "locked"
-    for attempt in (rundir.ensure_free, lambda w: rundir.locked(w).__enter__()):
+    for attempt in (workdir_lock.ensure_free, lambda w: workdir_lock.locked(w).__enter__()):
       with pytest.raises(BlockingIOError) as error:
         attempt(workdir)
       assert f"in use by process {holder.pid} (lock file {workdir}/.lock)" in str(error.value)
@@ -218,7 +219,7 @@ def test_a_busy_workdir_is_refused_naming_the_lock_and_its_holder(tmp_path):
     assert sorted(os.listdir(workdir)) == [".lock"]  # nothing else was written
   finally:
     holder.communicate("")
-  with rundir.locked(workdir):  # released when its holder ended
+  with workdir_lock.locked(workdir):  # released when its holder ended
     assert open(os.path.join(workdir, ".lock")).read() == f"{os.getpid()}\n"
 
 
@@ -227,9 +228,9 @@ def test_a_stale_lock_is_taken_over_and_locks_nest_in_one_process(tmp_path):
   os.makedirs(workdir)
   with open(os.path.join(workdir, ".lock"), "w") as f:
     f.write("999999999\n")  # a holder that died without unlocking
-  with rundir.locked(workdir):
-    with rundir.locked(workdir):  # train() inside train_and_evaluate()
-      rundir.ensure_free(workdir)
+  with workdir_lock.locked(workdir):
+    with workdir_lock.locked(workdir):  # train() inside train_and_evaluate()
+      workdir_lock.ensure_free(workdir)
     assert open(os.path.join(workdir, ".lock")).read() == f"{os.getpid()}\n"
   assert open(os.path.join(workdir, ".lock")).read() == ""
 
@@ -322,7 +323,7 @@ def test_a_checkpoint_without_digest_is_restored_unverified(tmp_path, finished_r
 
 
 def test_a_checkpoint_of_another_model_is_refused_and_never_set_aside(tmp_path, finished_run):
-  from jaxhash.checkpoint import Checkpointer, IncompatibleCheckpoint
+  from jaxhash.run.checkpoint import Checkpointer, IncompatibleCheckpoint
 
   workdir = copy_run(finished_run, tmp_path)
   exp = experiment.build_experiment(load_config("test", "bits=8"))
@@ -375,7 +376,7 @@ def diverging_config(**train):
 def all_checkpoints_finite(workdir) -> list[int]:
   import orbax.checkpoint as ocp
 
-  from jaxhash.checkpoint import state_digest
+  from jaxhash.run.checkpoint import state_digest
 
   steps = []
   with ocp.CheckpointManager(
@@ -413,7 +414,7 @@ def one_step(exp, **optim) -> tuple:
   import jax
 
   from jaxhash.data.batches import TrainBatches
-  from jaxhash.optim import make_optimizer
+  from jaxhash.run.optim import make_optimizer
 
   optim_config = type(exp.config.optim)(exp.config.optim.to_dict() | optim)
   optimizer, schedule = make_optimizer(optim_config, 10)
@@ -547,7 +548,7 @@ def test_skip_nonfinite_counts_skipped_steps_and_keeps_a_finite_state(
   )
   state = trainer.train(experiment.build_experiment(config), workdir)
   assert int(state.step) == 8 and all_checkpoints_finite(workdir) == checkpoints
-  from jaxhash.metrics_log import read_metrics
+  from jaxhash.run.metrics_log import read_metrics
 
   log = read_metrics(workdir)
   assert [r["step"] for r in log] == [4, 8]
@@ -561,7 +562,7 @@ def test_skip_nonfinite_counts_skipped_steps_and_keeps_a_finite_state(
 
 
 def test_torn_last_line_is_dropped_with_a_warning_naming_the_file(tmp_path):
-  from jaxhash import metrics_log
+  from jaxhash.run import metrics_log
 
   workdir = str(tmp_path)
   path = os.path.join(workdir, "metrics.jsonl")
@@ -578,7 +579,7 @@ def test_torn_last_line_is_dropped_with_a_warning_naming_the_file(tmp_path):
 
 
 def test_a_whole_last_record_without_newline_is_kept_and_completed(tmp_path):
-  from jaxhash import metrics_log
+  from jaxhash.run import metrics_log
 
   path = os.path.join(tmp_path, "metrics.jsonl")
   with open(path, "w") as f:
@@ -591,7 +592,7 @@ def test_a_whole_last_record_without_newline_is_kept_and_completed(tmp_path):
 
 
 def test_a_bad_line_inside_the_log_names_file_and_line(tmp_path):
-  from jaxhash import metrics_log
+  from jaxhash.run import metrics_log
 
   path = os.path.join(tmp_path, "metrics.jsonl")
   with open(path, "w") as f:
@@ -611,7 +612,7 @@ def test_a_torn_metrics_line_does_not_stop_a_resume(tmp_path, finished_run):
     experiment.build_experiment(load_config("test", "steps=3")), workdir, stream=stream, extend=True
   )
   assert "warning: dropped the torn last line of" in stream.getvalue()
-  from jaxhash.metrics_log import read_metrics
+  from jaxhash.run.metrics_log import read_metrics
 
   assert [r["step"] for r in read_metrics(workdir)] == [1, 2, 3]
 
@@ -622,7 +623,8 @@ def test_a_torn_metrics_line_does_not_stop_a_resume(tmp_path, finished_run):
 def test_a_full_disk_keeps_complete_files_and_names_the_path(tmp_path, monkeypatch):
   import errno
 
-  from jaxhash import cli, run_results
+  from jaxhash import cli
+  from jaxhash.run import run_results
 
   workdir = str(tmp_path)
   run_results.write_results(
@@ -669,7 +671,8 @@ def test_a_full_disk_keeps_complete_files_and_names_the_path(tmp_path, monkeypat
 def test_a_full_disk_during_a_metrics_append_names_the_log(tmp_path):
   import errno
 
-  from jaxhash import cli, metrics_log
+  from jaxhash import cli
+  from jaxhash.run import metrics_log
 
   writer = metrics_log.MetricsWriter(str(tmp_path))
 
@@ -695,11 +698,11 @@ def test_a_full_disk_when_taking_the_lock_names_the_lock_file(tmp_path, monkeypa
 
   monkeypatch.setattr(os, "pwrite", full)
   with pytest.raises(OSError) as error:
-    with rundir.locked(str(tmp_path)):
+    with workdir_lock.locked(str(tmp_path)):
       pass
   assert cli.error_line(error.value).startswith(f"cannot write {tmp_path}/.lock: No space left")
   monkeypatch.undo()
-  with rundir.locked(str(tmp_path)):  # the failed attempt left the lock free
+  with workdir_lock.locked(str(tmp_path)):  # the failed attempt left the lock free
     pass
 
 

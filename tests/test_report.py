@@ -9,7 +9,8 @@ import os
 import pytest
 
 from conftest import ROOT, run_cli
-from jaxhash import published, report, run_results
+from jaxhash import published, report
+from jaxhash.run import run_results
 
 
 def _readme_tables():

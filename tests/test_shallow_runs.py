@@ -13,9 +13,10 @@ from test_transfer import Tiny
 import jaxhash
 from conftest import load_config, run_cli, run_main
 from jaxhash import config as config_lib
-from jaxhash import experiment, frozen_prefix, report, run_results, trainer
+from jaxhash import report
 from jaxhash.data import image_folder
 from jaxhash.models import BACKBONES
+from jaxhash.run import experiment, frozen_prefix, run_results, trainer
 
 
 @pytest.fixture

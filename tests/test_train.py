@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import ROOT, load_config, run_cli
-from jaxhash import experiment, trainer
+from jaxhash.run import experiment, trainer
 
 
 def copy_of(finished_run, tmp_path) -> str:

@@ -14,12 +14,12 @@ import pytest
 
 from conftest import load_config
 from jaxhash import config as config_lib
-from jaxhash import experiment, feature_cache, frozen_prefix, model_state, trainer
-from jaxhash.checkpoint import Checkpointer
 from jaxhash.errors import UsageError
 from jaxhash.models import BACKBONES
 from jaxhash.models.layers import batch_norm
 from jaxhash.models.stages import run_stages
+from jaxhash.run import experiment, feature_cache, frozen_prefix, model_state, trainer
+from jaxhash.run.checkpoint import Checkpointer
 
 
 class Tiny(nn.Module):

@@ -3,7 +3,7 @@
 Adding a method is one file that builds a :class:`Method` and registers it in ``__init__.py``.
 A deep method trains its head (and the backbone's trainable stages) by gradient steps on ``loss``;
 a shallow one (``jaxhash.methods.shallow``) has ``fit`` instead, which sets its head's parameters
-from the frozen backbone's features in one pass (``jaxhash.fitting``).
+from the frozen backbone's features in one pass (``jaxhash.run.fitting``).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ class HashModel(nn.Module):
   """Backbone -> fc7 features -> method head. Returns the head's dict plus ``features``.
 
   ``start``: the backbone stage the input enters at (0: images; k: the output of stage k - 1, as
-  ``jaxhash.feature_cache`` stores it; the number of stages: the backbone's features).
+  ``jaxhash.run.feature_cache`` stores it; the number of stages: the backbone's features).
   """
 
   backbone: nn.Module

@@ -1,8 +1,8 @@
 """HashNet (Cao, Long, Wang, Yu, ICCV 2017): deep learning to hash by continuation.
 
 Hash layer: fc7 -> Dense(bits) -> z, and h = tanh(β·z) in the loss. β grows during training
-(``jaxhash.schedules.continuation_schedule``, evaluated from ``state.step``), so h approaches the
-code sign(z) and the network learns codes without a quantization loss. Codes: z >= 0
+(``jaxhash.run.schedules.continuation_schedule``, evaluated from ``state.step``), so h approaches
+the code sign(z) and the network learns codes without a quantization loss. Codes: z >= 0
 (sign, 0 -> +1).
 
 Loss: the weighted pairwise maximum likelihood of the paper. With θ_ij = α·⟨h_i, h_j⟩ (α = 10/bits
@@ -36,7 +36,7 @@ import optax
 from jaxhash.errors import UsageError
 from jaxhash.methods.base import Method
 from jaxhash.presets import alexnet_imagenet_input
-from jaxhash.schedules import continuation_schedule
+from jaxhash.run.schedules import continuation_schedule
 
 WEIGHTINGS = ("balanced", "uniform")
 
@@ -156,7 +156,8 @@ def use_released_recipe(config, learning_rate: float):
   SGD with Nesterov momentum 0.9, weight decay 5e-4, the hash layer at 10× the rate, the rate
   halved every 2,000 of 10,000 steps, batch 256, 256² images with random 224² crops and flips.
   ``learning_rate`` is the per-dataset base rate of the released solvers. Caffe's 2× rate and no
-  decay for biases are not reproduced (``jaxhash.optim`` treats all parameters of a group alike).
+  decay for biases are not reproduced (``jaxhash.run.optim`` treats all parameters of a group
+  alike).
   """
   alexnet_imagenet_input(config)
   config.optim.optimizer = "sgd"

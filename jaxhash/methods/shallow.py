@@ -2,8 +2,8 @@
 
 A shallow method (LSH, SH, ITQ, ITQ-CCA, SDH) learns no network: its hash function is fitted in
 closed form or by its paper's alternating updates on the features of a frozen backbone, which
-``jaxhash.feature_cache`` computes once (``model.trainable=head``). ``Method.fit`` maps the
-training images' features (and labels) to the head's parameters; ``jaxhash.fitting`` calls it
+``jaxhash.run.feature_cache`` computes once (``model.trainable=head``). ``Method.fit`` maps the
+training images' features (and labels) to the head's parameters; ``jaxhash.run.fitting`` calls it
 and saves the result as an ordinary checkpoint, so the run is loaded, evaluated, indexed and
 searched like a trained one. Codes are ``z >= 0``.
 

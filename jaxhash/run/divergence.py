@@ -1,15 +1,17 @@
 """A run that became non-finite: which checkpoints had diverged, and the stop that says so.
 
-The host loop (``jaxhash.trainer``) stops at the first non-finite step unless
+The host loop (``jaxhash.run.trainer``) stops at the first non-finite step unless
 ``train.skip_nonfinite``; ``nonfinite_stop`` then sets diverged checkpoints aside, records the stop
-in run.json (a lower learning rate is then accepted, see ``jaxhash.rundir``) and names the rerun.
+in run.json (a lower learning rate is then accepted, see ``jaxhash.run.rundir``) and names the
+rerun.
 """
 
 from __future__ import annotations
 
-from jaxhash import checkpoint, distributed, metrics_log, rundir
-from jaxhash.checkpoint import Checkpointer
-from jaxhash.train_step import NONFINITE
+from jaxhash import distributed
+from jaxhash.run import checkpoint, metrics_log, rundir
+from jaxhash.run.checkpoint import Checkpointer
+from jaxhash.run.train_step import NONFINITE
 
 
 def _and(names: list[str]) -> str:

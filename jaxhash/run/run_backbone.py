@@ -12,8 +12,9 @@ import os
 import jax
 import numpy as np
 
-from jaxhash import model_state, parallel, run_files, rundir
+from jaxhash import parallel
 from jaxhash.errors import UsageError
+from jaxhash.run import model_state, run_files, rundir
 
 
 def is_run(source: str) -> bool:
@@ -32,7 +33,7 @@ def backbone_variables(workdir: str, backbone: str) -> dict[str, dict]:
       f"model.init_weights={workdir} is a run of backbone {config.model.backbone!r}, not "
       f"{backbone!r}: set model.backbone={config.model.backbone} or start from another run."
     )
-  info = run_files.read_model_info(workdir, config)
+  info = run_files.read_model_info(workdir)
   model = model_state.build_model(config, info.num_classes)
   mesh = parallel.data_mesh(jax.local_devices())
   abstract = model_state.abstract_state(config, model, info.image_shape, mesh)

@@ -2,14 +2,15 @@
 workdir)`` also evaluates it and writes its results; the CLI, notebooks and tests call it.
 
 Order matters for "fail loudly, lose nothing": the config is validated, the data read and split,
-the run's identity checked (``jaxhash.rundir``) and its checkpoint restored before anything is
+the run's identity checked (``jaxhash.run.rundir``) and its checkpoint restored before anything is
 written to the workdir, so bad input or a changed setting never touches an existing run.
 With several processes (``jaxhash.distributed``) every process runs all of this and process 0
 alone writes the run's files.
 
-What the loop runs lives beside it: the experiment (``jaxhash.experiment``), the jitted step
-(``jaxhash.train_step``), the frozen prefix's cache (``jaxhash.frozen_prefix``), the stop at a
-non-finite step (``jaxhash.divergence``) and the evaluation (``jaxhash.run_evaluation``).
+What the loop runs lives beside it: the experiment (``jaxhash.run.experiment``), the jitted
+step (``jaxhash.run.train_step``), the frozen prefix's cache (``jaxhash.run.frozen_prefix``), the
+stop at a non-finite step (``jaxhash.run.divergence``) and the evaluation
+(``jaxhash.run.run_evaluation``).
 """
 
 from __future__ import annotations
@@ -22,29 +23,28 @@ import time
 import jax
 import numpy as np
 
-from jaxhash import (
+from jaxhash import distributed, parallel, plots
+from jaxhash.data import protocols
+from jaxhash.data.batches import TrainBatches
+from jaxhash.progress import Progress
+from jaxhash.run import (
   checkpoint,
-  distributed,
   fitting,
   frozen_prefix,
   metrics_log,
-  parallel,
-  plots,
   run_files,
   run_results,
   rundir,
+  workdir_lock,
 )
-from jaxhash.checkpoint import Checkpointer
-from jaxhash.data import protocols
-from jaxhash.data.batches import TrainBatches
-from jaxhash.divergence import nonfinite_stop
-from jaxhash.experiment import Experiment, build_experiment, initial_state
-from jaxhash.feature_cache import CachedBatches
-from jaxhash.model_state import abstract_state, make_tx, restore_newest
-from jaxhash.progress import Progress
-from jaxhash.run_evaluation import evaluate, unlabelled
-from jaxhash.state import TrainState
-from jaxhash.train_step import make_train_steps, step_metrics
+from jaxhash.run.checkpoint import Checkpointer
+from jaxhash.run.divergence import nonfinite_stop
+from jaxhash.run.experiment import Experiment, build_experiment, initial_state
+from jaxhash.run.feature_cache import CachedBatches
+from jaxhash.run.model_state import abstract_state, make_tx, restore_newest
+from jaxhash.run.run_evaluation import evaluate, unlabelled
+from jaxhash.run.state import TrainState
+from jaxhash.run.train_step import make_train_steps, step_metrics
 
 
 def call_length(step: int, steps: int, steps_per_call: int, every: tuple[int, ...]) -> int:
@@ -66,7 +66,7 @@ def total_steps(config, steps_per_epoch: int) -> int:
 def _check_workdir(
   exp: Experiment, workdir: str, steps_per_epoch: int, extend: bool
 ) -> rundir.Plan:
-  """Refuses a changed identity or split; reads only (see ``jaxhash.rundir``)."""
+  """Refuses a changed identity or split; reads only (see ``jaxhash.run.rundir``)."""
   checkpoints = os.path.join(workdir, "checkpoints")
   plan = rundir.check(
     workdir,
@@ -96,7 +96,7 @@ def train(
 
   ``extend=True`` lets a run train to a larger number of steps than it was started with
   (recorded). With a frozen prefix its activations are cached first (``on_shard(i)`` is called
-  after each shard). A shallow method's head is fitted on them instead (``jaxhash.fitting``).
+  after each shard). A shallow method's head is fitted on them instead (``jaxhash.run.fitting``).
   """
   config = exp.config
   stream = stream or sys.stderr
@@ -106,7 +106,7 @@ def train(
   optimizer, schedule = make_tx(config, exp.model, steps)
   distributed.lock_run(workdir)
   checkpoint.quiet_orbax()
-  with rundir.locked(workdir):
+  with workdir_lock.locked(workdir):
     plan = _check_workdir(exp, workdir, max(steps_per_epoch, 1), extend)
     with Checkpointer(workdir) as checkpointer:
       abstract = abstract_state(config, exp.model, exp.dataset.image_shape, exp.mesh, optimizer)
@@ -239,9 +239,9 @@ def train_and_evaluate(config, workdir: str, stream=None, extend: bool = False) 
   Images without labels are not evaluated (``unlabelled``): None.
   """
   distributed.lock_run(workdir)
-  rundir.ensure_free(workdir)
+  workdir_lock.ensure_free(workdir)
   exp = build_experiment(config)
-  with rundir.locked(workdir):
+  with workdir_lock.locked(workdir):
     t0 = time.perf_counter()
     state = train(exp, workdir, stream=stream, extend=extend)
     train_seconds = time.perf_counter() - t0

@@ -1,6 +1,7 @@
 """A trained state measured: ``evaluate(exp, state)`` encodes the split's queries and database and
-ranks them (``jaxhash.evaluation``), in the layout of results.json (``jaxhash.run_results`` writes
-it). ``jaxhash.trainer`` calls it after training, ``python -m jaxhash.evaluate`` on a finished run.
+ranks them (``jaxhash.evaluation``), in the layout of results.json (``jaxhash.run.run_results``
+writes it). ``jaxhash.run.trainer`` calls it after training, ``python -m jaxhash.evaluate`` on a
+finished run.
 """
 
 from __future__ import annotations
@@ -8,12 +9,13 @@ from __future__ import annotations
 import sys
 import time
 
-from jaxhash import environment, evaluation, frozen_prefix, parallel
+from jaxhash import environment, evaluation, parallel
 from jaxhash.encode import encode_indices, make_encoder
 from jaxhash.errors import UsageError
 from jaxhash.evaluation import classifier as classifier_baseline
-from jaxhash.experiment import Experiment
-from jaxhash.state import TrainState
+from jaxhash.run import frozen_prefix
+from jaxhash.run.experiment import Experiment
+from jaxhash.run.state import TrainState
 
 
 def evaluate(exp: Experiment, state: TrainState, workdir: str | None = None, stream=None) -> dict:

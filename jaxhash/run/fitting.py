@@ -2,7 +2,7 @@
 
 ``trainer.train`` hands a run whose method has ``fit`` (``jaxhash.methods.shallow``) here, after
 the feature cache is built: the training images' features (the backbone's output, computed once
-by ``jaxhash.feature_cache`` and shared by every method and code length) and labels go to
+by ``jaxhash.run.feature_cache`` and shared by every method and code length) and labels go to
 ``method.fit``, its parameters replace the head's, and the state is saved as the run's checkpoint
 at its last step. The run directory is then an ordinary one: evaluate, load, index and search read
 it as they read a trained run, and a rerun finds it finished.
@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxhash import distributed, metrics_log, parallel
+from jaxhash import distributed, parallel
+from jaxhash.run import metrics_log
 
 
 def fit_state(exp, state, features: np.ndarray, steps: int):

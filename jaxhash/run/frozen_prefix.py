@@ -1,9 +1,10 @@
 """The frozen prefix's activations for an experiment: the key they are cached under, and the cache
 built (or reused) and read.
 
-Training (``jaxhash.trainer``) starts from them instead of images, a shallow method is fitted on
-them (``jaxhash.fitting``), and evaluation encodes from them (``jaxhash.run_evaluation``). The
-cache itself, its shards and their checks, is ``jaxhash.feature_cache``.
+Training (``jaxhash.run.trainer``) starts from them instead of images, a shallow method is fitted
+on them (``jaxhash.run.fitting``), and evaluation encodes from them
+(``jaxhash.run.run_evaluation``). The cache itself, its shards and their checks, is
+``jaxhash.run.feature_cache``.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxhash import digests, distributed, feature_cache
+from jaxhash import digests, distributed
 from jaxhash.data.augment import preprocess
-from jaxhash.experiment import Experiment
-from jaxhash.model_state import trainable_mask
-from jaxhash.state import TrainState
+from jaxhash.run import feature_cache
+from jaxhash.run.experiment import Experiment
+from jaxhash.run.model_state import trainable_mask
+from jaxhash.run.state import TrainState
 
 
 def _identity(tree) -> str:

@@ -2,8 +2,8 @@
 data, builds the model and checks that they fit, and writes nothing; the state a run starts from
 (``initial_state``) or ends with (``restore_trained``).
 
-Training (``jaxhash.trainer``), evaluation (``jaxhash.run_evaluation``), the commands and the
-benchmarks start from an ``Experiment``.
+Training (``jaxhash.run.trainer``), evaluation (``jaxhash.run.run_evaluation``), the commands and
+the benchmarks start from an ``Experiment``.
 """
 
 from __future__ import annotations
@@ -15,15 +15,16 @@ import jax.numpy as jnp
 import optax
 
 from jaxhash import config as config_lib
-from jaxhash import parallel, run_backbone
+from jaxhash import parallel
 from jaxhash.data import protocols
 from jaxhash.data.dataset import Dataset
 from jaxhash.data.loader import load_dataset
 from jaxhash.errors import UsageError
 from jaxhash.methods import HashModel, Method, get_method
-from jaxhash.model_state import abstract_state, build_model, restore_state, sample_inputs
 from jaxhash.models.weights import load_weights
-from jaxhash.state import TrainState
+from jaxhash.run import run_backbone
+from jaxhash.run.model_state import abstract_state, build_model, restore_state, sample_inputs
+from jaxhash.run.state import TrainState
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,7 +78,7 @@ def build_experiment(config, dataset: Dataset | None = None) -> Experiment:
 
 def init_variables(exp: Experiment) -> tuple[dict, dict]:
   """Fresh (params, batch_stats) from ``config.seed``; the backbone from ``model.init_weights`` (a
-  weights file, a packaged name, or a run directory: ``jaxhash.run_backbone``).
+  weights file, a packaged name, or a run directory: ``jaxhash.run.run_backbone``).
 
   Pretrained weights are converted, not initialised: only the small head is traced by ``init``.
   """

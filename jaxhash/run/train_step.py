@@ -1,6 +1,6 @@
 """The training step: pure and jitted, several steps per call, a non-finite update never applied.
 
-``make_train_steps`` is what ``jaxhash.trainer``'s host loop calls and what
+``make_train_steps`` is what ``jaxhash.run.trainer``'s host loop calls and what
 ``benchmarks/train_throughput.py`` times; the host reads each step's ``nonfinite`` flags
 (``NONFINITE``) at its log and checkpoint boundaries.
 """
@@ -14,9 +14,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxhash.data.augment import preprocess
-from jaxhash.experiment import Experiment
-from jaxhash.model_state import trainable_mask
-from jaxhash.state import TrainState
+from jaxhash.run.experiment import Experiment
+from jaxhash.run.model_state import trainable_mask
+from jaxhash.run.state import TrainState
 
 # What a step checks. A non-finite gradient always shows in the state it updates: the optimizer
 # state (momentum, Adam's moments) or, for plain SGD, the parameters. Checking the gradient as well

@@ -1,6 +1,7 @@
 """The model a config builds and the state a run saves: its shapes, which parameters train, the
-optimizer over them, and the restore of the newest intact checkpoint. Training (``jaxhash.trainer``)
-and loading a finished run (``jaxhash.load``) share it, so loading needs no training loop.
+optimizer over them, and the restore of the newest intact checkpoint. Training
+(``jaxhash.run.trainer``) and loading a finished run (``jaxhash.load``) share it, so loading needs
+no training loop.
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxhash import checkpoint, parallel
 from jaxhash import config as config_lib
-from jaxhash.checkpoint import Checkpointer
+from jaxhash import parallel
 from jaxhash.data.augment import preprocess
 from jaxhash.methods import HashModel, get_method
 from jaxhash.models import get_backbone
 from jaxhash.models.stages import last_stage_keys
-from jaxhash.optim import make_optimizer
-from jaxhash.state import TrainState
+from jaxhash.run import checkpoint
+from jaxhash.run.checkpoint import Checkpointer
+from jaxhash.run.optim import make_optimizer
+from jaxhash.run.state import TrainState
 
 
 def build_model(config, num_classes: int) -> HashModel:
