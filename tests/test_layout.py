@@ -30,7 +30,11 @@ def _imports(module, path, modules):
   submodule P.n when there is one, else P itself."""
   is_package = path.endswith("__init__.py")
   with open(path) as f:
-    tree = ast.parse(f.read(), path)
+    source = f.read()
+  try:
+    tree = ast.parse(source, path)
+  except SystemError:  # CPython 3.11's AST depth counter is shared across threads (gh-106905):
+    tree = ast.parse(source, path)  # a worker's leftover threads can trip it once; parse again
   found = set()
   for node in ast.walk(tree):
     if isinstance(node, ast.Import):
