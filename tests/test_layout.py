@@ -33,8 +33,8 @@ def _imports(module, path, modules):
     source = f.read()
   try:
     tree = ast.parse(source, path)
-  except SystemError:  # CPython 3.11's AST depth counter is shared across threads (gh-106905):
-    tree = ast.parse(source, path)  # a worker's leftover threads can trip it once; parse again
+  except SystemError:  # "AST constructor recursion depth mismatch": CPython 3.11's AST builder
+    tree = ast.parse(source, path)  # miscounts now and then (python/cpython#106905); parse again
   found = set()
   for node in ast.walk(tree):
     if isinstance(node, ast.Import):
