@@ -142,12 +142,15 @@ def _versions() -> dict:
 
 
 def machine() -> dict:
-  """Where and from what a figure was measured: commit, CPU, load, versions, JAX backend."""
+  """Where and from what a figure was measured: commit, CPU, load, versions, JAX backend, and
+  XLA_FLAGS when set (``--xla_cpu_max_isa=AVX2`` measures the AVX2 code on an AVX-512 CPU)."""
   import jax
 
+  xla_flags = os.environ.get("XLA_FLAGS", "")
   return {
     "commit": _commit(),
     **_cpu(),
+    **({"xla_flags": xla_flags} if xla_flags else {}),
     "load_average_1min": os.getloadavg()[0],
     "platform": platform.platform(),
     "versions": _versions(),

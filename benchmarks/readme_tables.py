@@ -69,6 +69,8 @@ def provenance(name: str, machine: dict) -> str:
   )
   commit = machine["commit"] or "unknown"
   commit = commit[:7] + (" (uncommitted changes)" if commit.endswith("+dirty") else "")
+  if machine.get("xla_flags"):
+    isa += f" (`XLA_FLAGS={machine['xla_flags']}`)"
   return (
     f"From {where}: commit {commit}, {machine.get('cpu') or 'CPU not named'} "
     f"({machine.get('cores_available', '?')} cores, {isa}, 1-minute load "
@@ -970,6 +972,7 @@ def published_name(method: str) -> str:
 TABLES = {
   "dlbhc_mnist": dlbhc_mnist,
   "hamming_cpu": hamming_cpu,
+  "hamming_cpu_avx2": hamming_cpu,
   "hashnet_mnist": hashnet_mnist,
   "hashnet_ablation": hashnet_ablation,
   "hashnet_cifar10": hashnet_cifar10,
@@ -991,7 +994,10 @@ TABLES = {
 }
 # Results files whose benchmark has not been run to completion yet: their blocks say how to fill
 # them instead of failing. Once the file exists it is rendered as any other.
-PENDING = {"profile_efficientnet_step": "python benchmarks/profile_efficientnet_step.py"}
+PENDING = {
+  "hamming_cpu_avx2": "XLA_FLAGS=--xla_cpu_max_isa=AVX2 python benchmarks/bench_hamming_cpu.py"
+  " --queries 1 10 1000 --codes 1000000 --bits 64 128 --name hamming_cpu_avx2"
+}
 # Blocks drawn from several results files, each rendered from the results folder.
 COMPOSITE = {"summary": summary, "multiprocess_estimates": multiprocess_estimates}
 
