@@ -109,7 +109,8 @@ def _cpu() -> dict:
 
 
 def _commit() -> str:
-  """The checked-out commit (with ``+dirty`` when the work tree differs), or "" outside git."""
+  """The checked-out commit (with ``+dirty`` when the work tree differs outside the results
+  files, which do not change what is measured), or "" outside git."""
   import subprocess
 
   try:
@@ -117,7 +118,7 @@ def _commit() -> str:
       ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
     dirty = subprocess.run(
-      ["git", "status", "--porcelain", "--untracked-files=no"],
+      ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
       cwd=ROOT,
       capture_output=True,
       text=True,
