@@ -109,7 +109,8 @@ def _cpu() -> dict:
 
 
 def _commit() -> str:
-  """The checked-out commit (with ``+dirty`` when the work tree differs), or "" outside git."""
+  """The checked-out commit (with ``+dirty`` when the work tree differs outside the results
+  files, which do not change what is measured), or "" outside git."""
   import subprocess
 
   try:
@@ -117,7 +118,7 @@ def _commit() -> str:
       ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.strip()
     dirty = subprocess.run(
-      ["git", "status", "--porcelain", "--untracked-files=no"],
+      ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!benchmarks/results"],
       cwd=ROOT,
       capture_output=True,
       text=True,
@@ -142,12 +143,15 @@ def _versions() -> dict:
 
 
 def machine() -> dict:
-  """Where and from what a figure was measured: commit, CPU, load, versions, JAX backend."""
+  """Where and from what a figure was measured: commit, CPU, load, versions, JAX backend, and
+  XLA_FLAGS when set (``--xla_cpu_max_isa=AVX2`` measures the AVX2 code on an AVX-512 CPU)."""
   import jax
 
+  xla_flags = os.environ.get("XLA_FLAGS", "")
   return {
     "commit": _commit(),
     **_cpu(),
+    **({"xla_flags": xla_flags} if xla_flags else {}),
     "load_average_1min": os.getloadavg()[0],
     "platform": platform.platform(),
     "versions": _versions(),

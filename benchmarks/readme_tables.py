@@ -69,6 +69,8 @@ def provenance(name: str, machine: dict) -> str:
   )
   commit = machine["commit"] or "unknown"
   commit = commit[:7] + (" (uncommitted changes)" if commit.endswith("+dirty") else "")
+  if machine.get("xla_flags"):
+    isa += f" (`XLA_FLAGS={machine['xla_flags']}`)"
   return (
     f"From {where}: commit {commit}, {machine.get('cpu') or 'CPU not named'} "
     f"({machine.get('cores_available', '?')} cores, {isa}, 1-minute load "
@@ -821,6 +823,41 @@ def profile_efficientnet_step(payload: dict) -> list[str]:
   return [*_table(header, rows), "", f"{payload['what']}; `{payload['benchmark']}`."]
 
 
+def index_throughput(payload: dict) -> list[str]:
+  rows = [
+    [
+      f"{r['size']}²",
+      f"{r['jaxhash_images_per_sec']:.0f}",
+      f"{r['pytorch_images_per_sec']:.0f}",
+      f"{r['ratio']:.2f}",
+      f"{r['jaxhash_peak_rss_gb']:.2f}",
+      f"{r['pytorch_peak_rss_gb']:.2f} (+ {r['pytorch_worker_peak_rss_gb']:.2f} per worker)",
+      str(r["jaxhash_batch"]),
+      f"{100 * r['bits_equal']:.2f}%",
+      "yes" if r["holds"] else "**no**",
+    ]
+    for r in payload["sizes"]
+  ]
+  header = [
+    "input",
+    "jaxhash images/s",
+    "PyTorch images/s",
+    "ratio",
+    "jaxhash peak RSS GB",
+    "PyTorch peak RSS GB",
+    "jaxhash batch",
+    "code bits equal",
+    "bar holds",
+  ]
+  return [
+    *_table(header, rows),
+    "",
+    f"{payload['images']:,} CIFAR-10 JPEGs, {payload['model']}; medians of {payload['rounds']} "
+    f"alternating rounds per side; PyTorch's DataLoader with {payload['workers']} workers, "
+    f"batch {payload['torch_batch']}. Bar: {payload['bar']}.",
+  ]
+
+
 # The README's summary: (results file, row reader) -> rows of
 # (method, dataset, protocol, backbone, bits, R, mAP@R, seconds, benchmark command).
 def _summary_dlbhc_mnist(payload: dict) -> list[tuple]:
@@ -970,6 +1007,8 @@ def published_name(method: str) -> str:
 TABLES = {
   "dlbhc_mnist": dlbhc_mnist,
   "hamming_cpu": hamming_cpu,
+  "hamming_cpu_avx2": hamming_cpu,
+  "index_throughput": index_throughput,
   "hashnet_mnist": hashnet_mnist,
   "hashnet_ablation": hashnet_ablation,
   "hashnet_cifar10": hashnet_cifar10,
@@ -991,7 +1030,10 @@ TABLES = {
 }
 # Results files whose benchmark has not been run to completion yet: their blocks say how to fill
 # them instead of failing. Once the file exists it is rendered as any other.
-PENDING = {"profile_efficientnet_step": "python benchmarks/profile_efficientnet_step.py"}
+PENDING = {
+  "hamming_cpu_avx2": "XLA_FLAGS=--xla_cpu_max_isa=AVX2 python benchmarks/bench_hamming_cpu.py"
+  " --queries 1 10 1000 --codes 1000000 --bits 64 128 --name hamming_cpu_avx2"
+}
 # Blocks drawn from several results files, each rendered from the results folder.
 COMPOSITE = {"summary": summary, "multiprocess_estimates": multiprocess_estimates}
 
