@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxhash.models import BACKBONES, LeNet, get_backbone, weights
+from jaxhash.models import BACKBONES, LeNet, get_backbone, layers, weights
 from jaxhash.models.layers import DepthwiseConv, PatchConv, PointwiseConv, batch_norm
 from jaxhash.models.stages import last_stage_keys, stage_keys
 
@@ -186,7 +186,8 @@ def test_bfloat16_activations_keep_float32_params(name):
 
 @pytest.mark.parametrize(
   "size,kernel,stride,batch",
-  [(9, 3, 1, 2), (10, 5, 2, 2), (2, 5, 2, 2), (7, 3, 2, 6), (1, 3, 2, 1), (12, 5, 1, 8)],
+  [(9, 3, 1, 2), (10, 5, 2, 2), (2, 5, 2, 2), (7, 3, 2, 6), (1, 3, 2, 1), (12, 5, 1, 8)]
+  + [(6, 5, 1, 4), (6, 5, 2, 4), (4, 3, 1, 3)],  # kernel gradients by position pairs
 )
 def test_shifted_depthwise_equals_the_grouped_convolution(size, kernel, stride, batch):
   rng = np.random.default_rng(size * kernel + stride)
@@ -213,6 +214,23 @@ def test_shifted_depthwise_equals_the_grouped_convolution(size, kernel, stride, 
   chex.assert_trees_all_close(grads[0], grads[1], rtol=1e-4, atol=1e-4)
   with pytest.raises(ValueError, match="depthwise impl 'fast'"):
     DepthwiseConv(kernel, stride, impl="fast").apply(variables, x)
+
+
+@pytest.mark.parametrize("size,kernel,stride", [(6, 5, 1), (6, 5, 2), (3, 3, 1), (4, 3, 2)])
+def test_depthwise_kernel_gradient_is_the_same_by_images_and_by_positions(size, kernel, stride):
+  rng = np.random.default_rng(size + kernel + stride)
+  x = jnp.asarray(rng.normal(size=(8, size, size + 1, 5)), jnp.float32)
+  out = -(-size // stride), -(-(size + 1) // stride)
+  g = jnp.asarray(rng.normal(size=(8, *out, 5)), jnp.float32)
+  shape = (kernel, kernel, 1, 5)
+  by_images, by_positions = fast_jit(
+    lambda x, g: [
+      layers._kernel_gradient_by_images(x, g, shape, stride),
+      layers._kernel_gradient_by_positions(x, g, shape, stride),
+    ]
+  )(x, g)
+  assert by_positions.shape == shape
+  np.testing.assert_allclose(by_positions, by_images, rtol=1e-4, atol=1e-4)
 
 
 def test_get_backbone_options():

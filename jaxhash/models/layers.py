@@ -17,6 +17,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxhash.arith import ceil_div
 from jaxhash.errors import UsageError
@@ -263,7 +264,7 @@ def _input_gradient(
 _GROUP = 4  # images summed together in the kernel gradient
 
 
-def _kernel_gradient(x: jax.Array, g: jax.Array, kernel_shape, stride: int) -> jax.Array:
+def _kernel_gradient_by_images(x: jax.Array, g: jax.Array, kernel_shape, stride: int) -> jax.Array:
   """The kernel gradient, summed over a few images at a time, whose windows stay in cache.
 
   Over the whole batch, XLA writes each tap's window out as its own array (about 15 ms per tap
@@ -285,6 +286,46 @@ def _kernel_gradient(x: jax.Array, g: jax.Array, kernel_shape, stride: int) -> j
 
   grouped = [a.reshape(-1, group, *a.shape[1:]) for a in (x, g)]
   return jax.lax.map(some_images, grouped).sum(axis=0).reshape(kernel_shape)
+
+
+@functools.lru_cache(maxsize=None)
+def _tap_matrix(height: int, width: int, k: int, stride: int) -> np.ndarray:
+  """(output positions · input positions, k²): 1 where input position q meets output position p
+  through kernel tap t (TensorFlow "SAME" padding), else 0."""
+  ((top, _), out_h), ((left, _), out_w) = (
+    _same_padding(height, k, stride),
+    _same_padding(width, k, stride),
+  )
+  taps = np.zeros((out_h, out_w, height, width, k, k), np.float32)
+  for y, x, i, j in np.ndindex(out_h, out_w, k, k):
+    row, col = y * stride + i - top, x * stride + j - left
+    if 0 <= row < height and 0 <= col < width:
+      taps[y, x, row, col, i, j] = 1
+  return taps.reshape(-1, k * k)
+
+
+def _kernel_gradient_by_positions(x: jax.Array, g: jax.Array, kernel_shape, stride: int):
+  """The kernel gradient from every (output, input) position pair's correlation over the batch,
+  per channel (one batched matrix product), summed per tap by a product with ``_tap_matrix``.
+
+  It multiplies (input positions / k²) times as much as the direct sum, but as matrix products:
+  at Lite0's 6 × 6 and 3 × 3 stages it takes 6 ms instead of 11 (6 × 6 × 672, k 5) and 2 instead
+  of 6 (3 × 3 × 1152, k 5) on 2 EPYC cores, batch 64.
+  """
+  n, height, width, channels = x.shape
+  correlation = jnp.einsum("npc,nqc->cpq", g.reshape(n, -1, channels), x.reshape(n, -1, channels))
+  taps = jnp.asarray(_tap_matrix(height, width, kernel_shape[0], stride))
+  return (correlation.reshape(channels, -1) @ taps).T.reshape(kernel_shape)
+
+
+def _kernel_gradient(x: jax.Array, g: jax.Array, kernel_shape, stride: int) -> jax.Array:
+  """The depthwise kernel's gradient: by position pairs where the input has at most 3 × k²
+  positions (``_kernel_gradient_by_positions``; about as fast at 3 ×, slower beyond), else a few
+  images at a time."""
+  k = kernel_shape[0]
+  if x.shape[1] * x.shape[2] <= 3 * k * k:
+    return _kernel_gradient_by_positions(x, g, kernel_shape, stride)
+  return _kernel_gradient_by_images(x, g, kernel_shape, stride)
 
 
 def _shifted_depthwise_bwd(stride, residuals, g):
