@@ -199,8 +199,9 @@ def shifted_depthwise(x: jax.Array, kernel: jax.Array, stride: int) -> jax.Array
 
   Both gradients are written out (XLA's CPU backend runs JAX's own transposes slowly):
   :func:`_input_gradient` is the same kind of loop over the output gradient, and
-  :func:`_kernel_gradient` sums a few images at a time. Lite0's stage6 to head, trained at 160²,
-  batch 64, on 2 EPYC cores: 510 ms a step instead of 848 (stage5 to head: 1111 instead of 1882).
+  :func:`_kernel_gradient` sums a few images at a time (position pairs at small sizes). Lite0's
+  stage6 to head, trained at 160², batch 64, on 2 EPYC cores: 510 ms a step instead of 848 (stage5
+  to head: 1111 instead of 1882), before the position pairs.
   """
   return _shifted_sum(x, kernel, stride)
 
