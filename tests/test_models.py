@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxhash.models import BACKBONES, LeNet, get_backbone, weights
+from jaxhash.models import BACKBONES, LeNet, get_backbone, layers, weights
 from jaxhash.models.layers import DepthwiseConv, PatchConv, PointwiseConv, batch_norm
 from jaxhash.models.stages import last_stage_keys, stage_keys
 
@@ -111,17 +111,17 @@ def test_stage_range_errors():
 @pytest.mark.parametrize("train,frozen", [(False, False), (True, False), (True, True)])
 def test_batch_norm_uses_batch_statistics_only_when_training_and_not_frozen(name, train, frozen):
   model = get_backbone(name, freeze_batch_norm=frozen)
-  running_average = []
+  running_average = {}  # per batch-norm layer (its path); layers.BatchNorm calls flax's within
 
   def record(call, args, kwargs, context):
     if isinstance(context.module, nn.BatchNorm) and context.method_name == "__call__":
-      running_average.append(context.module.use_running_average)
+      running_average[context.module.scope.path] = context.module.use_running_average
     return call(*args, **kwargs)
 
   with nn.intercept_methods(record):
     jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((2, 32, 32, 3)), train=train))
   assert len(running_average) == {"resnet18": 20, "resnet50": 53, "efficientnet_lite0": 49}[name]
-  assert set(running_average) == {not train or frozen}
+  assert set(running_average.values()) == {not train or frozen}
 
 
 def test_training_moves_the_running_statistics_towards_the_batch():
@@ -143,6 +143,38 @@ def test_training_moves_the_running_statistics_towards_the_batch():
   np.testing.assert_allclose(y_frozen, (x - 0.5) / np.sqrt(2.0 + 1e-5), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("relu6", [False, True])
+def test_fused_batch_norm_matches_flax_in_outputs_statistics_and_gradients(relu6):
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(size=(4, 5, 5, 6)) * 3 + 1, jnp.float32)
+  variables = {
+    "params": {
+      "scale": jnp.asarray(rng.uniform(1, 3, 6), jnp.float32),
+      "bias": jnp.asarray(rng.normal(size=6) + 1, jnp.float32),
+    },
+    "batch_stats": {"mean": jnp.zeros(6), "var": jnp.ones(6)},
+  }
+  cotangent = jnp.asarray(rng.normal(size=x.shape), jnp.float32)
+
+  def step(impl):
+    norm = batch_norm("bn", True, False, 0.9, 1e-3, None, relu6=relu6, impl=impl)
+
+    def loss(params, x):
+      y, stats = norm.apply({**variables, "params": params}, x, mutable=["batch_stats"])
+      return jnp.sum(y * cotangent), (y, stats)
+
+    return jax.grad(loss, argnums=(0, 1), has_aux=True)(variables["params"], x)  # (grads, outputs)
+
+  fused_norm = batch_norm("bn", True, False, 0.9, 1e-3, None, relu6=relu6, impl="fused")
+  forward = jax.make_jaxpr(lambda x: fused_norm.apply(variables, x, mutable=["batch_stats"]))(x)
+  assert "custom_vjp_call" in str(forward)  # the fused path is the one compared
+  (fused_grads, fused), (flax_grads, flax) = jax.jit(lambda: [step(i) for i in ("fused", "flax")])()
+  chex.assert_trees_all_close(fused, flax, rtol=1e-5, atol=1e-5)
+  chex.assert_trees_all_close(fused_grads, flax_grads, rtol=1e-4, atol=1e-4)
+  if relu6:  # both of ReLU6's clipped sides occur (and get no gradient)
+    assert float(jnp.mean(flax[0] == 0)) > 0.1 and float(jnp.mean(flax[0] == 6)) > 0.005
+
+
 @pytest.mark.parametrize("name", list(FEATURES))
 def test_bfloat16_activations_keep_float32_params(name):
   model = get_backbone(name, dtype=jnp.bfloat16)
@@ -154,7 +186,8 @@ def test_bfloat16_activations_keep_float32_params(name):
 
 @pytest.mark.parametrize(
   "size,kernel,stride,batch",
-  [(9, 3, 1, 2), (10, 5, 2, 2), (2, 5, 2, 2), (7, 3, 2, 6), (1, 3, 2, 1), (12, 5, 1, 8)],
+  [(9, 3, 1, 2), (10, 5, 2, 2), (2, 5, 2, 2), (7, 3, 2, 6), (1, 3, 2, 1), (12, 5, 1, 8)]
+  + [(6, 5, 1, 4), (6, 5, 2, 4), (4, 3, 1, 3)],  # kernel gradients by position pairs
 )
 def test_shifted_depthwise_equals_the_grouped_convolution(size, kernel, stride, batch):
   rng = np.random.default_rng(size * kernel + stride)
@@ -181,6 +214,23 @@ def test_shifted_depthwise_equals_the_grouped_convolution(size, kernel, stride, 
   chex.assert_trees_all_close(grads[0], grads[1], rtol=1e-4, atol=1e-4)
   with pytest.raises(ValueError, match="depthwise impl 'fast'"):
     DepthwiseConv(kernel, stride, impl="fast").apply(variables, x)
+
+
+@pytest.mark.parametrize("size,kernel,stride", [(6, 5, 1), (6, 5, 2), (3, 3, 1), (4, 3, 2)])
+def test_depthwise_kernel_gradient_is_the_same_by_images_and_by_positions(size, kernel, stride):
+  rng = np.random.default_rng(size + kernel + stride)
+  x = jnp.asarray(rng.normal(size=(8, size, size + 1, 5)), jnp.float32)
+  out = -(-size // stride), -(-(size + 1) // stride)
+  g = jnp.asarray(rng.normal(size=(8, *out, 5)), jnp.float32)
+  shape = (kernel, kernel, 1, 5)
+  by_images, by_positions = fast_jit(
+    lambda x, g: [
+      layers._kernel_gradient_by_images(x, g, shape, stride),
+      layers._kernel_gradient_by_positions(x, g, shape, stride),
+    ]
+  )(x, g)
+  assert by_positions.shape == shape
+  np.testing.assert_allclose(by_positions, by_images, rtol=1e-4, atol=1e-4)
 
 
 def test_get_backbone_options():

@@ -93,11 +93,11 @@ class _MBConv(nn.Module):
     channels = x.shape[-1] * self.expansion
     y = x
     if self.expansion != 1:
-      y = nn.relu6(norm("_bn0")(conv(channels, name="_expand_conv")(y)))
+      y = norm("_bn0", relu6=True)(conv(channels, name="_expand_conv")(y))
     y = DepthwiseConv(self.kernel, self.stride, self.depthwise, self.dtype, name="_depthwise_conv")(
       y
     )
-    y = nn.relu6(norm("_bn1")(y))
+    y = norm("_bn1", relu6=True)(y)
     y = norm("_bn2")(conv(self.out, name="_project_conv")(y))
     return y + x if self.stride == 1 and x.shape[-1] == self.out else y
 
@@ -130,8 +130,8 @@ class EfficientNetLite0(nn.Module):
     )
 
     def stem(x):
-      return nn.relu6(
-        norm("_bn0")(PatchConv(_STEM, 3, strides=2, dtype=self.dtype, name="_conv_stem")(x))
+      return norm("_bn0", relu6=True)(
+        PatchConv(_STEM, 3, strides=2, dtype=self.dtype, name="_conv_stem")(x)
       )
 
     def stage(i, first_block):
@@ -155,7 +155,7 @@ class EfficientNetLite0(nn.Module):
       return run
 
     def head(x):
-      x = nn.relu6(norm("_bn1")(PointwiseConv(_HEAD, self.dtype, name="_conv_head")(x)))
+      x = norm("_bn1", relu6=True)(PointwiseConv(_HEAD, self.dtype, name="_conv_head")(x))
       return jnp.mean(x, axis=(1, 2))
 
     def classifier(x):
