@@ -175,6 +175,18 @@ def test_fused_batch_norm_matches_flax_in_outputs_statistics_and_gradients(relu6
     assert float(jnp.mean(flax[0] == 0)) > 0.1 and float(jnp.mean(flax[0] == 6)) > 0.005
 
 
+def test_batch_norm_without_scale_or_bias_takes_flax_path_in_training():
+  x = jnp.asarray(np.random.default_rng(4).normal(size=(4, 3, 3, 2)), jnp.float32)
+  for options in ({"use_scale": False}, {"use_bias": False}):
+    norm = layers.BatchNorm(use_running_average=False, impl="fused", **options)
+    variables = norm.init(jax.random.key(0), x)
+    y, _ = norm.apply(variables, x, mutable=["batch_stats"])
+    reference, _ = nn.BatchNorm(use_running_average=False, **options).apply(
+      variables, x, mutable=["batch_stats"]
+    )
+    np.testing.assert_allclose(y, reference, rtol=1e-6, atol=1e-6)
+
+
 @pytest.mark.parametrize("name", list(FEATURES))
 def test_bfloat16_activations_keep_float32_params(name):
   model = get_backbone(name, dtype=jnp.bfloat16)

@@ -94,6 +94,7 @@ class BatchNorm(nn.BatchNorm):
       or self.dtype not in (None, jnp.float32)
       or self.axis != -1
       or self.axis_name is not None
+      or not (self.use_scale and self.use_bias and self.use_fast_variance)
     ):
       y = super().__call__(x, use_running_average)
       return nn.relu6(y) if self.relu6 else y
