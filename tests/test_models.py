@@ -243,6 +243,8 @@ def test_depthwise_kernel_gradient_is_the_same_by_images_and_by_positions(size, 
   )(x, g)
   assert by_positions.shape == shape
   np.testing.assert_allclose(by_positions, by_images, rtol=1e-4, atol=1e-4)
+  low = [a.astype(jnp.bfloat16) for a in (x, g)]  # the kernel's dtype, as the custom gradient needs
+  assert layers._kernel_gradient_by_positions(*low, shape, stride).dtype == jnp.bfloat16
 
 
 def test_get_backbone_options():

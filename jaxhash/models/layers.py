@@ -316,7 +316,7 @@ def _kernel_gradient_by_positions(x: jax.Array, g: jax.Array, kernel_shape, stri
   """
   n, height, width, channels = x.shape
   correlation = jnp.einsum("npc,nqc->cpq", g.reshape(n, -1, channels), x.reshape(n, -1, channels))
-  taps = jnp.asarray(_tap_matrix(height, width, kernel_shape[0], stride))
+  taps = jnp.asarray(_tap_matrix(height, width, kernel_shape[0], stride), x.dtype)
   return (correlation.reshape(channels, -1) @ taps).T.reshape(kernel_shape)
 
 
